@@ -1,0 +1,24 @@
+"""picsift: AI search, curation and diverse sampling for image collections, in Jupyter, locally."""
+
+from __future__ import annotations
+
+from .embedding import DEFAULT_MODEL, Embedder, parse_model_spec
+from .errors import PicsiftError
+from .index import available_backends, open_index
+from .library import Library, default_model
+from .search import Results
+from .update import UpdateReport
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Embedder",
+    "Library",
+    "PicsiftError",
+    "Results",
+    "UpdateReport",
+    "available_backends",
+    "default_model",
+    "open_index",
+    "parse_model_spec",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,298 @@
+"""The catalog: scanning folders, content ids, and the workspace's SQLite database.
+
+One SQLite file (``catalog.sqlite`` in the workspace) holds every row picsift keeps about images:
+files and their content ids, which ids have embeddings for which model (the vectors themselves live
+in :mod:`picsift.store`), and collections. Writes happen in short transactions so that a killed
+process leaves the database as of its last commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .embedding.decode import IMAGE_EXTENSIONS
+
+#: The default workspace folder, created inside the image folder.
+WORKSPACE_DIRNAME = ".picsift"
+ID_HEX_LENGTH = 32
+
+_MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE files(
+        path TEXT PRIMARY KEY,          -- relative to the library root, '/'-separated
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        image_id TEXT,                  -- content hash; NULL when the file could not be read
+        width INTEGER,
+        height INTEGER,
+        error TEXT,                     -- why the file was skipped, NULL when it is fine
+        indexed_at REAL NOT NULL
+    );
+    CREATE INDEX files_by_image ON files(image_id);
+    CREATE TABLE models(
+        identity TEXT PRIMARY KEY,      -- see ModelSpec.identity()
+        spec TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        vectors_file TEXT NOT NULL,     -- file name inside the model's folder
+        next_row INTEGER NOT NULL,      -- rows below this are allocated in vectors_file
+        version INTEGER NOT NULL,       -- bumped on every change; indexes record the version they hold
+        created REAL NOT NULL
+    );
+    CREATE TABLE embeddings(
+        model TEXT NOT NULL REFERENCES models(identity),
+        image_id TEXT NOT NULL,
+        row INTEGER NOT NULL,
+        PRIMARY KEY(model, image_id)
+    );
+    CREATE TABLE collections(
+        name TEXT PRIMARY KEY,
+        created REAL NOT NULL,
+        recipe TEXT NOT NULL            -- JSON: how the collection was made
+    );
+    CREATE TABLE collection_items(
+        collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+        image_id TEXT NOT NULL,
+        score REAL,
+        rank INTEGER NOT NULL,
+        PRIMARY KEY(collection, image_id)
+    );
+    """,
+]
+
+
+@dataclass(frozen=True)
+class FileState:
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class ScanResult:
+    """What a scan found: image files with their size and mtime, and files it could not look at."""
+
+    files: dict[str, FileState] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def scan(root: Path, skip: Iterable[Path] = ()) -> ScanResult:
+    """Find image files under ``root`` recursively (extensions case-insensitive).
+
+    Symlinked folders are followed once (loops are detected); hidden files and folders are skipped,
+    as are the folders in ``skip`` (the workspace).
+    """
+    root = Path(root)
+    skipped = {os.path.realpath(p) for p in skip}
+    result = ScanResult()
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def walk(folder: str, relative: str) -> None:
+        try:
+            stat = os.stat(folder)
+        except OSError as e:
+            result.problems.append((relative or ".", f"cannot read folder: {e.strerror}"))
+            return
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen_dirs:
+            return  # a symlink loop or a second link to a folder already scanned
+        seen_dirs.add(key)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            result.problems.append((relative or ".", f"cannot list folder: {e.strerror}"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = f"{relative}/{entry.name}" if relative else entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if os.path.realpath(entry.path) not in skipped:
+                    walk(entry.path, rel)
+                continue
+            if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                result.problems.append((rel.encode("utf-8", "replace").decode(), "file name is not valid UTF-8"))
+                continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError as e:
+                result.problems.append((rel, f"cannot stat file: {e.strerror} (broken symlink?)"))
+                continue
+            result.files[rel] = FileState(st.st_size, st.st_mtime_ns)
+
+    walk(str(root), "")
+    return result
+
+
+def content_id(data: bytes) -> str:
+    """An image's id: a 128-bit BLAKE2b hash of its bytes, as 32 hex digits."""
+    return hashlib.blake2b(data, digest_size=ID_HEX_LENGTH // 2).hexdigest()
+
+
+def looks_like_id(text: str) -> bool:
+    return len(text) == ID_HEX_LENGTH and all(c in "0123456789abcdef" for c in text)
+
+
+@dataclass
+class FileRow:
+    path: str
+    size: int
+    mtime_ns: int
+    image_id: str | None
+    width: int | None
+    height: int | None
+    error: str | None
+
+
+class Catalog:
+    """The workspace database. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_MIGRATIONS):
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this picsift ({len(_MIGRATIONS)}); "
+                "upgrade picsift"
+            )
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            # One script per migration, schema change and version bump committed together.
+            self.db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- meta -------------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str, db: sqlite3.Connection | None = None) -> None:
+        (db or self.db).execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- files ------------------------------------------------------------------------------------
+    def files(self) -> dict[str, FileRow]:
+        rows = self.db.execute(
+            "SELECT path, size, mtime_ns, image_id, width, height, error FROM files"
+        ).fetchall()
+        return {r[0]: FileRow(*r) for r in rows}
+
+    @staticmethod
+    def upsert_files(db: sqlite3.Connection, rows: Iterable[FileRow]) -> None:
+        now = time.time()
+        db.executemany(
+            "INSERT OR REPLACE INTO files(path, size, mtime_ns, image_id, width, height, error, indexed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r.path, r.size, r.mtime_ns, r.image_id, r.width, r.height, r.error, now) for r in rows],
+        )
+
+    @staticmethod
+    def delete_files(db: sqlite3.Connection, paths: Iterable[str]) -> None:
+        db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in paths])
+
+    def paths_by_id(self) -> dict[str, str]:
+        """For each image id, its first path (ids shared by duplicate files show one of them)."""
+        rows = self.db.execute(
+            "SELECT image_id, MIN(path) FROM files WHERE image_id IS NOT NULL GROUP BY image_id"
+        )
+        return dict(rows.fetchall())
+
+    def id_for_path(self, path: str) -> str | None:
+        row = self.db.execute("SELECT image_id FROM files WHERE path=?", (path,)).fetchone()
+        return row[0] if row else None
+
+    def errors(self) -> list[tuple[str, str]]:
+        return self.db.execute("SELECT path, error FROM files WHERE error IS NOT NULL ORDER BY path").fetchall()
+
+    # -- collections ------------------------------------------------------------------------------
+    def write_collection(
+        self, name: str, ids: list[str], scores: list[float] | None, recipe: dict[str, object]
+    ) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM collections WHERE name=?", (name,))
+            db.execute(
+                "INSERT INTO collections(name, created, recipe) VALUES (?, ?, ?)",
+                (name, time.time(), json.dumps(recipe, default=str)),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO collection_items(collection, image_id, score, rank) VALUES (?, ?, ?, ?)",
+                [
+                    (name, image_id, None if scores is None else float(scores[i]), i + 1)
+                    for i, image_id in enumerate(ids)
+                ],
+            )
+
+    def copy_collection(self, source: str, target: str) -> None:
+        with self.transaction() as db:
+            if not db.execute("SELECT 1 FROM collections WHERE name=?", (source,)).fetchone():
+                raise KeyError(source)
+            db.execute("DELETE FROM collections WHERE name=?", (target,))
+            db.execute(
+                "INSERT INTO collections(name, created, recipe) SELECT ?, ?, recipe FROM collections WHERE name=?",
+                (target, time.time(), source),
+            )
+            db.execute(
+                "INSERT INTO collection_items(collection, image_id, score, rank)"
+                " SELECT ?, image_id, score, rank FROM collection_items WHERE collection=?",
+                (target, source),
+            )
+
+    def collection_names(self) -> list[tuple[str, float, str, int]]:
+        return self.db.execute(
+            "SELECT c.name, c.created, c.recipe, COUNT(i.image_id) FROM collections c"
+            " LEFT JOIN collection_items i ON i.collection = c.name GROUP BY c.name ORDER BY c.created"
+        ).fetchall()
+
+    def collection_items(self, name: str) -> tuple[dict[str, object], list[tuple[str, float | None, int]]]:
+        row = self.db.execute("SELECT recipe FROM collections WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise KeyError(name)
+        items = self.db.execute(
+            "SELECT image_id, score, rank FROM collection_items WHERE collection=? ORDER BY rank", (name,)
+        ).fetchall()
+        return json.loads(row[0]), items
+
+    def delete_collection(self, name: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM collections WHERE name=?", (name,)).rowcount > 0

@@ -1,0 +1,174 @@
+"""The ``picsift`` command line: index, search, similar, status, collections, demo.
+
+Every command accepts ``--json`` for scripts. Errors print one line and exit non-zero
+(``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import PicsiftError
+from .index import available_backends
+
+
+def _library_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="the image folder")
+    parser.add_argument("--model", help="model spec, e.g. ViT-B-32:laion2b_s34b_b79k or ARCH:/path/to/ckpt.pt")
+    parser.add_argument("--index", choices=available_backends(), help="vector index backend (default: hnsw)")
+    parser.add_argument("--qdrant-url", help="Qdrant server or cluster URL (with --index qdrant)")
+    parser.add_argument("--workspace", help="workspace folder (default: FOLDER/.picsift)")
+    parser.add_argument("--device", help="cuda, mps or cpu (default: best available)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _search_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=20, help="at most this many results (default 20)")
+    parser.add_argument("--min-score", type=float, help="keep scores >= this")
+    parser.add_argument("--max-score", type=float, help="keep scores <= this")
+    parser.add_argument("--negative", action="append", default=[], metavar="TEXT",
+                        help="push results away from this prompt (repeatable)")
+    parser.add_argument("--combine", choices=["mean", "max"], default="mean",
+                        help="how several prompts or images combine (default mean)")
+    parser.add_argument("--within", metavar="COLLECTION", help="search only this saved collection")
+    parser.add_argument("--bins", type=int, default=20, help="histogram bins in --json output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="picsift", description="AI search over image folders with CLIP.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("index", help="embed new and changed images, forget removed ones")
+    _library_args(p)
+    p.add_argument("--batch-size", type=int, help="images per forward pass")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = commands.add_parser("search", help="search by a text prompt")
+    _library_args(p)
+    p.add_argument("prompt", nargs="+", help="the text prompt (several: combined with --combine)")
+    _search_args(p)
+
+    p = commands.add_parser("similar", help="search by one or several images (paths or ids)")
+    _library_args(p)
+    p.add_argument("images", nargs="+", help="image paths or ids")
+    _search_args(p)
+    p.add_argument("--exclude-references", action="store_true", help="leave the query images out")
+
+    p = commands.add_parser("status", help="what is indexed, with which model")
+    _library_args(p)
+    p.add_argument("--skipped", action="store_true", help="list files that could not be embedded")
+
+    p = commands.add_parser("collections", help="list saved collections, or save the last search")
+    _library_args(p)
+    p.add_argument("--save", metavar="NAME", help="save the last search as NAME")
+    p.add_argument("--delete", metavar="NAME", help="delete the collection NAME")
+
+    p = commands.add_parser("demo", help="fetch the demo images, index them and run a few searches")
+    p.add_argument("--model", help="model spec (default: the default model, else the offline one)")
+    p.add_argument("--folder", help="use this image folder instead of the Tux Paint stamps")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="picsift: %(levelname)s: %(message)s")
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("picsift: interrupted", file=sys.stderr)
+        return 130
+    except (PicsiftError, ValueError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"picsift: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from .library import Library
+
+    options = {"url": args.qdrant_url} if getattr(args, "qdrant_url", None) else None
+    return Library(args.folder, workspace=args.workspace, model=args.model, index=args.index,
+                   index_options=options, device=args.device, batch_size=getattr(args, "batch_size", None))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from .demo import run_demo
+
+        run_demo(model=args.model, folder=args.folder)
+        return 0
+    with _open(args) as library:
+        if args.command == "index":
+            report = library.update(progress=not (args.quiet or args.json))
+            if args.json:
+                _print_json({**report.__dict__, "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+                             "model": library.spec.text, "index": library.index_name})
+            else:
+                print(f"{library.root}: {report.summary()} (model {library.spec.label()}, index {library.index_name})")
+                for path, reason in report.skipped[:20]:
+                    print(f"  skipped {path}: {reason}")
+                if len(report.skipped) > 20:
+                    print(f"  ... and {len(report.skipped) - 20} more (picsift status --skipped)")
+            return 0
+        if args.command in ("search", "similar"):
+            options = dict(limit=args.limit, min_score=args.min_score, max_score=args.max_score,
+                           negative_text=args.negative or None, combine=args.combine, within=args.within)
+            if args.command == "search":
+                results = library.search(args.prompt, **options)
+            else:
+                results = library.similar(args.images, exclude_references=args.exclude_references, **options)
+            if args.json:
+                _print_json({"query": results.query, "model": library.spec.text,
+                             "results": results.df.to_dict(orient="records"),
+                             "distribution": results.distribution(args.bins)})
+            else:
+                _print_results(results, library)
+            return 0
+        if args.command == "status":
+            status = library.status()
+            if args.skipped:
+                status["skipped_files"] = [{"path": p, "reason": r} for p, r in library.skipped()]
+            if args.json:
+                _print_json(status)
+            else:
+                for key in ("root", "workspace", "model_label", "index", "files", "images", "embedded",
+                            "pending", "skipped", "ready", "collections"):
+                    print(f"{key:>12}: {status[key]}")
+                for item in status.get("skipped_files", []):
+                    print(f"  skipped {item['path']}: {item['reason']}")
+            return 0
+        if args.command == "collections":
+            if args.save:
+                library.save_collection(args.save)
+            if args.delete:
+                library.delete_collection(args.delete)
+            table = library.collections()
+            if args.json:
+                _print_json(json.loads(table.to_json(orient="records", date_format="iso")))
+            else:
+                print(table.to_string(index=False) if len(table) else "no saved collections")
+            return 0
+    raise AssertionError(args.command)
+
+
+def _print_results(results: Any, library: Any) -> None:
+    print(f"{len(results)} of {len(results.scores)} images  (model {library.spec.label()})")
+    for row in results.df.itertuples():
+        print(f"{row.rank:>4}  {row.score:6.3f}  {row.path}")
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

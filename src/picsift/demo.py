@@ -1,0 +1,98 @@
+"""The demo: real images (the Tux Paint stamps), indexed and searched.
+
+The stamps (about 800 photos and drawings in 16 categories, GPL-2) come from the Debian package
+``tuxpaint-stamps-default``, fetched without root by ``apt-get download`` and unpacked with
+``dpkg -x`` into a cache outside any repository (``~/.cache/picsift/demo``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import ModelUnavailableError, PicsiftError
+
+log = logging.getLogger(__name__)
+
+TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
+DEMO_PROMPTS = ["a cat", "a red car", "a rocket in space", "a flower", "food on a plate"]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PICSIFT_CACHE", Path.home() / ".cache" / "picsift"))
+
+
+def fetch_tuxpaint(cache: Path | None = None) -> Path:
+    """The Tux Paint stamps folder (``CATEGORY/.../NAME.png`` with ``NAME.txt`` captions), fetched once."""
+    target = (cache or cache_dir() / "demo") / "tuxpaint"
+    stamps = target / "usr" / "share" / "tuxpaint" / "stamps"
+    if stamps.is_dir():
+        return stamps
+    if not shutil.which("apt-get") or not shutil.which("dpkg"):
+        raise PicsiftError("fetching the demo images needs apt-get and dpkg (a Debian-based system)")
+    with tempfile.TemporaryDirectory() as tmp:
+        if _download(tmp) != 0:
+            if os.geteuid() == 0:  # a fresh machine may have no package lists yet
+                subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+            if _download(tmp) != 0:
+                raise PicsiftError(f"apt-get download {TUXPAINT_PACKAGE} failed; is the Debian archive reachable?")
+        deb = next(Path(tmp).glob("*.deb"))
+        unpacked = Path(tmp) / "x"
+        subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.move(str(unpacked), str(target))  # whole folder at once: no half-fetched cache
+    return stamps
+
+
+def _download(folder: str) -> int:
+    return subprocess.run(["apt-get", "download", "-qq", TUXPAINT_PACKAGE], cwd=folder,
+                          capture_output=True, check=False).returncode
+
+
+def demo_model(model: str | None = None) -> str:
+    """The model the demo uses: the one asked for, else the default, else the offline model."""
+    from .library import default_model
+
+    if model:
+        return model
+    try:
+        return default_model()
+    except ModelUnavailableError as e:
+        fallback = "ViT-B-32:random"
+        log.warning("%s; the demo falls back to %s (RANDOM weights: results are meaningless)", e, fallback)
+        return fallback
+
+
+def run_demo(model: str | None = None, folder: str | None = None) -> None:
+    """Fetch the stamps, index them, and print a few searches (the README's main job)."""
+    from .library import Library
+
+    root = Path(folder) if folder else fetch_tuxpaint()
+    spec = demo_model(model)
+    print(f"picsift demo: {root}\nmodel: {spec}")
+    with Library(root, model=spec) as library:
+        report = library.update()
+        print(f"indexed: {report.summary()}")
+        status = library.status()
+        print(f"{status['embedded']} images embedded with {status['model_label']}, index {status['index']}\n")
+        first = None
+        for prompt in DEMO_PROMPTS:
+            results = library.search(prompt, limit=5)
+            first = first or results.ids[0]
+            print(f'search "{prompt}"  ({len(results.scores)} images scored, '
+                  f"median score {float(results.distribution()['median']):.3f})")
+            _print_table(results.df, root)
+        results = library.similar(first, limit=5)
+        print(f"similar to {results.paths[0]}")
+        _print_table(results.df, root)
+
+
+def _print_table(df: object, root: Path) -> None:
+    for row in df.itertuples():  # type: ignore[attr-defined]
+        print(f"  {row.rank:>2}. {row.score:6.3f}  {os.path.relpath(row.path, root)}")
+    print()

@@ -1,0 +1,219 @@
+"""The open_clip embedder: one model, images and text into the same L2-normalised space."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ModelUnavailableError
+from .spec import ModelSpec, parse_model_spec
+
+log = logging.getLogger(__name__)
+
+#: A standard CLIP with open weights; used whenever its weights are cached or can be fetched.
+DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
+#: Seconds to wait for the model hub before declaring it unreachable.
+HUB_PROBE_TIMEOUT = 1.5
+
+_OPEN_CLIP_LOCK = threading.Lock()
+
+
+def pick_device(requested: str | None = None) -> str:
+    """``cuda`` when available, then ``mps``, else ``cpu``; ``requested`` wins when given."""
+    import torch
+
+    if requested:
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class Embedder:
+    """Embed images and text prompts with an open_clip model.
+
+    Parameters
+    ----------
+    model
+        A model spec (see :mod:`picsift.embedding.spec`), e.g. ``"ViT-B-32:laion2b_s34b_b79k"``.
+    device
+        ``"cuda"``, ``"mps"`` or ``"cpu"``; picked automatically when omitted.
+    batch_size
+        Images per forward pass; defaults to 256 on a GPU and 32 on a CPU.
+
+    Outputs are float32 arrays of shape ``(n, dim)`` with unit L2 norm. On a GPU the model runs in
+    half precision.
+    """
+
+    def __init__(self, model: str | ModelSpec, device: str | None = None, batch_size: int | None = None):
+        self.spec = model if isinstance(model, ModelSpec) else parse_model_spec(model)
+        self.device = pick_device(device)
+        self.batch_size = batch_size or (256 if self.device == "cuda" else 32)
+        self.identity = self.spec.identity()
+        self._model, self.preprocess, self._tokenizer = _load(self.spec, self.device)
+        self.image_size = _image_size(self.preprocess)
+        self.dim = int(self.embed_text(["a"]).shape[1])
+        if self.spec.is_random:
+            log.warning("model %s", self.spec.label())
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.spec.label()!r}, device={self.device!r}, dim={self.dim})"
+
+    @property
+    def label(self) -> str:
+        return self.spec.label()
+
+    def embed_text(self, prompts: Sequence[str]) -> np.ndarray:
+        """Embed text prompts; returns ``(len(prompts), dim)`` float32 unit vectors."""
+        import torch
+
+        tokens = self._tokenizer(list(prompts)).to(self.device)
+        with torch.inference_mode():
+            features = self._model.encode_text(tokens)
+        return _normalise(features)
+
+    def embed_batch(self, pixels: Any) -> np.ndarray:
+        """Embed a batch tensor of preprocessed images ``(n, 3, H, W)``."""
+        import torch
+
+        pixels = pixels.to(self.device, non_blocking=True)
+        if self.device == "cuda":
+            pixels = pixels.half()
+        with torch.inference_mode():
+            features = self._model.encode_image(pixels)
+        return _normalise(features)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Embed RGB PIL images (decoded already; see :func:`picsift.embedding.decode.decode_image`)."""
+        import torch
+
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = torch.stack([self.preprocess(img) for img in images[start : start + self.batch_size]])
+            chunks.append(self.embed_batch(batch))
+        return np.concatenate(chunks)
+
+
+def _normalise(features: Any) -> np.ndarray:
+    array = features.float().cpu().numpy()
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return (array / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _image_size(preprocess: Callable[..., Any]) -> int:
+    for transform in getattr(preprocess, "transforms", []):
+        size = getattr(transform, "size", None)
+        if isinstance(size, int):
+            return size
+        if isinstance(size, (tuple, list)) and size:
+            return int(max(size))
+    return 224
+
+
+def _load(spec: ModelSpec, device: str) -> tuple[Any, Any, Any]:
+    import open_clip
+    import torch
+
+    with _OPEN_CLIP_LOCK:  # add_model_config and model creation touch open_clip's global registry
+        if spec.config_json is not None:
+            open_clip.add_model_config(spec.config_json)
+        precision = "fp16" if device == "cuda" else "fp32"
+        if spec.kind == "hf-hub":
+            name, pretrained = spec.text, None
+        else:
+            name = spec.arch
+            if name not in open_clip.list_models():
+                raise ValueError(
+                    f"unknown open_clip architecture {name!r}; valid ones include "
+                    f"{', '.join(open_clip.list_models()[:12])}, ... (see open_clip.list_models())"
+                )
+            pretrained = {
+                "pretrained": spec.tag,
+                "checkpoint": str(spec.checkpoint),
+                "random": None,
+            }[spec.kind]
+        if spec.kind == "pretrained":
+            _check_pretrained_reachable(spec)
+        rng = torch.random.fork_rng() if spec.is_random else contextlib.nullcontext()
+        try:
+            with rng:
+                if spec.is_random:
+                    torch.manual_seed(0)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    name, pretrained=pretrained, device=device, precision=precision
+                )
+        except RuntimeError as e:
+            raise ValueError(f"cannot load model {spec.text!r}: {e}") from e
+        tokenizer = open_clip.get_tokenizer(name)
+    model.eval()
+    return model, preprocess, tokenizer
+
+
+def pretrained_weights_available(spec: ModelSpec) -> tuple[bool, str]:
+    """Whether a pretrained tag's weights are cached or fetchable; with the reason when not."""
+    import open_clip
+
+    if spec.kind != "pretrained":
+        return True, ""
+    cfg = open_clip.get_pretrained_cfg(spec.arch, spec.tag or "")
+    if not cfg:
+        tags = [t for a, t in open_clip.list_pretrained() if a == spec.arch]
+        return False, (
+            f"{spec.arch} has no pretrained tag {spec.tag!r}; valid tags: {', '.join(tags) or '(none)'}"
+        )
+    if _weights_cached(cfg):
+        return True, ""
+    if _hub_reachable():
+        return True, ""
+    return False, f"weights for {spec.text} are not cached and the model hub cannot be reached (offline?)"
+
+
+def _check_pretrained_reachable(spec: ModelSpec) -> None:
+    ok, reason = pretrained_weights_available(spec)
+    if not ok:
+        raise ModelUnavailableError(
+            f"{reason}; choose another model with --model SPEC (Python: model=...), "
+            "e.g. ARCH:/path/to/checkpoint.pt"
+        )
+
+
+def _weights_cached(cfg: dict[str, Any]) -> bool:
+    if cfg.get("file"):
+        return os.path.isfile(cfg["file"])
+    hub = cfg.get("hf_hub", "")
+    if not hub:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    # open_clip's convention: "org/repo/" means the default file names, "org/repo/file" one file.
+    repo_id, filename = os.path.split(hub)
+    candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(repo_id, name), str) for name in candidates)
+
+
+def _hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT):
+            return True
+    except OSError:
+        return False

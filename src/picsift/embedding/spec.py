@@ -1,0 +1,129 @@
+"""Model spec strings: how a user names an open_clip model.
+
+Grammar (one string, the same in Python and on the command line):
+
+``ARCH:TAG``
+    A registered open_clip architecture and one of its pretrained tags,
+    e.g. ``ViT-B-32:laion2b_s34b_b79k``.
+``hf-hub:ORG/REPO``
+    A model published on the Hugging Face hub in open_clip format.
+``ARCH:/path/to/checkpoint.pt``
+    An architecture plus a local checkpoint file (any tag that is a path or ends in
+    ``.pt``, ``.pth``, ``.bin`` or ``.safetensors``).
+``ARCH:random``
+    The architecture with seeded random weights. Similarities mean nothing; useful for tests and
+    benchmarks only, and labelled as such everywhere it is shown.
+
+``ARCH`` may also be the path of an open_clip model-config JSON file; it is registered with
+``open_clip.add_model_config`` and its file stem becomes the architecture name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+RANDOM_TAG = "random"
+RANDOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec. ``kind`` is one of ``pretrained``, ``hf-hub``, ``checkpoint``, ``random``."""
+
+    text: str
+    kind: str
+    arch: str
+    tag: str | None = None
+    checkpoint: Path | None = None
+    config_json: Path | None = None
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random"
+
+    def identity(self) -> str:
+        """A string that changes whenever the weights could differ; embeddings are keyed by it."""
+        if self.kind == "checkpoint":
+            assert self.checkpoint is not None
+            return f"{self.arch}:sha256-{_file_digest(self.checkpoint)}"
+        if self.kind == "random":
+            return f"{self.arch}:random-seed{RANDOM_SEED}"
+        if self.kind == "hf-hub":
+            return self.text
+        return f"{self.arch}:{self.tag}"
+
+    def label(self) -> str:
+        """How the model is shown to people."""
+        if self.kind == "random":
+            return f"{self.arch} with RANDOM weights (similarities are meaningless)"
+        if self.kind == "checkpoint":
+            assert self.checkpoint is not None
+            return f"{self.arch} from {self.checkpoint.name}"
+        return self.text
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """Parse a model spec string; raise ``ValueError`` naming the bad part and the grammar."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty model spec; expected e.g. 'ViT-B-32:laion2b_s34b_b79k'")
+    if text.startswith("hf-hub:"):
+        repo = text[len("hf-hub:") :]
+        if repo.count("/") != 1:
+            raise ValueError(f"model spec {text!r}: expected 'hf-hub:ORG/REPO'")
+        return ModelSpec(text=text, kind="hf-hub", arch=text)
+    arch, sep, tag = _split_arch(text)
+    if not sep or not tag:
+        raise ValueError(
+            f"model spec {text!r} has no weights part; write ARCH:TAG (e.g. 'ViT-B-32:laion2b_s34b_b79k'), "
+            f"ARCH:/path/to/checkpoint.pt, hf-hub:ORG/REPO, or {arch}:random for random weights"
+        )
+    config_json = None
+    if arch.endswith(".json"):
+        config_json = Path(arch).expanduser().resolve()
+        if not config_json.is_file():
+            raise ValueError(f"model spec {text!r}: config file {config_json} does not exist")
+        arch = config_json.stem
+    head = str(config_json) if config_json else arch  # canonical text: absolute paths, so it works from any cwd
+    if tag == RANDOM_TAG:
+        return ModelSpec(text=f"{head}:{tag}", kind="random", arch=arch, config_json=config_json)
+    if "/" in tag or "\\" in tag or tag.lower().endswith(CHECKPOINT_SUFFIXES):
+        checkpoint = Path(tag).expanduser().resolve()
+        if not checkpoint.is_file():
+            raise ValueError(f"model spec {text!r}: checkpoint file {checkpoint} does not exist")
+        return ModelSpec(text=f"{head}:{checkpoint}", kind="checkpoint", arch=arch, checkpoint=checkpoint,
+                         config_json=config_json)
+    return ModelSpec(text=f"{head}:{tag}", kind="pretrained", arch=arch, tag=tag, config_json=config_json)
+
+
+def _split_arch(text: str) -> tuple[str, str, str]:
+    # A config path may itself hold a colon only on Windows drives ("C:\\..."); split after ".json:" then.
+    match = re.match(r"^(.*?\.json):(.*)$", text)
+    if match:
+        return match.group(1), ":", match.group(2)
+    return text.partition(":")
+
+
+def slug(identity: str) -> str:
+    """A short file-system-safe name for a model identity (used for folder names)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", identity)[:48].strip("-")
+    return f"{readable}-{hashlib.sha1(identity.encode()).hexdigest()[:8]}"
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()[:16]
+    return _DIGESTS[key]

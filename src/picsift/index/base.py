@@ -1,0 +1,123 @@
+"""The contract every vector index backend keeps.
+
+Ids are picsift image ids (32 hex digits); vectors are L2-normalised float32, so the inner product
+is the cosine similarity and scores are comparable across backends.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class VectorIndex(ABC):
+    """Add, remove, and find the nearest vectors by cosine similarity.
+
+    Parameters
+    ----------
+    dim
+        Vector dimension.
+    path
+        Where the index persists itself; ``None`` keeps it in memory only. Opening an index on a
+        path that holds a saved one reopens it.
+    """
+
+    #: Registry name, e.g. ``"hnsw"``.
+    name: ClassVar[str]
+    #: Whether results are exact (True) or approximate.
+    exact: ClassVar[bool] = False
+
+    def __init__(self, dim: int, path: Path | None = None, **options: Any):
+        self.dim = dim
+        self.path = Path(path) if path is not None else None
+
+    @abstractmethod
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Insert vectors; an id already present has its vector replaced."""
+
+    @abstractmethod
+    def remove(self, ids: Sequence[str]) -> None:
+        """Remove ids; ids that are not present are ignored."""
+
+    @abstractmethod
+    def search(
+        self, query: np.ndarray, k: int, restrict_to: Collection[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """The ``k`` ids most similar to ``query``, best first, with their cosine scores.
+
+        With ``restrict_to``, only those ids are candidates. Fewer than ``k`` come back only when
+        fewer candidates exist.
+        """
+
+    @abstractmethod
+    def ids(self) -> set[str]:
+        """Every id in the index."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    def save(self) -> None:  # noqa: B027 - backends that persist as they go need nothing here
+        """Persist to ``path`` (a no-op in memory or for backends that persist on every write)."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release files and connections."""
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self.ids()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim}, count={len(self)}, path={self.path})"
+
+
+def check_vectors(ids: Sequence[str], vectors: np.ndarray, dim: int) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"expected vectors of shape (n, {dim}), got {vectors.shape}")
+    if len(ids) != len(vectors):
+        raise ValueError(f"got {len(ids)} ids for {len(vectors)} vectors")
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate ids in one add() call")
+    return vectors
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest scores, best first (ties broken by position)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if k < len(scores):
+        part = np.argpartition(-scores, k - 1)[:k]
+    else:
+        part = np.arange(len(scores))
+    return part[np.lexsort((part, -scores[part]))]
+
+
+def replace_folder(path: Path, write: Any) -> None:
+    """Write a folder's files with ``write(tmp_folder)``, then swap it in for ``path``.
+
+    A crash leaves either the old folder, the new one, or the old one under ``<path>.old`` (which
+    :func:`recover_folder` brings back); never a mix of old and new files.
+    """
+    import shutil
+
+    temporary = path.with_name(path.name + ".tmp")
+    previous = path.with_name(path.name + ".old")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    write(temporary)
+    shutil.rmtree(previous, ignore_errors=True)
+    if path.exists():
+        path.rename(previous)
+    temporary.rename(path)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def recover_folder(path: Path) -> None:
+    """Undo a :func:`replace_folder` that was killed between its two renames."""
+    previous = path.with_name(path.name + ".old")
+    if not path.exists() and previous.exists():
+        previous.rename(path)

@@ -1,0 +1,513 @@
+"""The :class:`Library`: one folder of images, its workspace, its embeddings and its index."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .catalog import WORKSPACE_DIRNAME, Catalog, content_id, looks_like_id
+from .embedding.decode import ImageDecodeError, decode_image, to_rgb
+from .embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
+from .embedding.spec import ModelSpec, parse_model_spec, slug
+from .errors import ModelUnavailableError, NotIndexedError, PicsiftError, UnknownImageError, WorkspaceBusyError
+from .index import DEFAULT_BACKEND, VectorIndex, backend_class
+from .search import COMBINE_CHOICES, Results, score_scope, select
+from .store import EmbeddingStore, StoreSnapshot
+from .update import ProgressCallback, UpdateReport, run_update
+
+log = logging.getLogger(__name__)
+
+ImageRef = str | os.PathLike[str] | Image.Image
+TEMPORARY = "_temporary"  # the collection each search replaces
+#: hnsw's ef is re-tuned against exact search when the index reaches this size and grows by 20%.
+CALIBRATE_FROM = 10_000
+
+
+def default_model() -> str:
+    """The model used when none is named: :data:`DEFAULT_MODEL` if its weights can be had."""
+    spec = parse_model_spec(DEFAULT_MODEL)
+    ok, reason = pretrained_weights_available(spec)
+    if ok:
+        return DEFAULT_MODEL
+    raise ModelUnavailableError(f"{reason}; choose a model with --model SPEC (Python: model=...)")
+
+
+class Library:
+    """A folder of images made searchable.
+
+    Parameters
+    ----------
+    root
+        The image folder (scanned recursively).
+    workspace
+        Where picsift keeps its catalog, embeddings and index; defaults to ``ROOT/.picsift``. Point it
+        elsewhere for read-only image folders.
+    model
+        A model spec (see :mod:`picsift.embedding.spec`). Defaults to the model this workspace was
+        last updated with, else :func:`default_model`.
+    index
+        ``"hnsw"`` (default), ``"qdrant"`` or ``"exact"``; see :mod:`picsift.index`.
+    index_options
+        Passed to the backend, e.g. ``{"url": "http://qdrant:6333"}`` for a Qdrant server.
+    device, batch_size
+        Passed to :class:`~picsift.embedding.Embedder`.
+
+    Examples
+    --------
+    >>> lib = Library("~/photos")
+    >>> lib.update()
+    >>> lib.search("a dog on a beach", limit=20).df
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        workspace: str | os.PathLike[str] | None = None,
+        model: str | None = None,
+        index: str | None = None,
+        index_options: dict[str, Any] | None = None,
+        device: str | None = None,
+        batch_size: int | None = None,
+    ):
+        self.root = Path(root).expanduser().resolve()
+        if not self.root.is_dir():
+            raise PicsiftError(f"image folder {self.root} does not exist or is not a folder")
+        self.workspace = Path(workspace).expanduser().resolve() if workspace else self.root / WORKSPACE_DIRNAME
+        try:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PicsiftError(
+                f"cannot create workspace {self.workspace} ({e.strerror}); pass workspace=... (CLI: --workspace)"
+            ) from e
+        self.catalog = Catalog(self.workspace / "catalog.sqlite")
+        self._model_text = model or self.catalog.get_meta("model")
+        self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
+        backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
+        self.index_options = index_options or {}
+        self._device, self._batch_size = device, batch_size
+        self._spec: ModelSpec | None = None
+        self._embedder: Embedder | None = None
+        self._store: EmbeddingStore | None = None
+        self._index: VectorIndex | None = None
+        self._paths: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Library({str(self.root)!r}, model={self._model_text!r}, index={self.index_name!r})"
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        self.catalog.close()
+
+    # -- model, store, index ----------------------------------------------------------------------
+    @property
+    def spec(self) -> ModelSpec:
+        if self._spec is None:
+            self._model_text = self._model_text or default_model()
+            self._spec = parse_model_spec(self._model_text)
+        return self._spec
+
+    @property
+    def embedder(self) -> Embedder:
+        """The loaded model (loaded on first use)."""
+        if self._embedder is None:
+            self._embedder = Embedder(self.spec, device=self._device, batch_size=self._batch_size)
+        return self._embedder
+
+    @property
+    def store(self) -> EmbeddingStore:
+        if self._store is None:
+            identity = self.spec.identity()
+            row = self.catalog.db.execute("SELECT dim FROM models WHERE identity=?", (identity,)).fetchone()
+            dim = row[0] if row else self.embedder.dim
+            self._store = EmbeddingStore(self.catalog, self._model_folder(), identity, self.spec.text, dim)
+        return self._store
+
+    def _model_folder(self) -> Path:
+        return self.workspace / "models" / slug(self.spec.identity())
+
+    @property
+    def index(self) -> VectorIndex:
+        """The vector index, brought in line with the embedding store."""
+        if self._index is None:
+            cls = backend_class(self.index_name)
+            options = dict(self.index_options)
+            path = None
+            if self.index_name == "qdrant":
+                options.setdefault("collection", f"picsift_{slug(self.spec.identity())}")
+                if not options.get("url"):
+                    path = self._model_folder() / "qdrant"
+            elif self.index_name != "exact":  # exact rebuilds from the store faster than it reloads
+                path = self._model_folder() / self.index_name
+            self._index = cls(self.store.dim, path, **options)
+        self._sync_index(self._index)
+        return self._index
+
+    def _index_state_file(self) -> Path:
+        return self._model_folder() / f"{self.index_name}.state.json"
+
+    def _sync_index(self, index: VectorIndex) -> None:
+        store = self.store
+        state_file = self._index_state_file()
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        if state.get("version") == store.version and state.get("count") == len(index):
+            return
+        snapshot = store.snapshot()
+        have, want = index.ids(), set(snapshot.ids.tolist())
+        if have - want:
+            index.remove(sorted(have - want))
+        missing = np.flatnonzero([i not in have for i in snapshot.ids.tolist()])
+        for start in range(0, len(missing), 50_000):
+            chunk = missing[start : start + 50_000]
+            index.add(snapshot.ids[chunk].tolist(), snapshot.vectors(chunk))
+        calibrated = state.get("calibrated_count", 0)
+        if hasattr(index, "calibrate") and len(index) >= CALIBRATE_FROM and len(index) > 1.2 * calibrated:
+            self._calibrate(index, snapshot)
+            calibrated = len(index)
+        index.save()
+        state = {"version": snapshot.version, "count": len(index), "calibrated_count": calibrated}
+        state_file.write_text(json.dumps(state))
+
+    @staticmethod
+    def _calibrate(index: Any, snapshot: StoreSnapshot, k: int = 100, queries: int = 50) -> None:
+        rng = np.random.default_rng(0)
+        sample = rng.choice(len(snapshot), size=min(queries, len(snapshot)), replace=False)
+        vectors = snapshot.vectors(sample)
+        exact = []
+        for vector in vectors:
+            scores = score_scope(snapshot, None, vector[None, :])
+            exact.append(snapshot.ids[np.argsort(-scores)[:k]].tolist())
+        index.calibrate(vectors, exact, k=k, target=0.95)
+
+    # -- updating ---------------------------------------------------------------------------------
+    def update(self, *, progress: bool = True, on_progress: ProgressCallback | None = None) -> UpdateReport:
+        """Embed new and changed images, forget removed ones, skip unchanged ones.
+
+        Safe to interrupt: run it again and it finishes the job. Only one process updates a
+        workspace at a time; a second one gets :class:`~picsift.errors.WorkspaceBusyError`.
+        """
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.workspace / "update.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout as e:
+            raise WorkspaceBusyError(
+                f"another process is updating {self.workspace}; wait for it to finish"
+            ) from e
+        try:
+            previous = self.catalog.get_meta("model")
+            if previous and previous != self.spec.text:
+                log.warning("model changed from %s to %s: every image is embedded again", previous, self.spec.text)
+            self.store.remove_stray_files()
+            report = run_update(self.catalog, self.store, self.embedder, self.root, [self.workspace],
+                                progress=progress, on_progress=on_progress)
+            with self.catalog.transaction() as db:
+                self.catalog.set_meta("model", self.spec.text, db)
+                self.catalog.set_meta("index", self.index_name, db)
+            self._paths = None
+            if self._index is not None or len(self.store):
+                _ = self.index  # sync now, so the first search is fast
+            return report
+        finally:
+            lock.release()
+
+    # -- searching --------------------------------------------------------------------------------
+    def search(
+        self,
+        text: str | Sequence[str],
+        *,
+        limit: int | None = 100,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        negative_text: str | Sequence[str] | None = None,
+        negative_images: Sequence[ImageRef] | None = None,
+        negative_weight: float = 0.5,
+        combine: str = "mean",
+        within: str | Iterable[str] | None = None,
+        distribution: bool = True,
+    ) -> Results:
+        """Images matching a text prompt (or several prompts, combined like image references).
+
+        Parameters
+        ----------
+        limit
+            At most this many results (``None``: all that qualify).
+        min_score, max_score
+            Keep scores in ``[min_score, max_score]``: ``min_score`` alone finds the most similar,
+            ``max_score`` alone the edge cases below a threshold.
+        negative_text, negative_images
+            Push results away from these: ``score = sim(query) - negative_weight * sim(negatives)``.
+        combine
+            ``"mean"`` or ``"max"`` over several prompts or images (see :mod:`picsift.search`).
+        within
+            Search only these image ids, or the images of this collection name.
+        distribution
+            Compute every image's score exactly (for :meth:`Results.histogram`). ``False`` asks the
+            index for the top results only, which is faster for very large libraries.
+        """
+        prompts = [text] if isinstance(text, str) else list(text)
+        if not prompts or not all(p.strip() for p in prompts):
+            raise PicsiftError("empty search prompt")
+        positives = self.embedder.embed_text(prompts)
+        recipe = {"kind": "text", "text": prompts}
+        return self._run(positives, recipe, limit, min_score, max_score, negative_text, negative_images,
+                         negative_weight, combine, within, distribution, exclude=())
+
+    def similar(
+        self,
+        images: ImageRef | Sequence[ImageRef],
+        *,
+        limit: int | None = 100,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        negative_text: str | Sequence[str] | None = None,
+        negative_images: Sequence[ImageRef] | None = None,
+        negative_weight: float = 0.5,
+        combine: str = "mean",
+        within: str | Iterable[str] | None = None,
+        distribution: bool = True,
+        exclude_references: bool = False,
+    ) -> Results:
+        """Images similar to one or several images: ids, paths or PIL images (see :meth:`search`).
+
+        With ``exclude_references`` the reference images themselves are left out of the results.
+        """
+        refs = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
+        if not refs:
+            raise PicsiftError("similar() needs at least one image")
+        positives, ids = self._reference_vectors(refs)
+        recipe = {"kind": "images", "images": [_describe(r) for r in refs]}
+        return self._run(positives, recipe, limit, min_score, max_score, negative_text, negative_images,
+                         negative_weight, combine, within, distribution,
+                         exclude=ids if exclude_references else ())
+
+    def _run(
+        self, positives: np.ndarray, recipe: dict[str, Any], limit: int | None, min_score: float | None,
+        max_score: float | None, negative_text: str | Sequence[str] | None,
+        negative_images: Sequence[ImageRef] | None, negative_weight: float, combine: str,
+        within: str | Iterable[str] | None, distribution: bool, exclude: Iterable[str],
+    ) -> Results:
+        if combine not in COMBINE_CHOICES:
+            raise PicsiftError(f"combine={combine!r}; valid choices: {', '.join(COMBINE_CHOICES)}")
+        if limit is not None and limit < 0:
+            raise PicsiftError(f"limit must be positive, got {limit}")
+        negatives = []
+        if negative_text:
+            negatives.append(self.embedder.embed_text([negative_text] if isinstance(negative_text, str)
+                                                      else list(negative_text)))
+        if negative_images:
+            negatives.append(self._reference_vectors(list(negative_images))[0])
+        negative = np.concatenate(negatives) if negatives else None
+        snapshot = self.store.snapshot()
+        if not len(snapshot):
+            raise NotIndexedError(
+                f"no images of {self.root} are embedded with {self.spec.label()} yet; "
+                "run update() (CLI: picsift index FOLDER) first"
+            )
+        scope = self._scope_positions(snapshot, within)
+        exclude = set(exclude)
+        use_index = (not distribution and max_score is None and scope is None and not exclude
+                     and negative is None and combine == "mean" and limit is not None)
+        if use_index:
+            ids, scores = self.index.search(positives.mean(axis=0), limit)
+            keep = scores >= min_score if min_score is not None else np.ones(len(ids), bool)
+            result_ids, result_scores = np.array(ids)[keep], scores[keep]
+            all_scores = np.zeros(0, np.float32)
+        else:
+            all_scores = score_scope(snapshot, scope, positives, negative, combine=combine,
+                                     negative_weight=negative_weight)
+            scope_ids = snapshot.ids if scope is None else snapshot.ids[scope]
+            if exclude:
+                eligible = ~np.isin(scope_ids, list(exclude))
+                picked = select(np.where(eligible, all_scores, -np.inf), limit, min_score, max_score)
+                picked = picked[eligible[picked]]
+            else:
+                picked = select(all_scores, limit, min_score, max_score)
+            result_ids, result_scores = scope_ids[picked], all_scores[picked]
+        paths = self._id_paths()
+        df = pd.DataFrame({
+            "rank": np.arange(1, len(result_ids) + 1),
+            "id": result_ids.astype(str),
+            "path": [str(self.root / paths[i]) if i in paths else None for i in result_ids],
+            "score": np.asarray(result_scores, dtype=np.float32),
+        })
+        recipe.update(
+            model=self.spec.text, limit=limit, min_score=min_score, max_score=max_score, combine=combine,
+            negative_text=negative_text, negative_images=[_describe(r) for r in negative_images or []],
+            negative_weight=negative_weight, time=time.time(),
+            within=within if isinstance(within, str) or within is None else "ids",
+            summary=recipe.get("text") or recipe.get("images"),
+        )
+        results = Results(df, all_scores, recipe)
+        self.catalog.write_collection(TEMPORARY, df["id"].tolist(), df["score"].tolist(), recipe)
+        return results
+
+    def _scope_positions(self, snapshot: StoreSnapshot, within: str | Iterable[str] | None) -> np.ndarray | None:
+        if within is None:
+            return None
+        if isinstance(within, str):
+            try:
+                _, items = self.catalog.collection_items(within)
+            except KeyError:
+                raise PicsiftError(
+                    f"no collection named {within!r}; collections: {', '.join(self.collection_names()) or '(none)'}"
+                ) from None
+            within = [item[0] for item in items]
+        return np.flatnonzero(np.isin(snapshot.ids, list(within)))
+
+    def _reference_vectors(self, refs: Sequence[ImageRef]) -> tuple[np.ndarray, list[str]]:
+        """Vectors for image references, from the store when the image is in the library."""
+        snapshot = self.store.snapshot()
+        position = {image_id: i for i, image_id in enumerate(snapshot.ids.tolist())}
+        vectors, ids = [], []
+        for ref in refs:
+            if isinstance(ref, Image.Image):
+                vectors.append(self.embedder.embed_images([to_rgb(ref)])[0])
+                continue
+            text = os.fspath(ref)
+            if isinstance(ref, str) and looks_like_id(text) and text in position:
+                ids.append(text)
+                vectors.append(snapshot.vectors(np.array([position[text]]))[0])
+                continue
+            path = self._locate(text)
+            data = path.read_bytes()
+            image_id = content_id(data)
+            if image_id in position:
+                ids.append(image_id)
+                vectors.append(snapshot.vectors(np.array([position[image_id]]))[0])
+                continue
+            try:
+                decoded = decode_image(data, self.embedder.image_size)
+            except ImageDecodeError as e:
+                raise UnknownImageError(f"cannot use {path} as a query image: {e}") from e
+            vectors.append(self.embedder.embed_images([decoded.image])[0])
+        return np.stack(vectors), ids
+
+    def _locate(self, text: str) -> Path:
+        for candidate in (Path(text).expanduser(), self.root / text):
+            if candidate.is_file():
+                return candidate
+        raise UnknownImageError(
+            f"{text!r} is neither an image id embedded in this library nor a readable image file"
+        )
+
+    def _id_paths(self) -> dict[str, str]:
+        if self._paths is None:
+            self._paths = self.catalog.paths_by_id()
+        return self._paths
+
+    # -- collections ------------------------------------------------------------------------------
+    def collection(self, name: str = TEMPORARY) -> pd.DataFrame:
+        """A saved collection (or the temporary one, from the last search) as a DataFrame."""
+        try:
+            _, items = self.catalog.collection_items(name)
+        except KeyError:
+            raise PicsiftError(
+                f"no collection named {name!r}; collections: {', '.join(self.collection_names()) or '(none)'}"
+            ) from None
+        paths = self._id_paths()
+        return pd.DataFrame({
+            "rank": [i[2] for i in items],
+            "id": [i[0] for i in items],
+            "path": [str(self.root / paths[i[0]]) if i[0] in paths else None for i in items],
+            "score": [i[1] for i in items],
+        })
+
+    def collection_recipe(self, name: str = TEMPORARY) -> dict[str, Any]:
+        """How a collection was made: query, model, thresholds, time."""
+        try:
+            return self.catalog.collection_items(name)[0]
+        except KeyError:
+            raise PicsiftError(f"no collection named {name!r}") from None
+
+    def save_collection(self, name: str, source: str = TEMPORARY) -> None:
+        """Save the temporary collection (the last search) under ``name``, replacing one of that name."""
+        if not name or name.startswith("_"):
+            raise PicsiftError(f"invalid collection name {name!r}: it must be non-empty and not start with '_'")
+        try:
+            self.catalog.copy_collection(source, name)
+        except KeyError:
+            raise PicsiftError(f"no collection named {source!r} to save (run a search first)") from None
+
+    def delete_collection(self, name: str) -> None:
+        if not self.catalog.delete_collection(name):
+            raise PicsiftError(f"no collection named {name!r}")
+
+    def collection_names(self) -> list[str]:
+        return [row[0] for row in self.catalog.collection_names() if row[0] != TEMPORARY]
+
+    def collections(self) -> pd.DataFrame:
+        """Saved collections: name, size, creation time and the query that made them."""
+        rows = [r for r in self.catalog.collection_names() if r[0] != TEMPORARY]
+        return pd.DataFrame({
+            "name": [r[0] for r in rows],
+            "size": [r[3] for r in rows],
+            "created": pd.to_datetime([r[1] for r in rows], unit="s"),
+            "query": [json.loads(r[2]).get("summary") for r in rows],
+        })
+
+    # -- inspecting -------------------------------------------------------------------------------
+    def images(self) -> pd.DataFrame:
+        """Every file in the catalog: path, id, size, width, height, error."""
+        rows = self.catalog.db.execute(
+            "SELECT path, image_id, size, width, height, error FROM files ORDER BY path"
+        ).fetchall()
+        df = pd.DataFrame(rows, columns=["path", "id", "size", "width", "height", "error"])
+        df["path"] = [str(self.root / p) for p in df["path"]]
+        return df
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """Files that could not be embedded, with the reason."""
+        return self.catalog.errors()
+
+    def status(self) -> dict[str, Any]:
+        """Counts and settings, JSON-ready. Does not load the model."""
+        db = self.catalog.db
+        files = db.execute("SELECT COUNT(*), COUNT(image_id), COUNT(error) FROM files").fetchone()
+        unique = db.execute("SELECT COUNT(DISTINCT image_id) FROM files WHERE image_id IS NOT NULL").fetchone()[0]
+        models = db.execute("SELECT m.spec, COUNT(e.image_id) FROM models m LEFT JOIN embeddings e"
+                            " ON e.model = m.identity GROUP BY m.identity").fetchall()
+        model = self._model_text
+        embedded = 0
+        if model:
+            identity = parse_model_spec(model).identity()
+            embedded = db.execute("SELECT COUNT(*) FROM embeddings WHERE model=?", (identity,)).fetchone()[0]
+        return {
+            "root": str(self.root),
+            "workspace": str(self.workspace),
+            "model": model,
+            "model_label": parse_model_spec(model).label() if model else None,
+            "index": self.index_name,
+            "files": files[0],
+            "images": unique,
+            "embedded": embedded,
+            "pending": max(0, unique - embedded),
+            "skipped": files[2],
+            "ready": bool(model) and embedded > 0 and embedded >= unique,
+            "models": {spec: count for spec, count in models},
+            "collections": self.collection_names(),
+        }
+
+
+def _describe(ref: Any) -> str:
+    if isinstance(ref, Image.Image):
+        return f"<PIL image {ref.width}x{ref.height}>"
+    return os.fspath(ref)
