@@ -107,7 +107,10 @@ class HnswIndex(VectorIndex):
             k = min(k, len(self._label_of))
             if k == 0:
                 return [], np.zeros(0, np.float32)
-            found, distances = self._index.knn_query(query, k=k)
+            try:
+                found, distances = self._index.knn_query(query, k=k)
+            except RuntimeError:  # k close to the count, with deleted nodes cutting paths: score all
+                return self._score_labels(query[0], np.fromiter(self._id_of, np.int64, len(self._id_of)), k)
         return [self._id_of[int(label)] for label in found[0]], (1.0 - distances[0]).astype(np.float32)
 
     def _score_labels(self, query: np.ndarray, labels: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:

@@ -1,0 +1,55 @@
+"""Shared fixtures: a small real open_clip model with random weights, and real images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub download in tests
+
+DATA = Path(__file__).parent / "data"
+TINY_CONFIG = DATA / "picsift-test-tiny.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Spec of a small real open_clip CLIP (2-layer ViT + 2-layer text transformer, random weights)
+    saved to a checkpoint file and loaded back through the same path a user's checkpoint takes."""
+    import open_clip
+    import torch
+
+    open_clip.add_model_config(TINY_CONFIG)
+    torch.manual_seed(1234)
+    model = open_clip.create_model(TINY_CONFIG.stem, pretrained=None)
+    checkpoint = tmp_path_factory.mktemp("model") / "tiny.pt"
+    torch.save({"state_dict": model.state_dict()}, checkpoint)
+    return f"{TINY_CONFIG}:{checkpoint}"
+
+
+@pytest.fixture(scope="session")
+def stamps_root() -> Path:
+    """The Tux Paint stamps (real photos and drawings), fetched once into the user cache."""
+    from picsift.demo import fetch_tuxpaint
+
+    return fetch_tuxpaint()
+
+
+def stamp_files(root: Path, categories: tuple[str, ...], per_category: int) -> list[Path]:
+    files = []
+    for category in categories:
+        files.extend(sorted((root / category).rglob("*.png"))[:per_category])
+    return files
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path, stamps_root: Path) -> Path:
+    """A folder of 24 real stamps from three categories, in subfolders per category."""
+    folder = tmp_path / "images"
+    for path in stamp_files(stamps_root, ("animals", "vehicles", "food"), 8):
+        target = folder / path.relative_to(stamps_root).parts[0] / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return folder

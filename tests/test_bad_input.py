@@ -1,0 +1,191 @@
+"""Bad input: every file is either embedded correctly or skipped with its reason, and the run completes."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import picsift
+import picsift.update
+from picsift.embedding.decode import ImageDecodeError, decode_image
+
+
+@pytest.fixture
+def photo(stamps_root: Path) -> Image.Image:
+    """A real photo-like stamp, flattened on white, as an RGB picture."""
+    with Image.open(next((stamps_root / "animals" / "mammals").rglob("*.png"))) as image:
+        rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, "white")
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def jpeg_bytes(image: Image.Image, **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92, **kwargs)
+    return buffer.getvalue()
+
+
+def make_bad_folder(folder: Path, photo: Image.Image, image_folder: Path) -> dict[str, str]:
+    """Write every kind of awkward file; returns name -> 'ok' or the expected reason fragment."""
+    shutil.copytree(image_folder, folder)
+    expected: dict[str, str] = {}
+    (folder / "empty.jpg").write_bytes(b"")
+    expected["empty.jpg"] = "empty file"
+    full = jpeg_bytes(photo)
+    (folder / "truncated.jpg").write_bytes(full[: len(full) // 2])
+    expected["truncated.jpg"] = "truncated"
+    (folder / "notes.jpg").write_text("this is a text file, not a picture\n")
+    expected["notes.jpg"] = "not a readable image"
+    Image.new("1", (20_000, 20_000)).save(folder / "bomb.png")  # 400 Mpx, a few kB on disk
+    expected["bomb.png"] = "decompression bomb"
+    photo.convert("CMYK").save(folder / "cmyk.jpg", "JPEG")
+    expected["cmyk.jpg"] = "ok"
+    wide = (np.asarray(photo.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(wide).save(folder / "sixteen-bit.png")
+    expected["sixteen-bit.png"] = "ok"
+    palette = photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    palette.info["transparency"] = 0
+    palette.save(folder / "palette-transparent.png", transparency=0)
+    expected["palette-transparent.png"] = "ok"
+    frames = [photo, photo.rotate(90), photo.rotate(180)]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    expected["animated.gif"] = "ok"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways; viewers rotate 90 degrees clockwise
+    photo.rotate(90, expand=True).save(folder / "exif-rotated.jpg", "JPEG", exif=exif)
+    expected["exif-rotated.jpg"] = "ok"
+    unicode_name = "ünïcödé name with spaces 猫.JPG"
+    (folder / unicode_name).write_bytes(full)
+    expected[unicode_name] = "ok"
+    (folder / "loop").mkdir()
+    (folder / "loop" / "back-to-top").symlink_to(folder, target_is_directory=True)
+    (folder / "vanishing.png").write_bytes((image_folder / "animals").glob("*.png").__next__().read_bytes()[:-1] + b"\0")
+    return expected
+
+
+def test_every_awkward_file_is_embedded_or_skipped_with_its_reason(
+    tmp_path: Path, photo: Image.Image, image_folder: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "bad"
+    expected = make_bad_folder(folder, photo, image_folder)
+    good = sorted(p.relative_to(image_folder).as_posix() for p in image_folder.rglob("*.png"))
+
+    real_scan = picsift.update.scan
+
+    def scan_then_delete(root: Path, skip: object = ()) -> object:
+        found = real_scan(root, skip)  # type: ignore[arg-type]
+        (Path(root) / "vanishing.png").unlink()  # deleted between scan and read
+        return found
+
+    monkeypatch.setattr(picsift.update, "scan", scan_then_delete)
+    library = picsift.Library(folder, model=tiny_model)
+    report = library.update(progress=False)
+
+    skipped = dict(report.skipped)
+    assert skipped["vanishing.png"] == "file vanished before it could be read"
+    images = library.images().assign(name=lambda df: [Path(p).relative_to(folder).as_posix() for p in df.path])
+    rows = images.set_index("name")
+    for name, outcome in expected.items():
+        if outcome == "ok":
+            assert pd.isna(rows.loc[name, "error"]), (name, rows.loc[name, "error"])
+            assert isinstance(rows.loc[name, "id"], str)
+        else:
+            assert outcome in rows.loc[name, "error"], (name, rows.loc[name, "error"])
+            assert outcome in skipped[name]
+    for name in good:  # the real images all made it, once each despite the symlink loop
+        assert pd.isna(rows.loc[name, "error"])
+    assert not any(name.startswith("loop/") for name in rows.index)
+    assert "vanishing.png" not in rows.index
+    ok = [n for n, o in expected.items() if o == "ok"] + good
+    assert library.status()["embedded"] == len({rows.loc[n, "id"] for n in ok})
+    assert rows.loc["exif-rotated.jpg", ["width", "height"]].tolist() == [photo.width, photo.height]
+    # Searching still works and can return every good image.
+    results = library.search("a photo", limit=None)
+    assert len(results) == library.status()["embedded"]
+    library.close()
+
+    # A second run re-reads nothing: the skipped files are unchanged, so they stay skipped quietly.
+    monkeypatch.undo()
+    library = picsift.Library(folder, model=tiny_model)
+    again = library.update(progress=False)
+    assert again.embedded == 0 and again.added == 0 and again.changed == 0
+    library.close()
+
+
+def test_decode_orients_exif_rotated_photos_upright(photo: Image.Image) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = jpeg_bytes(photo.rotate(90, expand=True), exif=exif)
+    decoded = decode_image(data)
+    assert (decoded.width, decoded.height) == photo.size
+    difference = np.abs(np.asarray(decoded.image, float) - np.asarray(photo, float)).mean()
+    assert difference < 12  # upright again, up to JPEG loss
+
+
+def test_decode_scales_16_bit_images_instead_of_clipping(photo: Image.Image) -> None:
+    gray = np.asarray(photo.convert("L"), dtype=np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(gray * 257).save(buffer, "PNG")
+    decoded = np.asarray(decode_image(buffer.getvalue()).image.convert("L"), dtype=float)
+    assert np.abs(decoded - gray).mean() < 1.5
+    assert decoded.std() > 10  # not clipped to white
+
+
+def test_decode_composites_transparency_on_white() -> None:
+    image = Image.new("RGBA", (40, 40), (255, 0, 0, 0))
+    image.paste((0, 0, 255, 255), (10, 10, 30, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    decoded = decode_image(buffer.getvalue()).image
+    assert decoded.getpixel((0, 0)) == (255, 255, 255)
+    assert decoded.getpixel((20, 20)) == (0, 0, 255)
+
+
+def test_decode_converts_cmyk_to_matching_rgb(photo: Image.Image) -> None:
+    decoded = decode_image(jpeg_bytes(photo.convert("CMYK"))).image
+    assert decoded.mode == "RGB"
+    assert np.abs(np.asarray(decoded, float) - np.asarray(photo, float)).mean() < 15
+
+
+def test_decode_takes_the_first_frame_of_an_animated_gif(photo: Image.Image) -> None:
+    frames = [Image.new("RGB", (32, 32), c) for c in ("red", "green", "blue")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=50)
+    assert decode_image(buffer.getvalue()).image.getpixel((5, 5)) == (255, 0, 0)
+
+
+def test_large_jpegs_are_draft_decoded_at_reduced_scale_with_the_same_content(photo: Image.Image) -> None:
+    big = photo.resize((photo.width * 8, photo.height * 8), Image.Resampling.BICUBIC)
+    decoded = decode_image(jpeg_bytes(big), target_size=224)
+    assert (decoded.width, decoded.height) == big.size  # the original size is what gets recorded
+    assert min(decoded.image.size) >= 224
+    assert decoded.image.width < big.width  # but the decoder skipped most of the pixels
+    reference = big.resize(decoded.image.size, Image.Resampling.BICUBIC)
+    assert np.abs(np.asarray(decoded.image, float) - np.asarray(reference, float)).mean() < 8
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [(b"", "empty file"), (b"GIF89a\x00", "corrupt"), (b"hello", "not a readable image")],
+)
+def test_decode_errors_name_the_problem(data: bytes, reason: str) -> None:
+    with pytest.raises(ImageDecodeError, match=reason):
+        decode_image(data)
+
+
+def test_unreadable_folder_names_are_reported_not_fatal(tmp_path: Path, image_folder: Path, tiny_model: str) -> None:
+    folder = tmp_path / "names"
+    shutil.copytree(image_folder, folder)
+    bad = os.fsencode(folder) + b"/caf\xe9.png"  # not valid UTF-8
+    with open(bad, "wb") as f:
+        f.write(next(image_folder.rglob("*.png")).read_bytes())
+    report = picsift.Library(folder, model=tiny_model).update(progress=False)
+    assert any("not valid UTF-8" in reason for _, reason in report.skipped)
+    assert report.embedded == 24
