@@ -66,7 +66,7 @@ def make_bad_folder(folder: Path, photo: Image.Image, image_folder: Path) -> dic
     expected[unicode_name] = "ok"
     (folder / "loop").mkdir()
     (folder / "loop" / "back-to-top").symlink_to(folder, target_is_directory=True)
-    (folder / "vanishing.png").write_bytes((image_folder / "animals").glob("*.png").__next__().read_bytes()[:-1] + b"\0")
+    shutil.copy(next((image_folder / "animals").glob("*.png")), folder / "vanishing.png")
     return expected
 
 

@@ -95,7 +95,7 @@ def test_search_can_be_restricted_to_a_set_of_ids(case: tuple[str, bool, Path]) 
     found, _ = index.search(query, 5, restrict_to=allowed)
     expected = [allowed_rows[i] for i in brute(vectors[allowed_rows], query, 5)]
     assert found == [ids[i] for i in expected]
-    found, _ = index.search(query, 500, restrict_to=allowed[:3] + ["e" * 32])
+    found, _ = index.search(query, 500, restrict_to=[*allowed[:3], "e" * 32])
     assert sorted(found) == sorted(allowed[:3])
     assert index.search(query, 5, restrict_to=[])[0] == []
     index.close()

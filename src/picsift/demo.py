@@ -80,7 +80,7 @@ def run_demo(model: str | None = None, folder: str | None = None) -> None:
         print(f"indexed: {report.summary()}")
         status = library.status()
         print(f"{status['embedded']} images embedded with {status['model_label']}, index {status['index']}\n")
-        first = None
+        first = ""
         for prompt in DEMO_PROMPTS:
             results = library.search(prompt, limit=5)
             first = first or results.ids[0]

@@ -327,7 +327,7 @@ class Library:
         use_index = (not distribution and max_score is None and scope is None and not exclude
                      and negative is None and combine == "mean" and limit is not None)
         if use_index:
-            ids, scores = self.index.search(positives.mean(axis=0), limit)
+            ids, scores = self.index.search(positives.mean(axis=0), limit or 0)
             keep = scores >= min_score if min_score is not None else np.ones(len(ids), bool)
             result_ids, result_scores = np.array(ids)[keep], scores[keep]
             all_scores = np.zeros(0, np.float32)

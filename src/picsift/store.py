@@ -155,7 +155,7 @@ class EmbeddingStore:
         new_file = f"vectors-{generation}.f32"
         with open(self.folder / new_file, "wb") as f:
             for start in range(0, len(snapshot), 65536):
-                f.write(np.ascontiguousarray(snapshot.vectors(np.arange(start, min(start + 65536, len(snapshot))))))
+                f.write(np.ascontiguousarray(snapshot.vectors(np.arange(start, min(start + 65536, len(snapshot))))).tobytes())
             f.flush()
             os.fsync(f.fileno())
         with self.catalog.transaction() as db:

@@ -144,11 +144,11 @@ def run_update(
                 report.skipped.append((item.path, item.error))
                 pending_rows.append(item.row())
             elif item.pixels is None or item.image_id in embedded or any(b.image_id == item.image_id for b in batch):
-                item.width, item.height = dims.get(item.image_id, (item.width, item.height))
+                item.width, item.height = dims.get(item.image_id or "", (item.width, item.height))
                 report.reused += item.pixels is None
                 pending_rows.append(item.row())
             else:
-                dims[item.image_id] = (item.width, item.height)
+                dims[item.image_id or ""] = (item.width, item.height)
                 batch.append(item)
                 if len(batch) >= embedder.batch_size:
                     flush()
@@ -205,7 +205,9 @@ def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str
     return read
 
 
-def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[str], _Read], items: list[str], window: int) -> Iterator[_Read]:
+def _ordered_map(
+    pool: ThreadPoolExecutor, fn: Callable[[str], _Read], items: list[str], window: int
+) -> Iterator[_Read]:
     """``pool.map`` with at most ``window`` tasks in flight, so memory stays bounded."""
     queue: deque[Future[_Read]] = deque()
     iterator = iter(items)

@@ -65,8 +65,8 @@ def decode_image(data: bytes, target_size: int | None = None, max_pixels: int = 
             if target_size and image.format == "JPEG":
                 image.draft("RGB", (target_size, target_size))
             image.load()
-            image = ImageOps.exif_transpose(image) or image
-            return DecodedImage(to_rgb(image), width, height)
+            upright = ImageOps.exif_transpose(image) or image
+            return DecodedImage(to_rgb(upright), width, height)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError as e:

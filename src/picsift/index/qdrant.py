@@ -86,7 +86,7 @@ class QdrantIndex(VectorIndex):
 
     def remove(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), _BATCH):
-            chunk = [_point_id(i) for i in ids[start : start + _BATCH]]
+            chunk: list[Any] = [_point_id(i) for i in ids[start : start + _BATCH]]
             self.client.delete(self.collection, points_selector=models.PointIdsList(points=chunk), wait=True)
 
     def search(
