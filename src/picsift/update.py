@@ -145,7 +145,7 @@ def run_update(
                 pending_rows.append(item.row())
             elif item.pixels is None or item.image_id in embedded or any(b.image_id == item.image_id for b in batch):
                 item.width, item.height = dims.get(item.image_id or "", (item.width, item.height))
-                report.reused += item.pixels is None
+                report.reused += 1  # its content has (or is getting) an embedding already
                 pending_rows.append(item.row())
             else:
                 dims[item.image_id or ""] = (item.width, item.height)

@@ -206,14 +206,24 @@ def _weights_cached(cfg: dict[str, Any]) -> bool:
 
 
 def _hub_reachable() -> bool:
+    """Whether the model hub answers within :data:`HUB_PROBE_TIMEOUT` seconds, DNS included."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
     from huggingface_hub import constants
 
     url = urlparse(constants.ENDPOINT)
     host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT):
-            return True
-    except OSError:
-        return False
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    # A thread, because a hanging DNS lookup ignores the socket's timeout.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_TIMEOUT)
+    return bool(answer and answer[0])
