@@ -238,6 +238,17 @@ class Catalog:
         )
         return dict(rows.fetchall())
 
+    def paths_for(self, ids: list[str]) -> dict[str, str]:
+        """:meth:`paths_by_id` for a few ids, without reading the whole table."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update(self.db.execute(
+                f"SELECT image_id, MIN(path) FROM files WHERE image_id IN ({marks}) GROUP BY image_id", chunk
+            ).fetchall())
+        return found
+
     def id_for_path(self, path: str) -> str | None:
         row = self.db.execute("SELECT image_id FROM files WHERE path=?", (path,)).fetchone()
         return row[0] if row else None

@@ -9,6 +9,7 @@ the two leaves only unreferenced bytes past ``next_row``, which the next write o
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
@@ -36,6 +37,11 @@ class StoreSnapshot:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @functools.cached_property
+    def position(self) -> dict[str, int]:
+        """Image id -> position in :attr:`ids` (built once per snapshot)."""
+        return {image_id: i for i, image_id in enumerate(self.ids.tolist())}
+
     def vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         rows = self.rows if positions is None else self.rows[positions]
         return np.asarray(self.matrix[rows])
@@ -49,6 +55,7 @@ class EmbeddingStore:
         self.folder = Path(folder)
         self.identity = identity
         self.dim = dim
+        self._snapshot: StoreSnapshot | None = None
         self.folder.mkdir(parents=True, exist_ok=True)
         row = catalog.db.execute("SELECT dim FROM models WHERE identity=?", (identity,)).fetchone()
         if row is None:
@@ -86,7 +93,18 @@ class EmbeddingStore:
         return {r[0] for r in rows}
 
     def snapshot(self) -> StoreSnapshot:
-        """Everything needed to score the whole store, consistent as of the last commit."""
+        """Everything needed to score the whole store, consistent as of the last commit.
+
+        Cached until the store changes (every write bumps its version), so repeated searches do
+        not re-read a million rows.
+        """
+        cached = self._snapshot
+        if cached is not None and cached.version == self.version:
+            return cached
+        self._snapshot = self._read_snapshot()
+        return self._snapshot
+
+    def _read_snapshot(self) -> StoreSnapshot:
         db = self.catalog.db
         db.execute("BEGIN")  # one read transaction: rows and next_row from the same commit
         try:
@@ -155,7 +173,8 @@ class EmbeddingStore:
         new_file = f"vectors-{generation}.f32"
         with open(self.folder / new_file, "wb") as f:
             for start in range(0, len(snapshot), 65536):
-                f.write(np.ascontiguousarray(snapshot.vectors(np.arange(start, min(start + 65536, len(snapshot))))).tobytes())
+                chunk = np.arange(start, min(start + 65536, len(snapshot)))
+                f.write(np.ascontiguousarray(snapshot.vectors(chunk)).tobytes())
             f.flush()
             os.fsync(f.fileno())
         with self.catalog.transaction() as db:
