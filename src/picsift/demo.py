@@ -55,7 +55,7 @@ def _download(folder: str) -> int:
 
 
 def demo_model(model: str | None = None) -> str:
-    """The model the demo uses: the one asked for, else the default, else the offline model."""
+    """The model the demo uses: the one asked for, else the default (see :func:`picsift.default_model`)."""
     from .library import default_model
 
     if model:

@@ -17,9 +17,10 @@ from PIL import Image
 from .catalog import WORKSPACE_DIRNAME, Catalog, content_id, looks_like_id
 from .embedding.decode import ImageDecodeError, decode_image, to_rgb
 from .embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
-from .embedding.spec import ModelSpec, parse_model_spec, slug
+from .embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec, slug
 from .errors import ModelUnavailableError, NotIndexedError, PicsiftError, UnknownImageError, WorkspaceBusyError
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
+from .index.base import top_k
 from .search import COMBINE_CHOICES, Results, score_scope, select
 from .store import EmbeddingStore, StoreSnapshot
 from .update import ProgressCallback, UpdateReport, run_update
@@ -33,11 +34,18 @@ CALIBRATE_FROM = 10_000
 
 
 def default_model() -> str:
-    """The model used when none is named: :data:`DEFAULT_MODEL` if its weights can be had."""
+    """The model used when none is named.
+
+    :data:`DEFAULT_MODEL` (a standard CLIP) when its weights are cached or can be fetched; otherwise
+    picsift's own offline model, announced in one line; otherwise an error naming ``--model``.
+    """
     spec = parse_model_spec(DEFAULT_MODEL)
     ok, reason = pretrained_weights_available(spec)
     if ok:
         return DEFAULT_MODEL
+    if offline_model_available():
+        log.warning("%s: using picsift's offline model %r instead (--model to choose another)", reason, OFFLINE_MODEL)
+        return OFFLINE_MODEL
     raise ModelUnavailableError(f"{reason}; choose a model with --model SPEC (Python: model=...)")
 
 
@@ -187,13 +195,22 @@ class Library:
 
     @staticmethod
     def _calibrate(index: Any, snapshot: StoreSnapshot, k: int = 100, queries: int = 50) -> None:
+        """Tune hnsw's ef on queries shaped like text prompts.
+
+        A stored vector is its own nearest neighbour, which flatters recall. CLIP text queries sit
+        far from every image (cosine ~0.3), so each calibration query is a stored vector mixed with
+        a random direction to cosine 0.35 with it.
+        """
         rng = np.random.default_rng(0)
         sample = rng.choice(len(snapshot), size=min(queries, len(snapshot)), replace=False)
-        vectors = snapshot.vectors(sample)
+        noise = rng.normal(size=(len(sample), snapshot.matrix.shape[1])).astype(np.float32)
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        vectors = 0.35 * snapshot.vectors(sample) + np.sqrt(1 - 0.35**2) * noise
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         exact = []
         for vector in vectors:
             scores = score_scope(snapshot, None, vector[None, :])
-            exact.append(snapshot.ids[np.argsort(-scores)[:k]].tolist())
+            exact.append(snapshot.ids[top_k(scores, k)].tolist())
         index.calibrate(vectors, exact, k=k, target=0.95)
 
     # -- updating ---------------------------------------------------------------------------------
@@ -342,7 +359,7 @@ class Library:
             else:
                 picked = select(all_scores, limit, min_score, max_score)
             result_ids, result_scores = scope_ids[picked], all_scores[picked]
-        paths = self._id_paths()
+        paths = self._id_paths(result_ids.tolist())
         df = pd.DataFrame({
             "rank": np.arange(1, len(result_ids) + 1),
             "id": result_ids.astype(str),
@@ -376,7 +393,7 @@ class Library:
     def _reference_vectors(self, refs: Sequence[ImageRef]) -> tuple[np.ndarray, list[str]]:
         """Vectors for image references, from the store when the image is in the library."""
         snapshot = self.store.snapshot()
-        position = {image_id: i for i, image_id in enumerate(snapshot.ids.tolist())}
+        position = snapshot.position
         vectors, ids = [], []
         for ref in refs:
             if isinstance(ref, Image.Image):
@@ -409,7 +426,10 @@ class Library:
             f"{text!r} is neither an image id embedded in this library nor a readable image file"
         )
 
-    def _id_paths(self) -> dict[str, str]:
+    def _id_paths(self, ids: list[str]) -> dict[str, str]:
+        """Paths of these ids: looked up one by one for a page of results, from a full map for many."""
+        if self._paths is None and len(ids) <= 20_000:
+            return self.catalog.paths_for(ids)
         if self._paths is None:
             self._paths = self.catalog.paths_by_id()
         return self._paths
@@ -423,7 +443,7 @@ class Library:
             raise PicsiftError(
                 f"no collection named {name!r}; collections: {', '.join(self.collection_names()) or '(none)'}"
             ) from None
-        paths = self._id_paths()
+        paths = self._id_paths([i[0] for i in items])
         return pd.DataFrame({
             "rank": [i[2] for i in items],
             "id": [i[0] for i in items],

