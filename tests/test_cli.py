@@ -76,11 +76,25 @@ def test_errors_are_one_line_and_exit_non_zero(image_folder: Path, tiny_model: s
     assert result.stderr.startswith("picsift: error: ") and message in result.stderr
 
 
-def test_default_model_without_weights_or_network_says_so_and_names_the_model_option(image_folder: Path) -> None:
-    result = picsift("index", str(image_folder), check=False)  # HF_HUB_OFFLINE=1 and nothing cached
-    assert result.returncode == 1
-    assert "ViT-B-32:laion2b_s34b_b79k are not cached" in result.stderr and "--model" in result.stderr
-    assert result.stderr.strip().count("\n") == 0
+def test_offline_the_default_model_falls_back_to_the_offline_model_in_one_line(image_folder: Path) -> None:
+    result = picsift("index", str(image_folder), "--json")  # HF_HUB_OFFLINE=1 and nothing cached
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1
+    assert "ViT-B-32:laion2b_s34b_b79k are not cached" in warnings[0] and "picsift-offline" in warnings[0]
+    assert "--model" in warnings[0]
+    assert json.loads(result.stdout)["model"] == "picsift-offline"
+
+
+def test_without_any_usable_model_the_error_names_the_model_option(
+    image_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import picsift as package
+    import picsift.library
+    from picsift.errors import ModelUnavailableError
+
+    monkeypatch.setattr(picsift.library, "offline_model_available", lambda: False)
+    with pytest.raises(ModelUnavailableError, match=r"are not cached .*choose a model with --model SPEC"):
+        package.Library(image_folder).update(progress=False)
 
 
 def test_unknown_backend_is_rejected_listing_the_valid_ones(image_folder: Path) -> None:

