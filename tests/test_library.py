@@ -12,6 +12,7 @@ from PIL import Image
 
 import picsift
 import picsift.update
+from picsift.catalog import content_id
 from picsift.embedding import decode_image
 from picsift.errors import NotIndexedError, PicsiftError, UnknownImageError
 
@@ -255,3 +256,57 @@ def test_the_workspace_can_live_outside_a_read_only_image_folder(image_folder: P
         assert (workspace / "catalog.sqlite").exists() and not (image_folder / ".picsift").exists()
     finally:
         os.chmod(image_folder, 0o755)
+
+
+def test_collections_can_be_written_grown_and_shrunk_by_hand(library: picsift.Library) -> None:
+    ids = library.search("x", limit=None).ids
+    library.write_collection("picked", ids[:3], [0.9, 0.8, 0.7], {"note": "by hand"})
+    assert library.collection("picked")["id"].tolist() == ids[:3]
+    assert library.collection_recipe("picked")["note"] == "by hand"
+    assert library.add_to_collection("picked", [ids[1], ids[5], ids[5]]) == 4  # no duplicates
+    grown = library.collection("picked")
+    assert grown["id"].tolist() == [*ids[:3], ids[5]]
+    assert grown["score"].iloc[0] == pytest.approx(0.9) and np.isnan(grown["score"].iloc[3])
+    assert library.remove_from_collection("picked", [ids[0]]) == 3
+    assert library.collection("picked")["id"].tolist() == [ids[1], ids[2], ids[5]]
+    assert library.add_to_collection("fresh", ids[:2]) == 2
+    paths = library.paths([ids[0], "0" * 32])
+    assert list(paths) == [ids[0]] and paths[ids[0]].is_file()
+    with pytest.raises(PicsiftError, match="invalid collection name"):
+        library.write_collection("_x", ids[:1])
+
+
+def test_results_carry_the_ids_of_every_score(library: picsift.Library) -> None:
+    results = library.search("a tree", limit=3)
+    assert len(results.scope_ids) == len(results.scores) == 24
+    score_of = dict(zip(results.scope_ids.tolist(), results.scores.tolist(), strict=True))
+    for image_id, score in zip(results.ids, results.df["score"], strict=True):
+        assert score_of[image_id] == pytest.approx(score)
+
+
+def test_a_background_update_and_searches_from_another_thread_share_a_workspace(
+    image_folder: Path, tiny_model: str, stamps_root: Path
+) -> None:
+    import threading
+
+    with picsift.Library(image_folder, model=tiny_model) as lib:
+        lib.update(progress=False)
+        for path in sorted((stamps_root / "space").rglob("*.png"))[:40]:
+            shutil.copy(path, image_folder / f"space-{path.name}")
+        errors: list[BaseException] = []
+
+        def update() -> None:
+            try:
+                lib.update(progress=False)
+            except BaseException as e:
+                errors.append(e)
+
+        worker = threading.Thread(target=update)
+        worker.start()
+        searches = 0
+        while worker.is_alive() or searches < 3:
+            assert len(lib.search("a planet", limit=5)) == 5  # each thread has its own connection
+            searches += 1
+        worker.join()
+        distinct = {content_id(p.read_bytes()) for p in image_folder.rglob("*.png")}
+        assert not errors and lib.status()["embedded"] == lib.status()["images"] == len(distinct) > 24

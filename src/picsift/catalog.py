@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -160,20 +161,43 @@ class FileRow:
     error: str | None
 
 
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 class Catalog:
     """The workspace database. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
+        # One connection per thread: a background update and searches from the notebook each get
+        # their own, and SQLite's WAL mode lets readers proceed while the writer commits.
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
         self._migrate()
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit; use :meth:`transaction` for atomic writes)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     def __enter__(self) -> Catalog:
         return self
@@ -258,8 +282,9 @@ class Catalog:
 
     # -- collections ------------------------------------------------------------------------------
     def write_collection(
-        self, name: str, ids: list[str], scores: list[float] | None, recipe: dict[str, object]
+        self, name: str, ids: list[str], scores: list[float | None] | None, recipe: dict[str, object]
     ) -> None:
+        """Create or replace a collection; ``ids`` in rank order (duplicates keep their first place)."""
         with self.transaction() as db:
             db.execute("DELETE FROM collections WHERE name=?", (name,))
             db.execute(
@@ -269,7 +294,7 @@ class Catalog:
             db.executemany(
                 "INSERT OR IGNORE INTO collection_items(collection, image_id, score, rank) VALUES (?, ?, ?, ?)",
                 [
-                    (name, image_id, None if scores is None else float(scores[i]), i + 1)
+                    (name, image_id, None if scores is None else _float_or_none(scores[i]), i + 1)
                     for i, image_id in enumerate(ids)
                 ],
             )

@@ -346,8 +346,8 @@ class Library:
         if use_index:
             ids, scores = self.index.search(positives.mean(axis=0), limit or 0)
             keep = scores >= min_score if min_score is not None else np.ones(len(ids), bool)
-            result_ids, result_scores = np.array(ids)[keep], scores[keep]
-            all_scores = np.zeros(0, np.float32)
+            result_ids, result_scores = np.array(ids, dtype="<U32")[keep], scores[keep]
+            all_scores, scope_ids = np.zeros(0, np.float32), np.zeros(0, "<U32")
         else:
             all_scores = score_scope(snapshot, scope, positives, negative, combine=combine,
                                      negative_weight=negative_weight)
@@ -373,7 +373,7 @@ class Library:
             within=within if isinstance(within, str) or within is None else "ids",
             summary=recipe.get("text") or recipe.get("images"),
         )
-        results = Results(df, all_scores, recipe)
+        results = Results(df, all_scores, scope_ids, recipe)
         self.catalog.write_collection(TEMPORARY, df["id"].tolist(), df["score"].tolist(), recipe)
         return results
 
@@ -460,12 +460,48 @@ class Library:
 
     def save_collection(self, name: str, source: str = TEMPORARY) -> None:
         """Save the temporary collection (the last search) under ``name``, replacing one of that name."""
-        if not name or name.startswith("_"):
-            raise PicsiftError(f"invalid collection name {name!r}: it must be non-empty and not start with '_'")
+        _check_name(name)
         try:
             self.catalog.copy_collection(source, name)
         except KeyError:
             raise PicsiftError(f"no collection named {source!r} to save (run a search first)") from None
+
+    def write_collection(
+        self, name: str, ids: Sequence[str], scores: Sequence[float | None] | None = None,
+        recipe: dict[str, Any] | None = None,
+    ) -> None:
+        """Create or replace collection ``name`` from ids in rank order (with their scores, if any).
+
+        ``name`` may be :data:`TEMPORARY` to replace the temporary collection, as a search does.
+        """
+        if name != TEMPORARY:
+            _check_name(name)
+        recipe = {"kind": "ids", "summary": name, "time": time.time(), **(recipe or {})}
+        self.catalog.write_collection(name, list(ids), None if scores is None else list(scores), recipe)
+
+    def add_to_collection(self, name: str, ids: Sequence[str]) -> int:
+        """Append images to a collection (created if missing); returns its new size."""
+        exists = name in self.collection_names()
+        existing = self.collection(name) if exists else pd.DataFrame({"id": [], "score": []})
+        known = set(existing["id"])
+        new = [i for i in dict.fromkeys(ids) if i not in known]
+        scores = [_score_or_none(s) for s in existing["score"]] + [None] * len(new)
+        self.write_collection(name, existing["id"].tolist() + new, scores,
+                              self.collection_recipe(name) if exists else None)
+        return len(known) + len(new)
+
+    def remove_from_collection(self, name: str, ids: Sequence[str]) -> int:
+        """Remove images from a collection; returns its new size."""
+        existing = self.collection(name)
+        keep = existing[~existing["id"].isin(set(ids))]
+        self.write_collection(name, keep["id"].tolist(), [_score_or_none(s) for s in keep["score"]],
+                              self.collection_recipe(name))
+        return len(keep)
+
+    def paths(self, ids: Sequence[str]) -> dict[str, Path]:
+        """Absolute path of each id a file holds (the first file, for duplicated content)."""
+        found = self._id_paths(list(ids))
+        return {i: self.root / found[i] for i in ids if i in found}
 
     def delete_collection(self, name: str) -> None:
         if not self.catalog.delete_collection(name):
@@ -525,6 +561,15 @@ class Library:
             "models": {spec: count for spec, count in models},
             "collections": self.collection_names(),
         }
+
+
+def _score_or_none(score: Any) -> float | None:
+    return None if score is None or pd.isna(score) else float(score)
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.strip() or name.startswith("_"):
+        raise PicsiftError(f"invalid collection name {name!r}: it must be non-empty and not start with '_'")
 
 
 def _describe(ref: Any) -> str:

@@ -87,12 +87,15 @@ class Results:
         One row per result, best first: ``rank``, ``id``, ``path``, ``score``.
     scores
         The score of every image in scope (not only the results), for histograms.
+    scope_ids
+        The image ids those scores belong to, aligned with :attr:`scores`.
     query
         How the search was made (the recipe saved with collections).
     """
 
     df: pd.DataFrame
     scores: np.ndarray
+    scope_ids: np.ndarray
     query: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
