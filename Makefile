@@ -2,9 +2,10 @@
 # Both create .venv on first use and are safe to re-run.
 PY := .venv/bin/python
 PIP := .venv/bin/pip
+STATIC := src/picsift/static/gallery.js
 
-.PHONY: demo test lint setup
-setup: .venv/.installed
+.PHONY: demo test lint setup js chromium
+setup: .venv/.installed $(STATIC) chromium
 
 # torch/torchvision are pinned to the builds pip finds on this machine's local mirror;
 # elsewhere pip fetches the same versions from PyPI.
@@ -15,7 +16,23 @@ setup: .venv/.installed
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 
-demo: setup
+# The widget front-ends (js/) bundled by esbuild into src/picsift/static/ (generated, not committed).
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+$(STATIC): node_modules/.installed js/build.mjs $(wildcard js/*.js js/*.css)
+	npm run build
+
+js: $(STATIC)
+
+# The real-browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y --no-install-recommends chromium; }; }
+
+demo: .venv/.installed $(STATIC)
 	$(PY) -m picsift demo
 
 test: setup

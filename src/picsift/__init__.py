@@ -8,6 +8,7 @@ from .index import available_backends, open_index
 from .library import Library, default_model
 from .search import Results
 from .update import UpdateReport
+from .widgets import app
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -16,6 +17,7 @@ __all__ = [
     "PicsiftError",
     "Results",
     "UpdateReport",
+    "app",
     "available_backends",
     "default_model",
     "open_index",

@@ -1,0 +1,65 @@
+// Prompt box: Enter submits {text, limit, mode}; disabled with progress while embeddings are computed.
+/** @typedef {{text: string, limit: number, mode: "text"|"similar"|"diverse", status: object, busy: boolean, error: string}} PromptTraits */
+import { errorLine, formatCount, h, send } from "./protocol.js";
+
+function render({ model, el }) {
+  el.classList.add("picsift", "picsift-prompt");
+  el.dataset.lmSuppressShortcuts = "true"; // typing in our inputs must not trigger notebook shortcuts
+  const input = h("input", { class: "picsift-prompt-input", type: "text", placeholder: "Describe the images to find…", "aria-label": "prompt" });
+  const mode = h("select", { class: "picsift-mode", "aria-label": "mode" },
+    h("option", { value: "text" }, "Text"), h("option", { value: "similar" }, "Similar to selected"),
+    h("option", { value: "diverse" }, "Diverse sample"));
+  const limit = h("input", { class: "picsift-limit", type: "number", min: "1", step: "1", style: "width: 6em", "aria-label": "limit", title: "result limit" });
+  const button = h("button", { class: "picsift-primary picsift-search", type: "submit" }, "Search");
+  const status = h("div", { class: "picsift-status picsift-muted" });
+  const [error, disposeError] = errorLine(model);
+  const submit = () => {
+    if (button.disabled) return;
+    const text = input.value.trim();
+    if (mode.value === "text" && !text) return;
+    send(model, "submit", { text, limit: Math.max(1, parseInt(limit.value, 10) || 1), mode: mode.value });
+  };
+  // Enter is ours, not JupyterLab's (which would otherwise treat it as a notebook shortcut)
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      event.stopPropagation();
+      submit();
+    }
+  });
+  const form = h("form", { class: "picsift-row", onsubmit: (event) => { event.preventDefault(); submit(); } }, input, mode, h("label", { class: "picsift-muted" }, "limit ", limit), button);
+  el.append(form, status, error);
+
+  const sync = () => {
+    if (document.activeElement !== input) input.value = model.get("text");
+    mode.value = model.get("mode");
+    limit.value = String(model.get("limit"));
+    const s = model.get("status") || {};
+    const ready = Boolean(s.ready) || s.ready === undefined;
+    const busy = model.get("busy");
+    input.disabled = !ready;
+    button.disabled = !ready || busy;
+    button.textContent = busy ? "Searching…" : "Search";
+    el.dataset.ready = String(ready);
+    el.dataset.busy = String(busy);
+    status.replaceChildren();
+    if (s.progress) {
+      const { done, total } = s.progress;
+      status.append(h("span", {}, `Computing embeddings: ${formatCount(done)} / ${formatCount(total)} — search is available when done`),
+        h("progress", { max: String(Math.max(total, 1)), value: String(done) }));
+    } else if (s.ready === false) {
+      status.append(`Not searchable yet: ${formatCount(s.pending ?? 0)} of ${formatCount(s.images ?? 0)} images still need embeddings`);
+    } else if (s.model_label) {
+      status.append(`${s.model_label} · ${formatCount(s.embedded ?? 0)} images · ${s.index}`);
+    }
+  };
+  const names = ["change:status", "change:busy", "change:text", "change:mode", "change:limit"];
+  for (const name of names) model.on(name, sync);
+  sync();
+  return () => {
+    for (const name of names) model.off(name, sync);
+    disposeError();
+  };
+}
+
+export default { render };

@@ -1,0 +1,27 @@
+"""picsift's notebook widgets (anywidget): each part alone, or all of them linked by :func:`app`.
+
+Imported lazily, so ``import picsift`` works without the ``app`` extra installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .entry import app
+
+_CLASSES = {
+    "App": "panel", "CollectionsList": "collections_list", "Explorer": "explorer", "Gallery": "gallery",
+    "PromptBox": "prompt", "Sampler": "sampler", "ScoreRange": "score_range",
+}
+__all__ = [*_CLASSES, "app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        try:
+            module = importlib.import_module(f".{_CLASSES[name]}", __name__)
+        except ImportError as e:
+            raise ImportError(f'picsift.widgets.{name} needs the notebook extra: pip install "picsift[app]"') from e
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

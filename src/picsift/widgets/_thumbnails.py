@@ -1,0 +1,70 @@
+"""Thumbnails for the gallery and the explorer: WebP bytes, cached in memory and in the workspace."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = 160
+DETAIL_SIZE = 640
+
+
+def encode(path: Path | str, size: int) -> bytes:
+    """The image at ``path`` fitted into ``size`` x ``size``, as WebP (keeps transparency)."""
+    with Image.open(path) as opened:
+        image: Image.Image = ImageOps.exif_transpose(opened)
+        image.thumbnail((size, size), Image.Resampling.BILINEAR)
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+        out = io.BytesIO()
+        image.save(out, format="WEBP", quality=75, method=0)
+        return out.getvalue()
+
+
+class ThumbnailCache:
+    """``get(image_id, path)`` -> WebP bytes; an LRU in memory over files in ``folder`` (optional)."""
+
+    def __init__(self, folder: Path | None = None, size: int = THUMBNAIL_SIZE, capacity: int = 4096):
+        self.folder = Path(folder) / str(size) if folder is not None else None
+        self.size = size
+        self.capacity = capacity
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    def get(self, image_id: str, path: Path | str) -> bytes:
+        with self._lock:
+            data = self._memory.get(image_id)
+            if data is not None:
+                self._memory.move_to_end(image_id)
+                return data
+        data = self._load_or_make(image_id, path)
+        with self._lock:
+            self._memory[image_id] = data
+            while len(self._memory) > self.capacity:
+                self._memory.popitem(last=False)
+        return data
+
+    def _load_or_make(self, image_id: str, path: Path | str) -> bytes:
+        cached = self.folder / f"{image_id}.webp" if self.folder is not None else None
+        if cached is not None and cached.exists():
+            return cached.read_bytes()
+        data = encode(path, self.size)
+        if cached is not None:
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(cached)
+            except OSError as e:  # a read-only workspace still gets thumbnails, just not cached on disk
+                log.debug("cannot cache thumbnail %s: %s", cached, e)
+        return data

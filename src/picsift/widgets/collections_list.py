@@ -1,0 +1,87 @@
+"""The collections list: the temporary collection, saved ones, save-as, delete and pandas export."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import traitlets
+
+from ..errors import PicsiftError
+from ._base import PicsiftWidget
+
+if TYPE_CHECKING:
+    from ..library import Library
+
+ViewProvider = Callable[[], pd.DataFrame]
+ShowCallback = Callable[[str], None]
+
+
+class CollectionsList(PicsiftWidget):
+    """Lists saved collections (``rows``: name, size, query) and acts on them.
+
+    "Save" stores the current view (given by ``view``, a function returning the shown DataFrame;
+    default: the temporary collection); "export" puts it into :attr:`exported`.
+    """
+
+    _bundle = "collections"
+    rows = traitlets.List(traitlets.Dict()).tag(sync=True)
+    current = traitlets.Unicode("").tag(sync=True)
+    notice = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, library: Library, view: ViewProvider | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.library = library
+        self._view = view
+        self.exported: pd.DataFrame | None = None
+        self._show_callbacks: list[ShowCallback] = []
+        self.refresh()
+
+    def on_show(self, callback: ShowCallback) -> None:
+        self._show_callbacks.append(callback)
+
+    def refresh(self) -> None:
+        table = self.library.collections()
+        self.rows = [{"name": str(r.name), "size": int(r.size), "query": str(r.query) if r.query is not None else ""}
+                     for r in table.itertuples()]
+
+    def view(self) -> pd.DataFrame:
+        return self._view() if self._view is not None else self.library.collection()
+
+    def save(self, name: str) -> None:
+        """Save the current view as collection ``name`` (replacing one of that name)."""
+        name = name.strip()
+        if not name or name.startswith("_"):
+            raise ValueError(f"invalid collection name {name!r}: it must be non-empty and not start with '_'")
+        df = self.view()
+        try:
+            recipe = dict(self.library.collection_recipe())
+        except PicsiftError:  # no search yet
+            recipe = {}
+        recipe["summary"] = recipe.get("summary") or name
+        scores = [None if pd.isna(s) else float(s) for s in df["score"]]
+        self.library.write_collection(name, df["id"].tolist(), scores, recipe)
+        self.current = name
+        self.notice = f"saved {len(df)} images as {name!r}"
+        self.refresh()
+
+    def _on_save_collection(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        self.save(str(content.get("name", "")))
+
+    def _on_delete_collection(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        name = str(content.get("name", ""))
+        self.library.delete_collection(name)
+        self.notice = f"deleted {name!r}"
+        self.refresh()
+
+    def _on_show_collection(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        name = str(content.get("name", ""))
+        self.library.collection(name)  # raises, naming the valid ones, if there is none
+        self.current = name
+        for callback in self._show_callbacks:
+            callback(name)
+
+    def _on_export(self, _content: dict[str, Any], _buffers: list[bytes]) -> None:
+        self.exported = self.view()
+        self.notice = f"exported {len(self.exported)} rows: .exported (a pandas DataFrame)"

@@ -1,0 +1,215 @@
+"""The explorer: every embedded image as a point on a 2D/3D map, drawn with WebGL.
+
+Points travel once as a float32 ``(n, 3)`` buffer (z = 0 in 2D); colours as one float32 value per
+point (a cluster index, a score, or a category index of a metadata field) that the shader maps to a
+palette, so re-colouring after a search sends n floats and never the points again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import traitlets
+
+from ..projection import BackgroundProjection, RowsView, cached_projection
+from ..sampling import cluster
+from ._base import PicsiftWidget
+from ._protocol import ARRAY_SERIALIZERS
+
+if TYPE_CHECKING:
+    from ._source import ImageSource
+
+COLOR_MODES = ("cluster", "score", "folder")
+PickCallback = Callable[[str], None]
+#: Cluster colours come from k-means on at most this many vectors (then every point is assigned).
+CLUSTER_FIT_ROWS = 20_000
+
+
+class Explorer(PicsiftWidget):
+    """A map of the collection: pan, zoom, rotate; colour by cluster, score or folder; click to search.
+
+    Public traits: ``dims`` (2 or 3), ``projection`` (``"pca"``, ``"umap"``), ``projection_state``,
+    ``color_by``, ``point_size``, ``selection`` (ids; box-select in 2D with shift-drag).
+    """
+
+    _bundle = "explorer"
+    dims = traitlets.Int(3).tag(sync=True)
+    projection = traitlets.Unicode("pca").tag(sync=True)
+    projection_state = traitlets.Unicode("").tag(sync=True)
+    color_by = traitlets.Enum(COLOR_MODES, default_value="cluster").tag(sync=True)
+    point_size = traitlets.Float(3.0, min=0.5, max=32.0).tag(sync=True)
+    selection = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    _points = traitlets.Any(None).tag(sync=True, **ARRAY_SERIALIZERS)
+    _colors = traitlets.Any(None).tag(sync=True, **ARRAY_SERIALIZERS)
+    _color_kind = traitlets.Unicode("category").tag(sync=True)
+    _legend = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    _selected = traitlets.Any(None).tag(sync=True, **ARRAY_SERIALIZERS)
+    _autorotate = traitlets.Bool(False).tag(sync=True)
+
+    @traitlets.validate("dims")
+    def _check_dims(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] not in (2, 3):
+            raise traitlets.TraitError(f"dims={proposal['value']!r}; valid choices: 2, 3")
+        return int(proposal["value"])
+
+    def __init__(self, source: ImageSource | None = None, *, points: np.ndarray | None = None,
+                 ids: np.ndarray | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.source = source
+        self.ids = np.zeros(0, dtype="<U32")
+        self.scores: np.ndarray | None = None
+        self._clusters: np.ndarray | None = None
+        self._callbacks: list[PickCallback] = []
+        self._job: BackgroundProjection | None = None
+        self._syncing = False
+        self.observe(self._on_selected, "_selected")
+        self.observe(self._on_selection, "selection")
+        self.observe(self._recolor, "color_by")
+        self.observe(self._redims, "dims")
+        if points is not None:
+            self.set_points(points, ids)
+        elif source is not None:
+            self.load()
+
+    # -- points -----------------------------------------------------------------------------------
+    def set_points(self, points: np.ndarray, ids: np.ndarray | None = None, clusters: np.ndarray | None = None) -> None:
+        """Show ``points`` (``(n, 2)`` or ``(n, 3)``), e.g. precomputed coordinates."""
+        points = np.asarray(points, dtype=np.float32)
+        if points.ndim != 2 or points.shape[1] not in (2, 3):
+            raise ValueError(f"points must have shape (n, 2) or (n, 3), got {points.shape}")
+        if points.shape[1] == 2:
+            points = np.pad(points, ((0, 0), (0, 1)))
+        self.ids = np.asarray(ids, dtype="<U32") if ids is not None else np.arange(len(points)).astype("<U32")
+        self._clusters = clusters
+        with self.hold_sync():
+            self._points = points
+            self._recolor()
+
+    def load(self) -> None:
+        """(Re)compute the map of the library: cached UMAP if there is one, else PCA at once."""
+        if self.source is None:
+            return
+        store = self.source.library.store
+        snapshot = store.snapshot()
+        folder = store.folder / "projections"
+        umap_file = folder / f"umap-{self.dims}d-v{snapshot.version}.npy"
+        method = "umap" if umap_file.exists() else "pca"
+        view = RowsView(snapshot.matrix, snapshot.rows)
+        coords = cached_projection(folder, snapshot.version, lambda: view, method, self.dims)
+        clusters = None
+        if len(snapshot) >= 2:
+            fit = np.random.default_rng(0).choice(len(snapshot), min(len(snapshot), CLUSTER_FIT_ROWS), replace=False)
+            centres = cluster(view[np.sort(fit)], seed=0).centres
+            clusters = np.concatenate([np.argmax(view[start : start + 100_000] @ centres.T, axis=1)
+                                       for start in range(0, len(view), 100_000)]).astype(np.int32)
+        self.projection, self.projection_state = method, method
+        self.set_points(coords, snapshot.ids, clusters)
+
+    def _redims(self, _change: dict[str, Any]) -> None:
+        if self.source is not None:
+            self.load()
+
+    def compute_umap(self, background: bool = True) -> None:
+        """Replace the PCA map with UMAP once computed (in a thread unless ``background=False``)."""
+        if self.source is None:
+            raise ValueError("this explorer has no library to compute a UMAP map of")
+        store = self.source.library.store
+        snapshot = store.snapshot()
+        dims = self.dims
+
+        def compute() -> np.ndarray:
+            view = RowsView(snapshot.matrix, snapshot.rows)
+            return cached_projection(store.folder / "projections", snapshot.version, lambda: view, "umap", dims)
+
+        def done(coords: np.ndarray) -> None:
+            if len(coords) == len(self.ids):
+                self._points = np.pad(coords, ((0, 0), (0, 3 - coords.shape[1])))
+                self.projection, self.projection_state = "umap", "umap"
+
+        def failed(error: BaseException) -> None:
+            self.projection_state = "pca"
+            self.report(error)
+
+        self.projection_state = "umap: computing…"
+        if background:
+            self._job = BackgroundProjection(compute, done, failed).start()
+        else:
+            done(compute())
+
+    # -- colours ----------------------------------------------------------------------------------
+    def set_scores(self, scores: np.ndarray | None) -> None:
+        """Scores aligned with the points (a search over everything); colours by score from now on."""
+        self.scores = None if scores is None else np.asarray(scores, dtype=np.float32)
+        if self.scores is not None and len(self.scores) != len(self.ids):
+            self.scores = None
+        if self.color_by == "score":
+            self._recolor()
+        elif self.scores is not None:
+            self.color_by = "score"
+
+    def _recolor(self, _change: dict[str, Any] | None = None) -> None:
+        n = len(self.ids)
+        if self.color_by == "score" and self.scores is not None:
+            self._color_kind, self._legend, self._colors = "continuous", [], self.scores
+        elif self.color_by == "folder" and self.source is not None:
+            folders = np.asarray(self.source.folders(self.ids))
+            names, codes = np.unique(folders, return_inverse=True)
+            self._color_kind, self._legend, self._colors = "category", names.tolist(), codes.astype(np.float32)
+        elif self._clusters is not None:
+            k = int(self._clusters.max()) + 1 if len(self._clusters) else 0
+            self._color_kind, self._legend = "category", [f"cluster {i}" for i in range(k)]
+            self._colors = self._clusters.astype(np.float32)
+        else:
+            self._color_kind, self._legend, self._colors = "category", [], np.zeros(n, np.float32)
+
+    # -- selection and picking --------------------------------------------------------------------
+    def _on_selected(self, change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        positions = np.asarray(change["new"] if change["new"] is not None else [], dtype=np.int64)
+        positions = positions[(positions >= 0) & (positions < len(self.ids))]
+        self._syncing = True
+        try:
+            self.selection = self.ids[positions].tolist()
+        finally:
+            self._syncing = False
+
+    def _on_selection(self, change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            self._selected = np.flatnonzero(np.isin(self.ids, list(change["new"]))).astype(np.int32)
+        finally:
+            self._syncing = False
+
+    def on_pick(self, callback: PickCallback) -> None:
+        """Call ``callback(image_id)`` when a point is clicked."""
+        self._callbacks.append(callback)
+
+    def _index(self, content: dict[str, Any], key: str = "index") -> int:
+        index = int(content.get(key, -1))
+        if not 0 <= index < len(self.ids):
+            raise IndexError(f"point {index} out of range 0..{len(self.ids) - 1}")
+        return index
+
+    def _on_pick(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        image_id = str(self.ids[self._index(content)])
+        if not self._callbacks:
+            raise ValueError("clicking a point searches in the app: use picsift.app() or Explorer.on_pick")
+        for callback in self._callbacks:
+            callback(image_id)
+
+    def _on_thumbnails(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        if self.source is None:
+            raise ValueError("this explorer has no image source for thumbnails")
+        indices = [self._index({"index": i}) for i in content.get("indices", [])[:16]]
+        ids = self.ids[indices].tolist()
+        names, buffers = self.source.thumbnail_batch(ids)
+        self.send({"type": "thumbnails", "request_id": content.get("request_id"), "indices": indices,
+                   "ids": ids, "names": names}, buffers)
+
+    def _on_compute_umap(self, _content: dict[str, Any], _buffers: list[bytes]) -> None:
+        self.compute_umap()

@@ -1,0 +1,108 @@
+"""The prompt box: text prompt, result limit, search mode, and the library's readiness."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import traitlets
+
+from ._base import PicsiftWidget
+
+if TYPE_CHECKING:
+    from ..library import Library
+    from ..search import Results
+
+SEARCH_MODES = ("text", "similar", "diverse")
+SubmitCallback = Callable[[str, int, str], None]
+
+
+class PromptBox(PicsiftWidget):
+    """A prompt with Enter-to-submit, a result limit and a mode (text, similar to selection, diverse).
+
+    ``status`` mirrors :meth:`Library.status` plus ``progress`` ``{done, total}`` while an update runs;
+    search is disabled until ``status["ready"]``. Alone, a submit runs ``library.search`` and keeps
+    the answer in :attr:`results`; inside :class:`App` the app handles submits (:meth:`on_submit`).
+    """
+
+    _bundle = "prompt"
+    text = traitlets.Unicode("").tag(sync=True)
+    limit = traitlets.Int(1000, min=1).tag(sync=True)
+    mode = traitlets.Enum(SEARCH_MODES, default_value="text").tag(sync=True)
+    status = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, library: Library | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.library = library
+        self.results: Results | None = None
+        self._callbacks: list[SubmitCallback] = []
+        self._update_thread: threading.Thread | None = None
+        if library is not None:
+            self.refresh_status()
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.status.get("ready"))
+
+    def on_submit(self, callback: SubmitCallback) -> None:
+        """Call ``callback(text, limit, mode)`` on every submit instead of searching here."""
+        self._callbacks.append(callback)
+
+    def refresh_status(self, progress: dict[str, int] | None = None) -> None:
+        if self.library is None:
+            return
+        status = self.library.status()
+        status["updating"] = self._update_thread is not None and self._update_thread.is_alive()
+        if progress is not None:
+            status["progress"] = progress
+            status["ready"] = False
+        self.status = status
+
+    def update_library(self, *, background: bool = True) -> None:
+        """Embed new images with live progress in the box (in a thread unless ``background=False``)."""
+        if self.library is None:
+            raise ValueError("this PromptBox has no library to update")
+        library = self.library
+
+        def progress(done: int, total: int) -> None:
+            self.refresh_status({"done": done, "total": total})
+
+        def run() -> None:
+            try:
+                library.update(progress=False, on_progress=progress)
+            except Exception as e:
+                self.report(e)
+            finally:
+                self._update_thread = None
+                self.refresh_status()
+
+        if background:
+            self._update_thread = threading.Thread(target=run, name="picsift-update", daemon=True)
+            self.refresh_status({"done": 0, "total": int(self.status.get("pending", 0))})
+            self._update_thread.start()
+        else:
+            run()
+
+    def _on_submit(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        text = str(content.get("text", self.text))
+        limit = int(content.get("limit", self.limit))
+        mode = str(content.get("mode", self.mode))
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode={mode!r}; valid choices: {', '.join(SEARCH_MODES)}")
+        self.text, self.limit, self.mode = text, limit, mode
+        self.submit()
+
+    def submit(self) -> None:
+        """Run the current prompt, as if Enter was pressed."""
+        if self.library is not None and not self.ready:
+            raise RuntimeError("the library is not ready yet: embeddings are still being computed")
+        if self._callbacks:
+            for callback in self._callbacks:
+                callback(self.text, self.limit, self.mode)
+            return
+        if self.library is None:
+            raise ValueError("this PromptBox has neither a library nor an on_submit callback")
+        if self.mode != "text":
+            raise ValueError(f"mode {self.mode!r} needs the app (selection / sampler); use picsift.app()")
+        self.results = self.library.search(self.text, limit=self.limit)

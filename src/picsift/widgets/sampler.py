@@ -1,0 +1,68 @@
+"""The diversity sampler: method, number of clusters, sample size; the sample becomes a collection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import traitlets
+
+from ..sampling import SAMPLING_METHODS, diverse_sample
+from ._base import PicsiftWidget
+
+if TYPE_CHECKING:
+    from ..library import Library
+
+SampleCallback = Callable[[list[str], dict[str, Any]], None]
+SAMPLE_COLLECTION = "_temporary"  # like a search, a sample replaces the temporary collection
+
+
+class Sampler(PicsiftWidget):
+    """Draws a diverse sample of the library (``n_clusters=0``: automatic, ``sqrt(n/2)``).
+
+    The sample is written as the temporary collection (so it can be saved like a search) and kept
+    in :attr:`sample`; callbacks registered with :meth:`on_sample` receive it (the app shows it).
+    """
+
+    _bundle = "sampler"
+    method = traitlets.Enum(SAMPLING_METHODS, default_value="random").tag(sync=True)
+    n_clusters = traitlets.Int(0, min=0).tag(sync=True)
+    size = traitlets.Int(24, min=1).tag(sync=True)
+    seed = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, library: Library | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.library = library
+        self.sample: list[str] = []
+        self._callbacks: list[SampleCallback] = []
+
+    def on_sample(self, callback: SampleCallback) -> None:
+        self._callbacks.append(callback)
+
+    def _on_sample(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        with self.hold_trait_notifications():
+            for name in ("method", "n_clusters", "size", "seed"):
+                if name in content:
+                    setattr(self, name, content[name])
+        self.draw()
+
+    def draw(self, within: list[str] | None = None) -> list[str]:
+        """Draw a sample with the current settings (from ``within`` ids, default the whole library)."""
+        if self.library is None:
+            raise ValueError("this Sampler has no library to sample from")
+        snapshot = self.library.store.snapshot()
+        if not len(snapshot):
+            raise ValueError("no embedded images to sample from yet; run update() first")
+        positions = np.arange(len(snapshot)) if within is None else np.flatnonzero(np.isin(snapshot.ids, within))
+        ids = snapshot.ids[positions]
+        vectors = snapshot.vectors(positions)
+        self.sample = diverse_sample(ids, vectors, self.size, method=self.method,
+                                     n_clusters=self.n_clusters or None, seed=self.seed)
+        recipe: dict[str, object] = {"kind": "sample", "method": self.method, "n_clusters": self.n_clusters or None,
+                  "size": self.size, "seed": self.seed, "model": self.library.spec.text,
+                  "summary": f"diverse sample ({self.method}, {len(self.sample)} images)"}
+        self.library.write_collection(SAMPLE_COLLECTION, self.sample, None, recipe)
+        for callback in self._callbacks:
+            callback(self.sample, recipe)
+        return self.sample

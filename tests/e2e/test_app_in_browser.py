@@ -1,0 +1,184 @@
+"""The app in a real JupyterLab, driven through its UI in Chromium. Screenshots: test-artifacts/e2e/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conftest import ARTIFACTS
+
+GALLERY = ".picsift-gallery"
+
+
+def shot(page: Any, name: str) -> None:
+    page.locator(".jp-OutputArea-output").first.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def gallery_version(page: Any) -> int:
+    return int(page.get_attribute(GALLERY, "data-version") or -1)
+
+
+def wait_for_new_gallery(page: Any, before: int, title: str) -> None:
+    page.wait_for_function(
+        "([before, title]) => { const g = document.querySelector('.picsift-gallery');"
+        " return Number(g.dataset.version) > before && g.querySelector('.picsift-title').textContent.includes(title)"
+        " && g.querySelectorAll('.picsift-tile.loaded').length >= Math.min(3, Number(g.dataset.shown)); }",
+        arg=[before, title])
+
+
+def tile_scores(page: Any) -> list[float]:
+    return page.eval_on_selector_all(
+        f"{GALLERY} .picsift-tile",
+        "tiles => tiles.sort((a, b) => a.dataset.rank - b.dataset.rank).map(t => Number(t.dataset.score))")
+
+
+def all_tile_scores(page: Any) -> list[float]:
+    """Scores of every tile in rank order, scrolling the virtualised gallery from top to bottom."""
+    seen: dict[int, float] = {}
+    scroller = f"{GALLERY} .picsift-gallery-scroller"
+    landed = ("() => { const s = document.querySelector('.picsift-gallery .picsift-gallery-scroller');"
+              " const g = document.querySelector('.picsift-gallery');"
+              " return g.dataset.renderedScroll === String(Math.round(s.scrollTop)); }")
+    page.eval_on_selector(scroller, "el => { el.scrollTop = 0; }")
+    while True:
+        page.wait_for_function(landed)
+        rows = page.eval_on_selector_all(f"{GALLERY} .picsift-tile",
+                                         "ts => ts.map(t => [Number(t.dataset.rank), Number(t.dataset.score)])")
+        seen.update({int(rank): score for rank, score in rows})
+        at_end = page.eval_on_selector(
+            scroller, "el => { const end = el.scrollTop + el.clientHeight >= el.scrollHeight - 1;"
+            " el.scrollTop += el.clientHeight; return end; }")
+        if at_end:
+            break
+    page.eval_on_selector(scroller, "el => { el.scrollTop = 0; }")
+    page.wait_for_function(landed)
+    return [seen[rank] for rank in sorted(seen)]
+
+
+def search(page: Any, text: str) -> None:
+    before = gallery_version(page)
+    prompt = page.locator(".picsift-prompt-input")
+    prompt.fill(text)
+    prompt.press("Enter")
+    wait_for_new_gallery(page, before, text)
+
+
+def test_prompt_search_fills_the_gallery_in_score_order(lab_page: Any) -> None:
+    page = lab_page
+    search(page, "a red car")
+    assert page.get_attribute(GALLERY, "data-count") == "36"  # limit 100, 36 images in scope
+    visible = tile_scores(page)
+    assert 0 < len(visible) <= 36 and visible == sorted(visible, reverse=True)
+    scores = all_tile_scores(page)  # virtualised: only the rows in view exist, so scroll through
+    assert len(scores) == 36 and scores == sorted(scores, reverse=True)
+    assert page.get_attribute(".picsift-range-count", "data-count") == "36"
+    page.wait_for_function("() => document.querySelectorAll('.picsift-tile.loaded img[src^=blob]').length >= 12")
+    shot(page, "01-search")
+
+
+def test_slider_filters_the_gallery_to_the_histogram_count(lab_page: Any) -> None:
+    page = lab_page
+    search(page, "a flower")
+    hist = page.locator(".picsift-hist").bounding_box()
+    handle = page.locator(".picsift-handle-low").bounding_box()
+    assert hist is not None and handle is not None
+    page.mouse.move(handle["x"] + handle["width"] / 2, hist["y"] + hist["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(hist["x"] + 0.45 * hist["width"], hist["y"] + hist["height"] / 2, steps=8)
+    page.mouse.up()
+    page.wait_for_function(
+        "() => { const g = document.querySelector('.picsift-gallery');"
+        " const c = document.querySelector('.picsift-range-count').dataset.count;"
+        " return Number(c) < 36 && g.dataset.count === c; }")
+    bars = page.eval_on_selector_all(".picsift-hist rect.in", "r => r.map(x => x.dataset.count)")
+    in_bars = sum(int(c) for c in bars)
+    count = int(page.get_attribute(GALLERY, "data-count") or -1)
+    assert count == in_bars == int(page.get_attribute(".picsift-range-count", "data-count") or -2)
+    low = float(page.locator(".picsift-range-count").inner_text().split("score ")[1].split(" ")[0])
+    scores = all_tile_scores(page)
+    assert len(scores) == count and all(s >= low - 1e-3 for s in scores)
+    page.locator(".picsift-export").click()  # Python sees the same range: the pandas export has those rows
+    page.wait_for_function(
+        f"() => document.querySelector('.picsift-notice').textContent.startsWith('exported {count} rows')")
+    shot(page, "02-slider")
+
+
+def test_select_three_tiles_and_find_similar(lab_page: Any) -> None:
+    page = lab_page
+    search(page, "an animal")
+    boxes = page.locator(f"{GALLERY} .picsift-tile input[type=checkbox]")
+    for i in range(3):
+        boxes.nth(i).click()
+    page.wait_for_selector(".picsift-actions[data-selected='3']")
+    page.wait_for_function("() => document.querySelector('.picsift-explorer').dataset.selected === '3'")
+    shot(page, "03a-selected")
+    before = gallery_version(page)
+    page.locator(".picsift-find-similar").click()
+    wait_for_new_gallery(page, before, "similar to 3 selected")
+    scores = tile_scores(page)
+    assert scores == sorted(scores, reverse=True)
+    assert page.locator(f"{GALLERY} .picsift-tile.selected").count() == 3  # the selection follows the images
+    shot(page, "03b-similar")
+
+
+def test_diversity_sampler_shows_the_sample(lab_page: Any) -> None:
+    page = lab_page
+    before = gallery_version(page)
+    page.locator(".picsift-sampler .picsift-size").fill("6")
+    page.locator(".picsift-sampler .picsift-clusters").fill("4")
+    page.locator(".picsift-sampler .picsift-sample").click()
+    wait_for_new_gallery(page, before, "diverse sample")
+    assert page.get_attribute(GALLERY, "data-count") == "6"
+    assert page.get_attribute(".picsift-score-range", "data-empty") == "true"
+    page.wait_for_function("() => document.querySelector('.picsift-explorer').dataset.selected === '6'")
+    shot(page, "04-sample")
+
+
+def test_clicking_a_point_in_the_explorer_searches(lab_page: Any) -> None:
+    page = lab_page
+    before = gallery_version(page)
+    x, y = page.eval_on_selector(".picsift-explorer", "el => el.__picsiftScreen(5)")
+    page.mouse.click(x, y)
+    wait_for_new_gallery(page, before, "similar to picked point")
+    assert page.get_attribute(".picsift-explorer", "data-color-by") == "score"
+    assert page.get_attribute(".picsift-range-count", "data-count") == "36"
+    x, y = page.eval_on_selector(".picsift-explorer", "el => el.__picsiftScreen(5)")  # the layout may have moved
+    page.mouse.move(x + 40, y + 40)
+    page.mouse.move(x, y, steps=4)  # hover shows the thumbnail
+    page.wait_for_selector(".picsift-tooltip:not([hidden]) img")
+    shot(page, "05-explorer-pick")
+
+
+def test_umap_replaces_pca_from_a_background_thread(lab_page: Any) -> None:
+    page = lab_page
+    before = int(page.get_attribute(".picsift-explorer", "data-frames") or 0)
+    page.locator(".picsift-umap").click()
+    page.wait_for_function(
+        "() => document.querySelector('.picsift-projection-state').textContent.startsWith('umap ·')", timeout=120_000)
+    page.wait_for_function(f"() => Number(document.querySelector('.picsift-explorer').dataset.frames) > {before}")
+    assert page.locator(".picsift-umap").is_disabled()
+    shot(page, "06-umap")
+
+
+def test_python_errors_show_in_the_widget(lab_page: Any) -> None:
+    page = lab_page
+    page.locator(".picsift-mode").select_option("similar")
+    page.locator(".picsift-gallery .picsift-clear").click()
+    page.wait_for_selector(".picsift-actions[data-selected='0']")
+    page.locator(".picsift-prompt .picsift-search").click()
+    page.wait_for_function(
+        "() => document.querySelector('.picsift-prompt .picsift-error').textContent.includes('select')")
+    shot(page, "07-error")
+    page.locator(".picsift-mode").select_option("text")
+
+
+def test_dark_theme(lab_page: Any) -> None:
+    page = lab_page
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.click()
+    page.get_by_text("JupyterLab Dark", exact=True).click()
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    search(page, "a cat")  # a fresh render in the dark theme (and it clears the last error)
+    page.wait_for_function("() => document.querySelectorAll('.picsift-tile.loaded').length >= 12")
+    color = page.eval_on_selector(".picsift-gallery", "el => getComputedStyle(el).backgroundColor")
+    assert color not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)")
+    shot(page, "08-dark-theme")

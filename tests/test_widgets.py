@@ -1,0 +1,348 @@
+"""The notebook widgets' traits, message handlers and serialisers, on a real library (tiny model)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("anywidget")
+
+from picsift import Library
+from picsift.projection import RowsView, cached_projection, pca
+from picsift.sampling import cluster, default_clusters, diverse_sample
+from picsift.widgets import App, CollectionsList, Explorer, Gallery, PromptBox, Sampler, ScoreRange, app
+from picsift.widgets._protocol import MESSAGE_TYPES, array_from_json, array_to_json
+from picsift.widgets._source import ImageSource
+from picsift.widgets.score_range import count_in_range, suggest_threshold
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Sent:
+    """Captures what a widget sends to the front-end."""
+
+    def __init__(self, widget: Any):
+        self.messages: list[tuple[dict[str, Any], list[bytes]]] = []
+        widget.send = lambda content, buffers=None: self.messages.append((content, list(buffers or [])))
+
+    def last(self, kind: str) -> tuple[dict[str, Any], list[bytes]]:
+        return next(m for m in reversed(self.messages) if m[0]["type"] == kind)
+
+
+def message(widget: Any, content: dict[str, Any]) -> None:
+    """Deliver a front-end message the way ipywidgets does."""
+    widget._dispatch(widget, content, [])
+
+
+@pytest.fixture
+def library(image_folder: Path, tiny_model: str) -> Library:
+    lib = Library(image_folder, model=tiny_model, index="exact")
+    lib.update(progress=False)
+    return lib
+
+
+@pytest.fixture
+def panel(library: Library) -> App:
+    return App(library, update=False)
+
+
+# -- protocol -------------------------------------------------------------------------------------
+def test_message_table_matches_the_front_end() -> None:
+    js = (ROOT / "js" / "protocol.js").read_text()
+    listed = re.search(r"MESSAGE_TYPES = \[(.*?)\];", js, re.S)
+    assert listed is not None
+    assert re.findall(r'"(\w+)"', listed.group(1)) == list(MESSAGE_TYPES)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int32", "float64", "uint8"])
+def test_arrays_travel_as_binary_buffers(dtype: str) -> None:
+    array = np.arange(12, dtype=dtype).reshape(4, 3)
+    sent = array_to_json(array)
+    assert sent is not None and isinstance(sent["view"], memoryview)
+    assert sent["dtype"] == dtype and sent["shape"] == [4, 3]
+    back = array_from_json({**sent, "view": sent["view"].tobytes()})
+    assert back is not None
+    np.testing.assert_array_equal(back, array)
+    assert array_to_json(None) is None
+
+
+def test_unsupported_dtype_is_named() -> None:
+    with pytest.raises(TypeError, match="float16"):
+        array_to_json(np.zeros(3, np.float16))
+
+
+def test_unknown_message_type_shows_an_error_listing_valid_ones(library: Library) -> None:
+    box = PromptBox(library)
+    sent = Sent(box)
+    message(box, {"type": "launch_rockets"})
+    assert "launch_rockets" in box.error and "submit" in box.error
+    assert sent.last("error")[0]["message"] == box.error
+
+
+# -- prompt box -----------------------------------------------------------------------------------
+def test_prompt_box_reports_status_and_searches(library: Library) -> None:
+    box = PromptBox(library)
+    assert box.status["ready"] is True and box.status["embedded"] == 24
+    message(box, {"type": "submit", "text": "a red car", "limit": 5, "mode": "text"})
+    assert box.error == ""
+    assert box.text == "a red car" and box.limit == 5
+    assert box.results is not None and len(box.results) == 5
+
+
+def test_prompt_box_is_unavailable_while_embedding(image_folder: Path, tiny_model: str) -> None:
+    lib = Library(image_folder, model=tiny_model, index="exact")
+    box = PromptBox(lib)
+    assert box.status["ready"] is False and not box.ready
+    message(box, {"type": "submit", "text": "a cat"})
+    assert "not ready" in box.error
+    seen: list[dict[str, Any]] = []
+    box.observe(lambda change: seen.append(dict(change["new"])), "status")
+    box.update_library(background=False)
+    assert box.ready and box.status["embedded"] == 24
+    progress = [s["progress"] for s in seen if "progress" in s]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == 24
+
+
+def test_prompt_box_updates_in_the_background(image_folder: Path, tiny_model: str) -> None:
+    box = PromptBox(Library(image_folder, model=tiny_model, index="exact"))
+    box.update_library()
+    thread = box._update_thread
+    assert thread is not None and box.status["progress"] == {"done": 0, "total": 0} and not box.ready
+    thread.join(timeout=300)
+    assert box.ready and box.status["embedded"] == 24 and "progress" not in box.status and box.error == ""
+
+
+def test_prompt_box_rejects_unknown_mode(library: Library) -> None:
+    box = PromptBox(library)
+    message(box, {"type": "submit", "text": "x", "mode": "telepathy"})
+    assert "telepathy" in box.error and "diverse" in box.error
+
+
+# -- score range ----------------------------------------------------------------------------------
+def test_score_range_histogram_and_presets() -> None:
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0.2, 0.02, 1000), rng.normal(0.6, 0.02, 30)]).astype(np.float32)
+    widget = ScoreRange(scores, bins=40)
+    counts = array_from_json({**array_to_json(widget._counts), "view": array_to_json(widget._counts)["view"].tobytes()})
+    assert counts is not None and counts.sum() == len(scores)
+    assert widget.score_range == [pytest.approx(scores.min()), pytest.approx(scores.max())]
+    assert widget.count == len(scores)
+    assert widget.suggested is not None and 0.3 < widget.suggested < 0.6  # in the gap between the modes
+    assert widget.suggested in widget._edges  # snapped to a bin edge
+    widget.select_above()
+    assert widget.count == 30
+    widget.select_below()
+    assert widget.count == 1000
+    widget.select_all()
+    assert widget.count == len(scores)
+    widget.set_scores(None)
+    assert widget.score_range == [] and widget._counts is None
+
+
+def test_count_in_range_matches_histogram_bins() -> None:
+    scores = np.random.default_rng(1).random(5000).astype(np.float32)
+    counts, edges = np.histogram(scores, bins=25, range=(float(scores.min()), float(scores.max())))
+    for lo, hi in [(0, 25), (3, 10), (24, 25), (0, 1)]:
+        assert count_in_range(scores, edges[lo], edges[hi], top=edges[-1]) == counts[lo:hi].sum()
+
+
+def test_suggest_threshold_edge_cases() -> None:
+    assert suggest_threshold(np.zeros(0)) is None
+    assert suggest_threshold(np.full(10, 0.3)) is None
+
+
+# -- gallery --------------------------------------------------------------------------------------
+def test_gallery_sorts_filters_and_sends_thumbnails(library: Library) -> None:
+    gallery = Gallery(ImageSource(library), limit=10)
+    sent = Sent(gallery)
+    ids = library.store.snapshot().ids
+    scores = np.linspace(0.0, 1.0, len(ids)).astype(np.float32)
+    gallery.show(ids, scores, "test")
+    assert gallery._count == 24 and gallery.title == "test"
+    assert np.all(np.diff(gallery.scores) <= 0) and gallery.ids[0] == ids[-1]
+    assert len(gallery.view()) == 10 and gallery.count_in_range() == 24
+    gallery.score_range = [0.5, 1.0]
+    assert gallery.count_in_range() == int((scores >= 0.5).sum())
+    message(gallery, {"type": "thumbnails", "request_id": "r1", "indices": [0, 1, 2]})
+    content, buffers = sent.last("thumbnails")
+    assert content["request_id"] == "r1" and content["ids"] == gallery.ids[:3].tolist()
+    assert len(buffers) == 3 and all(b[:4] == b"RIFF" and b[8:12] == b"WEBP" for b in buffers)
+    message(gallery, {"type": "thumbnails", "request_id": "r2", "indices": [99]})
+    assert sent.last("error")[0]["request_id"] == "r2" and "out of range" in gallery.error
+    message(gallery, {"type": "detail", "request_id": "r3", "index": 0})
+    content, buffers = sent.last("detail")
+    assert content["meta"]["rank"] == 1 and content["meta"]["width"] > 0 and buffers[0][:4] == b"RIFF"
+    df = gallery.to_pandas()
+    assert list(df.columns) == ["rank", "id", "path", "score"] and df["path"].notna().all()
+
+
+def test_thumbnails_are_cached(library: Library) -> None:
+    source = ImageSource(library)
+    image_id = library.store.snapshot().ids[0]
+    first = source.thumbnail_batch([image_id])[1][0]
+    assert len(source.thumbnails) == 1
+    assert (library.workspace / "thumbnails" / "160" / f"{image_id}.webp").read_bytes() == first
+    assert source.thumbnail_batch([image_id])[1][0] is first
+
+
+def test_gallery_selection_round_trip(library: Library) -> None:
+    gallery = Gallery(ImageSource(library))
+    ids = library.store.snapshot().ids
+    gallery.show(ids, np.arange(len(ids), dtype=np.float32))
+    gallery._selected = np.array([0, 2], np.int32)  # what the front-end sends
+    assert gallery.selection == [gallery.ids[0], gallery.ids[2]]
+    gallery.selection = [str(gallery.ids[5])]
+    np.testing.assert_array_equal(gallery._selected, [5])
+
+
+def test_gallery_action_without_selection_is_an_error(library: Library) -> None:
+    gallery = Gallery(ImageSource(library))
+    message(gallery, {"type": "find_similar"})
+    assert "select" in gallery.error
+
+
+# -- sampler --------------------------------------------------------------------------------------
+def test_sampling_is_diverse_seeded_and_complete() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    sizes = [500, 20, 20, 20]
+    vectors = np.concatenate([c + 0.01 * rng.normal(size=(n, 16)) for c, n in zip(centres, sizes, strict=True)])
+    ids = np.array([f"id{i}" for i in range(len(vectors))])
+    sample = diverse_sample(ids, vectors, 8, n_clusters=4, seed=3)
+    assert len(sample) == len(set(sample)) == 8
+    groups = [int(s[2:]) for s in sample]
+    assert sum(g < 500 for g in groups) == 2  # evenly across clusters, not 7 of 8 from the big one
+    assert diverse_sample(ids, vectors, 8, n_clusters=4, seed=3) == sample
+    centroids = diverse_sample(ids, vectors, method="centroids", n_clusters=4)
+    assert len(centroids) == 4 and len({int(s[2:]) >= 500 for s in centroids}) == 2
+    assert diverse_sample(ids[:0], vectors[:0], 5) == []
+    assert default_clusters(800) == 20 and len(cluster(vectors[:1]).centres) == 1
+    with pytest.raises(ValueError, match=r"kcentre.*random, centroids"):
+        diverse_sample(ids, vectors, 3, method="kcentre")
+
+
+def test_sampler_widget_writes_a_collection(library: Library) -> None:
+    sampler = Sampler(library)
+    got: list[list[str]] = []
+    sampler.on_sample(lambda ids, recipe: got.append(ids))
+    message(sampler, {"type": "sample", "method": "random", "n_clusters": 3, "size": 6, "seed": 1})
+    assert sampler.error == "" and len(sampler.sample) == 6 and got == [sampler.sample]
+    assert library.collection()["id"].tolist() == sampler.sample
+    message(sampler, {"type": "sample", "method": "centroids", "n_clusters": 4})
+    assert len(sampler.sample) == 4
+
+
+# -- explorer and projection ----------------------------------------------------------------------
+def test_projection_pca_and_cache(tmp_path: Path) -> None:
+    vectors = np.random.default_rng(0).normal(size=(100, 32)).astype(np.float32)
+    coords = pca(vectors, 3)
+    assert coords.shape == (100, 3) and coords.dtype == np.float32 and np.abs(coords).max() == pytest.approx(1.0)
+    calls: list[int] = []
+
+    def load() -> np.ndarray:
+        calls.append(1)
+        return vectors
+
+    rows = np.array([5, 1, 99, 42])
+    np.testing.assert_allclose(pca(RowsView(vectors, rows), 3, chunk=3), pca(vectors[rows], 3), atol=1e-6)
+    first = cached_projection(tmp_path, 7, load, "pca", 2)
+    again = cached_projection(tmp_path, 7, load, "pca", 2)
+    np.testing.assert_array_equal(first, again)
+    assert len(calls) == 1 and first.shape == (100, 2)
+    cached_projection(tmp_path, 8, load, "pca", 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["pca-2d-v8.npy"]  # the stale version is gone
+
+
+def test_explorer_points_colours_and_pick(library: Library) -> None:
+    explorer = Explorer(ImageSource(library))
+    points = explorer._points
+    assert points.shape == (24, 3) and points.dtype == np.float32
+    assert explorer.projection == "pca" and explorer._color_kind == "category"
+    explorer.color_by = "folder"
+    assert sorted(explorer._legend) == ["animals", "food", "vehicles"]
+    explorer.set_scores(np.arange(24, dtype=np.float32))
+    assert explorer.color_by == "score" and explorer._color_kind == "continuous"
+    picked: list[str] = []
+    explorer.on_pick(picked.append)
+    message(explorer, {"type": "pick", "index": 3})
+    assert picked == [explorer.ids[3]]
+    message(explorer, {"type": "pick", "index": 999})
+    assert "out of range" in explorer.error
+    explorer.dims = 2
+    assert explorer._points.shape == (24, 3) and np.all(explorer._points[:, 2] == 0)
+    explorer.compute_umap(background=False)
+    assert explorer.projection == "umap" and explorer._points.shape == (24, 3)
+
+
+def test_explorer_from_points_only() -> None:
+    coords = np.random.default_rng(0).random((1000, 3)).astype(np.float32)
+    explorer = Explorer(points=coords)
+    assert explorer._points.shape == (1000, 3) and len(explorer.ids) == 1000
+
+
+# -- collections and the app ----------------------------------------------------------------------
+def test_app_links_search_histogram_gallery_and_explorer(panel: App) -> None:
+    results = panel.search("a red car", limit=10)
+    assert len(results) == 10
+    assert panel.score_range._counts.sum() == 24
+    assert panel.gallery._count == 24 and len(panel.gallery.view()) == 10
+    assert panel.explorer is not None and panel.explorer.color_by == "score"
+    edges = panel.score_range._edges
+    panel.score_range.score_range = [float(edges[25]), float(edges[-1])]
+    assert panel.gallery.score_range == panel.score_range.score_range
+    assert panel.gallery.count_in_range() == panel.score_range.count == panel.score_range._counts[25:].sum()
+
+
+def test_app_selection_is_shared_and_find_similar_runs(panel: App) -> None:
+    panel.search("a cat")
+    panel.gallery._selected = np.array([0, 1, 2], np.int32)
+    assert panel.explorer is not None and len(panel.explorer.selection) == 3
+    np.testing.assert_array_equal(np.sort(panel.explorer._selected),
+                                  np.sort(np.flatnonzero(np.isin(panel.explorer.ids, panel.gallery.selection))))
+    message(panel.gallery, {"type": "find_similar"})
+    assert panel.gallery.error == "" and panel.results is not None
+    assert panel.results.query["kind"] == "images" and panel.gallery.title == "similar to 3 selected"
+
+
+def test_app_pick_sample_and_collections(panel: App, library: Library) -> None:
+    assert panel.explorer is not None
+    message(panel.explorer, {"type": "pick", "index": 0})
+    assert panel.results is not None and panel.results.query["kind"] == "images"
+    message(panel.sampler, {"type": "sample", "size": 5})
+    assert panel.gallery._count == 5 and not panel.gallery._has_scores and panel.score_range._counts is None
+    message(panel.prompt, {"type": "submit", "text": "", "limit": 7, "mode": "diverse"})
+    assert panel.gallery._count == 7
+    panel.gallery._selected = np.array([0, 1], np.int32)
+    message(panel.gallery, {"type": "add_to_collection", "name": "keep"})
+    assert library.collection("keep")["id"].tolist() == panel.gallery.selection
+    message(panel.gallery, {"type": "remove_from_collection", "name": "keep"})
+    assert library.collection("keep").empty
+    message(panel.collections, {"type": "save_collection", "name": "seven"})
+    assert [r["name"] for r in panel.collections.rows] == ["keep", "seven"]
+    assert len(library.collection("seven")) == 7
+    message(panel.collections, {"type": "save_collection", "name": "_bad"})
+    assert "_bad" in panel.collections.error
+    message(panel.collections, {"type": "export"})
+    assert panel.collections.exported is not None and len(panel.collections.exported) == 7
+    message(panel.collections, {"type": "show_collection", "name": "seven"})
+    assert panel.gallery._count == 7 and panel.collections.current == "seven"
+    message(panel.collections, {"type": "delete_collection", "name": "seven"})
+    assert library.collection_names() == ["keep"]
+
+
+def test_mode_similar_needs_a_selection(panel: App) -> None:
+    message(panel.prompt, {"type": "submit", "text": "", "mode": "similar"})
+    assert "select" in panel.prompt.error
+
+
+def test_app_entry_point(image_folder: Path, tiny_model: str) -> None:
+    import picsift
+
+    assert picsift.app is app
+    panel = picsift.app(image_folder, model=tiny_model, index="exact", update=False, explorer=False, limit=50)
+    assert isinstance(panel, App) and panel.explorer is None and panel.gallery.limit == 50
+    assert isinstance(panel.collections, CollectionsList)
