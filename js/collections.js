@@ -1,6 +1,6 @@
 // Collections list: saved collections (click to show), save the current view as, delete, export.
 /** @typedef {{rows: {name: string, size: number, query: string}[], current: string, notice: string}} CollectionsTraits */
-import { errorLine, formatCount, h, send } from "./protocol.js";
+import { errorLine, formatCount, h, send, watch } from "./protocol.js";
 
 function render({ model, el }) {
   el.classList.add("picsift", "picsift-collections");
@@ -23,13 +23,7 @@ function render({ model, el }) {
     if (!model.get("rows").length) body.append(h("tr", {}, h("td", { class: "picsift-muted" }, "none saved yet")));
     notice.textContent = model.get("notice");
   };
-  const names = ["change:rows", "change:current", "change:notice"];
-  for (const n of names) model.on(n, sync);
-  sync();
-  return () => {
-    for (const n of names) model.off(n, sync);
-    disposeError();
-  };
+  return watch(model, ["rows", "current", "notice"], sync, disposeError);
 }
 
 export default { render };

@@ -1,6 +1,6 @@
 // Prompt box: Enter submits {text, limit, mode}; disabled with progress while embeddings are computed.
 /** @typedef {{text: string, limit: number, mode: "text"|"similar"|"diverse", status: object, busy: boolean, error: string}} PromptTraits */
-import { errorLine, formatCount, h, send } from "./protocol.js";
+import { errorLine, formatCount, h, send, watch } from "./protocol.js";
 
 function render({ model, el }) {
   el.classList.add("picsift", "picsift-prompt");
@@ -53,13 +53,7 @@ function render({ model, el }) {
       status.append(`${s.model_label} · ${formatCount(s.embedded ?? 0)} images · ${s.index}`);
     }
   };
-  const names = ["change:status", "change:busy", "change:text", "change:mode", "change:limit"];
-  for (const name of names) model.on(name, sync);
-  sync();
-  return () => {
-    for (const name of names) model.off(name, sync);
-    disposeError();
-  };
+  return watch(model, ["status", "busy", "text", "mode", "limit"], sync, disposeError);
 }
 
 export default { render };

@@ -101,3 +101,17 @@ export function send(model, type, content = {}) {
 }
 
 export const formatCount = (n) => n.toLocaleString("en-US");
+
+/**
+ * Run `callback` now and whenever one of `traits` changes.
+ * @returns {() => void} a cleanup that unsubscribes and then runs each of `cleanups`
+ */
+export function watch(model, traits, callback, ...cleanups) {
+  const events = traits.map((t) => `change:${t}`);
+  for (const event of events) model.on(event, callback);
+  callback();
+  return () => {
+    for (const event of events) model.off(event, callback);
+    for (const cleanup of cleanups) cleanup();
+  };
+}

@@ -1,6 +1,6 @@
 // Diversity sampler: method, clusters (0 = automatic), size, seed; "Sample" sends them to Python.
 /** @typedef {{method: "random"|"centroids", n_clusters: number, size: number, seed: number}} SamplerTraits */
-import { errorLine, h, send } from "./protocol.js";
+import { errorLine, h, send, watch } from "./protocol.js";
 
 function render({ model, el }) {
   el.classList.add("picsift", "picsift-sampler");
@@ -28,13 +28,7 @@ function render({ model, el }) {
     button.disabled = model.get("busy");
     el.dataset.busy = String(model.get("busy"));
   };
-  const names = ["change:method", "change:n_clusters", "change:size", "change:seed", "change:busy"];
-  for (const name of names) model.on(name, sync);
-  sync();
-  return () => {
-    for (const name of names) model.off(name, sync);
-    disposeError();
-  };
+  return watch(model, ["method", "n_clusters", "size", "seed", "busy"], sync, disposeError);
 }
 
 export default { render };

@@ -1,7 +1,7 @@
 // Score range: histogram of every score in scope (computed in Python), two handles snapping to bin
 // edges, presets and the suggested threshold. The count shown is exact: handles sit on bin edges.
 /** @typedef {{score_range: number[], suggested: number|null, bins: number, _counts: object, _edges: object}} ScoreRangeTraits */
-import { errorLine, formatCount, h, toArray } from "./protocol.js";
+import { errorLine, formatCount, h, toArray, watch } from "./protocol.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -119,15 +119,8 @@ function render({ model, el }) {
   low.addEventListener("pointerdown", start("low"));
   high.addEventListener("pointerdown", start("high"));
 
-  const names = ["change:_counts", "change:_edges", "change:score_range", "change:suggested"];
-  for (const name of names) model.on(name, draw);
-  draw();
-  return () => {
-    for (const name of names) model.off(name, draw);
-    onUp();
-    cancelAnimationFrame(frame);
-    disposeError();
-  };
+  return watch(model, ["_counts", "_edges", "score_range", "suggested"], draw,
+    onUp, () => cancelAnimationFrame(frame), disposeError);
 }
 
 export default { render };
