@@ -19,7 +19,7 @@ from .errors import ModelUnavailableError, PicsiftError
 log = logging.getLogger(__name__)
 
 TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
-DEMO_PROMPTS = ["a cat", "a red car", "a rocket in space", "a flower", "food on a plate"]
+DEMO_PROMPTS = ["a picture of vehicles", "a truck", "a boat", "a fruit", "a picture of animals"]
 
 
 def cache_dir() -> Path:
