@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
+from tqdm.auto import tqdm
 
 from .catalog import WORKSPACE_DIRNAME, Catalog, content_id, looks_like_id
 from .embedding.decode import ImageDecodeError, decode_image, to_rgb
@@ -182,9 +183,13 @@ class Library:
         if have - want:
             index.remove(sorted(have - want))
         missing = np.flatnonzero([i not in have for i in snapshot.ids.tolist()])
-        for start in range(0, len(missing), 50_000):
-            chunk = missing[start : start + 50_000]
-            index.add(snapshot.ids[chunk].tolist(), snapshot.vectors(chunk))
+        chunk_size = 10_000
+        with tqdm(total=len(missing), desc=f"Building {self.index_name} index", unit="vec",
+                  disable=len(missing) < 5 * chunk_size) as bar:  # building an hnsw graph of 1M takes minutes
+            for start in range(0, len(missing), chunk_size):
+                chunk = missing[start : start + chunk_size]
+                index.add(snapshot.ids[chunk].tolist(), snapshot.vectors(chunk))
+                bar.update(len(chunk))
         calibrated = state.get("calibrated_count", 0)
         if hasattr(index, "calibrate") and len(index) >= CALIBRATE_FROM and len(index) > 1.2 * calibrated:
             self._calibrate(index, snapshot)
