@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import traitlets
 
+from ..collections import TEMPORARY
 from ..sampling import SAMPLING_METHODS, diverse_sample
 from ._base import PicsiftWidget
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from ..library import Library
 
 SampleCallback = Callable[[list[str], dict[str, Any]], None]
-SAMPLE_COLLECTION = "_temporary"  # like a search, a sample replaces the temporary collection
+SAMPLE_COLLECTION = TEMPORARY  # like a search, a sample replaces the temporary collection
 
 
 class Sampler(PicsiftWidget):
