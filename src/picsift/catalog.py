@@ -68,6 +68,86 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY(collection, image_id)
     );
     """,
+    # 2: labelled data (see picsift.metadata). Annotations are keyed by image id (content hash), like
+    # embeddings and collections: filters join them without going through paths, and a moved file keeps them.
+    """
+    CREATE TABLE datasets(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        folder TEXT,                    -- where its images live, relative to the library root
+        source TEXT,                    -- JSON: format and project it was imported from
+        created REAL NOT NULL
+    );
+    CREATE TABLE dataset_items(
+        dataset INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,             -- relative to the library root, '/'-separated
+        image_id TEXT NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        PRIMARY KEY(dataset, path)
+    );
+    CREATE INDEX dataset_items_by_image ON dataset_items(image_id);
+    CREATE TABLE classes(
+        name TEXT PRIMARY KEY,
+        shape TEXT NOT NULL,            -- rectangle | polygon | any
+        color TEXT
+    );
+    CREATE TABLE tag_names(
+        name TEXT PRIMARY KEY,
+        value_type TEXT NOT NULL        -- none | any_string | any_number | oneof_string
+    );
+    CREATE TABLE image_tags(
+        id INTEGER PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value,                          -- no type affinity: NULL, text or number as given
+        author TEXT
+    );
+    CREATE INDEX image_tags_by_name ON image_tags(name, value, image_id);
+    CREATE INDEX image_tags_by_image ON image_tags(image_id);
+    CREATE TABLE objects(
+        id INTEGER PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        class TEXT NOT NULL,
+        geometry TEXT NOT NULL,         -- rectangle | polygon
+        points TEXT NOT NULL,           -- JSON [[x, y], ...] in pixels; a rectangle is [[x1, y1], [x2, y2]]
+        author TEXT
+    );
+    CREATE INDEX objects_by_class ON objects(class, image_id);
+    CREATE INDEX objects_by_image ON objects(image_id);
+    CREATE INDEX objects_by_author ON objects(author, image_id);
+    CREATE TABLE object_tags(
+        object INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value,
+        author TEXT
+    );
+    CREATE INDEX object_tags_by_name ON object_tags(name, value, object);
+    CREATE INDEX object_tags_by_object ON object_tags(object);
+    CREATE TABLE jobs(
+        name TEXT PRIMARY KEY,
+        description TEXT,
+        created REAL NOT NULL
+    );
+    CREATE TABLE job_items(
+        job TEXT NOT NULL REFERENCES jobs(name) ON DELETE CASCADE,
+        image_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY(job, image_id)
+    );
+    CREATE INDEX job_items_by_status ON job_items(job, status, image_id);
+    CREATE TABLE issues(
+        id INTEGER PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        status TEXT NOT NULL,           -- open | closed
+        author TEXT,
+        created REAL NOT NULL
+    );
+    CREATE INDEX issues_by_status ON issues(status, image_id);
+    CREATE INDEX issues_by_image ON issues(image_id);
+    """,
 ]
 
 

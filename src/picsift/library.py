@@ -23,6 +23,7 @@ from .embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, p
 from .errors import ModelUnavailableError, NotIndexedError, PicsiftError, UnknownImageError, WorkspaceBusyError
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
 from .index.base import top_k
+from .metadata import Metadata
 from .search import COMBINE_CHOICES, Results, score_scope, select
 from .store import EmbeddingStore, StoreSnapshot
 from .update import ProgressCallback, UpdateReport, run_update
@@ -443,6 +444,11 @@ class Library(CollectionsMixin):
         if self._paths is None:
             self._paths = self.catalog.paths_by_id()
         return self._paths
+
+    @property
+    def metadata(self) -> Metadata:
+        """Datasets, tags, objects, labelling jobs, issues, filters and formats: see :mod:`picsift.metadata`."""
+        return Metadata(self.catalog, self.root)
 
     # -- inspecting -------------------------------------------------------------------------------
     def images(self) -> pd.DataFrame:

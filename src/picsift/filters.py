@@ -1,0 +1,218 @@
+"""Filters over labelled data, combined with AND, within a collection, search results or the whole library.
+
+Each filter is a small dataclass that turns into one SQL condition on ``image_id`` over an indexed table
+of the catalog (see :mod:`picsift.metadata`), so a filter costs one index range scan, not a pass over
+Python objects. :func:`apply_filters` ANDs them inside a scope and returns image ids in scope order.
+
+>>> from picsift.filters import Score, ObjectCount, ImageTag, JobStatus
+>>> results = lib.search("a red car", limit=None)
+>>> lib.metadata.filter(Score(min=0.25), ObjectCount("car", min=2), ImageTag("weather", "rain"),
+...                     within=results)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+import numpy as np
+
+from .errors import PicsiftError
+from .metadata import check_status
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .search import Results
+
+#: What a filter runs within: ``None`` (every image of the library), a collection's name, a search's
+#: :class:`~picsift.Results` (scores of every image in its scope), or image ids.
+Scope: TypeAlias = "str | Results | Iterable[str] | None"
+
+
+class Filter(Protocol):
+    def condition(self) -> tuple[str, list[Any]]:
+        """An SQL condition on the columns ``image_id`` and ``score`` of the scope, and its parameters."""
+        ...
+
+
+@dataclass(frozen=True)
+class Score:
+    """Search score in ``[min, max]`` (either end open). Needs a scope with scores: a Results or collection."""
+
+    min: float | None = None
+    max: float | None = None
+
+    def condition(self) -> tuple[str, list[Any]]:
+        if self.min is None and self.max is None:
+            raise PicsiftError("Score() needs min, max or both")
+        parts, params = ["score IS NOT NULL"], []
+        if self.min is not None:
+            parts.append("score >= ?")
+            params.append(float(self.min))
+        if self.max is not None:
+            parts.append("score <= ?")
+            params.append(float(self.max))
+        return " AND ".join(parts), params
+
+
+@dataclass(frozen=True)
+class ObjectCount:
+    """Images with between ``min`` and ``max`` (inclusive; ``None``: no upper bound) objects of class ``cls``."""
+
+    cls: str
+    min: int = 1
+    max: int | None = None
+
+    def condition(self) -> tuple[str, list[Any]]:
+        if self.min < 0 or (self.max is not None and self.max < self.min):
+            raise PicsiftError(f"ObjectCount({self.cls!r}): need 0 <= min <= max, got min={self.min}, max={self.max}")
+        counts = "SELECT image_id FROM objects WHERE class=? GROUP BY image_id HAVING COUNT(*)"
+        if self.min > 0:
+            upper = self.max if self.max is not None else 2**62
+            return f"image_id IN ({counts} BETWEEN ? AND ?)", [self.cls, self.min, upper]
+        if self.max is None:
+            return "1=1", []
+        return f"image_id NOT IN ({counts} > ?)", [self.cls, self.max]  # images with no object count as 0
+
+
+@dataclass(frozen=True)
+class ImageTag:
+    """Image tag ``name`` is present (with ``value``, when given); ``negate``: is not."""
+
+    name: str
+    value: str | int | float | None = None
+    negate: bool = False
+
+    def condition(self) -> tuple[str, list[Any]]:
+        query = "SELECT image_id FROM image_tags WHERE name=?"
+        params: list[Any] = [self.name]
+        if self.value is not None:
+            query += " AND value=?"
+            params.append(self.value)
+        return f"image_id {'NOT IN' if self.negate else 'IN'} ({query})", params
+
+
+@dataclass(frozen=True)
+class ObjectTag:
+    """Some object (of class ``cls``, when given) has tag ``name`` (= ``value``); ``negate``: no object has."""
+
+    name: str
+    value: str | int | float | None = None
+    negate: bool = False
+    cls: str | None = None
+
+    def condition(self) -> tuple[str, list[Any]]:
+        query = "SELECT o.image_id FROM object_tags t JOIN objects o ON o.id = t.object WHERE t.name=?"
+        params: list[Any] = [self.name]
+        if self.value is not None:
+            query += " AND t.value=?"
+            params.append(self.value)
+        if self.cls is not None:
+            query += " AND o.class=?"
+            params.append(self.cls)
+        return f"image_id {'NOT IN' if self.negate else 'IN'} ({query})", params
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Images of labelling job ``job`` with one of these statuses (all statuses when ``status`` is None)."""
+
+    job: str
+    status: str | Sequence[str] | None = None
+
+    def condition(self) -> tuple[str, list[Any]]:
+        query, params = "SELECT image_id FROM job_items WHERE job=?", [self.job]
+        if self.status is not None:
+            statuses = [self.status] if isinstance(self.status, str) else list(self.status)
+            for status in statuses:
+                check_status(status)
+            query += f" AND status IN ({','.join('?' * len(statuses))})"
+            params.extend(statuses)
+        return f"image_id IN ({query})", params
+
+
+@dataclass(frozen=True)
+class ObjectAuthor:
+    """Images with at least one object made by ``author`` (a labeller login)."""
+
+    author: str
+
+    def condition(self) -> tuple[str, list[Any]]:
+        return "image_id IN (SELECT image_id FROM objects WHERE author=?)", [self.author]
+
+
+@dataclass(frozen=True)
+class HasOpenIssues:
+    """Images with at least one open issue (``False``: with none)."""
+
+    value: bool = True
+
+    def condition(self) -> tuple[str, list[Any]]:
+        return f"image_id {'IN' if self.value else 'NOT IN'} (SELECT image_id FROM issues WHERE status='open')", []
+
+
+def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = None) -> list[str]:
+    """Ids of the images in ``within`` that pass every filter, in scope order.
+
+    Parameters
+    ----------
+    catalog
+        The workspace catalog.
+    filters
+        Filters from this module (or any object with a ``condition()`` method), ANDed.
+    within
+        ``None``: every image of the library (catalogued files and dataset items); a collection's name
+        (the temporary one, :data:`picsift.collections.TEMPORARY`, is the last search's results); a
+        :class:`~picsift.Results` (every image it scored, so :class:`Score` sees the full distribution);
+        or image ids (no scores).
+    """
+    conditions, params = [], []
+    for item in filters:
+        if not hasattr(item, "condition"):
+            raise PicsiftError(f"{item!r} is not a filter; use the classes of picsift.filters "
+                               "(Score, ObjectCount, ImageTag, ObjectTag, JobStatus, ObjectAuthor, HasOpenIssues)")
+        condition, values = item.condition()
+        conditions.append(f"({condition})")
+        params.extend(values)
+    scope, scope_params = _scope(catalog, within)
+    where = " AND ".join(conditions) or "1=1"
+    rows = catalog.db.execute(f"SELECT image_id FROM ({scope}) WHERE {where} ORDER BY ord",
+                              scope_params + params).fetchall()
+    return [r[0] for r in rows]
+
+
+def _scope(catalog: Catalog, within: Any) -> tuple[str, list[Any]]:
+    """An SQL query with columns image_id, score and ord for the scope."""
+    if within is None:
+        return ("SELECT image_id, NULL AS score, image_id AS ord FROM"
+                " (SELECT image_id FROM files WHERE image_id IS NOT NULL UNION SELECT image_id FROM dataset_items)"), []
+    if isinstance(within, str):
+        if not catalog.db.execute("SELECT 1 FROM collections WHERE name=?", (within,)).fetchone():
+            names = [r[0] for r in catalog.collection_names()]
+            raise PicsiftError(f"no collection named {within!r}; collections: {', '.join(names) or '(none)'}")
+        return "SELECT image_id, score, rank AS ord FROM collection_items WHERE collection=?", [within]
+    if isinstance(within, os.PathLike):
+        raise PicsiftError(f"within={within!r}: give a collection name, a Results, image ids or None")
+    if hasattr(within, "scope_ids") and hasattr(within, "scores"):
+        ids, scores = _results_scope(within)
+    else:
+        ids = [str(i) for i in within]
+        scores = [None] * len(ids)
+    # A temporary table per connection: a scope of 1M ids is one executemany, then joins use its key.
+    db = catalog.db
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS filter_scope(image_id TEXT PRIMARY KEY, score REAL, ord INTEGER)")
+    db.execute("DELETE FROM filter_scope")
+    db.executemany("INSERT OR IGNORE INTO filter_scope(image_id, score, ord) VALUES (?, ?, ?)",
+                   zip(ids, scores, range(len(ids)), strict=True))
+    return "SELECT image_id, score, ord FROM temp.filter_scope", []
+
+
+def _results_scope(results: Results) -> tuple[list[str], list[float | None]]:
+    """Every image a search scored, best first; results from the index alone carry only their top rows."""
+    if len(results.scope_ids):
+        order = np.argsort(-np.asarray(results.scores), kind="stable")
+        return (np.asarray(results.scope_ids)[order].astype(str).tolist(),
+                np.asarray(results.scores, dtype=float)[order].tolist())
+    return results.df["id"].astype(str).tolist(), results.df["score"].astype(float).tolist()

@@ -1,0 +1,159 @@
+"""AND filters over labelled data, each checked against expectations worked out by hand from the fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from picsift import Library, PicsiftError, Results
+from picsift.collections import TEMPORARY
+from picsift.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
+
+from .conftest import stamp_files
+from .test_formats import make_coco, make_supervisely
+
+
+@pytest.fixture
+def labelled(tmp_path: Path, stamps_root: Path) -> tuple[Library, dict[str, str]]:
+    """Zoo (animals a0-a2, vehicles v0-v1) and kitchen (food f0-f2) imported; ids by short name.
+
+    a0: colour=brown, outdoor; 1 animal (ann, legs=4)
+    a1: colour=white, outdoor; 2 animals (ann legs=4; bob legs=2, occluded)
+    a2: colour=grey, outdoor; 3 animals (ann legs=4; bob legs=2; bob legs=4)
+    v0: colour=red; 1 wheel (cy)          v1: 1 wheel (cy)
+    f0: fruit + plate    f1: fruit    f2: fruit
+    """
+    (tmp_path / "lib").mkdir()
+    lib = Library(tmp_path / "lib")
+    meta = lib.metadata
+    meta.import_project(make_supervisely(tmp_path / "src", stamps_root), "supervisely")
+    meta.import_project(make_coco(tmp_path / "src", stamps_root), "coco")
+    ids = {}
+    for short, folder, category, count in (("a", "zoo/animals", "animals", 3), ("v", "zoo/vehicles", "vehicles", 2),
+                                           ("f", "kitchen/train", "food", 2)):
+        for n, source in enumerate(stamp_files(stamps_root, (category,), count)):
+            ids[f"{short}{n}"] = meta.image_id(f"{folder}/{source.name}")
+    ids["f2"] = meta.image_id(f"kitchen/val/{stamp_files(stamps_root, ('food',), 3)[2].name}")
+    assert len(set(ids.values())) == 8
+    return lib, ids
+
+
+def names(found: list[str], ids: dict[str, str]) -> list[str]:
+    by_id = {v: k for k, v in ids.items()}
+    return [by_id[i] for i in found]
+
+
+def test_object_filters(labelled: tuple[Library, dict[str, str]]) -> None:
+    lib, ids = labelled
+    run = lib.metadata.filter
+    assert sorted(names(run(ObjectCount("animal")), ids)) == ["a0", "a1", "a2"]
+    assert sorted(names(run(ObjectCount("animal", 2, 3)), ids)) == ["a1", "a2"]
+    assert sorted(names(run(ObjectCount("animal", 3, 3)), ids)) == ["a2"]
+    assert sorted(names(run(ObjectCount("animal", 0, 1)), ids)) == ["a0", "f0", "f1", "f2", "v0", "v1"]
+    assert sorted(names(run(ObjectTag("occluded")), ids)) == ["a1"]
+    assert sorted(names(run(ObjectTag("legs", 2)), ids)) == ["a1", "a2"]
+    assert sorted(names(run(ObjectTag("legs", 2, negate=True)), ids)) == ["a0", "f0", "f1", "f2", "v0", "v1"]
+    assert sorted(names(run(ObjectTag("legs", 4, cls="wheel")), ids)) == []
+    assert sorted(names(run(ObjectAuthor("bob")), ids)) == ["a1", "a2"]
+    assert sorted(names(run(ObjectAuthor("cy")), ids)) == ["v0", "v1"]
+    assert sorted(names(run(ObjectCount("plate")), ids)) == ["f0"]
+
+
+def test_tag_job_and_issue_filters(labelled: tuple[Library, dict[str, str]]) -> None:
+    lib, ids = labelled
+    meta, run = lib.metadata, lib.metadata.filter
+    assert sorted(names(run(ImageTag("outdoor")), ids)) == ["a0", "a1", "a2"]
+    assert sorted(names(run(ImageTag("colour", "white")), ids)) == ["a1"]
+    assert sorted(names(run(ImageTag("colour", "white", negate=True)), ids)) == [
+        "a0", "a2", "f0", "f1", "f2", "v0", "v1"]
+    assert sorted(names(run(ImageTag("colour", negate=True)), ids)) == ["f0", "f1", "f2", "v1"]
+
+    meta.set_status("review", [ids["a0"], ids["a1"]], "accepted")
+    meta.set_status("review", ids["v0"], "rejected")
+    meta.set_status("review", ids["a1"], "in_progress")  # the latest status wins
+    assert sorted(names(run(JobStatus("review", "accepted")), ids)) == ["a0"]
+    assert sorted(names(run(JobStatus("review", ["in_progress", "rejected"])), ids)) == ["a1", "v0"]
+    assert sorted(names(run(JobStatus("review")), ids)) == ["a0", "a1", "v0"]
+
+    meta.open_issue(ids["f1"], "blurry")
+    closed = meta.open_issue(ids["f2"], "wrong box", author="ann")
+    meta.close_issue(closed)
+    assert names(run(HasOpenIssues()), ids) == ["f1"]
+    assert sorted(names(run(HasOpenIssues(False)), ids)) == ["a0", "a1", "a2", "f0", "f2", "v0", "v1"]
+
+
+def test_filters_combine_with_and(labelled: tuple[Library, dict[str, str]]) -> None:
+    lib, ids = labelled
+    run = lib.metadata.filter
+    assert names(run(ObjectAuthor("bob"), ImageTag("colour", "grey")), ids) == ["a2"]
+    assert names(run(ImageTag("outdoor"), ObjectCount("animal", 0, 1), ObjectTag("legs", 4)), ids) == ["a0"]
+    assert run(ImageTag("outdoor"), ObjectCount("wheel")) == []
+    assert sorted(run()) == sorted(ids.values())  # no filter: the whole library
+
+
+def test_filters_within_collections_and_results(labelled: tuple[Library, dict[str, str]]) -> None:
+    lib, ids = labelled
+    run = lib.metadata.filter
+    ranked = [ids["a2"], ids["a1"], ids["a0"], ids["v0"]]
+    lib.write_collection("ranked", ranked, [0.9, 0.5, 0.3, 0.1])
+    assert names(run(Score(min=0.4), within="ranked"), ids) == ["a2", "a1"]  # in rank order
+    assert names(run(Score(max=0.3), ImageTag("outdoor"), within="ranked"), ids) == ["a0"]
+    assert names(run(Score(0.2, 0.6), within="ranked"), ids) == ["a1", "a0"]
+    assert names(run(ObjectCount("wheel"), within="ranked"), ids) == ["v0"]
+
+    lib.write_collection(TEMPORARY, [ids["f0"], ids["a1"]], [0.7, 0.2])  # what a search leaves behind
+    assert names(run(Score(min=0.5), within=TEMPORARY), ids) == ["f0"]
+
+    # A search's Results: scores of every image in scope, so a threshold sees beyond the top rows.
+    scope = np.array(list(ids.values()))
+    scores = np.linspace(0.1, 0.8, len(scope)).astype(np.float32)  # a0 0.1, a1 0.2, ..., f2 0.8
+    top = pd.DataFrame({"rank": [1], "id": [scope[-1]], "path": [None], "score": [scores[-1]]})
+    results = Results(top, scores, scope, {})
+    assert names(run(Score(min=0.55), within=results), ids) == ["f2", "f1", "f0"]  # best first
+    assert names(run(Score(min=0.25, max=0.45), ObjectAuthor("bob"), within=results), ids) == ["a2"]
+    assert names(run(Score(max=0.25), ImageTag("outdoor"), within=results), ids) == ["a1", "a0"]
+
+    assert names(run(ImageTag("outdoor"), within=[ids["f0"], ids["a2"], ids["a0"]]), ids) == ["a2", "a0"]
+    assert run(Score(min=0), within=[ids["a0"]]) == []  # plain ids carry no score
+
+
+def test_bad_filters_name_the_value_and_the_choices(labelled: tuple[Library, dict[str, str]]) -> None:
+    lib, ids = labelled
+    meta = lib.metadata
+    with pytest.raises(PicsiftError, match=r"'done'.*pending, in_progress"):
+        meta.filter(JobStatus("review", "done"))
+    with pytest.raises(PicsiftError, match=r"'done'.*accepted"):
+        meta.set_status("review", [ids["a0"]], "done")
+    with pytest.raises(PicsiftError, match="no collection named 'nope'"):
+        meta.filter(ImageTag("x"), within="nope")
+    with pytest.raises(PicsiftError, match="min, max or both"):
+        meta.filter(Score())
+    with pytest.raises(PicsiftError, match="min=3, max=1"):
+        meta.filter(ObjectCount("animal", 3, 1))
+    with pytest.raises(PicsiftError, match="'animal' is not a filter"):
+        meta.filter("animal")  # type: ignore[arg-type]
+
+
+def test_metadata_edits_persist(labelled: tuple[Library, dict[str, str]], tmp_path: Path) -> None:
+    lib, ids = labelled
+    meta = lib.metadata
+    items = meta.dataset_items("zoo/animals")
+    path = items[items["id"] == ids["a0"]]["path"].item()
+    meta.add_tag(path, "reviewed", "yes")
+    meta.add_tag(lib.root / path, "score", 3)
+    assert meta.remove_tag(path, "colour") == 1
+    object_id = meta.add_object(ids["a0"], "cat", polygon=[(0, 0), (5, 0), (5, 5)], author="dee")
+    meta.tag_object(object_id, "cute")
+    with pytest.raises(PicsiftError, match="exactly one of bbox or polygon"):
+        meta.add_object(ids["a0"], "cat")
+    with pytest.raises(PicsiftError, match="no issue with id 99"):
+        meta.close_issue(99)
+
+    reopened = Library(lib.root).metadata
+    assert sorted(reopened.tags(ids["a0"])) == [("outdoor", None), ("reviewed", "yes"), ("score", 3)]
+    assert reopened.filter(ObjectTag("cute", cls="cat"), ObjectAuthor("dee")) == [ids["a0"]]
+    meta.remove_object(object_id)
+    assert reopened.filter(ObjectTag("cute")) == []
