@@ -33,14 +33,18 @@ class CollectionsMixin:
 
         def paths(self, ids: Sequence[str]) -> dict[str, Path]: ...
 
-    def collection(self, name: str = TEMPORARY) -> pd.DataFrame:
-        """A saved collection (or the temporary one, from the last search) as a DataFrame."""
+    def _collection_items(self, name: str) -> tuple[dict[str, Any], list[tuple[str, float | None, int]]]:
+        """A collection's recipe and (id, score, rank) rows; an unknown name is an error listing the valid ones."""
         try:
-            _, items = self.catalog.collection_items(name)
+            return self.catalog.collection_items(name)
         except KeyError:
             raise PicsiftError(
                 f"no collection named {name!r}; collections: {', '.join(self.collection_names()) or '(none)'}"
             ) from None
+
+    def collection(self, name: str = TEMPORARY) -> pd.DataFrame:
+        """A saved collection (or the temporary one, from the last search) as a DataFrame."""
+        _, items = self._collection_items(name)
         paths = self.paths([i[0] for i in items])
         return pd.DataFrame({
             "rank": [i[2] for i in items],
@@ -51,10 +55,7 @@ class CollectionsMixin:
 
     def collection_recipe(self, name: str = TEMPORARY) -> dict[str, Any]:
         """How a collection was made: query, model, thresholds, time."""
-        try:
-            return self.catalog.collection_items(name)[0]
-        except KeyError:
-            raise PicsiftError(f"no collection named {name!r}") from None
+        return self._collection_items(name)[0]
 
     def save_collection(self, name: str, source: str = TEMPORARY) -> None:
         """Save the temporary collection (the last search) under ``name``, replacing one of that name."""

@@ -387,13 +387,7 @@ class Library(CollectionsMixin):
         if within is None:
             return None
         if isinstance(within, str):
-            try:
-                _, items = self.catalog.collection_items(within)
-            except KeyError:
-                raise PicsiftError(
-                    f"no collection named {within!r}; collections: {', '.join(self.collection_names()) or '(none)'}"
-                ) from None
-            within = [item[0] for item in items]
+            within = [item[0] for item in self._collection_items(within)[1]]
         return np.flatnonzero(np.isin(snapshot.ids, list(within)))
 
     def _reference_vectors(self, refs: Sequence[ImageRef]) -> tuple[np.ndarray, list[str]]:
