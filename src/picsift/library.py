@@ -466,15 +466,15 @@ class Library(CollectionsMixin):
         models = db.execute("SELECT m.spec, COUNT(e.image_id) FROM models m LEFT JOIN embeddings e"
                             " ON e.model = m.identity GROUP BY m.identity").fetchall()
         model = self._model_text
+        spec = self.spec if model else None  # parsed once per Library: a checkpoint is hashed once
         embedded = 0
-        if model:
-            identity = parse_model_spec(model).identity()
-            embedded = db.execute("SELECT COUNT(*) FROM embeddings WHERE model=?", (identity,)).fetchone()[0]
+        if spec is not None:
+            embedded = db.execute("SELECT COUNT(*) FROM embeddings WHERE model=?", (spec.identity(),)).fetchone()[0]
         return {
             "root": str(self.root),
             "workspace": str(self.workspace),
             "model": model,
-            "model_label": parse_model_spec(model).label() if model else None,
+            "model_label": spec.label() if spec else None,
             "index": self.index_name,
             "files": files[0],
             "images": unique,

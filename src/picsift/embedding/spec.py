@@ -58,7 +58,7 @@ class ModelSpec:
             return self.fixed_identity
         if self.kind == "checkpoint":
             assert self.checkpoint is not None
-            return f"{self.arch}:sha256-{_file_digest(self.checkpoint)}"
+            return f"{self.arch}:sha256-{file_digest(self.checkpoint)}"
         if self.kind == "random":
             return f"{self.arch}:random-seed{RANDOM_SEED}"
         if self.kind == "hf-hub":
@@ -131,7 +131,7 @@ def _offline_spec() -> ModelSpec:
     resolved = parse_model_spec(offline_model.model_spec())
     weights = offline_model.WEIGHTS_PATH
     return dataclasses.replace(resolved, text=OFFLINE_MODEL,
-                               fixed_identity=f"{OFFLINE_MODEL}:sha256-{_file_digest(weights)}")
+                               fixed_identity=f"{OFFLINE_MODEL}:sha256-{file_digest(weights)}")
 
 
 def _split_arch(text: str) -> tuple[str, str, str]:
@@ -151,7 +151,8 @@ def slug(identity: str) -> str:
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """First 16 hex digits of a file's sha256, computed once per (path, size, mtime) in a process."""
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:

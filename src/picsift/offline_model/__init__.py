@@ -26,6 +26,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..embedding.spec import file_digest
+
 ARCH_NAME = "picsift-minilm-rn64"
 
 _HERE = Path(__file__).resolve().parent
@@ -85,14 +87,6 @@ def model_config(minilm: Path | None = None) -> dict:
     return json.loads(text)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _atomic_write_bytes(dest: Path, data: bytes) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
@@ -149,7 +143,7 @@ def model_spec() -> str:
         _atomic_write_bytes(cfg_path, cfg_bytes)
 
     key = hashlib.sha256(
-        (_sha256(WEIGHTS_PATH) + _sha256(minilm / "model.safetensors") + ARCH_NAME).encode()
+        (file_digest(WEIGHTS_PATH) + file_digest(minilm / "model.safetensors") + ARCH_NAME).encode()
     ).hexdigest()[:16]
     ckpt_path = out_dir / f"{ARCH_NAME}-{key}.pt"
     if not ckpt_path.is_file():

@@ -54,11 +54,11 @@ class ImageSource:
 
     def folders(self, ids: np.ndarray) -> list[str]:
         """Top-level folder of each id (the metadata field the explorer can colour by)."""
-        rows = self.library.catalog.db.execute(
-            "SELECT image_id, MIN(path) FROM files WHERE image_id IS NOT NULL GROUP BY image_id"
-        ).fetchall()
-        top = {image_id: (path.split("/", 1)[0] if "/" in path else ".") for image_id, path in rows}
-        return [top.get(str(i), "?") for i in ids]
+        paths = self.library.paths([str(i) for i in ids])
+        root = self.library.root
 
-    def snapshot_ids(self) -> np.ndarray:
-        return self.library.store.snapshot().ids
+        def top(path: Path) -> str:
+            parts = path.relative_to(root).parts
+            return parts[0] if len(parts) > 1 else "."
+
+        return [top(paths[str(i)]) if str(i) in paths else "?" for i in ids]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -65,8 +66,13 @@ class PromptBox(PicsiftWidget):
             raise ValueError("this PromptBox has no library to update")
         library = self.library
 
+        last = [0.0]
+
         def progress(done: int, total: int) -> None:
-            self.refresh_status({"done": done, "total": total})
+            # status() counts the catalog; a few refreshes a second are plenty for a progress bar
+            if done == total or time.monotonic() - last[0] > 0.25:
+                last[0] = time.monotonic()
+                self.refresh_status({"done": done, "total": total})
 
         def run() -> None:
             try:
