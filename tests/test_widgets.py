@@ -297,6 +297,19 @@ def test_app_links_search_histogram_gallery_and_explorer(panel: App) -> None:
     assert panel.gallery.count_in_range() == panel.score_range.count == panel.score_range._counts[25:].sum()
 
 
+def test_a_range_dragged_in_the_browser_is_not_sent_back_to_the_gallery(panel: App) -> None:
+    # while dragging, the browser links the range to the gallery itself and saves the gallery's range;
+    # Python forwarding the (older) range it received would make the gallery jump back on screen
+    panel.search("a red car")
+    edges = panel.score_range._edges
+    dragged, on_screen = [float(edges[10]), float(edges[-1])], [float(edges[20]), float(edges[-1])]
+    panel.gallery.set_state({"score_range": on_screen})
+    sent: list[dict] = []
+    panel.gallery.send_state = lambda key=None: sent.append({"key": key})  # type: ignore[method-assign]
+    panel.score_range.set_state({"score_range": dragged})
+    assert panel.gallery.score_range == on_screen and sent == []
+
+
 def test_app_selection_is_shared_and_find_similar_runs(panel: App) -> None:
     panel.search("a cat")
     panel.gallery._selected = np.array([0, 1, 2], np.int32)

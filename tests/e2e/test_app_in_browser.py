@@ -85,10 +85,16 @@ def test_slider_filters_the_gallery_to_the_histogram_count(lab_page: Any) -> Non
     page.mouse.down()
     page.mouse.move(hist["x"] + 0.45 * hist["width"], hist["y"] + hist["height"] / 2, steps=8)
     page.mouse.up()
+    # the handle applies the last pointer position on the next animation frame; wait for it to land
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    page.wait_for_function(
+        "() => { const h = document.querySelector('.picsift-handle-low');"
+        " return Math.abs(parseFloat(h.style.left) - 45) < 2.6; }")
     page.wait_for_function(
         "() => { const g = document.querySelector('.picsift-gallery');"
         " const c = document.querySelector('.picsift-range-count').dataset.count;"
         " return Number(c) < 36 && g.dataset.count === c; }")
+    page.wait_for_timeout(500)  # nothing may move the gallery off that range afterwards
     bars = page.eval_on_selector_all(".picsift-hist rect.in", "r => r.map(x => x.dataset.count)")
     in_bars = sum(int(c) for c in bars)
     count = int(page.get_attribute(GALLERY, "data-count") or -1)

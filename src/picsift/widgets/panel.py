@@ -54,10 +54,10 @@ class App(ipywidgets.VBox):
         self.gallery.on_action(self._gallery_action)
         self.sampler.on_sample(self._show_sample)
         self.collections.on_show(self._show_collection)
-        # linked twice on purpose: in the browser (no kernel round trip while dragging) and in Python
-        # (so app.df and saved collections see the range even with no front-end attached)
+        # linked in the browser (no kernel round trip while dragging; the gallery's front-end then saves
+        # the range back to Python) and, for ranges set from Python, here
         self._range_link = ipywidgets.jsdlink((self.score_range, "score_range"), (self.gallery, "score_range"))
-        traitlets.dlink((self.score_range, "score_range"), (self.gallery, "score_range"))
+        self.score_range.observe(self._on_score_range, "score_range")
         traitlets.dlink((self.prompt, "limit"), (self.gallery, "limit"))
         self.gallery.collection_names = library.collection_names()
         self.collections.observe(self._on_collections_rows, "rows")
@@ -87,6 +87,13 @@ class App(ipywidgets.VBox):
         traitlets.link((self.gallery, "selection"), (explorer, "selection"))
         self.explorer = explorer
 
+
+    def _on_score_range(self, change: dict[str, Any]) -> None:
+        # A range dragged in the browser already reached the gallery there. Forwarding it from here too
+        # would send the gallery older ranges than the one on screen while the user drags.
+        if "score_range" in self.score_range._property_lock:
+            return
+        self.gallery.score_range = change["new"]
     def _on_collections_rows(self, change: dict[str, Any]) -> None:
         self.gallery.collection_names = [row["name"] for row in change["new"]]
 
