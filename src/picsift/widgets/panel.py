@@ -87,13 +87,13 @@ class App(ipywidgets.VBox):
         traitlets.link((self.gallery, "selection"), (explorer, "selection"))
         self.explorer = explorer
 
-
     def _on_score_range(self, change: dict[str, Any]) -> None:
         # A range dragged in the browser already reached the gallery there. Forwarding it from here too
         # would send the gallery older ranges than the one on screen while the user drags.
         if "score_range" in self.score_range._property_lock:
             return
         self.gallery.score_range = change["new"]
+
     def _on_collections_rows(self, change: dict[str, Any]) -> None:
         self.gallery.collection_names = [row["name"] for row in change["new"]]
 
