@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .embedding import DEFAULT_MODEL, Embedder, parse_model_spec
 from .errors import PicsiftError
+from .filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
 from .index import available_backends, open_index
 from .library import Library, default_model
 from .search import Results
@@ -13,9 +14,16 @@ from .widgets import app
 __all__ = [
     "DEFAULT_MODEL",
     "Embedder",
+    "HasOpenIssues",
+    "ImageTag",
+    "JobStatus",
     "Library",
+    "ObjectAuthor",
+    "ObjectCount",
+    "ObjectTag",
     "PicsiftError",
     "Results",
+    "Score",
     "UpdateReport",
     "app",
     "available_backends",

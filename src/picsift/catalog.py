@@ -148,6 +148,18 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX issues_by_status ON issues(status, image_id);
     CREATE INDEX issues_by_image ON issues(image_id);
     """,
+    # 3: a journal of file actions (copy, move, delete; see picsift.files) so a crash mid-action is finished
+    # or undone on the next open instead of leaving files and catalog disagreeing
+    """
+    CREATE TABLE file_actions(
+        id INTEGER PRIMARY KEY,
+        action TEXT NOT NULL,           -- copy | move | delete
+        source TEXT NOT NULL,           -- relative to the library root
+        target TEXT,                    -- relative to the library root; NULL for delete
+        image_id TEXT NOT NULL,
+        dataset TEXT                    -- the dataset the target joins
+    );
+    """,
 ]
 
 

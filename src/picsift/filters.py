@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
@@ -151,6 +151,65 @@ class HasOpenIssues:
 
     def condition(self) -> tuple[str, list[Any]]:
         return f"image_id {'IN' if self.value else 'NOT IN'} (SELECT image_id FROM issues WHERE status='open')", []
+
+
+FILTER_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (Score, ObjectCount, ImageTag, ObjectTag, JobStatus, ObjectAuthor, HasOpenIssues)
+}
+
+
+def to_dict(item: Filter) -> dict[str, Any]:
+    """A filter as plain JSON data (``{"type": "ObjectCount", "cls": "car", "min": 2, "max": None}``)."""
+    name = type(item).__name__
+    if FILTER_TYPES.get(name) is not type(item):
+        raise PicsiftError(f"{item!r} is not a picsift filter; valid types: {', '.join(FILTER_TYPES)}")
+    data = asdict(item)  # type: ignore[call-overload]
+    if isinstance(data.get("status"), tuple):
+        data["status"] = list(data["status"])
+    return {"type": name, **data}
+
+
+def from_dict(data: dict[str, Any]) -> Filter:
+    """The filter :func:`to_dict` wrote; unknown types or fields are errors naming the valid ones."""
+    data = dict(data)
+    name = data.pop("type", None)
+    cls = FILTER_TYPES.get(str(name))
+    if cls is None:
+        raise PicsiftError(f"unknown filter type {name!r}; valid types: {', '.join(FILTER_TYPES)}")
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise PicsiftError(f"{name} has no field {unknown[0]!r}; valid fields: {', '.join(valid)}")
+    try:
+        item: Filter = cls(**data)
+    except TypeError as e:
+        raise PicsiftError(f"bad {name} filter {data!r}: {e}") from e
+    item.condition()  # validates values now, not when the filter first runs
+    return item
+
+
+def describe(item: Filter) -> str:
+    """A short human description, e.g. ``2-5 × car`` or ``tag weather = rain``."""
+    if isinstance(item, Score):
+        low = "" if item.min is None else f"{item.min:.3f} ≤ "
+        high = "" if item.max is None else f" ≤ {item.max:.3f}"
+        return f"{low}score{high}"
+    if isinstance(item, ObjectCount):
+        upper = "+" if item.max is None else ("" if item.max == item.min else f"–{item.max}")
+        return f"{item.min}{upper} × {item.cls}"
+    if isinstance(item, (ImageTag, ObjectTag)):
+        what = "tag" if isinstance(item, ImageTag) else f"object{'' if item.cls is None else ' ' + item.cls} tag"
+        value = "" if item.value is None else f" = {item.value}"
+        return f"{what} {item.name}{value}" if not item.negate else f"no {what} {item.name}{value}"
+    if isinstance(item, JobStatus):
+        status = "any status" if item.status is None else (
+            item.status if isinstance(item.status, str) else " or ".join(item.status))
+        return f"job {item.job}: {status}"
+    if isinstance(item, ObjectAuthor):
+        return f"objects by {item.author}"
+    if isinstance(item, HasOpenIssues):
+        return "has open issues" if item.value else "no open issues"
+    return repr(item)
 
 
 def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = None) -> list[str]:

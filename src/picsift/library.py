@@ -6,7 +6,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from .embedding.decode import ImageDecodeError, decode_image, to_rgb
 from .embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
 from .embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec, slug
 from .errors import ModelUnavailableError, NotIndexedError, PicsiftError, UnknownImageError, WorkspaceBusyError
+from .files import FileActions, FileActionsMixin
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
 from .index.base import top_k
 from .metadata import Metadata
@@ -51,7 +53,7 @@ def default_model() -> str:
     raise ModelUnavailableError(f"{reason}; choose a model with --model SPEC (Python: model=...)")
 
 
-class Library(CollectionsMixin):
+class Library(CollectionsMixin, FileActionsMixin):
     """A folder of images made searchable.
 
     Parameters
@@ -110,6 +112,9 @@ class Library(CollectionsMixin):
         self._store: EmbeddingStore | None = None
         self._index: VectorIndex | None = None
         self._paths: dict[str, str] | None = None
+        if self.catalog.db.execute("SELECT 1 FROM file_actions LIMIT 1").fetchone():
+            with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them
+                FileActions(self.catalog, self.root).recover()
 
     def __repr__(self) -> str:
         return f"Library({str(self.root)!r}, model={self._model_text!r}, index={self.index_name!r})"
@@ -226,16 +231,8 @@ class Library(CollectionsMixin):
         Safe to interrupt: run it again and it finishes the job. Only one process updates a
         workspace at a time; a second one gets :class:`~picsift.errors.WorkspaceBusyError`.
         """
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(str(self.workspace / "update.lock"), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout as e:
-            raise WorkspaceBusyError(
-                f"another process is updating {self.workspace}; wait for it to finish"
-            ) from e
-        try:
+        with self._exclusive():
+            FileActions(self.catalog, self.root).recover()
             previous = self.catalog.get_meta("model")
             if previous and previous != self.spec.text:
                 log.warning("model changed from %s to %s: every image is embedded again", previous, self.spec.text)
@@ -249,6 +246,21 @@ class Library(CollectionsMixin):
             if self._index is not None or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
             return report
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the workspace lock: one process at a time updates it or acts on its files."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.workspace / "update.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout as e:
+            raise WorkspaceBusyError(
+                f"another process is updating {self.workspace} or acting on its files; wait for it to finish"
+            ) from e
+        try:
+            yield
         finally:
             lock.release()
 

@@ -165,6 +165,10 @@ class Metadata:
         return [tuple(r) for r in self.catalog.db.execute(
             "SELECT name, value FROM image_tags WHERE image_id=? ORDER BY id", (self.image_id(image),))]
 
+    def tag_names(self) -> list[str]:
+        """Every image tag name in use."""
+        return [r[0] for r in self.catalog.db.execute("SELECT DISTINCT name FROM image_tags ORDER BY name")]
+
     # -- objects ----------------------------------------------------------------------------------
     def add_object(
         self, image: ImageKey, cls: str, *, bbox: Sequence[float] | None = None,
@@ -242,6 +246,15 @@ class Metadata:
             "author": [r[5] for r in rows],
             "tags": [tags.get(r[0], []) for r in rows],
         })
+
+    def object_tag_names(self) -> list[str]:
+        """Every object tag name in use."""
+        return [r[0] for r in self.catalog.db.execute("SELECT DISTINCT name FROM object_tags ORDER BY name")]
+
+    def authors(self) -> list[str]:
+        """Everyone who made an object (labeller logins)."""
+        return [r[0] for r in self.catalog.db.execute(
+            "SELECT DISTINCT author FROM objects WHERE author IS NOT NULL ORDER BY author")]
 
     def set_classes(self, classes: Iterable[tuple[str, str, str | None]]) -> None:
         """Declare object classes as ``(name, shape, color)``; shapes are rectangle, polygon or any."""

@@ -1,0 +1,336 @@
+"""Acting on images as files: copy or move them into a dataset, or delete them.
+
+Files, catalog rows, dataset membership, annotations and embeddings stay consistent, even when the
+process dies half-way. Every action runs in three steps:
+
+1. **plan**: each image becomes one journal row in ``file_actions`` (action, source, target), all
+   committed in one transaction before any file is touched;
+2. **act** on the files: a copy is written under a temporary name and renamed into place, a move is a
+   rename (a copy, then an unlink, across file systems), a delete is an unlink;
+3. **record**: one transaction updates ``files`` and ``dataset_items`` (and, for deletes, drops the
+   annotations and embeddings of images no file holds any more) and clears the journal.
+
+:func:`recover` looks at the files behind any journal row left by a crash: an action whose file
+operation happened is recorded, one that did not is dropped. Libraries run it before every update
+and file action (under the workspace lock), and when they open.
+
+Images are ids (or a collection's name). Copy and move take one file per image, the one the library
+shows for it (its dataset file, else its first path); delete removes every file holding the image,
+so it is really gone, and nothing else.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .catalog import content_id
+from .errors import PicsiftError
+from .store import EmbeddingStore
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("copy", "move", "delete")
+#: Tables of annotations keyed by image id, dropped with the last file of an image.
+ANNOTATION_TABLES = ("image_tags", "objects", "job_items", "issues", "collection_items")
+
+
+@dataclass(frozen=True)
+class Action:
+    id: int
+    action: str
+    source: str
+    target: str | None
+    image_id: str
+    dataset: str | None
+
+
+class FileActions:
+    """Copy, move and delete files of one library (``Library.copy_images`` etc. lock and call these)."""
+
+    def __init__(self, catalog: Catalog, root: Path):
+        self.catalog, self.root = catalog, root
+
+    # -- planning ---------------------------------------------------------------------------------
+    def source_paths(self, ids: Sequence[str], every_file: bool) -> list[tuple[str, str]]:
+        """``(image_id, path)`` of each image: its dataset file or first file, or every file it has."""
+        db = self.catalog.db
+        found: list[tuple[str, str]] = []
+        missing = []
+        for image_id in dict.fromkeys(ids):
+            paths = [r[0] for r in db.execute(
+                "SELECT path FROM dataset_items WHERE image_id=? UNION SELECT path FROM files WHERE image_id=?"
+                " ORDER BY 1", (image_id, image_id))]
+            if not paths:
+                missing.append(image_id)
+                continue
+            if not every_file:
+                in_dataset = db.execute("SELECT MIN(path) FROM dataset_items WHERE image_id=?", (image_id,)).fetchone()
+                paths = [in_dataset[0] or paths[0]]
+            found.extend((image_id, p) for p in paths)
+        if missing:
+            raise PicsiftError(f"{len(missing)} image(s) have no file in this library, e.g. {missing[0]!r}")
+        return found
+
+    def dataset_folder(self, dataset: str) -> str:
+        """The folder (relative to the root) of dataset ``dataset``, creating the dataset if needed."""
+        if not dataset or not dataset.strip() or dataset.startswith(("/", ".")) or ".." in Path(dataset).parts:
+            raise PicsiftError(f"invalid dataset name {dataset!r}: give a name like 'cars' or 'project/cars'")
+        with self.catalog.transaction() as db:
+            row = db.execute("SELECT folder FROM datasets WHERE name=?", (dataset,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO datasets(name, folder, source, created) VALUES (?, ?, ?, ?)",
+                           (dataset, dataset, '{"made_by": "picsift"}', time.time()))
+                return dataset
+            return str(row[0] or dataset)
+
+    def plan(self, action: str, ids: Sequence[str], dataset: str | None = None) -> list[Action]:
+        """Journal one row per file to act on (nothing is touched yet)."""
+        if action not in ACTIONS:
+            raise PicsiftError(f"unknown file action {action!r}; valid choices: {', '.join(ACTIONS)}")
+        sources = self.source_paths(ids, every_file=action == "delete")
+        rows: list[tuple[str, str, str | None, str, str | None]] = []
+        if action == "delete":
+            rows = [(action, path, None, image_id, None) for image_id, path in sources]
+        else:
+            assert dataset is not None
+            folder = self.dataset_folder(dataset)
+            taken: set[str] = set()
+            for image_id, path in sources:
+                target = self._target(folder, path, image_id, taken)
+                if target != path:
+                    rows.append((action, path, target, image_id, dataset))
+                    taken.add(target)
+                elif action == "copy":  # already in the folder: it only joins the dataset
+                    rows.append((action, path, path, image_id, dataset))
+        with self.catalog.transaction() as db:
+            first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM file_actions").fetchone()[0]
+            db.executemany("INSERT INTO file_actions(action, source, target, image_id, dataset) VALUES (?, ?, ?, ?, ?)",
+                           rows)
+        return [Action(first + i, *row) for i, row in enumerate(rows)]
+
+    def _target(self, folder: str, source: str, image_id: str, taken: set[str]) -> str:
+        """A free path in ``folder`` for ``source``'s file (or a file there with the same content)."""
+        name = Path(source).name
+        stem, suffix = Path(name).stem, Path(name).suffix
+        tagged = f"{stem}-{image_id[:8]}"
+        for candidate_name in [name, tagged + suffix, *(f"{tagged}-{n}{suffix}" for n in range(2, 100))]:
+            candidate = f"{folder}/{candidate_name}"
+            if candidate == source:
+                return candidate
+            if candidate in taken:
+                continue
+            full = self.root / candidate
+            if not full.exists() or (full.is_file() and content_id(full.read_bytes()) == image_id):
+                return candidate
+        raise PicsiftError(f"no free file name for {source} in {folder}")
+
+    # -- acting -----------------------------------------------------------------------------------
+    def run(self, actions: list[Action]) -> None:
+        """Do the file operations of journalled actions, then record them all in one transaction."""
+        for action in actions:
+            self._act(action)
+        self.record(actions)
+
+    def _act(self, action: Action) -> None:
+        source = self.root / action.source
+        if action.action == "delete":
+            source.unlink(missing_ok=True)
+            return
+        assert action.target is not None
+        target = self.root / action.target
+        if action.target == action.source:
+            return
+        if target.exists():  # the same content is there already (see _target)
+            if action.action == "move":
+                source.unlink(missing_ok=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if action.action == "move":
+            try:
+                os.rename(source, target)
+                return
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise PicsiftError(f"cannot move {source} to {target}: {e.strerror}") from e
+        _copy_durably(source, target)
+        if action.action == "move":
+            source.unlink()
+
+    def record(self, actions: list[Action]) -> None:
+        """Bring the catalog in line with actions whose file operations are done, clear their journal rows."""
+        if not actions:
+            return
+        with self.catalog.transaction() as db:
+            deleted: set[str] = set()
+            for action in actions:
+                if action.action == "delete":
+                    db.execute("DELETE FROM files WHERE path=?", (action.source,))
+                    db.execute("DELETE FROM dataset_items WHERE path=?", (action.source,))
+                    deleted.add(action.image_id)
+                else:
+                    self._record_copy_or_move(db, action)
+                db.execute("DELETE FROM file_actions WHERE id=?", (action.id,))
+            if deleted:
+                forget_images(db, deleted)
+
+    def _record_copy_or_move(self, db: sqlite3.Connection, action: Action) -> None:
+        assert action.target is not None and action.dataset is not None
+        source_row = db.execute("SELECT size, image_id, width, height FROM files WHERE path=?",
+                                (action.source,)).fetchone()
+        item = db.execute("SELECT width, height FROM dataset_items WHERE path=? AND image_id=?",
+                          (action.source, action.image_id)).fetchone()
+        width, height = (source_row[2], source_row[3]) if source_row else (item or (None, None))
+        if action.action == "move" and action.target != action.source:
+            db.execute("DELETE FROM files WHERE path=?", (action.source,))
+            db.execute("DELETE FROM dataset_items WHERE path=?", (action.source,))
+        if source_row is not None:
+            st = os.stat(self.root / action.target)
+            db.execute(
+                "INSERT OR REPLACE INTO files(path, size, mtime_ns, image_id, width, height, error, indexed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                (action.target, st.st_size, st.st_mtime_ns, action.image_id, width, height, time.time()),
+            )
+        dataset_id = db.execute("SELECT id FROM datasets WHERE name=?", (action.dataset,)).fetchone()[0]
+        db.execute(
+            "INSERT OR REPLACE INTO dataset_items(dataset, path, image_id, width, height) VALUES (?, ?, ?, ?, ?)",
+            (dataset_id, action.target, action.image_id, width, height),
+        )
+
+    # -- recovery ---------------------------------------------------------------------------------
+    def pending(self) -> list[Action]:
+        return [Action(*r) for r in self.catalog.db.execute(
+            "SELECT id, action, source, target, image_id, dataset FROM file_actions ORDER BY id")]
+
+    def recover(self) -> int:
+        """Finish or drop actions a crash left in the journal; returns how many there were."""
+        actions = self.pending()
+        done: list[Action] = []
+        undone: list[Action] = []
+        for action in actions:
+            (done if self._finish(action) else undone).append(action)
+        self.record(done)
+        if undone:
+            with self.catalog.transaction() as db:
+                db.executemany("DELETE FROM file_actions WHERE id=?", [(a.id,) for a in undone])
+        if actions:
+            log.warning("finished %d and rolled back %d file actions interrupted earlier", len(done), len(undone))
+        return len(actions)
+
+    def _finish(self, action: Action) -> bool:
+        """Complete what can be completed of an interrupted action; True when it is then done."""
+        source = self.root / action.source
+        if action.action == "delete":
+            return not source.exists()
+        assert action.target is not None
+        target = self.root / action.target
+        for leftover in target.parent.glob(f".{target.name}.*.picsift-partial"):
+            leftover.unlink(missing_ok=True)
+        target_ok = target.is_file() and content_id(target.read_bytes()) == action.image_id
+        if action.action == "copy" or action.target == action.source:
+            return target_ok
+        if target_ok and source.exists():  # a cross-device move died between copy and unlink
+            source.unlink()
+        return target_ok
+
+
+def _copy_durably(source: Path, target: Path) -> None:
+    """Copy to a hidden partial name, fsync, then rename into place: the target is whole or absent."""
+    partial = target.parent / f".{target.name}.{os.getpid()}.picsift-partial"
+    try:
+        shutil.copy2(source, partial)
+        with open(partial, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise PicsiftError(f"cannot copy {source} to {target}: {e.strerror or e}") from e
+
+
+def forget_images(db: sqlite3.Connection, ids: Iterable[str]) -> list[str]:
+    """Drop annotations and embeddings of those images no file or dataset item holds any more."""
+    gone = [i for i in ids if not db.execute(
+        "SELECT 1 FROM files WHERE image_id=? UNION ALL SELECT 1 FROM dataset_items WHERE image_id=? LIMIT 1",
+        (i, i)).fetchone()]
+    for table in ANNOTATION_TABLES:
+        db.executemany(f"DELETE FROM {table} WHERE image_id=?", [(i,) for i in gone])
+    EmbeddingStore.drop_unreferenced(db)
+    return gone
+
+
+def actions_frame(actions: list[Action], root: Path) -> pd.DataFrame:
+    """What :meth:`Library.copy_images` / ``move_images`` return: id, source and new path of each image."""
+    return pd.DataFrame({
+        "id": [a.image_id for a in actions],
+        "source": [str(root / a.source) for a in actions],
+        "path": [str(root / a.target) if a.target else None for a in actions],
+    })
+
+
+def resolve_images(images: Any, collection_items: Any) -> list[str]:
+    """Image ids from a collection name (via ``collection_items(name)``) or an iterable of ids."""
+    if isinstance(images, str):
+        return [item[0] for item in collection_items(images)[1]]
+    if isinstance(images, os.PathLike):
+        raise PicsiftError(f"give image ids or a collection name, not a path ({images})")
+    return [str(i) for i in images]
+
+
+class FileActionsMixin:
+    """File actions of :class:`~picsift.Library` (which provides the attributes below)."""
+
+    catalog: Catalog
+    root: Path
+    _paths: dict[str, str] | None
+
+    if TYPE_CHECKING:
+
+        def _exclusive(self) -> AbstractContextManager[None]: ...
+
+        def _collection_items(self, name: str) -> tuple[dict[str, Any], list[tuple[str, float | None, int]]]: ...
+
+    def copy_images(self, images: str | Iterable[str], dataset: str) -> pd.DataFrame:
+        """Copy images (ids, or a collection's name) into dataset ``dataset`` (a folder under the root).
+
+        Annotations follow by content (they are keyed by image id) and the copies share the originals'
+        embeddings. Returns one row per image: id, source, path (of the copy).
+        """
+        return self._file_action("copy", images, dataset)
+
+    def move_images(self, images: str | Iterable[str], dataset: str) -> pd.DataFrame:
+        """Move images (ids, or a collection's name) into dataset ``dataset``; see :meth:`copy_images`."""
+        return self._file_action("move", images, dataset)
+
+    def delete_images(self, images: str | Iterable[str]) -> int:
+        """Delete every file of these images (ids, or a collection's name), with their annotations and
+        embeddings. Returns the number of files deleted. Irreversible: the app asks first."""
+        return len(self._file_action("delete", images, None))
+
+    def _file_action(self, action: str, images: str | Iterable[str], dataset: str | None) -> pd.DataFrame:
+        ids = resolve_images(images, self._collection_items)
+        files = FileActions(self.catalog, self.root)
+        with self._exclusive():
+            files.recover()
+            planned = files.plan(action, ids, dataset)
+            try:
+                files.run(planned)
+            finally:
+                self._paths = None
+                if files.pending():  # an error part-way: record what happened, drop the rest
+                    files.recover()
+        log.info("%s: %d file(s)%s", action, len(planned), f" into {dataset!r}" if dataset else "")
+        return actions_frame(planned, self.root)

@@ -1,0 +1,196 @@
+"""Copy, move and delete images: files, catalog, annotations and embeddings stay consistent, crash or not."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import picsift
+from picsift.catalog import content_id
+from picsift.errors import PicsiftError
+
+from .conftest import stamp_files
+
+
+@pytest.fixture
+def library(tmp_path: Path, stamps_root: Path, tiny_model: str) -> picsift.Library:
+    folder = tmp_path / "images"
+    for path in stamp_files(stamps_root, ("animals", "vehicles", "food"), 5):
+        target = folder / path.relative_to(stamps_root).parts[0] / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    lib = picsift.Library(folder, model=tiny_model, index="exact")
+    lib.update(progress=False)
+    return lib
+
+
+def disk(root: Path) -> dict[str, str]:
+    """Relative path -> content id of every image file under root (the workspace left out)."""
+    return {p.relative_to(root).as_posix(): content_id(p.read_bytes())
+            for p in sorted(root.rglob("*.png")) if ".picsift" not in p.parts}
+
+
+def catalogued(lib: picsift.Library) -> dict[str, str]:
+    return dict(lib.catalog.db.execute("SELECT path, image_id FROM files").fetchall())
+
+
+def ids_in(lib: picsift.Library, folder: str) -> list[str]:
+    return sorted(i for p, i in catalogued(lib).items() if p.startswith(folder + "/"))
+
+
+def assert_consistent(lib: picsift.Library) -> None:
+    """The catalog lists exactly the files on disk, and an update finds nothing to do."""
+    assert catalogued(lib) == disk(lib.root)
+    report = lib.update(progress=False)
+    assert (report.added, report.removed, report.changed, report.embedded) == (0, 0, 0, 0), report.summary()
+
+
+def test_copy_puts_real_files_in_the_dataset_with_their_labels(library: picsift.Library) -> None:
+    lib = library
+    animals = ids_in(lib, "animals")[:3]
+    lib.metadata.add_tag(animals[0], "cute")
+    lib.metadata.add_object(animals[0], "cat", bbox=(1, 2, 30, 40), author="ana")
+    before = disk(lib.root)
+    embedded = len(lib.store)
+
+    copies = lib.copy_images(animals, "picked")
+
+    assert sorted(copies["id"]) == animals
+    after = disk(lib.root)
+    assert {p: i for p, i in after.items() if p in before} == before  # the originals are untouched
+    new = {p: i for p, i in after.items() if p not in before}
+    assert sorted(new.values()) == animals and all(p.startswith("picked/") for p in new)
+    assert set(lib.metadata.dataset_items("picked")["path"]) == set(new)
+    copy_of_first = next(p for p, i in new.items() if i == animals[0])
+    assert lib.metadata.tags(copy_of_first) == [("cute", None)]  # labels follow the content
+    assert len(lib.store) == embedded  # a copy shares its original's embedding
+    assert_consistent(lib)
+
+
+def test_move_relocates_files_and_keeps_search_and_labels(library: picsift.Library) -> None:
+    lib = library
+    vehicles = ids_in(lib, "vehicles")
+    lib.metadata.add_object(vehicles[0], "car", bbox=(0, 0, 10, 10))
+    lib.write_collection("wheels", vehicles[:3])
+    before = disk(lib.root)
+
+    moved = lib.move_images("wheels", "cars")  # a collection's name works as well as ids
+
+    after = disk(lib.root)
+    assert sorted(after.values()) == sorted(before.values())  # nothing lost, nothing doubled
+    assert sorted(p.split("/")[0] for p in after if after[p] in vehicles[:3]) == ["cars"] * 3
+    assert all(Path(p).is_file() for p in moved["path"]) and not any(Path(p).exists() for p in moved["source"])
+    assert {str(p) for p in lib.paths(vehicles[:3]).values()} == set(moved["path"])
+    assert len(lib.metadata.objects(vehicles[0])) == 1
+    results = lib.similar(vehicles[0], limit=1)
+    assert results.df["path"][0] == str(lib.paths([vehicles[0]])[vehicles[0]])
+    assert_consistent(lib)
+
+
+def test_moving_two_files_of_one_name_keeps_both(library: picsift.Library) -> None:
+    lib = library
+    first = lib.root / "animals"
+    twin = lib.root / "food" / next(first.iterdir()).name  # same name, other content
+    shutil.copy2(next((lib.root / "food").iterdir()), twin)
+    lib.update(progress=False)
+    ids = [catalogued(lib)[f"animals/{twin.name}"], catalogued(lib)[f"food/{twin.name}"]]
+    moved = lib.move_images(ids, "together")
+    assert len({Path(p).name for p in moved["path"]}) == 2 and all(Path(p).is_file() for p in moved["path"])
+    assert_consistent(lib)
+
+
+def test_delete_removes_the_files_labels_and_embeddings_and_nothing_else(library: picsift.Library) -> None:
+    lib = library
+    food = ids_in(lib, "food")
+    doomed, kept = food[:2], food[2:]
+    for image_id in food:
+        lib.metadata.add_tag(image_id, "meal")
+    lib.metadata.open_issue(doomed[0], "blurry")
+    lib.write_collection("lunch", food)
+    before = disk(lib.root)
+    embedded = len(lib.store)
+
+    assert lib.delete_images(doomed) == 2
+
+    after = disk(lib.root)
+    assert after == {p: i for p, i in before.items() if i not in doomed}
+    assert lib.metadata.filter(picsift.ImageTag("meal")) == sorted(kept)
+    assert lib.metadata.issues().empty
+    assert lib.collection("lunch")["id"].tolist() == kept
+    assert len(lib.store) == embedded - 2
+    with pytest.raises(PicsiftError, match="no file"):
+        lib.delete_images(doomed)
+    assert_consistent(lib)
+
+
+def test_bad_dataset_names_are_refused_before_anything_moves(library: picsift.Library) -> None:
+    before = disk(library.root)
+    for bad in ("", "../outside", "/abs", ".hidden"):
+        with pytest.raises(PicsiftError, match="invalid dataset name"):
+            library.move_images(ids_in(library, "animals"), bad)
+    assert disk(library.root) == before
+
+
+# The child kills itself (SIGKILL) right after the nth call of a real function inside an action.
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    import picsift, picsift.files
+    folder, spec, action, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    lib = picsift.Library(folder, model=spec, index="exact")
+    ids = sorted(i for p, i in lib.catalog.db.execute("SELECT path, image_id FROM files") if p.startswith("animals/"))
+    owner = {"rename": picsift.files.os, "unlink": picsift.files.Path, "plan": picsift.files.FileActions}[point]
+    real = getattr(owner, point)
+    calls = [0]
+    def wrapper(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    setattr(owner, point, wrapper)
+    if action == "move":
+        lib.move_images(ids, "moved")
+    else:
+        lib.delete_images(ids)
+    """
+)
+
+
+@pytest.mark.parametrize("action, point, nth", [
+    ("move", "plan", 1),  # journalled, nothing moved yet
+    ("move", "rename", 2),  # two of five files moved, none recorded
+    ("move", "rename", 5),  # every file moved, none recorded
+    ("delete", "unlink", 3),  # three of five files gone, none recorded
+])
+def test_a_crash_in_the_middle_of_an_action_loses_nothing(
+    library: picsift.Library, tiny_model: str, action: str, point: str, nth: int,
+) -> None:
+    lib = library
+    lib.metadata.add_tag(ids_in(lib, "animals")[0], "kept-label")
+    before = disk(lib.root)
+    lib.close()
+    child = subprocess.run([sys.executable, "-c", CHILD, str(lib.root), tiny_model, action, point, str(nth)],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == -9, child.stderr[-2000:]  # it really died mid-action
+
+    reopened = picsift.Library(lib.root, model=tiny_model, index="exact")  # opening finishes or undoes it
+    after = disk(reopened.root)
+    if action == "move":
+        assert sorted(after.values()) == sorted(before.values())  # every image still has exactly its file
+    else:
+        assert set(after.items()) <= set(before.items()) and len(after) >= len(before) - nth
+    assert reopened.catalog.db.execute("SELECT COUNT(*) FROM file_actions").fetchone()[0] == 0
+    assert_consistent(reopened)
+    survivors = set(after.values())
+    first = sorted(i for p, i in before.items() if p.startswith("animals/"))[0]
+    assert (reopened.metadata.tags(first) == [("kept-label", None)]) == (first in survivors)
+    if action == "move":  # and the interrupted move can simply be run again
+        reopened.move_images(sorted(i for p, i in before.items() if p.startswith("animals/")), "moved")
+        assert sorted(p.split("/")[0] for p in disk(reopened.root)) == ["food"] * 5 + ["moved"] * 5 + ["vehicles"] * 5
+        assert_consistent(reopened)
