@@ -1,4 +1,4 @@
-"""The ``picsift`` command line: index, search, similar, status, collections, demo.
+"""The ``picsift`` command line: index, search, similar, status, collections, export, import, demo.
 
 Every command accepts ``--json`` for scripts. Errors print one line and exit non-zero
 (``--debug`` shows the traceback).
@@ -68,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     _library_args(p)
     p.add_argument("--save", metavar="NAME", help="save the last search as NAME")
     p.add_argument("--delete", metavar="NAME", help="delete the collection NAME")
+    p.add_argument("--rerun", metavar="NAME", help="make collection NAME again from its recipe (query, filters...)")
+
+    p = commands.add_parser("export", help="write a collection as CSV, Parquet or a labelled project")
+    _library_args(p)
+    p.add_argument("--collection", default="_temporary", metavar="NAME",
+                   help="the collection to export (default: the last search)")
+    p.add_argument("--format", required=True, choices=["csv", "parquet", "coco", "yolo", "supervisely"],
+                   help="csv/parquet: one row per image with labels; coco/yolo/supervisely: images + annotations")
+    p.add_argument("--out", required=True, help="output file (csv, parquet) or new folder (projects)")
+
+    p = commands.add_parser("import", help="import a labelled project (images, tags, objects) into the library")
+    _library_args(p)
+    p.add_argument("project", help="the project folder (COCO: a folder or an instances JSON file)")
+    p.add_argument("--format", required=True, choices=["supervisely", "coco", "yolo"], help="the project's format")
+    p.add_argument("--target", help="folder under FOLDER for the images (default: the project's name)")
 
     p = commands.add_parser("demo", help="fetch the demo images, index them and run a few searches")
     p.add_argument("--model", help="model spec (default: the default model, else the offline one)")
@@ -150,11 +165,34 @@ def _dispatch(args: argparse.Namespace) -> int:
                 library.save_collection(args.save)
             if args.delete:
                 library.delete_collection(args.delete)
+            if args.rerun:
+                library.rerun_collection(args.rerun)
             table = library.collections()
             if args.json:
                 _print_json(json.loads(table.to_json(orient="records", date_format="iso")))
             else:
                 print(table.to_string(index=False) if len(table) else "no saved collections")
+            return 0
+        if args.command == "export":
+            out = library.export(args.collection, args.out, args.format)
+            rows = len(library.collection(args.collection))
+            if args.json:
+                _print_json({"collection": args.collection, "format": args.format, "out": str(out), "images": rows})
+            else:
+                print(f"wrote {rows} images of {args.collection!r} as {args.format} to {out}")
+            return 0
+        if args.command == "import":
+            datasets = library.metadata.import_project(args.project, args.format, target=args.target)
+            report = library.update(progress=not args.json)
+            table = library.metadata.datasets()
+            sizes = dict(zip(table["name"], table["size"], strict=True))
+            if args.json:
+                _print_json({"datasets": [{"name": d, "images": int(sizes[d])} for d in datasets],
+                             "update": report.summary()})
+            else:
+                for name in datasets:
+                    print(f"imported {name}: {sizes[name]} images")
+                print(f"{library.root}: {report.summary()}")
             return 0
     raise AssertionError(args.command)
 

@@ -22,6 +22,7 @@ from .embedding.decode import ImageDecodeError, decode_image, to_rgb
 from .embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
 from .embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec, slug
 from .errors import ModelUnavailableError, NotIndexedError, PicsiftError, UnknownImageError, WorkspaceBusyError
+from .export import ExportMixin
 from .files import FileActions, FileActionsMixin
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
 from .index.base import top_k
@@ -53,7 +54,7 @@ def default_model() -> str:
     raise ModelUnavailableError(f"{reason}; choose a model with --model SPEC (Python: model=...)")
 
 
-class Library(CollectionsMixin, FileActionsMixin):
+class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
     """A folder of images made searchable.
 
     Parameters

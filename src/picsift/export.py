@@ -1,0 +1,173 @@
+"""Handing images on: one DataFrame row per image with its labels, and files in CSV, Parquet, COCO, YOLO
+or Supervisely.
+
+:meth:`ExportMixin.to_pandas` joins a collection (or search results, or ids) with the catalog's labels:
+path, score, dataset, size, tags, object count per class and open issues. CSV and Parquet write that
+table; the project formats write the images with their annotations (see :mod:`picsift.formats`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .collections import TEMPORARY
+from .errors import PicsiftError
+from .formats import FORMATS
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .metadata import Metadata
+
+TABLE_FORMATS = ("csv", "parquet")
+EXPORT_FORMATS = TABLE_FORMATS + FORMATS
+#: Per-class object counts are columns named ``objects.<class>``.
+CLASS_COLUMN = "objects.{}"
+
+Images = Any  # a collection's name, a Results, or image ids
+
+
+class ExportMixin:
+    """``to_pandas`` and ``export`` of :class:`~picsift.Library` (which provides the attributes below)."""
+
+    catalog: Catalog
+
+    if TYPE_CHECKING:
+
+        @property
+        def metadata(self) -> Metadata: ...
+
+        def collection(self, name: str = TEMPORARY) -> pd.DataFrame: ...
+
+        def paths(self, ids: Sequence[str]) -> dict[str, Path]: ...
+
+    def to_pandas(self, images: Images = TEMPORARY) -> pd.DataFrame:
+        """One row per image with what picsift knows about it.
+
+        Parameters
+        ----------
+        images
+            A collection's name (default: the temporary one, i.e. the last search or sample), a
+            :class:`~picsift.Results`, or image ids.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``rank, id, path, score`` (NaN without a score), ``dataset`` (the first one holding the
+            image), ``width, height``, ``tags`` (a list of ``name`` or ``name=value``), ``objects``
+            (how many), ``objects.<class>`` (how many of each class) and ``open_issues``.
+        """
+        base = self._base_frame(images)
+        ids = base["id"].astype(str).tolist()
+        db = self.catalog.db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS export_scope(image_id TEXT PRIMARY KEY)")
+        db.execute("DELETE FROM export_scope")
+        db.executemany("INSERT OR IGNORE INTO export_scope(image_id) VALUES (?)", [(i,) for i in ids])
+        join = "JOIN temp.export_scope s ON s.image_id = t.image_id"
+        sizes = dict((r[0], (r[1], r[2])) for r in db.execute(
+            f"SELECT t.image_id, MAX(t.width), MAX(t.height) FROM files t {join} GROUP BY t.image_id"))
+        datasets = dict(db.execute(
+            "SELECT t.image_id, MIN(d.name) FROM dataset_items t JOIN datasets d ON d.id = t.dataset"
+            f" {join} GROUP BY t.image_id").fetchall())
+        tags: dict[str, list[str]] = {}
+        for image_id, name, value in db.execute(f"SELECT t.image_id, t.name, t.value FROM image_tags t {join}"
+                                                " ORDER BY t.id"):
+            tags.setdefault(image_id, []).append(name if value is None else f"{name}={value}")
+        counts = pd.DataFrame(
+            db.execute(f"SELECT t.image_id, t.class, COUNT(*) FROM objects t {join} GROUP BY t.image_id, t.class")
+            .fetchall(), columns=["id", "class", "n"])
+        issues = dict(db.execute(f"SELECT t.image_id, COUNT(*) FROM issues t {join} WHERE t.status='open'"
+                                 " GROUP BY t.image_id").fetchall())
+        df = base.copy()
+        df["dataset"] = [datasets.get(i) for i in ids]
+        df["width"] = pd.array([sizes.get(i, (None, None))[0] for i in ids], dtype="Int64")
+        df["height"] = pd.array([sizes.get(i, (None, None))[1] for i in ids], dtype="Int64")
+        df["tags"] = [tags.get(i, []) for i in ids]
+        per_class = counts.pivot(index="id", columns="class", values="n") if len(counts) else pd.DataFrame()
+        df["objects"] = per_class.sum(axis=1).reindex(ids).fillna(0).astype(int).to_numpy() if len(counts) \
+            else np.zeros(len(ids), int)
+        for cls in sorted(per_class.columns):
+            df[CLASS_COLUMN.format(cls)] = per_class[cls].reindex(ids).fillna(0).astype(int).to_numpy()
+        df["open_issues"] = [int(issues.get(i, 0)) for i in ids]
+        return df
+
+    def _base_frame(self, images: Images) -> pd.DataFrame:
+        if isinstance(images, str):
+            return self.collection(images)
+        if hasattr(images, "df") and hasattr(images, "scope_ids"):  # a Results
+            return images.df[["rank", "id", "path", "score"]].reset_index(drop=True)
+        if isinstance(images, os.PathLike):
+            raise PicsiftError(f"give a collection name, a Results or image ids, not a path ({images})")
+        ids = list(dict.fromkeys(str(i) for i in images))
+        paths = self.paths(ids)
+        return pd.DataFrame({
+            "rank": np.arange(1, len(ids) + 1),
+            "id": ids,
+            "path": [str(paths[i]) if i in paths else None for i in ids],
+            "score": np.full(len(ids), np.nan),
+        })
+
+    def export(self, images: Images, out: str | os.PathLike[str], format: str) -> Path:
+        """Write images as a table (``csv``, ``parquet``) or a labelled project (``coco``, ``yolo``,
+        ``supervisely``, with the image files and their annotations).
+
+        Parameters
+        ----------
+        images
+            A collection's name, a :class:`~picsift.Results` or image ids.
+        out
+            A file for tables, a new (or empty) folder for projects.
+        format
+            One of :data:`EXPORT_FORMATS`.
+
+        Returns
+        -------
+        pathlib.Path
+            What was written.
+        """
+        if format not in EXPORT_FORMATS:
+            raise PicsiftError(f"unknown export format {format!r}; valid choices: {', '.join(EXPORT_FORMATS)}")
+        out = Path(out).expanduser()
+        if format in FORMATS:
+            return self.metadata.export(self._base_frame(images)["id"].astype(str).tolist(), out, format)
+        df = self.to_pandas(images)
+        if out.is_dir():
+            raise PicsiftError(f"{out} is a folder; give a file name for {format} (e.g. {out / ('export.' + format)})")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial")  # a failed export leaves no half-written file
+        try:
+            if format == "csv":
+                df.assign(tags=[";".join(t) for t in df["tags"]]).to_csv(partial, index=False)
+            else:
+                _require_pyarrow()
+                df.to_parquet(partial, index=False)
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
+        return out
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read back a CSV or Parquet export (CSV tags become lists again)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        _require_pyarrow()
+        df = pd.read_parquet(path)
+        df["tags"] = [list(t) for t in df["tags"]]
+        return df
+    df = pd.read_csv(path)
+    df["tags"] = [[] if pd.isna(t) or t == "" else str(t).split(";") for t in df["tags"]]
+    return df
+
+
+def _require_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as e:
+        raise ImportError('Parquet export needs pyarrow: pip install "picsift[parquet]"') from e
+
