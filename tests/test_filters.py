@@ -120,6 +120,30 @@ def test_filters_within_collections_and_results(labelled: tuple[Library, dict[st
     assert run(Score(min=0), within=[ids["a0"]]) == []  # plain ids carry no score
 
 
+def test_a_search_in_memory_and_the_same_collection_in_sqlite_filter_alike(
+        labelled: tuple[Library, dict[str, str]]) -> None:
+    # Results are filtered with masks in memory, collections by SQL: every filter must agree on both
+    lib, ids = labelled
+    scope = np.array(list(ids.values()))
+    scores = np.random.default_rng(3).random(len(scope)).astype(np.float32)
+    results = Results(pd.DataFrame({"rank": [], "id": [], "path": [], "score": []}), scores, scope, {})
+    order = np.argsort(-scores, kind="stable")
+    lib.write_collection("same", scope[order].tolist(), scores[order].tolist())
+    lib.metadata.create_job("review", [ids["a0"], ids["f1"]])
+    lib.metadata.set_status("review", ids["f1"], "accepted")
+    lib.metadata.open_issue(ids["v1"], "blurry")
+    cases = [
+        [ObjectCount("animal", 2)], [ObjectCount("animal", 0, 1)], [ObjectCount("animal", 0)],
+        [ObjectTag("legs", 2, negate=True)], [ObjectTag("legs", 4, cls="animal")], [ImageTag("outdoor", negate=True)],
+        [ImageTag("colour", "red")], [JobStatus("review")], [JobStatus("review", "accepted")],
+        [HasOpenIssues()], [HasOpenIssues(False), Score(min=0.3)], [Score(0.2, 0.7), ObjectAuthor("ann")], [],
+    ]
+    for filters in cases:
+        in_memory, in_sql = lib.metadata.filter(*filters, within=results), lib.metadata.filter(*filters, within="same")
+        assert in_memory == in_sql, filters
+    assert lib.metadata.filter(ObjectCount("animal"), within=results) != []  # the cases are not all empty
+
+
 def test_bad_filters_name_the_value_and_the_choices(labelled: tuple[Library, dict[str, str]]) -> None:
     lib, ids = labelled
     meta = lib.metadata

@@ -37,6 +37,21 @@ class Filter(Protocol):
         ...
 
 
+class _LabelFilter:
+    """A filter on labels: one query selecting the image ids it keeps (or, negated, the ones it drops)."""
+
+    def ids_query(self) -> tuple[str, list[Any], bool] | None:
+        """``(SQL selecting image_id, parameters, negated)``; ``None`` when every image passes."""
+        raise NotImplementedError
+
+    def condition(self) -> tuple[str, list[Any]]:
+        selected = self.ids_query()
+        if selected is None:
+            return "1=1", []
+        query, params, negated = selected
+        return f"image_id {'NOT IN' if negated else 'IN'} ({query})", params
+
+
 @dataclass(frozen=True)
 class Score:
     """Search score in ``[min, max]`` (either end open). Needs a scope with scores: a Results or collection."""
@@ -58,44 +73,44 @@ class Score:
 
 
 @dataclass(frozen=True)
-class ObjectCount:
+class ObjectCount(_LabelFilter):
     """Images with between ``min`` and ``max`` (inclusive; ``None``: no upper bound) objects of class ``cls``."""
 
     cls: str
     min: int = 1
     max: int | None = None
 
-    def condition(self) -> tuple[str, list[Any]]:
+    def ids_query(self) -> tuple[str, list[Any], bool] | None:
         if self.min < 0 or (self.max is not None and self.max < self.min):
             raise PicsiftError(f"ObjectCount({self.cls!r}): need 0 <= min <= max, got min={self.min}, max={self.max}")
         counts = "SELECT image_id FROM objects WHERE class=? GROUP BY image_id HAVING COUNT(*)"
         if self.min > 0:
             upper = self.max if self.max is not None else 2**62
-            return f"image_id IN ({counts} BETWEEN ? AND ?)", [self.cls, self.min, upper]
+            return f"{counts} BETWEEN ? AND ?", [self.cls, self.min, upper], False
         if self.max is None:
-            return "1=1", []
-        return f"image_id NOT IN ({counts} > ?)", [self.cls, self.max]  # images with no object count as 0
+            return None
+        return f"{counts} > ?", [self.cls, self.max], True  # images with no object count as 0
 
 
 @dataclass(frozen=True)
-class ImageTag:
+class ImageTag(_LabelFilter):
     """Image tag ``name`` is present (with ``value``, when given); ``negate``: is not."""
 
     name: str
     value: str | int | float | None = None
     negate: bool = False
 
-    def condition(self) -> tuple[str, list[Any]]:
+    def ids_query(self) -> tuple[str, list[Any], bool] | None:
         query = "SELECT image_id FROM image_tags WHERE name=?"
         params: list[Any] = [self.name]
         if self.value is not None:
             query += " AND value=?"
             params.append(self.value)
-        return f"image_id {'NOT IN' if self.negate else 'IN'} ({query})", params
+        return query, params, self.negate
 
 
 @dataclass(frozen=True)
-class ObjectTag:
+class ObjectTag(_LabelFilter):
     """Some object (of class ``cls``, when given) has tag ``name`` (= ``value``); ``negate``: no object has."""
 
     name: str
@@ -103,7 +118,7 @@ class ObjectTag:
     negate: bool = False
     cls: str | None = None
 
-    def condition(self) -> tuple[str, list[Any]]:
+    def ids_query(self) -> tuple[str, list[Any], bool] | None:
         query = "SELECT o.image_id FROM object_tags t JOIN objects o ON o.id = t.object WHERE t.name=?"
         params: list[Any] = [self.name]
         if self.value is not None:
@@ -112,17 +127,17 @@ class ObjectTag:
         if self.cls is not None:
             query += " AND o.class=?"
             params.append(self.cls)
-        return f"image_id {'NOT IN' if self.negate else 'IN'} ({query})", params
+        return query, params, self.negate
 
 
 @dataclass(frozen=True)
-class JobStatus:
+class JobStatus(_LabelFilter):
     """Images of labelling job ``job`` with one of these statuses (all statuses when ``status`` is None)."""
 
     job: str
     status: str | Sequence[str] | None = None
 
-    def condition(self) -> tuple[str, list[Any]]:
+    def ids_query(self) -> tuple[str, list[Any], bool] | None:
         query, params = "SELECT image_id FROM job_items WHERE job=?", [self.job]
         if self.status is not None:
             statuses = [self.status] if isinstance(self.status, str) else list(self.status)
@@ -130,27 +145,27 @@ class JobStatus:
                 check_status(status)
             query += f" AND status IN ({','.join('?' * len(statuses))})"
             params.extend(statuses)
-        return f"image_id IN ({query})", params
+        return query, params, False
 
 
 @dataclass(frozen=True)
-class ObjectAuthor:
+class ObjectAuthor(_LabelFilter):
     """Images with at least one object made by ``author`` (a labeller login)."""
 
     author: str
 
-    def condition(self) -> tuple[str, list[Any]]:
-        return "image_id IN (SELECT image_id FROM objects WHERE author=?)", [self.author]
+    def ids_query(self) -> tuple[str, list[Any], bool] | None:
+        return "SELECT image_id FROM objects WHERE author=?", [self.author], False
 
 
 @dataclass(frozen=True)
-class HasOpenIssues:
+class HasOpenIssues(_LabelFilter):
     """Images with at least one open issue (``False``: with none)."""
 
     value: bool = True
 
-    def condition(self) -> tuple[str, list[Any]]:
-        return f"image_id {'IN' if self.value else 'NOT IN'} (SELECT image_id FROM issues WHERE status='open')", []
+    def ids_query(self) -> tuple[str, list[Any], bool] | None:
+        return "SELECT image_id FROM issues WHERE status='open'", [], not self.value
 
 
 FILTER_TYPES: dict[str, type] = {
@@ -226,52 +241,106 @@ def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = Non
         (the temporary one, :data:`picsift.collections.TEMPORARY`, is the last search's results); a
         :class:`~picsift.Results` (every image it scored, so :class:`Score` sees the full distribution);
         or image ids (no scores).
+
+    Scopes held in SQLite (the library, collections) are filtered by one SQL query. Scopes held in
+    memory (a search's results, ids) are not copied into SQLite: each label filter fetches the ids it
+    selects (as many as carry that label, not as many as the scope holds) and marks them in a boolean
+    mask over the scope, so editing filters on a search of 1M images costs milliseconds.
     """
-    conditions, params = [], []
+    filters = list(filters)
     for item in filters:
         if not hasattr(item, "condition"):
             raise PicsiftError(f"{item!r} is not a filter; use the classes of picsift.filters "
                                "(Score, ObjectCount, ImageTag, ObjectTag, JobStatus, ObjectAuthor, HasOpenIssues)")
+    if within is None or isinstance(within, str):
+        return _sql_filter(catalog, filters, *_sql_scope(catalog, within))
+    if isinstance(within, os.PathLike):
+        raise PicsiftError(f"within={within!r}: give a collection name, a Results, image ids or None")
+    scope = _memory_scope(within)
+    keep = np.ones(len(scope.ids), bool)
+    for item in filters:
+        if isinstance(item, Score):
+            item.condition()  # validates
+            with np.errstate(invalid="ignore"):
+                keep &= ~np.isnan(scope.scores)
+                if item.min is not None:
+                    keep &= scope.scores >= item.min
+                if item.max is not None:
+                    keep &= scope.scores <= item.max
+        elif isinstance(item, _LabelFilter):
+            selected = item.ids_query()
+            if selected is not None:
+                query, params, negated = selected
+                marked = scope.mark(r[0] for r in catalog.db.execute(query, params))
+                keep &= ~marked if negated else marked
+        else:  # a filter known only by its SQL condition: run it over this scope, copied into SQLite
+            keep &= scope.mark(_sql_filter(catalog, [item], *_temporary_scope(catalog, scope)))
+    return scope.ids[keep].tolist()
+
+
+def _sql_filter(catalog: Catalog, filters: list[Filter], scope: str, scope_params: list[Any]) -> list[str]:
+    conditions, params = [], []
+    for item in filters:
         condition, values = item.condition()
         conditions.append(f"({condition})")
         params.extend(values)
-    scope, scope_params = _scope(catalog, within)
     where = " AND ".join(conditions) or "1=1"
     rows = catalog.db.execute(f"SELECT image_id FROM ({scope}) WHERE {where} ORDER BY ord",
                               scope_params + params).fetchall()
     return [r[0] for r in rows]
 
 
-def _scope(catalog: Catalog, within: Any) -> tuple[str, list[Any]]:
-    """An SQL query with columns image_id, score and ord for the scope."""
+def _sql_scope(catalog: Catalog, within: str | None) -> tuple[str, list[Any]]:
+    """An SQL query with columns image_id, score and ord for the library or a collection."""
     if within is None:
         return ("SELECT image_id, NULL AS score, image_id AS ord FROM"
                 " (SELECT image_id FROM files WHERE image_id IS NOT NULL UNION SELECT image_id FROM dataset_items)"), []
-    if isinstance(within, str):
-        if not catalog.db.execute("SELECT 1 FROM collections WHERE name=?", (within,)).fetchone():
-            names = [r[0] for r in catalog.collection_names()]
-            raise PicsiftError(f"no collection named {within!r}; collections: {', '.join(names) or '(none)'}")
-        return "SELECT image_id, score, rank AS ord FROM collection_items WHERE collection=?", [within]
-    if isinstance(within, os.PathLike):
-        raise PicsiftError(f"within={within!r}: give a collection name, a Results, image ids or None")
+    if not catalog.db.execute("SELECT 1 FROM collections WHERE name=?", (within,)).fetchone():
+        names = [r[0] for r in catalog.collection_names()]
+        raise PicsiftError(f"no collection named {within!r}; collections: {', '.join(names) or '(none)'}")
+    return "SELECT image_id, score, rank AS ord FROM collection_items WHERE collection=?", [within]
+
+
+class _MemoryScope:
+    """Ids (in scope order) and scores of an in-memory scope, with a position lookup built on first use."""
+
+    def __init__(self, ids: np.ndarray, scores: np.ndarray):
+        self.ids, self.scores = ids, scores
+        self._positions: dict[str, int] | None = None
+
+    def mark(self, ids: Iterable[str]) -> np.ndarray:
+        """A mask over the scope, True where the id is one of ``ids``."""
+        if self._positions is None:
+            self._positions = {image_id: i for i, image_id in enumerate(self.ids.tolist())}
+        positions = self._positions
+        mask = np.zeros(len(self.ids), bool)
+        mask[[p for p in (positions.get(i) for i in ids) if p is not None]] = True
+        return mask
+
+
+def _memory_scope(within: Any) -> _MemoryScope:
+    """A search's scope, best first (cached on the Results: filters are edited many times per search)."""
     if hasattr(within, "scope_ids") and hasattr(within, "scores"):
-        ids, scores = _results_scope(within)
-    else:
-        ids = [str(i) for i in within]
-        scores = [None] * len(ids)
-    # A temporary table per connection: a scope of 1M ids is one executemany, then joins use its key.
+        cached = within.__dict__.get("_filter_scope")
+        if cached is None:
+            if len(within.scope_ids):
+                order = np.argsort(-np.asarray(within.scores), kind="stable")
+                ids = np.asarray(within.scope_ids)[order].astype(str)
+                scores = np.asarray(within.scores, dtype=np.float64)[order]
+            else:  # an index-only search carries its top rows alone
+                ids = within.df["id"].to_numpy().astype(str)
+                scores = within.df["score"].to_numpy(np.float64)
+            cached = within.__dict__["_filter_scope"] = _MemoryScope(ids, scores)
+        return cached
+    ids = np.array(list(dict.fromkeys(str(i) for i in within)), dtype=str)
+    return _MemoryScope(ids, np.full(len(ids), np.nan))
+
+
+def _temporary_scope(catalog: Catalog, scope: _MemoryScope) -> tuple[str, list[Any]]:
     db = catalog.db
     db.execute("CREATE TEMP TABLE IF NOT EXISTS filter_scope(image_id TEXT PRIMARY KEY, score REAL, ord INTEGER)")
     db.execute("DELETE FROM filter_scope")
+    scores = [None if np.isnan(s) else float(s) for s in scope.scores.tolist()]
     db.executemany("INSERT OR IGNORE INTO filter_scope(image_id, score, ord) VALUES (?, ?, ?)",
-                   zip(ids, scores, range(len(ids)), strict=True))
+                   zip(scope.ids.tolist(), scores, range(len(scope.ids)), strict=True))
     return "SELECT image_id, score, ord FROM temp.filter_scope", []
-
-
-def _results_scope(results: Results) -> tuple[list[str], list[float | None]]:
-    """Every image a search scored, best first; results from the index alone carry only their top rows."""
-    if len(results.scope_ids):
-        order = np.argsort(-np.asarray(results.scores), kind="stable")
-        return (np.asarray(results.scope_ids)[order].astype(str).tolist(),
-                np.asarray(results.scores, dtype=float)[order].tolist())
-    return results.df["id"].astype(str).tolist(), results.df["score"].astype(float).tolist()
