@@ -194,3 +194,23 @@ def test_a_crash_in_the_middle_of_an_action_loses_nothing(
         reopened.move_images(sorted(i for p, i in before.items() if p.startswith("animals/")), "moved")
         assert sorted(p.split("/")[0] for p in disk(reopened.root)) == ["food"] * 5 + ["moved"] * 5 + ["vehicles"] * 5
         assert_consistent(reopened)
+
+
+def test_labels_of_files_removed_outside_picsift_are_kept_until_pruned(library: picsift.Library) -> None:
+    lib = library
+    gone = ids_in(lib, "food")[0]
+    lib.metadata.add_tag(gone, "meal")
+    lib.metadata.add_object(ids_in(lib, "animals")[0], "cat", bbox=(0, 0, 3, 3))
+    path = lib.paths([gone])[gone]
+    data = path.read_bytes()
+    path.unlink()
+    lib.update(progress=False)
+    assert lib.metadata.orphans() == [gone]
+    path.write_bytes(data)  # the file comes back: so do its labels
+    lib.update(progress=False)
+    assert lib.metadata.orphans() == [] and lib.metadata.tags(gone) == [("meal", None)]
+    path.unlink()
+    lib.update(progress=False)
+    assert lib.metadata.prune() == 1
+    assert lib.metadata.orphans() == [] and lib.metadata.tags(gone) == []
+    assert len(lib.metadata.objects()) == 1  # the labels of images still here are untouched

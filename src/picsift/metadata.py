@@ -326,6 +326,24 @@ class Metadata:
         rows = self.catalog.db.execute(query + " ORDER BY id", params).fetchall()
         return pd.DataFrame(rows, columns=["id", "image_id", "text", "status", "author"])
 
+    # -- orphans ----------------------------------------------------------------------------------
+    def orphans(self) -> list[str]:
+        """Ids with labels but no file or dataset item any more (files removed outside picsift).
+
+        They are kept on purpose: a folder moved away and back gets its labels back. See :meth:`prune`.
+        """
+        held = "SELECT image_id FROM files WHERE image_id IS NOT NULL UNION SELECT image_id FROM dataset_items"
+        labelled = " UNION ".join(f"SELECT image_id FROM {t}" for t in ("image_tags", "objects", "job_items", "issues"))
+        return [r[0] for r in self.catalog.db.execute(
+            f"SELECT image_id FROM ({labelled}) WHERE image_id NOT IN ({held}) ORDER BY image_id")]
+
+    def prune(self) -> int:
+        """Delete the labels of :meth:`orphans`; returns how many images lost their labels."""
+        from .files import forget_images
+
+        with self.catalog.transaction() as db:
+            return len(forget_images(db, self.orphans()))
+
     # -- filters, import, export ------------------------------------------------------------------
     def filter(self, *filters: Filter, within: Scope = None) -> list[str]:
         """Image ids passing every filter (AND); see :func:`picsift.filters.apply_filters`."""
