@@ -12,9 +12,21 @@ import pytest
 pytest.importorskip("anywidget")
 
 from picsift import Library
+from picsift.filters import ImageTag, ObjectCount
 from picsift.projection import RowsView, cached_projection, pca
 from picsift.sampling import cluster, default_clusters, diverse_sample
-from picsift.widgets import App, CollectionsList, Explorer, Gallery, PromptBox, Sampler, ScoreRange, app
+from picsift.widgets import (
+    Actions,
+    App,
+    CollectionsList,
+    Explorer,
+    FiltersPanel,
+    Gallery,
+    PromptBox,
+    Sampler,
+    ScoreRange,
+    app,
+)
 from picsift.widgets._protocol import MESSAGE_TYPES, array_from_json, array_to_json
 from picsift.widgets._source import ImageSource
 from picsift.widgets.score_range import count_in_range, suggest_threshold
@@ -359,3 +371,203 @@ def test_app_entry_point(image_folder: Path, tiny_model: str) -> None:
     panel = picsift.app(image_folder, model=tiny_model, index="exact", update=False, explorer=False, limit=50)
     assert isinstance(panel, App) and panel.explorer is None and panel.gallery.limit == 50
     assert isinstance(panel.collections, CollectionsList)
+
+
+# -- filters panel and actions --------------------------------------------------------------------
+#: Labels of the 8 vehicles (by position in path order): car objects and image tags.
+CARS = [0, 1, 2, 3, 0, 1, 2, 3]
+OUTDOOR = {0, 2, 4, 6}
+
+
+@pytest.fixture
+def labelled(library: Library) -> dict[str, list[str]]:
+    """Cars and an "outdoor" tag on the vehicles (see CARS, OUTDOOR); ids of each folder in path order."""
+    images = library.images()
+    by_folder: dict[str, list[str]] = {}
+    for path, image_id in zip(images["path"], images["id"], strict=True):
+        by_folder.setdefault(Path(path).parent.name, []).append(image_id)
+    meta = library.metadata
+    for i, image_id in enumerate(by_folder["vehicles"]):
+        for k in range(CARS[i]):
+            meta.add_object(image_id, "car", bbox=(k, k, k + 10, k + 10), author="ann" if k else "bob")
+        if i in OUTDOOR:
+            meta.add_tag(image_id, "outdoor")
+    meta.add_tag(by_folder["animals"][0], "outdoor")
+    return by_folder
+
+
+def test_filters_panel_narrows_the_gallery_and_keeps_scores(panel: App, labelled: dict[str, list[str]]) -> None:
+    vehicles = labelled["vehicles"]
+    results = panel.search("a red car")
+    assert panel.gallery._count == 24 and panel.filters.summary == ""
+    assert panel.filters._choices["classes"] == []  # labelled after the app opened: the refresh button
+    message(panel.filters, {"type": "refresh_choices"})
+    choices = panel.filters._choices
+    assert choices["classes"] == ["car"] and list(choices["tags"]) == ["outdoor"]
+    assert choices["authors"] == ["ann", "bob"]
+    count_filter = {"type": "ObjectCount", "cls": "car", "min": 2, "max": None}
+    message(panel.filters, {"type": "add_filter", "filter": count_filter})
+    two_or_more = {vehicles[i] for i in range(8) if CARS[i] >= 2}
+    assert panel.filters.error == "" and set(panel.gallery.ids) == two_or_more and len(two_or_more) == 4
+    message(panel.filters, {"type": "add_filter", "filter": {"type": "ImageTag", "name": "outdoor", "value": None,
+                                                             "negate": False}})
+    both = {vehicles[i] for i in range(8) if CARS[i] >= 2 and i in OUTDOOR}
+    assert panel.gallery._count == len(both) == 2 and set(panel.gallery.ids) == both
+    assert panel.filters._descriptions == ["2+ × car", "tag outdoor"]
+    assert panel.filters.summary == "2 of 24 images pass 2 filters"
+    assert (panel.filters._passing, panel.filters._total) == (2, 24)
+    assert panel.score_range._counts.sum() == 2  # the histogram shows the filtered distribution
+    by_id = dict(zip(results.scope_ids.tolist(), results.scores.tolist(), strict=True))
+    assert panel.gallery.scores.tolist() == sorted((by_id[i] for i in both), reverse=True)
+    assert panel.gallery.scores.tolist() == pytest.approx([by_id[i] for i in panel.gallery.ids])
+    assert set(panel.df["id"]) == both and panel.actions.n_shown == 2
+    assert [type(f) for f in panel.filters.active] == [ObjectCount, ImageTag]
+
+    message(panel.filters, {"type": "remove_filter", "index": 1})
+    assert panel.gallery._count == 4 and set(panel.gallery.ids) == two_or_more
+    assert panel.filters.summary == "4 of 24 images pass 1 filter"
+    panel.filters.clear()
+    assert panel.gallery._count == 24 and panel.filters.summary == ""
+
+
+def test_every_field_of_the_add_filter_row(panel: App, library: Library, labelled: dict[str, list[str]]) -> None:
+    vehicles = labelled["vehicles"]
+    meta = library.metadata
+    meta.set_status("review", vehicles[:3], "labelled")
+    meta.set_status("review", vehicles[3:5], "pending")
+    meta.open_issue(vehicles[1], "blurry")
+    first_car = int(meta.objects(vehicles[1])["id"][0])
+    meta.tag_object(first_car, "colour", "red")
+    message(panel.filters, {"type": "refresh_choices"})
+    assert panel.filters._choices["jobs"] == ["review"] and panel.filters._choices["object_tags"] == {"colour": ["red"]}
+    panel.search("a red car")
+    # the dicts the front-end's fields send, and who passes each (worked out from the labels above)
+    for sent, expected in [
+        ({"type": "JobStatus", "job": "review", "status": ["labelled", "in_review"]}, vehicles[:3]),
+        ({"type": "JobStatus", "job": "review", "status": None}, vehicles[:5]),
+        ({"type": "ObjectAuthor", "author": "ann"}, [v for i, v in enumerate(vehicles) if CARS[i] >= 2]),
+        ({"type": "HasOpenIssues", "value": True}, [vehicles[1]]),
+        ({"type": "ObjectTag", "name": "colour", "value": "red", "negate": False, "cls": "car"}, [vehicles[1]]),
+        ({"type": "ObjectTag", "name": "colour", "value": None, "negate": True, "cls": None},
+         [i for i in panel.view.ids if i != vehicles[1]] if panel.view else []),
+        ({"type": "ImageTag", "name": "outdoor", "value": None, "negate": True},
+         [i for i in library.images()["id"] if i not in {labelled["animals"][0], *(vehicles[j] for j in OUTDOOR)}]),
+    ]:
+        message(panel.filters, {"type": "add_filter", "filter": sent})
+        assert panel.filters.error == "" and set(panel.gallery.ids) == set(expected), sent
+        panel.filters.clear()
+    assert panel.gallery._count == 24
+
+
+def test_invalid_filters_show_an_error_and_change_nothing(panel: App, labelled: dict[str, list[str]]) -> None:
+    panel.search("a red car")
+    panel.filters.filters = [ObjectCount("car", 1)]  # Python sets filters too (objects or dicts)
+    assert panel.filters.filters == [{"type": "ObjectCount", "cls": "car", "min": 1, "max": None}]
+    before = panel.gallery.ids.tolist()
+    assert len(before) == 6
+    for bad, words in [({"type": "ObjectCount", "cls": "car", "min": 3, "max": 1}, ["min=3", "max=1"]),
+                       ({"type": "Telepathy"}, ["Telepathy", "ObjectCount", "HasOpenIssues"]),
+                       ({"type": "ImageTag", "name": "outdoor", "colour": "red"}, ["colour", "negate"]),
+                       ({"type": "ObjectCount", "cls": "", "min": 1, "max": None}, ["cls"]),
+                       ({"type": "ObjectCount", "cls": "car", "min": "two", "max": None}, ["whole number", "two"])]:
+        message(panel.filters, {"type": "add_filter", "filter": bad})
+        assert all(word in panel.filters.error for word in words), panel.filters.error
+        assert len(panel.filters.filters) == 1 and panel.gallery.ids.tolist() == before
+    message(panel.filters, {"type": "remove_filter", "index": 5})
+    assert "position 5" in panel.filters.error and len(panel.filters.filters) == 1
+    with pytest.raises(Exception, match="Telepathy"):
+        panel.filters.filters = [{"type": "Telepathy"}]
+
+
+def test_filters_apply_to_samples_and_collections(panel: App, library: Library,
+                                                  labelled: dict[str, list[str]]) -> None:
+    outdoor = {labelled["vehicles"][i] for i in OUTDOOR} | {labelled["animals"][0]}
+    panel.filters.add(ImageTag("outdoor"))
+    message(panel.sampler, {"type": "sample", "size": 24})  # every image, in sample order
+    assert set(panel.gallery.ids) == outdoor and panel.filters.summary == "5 of 24 images pass 1 filter"
+    assert panel.gallery.ids.tolist() == [i for i in panel.sampler.sample if i in outdoor]
+    library.write_collection("half", labelled["vehicles"][:4], [0.4, 0.3, 0.2, 0.1])
+    panel.collections.refresh()
+    message(panel.collections, {"type": "show_collection", "name": "half"})
+    assert panel.gallery.ids.tolist() == [labelled["vehicles"][0], labelled["vehicles"][2]]
+    assert panel.gallery.scores.tolist() == pytest.approx([0.4, 0.2])
+
+
+def test_saving_a_filtered_view_records_filters_and_score_range(panel: App, library: Library,
+                                                               labelled: dict[str, list[str]]) -> None:
+    panel.search("a red car")
+    panel.filters.add(ObjectCount("car", 1))
+    edges = panel.score_range._edges
+    panel.score_range.score_range = [float(edges[10]), float(edges[-1])]
+    shown = panel.df
+    assert 0 < len(shown) < 6
+    message(panel.collections, {"type": "save_collection", "name": "some cars"})
+    assert panel.collections.error == ""
+    assert library.collection("some cars")["id"].tolist() == shown["id"].tolist()
+    recipe = library.collection_recipe("some cars")
+    assert recipe["filters"] == [{"type": "ObjectCount", "cls": "car", "min": 1, "max": None}]
+    assert recipe["score_range"] == pytest.approx([edges[10], edges[-1]])
+    assert recipe["kind"] == "text" and recipe["text"] == ["a red car"]
+
+
+def test_actions_target_the_selection_or_everything_shown(panel: App, labelled: dict[str, list[str]]) -> None:
+    panel.search("a red car")
+    panel.filters.add(ObjectCount("car", 1))
+    assert (panel.actions.n_selected, panel.actions.n_shown) == (0, 6)
+    assert panel._action_target() == panel.gallery.ids.tolist()
+    panel.gallery._selected = np.array([0, 2], np.int32)
+    assert panel.actions.n_selected == 2 and panel._action_target() == panel.gallery.ids[[0, 2]].tolist()
+    panel.gallery.selection = [*panel.gallery.selection, labelled["food"][0]]  # not in the view: not acted on
+    assert panel.actions.n_selected == 2
+
+
+def test_delete_needs_confirmation_and_removes_only_the_target(panel: App, library: Library,
+                                                              labelled: dict[str, list[str]]) -> None:
+    panel.search("a red car")
+    panel.gallery._selected = np.array([0], np.int32)
+    victim = panel.gallery.selection[0]
+    path = library.paths([victim])[victim]
+    files_before = sorted(p for p in library.root.rglob("*.png"))
+    for content in ({"type": "delete_images"}, {"type": "delete_images", "confirmed": "yes"},
+                    {"type": "delete_images", "confirmed": True, "count": 3}):
+        message(panel.actions, content)
+        assert "nothing was deleted" in panel.actions.error
+        assert sorted(library.root.rglob("*.png")) == files_before and panel.gallery._count == 24
+    message(panel.actions, {"type": "delete_images", "confirmed": True, "count": 1})
+    assert panel.actions.error == "" and panel.actions.notice == "deleted 1 image file"
+    assert not path.exists() and sorted(library.root.rglob("*.png")) == [p for p in files_before if p != path]
+    assert panel.gallery._count == 23 and victim not in panel.gallery.ids and panel.gallery.selection == []
+    assert panel.results is not None and victim not in panel.results.scope_ids
+    assert panel.explorer is not None and len(panel.explorer.ids) == 23
+
+
+def test_copy_move_job_and_export_act_on_the_view(panel: App, library: Library, labelled: dict[str, list[str]],
+                                                  tmp_path: Path) -> None:
+    panel.search("a red car")
+    panel.filters.add(ObjectCount("car", 2))
+    assert panel.actions.n_shown == 4
+    message(panel.actions, {"type": "create_job", "name": "check cars"})
+    assert library.metadata.job_names() == ["check cars"] and panel.filters._choices["jobs"] == ["check cars"]
+    assert set(library.metadata.job_status("check cars")) == set(panel.gallery.ids)
+    panel.gallery._selected = np.array([0, 1], np.int32)
+    moved = panel.gallery.selection
+    message(panel.actions, {"type": "move_images", "dataset": "cars"})
+    assert panel.actions.error == "" and panel.actions.notice == "moved 2 selected images to 'cars'"
+    assert all(p.parent == library.root / "cars" for p in library.paths(moved).values())
+    assert panel.gallery._count == 4 and panel.actions.dataset_names == ["cars"]
+    message(panel.actions, {"type": "copy_images", "dataset": ""})
+    assert "dataset name" in panel.actions.error
+    panel.gallery.selection = []
+    out = tmp_path / "cars.csv"
+    message(panel.actions, {"type": "export_images", "format": "csv", "path": str(out)})
+    assert panel.actions.error == "" and out.exists() and panel.actions.notice.startswith("exported 4 images as csv")
+    message(panel.actions, {"type": "export_images", "format": "pdf", "path": str(out)})
+    assert "pdf" in panel.actions.error and "parquet" in panel.actions.error
+
+
+def test_standalone_filters_panel_and_actions(library: Library) -> None:
+    assert FiltersPanel()._choices == {"statuses": ["pending", "in_progress", "labelled", "in_review", "accepted",
+                                                    "rejected", "skipped"]}
+    actions = Actions(library)
+    message(actions, {"type": "create_job", "name": "x"})
+    assert "no images to act on" in actions.error

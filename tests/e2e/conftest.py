@@ -14,6 +14,11 @@ from ..conftest import stamp_files
 from .harness import CHROMIUM, chromium, jupyterlab, open_and_run, write_notebook
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
+#: Labels of the 9 vehicles (in path order): how many "car" objects each has, and which carry the image
+#: tag "outdoor" (so do the first two animals). The filter tests check the gallery against these.
+VEHICLE_CARS = (0, 1, 2, 3, 0, 1, 2, 3, 2)
+OUTDOOR_VEHICLES = frozenset({0, 2, 4, 6, 8})
+OUTDOOR_ANIMALS = 2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,6 +38,29 @@ def e2e_ready() -> None:
         pytest.fail("the widget front-ends are not built: npm ci && npm run build (make setup does)")
 
 
+@pytest.fixture(scope="session")
+def labelled_counts() -> dict[str, int]:
+    """How many of the 36 images pass the filters the tests add, counted from the labels above."""
+    cars = [i for i, n in enumerate(VEHICLE_CARS) if n >= 2]
+    return {"cars>=2": len(cars), "cars>=2 and outdoor": len([i for i in cars if i in OUTDOOR_VEHICLES])}
+
+
+def label(library: Any) -> None:
+    """Car objects and "outdoor" tags (see VEHICLE_CARS) on the e2e library's images."""
+    images = library.images()
+    folders: dict[str, list[str]] = {}
+    for path, image_id in zip(images["path"], images["id"], strict=True):
+        folders.setdefault(Path(path).parent.name, []).append(image_id)
+    meta = library.metadata
+    for i, image_id in enumerate(folders["vehicles"]):
+        for k in range(VEHICLE_CARS[i]):
+            meta.add_object(image_id, "car", bbox=(10 * k, 10, 10 * k + 8, 18), author="ann")
+        if i in OUTDOOR_VEHICLES:
+            meta.add_tag(image_id, "outdoor")
+    for image_id in folders["animals"][:OUTDOOR_ANIMALS]:
+        meta.add_tag(image_id, "outdoor")
+
+
 @pytest.fixture(scope="module")
 def lab_page(e2e_ready: None, tmp_path_factory: pytest.TempPathFactory, tiny_model: str,
              stamps_root: Path) -> Iterator[Any]:
@@ -47,6 +75,7 @@ def lab_page(e2e_ready: None, tmp_path_factory: pytest.TempPathFactory, tiny_mod
         shutil.copy2(path, target)
     with Library(folder, model=tiny_model, index="exact") as library:
         library.update(progress=False)  # the kernel then starts ready (embedding is tested in Python)
+        label(library)
     write_notebook(root / "app.ipynb", [
         "import picsift\n"
         f"panel = picsift.app({str(folder)!r}, model={tiny_model!r}, index='exact', limit=100)\n"

@@ -154,6 +154,60 @@ def test_clicking_a_point_in_the_explorer_searches(lab_page: Any) -> None:
     shot(page, "05-explorer-pick")
 
 
+def gallery_count_is(page: Any, count: int) -> None:
+    page.wait_for_function("n => document.querySelector('.picsift-gallery').dataset.count === String(n)", arg=count)
+
+
+def remove_all_filters(page: Any) -> None:
+    while page.locator(".picsift-filters .picsift-chip").count():
+        before = page.locator(".picsift-filters .picsift-chip").count()
+        page.locator(".picsift-filters .picsift-chip-remove").last.click()
+        page.wait_for_function("n => document.querySelectorAll('.picsift-filters .picsift-chip').length < n",
+                               arg=before)
+
+
+def test_two_filters_narrow_the_gallery(lab_page: Any, labelled_counts: dict[str, int]) -> None:
+    page = lab_page
+    panel = page.locator(".picsift-filters")
+    search(page, "a red car")
+    assert page.get_attribute(GALLERY, "data-count") == "36"
+    try:
+        panel.locator(".picsift-filter-field").select_option("count")
+        panel.locator(".picsift-filter-class").select_option("car")
+        panel.locator(".picsift-filter-min").fill("2")
+        panel.locator(".picsift-filter-add").click()
+        cars = labelled_counts["cars>=2"]
+        gallery_count_is(page, cars)
+        panel.locator(".picsift-filter-field").select_option("tag")
+        panel.locator(".picsift-filter-name").select_option("outdoor")
+        panel.locator(".picsift-filter-add").click()
+        both = labelled_counts["cars>=2 and outdoor"]
+        gallery_count_is(page, both)
+        assert panel.locator(".picsift-chip-text").all_inner_texts() == ["2+ × car", "tag outdoor"]
+        assert panel.locator(".picsift-filter-summary").inner_text() == f"{both} of 36 images pass 2 filters"
+        assert page.get_attribute(".picsift-range-count", "data-count") == str(both)  # histogram of what passes
+        assert page.locator(".picsift-view-actions .picsift-target").inner_text() == f"Act on all {both} shown:"
+        page.wait_for_function(
+            "n => document.querySelectorAll('.picsift-gallery .picsift-tile.loaded').length === n", arg=both)
+        scores = tile_scores(page)
+        assert len(scores) == both and scores == sorted(scores, reverse=True)
+        shot(page, "06-filters")
+        panel.locator(".picsift-chip[data-index='1'] .picsift-chip-remove").click()  # "tag outdoor"
+        gallery_count_is(page, cars)
+        assert panel.locator(".picsift-filter-summary").inner_text() == f"{cars} of 36 images pass 1 filter"
+        panel.locator(".picsift-filter-field").select_option("count")  # a bad condition: shown, nothing changes
+        panel.locator(".picsift-filter-class").select_option("car")
+        panel.locator(".picsift-filter-min").fill("3")
+        panel.locator(".picsift-filter-max").fill("1")
+        panel.locator(".picsift-filter-add").click()
+        page.wait_for_function(
+            "() => document.querySelector('.picsift-filters .picsift-error').textContent.includes('max=1')")
+        assert panel.locator(".picsift-chip").count() == 1 and page.get_attribute(GALLERY, "data-count") == str(cars)
+    finally:
+        remove_all_filters(page)
+    gallery_count_is(page, 36)
+
+
 def test_umap_replaces_pca_from_a_background_thread(lab_page: Any) -> None:
     page = lab_page
     before = int(page.get_attribute(".picsift-explorer", "data-frames") or 0)
@@ -188,3 +242,29 @@ def test_dark_theme(lab_page: Any) -> None:
     color = page.eval_on_selector(".picsift-gallery", "el => getComputedStyle(el).backgroundColor")
     assert color not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)")
     shot(page, "08-dark-theme")
+
+
+def test_delete_asks_first_and_removes_only_the_selected_image(lab_page: Any) -> None:
+    # last: it deletes a file of the shared library
+    page = lab_page
+    search(page, "a dog")
+    actions = page.locator(".picsift-view-actions")
+    page.locator(f"{GALLERY} .picsift-tile input[type=checkbox]").first.click()
+    page.wait_for_selector(".picsift-view-actions[data-target='selected'][data-count='1']")
+    assert actions.locator(".picsift-target").inner_text() == "Act on 1 selected:"
+    actions.locator(".picsift-delete-images").click()
+    confirm = actions.locator(".picsift-confirm")
+    assert confirm.is_visible()
+    assert confirm.locator(".picsift-confirm-text").inner_text() == "Delete 1 image file? This cannot be undone"
+    shot(page, "09-delete-confirm")
+    actions.locator(".picsift-cancel-delete").click()
+    assert not confirm.is_visible()
+    page.wait_for_timeout(300)
+    assert page.get_attribute(GALLERY, "data-count") == "36"
+    assert actions.locator(".picsift-actions-notice").inner_text() == ""
+    actions.locator(".picsift-delete-images").click()
+    actions.locator(".picsift-confirm-delete").click()
+    gallery_count_is(page, 35)
+    page.wait_for_function(
+        "() => document.querySelector('.picsift-actions-notice').textContent === 'deleted 1 image file'")
+    page.wait_for_selector(".picsift-view-actions[data-target='shown']")

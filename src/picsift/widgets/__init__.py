@@ -11,8 +11,9 @@ from typing import Any
 from .entry import app
 
 _CLASSES = {
-    "App": "panel", "CollectionsList": "collections_list", "Explorer": "explorer", "Gallery": "gallery",
-    "PromptBox": "prompt", "Sampler": "sampler", "ScoreRange": "score_range",
+    "Actions": "actions", "App": "panel", "CollectionsList": "collections_list", "Explorer": "explorer",
+    "FiltersPanel": "filters_panel", "Gallery": "gallery", "PromptBox": "prompt", "Sampler": "sampler",
+    "ScoreRange": "score_range",
 }
 __all__ = [*_CLASSES, "app"]
 

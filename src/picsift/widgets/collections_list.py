@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..library import Library
 
 ViewProvider = Callable[[], pd.DataFrame]
+RecipeProvider = Callable[[], dict[str, Any]]
 ShowCallback = Callable[[str], None]
 
 
@@ -22,7 +23,8 @@ class CollectionsList(PicsiftWidget):
     """Lists saved collections (``rows``: name, size, query) and acts on them.
 
     "Save" stores the current view (given by ``view``, a function returning the shown DataFrame;
-    default: the temporary collection); "export" puts it into :attr:`exported`.
+    default: the temporary collection) with how it was made (given by ``recipe``; default: the
+    temporary collection's recipe); "export" puts it into :attr:`exported`.
     """
 
     _bundle = "collections"
@@ -30,10 +32,12 @@ class CollectionsList(PicsiftWidget):
     current = traitlets.Unicode("").tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, library: Library, view: ViewProvider | None = None, **kwargs: Any):
+    def __init__(self, library: Library, view: ViewProvider | None = None, recipe: RecipeProvider | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.library = library
         self._view = view
+        self._recipe = recipe
         self.exported: pd.DataFrame | None = None
         self._show_callbacks: list[ShowCallback] = []
         self.refresh()
@@ -56,7 +60,7 @@ class CollectionsList(PicsiftWidget):
             raise ValueError(f"invalid collection name {name!r}: it must be non-empty and not start with '_'")
         df = self.view()
         try:
-            recipe = dict(self.library.collection_recipe())
+            recipe = dict(self._recipe() if self._recipe is not None else self.library.collection_recipe())
         except PicsiftError:  # no search yet
             recipe = {}
         recipe["summary"] = recipe.get("summary") or name

@@ -1,12 +1,17 @@
-"""The app: prompt, score range, gallery, sampler, explorer and collections, linked together.
+"""The app: prompt, score range, filters, gallery, sampler, explorer, collections and actions, linked.
 
-A search updates the histogram, the gallery and the explorer's colouring; the score range filters
-the gallery; a selection in the gallery or the explorer is the selection in both.
+A search updates the histogram, the gallery and the explorer's colouring; the metadata filters and
+the score range narrow the gallery; a selection in the gallery or the explorer is the selection in
+both; the actions act on the selection, or else on everything the gallery shows.
+
+The app keeps the current view unfiltered (a search's whole scope with its scores, a sample, or a
+collection), so changing the filters re-runs them at once without searching again.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets
@@ -14,15 +19,44 @@ import numpy as np
 import pandas as pd
 import traitlets
 
+from ..filters import apply_filters
 from ..library import Library
 from ..search import Results
 from ._source import ImageSource
+from .actions import Actions
 from .collections_list import CollectionsList
 from .explorer import Explorer
+from .filters_panel import FiltersPanel
 from .gallery import Gallery
 from .prompt import PromptBox
 from .sampler import Sampler
 from .score_range import ScoreRange
+
+
+@dataclass
+class View:
+    """What the gallery shows before filters and score range, and how it was made."""
+
+    ids: np.ndarray
+    scores: np.ndarray | None
+    title: str
+    recipe: dict[str, Any] = field(default_factory=dict)
+    #: the scored scope the filters run within (a search, or a collection with scores); else the ids
+    results: Results | None = None
+
+    def scope(self) -> Results | list[str]:
+        return self.results if self.results is not None else self.ids.tolist()
+
+    def without(self, gone: set[str]) -> View:
+        """This view less the images in ``gone`` (deleted ones)."""
+        keep = ~np.isin(self.ids, list(gone))
+        results = self.results
+        if results is not None:
+            in_scope = ~np.isin(results.scope_ids, list(gone))
+            results = Results(results.df[~results.df["id"].isin(gone)].reset_index(drop=True),
+                              results.scores[in_scope], results.scope_ids[in_scope], results.query)
+        return View(self.ids[keep], None if self.scores is None else self.scores[keep], self.title, self.recipe,
+                    results)
 
 
 class App(ipywidgets.VBox):
@@ -43,17 +77,22 @@ class App(ipywidgets.VBox):
         self.source = ImageSource(library)
         self.prompt = PromptBox(library, limit=limit)
         self.score_range = ScoreRange()
+        self.filters = FiltersPanel(library.metadata)
         self.gallery = Gallery(self.source, limit=limit, layout=ipywidgets.Layout(flex="3 1 0", min_width="0"))
         self.sampler = Sampler(library)
-        self.collections = CollectionsList(library, view=self.gallery.to_pandas)
+        self.collections = CollectionsList(library, view=self.gallery.to_pandas, recipe=self._view_recipe)
+        self.actions = Actions(library, target=self._action_target)
         self.explorer: Explorer | None = None
         self.results: Results | None = None
-        self._scope_ids: np.ndarray | None = None
+        self.view: View | None = None
 
         self.prompt.on_submit(self._submit)
         self.gallery.on_action(self._gallery_action)
         self.sampler.on_sample(self._show_sample)
         self.collections.on_show(self._show_collection)
+        self.filters.observe(self._on_filters, "filters")
+        self.actions.on_done(self._after_action)
+        self.gallery.observe(self._count_targets, ["selection", "score_range", "limit", "_count"])
         # linked in the browser (no kernel round trip while dragging; the gallery's front-end then saves
         # the range back to Python) and, for ranges set from Python, here
         self._range_link = ipywidgets.jsdlink((self.score_range, "score_range"), (self.gallery, "score_range"))
@@ -62,7 +101,7 @@ class App(ipywidgets.VBox):
         self.gallery.collection_names = library.collection_names()
         self.collections.observe(self._on_collections_rows, "rows")
 
-        side = [self.score_range, self.sampler, self.collections]
+        side = [self.score_range, self.filters, self.sampler, self.collections]
         main: list[ipywidgets.Widget] = [self.gallery]
         if explorer:
             self._ensure_explorer()
@@ -71,6 +110,7 @@ class App(ipywidgets.VBox):
         super().__init__(children=[
             self.prompt,
             ipywidgets.HBox(side, layout=ipywidgets.Layout(align_items="stretch", flex_flow="row wrap")),
+            self.actions,
             ipywidgets.HBox(main, layout=ipywidgets.Layout(align_items="stretch")),
         ])
         self.add_class("picsift-app")
@@ -93,6 +133,13 @@ class App(ipywidgets.VBox):
         if "score_range" in self.score_range._property_lock:
             return
         self.gallery.score_range = change["new"]
+
+    def _on_filters(self, _change: dict[str, Any]) -> None:
+        self.apply_filters()
+
+    def _count_targets(self, _change: Any = None) -> None:
+        self.actions.n_selected = len(self._selected_in_view())
+        self.actions.n_shown = len(self.gallery.view())
 
     def _on_collections_rows(self, change: dict[str, Any]) -> None:
         self.gallery.collection_names = [row["name"] for row in change["new"]]
@@ -131,8 +178,7 @@ class App(ipywidgets.VBox):
 
     def _show_sample(self, ids: list[str], recipe: dict[str, Any]) -> None:
         self.results = None
-        self.score_range.set_scores(None)
-        self.gallery.show(ids, None, str(recipe.get("summary", "sample")))
+        self.show(View(np.asarray(ids, dtype="<U32"), None, str(recipe.get("summary", "sample")), dict(recipe)))
         if self.explorer is not None:
             self.explorer.set_scores(None)
             self.explorer.color_by = "cluster"
@@ -140,9 +186,46 @@ class App(ipywidgets.VBox):
 
     def _show_collection(self, name: str) -> None:
         df = self.library.collection(name)
+        recipe = self.library.collection_recipe(name)
+        ids = df["id"].to_numpy(dtype="<U32")
         scores = None if df["score"].isna().any() else df["score"].to_numpy(np.float32)
-        self.score_range.set_scores(scores)
-        self.gallery.show(df["id"].to_numpy(), scores, f"collection {name!r}")
+        results = None if scores is None else Results(df, scores, ids, recipe)
+        self.show(View(ids, scores, f"collection {name!r}", dict(recipe), results))
+
+    def _action_target(self) -> list[str]:
+        """The selected images in the gallery, or else every tile it shows (filters and score range applied)."""
+        selected = self._selected_in_view()
+        return selected or self.gallery.ids_at(self.gallery.view()).tolist()
+
+    def _selected_in_view(self) -> list[str]:
+        if not self.gallery.selection or not len(self.gallery):
+            return []
+        ids = self.gallery.ids
+        return ids[np.isin(ids, list(self.gallery.selection))].tolist()
+
+    def _after_action(self, action: str, ids: list[str], _result: Any) -> None:
+        if action in ("move", "delete"):
+            still_there = self.library.paths(ids)
+            gone = {i for i in ids if i not in still_there}
+            if gone and self.view is not None:
+                searched = self.results is not None and self.results is self.view.results
+                self.view = self.view.without(gone)
+                if searched:  # app.results stays the search on screen, less what went
+                    self.results = self.view.results
+                self.gallery.selection = [i for i in self.gallery.selection if i not in gone]
+            self.apply_filters()  # paths changed (move) or images went (delete): show the view again
+            if gone and self.explorer is not None:
+                self.explorer.load()
+        if action == "create_job":
+            self.filters.refresh()
+        self.collections.refresh()
+
+    def _view_recipe(self) -> dict[str, Any]:
+        """How the view on screen was made, for "Save view as": its source's recipe, filters, score range."""
+        recipe = dict(self.view.recipe) if self.view is not None else {}
+        recipe["filters"] = list(self.filters.filters)
+        recipe["score_range"] = list(self.gallery.score_range) or None
+        return recipe
 
     # -- public -----------------------------------------------------------------------------------
     def show_results(self, results: Results, title: str = "") -> None:
@@ -152,10 +235,38 @@ class App(ipywidgets.VBox):
             ids, scores = results.scope_ids, results.scores
         else:  # an index-only search (distribution=False): the results alone
             ids, scores = results.df["id"].to_numpy(), results.df["score"].to_numpy(np.float32)
-        self.score_range.set_scores(scores)
-        self.gallery.show(ids, scores, title)
+        self.show(View(np.asarray(ids, dtype="<U32"), np.asarray(scores, np.float32), title, dict(results.query),
+                       results))
         if self.explorer is not None and len(scores) == len(self.explorer.ids):
             self.explorer.set_scores(scores if np.array_equal(ids, self.explorer.ids) else None)
+
+    def show(self, view: View) -> None:
+        """Make ``view`` the current one: the gallery shows it through the active filters."""
+        self.view = view
+        self.apply_filters()
+
+    def apply_filters(self) -> None:
+        """Show the current view AND-filtered by the active filters (histogram, gallery, count notice)."""
+        view = self.view
+        if view is None:
+            return
+        active = self.filters.active
+        ids, scores = view.ids, view.scores
+        if active:
+            passed = apply_filters(self.library.catalog, active, within=view.scope())
+            index = pd.Index(view.ids)
+            positions = index.get_indexer(passed) if index.is_unique else index.get_indexer_for(passed)
+            positions = positions[positions >= 0]
+            ids = view.ids[positions]
+            scores = None if view.scores is None else view.scores[positions]
+        self.score_range.set_scores(scores)
+        self.gallery.show(ids, scores, view.title)
+        n = len(active)
+        with self.filters.hold_sync():
+            self.filters._passing, self.filters._total = len(ids), len(view.ids)
+            self.filters.summary = (f"{len(ids)} of {len(view.ids)} images pass {n} filter{'s' if n != 1 else ''}"
+                                    if n else "")
+        self._count_targets()
 
     def search(self, text: str, limit: int | None = None) -> Results:
         """Search as if ``text`` was typed into the prompt box."""
@@ -168,7 +279,7 @@ class App(ipywidgets.VBox):
 
     @property
     def df(self) -> pd.DataFrame:
-        """The gallery's current view (after the score range) as a DataFrame."""
+        """The gallery's current view (after filters and score range) as a DataFrame."""
         return self.gallery.to_pandas()
 
     @property
