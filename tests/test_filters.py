@@ -181,3 +181,17 @@ def test_metadata_edits_persist(labelled: tuple[Library, dict[str, str]], tmp_pa
     assert reopened.filter(ObjectTag("cute", cls="cat"), ObjectAuthor("dee")) == [ids["a0"]]
     meta.remove_object(object_id)
     assert reopened.filter(ObjectTag("cute")) == []
+
+
+def test_filters_refuse_empty_names_and_fractional_counts() -> None:
+    from picsift.filters import from_dict
+
+    for bad, message in ((lambda: ImageTag(""), "name must be a non-empty string"),
+                         (lambda: ObjectCount("  "), "cls must be a non-empty string"),
+                         (lambda: JobStatus(""), "job must be a non-empty string"),
+                         (lambda: ObjectAuthor(""), "author must be a non-empty string"),
+                         (lambda: ObjectCount("car", 1.5), "min must be a whole number"),
+                         (lambda: from_dict({"type": "ObjectCount", "cls": "car", "max": "3"}), "max must be a whole")):
+        with pytest.raises(PicsiftError, match=message):
+            bad()
+    assert ObjectCount("car", 0, 2).condition()[1] == ["car", 2]

@@ -236,10 +236,12 @@ class CollectionsMixin:
         results = run(recipe["text"] if recipe["kind"] == "text" else recipe["images"], limit=None, within=within,
                       **options)
         filters = [from_dict(f) for f in recipe.get("filters") or []]
-        if recipe.get("score_range"):
-            low, high = recipe["score_range"]
-            filters.append(Score(low, high))
+        low, high = recipe.get("score_range") or (None, None)
+        if low is not None:
+            filters.append(Score(min=low))
         rows = self.filter(*filters, within=results) if filters else results.df
+        if high is not None and len(results.scores) and high < float(results.scores.max()):
+            rows = rows[rows["score"] < high]  # as the app's histogram: [low, high), the top bin closed
         return rows.head(recipe["limit"]) if recipe.get("limit") is not None else rows
 
     def delete_collection(self, name: str) -> None:

@@ -40,6 +40,16 @@ class Filter(Protocol):
 class _LabelFilter:
     """A filter on labels: one query selecting the image ids it keeps (or, negated, the ones it drops)."""
 
+    def __post_init__(self) -> None:
+        for item in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if item.name in ("name", "cls", "job", "author") and value is not None and (
+                    not isinstance(value, str) or not value.strip()):
+                raise PicsiftError(f"{type(self).__name__}: {item.name} must be a non-empty string, got {value!r}")
+            if item.name in ("min", "max") and value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int)):
+                raise PicsiftError(f"{type(self).__name__}: {item.name} must be a whole number, got {value!r}")
+
     def ids_query(self) -> tuple[str, list[Any], bool] | None:
         """``(SQL selecting image_id, parameters, negated)``; ``None`` when every image passes."""
         raise NotImplementedError

@@ -169,6 +169,18 @@ class Metadata:
         """Every image tag name in use."""
         return [r[0] for r in self.catalog.db.execute("SELECT DISTINCT name FROM image_tags ORDER BY name")]
 
+    def tag_values(self, *, objects: bool = False, limit: int = 50) -> dict[str, list[TagValue]]:
+        """Every image tag name (object tag names with ``objects``) -> up to ``limit`` of its values,
+        as stored (text or numbers, so a value chosen from them matches exactly)."""
+        table = "object_tags" if objects else "image_tags"
+        values: dict[str, list[TagValue]] = {
+            r[0]: [] for r in self.catalog.db.execute(f"SELECT DISTINCT name FROM {table} ORDER BY name")}
+        for name, value in self.catalog.db.execute(
+                f"SELECT DISTINCT name, value FROM {table} WHERE value IS NOT NULL ORDER BY name, value"):
+            if len(values[name]) < limit:
+                values[name].append(value)
+        return values
+
     # -- objects ----------------------------------------------------------------------------------
     def add_object(
         self, image: ImageKey, cls: str, *, bbox: Sequence[float] | None = None,

@@ -103,24 +103,12 @@ class FiltersPanel(PicsiftWidget):
         meta = self.metadata
         self._choices = {
             "classes": [c[0] for c in meta.classes()],
-            "tags": self._tag_values("SELECT DISTINCT name, value FROM image_tags", meta.tag_names()),
-            "object_tags": self._tag_values("SELECT DISTINCT name, value FROM object_tags", meta.object_tag_names()),
+            "tags": meta.tag_values(limit=MAX_TAG_VALUES),
+            "object_tags": meta.tag_values(objects=True, limit=MAX_TAG_VALUES),
             "jobs": meta.job_names(),
             "statuses": list(JOB_STATUSES),
             "authors": meta.authors(),
         }
-
-    def _tag_values(self, query: str, names: list[str]) -> dict[str, list[Any]]:
-        """Tag name -> known values (as stored: text or numbers, so a chosen value matches exactly)."""
-        assert self.metadata is not None
-        values: dict[str, list[Any]] = {name: [] for name in names}
-        rows = self.metadata.catalog.db.execute(
-            f"{query} WHERE value IS NOT NULL ORDER BY name, value LIMIT {MAX_TAG_VALUES * max(1, len(names))}")
-        for name, value in rows:
-            known = values.setdefault(name, [])
-            if len(known) < MAX_TAG_VALUES:
-                known.append(value)
-        return values
 
     # -- messages ---------------------------------------------------------------------------------
     def _on_add_filter(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
