@@ -13,6 +13,7 @@ Python objects. :func:`apply_filters` ANDs them inside a scope and returns image
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -285,7 +286,7 @@ def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = Non
                 keep &= ~marked if negated else marked
         else:  # a filter known only by its SQL condition: run it over this scope, copied into SQLite
             keep &= scope.mark(_sql_filter(catalog, [item], *_temporary_scope(catalog, scope)))
-    return scope.ids[keep].tolist()
+    return scope.ordered(keep)
 
 
 def _sql_filter(catalog: Catalog, filters: list[Filter], scope: str, scope_params: list[Any]) -> list[str]:
@@ -312,38 +313,54 @@ def _sql_scope(catalog: Catalog, within: str | None) -> tuple[str, list[Any]]:
 
 
 class _MemoryScope:
-    """Ids (in scope order) and scores of an in-memory scope, with a position lookup built on first use."""
+    """An in-memory scope: ids and scores as given (not copied), and whether results go best first."""
 
-    def __init__(self, ids: np.ndarray, scores: np.ndarray):
-        self.ids, self.scores = ids, scores
-        self._positions: dict[str, int] | None = None
+    def __init__(self, ids: np.ndarray, scores: np.ndarray, ranked: bool):
+        self.ids, self.scores, self.ranked = ids, scores, ranked
 
     def mark(self, ids: Iterable[str]) -> np.ndarray:
         """A mask over the scope, True where the id is one of ``ids``."""
-        if self._positions is None:
-            self._positions = {image_id: i for i, image_id in enumerate(self.ids.tolist())}
-        positions = self._positions
+        positions = _positions(self.ids)
         mask = np.zeros(len(self.ids), bool)
         mask[[p for p in (positions.get(i) for i in ids) if p is not None]] = True
         return mask
 
+    def ordered(self, keep: np.ndarray) -> list[str]:
+        """The kept ids, best score first (ties in scope order) for a search, else in scope order."""
+        kept = np.flatnonzero(keep)
+        if self.ranked:
+            kept = kept[np.argsort(-self.scores[kept], kind="stable")]
+        return self.ids[kept].astype(str).tolist()
+
+
+#: id -> position maps of recent scopes, keyed by the ids array itself: every search of a library shares
+#: its store snapshot's ids array, so the 1M-entry map is built once per snapshot, not once per search.
+_POSITION_MAPS: dict[int, tuple[weakref.ref[np.ndarray], dict[str, int]]] = {}
+
+
+def _positions(ids: np.ndarray) -> dict[str, int]:
+    key = id(ids)
+    cached = _POSITION_MAPS.get(key)
+    if cached is not None and cached[0]() is ids:
+        return cached[1]
+    positions = {image_id: i for i, image_id in enumerate(ids.tolist())}
+    for stale in [k for k, (ref, _) in _POSITION_MAPS.items() if ref() is None]:
+        del _POSITION_MAPS[stale]
+    while len(_POSITION_MAPS) >= 4:
+        del _POSITION_MAPS[next(iter(_POSITION_MAPS))]
+    _POSITION_MAPS[key] = (weakref.ref(ids), positions)
+    return positions
+
 
 def _memory_scope(within: Any) -> _MemoryScope:
-    """A search's scope, best first (cached on the Results: filters are edited many times per search)."""
+    """A search's scope (every image it scored), or plain ids in the order given."""
     if hasattr(within, "scope_ids") and hasattr(within, "scores"):
-        cached = within.__dict__.get("_filter_scope")
-        if cached is None:
-            if len(within.scope_ids):
-                order = np.argsort(-np.asarray(within.scores), kind="stable")
-                ids = np.asarray(within.scope_ids)[order].astype(str)
-                scores = np.asarray(within.scores, dtype=np.float64)[order]
-            else:  # an index-only search carries its top rows alone
-                ids = within.df["id"].to_numpy().astype(str)
-                scores = within.df["score"].to_numpy(np.float64)
-            cached = within.__dict__["_filter_scope"] = _MemoryScope(ids, scores)
-        return cached
+        if len(within.scope_ids):
+            return _MemoryScope(np.asarray(within.scope_ids), np.asarray(within.scores, dtype=np.float64), True)
+        # an index-only search carries its top rows alone
+        return _MemoryScope(within.df["id"].to_numpy().astype(str), within.df["score"].to_numpy(np.float64), True)
     ids = np.array(list(dict.fromkeys(str(i) for i in within)), dtype=str)
-    return _MemoryScope(ids, np.full(len(ids), np.nan))
+    return _MemoryScope(ids, np.full(len(ids), np.nan), False)
 
 
 def _temporary_scope(catalog: Catalog, scope: _MemoryScope) -> tuple[str, list[Any]]:
