@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import traitlets
 
 from ..collections import TEMPORARY
-from ..sampling import SAMPLING_METHODS, diverse_sample
+from ..sampling import SAMPLING_METHODS
 from ._base import PicsiftWidget
 
 if TYPE_CHECKING:
@@ -20,7 +19,10 @@ SAMPLE_COLLECTION = TEMPORARY  # like a search, a sample replaces the temporary 
 
 
 class Sampler(PicsiftWidget):
-    """Draws a diverse sample of the library (``n_clusters=0``: automatic, ``sqrt(n/2)``).
+    """Draws a diverse sample of the library with :meth:`Library.sample <picsift.Library.sample>`.
+
+    Methods: ``random`` (evenly across k-means clusters; ``n_clusters=0``: automatic, ``sqrt(n/2)``),
+    ``centroids`` (nearest each centre), ``kcenter`` (farthest point), ``typical`` (densest in each cluster).
 
     The sample is written as the temporary collection (so it can be saved like a search) and kept
     in :attr:`sample`; callbacks registered with :meth:`on_sample` receive it (the app shows it).
@@ -52,18 +54,10 @@ class Sampler(PicsiftWidget):
         """Draw a sample with the current settings (from ``within`` ids, default the whole library)."""
         if self.library is None:
             raise ValueError("this Sampler has no library to sample from")
-        snapshot = self.library.store.snapshot()
-        if not len(snapshot):
-            raise ValueError("no embedded images to sample from yet; run update() first")
-        positions = np.arange(len(snapshot)) if within is None else np.flatnonzero(np.isin(snapshot.ids, within))
-        ids = snapshot.ids[positions]
-        vectors = snapshot.vectors(positions)
-        self.sample = diverse_sample(ids, vectors, self.size, method=self.method,
-                                     n_clusters=self.n_clusters or None, seed=self.seed)
-        recipe: dict[str, object] = {"kind": "sample", "method": self.method, "n_clusters": self.n_clusters or None,
-                  "size": self.size, "seed": self.seed, "model": self.library.spec.text,
-                  "summary": f"diverse sample ({self.method}, {len(self.sample)} images)"}
-        self.library.write_collection(SAMPLE_COLLECTION, self.sample, None, recipe)
+        df = self.library.sample(self.size, method=self.method, clusters=self.n_clusters or None, seed=self.seed,
+                                 within=within)
+        self.sample = df["id"].tolist()
+        recipe = self.library.collection_recipe(SAMPLE_COLLECTION)
         for callback in self._callbacks:
             callback(self.sample, recipe)
         return self.sample
