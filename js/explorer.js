@@ -103,12 +103,16 @@ function render({ model, el }) {
   const colorBy = h("select", { class: "picsift-color-by", "aria-label": "colour by" },
     h("option", { value: "cluster" }, "colour: cluster"), h("option", { value: "score" }, "colour: score"), h("option", { value: "folder" }, "colour: folder"));
   const umap = h("button", { class: "picsift-umap", onclick: () => send(model, "compute_umap") }, "Compute UMAP");
+  // Once a UMAP map shows, new images are placed on it without moving the others; Refit lays out everything anew.
+  const refit = h("button", { class: "picsift-refit", hidden: true,
+    title: "fit UMAP again on every image (the layout changes)",
+    onclick: () => send(model, "compute_umap", { refit: true }) }, "Refit");
   const state = h("span", { class: "picsift-muted picsift-projection-state" });
   const legend = h("div", { class: "picsift-legend picsift-muted" });
   const [error, disposeError] = errorLine(model);
   dims.addEventListener("change", () => { model.set("dims", Number(dims.value)); model.save_changes(); });
   colorBy.addEventListener("change", () => { model.set("color_by", colorBy.value); model.save_changes(); });
-  el.append(h("div", { class: "picsift-row" }, h("span", { class: "picsift-title" }, "Map"), dims, colorBy, umap, state), error, area, legend);
+  el.append(h("div", { class: "picsift-row" }, h("span", { class: "picsift-title" }, "Map"), dims, colorBy, umap, refit, state), error, area, legend);
 
   const gl = canvas.getContext("webgl2", { antialias: false, premultipliedAlpha: true, alpha: true });
   if (!gl) {
@@ -236,7 +240,10 @@ function render({ model, el }) {
     dims.value = String(model.get("dims"));
     colorBy.value = model.get("color_by");
     state.textContent = `${model.get("projection_state") || model.get("projection")} · ${formatCount(count)} points`;
-    umap.disabled = model.get("projection") === "umap" || (model.get("projection_state") || "").includes("computing");
+    const computing = (model.get("projection_state") || "").includes("computing");
+    umap.disabled = model.get("projection") === "umap" || computing;
+    refit.hidden = model.get("projection") !== "umap";
+    refit.disabled = computing;
     schedule();
   };
 

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import traitlets
 
-from ..projection import BackgroundProjection, RowsView, cached_projection
+from ..projection import BackgroundProjection, ProjectionMap, RowsView, missing_from_map, update_map
 from ..sampling import cluster
 from ._base import PicsiftWidget
 from ._protocol import ARRAY_SERIALIZERS
 
 if TYPE_CHECKING:
+    from ..store import StoreSnapshot
     from ._source import ImageSource
 
 COLOR_MODES = ("cluster", "score", "folder")
@@ -87,49 +88,67 @@ class Explorer(PicsiftWidget):
             self._points = points
             self._recolor()
 
-    def load(self) -> None:
-        """(Re)compute the map of the library: cached UMAP if there is one, else PCA at once."""
+    def load(self, background: bool = True) -> None:
+        """(Re)show the map of the library: the saved UMAP map if there is one, else PCA at once.
+
+        Images added since the UMAP map was saved get their places from its model in the background
+        (``background=False``: now); the PCA map shows meanwhile.
+        """
         if self.source is None:
             return
         store = self.source.library.store
         snapshot = store.snapshot()
         folder = store.folder / "projections"
-        umap_file = folder / f"umap-{self.dims}d-v{snapshot.version}.npy"
-        method = "umap" if umap_file.exists() else "pca"
-        view = RowsView(snapshot.matrix, snapshot.rows)
-        coords = cached_projection(folder, snapshot.version, lambda: view, method, self.dims)
-        clusters = None
-        if len(snapshot) >= 2:
-            fit = np.random.default_rng(0).choice(len(snapshot), min(len(snapshot), CLUSTER_FIT_ROWS), replace=False)
-            centres = cluster(view[np.sort(fit)], seed=0).centres
-            clusters = np.concatenate([np.argmax(view[start : start + 100_000] @ centres.T, axis=1)
-                                       for start in range(0, len(view), 100_000)]).astype(np.int32)
+        missing = missing_from_map(folder, "umap", self.dims, snapshot.ids)
+        if missing == 0:  # nothing to place: drops removed images without reading the model
+            self._show(snapshot, update_map(folder, snapshot, "umap", self.dims, refit=False).coords, "umap")
+            return
+        self._show(snapshot, update_map(folder, snapshot, "pca", self.dims).coords, "pca")
+        if missing is not None:
+            self.compute_umap(background=background)
+
+    def _show(self, snapshot: StoreSnapshot, coords: np.ndarray, method: str) -> None:
+        clusters = self._clusters
+        if clusters is None or not np.array_equal(snapshot.ids, self.ids):
+            clusters, self.scores = self._cluster(snapshot), None
         self.projection, self.projection_state = method, method
         self.set_points(coords, snapshot.ids, clusters)
+
+    @staticmethod
+    def _cluster(snapshot: StoreSnapshot) -> np.ndarray | None:
+        if len(snapshot) < 2:
+            return None
+        view = RowsView(snapshot.matrix, snapshot.rows)
+        fit = np.random.default_rng(0).choice(len(snapshot), min(len(snapshot), CLUSTER_FIT_ROWS), replace=False)
+        centres = cluster(view[np.sort(fit)], seed=0).centres
+        return np.concatenate([np.argmax(view[start : start + 100_000] @ centres.T, axis=1)
+                               for start in range(0, len(view), 100_000)]).astype(np.int32)
 
     def _redims(self, _change: dict[str, Any]) -> None:
         if self.source is not None:
             self.load()
 
-    def compute_umap(self, background: bool = True) -> None:
-        """Replace the PCA map with UMAP once computed (in a thread unless ``background=False``)."""
+    def compute_umap(self, background: bool = True, refit: bool = False) -> None:
+        """Replace the map with UMAP (in a thread unless ``background=False``).
+
+        A saved UMAP map is reused: only images added since are placed, the rest keep their positions.
+        ``refit=True`` fits a new UMAP on everything (the map's layout changes).
+        """
         if self.source is None:
             raise ValueError("this explorer has no library to compute a UMAP map of")
         store = self.source.library.store
         snapshot = store.snapshot()
         dims = self.dims
 
-        def compute() -> np.ndarray:
-            view = RowsView(snapshot.matrix, snapshot.rows)
-            return cached_projection(store.folder / "projections", snapshot.version, lambda: view, "umap", dims)
+        def compute() -> ProjectionMap:
+            return update_map(store.folder / "projections", snapshot, "umap", dims, refit=True if refit else None)
 
-        def done(coords: np.ndarray) -> None:
-            if len(coords) == len(self.ids):
-                self._points = np.pad(coords, ((0, 0), (0, 3 - coords.shape[1])))
-                self.projection, self.projection_state = "umap", "umap"
+        def done(state: ProjectionMap) -> None:
+            if self.dims == dims:
+                self._show(snapshot, state.coords, "umap")
 
         def failed(error: BaseException) -> None:
-            self.projection_state = "pca"
+            self.projection_state = self.projection
             self.report(error)
 
         self.projection_state = "umap: computing…"
@@ -211,5 +230,5 @@ class Explorer(PicsiftWidget):
         self.send({"type": "thumbnails", "request_id": content.get("request_id"), "indices": indices,
                    "ids": ids, "names": names}, buffers)
 
-    def _on_compute_umap(self, _content: dict[str, Any], _buffers: list[bytes]) -> None:
-        self.compute_umap()
+    def _on_compute_umap(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        self.compute_umap(refit=bool(content.get("refit", False)))
