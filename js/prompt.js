@@ -36,14 +36,22 @@ function render({ model, el }) {
     limit.value = String(model.get("limit"));
     const s = model.get("status") || {};
     const ready = Boolean(s.ready) || s.ready === undefined;
+    // partial search: some images are embedded, more are coming (results say so too)
+    const searchable = ready || Boolean(s.searchable);
     const busy = model.get("busy");
-    input.disabled = !ready;
-    button.disabled = !ready || busy;
+    input.disabled = !searchable;
+    button.disabled = !searchable || busy;
     button.textContent = busy ? "Searching…" : "Search";
     el.dataset.ready = String(ready);
+    el.dataset.searchable = String(searchable);
     el.dataset.busy = String(busy);
     status.replaceChildren();
-    if (s.progress) {
+    if (!ready && searchable) {
+      const embedded = s.embedded ?? 0;
+      const more = s.progress || s.updating ? " (embedding continues)" : " (update to embed the rest)";
+      status.append(h("span", {}, `Searching ${formatCount(embedded)} of ${formatCount(embedded + (s.pending ?? 0))} images${more}`));
+      if (s.progress) status.append(h("progress", { max: String(Math.max(s.progress.total, 1)), value: String(s.progress.done) }));
+    } else if (s.progress) {
       const { done, total } = s.progress;
       status.append(h("span", {}, `Computing embeddings: ${formatCount(done)} / ${formatCount(total)} — search is available when done`),
         h("progress", { max: String(Math.max(total, 1)), value: String(done) }));

@@ -14,7 +14,7 @@ import picsift
 import picsift.update
 from picsift.catalog import content_id
 from picsift.embedding import decode_image
-from picsift.errors import NotIndexedError, PicsiftError, UnknownImageError
+from picsift.errors import ModelMismatchError, NotIndexedError, PicsiftError, UnknownImageError
 
 
 @pytest.fixture
@@ -212,13 +212,20 @@ def test_a_different_model_never_mixes_with_stored_embeddings(image_folder: Path
         assert lib.status()["embedded"] == 0
         with pytest.raises(NotIndexedError, match="run update"):
             lib.search("a cat")
-        report = lib.update(progress=False)
+        # switching models embeds everything again: refused until confirmed, with the cost stated
+        with pytest.raises(ModelMismatchError, match=r"embeds 24 images again, about \d+ s at [\d.]+ images/s"
+                                                     r".*update\(reembed=True\).*--reembed"):
+            lib.update(progress=False)
+        assert lib.status()["embedded"] == 0
+        report = lib.update(progress=False, reembed=True)
         assert report.embedded == 24
         assert set(lib.status()["models"].values()) == {24}
     with picsift.Library(image_folder) as lib:  # no model named: the one last used
         assert lib.spec.text == spec
     with picsift.Library(image_folder, model=tiny_model) as lib:  # the first model's store is intact
         np.testing.assert_array_equal(lib.store.snapshot().vectors(), before)
+        # and switching back needs no confirmation: nothing is embedded again
+        assert lib.update(progress=False).embedded == 0
 
 
 @pytest.mark.parametrize("backend", ["hnsw", "qdrant", "exact"])

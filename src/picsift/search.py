@@ -90,7 +90,8 @@ class Results:
     scope_ids
         The image ids those scores belong to, aligned with :attr:`scores`.
     query
-        How the search was made (the recipe saved with collections).
+        How the search was made (the recipe saved with collections). ``complete`` is False when the
+        library still had images to embed: see :attr:`partial`.
     """
 
     df: pd.DataFrame
@@ -100,6 +101,12 @@ class Results:
 
     def __len__(self) -> int:
         return len(self.df)
+
+    @property
+    def partial(self) -> bool:
+        """True when some images were not embedded yet at search time (an update was running or pending):
+        the results cover ``query["searched_images"]`` of ``query["total_images"]``."""
+        return self.query.get("complete") is False
 
     @property
     def ids(self) -> list[str]:
@@ -132,7 +139,11 @@ class Results:
         return stats
 
     def __repr__(self) -> str:
-        return f"<Results: {len(self)} of {len(self.scores)} images, query={self.query.get('summary')!r}>"
+        partial = (f", partial: {self.query.get('searched_images')} of {self.query.get('total_images')} images"
+                   if self.partial else "")
+        return f"<Results: {len(self)} of {len(self.scores)} images, query={self.query.get('summary')!r}{partial}>"
 
     def _repr_html_(self) -> str:
-        return f"<p>{len(self)} of {len(self.scores)} images</p>" + self.df.head(50).to_html(index=False)
+        partial = (f" (partial: {self.query.get('searched_images')} of {self.query.get('total_images')} images "
+                   "embedded so far)") if self.partial else ""
+        return f"<p>{len(self)} of {len(self.scores)} images{partial}</p>" + self.df.head(50).to_html(index=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from ..library import Library
     from ..search import Results
 
+log = logging.getLogger(__name__)
+
 SEARCH_MODES = ("text", "similar", "diverse")
 SubmitCallback = Callable[[str, int, str], None]
 
@@ -22,9 +25,13 @@ SubmitCallback = Callable[[str, int, str], None]
 class PromptBox(PicsiftWidget):
     """A prompt with Enter-to-submit, a result limit and a mode (text, similar to selection, diverse).
 
-    ``status`` mirrors :meth:`Library.status` plus ``progress`` ``{done, total}`` while an update runs;
-    search is disabled until ``status["ready"]``. Alone, a submit runs ``library.search`` and keeps
-    the answer in :attr:`results`; inside :class:`App` the app handles submits (:meth:`on_submit`).
+    ``status`` mirrors :meth:`Library.status` plus ``progress`` ``{done, total}`` while an update runs.
+    Search is disabled until some images are embedded (``status["searchable"]``); until all are
+    (``status["ready"]``) the box says "searching N of M images (embedding continues)" and results are
+    flagged :attr:`~picsift.Results.partial`. For a library with automatic updates on (:func:`picsift.enable`,
+    ``picsift watch``) the box follows their progress (:meth:`follow_updates`). Alone, a submit runs
+    ``library.search`` and keeps the answer in :attr:`results`; inside :class:`App` the app handles
+    submits (:meth:`on_submit`).
     """
 
     _bundle = "prompt"
@@ -39,12 +46,54 @@ class PromptBox(PicsiftWidget):
         self.results: Results | None = None
         self._callbacks: list[SubmitCallback] = []
         self._update_thread: threading.Thread | None = None
+        self._follower: threading.Thread | None = None
+        self._closed = threading.Event()
         if library is not None:
             self.refresh_status()
+            if self.status.get("enabled") or self.status.get("updating"):
+                self.follow_updates()
 
     @property
     def ready(self) -> bool:
+        """Every image is embedded: results are complete."""
         return bool(self.status.get("ready"))
+
+    @property
+    def searchable(self) -> bool:
+        """Some images are embedded: a search runs (partial until :attr:`ready`)."""
+        return bool(self.status.get("searchable", self.status.get("ready")))
+
+    def close(self) -> None:
+        self._closed.set()
+        super().close()
+
+    def follow_updates(self, every: float = 1.0) -> None:
+        """Keep :attr:`status` current while updates run elsewhere (a service, another process).
+
+        Polls cheaply (is an update running, when did the last one end) every ``every`` seconds and
+        refreshes the full status only when that changed, until the widget is closed.
+        """
+        if self.library is None or (self._follower is not None and self._follower.is_alive()):
+            return
+        library = self.library
+
+        def follow() -> None:
+            from ..activity import running_update
+
+            seen: Any = None
+            while not self._closed.wait(every):
+                try:
+                    running = running_update(library.workspace)
+                    now = (running, library.catalog.get_meta("last_update"))
+                    if now != seen and (self._update_thread is None or not self._update_thread.is_alive()):
+                        seen = now
+                        self.refresh_status()
+                except Exception as e:  # a closed library ends following
+                    log.debug("stopped following updates of %s: %s", library.root, e)
+                    return
+
+        self._follower = threading.Thread(target=follow, name="picsift-follow", daemon=True)
+        self._follower.start()
 
     def on_submit(self, callback: SubmitCallback) -> None:
         """Call ``callback(text, limit, mode)`` on every submit instead of searching here."""
@@ -54,7 +103,8 @@ class PromptBox(PicsiftWidget):
         if self.library is None:
             return
         status = self.library.status()
-        status["updating"] = self._update_thread is not None and self._update_thread.is_alive()
+        status["updating"] = bool(status.get("updating")) or (
+            self._update_thread is not None and self._update_thread.is_alive())
         if progress is not None:
             status["progress"] = progress
             status["ready"] = False
@@ -101,8 +151,8 @@ class PromptBox(PicsiftWidget):
 
     def submit(self) -> None:
         """Run the current prompt, as if Enter was pressed."""
-        if self.library is not None and not self.ready:
-            raise RuntimeError("the library is not ready yet: embeddings are still being computed")
+        if self.library is not None and not self.searchable:
+            raise RuntimeError("the library is not ready yet: no image is embedded so far (embedding continues)")
         if self._callbacks:
             for callback in self._callbacks:
                 callback(self.text, self.limit, self.mode)
