@@ -24,6 +24,8 @@ from .embedding.decode import IMAGE_EXTENSIONS
 #: The default workspace folder, created inside the image folder.
 WORKSPACE_DIRNAME = ".picsift"
 ID_HEX_LENGTH = 32
+#: Videos are found by the scan too; their frames become images (see :mod:`picsift.video`).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 
 _MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -160,6 +162,30 @@ _MIGRATIONS: list[str] = [
         dataset TEXT                    -- the dataset the target joins
     );
     """,
+    # 4: videos (see picsift.video). Their sampled frames are JPEGs in the workspace with ordinary files rows;
+    # video_frames links each frame back to its video and moment. A video that cannot be read also has a
+    # files row carrying the error, like a bad image.
+    """
+    CREATE TABLE videos(
+        path TEXT PRIMARY KEY,          -- relative to the library root, '/'-separated
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        video_id TEXT,                  -- content hash of the whole file; NULL when it could not be read
+        sampling TEXT NOT NULL,         -- JSON: the settings its frames were sampled with
+        duration REAL,
+        error TEXT,
+        indexed_at REAL NOT NULL        -- set only once every frame is committed
+    );
+    CREATE TABLE video_frames(
+        image_id TEXT NOT NULL,
+        frame_path TEXT NOT NULL,       -- files.path of the frame JPEG (absolute when outside the root)
+        video_path TEXT NOT NULL,       -- relative to the library root
+        t_seconds REAL NOT NULL,
+        PRIMARY KEY(video_path, frame_path)
+    );
+    CREATE INDEX video_frames_by_image ON video_frames(image_id);
+    CREATE INDEX video_frames_by_frame ON video_frames(frame_path);
+    """,
 ]
 
 
@@ -171,14 +197,15 @@ class FileState:
 
 @dataclass
 class ScanResult:
-    """What a scan found: image files with their size and mtime, and files it could not look at."""
+    """What a scan found: image and video files with their size and mtime, and files it could not look at."""
 
     files: dict[str, FileState] = field(default_factory=dict)
+    videos: dict[str, FileState] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 def scan(root: Path, skip: Iterable[Path] = ()) -> ScanResult:
-    """Find image files under ``root`` recursively (extensions case-insensitive).
+    """Find image and video files under ``root`` recursively (extensions case-insensitive).
 
     Symlinked folders are followed once (loops are detected); hidden files and folders are skipped,
     as are the folders in ``skip`` (the workspace).
@@ -215,7 +242,8 @@ def scan(root: Path, skip: Iterable[Path] = ()) -> ScanResult:
                 if os.path.realpath(entry.path) not in skipped:
                     walk(entry.path, rel)
                 continue
-            if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+            extension = os.path.splitext(entry.name)[1].lower()
+            if extension not in IMAGE_EXTENSIONS and extension not in VIDEO_EXTENSIONS:
                 continue
             try:
                 rel.encode("utf-8")
@@ -227,7 +255,8 @@ def scan(root: Path, skip: Iterable[Path] = ()) -> ScanResult:
             except OSError as e:
                 result.problems.append((rel, f"cannot stat file: {e.strerror} (broken symlink?)"))
                 continue
-            result.files[rel] = FileState(st.st_size, st.st_mtime_ns)
+            (result.videos if extension in VIDEO_EXTENSIONS else result.files)[rel] = FileState(
+                st.st_size, st.st_mtime_ns)
 
     walk(str(root), "")
     return result

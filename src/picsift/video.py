@@ -1,0 +1,316 @@
+"""Videos as images: sample frames with PyAV, keep them as JPEGs, remember where each came from.
+
+A video is sampled every ``every`` seconds and, in between, on scene changes: each decoded frame is
+reduced to a small grayscale thumbnail, and a frame whose thumbnail differs from the previous one by
+more than :data:`SCENE_THRESHOLD` (mean absolute difference, as a fraction of full range) starts a new
+shot and is sampled too; the regular interval then restarts from it. Sampled frames are written to the
+workspace's frame cache (``WORKSPACE/frames/<video id[:16]>/<milliseconds>.jpg``) and catalogued like
+any image; the ``video_frames`` table links each back to its video and timestamp.
+
+PyAV (``pip install "picsift[video]"``) ships FFmpeg in its wheel, so no system decoder is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
+from .errors import PicsiftError
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VIDEO_EXTENSIONS", "SampledFrame", "VideoDecodeError", "moment_url", "sample_frames"]
+#: Seconds between regularly sampled frames.
+DEFAULT_EVERY = 2.0
+#: A frame whose thumbnail differs from the previous frame's by more than this is a scene change.
+SCENE_THRESHOLD = 0.1
+#: Scene changes closer than this to the last sampled frame are not sampled (flashes, fast cuts).
+MIN_SCENE_GAP = 0.5
+#: Cached frames are reduced to this longest side; the video itself keeps the full picture.
+FRAME_MAX_SIDE = 1280
+FRAME_QUALITY = 90
+_THUMB_SIZE = (48, 27)
+#: A meta key set while frame files of forgotten frames may still be on disk.
+SWEEP_KEY = "frames_sweep"
+_HASH_CHUNK = 8 << 20
+
+
+class VideoDecodeError(Exception):
+    """A video could not be read; ``str(e)`` is the reason recorded in the catalog."""
+
+
+@dataclass
+class SampledFrame:
+    t: float  # seconds from the start of the video
+    image: Image.Image  # RGB, upright, longest side at most FRAME_MAX_SIDE
+    scene_change: bool
+
+
+def is_video(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+
+
+def sampling_key(every: float) -> str:
+    """What the frames of a video depend on besides its bytes: a change re-extracts every video."""
+    return json.dumps({"every": every, "scene": SCENE_THRESHOLD, "gap": MIN_SCENE_GAP, "side": FRAME_MAX_SIDE,
+                       "quality": FRAME_QUALITY})
+
+
+def file_content_id(path: str | os.PathLike[str]) -> str:
+    """:func:`picsift.catalog.content_id` of a file, read in chunks (videos can be many gigabytes)."""
+    digest = hashlib.blake2b(digest_size=ID_HEX_LENGTH // 2)
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def frame_name(t: float) -> str:
+    """File name of the frame at ``t`` seconds: zero-padded milliseconds, so names sort by time."""
+    return f"{round(t * 1000):09d}.jpg"
+
+
+def moment_url(video: str | os.PathLike[str], t: float, base: str | os.PathLike[str] | None = None) -> str:
+    """A link that opens ``video`` at ``t`` seconds (an HTML media fragment, ``...#t=12.5``).
+
+    With ``base`` (e.g. the notebook's folder) the path is relative to it, which is what Jupyter serves
+    to the browser; without, it is a ``file://`` URL.
+    """
+    fragment = f"#t={max(t, 0.0):.3f}".rstrip("0").rstrip(".")
+    if base is not None:
+        return Path(os.path.relpath(video, base)).as_posix() + fragment
+    return Path(video).resolve().as_uri() + fragment
+
+
+def _require_av() -> Any:
+    try:
+        import av
+    except ImportError as e:
+        raise PicsiftError('reading videos needs PyAV: pip install "picsift[video]"') from e
+    return av
+
+
+def av_available() -> bool:
+    try:
+        _require_av()
+    except PicsiftError:
+        return False
+    return True
+
+
+def sample_frames(
+    path: str | os.PathLike[str],
+    every: float = DEFAULT_EVERY,
+    *,
+    scene_threshold: float | None = SCENE_THRESHOLD,
+    progress: bool = False,
+) -> Iterator[SampledFrame]:
+    """Frames of a video every ``every`` seconds and at scene changes (``scene_threshold=None``: never).
+
+    Raises :class:`VideoDecodeError` when the file is no readable video. A video that breaks off
+    half-way keeps the frames sampled before the break (logged as a warning).
+    """
+    from tqdm.auto import tqdm
+
+    av = _require_av()
+    if every <= 0:
+        raise ValueError(f"every must be positive seconds, got {every!r}")
+    try:
+        container = av.open(os.fspath(path), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise VideoDecodeError(f"not a readable video: {_reason(e)}") from e
+    with container:
+        if not container.streams.video:
+            raise VideoDecodeError("no video stream in the file")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # FFmpeg's own frame/slice threads
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        duration = _duration(container, stream)
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        bar = tqdm(total=math.ceil(duration / every) if duration else None, desc=f"Frames of {Path(path).name}",
+                   unit="frame", disable=not progress or duration < 60, leave=False)
+        previous: np.ndarray | None = None
+        next_regular, last, sampled, index = 0.0, -math.inf, 0, 0
+        try:
+            for frame in container.decode(stream):
+                t = max(0.0, frame.time - start) if frame.time is not None else index / rate
+                index += 1
+                changed = False
+                if scene_threshold is not None:
+                    thumb = frame.reformat(*_THUMB_SIZE, format="gray", interpolation="AREA").to_ndarray()
+                    if previous is not None:
+                        changed = float(np.abs(thumb.astype(np.int16) - previous).mean()) > 255 * scene_threshold
+                    previous = thumb
+                if t >= next_regular or (changed and t - last >= MIN_SCENE_GAP):
+                    yield SampledFrame(t, _picture(frame), changed)
+                    sampled += 1
+                    bar.update(1)
+                    last, next_regular = t, t + every
+        except (av.FFmpegError, MemoryError, ValueError) as e:
+            if not sampled:
+                raise VideoDecodeError(f"cannot decode video: {_reason(e)}") from e
+            log.warning("%s: decoding stopped at %.1fs (%s); keeping the %d frames before it",
+                        path, last, _reason(e), sampled)
+        finally:
+            bar.close()
+        if not sampled:
+            raise VideoDecodeError("no decodable frames in the video")
+
+
+def _duration(container: Any, stream: Any) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1_000_000 if container.duration else 0.0
+
+
+def _picture(frame: Any) -> Image.Image:
+    scale = min(1.0, FRAME_MAX_SIDE / max(frame.width, frame.height))
+    width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+    image: Image.Image = frame.reformat(width, height, format="rgb24", interpolation="AREA").to_image()
+    rotation = getattr(frame, "rotation", 0) or 0  # phone videos: the display matrix says how to turn it
+    return image.rotate(rotation, expand=True) if rotation else image
+
+
+def _reason(e: BaseException) -> str:
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return str(text).rstrip(".")
+
+
+# -- catalog rows ----------------------------------------------------------------------------------
+@dataclass
+class VideoRow:
+    path: str
+    size: int
+    mtime_ns: int
+    video_id: str | None
+    sampling: str
+    duration: float | None
+    error: str | None
+
+
+@dataclass
+class VideoLink:
+    image_id: str
+    frame_path: str  # files.path of the frame JPEG
+    video_path: str  # relative to the library root
+    t: float
+
+
+def known_videos(db: sqlite3.Connection) -> dict[str, VideoRow]:
+    rows = db.execute("SELECT path, size, mtime_ns, video_id, sampling, duration, error FROM videos").fetchall()
+    return {r[0]: VideoRow(*r) for r in rows}
+
+
+def links(db: sqlite3.Connection) -> list[VideoLink]:
+    rows = db.execute("SELECT image_id, frame_path, video_path, t_seconds FROM video_frames").fetchall()
+    return [VideoLink(*r) for r in rows]
+
+
+def write_links(db: sqlite3.Connection, new: Iterable[VideoLink]) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO video_frames(image_id, frame_path, video_path, t_seconds) VALUES (?, ?, ?, ?)",
+        [(k.image_id, k.frame_path, k.video_path, k.t) for k in new],
+    )
+
+
+def write_video(db: sqlite3.Connection, row: VideoRow) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO videos(path, size, mtime_ns, video_id, sampling, duration, error, indexed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (row.path, row.size, row.mtime_ns, row.video_id, row.sampling, row.duration, row.error, time.time()),
+    )
+
+
+def forget(db: sqlite3.Connection, video_path: str, keep: Iterable[str] = ()) -> list[str]:
+    """Unlink the frames of ``video_path`` except ``keep``; returns frame paths no video links any more.
+
+    Their ``files`` rows go in the same transaction; the caller deletes the JPEGs after it commits.
+    """
+    keep = set(keep)
+    old = [r[0] for r in db.execute("SELECT frame_path FROM video_frames WHERE video_path=?", (video_path,))]
+    dropped = [p for p in old if p not in keep]
+    db.executemany("DELETE FROM video_frames WHERE video_path=? AND frame_path=?",
+                   [(video_path, p) for p in dropped])
+    orphans = [p for p in dropped
+               if not db.execute("SELECT 1 FROM video_frames WHERE frame_path=? LIMIT 1", (p,)).fetchone()]
+    db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in orphans])
+    if orphans:  # until their files are deleted: a killed process leaves the next update a note to sweep
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, '1')", (SWEEP_KEY,))
+    return orphans
+
+
+def moments(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, float]]:
+    """For each id that is a video frame: (video path relative to the root, seconds), its first link."""
+    found: dict[str, tuple[str, float]] = {}
+    for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+        chunk = ids[start : start + 900]
+        marks = ",".join("?" * len(chunk))
+        rows = db.execute(
+            f"SELECT image_id, video_path, t_seconds FROM video_frames WHERE image_id IN ({marks})"
+            " ORDER BY frame_path DESC, video_path DESC", chunk
+        ).fetchall()
+        found.update((image_id, (video, t)) for image_id, video, t in rows)  # the last wins: MIN(frame_path)
+    return found
+
+
+class VideoMixin:
+    """Video methods of :class:`~picsift.Library` (which provides the attributes below)."""
+
+    catalog: Catalog
+    root: Path
+
+    def frames(self, video: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+        """Frames sampled from videos (all, or one video's): ``id``, ``path`` (the frame JPEG), ``video``, ``t``.
+
+        ``t`` is seconds from the start of the video; rows are in video and time order.
+        """
+        query = "SELECT image_id, frame_path, video_path, t_seconds FROM video_frames"
+        args: tuple[str, ...] = ()
+        if video is not None:
+            query, args = query + " WHERE video_path=?", (self._relative_video(video),)
+        rows = self.catalog.db.execute(query + " ORDER BY video_path, t_seconds", args).fetchall()
+        df = pd.DataFrame(rows, columns=["id", "path", "video", "t"])
+        df["path"] = [str(self.root / p) for p in df["path"]]
+        df["video"] = [str(self.root / p) for p in df["video"]]
+        return df
+
+    def video_moment(self, image_id: str) -> tuple[Path, float] | None:
+        """The video and second an image was sampled from, or None for an image that is no video frame.
+
+        Open it there with ``picsift.video.moment_url(video, t)`` (an HTML media fragment, ``...#t=12.5``).
+        """
+        found = moments(self.catalog.db, [image_id]).get(image_id)
+        return (self.root / found[0], found[1]) if found else None
+
+    def _relative_video(self, video: str | os.PathLike[str]) -> str:
+        path = Path(video).expanduser()
+        with suppress(ValueError):
+            return path.resolve().relative_to(self.root).as_posix() if path.is_absolute() else path.as_posix()
+        return path.as_posix()
+
+    def _with_moments(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Add ``video`` and ``t`` columns to a result table when the library holds videos."""
+        if not len(df) or not self.catalog.db.execute("SELECT 1 FROM video_frames LIMIT 1").fetchone():
+            return df
+        found = moments(self.catalog.db, df["id"].tolist())
+        df["video"] = [str(self.root / found[i][0]) if i in found else None for i in df["id"]]
+        df["t"] = [found[i][1] if i in found else np.nan for i in df["id"]]
+        return df
