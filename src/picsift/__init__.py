@@ -8,6 +8,7 @@ from .filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCou
 from .index import available_backends, open_index
 from .library import Library, default_model
 from .search import Results
+from .service import Service, disable, enable
 from .update import UpdateReport
 from .widgets import app
 
@@ -24,10 +25,13 @@ __all__ = [
     "PicsiftError",
     "Results",
     "Score",
+    "Service",
     "UpdateReport",
     "app",
     "available_backends",
     "default_model",
+    "disable",
+    "enable",
     "open_index",
     "parse_model_spec",
 ]

@@ -1,4 +1,5 @@
-"""The ``picsift`` command line: index, search, similar, status, collections, export, import, demo.
+"""The ``picsift`` command line: index (update), enable, disable, watch, search, similar, sample, outliers,
+duplicates, status, collections, export, import, demo.
 
 Every command accepts ``--json`` for scripts. Errors print one line and exit non-zero
 (``--debug`` shows the traceback).
@@ -15,6 +16,7 @@ from typing import Any
 
 from .errors import PicsiftError
 from .index import available_backends
+from .sampling import SAMPLING_METHODS
 
 
 def _library_args(parser: argparse.ArgumentParser) -> None:
@@ -44,10 +46,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("index", help="embed new and changed images, forget removed ones")
+    for name in ("update", "index"):
+        p = commands.add_parser(name, help="embed new and changed images, forget removed ones"
+                                + (" (same as update)" if name == "index" else ""))
+        _library_args(p)
+        p.add_argument("--batch-size", type=int, help="images per forward pass")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--reembed", action="store_true",
+                       help="confirm embedding every image again after changing --model")
+
+    p = commands.add_parser("enable", help="turn automatic updates on (records the settings) and update once")
     _library_args(p)
+    p.add_argument("--interval", type=float, help="seconds between updates (default: as recorded, else 600)")
+    p.add_argument("--watch", action="store_true", help="also update soon after files change")
     p.add_argument("--batch-size", type=int, help="images per forward pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--reembed", action="store_true", help="confirm embedding every image again after --model")
+
+    p = commands.add_parser("disable", help="turn automatic updates off; the embeddings stay")
+    _library_args(p)
+
+    p = commands.add_parser("watch", help="keep a folder up to date until Ctrl-C: one line per update")
+    _library_args(p)
+    p.add_argument("--interval", type=float, help="seconds between re-scans (default: as recorded, else 600)")
+    p.add_argument("--no-events", action="store_true", help="re-scan on the schedule only, not on file changes")
+    p.add_argument("--batch-size", type=int, help="images per forward pass")
+    p.add_argument("--reembed", action="store_true", help="confirm embedding every image again after --model")
 
     p = commands.add_parser("search", help="search by a text prompt")
     _library_args(p)
@@ -59,6 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image paths or ids")
     _search_args(p)
     p.add_argument("--exclude-references", action="store_true", help="leave the query images out")
+
+    p = commands.add_parser("sample", help="a diverse sample of the images (for labelling)")
+    _library_args(p)
+    p.add_argument("--method", choices=SAMPLING_METHODS, default="random",
+                   help="random (evenly across clusters), centroids, kcenter (farthest point) or typical")
+    p.add_argument("--n", type=int, default=50, help="how many images (default 50)")
+    p.add_argument("--clusters", type=int, help="k-means clusters (default sqrt(n/2) for random, else N)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--within", metavar="COLLECTION", help="sample only this saved collection")
+    p.add_argument("--exclude", metavar="COLLECTION", help="leave out (and count as covered) this collection")
+    p.add_argument("--exclude-labelled", action="store_true", help="leave out images with objects or tags")
+
+    p = commands.add_parser("outliers", help="the images least like any other (becomes the temporary collection)")
+    _library_args(p)
+    p.add_argument("--n", type=int, default=50, help="how many images (default 50)")
+    p.add_argument("--k", type=int, default=10, help="nearest neighbours each image is compared with (default 10)")
+    p.add_argument("--within", metavar="COLLECTION", help="only this saved collection")
+    p.add_argument("--save", metavar="NAME", help="also save the result as collection NAME")
+
+    p = commands.add_parser("duplicates", help="groups of near-identical images (becomes the temporary collection)")
+    _library_args(p)
+    p.add_argument("--threshold", type=float, default=0.95, help="cosine similarity to join two images (default 0.95)")
+    p.add_argument("--within", metavar="COLLECTION", help="only this saved collection")
+    p.add_argument("--save", metavar="NAME", help="also save the result as collection NAME")
 
     p = commands.add_parser("status", help="what is indexed, with which model")
     _library_args(p)
@@ -87,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", help="fetch the demo images, index them and run a few searches")
     p.add_argument("--model", help="model spec (default: the default model, else the offline one)")
     p.add_argument("--folder", help="use this image folder instead of the Tux Paint stamps")
+    p.add_argument("--notebook", metavar="IPYNB", help="then run this notebook on the same images and model")
+    p.add_argument("--out", default="demo-output", help="where the executed notebook goes (default demo-output)")
     return parser
 
 
@@ -118,16 +168,39 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        run_demo(model=args.model, folder=args.folder)
+        run_demo(model=args.model, folder=args.folder, notebook=args.notebook, out=args.out)
         return 0
     with _open(args) as library:
-        if args.command == "index":
-            report = library.update(progress=not (args.quiet or args.json))
+        if args.command == "watch":
+            return _watch(library, args)
+        if args.command == "disable":
+            from .service import disable
+
+            disable(library)
+            if args.json:
+                _print_json({"root": str(library.root), "enabled": False})
+            else:
+                print(f"{library.root}: automatic updates off (embeddings kept; picsift enable FOLDER to resume)")
+            return 0
+        if args.command in ("index", "update", "enable"):
+            if args.command == "enable":
+                from .service import record_settings
+
+                library.check_model(reembed=args.reembed)
+                record_settings(library, interval=args.interval, watch=args.watch)
+            report = library.update(progress=not (args.quiet or args.json), reembed=args.reembed)
             if args.json:
                 _print_json({**report.__dict__, "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
-                             "model": library.spec.text, "index": library.index_name})
+                             "model": library.spec.text, "index": library.index_name,
+                             **({k: library.status()[k] for k in ("enabled", "interval", "watch")}
+                                if args.command == "enable" else {})})
             else:
                 print(f"{library.root}: {report.summary()} (model {library.spec.label()}, index {library.index_name})")
+                if args.command == "enable":
+                    status = library.status()
+                    print(f"automatic updates on: every {status['interval']:g} s"
+                          + (" and on file changes" if status["watch"] else "")
+                          + " while picsift watch FOLDER or picsift.enable(FOLDER) runs")
                 for path, reason in report.skipped[:20]:
                     print(f"  skipped {path}: {reason}")
                 if len(report.skipped) > 20:
@@ -147,6 +220,33 @@ def _dispatch(args: argparse.Namespace) -> int:
             else:
                 _print_results(results, library)
             return 0
+        if args.command == "sample":
+            sample = library.sample(args.n, method=args.method, clusters=args.clusters, seed=args.seed,
+                                    within=args.within, exclude=args.exclude, exclude_labelled=args.exclude_labelled)
+            if args.json:
+                _print_json({"recipe": library.collection_recipe(), "results": sample.to_dict(orient="records")})
+            else:
+                print(f"{len(sample)} images, {args.method} sample  (model {library.spec.label()})")
+                for row in sample.itertuples():
+                    print(f"{row.rank:>4}  {row.path}")
+            return 0
+        if args.command in ("outliers", "duplicates"):
+            if args.command == "outliers":
+                table = library.outliers(args.n, args.k, within=args.within, save_as=args.save, progress=not args.json)
+            else:
+                table = library.near_duplicates(args.threshold, within=args.within, save_as=args.save,
+                                                progress=not args.json)
+            if args.json:
+                _print_json({"recipe": library.collection_recipe(), "results": table.to_dict(orient="records")})
+            elif args.command == "outliers":
+                print(f"{len(table)} most isolated images (score: 1 - mean similarity to {args.k} nearest neighbours)")
+                for row in table.itertuples():
+                    print(f"{row.rank:>4}  {row.score:6.3f}  {row.path}")
+            else:
+                print(f"{table['group'].nunique()} groups of near-identical images (similarity >= {args.threshold})")
+                for row in table.itertuples():
+                    print(f"{row.group:>4}  {row.similarity:6.3f}  {row.path}")
+            return 0
         if args.command == "status":
             status = library.status()
             if args.skipped:
@@ -155,8 +255,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                 _print_json(status)
             else:
                 for key in ("root", "workspace", "model_label", "index", "files", "images", "embedded",
-                            "pending", "skipped", "ready", "collections"):
-                    print(f"{key:>12}: {status[key]}")
+                            "pending", "skipped", "ready", "updating", "enabled", "interval", "watch",
+                            "last_update", "collections"):
+                    value = status[key]
+                    if key == "last_update" and value is not None:
+                        import time
+
+                        value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+                    print(f"{key:>12}: {value}")
+                if status.get("progress"):
+                    print(f"{'progress':>12}: {status['progress']['done']} / {status['progress']['total']} files")
                 for item in status.get("skipped_files", []):
                     print(f"  skipped {item['path']}: {item['reason']}")
             return 0
@@ -195,6 +303,45 @@ def _dispatch(args: argparse.Namespace) -> int:
                 print(f"{library.root}: {report.summary()}")
             return 0
     raise AssertionError(args.command)
+
+
+def _watch(library: Any, args: argparse.Namespace) -> int:
+    """Run a :class:`~picsift.service.Service` in the foreground until Ctrl-C (or SIGTERM): exit 0."""
+    import signal
+    import threading
+    import time
+
+    from .service import enable
+
+    def line(service: Any) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        report, failed = service.last_report, service.status()["failing"]
+        if args.json:
+            record = {"time": stamp, "ok": not failed, "error": service.last_error if failed else None}
+            if report is not None and not failed:
+                record.update(report.__dict__, skipped=[{"path": p, "reason": r} for p, r in report.skipped])
+            print(json.dumps(record, default=str), flush=True)
+        elif failed:
+            print(f"{stamp}  {library.root}: update failed: {service.last_error}", flush=True)
+        else:
+            print(f"{stamp}  {library.root}: {report.summary()}", flush=True)
+
+    service = enable(library, interval=args.interval, watch=not args.no_events, reembed=args.reembed,
+                     on_run=line)
+    what = f"every {service.interval:g} s" + ("" if args.no_events else " and on file changes")
+    print(f"picsift: watching {library.root} ({what}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while service.running and not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        service.stop()
+    print(f"picsift: stopped watching {library.root}", file=sys.stderr, flush=True)
+    return 0
 
 
 def _print_results(results: Any, library: Any) -> None:

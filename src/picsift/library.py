@@ -16,12 +16,21 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .activity import announce_update, running_update
+from .analysis import AnalysisMixin
 from .catalog import WORKSPACE_DIRNAME, Catalog, content_id, looks_like_id
 from .collections import TEMPORARY, CollectionsMixin
 from .embedding.decode import ImageDecodeError, decode_image, to_rgb
 from .embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
 from .embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec, slug
-from .errors import ModelUnavailableError, NotIndexedError, PicsiftError, UnknownImageError, WorkspaceBusyError
+from .errors import (
+    ModelMismatchError,
+    ModelUnavailableError,
+    NotIndexedError,
+    PicsiftError,
+    UnknownImageError,
+    WorkspaceBusyError,
+)
 from .export import ExportMixin
 from .files import FileActions, FileActionsMixin
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
@@ -30,6 +39,7 @@ from .metadata import Metadata
 from .search import COMBINE_CHOICES, Results, score_scope, select
 from .store import EmbeddingStore, StoreSnapshot
 from .update import ProgressCallback, UpdateReport, run_update
+from .video import DEFAULT_EVERY, VideoMixin
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +64,7 @@ def default_model() -> str:
     raise ModelUnavailableError(f"{reason}; choose a model with --model SPEC (Python: model=...)")
 
 
-class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
+class Library(CollectionsMixin, FileActionsMixin, ExportMixin, AnalysisMixin, VideoMixin):
     """A folder of images made searchable.
 
     Parameters
@@ -73,6 +83,9 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
         Passed to the backend, e.g. ``{"url": "http://qdrant:6333"}`` for a Qdrant server.
     device, batch_size
         Passed to :class:`~picsift.embedding.Embedder`.
+    video_every
+        Videos under ``root`` are sampled every this many seconds, and on scene changes (see
+        :mod:`picsift.video`). Defaults to the value this workspace was last updated with, else 2.
 
     Examples
     --------
@@ -91,6 +104,7 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
         index_options: dict[str, Any] | None = None,
         device: str | None = None,
         batch_size: int | None = None,
+        video_every: float | None = None,
     ):
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
@@ -108,6 +122,9 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
         backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
         self.index_options = index_options or {}
         self._device, self._batch_size = device, batch_size
+        self.video_every = float(video_every or self.catalog.get_meta("video_every") or DEFAULT_EVERY)
+        if not self.video_every > 0:
+            raise PicsiftError(f"video_every must be a positive number of seconds, got {video_every!r}")
         self._spec: ModelSpec | None = None
         self._embedder: Embedder | None = None
         self._store: EmbeddingStore | None = None
@@ -226,27 +243,99 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
         index.calibrate(vectors, exact, k=k, target=0.95)
 
     # -- updating ---------------------------------------------------------------------------------
-    def update(self, *, progress: bool = True, on_progress: ProgressCallback | None = None) -> UpdateReport:
+    def update(
+        self, *, progress: bool = True, on_progress: ProgressCallback | None = None, reembed: bool = False
+    ) -> UpdateReport:
         """Embed new and changed images, forget removed ones, skip unchanged ones.
 
         Safe to interrupt: run it again and it finishes the job. Only one process updates a
         workspace at a time; a second one gets :class:`~picsift.errors.WorkspaceBusyError`.
+
+        Parameters
+        ----------
+        reembed
+            Confirm a model change: when this library's model differs from the one the workspace was
+            last updated with, images already embedded with that one would be embedded again (costly),
+            so ``update`` refuses with :class:`~picsift.errors.ModelMismatchError` (saying how many and
+            how long) unless ``reembed=True``. Each model keeps its own embeddings: switching back to a
+            model whose embeddings are still there only embeds what is new, without confirmation.
         """
-        with self._exclusive():
+        with self._exclusive(), announce_update(self.workspace) as announce:
             FileActions(self.catalog, self.root).recover()
-            previous = self.catalog.get_meta("model")
-            if previous and previous != self.spec.text:
-                log.warning("model changed from %s to %s: every image is embedded again", previous, self.spec.text)
+            self.check_model(reembed=reembed)
             self.store.remove_stray_files()
+
+            def report_progress(done: int, total: int) -> None:
+                announce(done, total)
+                if on_progress is not None:
+                    on_progress(done, total)
+
             report = run_update(self.catalog, self.store, self.embedder, self.root, [self.workspace],
-                                progress=progress, on_progress=on_progress)
+                                progress=progress, on_progress=report_progress,
+                                frames_dir=self.workspace / "frames", video_every=self.video_every)
             with self.catalog.transaction() as db:
+                self.catalog.set_meta("video_every", repr(self.video_every), db)
                 self.catalog.set_meta("model", self.spec.text, db)
+                self.catalog.set_meta("model_identity", self.spec.identity(), db)
                 self.catalog.set_meta("index", self.index_name, db)
+                self.catalog.set_meta("last_update", repr(time.time()), db)
+                self.catalog.set_meta("last_report", report.summary(), db)
             self._paths = None
             if self._index is not None or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
             return report
+
+    def check_model(self, *, reembed: bool = False) -> None:
+        """Refuse a model change that would embed images again, unless ``reembed`` confirms it.
+
+        Raises :class:`~picsift.errors.ModelMismatchError` naming the number of images, an estimate
+        of the time (measured on a few of them with the new model) and how to confirm.
+        """
+        previous_spec = self.catalog.get_meta("model")
+        if not previous_spec:
+            return
+        previous = self.catalog.get_meta("model_identity") or next(iter(self.catalog.db.execute(
+            "SELECT identity FROM models WHERE spec=? ORDER BY created DESC LIMIT 1", (previous_spec,)
+        ).fetchone() or ()), None)
+        identity = self.spec.identity()
+        if previous is None or previous == identity:
+            return
+        again = [r[0] for r in self.catalog.db.execute(
+            "SELECT DISTINCT f.image_id FROM files f JOIN embeddings old ON old.image_id=f.image_id AND old.model=?"
+            " WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model=? AND e.image_id=f.image_id)",
+            (previous, identity))]
+        if not again:  # back to a model whose embeddings are all there: only new images get embedded
+            return
+        if reembed:
+            log.warning("model changed from %s to %s: embedding %d images again (the embeddings of %s are kept)",
+                        previous_spec, self.spec.text, len(again), previous_spec)
+            return
+        raise ModelMismatchError(
+            f"this workspace was embedded with {previous_spec}; switching to {self.spec.text} embeds "
+            f"{len(again)} images again{self._estimate(again)} (the embeddings of {previous_spec} are kept). "
+            f"Confirm with update(reembed=True) (CLI: picsift update FOLDER --model {self.spec.text} --reembed), "
+            "or open the library without model= to keep the current model"
+        )
+
+    def _estimate(self, ids: list[str], sample: int = 8) -> str:
+        """", about 3 min at 120 images/s measured just now", from embedding a few of ``ids``."""
+        try:
+            paths = self.catalog.paths_for(ids[:sample])
+            embedder = self.embedder
+            started: float | None = None
+            for attempt in range(2):  # the first pass warms the model up and is not timed
+                started = time.perf_counter() if attempt else None
+                images = [decode_image((self.root / p).read_bytes(), embedder.image_size).image for p in paths.values()]
+                if not images:
+                    return ""
+                embedder.embed_images(images if attempt else images[:1])
+            assert started is not None
+            rate = len(paths) / max(time.perf_counter() - started, 1e-6)
+        except Exception as e:  # an estimate is a courtesy; the refusal stands without it
+            log.debug("no time estimate for re-embedding: %s", e)
+            return ""
+        seconds = len(ids) / rate
+        return f", about {_duration(seconds)} at {rate:.1f} images/s measured just now"
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -358,6 +447,10 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
                 f"no images of {self.root} are embedded with {self.spec.label()} yet; "
                 "run update() (CLI: picsift index FOLDER) first"
             )
+        pending = self._pending(len(snapshot))
+        if pending:
+            log.warning("partial results: %d of %d images are embedded; embedding continues (search again when "
+                        "status()['ready'])", len(snapshot), len(snapshot) + pending)
         scope = self._scope_positions(snapshot, within)
         exclude = set(exclude)
         use_index = (not distribution and max_score is None and scope is None and not exclude
@@ -388,10 +481,12 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
         recipe.update(
             model=self.spec.text, limit=limit, min_score=min_score, max_score=max_score, combine=combine,
             negative_text=negative_text, negative_images=[_describe(r) for r in negative_images or []],
-            negative_weight=negative_weight, time=time.time(),
+            negative_weight=negative_weight, time=time.time(), complete=not pending,
+            searched_images=len(snapshot), total_images=len(snapshot) + pending,
             within=within if isinstance(within, str) or within is None else "ids",
             summary=recipe.get("text") or recipe.get("images"),
         )
+        df = self._with_moments(df)
         results = Results(df, all_scores, scope_ids, recipe)
         self.catalog.write_collection(TEMPORARY, df["id"].tolist(), df["score"].tolist(), recipe)
         return results
@@ -472,7 +567,15 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
         return self.catalog.errors()
 
     def status(self) -> dict[str, Any]:
-        """Counts and settings, JSON-ready. Does not load the model."""
+        """Counts and settings, JSON-ready. Does not load the model.
+
+        ``ready`` means complete: every image found is embedded and no update (in any process) is
+        still embedding; ``searchable`` means some are (a search then says it is partial). While an
+        update runs, ``updating`` is True and ``progress`` holds ``{done, total}`` files once the scan
+        found what to read; ``pending`` counts images not embedded yet, including those the running
+        update has still to read. ``enabled``, ``interval``, ``watch``: automatic updates (see
+        :func:`picsift.enable`); ``last_update``: when the last update finished (epoch seconds).
+        """
         db = self.catalog.db
         files = db.execute("SELECT COUNT(*), COUNT(image_id), COUNT(error) FROM files").fetchone()
         unique = db.execute("SELECT COUNT(DISTINCT image_id) FROM files WHERE image_id IS NOT NULL").fetchone()[0]
@@ -483,6 +586,20 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
         embedded = 0
         if spec is not None:
             embedded = db.execute("SELECT COUNT(*) FROM embeddings WHERE model=?", (spec.identity(),)).fetchone()[0]
+        running = running_update(self.workspace)
+        pending = max(0, unique - embedded, _remaining(running))
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN"
+                               " ('enabled', 'interval', 'watch', 'last_update', 'last_report')").fetchall())
+        automatic = {
+            "enabled": meta.get("enabled") == "1",
+            "interval": float(meta["interval"]) if meta.get("interval") else None,
+            "watch": meta.get("watch") == "1",
+            "last_update": float(meta["last_update"]) if meta.get("last_update") else None,
+            "last_report": meta.get("last_report"),
+            "updating": running is not None,
+        }
+        if running is not None and running.get("total") is not None:
+            automatic["progress"] = {"done": int(running["done"]), "total": int(running["total"])}
         return {
             "root": str(self.root),
             "workspace": str(self.workspace),
@@ -492,12 +609,35 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin):
             "files": files[0],
             "images": unique,
             "embedded": embedded,
-            "pending": max(0, unique - embedded),
+            "pending": pending,
             "skipped": files[2],
-            "ready": bool(model) and embedded > 0 and embedded >= unique,
+            "videos": db.execute("SELECT COUNT(*) FROM videos WHERE error IS NULL").fetchone()[0],
+            "video_frames": db.execute("SELECT COUNT(DISTINCT frame_path) FROM video_frames").fetchone()[0],
+            "ready": bool(model) and embedded > 0 and pending == 0,
+            "searchable": bool(model) and embedded > 0,
             "models": {spec: count for spec, count in models},
             "collections": self.collection_names(),
+            **automatic,
         }
+
+    def _pending(self, embedded: int) -> int:
+        """Images not embedded yet with this model: in the catalog, or still to be read by a running update."""
+        unique = self.catalog.db.execute(
+            "SELECT COUNT(DISTINCT image_id) FROM files WHERE image_id IS NOT NULL").fetchone()[0]
+        return max(0, unique - embedded, _remaining(running_update(self.workspace)))
+
+
+def _remaining(running: dict[str, Any] | None) -> int:
+    """Files a running update has still to read (0 while it scans: nothing is known to be missing yet)."""
+    if running is None or running.get("total") is None:
+        return 0
+    return max(0, int(running["total"]) - int(running["done"]))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _describe(ref: Any) -> str:
