@@ -33,7 +33,7 @@ chromium:
 	  { apt-get update -qq && apt-get install -y --no-install-recommends chromium; }; }
 
 demo: .venv/.installed $(STATIC)
-	$(PY) -m picsift demo
+	$(PY) -m picsift demo --notebook notebooks/quickstart.ipynb --out demo-output
 
 test: setup
 	$(PY) -m pytest -q

@@ -19,6 +19,7 @@ from .errors import ModelUnavailableError, PicsiftError
 log = logging.getLogger(__name__)
 
 TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
+SYSTEM_STAMPS = Path("/usr/share/tuxpaint/stamps")
 DEMO_PROMPTS = ["a picture of vehicles", "a truck", "a boat", "a fruit", "a picture of animals"]
 
 
@@ -31,6 +32,13 @@ def fetch_tuxpaint(cache: Path | None = None) -> Path:
     target = (cache or cache_dir() / "demo") / "tuxpaint"
     stamps = target / "usr" / "share" / "tuxpaint" / "stamps"
     if stamps.is_dir():
+        return stamps
+    if SYSTEM_STAMPS.is_dir():  # installed system-wide (apt-get install, as Binder does): copy, as the
+        partial = target.with_name("tuxpaint.partial")  # library's workspace needs a writable folder
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(SYSTEM_STAMPS, partial / "usr" / "share" / "tuxpaint" / "stamps")
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
         return stamps
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
         raise PicsiftError("fetching the demo images needs apt-get and dpkg (a Debian-based system)")
@@ -68,12 +76,54 @@ def demo_model(model: str | None = None) -> str:
         return fallback
 
 
-def run_demo(model: str | None = None, folder: str | None = None) -> None:
-    """Fetch the stamps, index them, and print a few searches (the README's main job)."""
-    from .library import Library
-
+def run_demo(model: str | None = None, folder: str | None = None, notebook: str | None = None,
+             out: str = "demo-output") -> None:
+    """Fetch the stamps, index them, print a few searches, and run a notebook on them (the README's main job)."""
     root = Path(folder) if folder else fetch_tuxpaint()
     spec = demo_model(model)
+    _print_searches(root, spec)
+    if notebook:
+        html = run_notebook(Path(notebook), Path(out), {"PICSIFT_NOTEBOOK_FOLDER": str(root),
+                                                        "PICSIFT_NOTEBOOK_MODEL": spec})
+        print(f"ran {notebook} on the same images: open {html} in a browser (or the .ipynb beside it in Jupyter)")
+
+
+def run_notebook(path: Path, out: Path, env: dict[str, str]) -> Path:
+    """Execute a notebook top to bottom with ``env`` set, keep it (with its pictures) in ``out`` as .ipynb and
+    .html; returns the HTML file."""
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+        from nbconvert import HTMLExporter
+    except ImportError as e:
+        raise ImportError('running the notebooks needs nbclient and nbconvert: pip install "picsift[dev]"') from e
+    if not path.is_file():
+        raise PicsiftError(f"notebook {path} does not exist (the notebooks ship with the repository, not the wheel)")
+    notebook = nbformat.read(path, as_version=4)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend draws the pictures
+    try:
+        print(f"running {path} ...", flush=True)
+        NotebookClient(notebook, timeout=1800, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    out.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, out / path.name)
+    html, _ = HTMLExporter().from_notebook_node(notebook)
+    target = out / f"{path.stem}.html"
+    target.write_text(html, encoding="utf-8")
+    return target
+
+
+def _print_searches(root: Path, spec: str) -> None:
+    from .library import Library
+
     print(f"picsift demo: {root}\nmodel: {spec}")
     with Library(root, model=spec) as library:
         report = library.update()
