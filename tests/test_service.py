@@ -138,6 +138,11 @@ def test_searches_while_embedding_are_flagged_partial_and_progress_is_reported(
     box.submit()
     assert box.results is not None and box.results.partial
     box.close()
+    from picsift.widgets import App
+
+    app = App(library, update=False, explorer=False)  # and the app's gallery says so in its title
+    app.search("a planet")
+    assert f"partial: {app.results.query['searched_images']} of" in app.gallery.title
 
     gate.released.set()
     assert service.wait(timeout=300)

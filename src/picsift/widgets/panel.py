@@ -235,6 +235,9 @@ class App(ipywidgets.VBox):
             ids, scores = results.scope_ids, results.scores
         else:  # an index-only search (distribution=False): the results alone
             ids, scores = results.df["id"].to_numpy(), results.df["score"].to_numpy(np.float32)
+        if results.partial:  # never presented as complete while the library is still embedding
+            query = results.query
+            title = f"{title} (partial: {query.get('searched_images')} of {query.get('total_images')} images embedded)"
         self.show(View(np.asarray(ids, dtype="<U32"), np.asarray(scores, np.float32), title, dict(results.query),
                        results))
         if self.explorer is not None and len(scores) == len(self.explorer.ids):
