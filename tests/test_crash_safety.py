@@ -16,11 +16,12 @@ import picsift
 from picsift.catalog import content_id
 
 from .conftest import stamp_files
+from .kill import KILL_AFTER
 
 # The child wraps one real function so that the process SIGKILLs itself right after its nth call.
-CHILD = textwrap.dedent(
+CHILD = KILL_AFTER + textwrap.dedent(
     """
-    import os, signal, sys
+    import sys
     from pathlib import Path
     import picsift, picsift.catalog, picsift.store
     folder, spec, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -30,16 +31,7 @@ CHILD = textwrap.dedent(
         "delete_files": picsift.catalog.Catalog,        # inside the removal transaction
         "rename": Path,                                 # between the index folder's two renames
     }
-    owner = owners[point]
-    real = getattr(owner, point)
-    calls = [0]
-    def wrapper(*args, **kwargs):
-        result = real(*args, **kwargs)
-        calls[0] += 1
-        if calls[0] == nth:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-    setattr(owner, point, staticmethod(wrapper) if point == "delete_files" else wrapper)
+    kill_after(owners[point], point, nth, static=point == "delete_files")
     picsift.Library(folder, model=spec, batch_size=8).update(progress=False)
     """
 )

@@ -15,6 +15,7 @@ from picsift.catalog import content_id
 from picsift.errors import PicsiftError
 
 from .conftest import stamp_files
+from .kill import KILL_AFTER
 
 
 @pytest.fixture
@@ -137,23 +138,15 @@ def test_bad_dataset_names_are_refused_before_anything_moves(library: picsift.Li
 
 
 # The child kills itself (SIGKILL) right after the nth call of a real function inside an action.
-CHILD = textwrap.dedent(
+CHILD = KILL_AFTER + textwrap.dedent(
     """
-    import os, signal, sys
+    import sys
     import picsift, picsift.files
     folder, spec, action, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
     lib = picsift.Library(folder, model=spec, index="exact")
     ids = sorted(i for p, i in lib.catalog.db.execute("SELECT path, image_id FROM files") if p.startswith("animals/"))
     owner = {"rename": picsift.files.os, "unlink": picsift.files.Path, "plan": picsift.files.FileActions}[point]
-    real = getattr(owner, point)
-    calls = [0]
-    def wrapper(*args, **kwargs):
-        result = real(*args, **kwargs)
-        calls[0] += 1
-        if calls[0] == nth:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-    setattr(owner, point, wrapper)
+    kill_after(owner, point, nth)
     if action == "move":
         lib.move_images(ids, "moved")
     else:

@@ -19,6 +19,7 @@ import picsift.video
 from picsift.video import VideoDecodeError, moment_url, sample_frames
 
 from .conftest import stamp_files
+from .kill import KILL_AFTER
 
 av = pytest.importorskip("av")
 
@@ -217,23 +218,13 @@ def test_moment_url() -> None:
 
 
 # The child SIGKILLs itself right after the nth call of one function, mid-way through sampling a video.
-CHILD = """
-import os, signal, sys
-import picsift, picsift.store, picsift.video
+CHILD = KILL_AFTER + """
+import sys
+import picsift, picsift.store, picsift.update, picsift.video
 folder, spec, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-import picsift.update
 owners = {"commit_rows": picsift.store.EmbeddingStore, "write_video": picsift.video,
           "delete_frame_files": picsift.update._VideoPass}
-owner = owners[point]
-real = getattr(owner, point)
-calls = [0]
-def wrapper(*args, **kwargs):
-    result = real(*args, **kwargs)
-    calls[0] += 1
-    if calls[0] == nth:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return result
-setattr(owner, point, wrapper)
+kill_after(owners[point], point, nth)
 picsift.Library(folder, model=spec, batch_size=4).update(progress=False)
 """
 
