@@ -79,8 +79,8 @@ def run(n: int, repeat: int, folder: Path) -> list[list[object]]:
     scope_ids = np.array(ids, dtype="<U32")
 
     one = [ObjectCount("class3", 2, 3)]
-    two = one + [ImageTag("weather", "rain", negate=True)]
-    three = two + [ObjectAuthor("user7")]
+    two = [*one, ImageTag("weather", "rain", negate=True)]
+    three = [*two, ObjectAuthor("user7")]
     library_wide = [ObjectCount("class3", 1), JobStatus("review", ["accepted", "rejected"]), HasOpenIssues(False)]
     times: dict[str, list[float]] = {k: [] for k in ("baseline", "changed", "new", "two", "three", "library")}
     counts: dict[str, int] = {}
@@ -100,7 +100,8 @@ def run(n: int, repeat: int, folder: Path) -> list[list[object]]:
             counts[key] = len(apply_filters(catalog, filters, within))
             times[key].append(time.perf_counter() - t)
     base = median(times["baseline"])
-    labels = {"changed": "1 filter, first search after the library changed", "new": "1 filter, new search", "two": "2 filters, same search",
+    labels = {"changed": "1 filter, first search after the library changed", "new": "1 filter, new search",
+              "two": "2 filters, same search",
               "three": "3 filters, same search", "library": "3 filters, whole library"}
     rows: list[list[object]] = [[f"{n:,}", "baseline: score every image (mat-vec)", base * 1000, 1.0, n]]
     for key, label in labels.items():

@@ -28,7 +28,6 @@ image is labelled, rare images among the labels, and the test recall of the rare
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import sys
 import time
@@ -42,9 +41,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "training"))
 
 import numpy as np  # noqa: E402
 from common import cache_dir, header, table  # noqa: E402
+from training_data import read_idx  # noqa: E402
 
 from picsift.active_learning import ActiveLearningLoop, uncertainty_scores  # noqa: E402
 from picsift.sampling import sample_positions  # noqa: E402
@@ -53,14 +54,6 @@ CLASSES = ["t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt"
 FMNIST = [Path("/usr/share/datasets/fashion-mnist"), Path.home() / ".cache/picsift/training/fashion-mnist"]
 STRATEGIES = ["uniform", "random", "centroids", "kcenter", "typical", "uncertain", "uncert+div"]
 C = 10.0
-
-
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def fmnist_root() -> Path:

@@ -92,7 +92,8 @@ FMNIST_SPECIFIC = ["{}", "a photo of {}", "a picture of {}", "a black and white 
 FMNIST_TOP = ["a picture of clothes", "a photo of clothing", "a piece of clothing", "fashion"]
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX array (the MNIST file format), gzipped."""
     with gzip.open(path, "rb") as f:
         data = f.read()
     ndim = data[3]
@@ -104,8 +105,8 @@ def fmnist_items_and_images(root: Path, res: int = RES):
     """Fashion-MNIST, inverted to a dark object on white (like product shots and clip art)."""
     items, images = [], []
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        x = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
-        y = _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
+        x = read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
+        y = read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
         for i in range(len(y)):
             label, spec, mid = FMNIST_CLASSES[int(y[i])]
             items.append(
