@@ -130,6 +130,7 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin, AnalysisMixin, Vi
         self._store: EmbeddingStore | None = None
         self._index: VectorIndex | None = None
         self._paths: dict[str, str] | None = None
+        self._image_count: tuple[tuple[int, str | None], int] | None = None  # (store version, last update), count
         if self.catalog.db.execute("SELECT 1 FROM file_actions LIMIT 1").fetchone():
             with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them
                 FileActions(self.catalog, self.root).recover()
@@ -622,9 +623,17 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin, AnalysisMixin, Vi
 
     def _pending(self, embedded: int) -> int:
         """Images not embedded yet with this model: in the catalog, or still to be read by a running update."""
-        unique = self.catalog.db.execute(
-            "SELECT COUNT(DISTINCT image_id) FROM files WHERE image_id IS NOT NULL").fetchone()[0]
-        return max(0, unique - embedded, _remaining(running_update(self.workspace)))
+        return max(0, self._catalogued_images() - embedded, _remaining(running_update(self.workspace)))
+
+    def _catalogued_images(self) -> int:
+        """Distinct images in the catalog. Every search asks (110 ms at 1M files), so the count is kept until
+        the store or the catalog's files change: an update (which records ``last_update``) or a delete."""
+        key = (self.store.version, self.catalog.get_meta("last_update"))
+        if self._image_count is None or self._image_count[0] != key:
+            count = self.catalog.db.execute(
+                "SELECT COUNT(DISTINCT image_id) FROM files WHERE image_id IS NOT NULL").fetchone()[0]
+            self._image_count = (key, int(count))
+        return self._image_count[1]
 
 
 def _remaining(running: dict[str, Any] | None) -> int:
