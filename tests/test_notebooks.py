@@ -7,7 +7,6 @@ really understands images and text). The executed copies are kept in test-artifa
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -64,4 +63,3 @@ def test_notebook_runs_top_to_bottom(path: Path, notebook_env: dict[str, str], m
     assert not errors
     images = sum("image/png" in o.get("data", {}) for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert images >= 2, f"{path.name} should show its results as pictures"
-    assert os.environ["PICSIFT_NOTEBOOK_MODEL"] == "picsift-offline"
