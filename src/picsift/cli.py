@@ -41,6 +41,12 @@ def _search_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bins", type=int, default=20, help="histogram bins in --json output")
 
 
+def _update_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, help="images per forward pass")
+    parser.add_argument("--reembed", action="store_true",
+                        help="confirm embedding every image again after changing --model")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picsift", description="AI search over image folders with CLIP.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
@@ -50,18 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = commands.add_parser(name, help="embed new and changed images, forget removed ones"
                                 + (" (same as update)" if name == "index" else ""))
         _library_args(p)
-        p.add_argument("--batch-size", type=int, help="images per forward pass")
+        _update_args(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--reembed", action="store_true",
-                       help="confirm embedding every image again after changing --model")
 
     p = commands.add_parser("enable", help="turn automatic updates on (records the settings) and update once")
     _library_args(p)
     p.add_argument("--interval", type=float, help="seconds between updates (default: as recorded, else 600)")
     p.add_argument("--watch", action="store_true", help="also update soon after files change")
-    p.add_argument("--batch-size", type=int, help="images per forward pass")
+    _update_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--reembed", action="store_true", help="confirm embedding every image again after --model")
 
     p = commands.add_parser("disable", help="turn automatic updates off; the embeddings stay")
     _library_args(p)
@@ -70,8 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _library_args(p)
     p.add_argument("--interval", type=float, help="seconds between re-scans (default: as recorded, else 600)")
     p.add_argument("--no-events", action="store_true", help="re-scan on the schedule only, not on file changes")
-    p.add_argument("--batch-size", type=int, help="images per forward pass")
-    p.add_argument("--reembed", action="store_true", help="confirm embedding every image again after --model")
+    _update_args(p)
 
     p = commands.add_parser("search", help="search by a text prompt")
     _library_args(p)
