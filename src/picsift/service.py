@@ -258,10 +258,10 @@ class Service:
             log.error("automatic update of %s failed: %s", self.library.root, self.last_error,
                       exc_info=log.isEnabledFor(logging.DEBUG))
         else:
-            self._failed = False
             self.last_report = report
             self.runs += 1
             self._last_finished = time.time()
+            self._failed = False  # last: whoever sees the failure cleared also sees this run's report
             log.info("automatic update of %s: %s", self.library.root, report.summary())
         finally:
             self._progress = None
