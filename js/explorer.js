@@ -1,17 +1,18 @@
 // Explorer: every point in one WebGL2 draw call (raw WebGL2: one shader pair and three buffers need
 // no library, and nothing sits between us and the GPU at 1M points). Points arrive once as a float32
 // (n, 3) buffer; colours as one float per point, mapped to a palette in the shader.
-// Drag rotates (3D) or pans (2D); wheel zooms; shift-drag box-selects (2D); click searches similar.
+// Drag rotates (3D) or pans (2D); wheel zooms; click searches similar. In 2D, drag_mode "box" or shift-drag
+// selects the points in a box, drag_mode "lasso" or alt-drag those inside a drawn outline.
 // Level of detail: above LOD_FROM points the GPU buffers hold the points in a random order, and while
 // the view moves only a prefix is drawn (a uniform sample), sized so frames stay near FRAME_TARGET ms;
 // a full frame follows as soon as the view stops. On a GPU the budget grows to every point.
-/** @typedef {{dims: 2|3, projection: string, projection_state: string, color_by: string, point_size: number,
- *   selection: string[], _points: object, _colors: object, _color_kind: string, _legend: string[],
- *   _selected: object, _autorotate: boolean}} ExplorerTraits */
+/** @typedef {{dims: 2|3, projection: string, projection_state: string, color_by: string, color_fields: string[],
+ *   drag_mode: "move"|"box"|"lasso", point_size: number, selection: string[], _points: object, _colors: object,
+ *   _color_kind: string, _legend: string[], _selected: object, _autorotate: boolean}} ExplorerTraits */
 import { errorLine, formatCount, fromArray, h, requester, send, toArray } from "./protocol.js";
 
 const PALETTE = [[0.12, 0.47, 0.71], [1.0, 0.5, 0.05], [0.17, 0.63, 0.17], [0.84, 0.15, 0.16], [0.58, 0.4, 0.74],
-  [0.55, 0.34, 0.29], [0.89, 0.47, 0.76], [0.5, 0.5, 0.5], [0.74, 0.74, 0.13], [0.09, 0.75, 0.81]];
+  [0.55, 0.34, 0.29], [0.89, 0.47, 0.76], [0.09, 0.75, 0.81], [0.74, 0.74, 0.13], [0.5, 0.5, 0.5]]; // last: "other"
 
 const LOD_FROM = 50000, FRAME_TARGET = 50, IDLE_MS = 150;
 
@@ -98,10 +99,25 @@ function render({ model, el }) {
   const canvas = h("canvas", {});
   const tooltip = h("div", { class: "picsift-tooltip", hidden: true });
   const box = h("div", { class: "picsift-box", hidden: true });
-  const area = h("div", { class: "picsift-explorer-canvas" }, canvas, tooltip, box);
+  const lasso = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  lasso.classList.add("picsift-lasso");
+  const outline = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+  lasso.append(outline);
+  lasso.style.display = "none";
+  const area = h("div", { class: "picsift-explorer-canvas" }, canvas, tooltip, box, lasso);
   const dims = h("select", { class: "picsift-dims", "aria-label": "dimensions" }, h("option", { value: "3" }, "3D"), h("option", { value: "2" }, "2D"));
-  const colorBy = h("select", { class: "picsift-color-by", "aria-label": "colour by" },
-    h("option", { value: "cluster" }, "colour: cluster"), h("option", { value: "score" }, "colour: score"), h("option", { value: "folder" }, "colour: folder"));
+  const colorBy = h("select", { class: "picsift-color-by", "aria-label": "colour by" });
+  const fieldLabel = (field) => field.startsWith("tag:") ? `tag ${field.slice(4)}`
+    : field.startsWith("job:") ? `job ${field.slice(4)} status` : field === "issues" ? "open issues" : field;
+  const colorOptions = () => {
+    colorBy.replaceChildren(...["cluster", "score", "folder", ...model.get("color_fields")].map((field) =>
+      h("option", { value: field }, `colour: ${fieldLabel(field)}`)));
+    colorBy.value = model.get("color_by");
+  };
+  const dragMode = h("select", { class: "picsift-drag-mode", "aria-label": "drag to",
+    title: "what dragging on the 2D map does (shift-drag: box select, alt-drag: lasso select)" },
+    h("option", { value: "move" }, "drag: pan"), h("option", { value: "box" }, "drag: box select"),
+    h("option", { value: "lasso" }, "drag: lasso select"));
   const umap = h("button", { class: "picsift-umap", onclick: () => send(model, "compute_umap") }, "Compute UMAP");
   // Once a UMAP map shows, new images are placed on it without moving the others; Refit lays out everything anew.
   const refit = h("button", { class: "picsift-refit", hidden: true,
@@ -112,7 +128,8 @@ function render({ model, el }) {
   const [error, disposeError] = errorLine(model);
   dims.addEventListener("change", () => { model.set("dims", Number(dims.value)); model.save_changes(); });
   colorBy.addEventListener("change", () => { model.set("color_by", colorBy.value); model.save_changes(); });
-  el.append(h("div", { class: "picsift-row" }, h("span", { class: "picsift-title" }, "Map"), dims, colorBy, umap, refit, state), error, area, legend);
+  dragMode.addEventListener("change", () => { model.set("drag_mode", dragMode.value); model.save_changes(); });
+  el.append(h("div", { class: "picsift-row" }, h("span", { class: "picsift-title" }, "Map"), dims, colorBy, dragMode, umap, refit, state), error, area, legend);
 
   const gl = canvas.getContext("webgl2", { antialias: false, premultipliedAlpha: true, alpha: true });
   if (!gl) {
@@ -208,6 +225,7 @@ function render({ model, el }) {
     perm = count > LOD_FROM ? shuffled(count) : null;
     gl.bufferData(gl.ARRAY_BUFFER, points ? permute(points, perm, 3) : new Float32Array(0), gl.STATIC_DRAW);
     el.dataset.points = String(count);
+    el.dataset.pointsVersion = String(Number(el.dataset.pointsVersion || 0) + 1);
     loadColors();
     loadSelected();
   };
@@ -234,11 +252,15 @@ function render({ model, el }) {
     gl.bindBuffer(gl.ARRAY_BUFFER, chosenBuffer);
     gl.bufferData(gl.ARRAY_BUFFER, permute(chosen, perm, 1), gl.DYNAMIC_DRAW);
     el.dataset.selected = String(positions ? positions.length : 0);
+    el.__picsiftSelected = () => (positions ? Array.from(positions) : []); // for tests
     schedule();
   };
   const syncControls = () => {
     dims.value = String(model.get("dims"));
     colorBy.value = model.get("color_by");
+    dragMode.value = model.get("drag_mode");
+    dragMode.hidden = model.get("dims") !== 2;
+    canvas.style.cursor = model.get("dims") === 2 && model.get("drag_mode") !== "move" ? "crosshair" : "";
     state.textContent = `${model.get("projection_state") || model.get("projection")} · ${formatCount(count)} points`;
     const computing = (model.get("projection_state") || "").includes("computing");
     umap.disabled = model.get("projection") === "umap" || computing;
@@ -278,6 +300,22 @@ function render({ model, el }) {
     }
     return Int32Array.from(found);
   };
+  const inLasso = (polygon) => { // ray casting against the outline, after a bounding-box test
+    const rect = canvas.getBoundingClientRect();
+    const xs = polygon.map((p) => p[0] - rect.left), ys = polygon.map((p) => p[1] - rect.top);
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const found = [];
+    for (let i = 0; i < count; i++) {
+      const s = screenOf(i, rect.width, rect.height);
+      if (!s || s[0] < x0 || s[0] > x1 || s[1] < y0 || s[1] > y1) continue;
+      let inside = false;
+      for (let a = 0, b = xs.length - 1; a < xs.length; b = a++) {
+        if ((ys[a] > s[1]) !== (ys[b] > s[1]) && s[0] < ((xs[b] - xs[a]) * (s[1] - ys[a])) / (ys[b] - ys[a]) + xs[a]) inside = !inside;
+      }
+      if (inside) found.push(i);
+    }
+    return Int32Array.from(found);
+  };
   el.__picsiftScreen = (i) => { // for tests: where point i is on the page
     const rect = canvas.getBoundingClientRect();
     const s = transform && points ? screenOf(i, rect.width, rect.height) : null;
@@ -286,7 +324,10 @@ function render({ model, el }) {
 
   canvas.addEventListener("pointerdown", (event) => {
     canvas.setPointerCapture(event.pointerId);
-    drag = { x: event.clientX, y: event.clientY, x0: event.clientX, y0: event.clientY, box: event.shiftKey && model.get("dims") === 2, moved: false };
+    const flat2d = model.get("dims") === 2, mode = model.get("drag_mode");
+    const lassoing = flat2d && !event.shiftKey && (event.altKey || mode === "lasso");
+    drag = { x: event.clientX, y: event.clientY, x0: event.clientX, y0: event.clientY, moved: false,
+      box: flat2d && !lassoing && (event.shiftKey || mode === "box"), lasso: lassoing ? [[event.clientX, event.clientY]] : null };
     tooltip.hidden = true;
   });
   canvas.addEventListener("pointermove", (event) => {
@@ -300,7 +341,12 @@ function render({ model, el }) {
     drag.x = event.clientX;
     drag.y = event.clientY;
     lastInteraction = performance.now();
-    if (drag.box) {
+    if (drag.lasso) {
+      drag.lasso.push([event.clientX, event.clientY]);
+      const rect = area.getBoundingClientRect();
+      outline.setAttribute("points", drag.lasso.map(([x, y]) => `${x - rect.left},${y - rect.top}`).join(" "));
+      lasso.style.display = "";
+    } else if (drag.box) {
       const rect = area.getBoundingClientRect();
       Object.assign(box.style, { left: `${Math.min(drag.x0, drag.x) - rect.left}px`, top: `${Math.min(drag.y0, drag.y) - rect.top}px`, width: `${Math.abs(drag.x - drag.x0)}px`, height: `${Math.abs(drag.y - drag.y0)}px` });
       box.hidden = false;
@@ -319,8 +365,12 @@ function render({ model, el }) {
     drag = null;
     schedule();
     box.hidden = true;
+    lasso.style.display = "none";
     if (!ended) return;
-    if (ended.box && ended.moved) {
+    if (ended.lasso && ended.moved && ended.lasso.length >= 3) {
+      model.set("_selected", fromArray(inLasso(ended.lasso), "int32"));
+      model.save_changes();
+    } else if (ended.box && ended.moved) {
       model.set("_selected", fromArray(inBox(ended.x0, ended.y0, event.clientX, event.clientY), "int32"));
       model.save_changes();
     } else if (!ended.moved) {
@@ -362,9 +412,11 @@ function render({ model, el }) {
   resize.observe(area);
   const handlers = [["change:_points", loadPoints], ["change:_colors", loadColors], ["change:_color_kind", loadColors],
     ["change:_selected", loadSelected], ["change:dims", syncControls], ["change:color_by", syncControls],
+    ["change:color_fields", colorOptions], ["change:drag_mode", syncControls],
     ["change:projection", syncControls], ["change:projection_state", syncControls], ["change:point_size", schedule],
     ["change:_autorotate", schedule]];
   for (const [name, f] of handlers) model.on(name, f);
+  colorOptions();
   loadPoints();
   syncControls();
   return () => {

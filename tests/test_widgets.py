@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import traitlets
 
 pytest.importorskip("anywidget")
 
-from picsift import Library
+from picsift import Library, PicsiftError
 from picsift.filters import ImageTag, ObjectCount
 from picsift.projection import RowsView, cached_projection, pca
 from picsift.sampling import cluster, default_clusters, diverse_sample
@@ -29,6 +30,7 @@ from picsift.widgets import (
 )
 from picsift.widgets._protocol import MESSAGE_TYPES, array_from_json, array_to_json
 from picsift.widgets._source import ImageSource
+from picsift.widgets.explorer import categories
 from picsift.widgets.score_range import count_in_range, suggest_threshold
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -275,7 +277,7 @@ def test_explorer_points_colours_and_pick(library: Library) -> None:
     assert points.shape == (24, 3) and points.dtype == np.float32
     assert explorer.projection == "pca" and explorer._color_kind == "category"
     explorer.color_by = "folder"
-    assert sorted(explorer._legend) == ["animals", "food", "vehicles"]
+    assert explorer._legend == ["animals (8)", "food (8)", "vehicles (8)"]  # most frequent first, with counts
     explorer.set_scores(np.arange(24, dtype=np.float32))
     assert explorer.color_by == "score" and explorer._color_kind == "continuous"
     picked: list[str] = []
@@ -563,6 +565,72 @@ def test_copy_move_job_and_export_act_on_the_view(panel: App, library: Library, 
     assert panel.actions.error == "" and out.exists() and panel.actions.notice.startswith("exported 4 images as csv")
     message(panel.actions, {"type": "export_images", "format": "pdf", "path": str(out)})
     assert "pdf" in panel.actions.error and "parquet" in panel.actions.error
+
+
+def test_explorer_colours_by_metadata_fields(library: Library, labelled: dict[str, list[str]]) -> None:
+    explorer = Explorer(ImageSource(library))
+    assert explorer.color_fields == ["dataset", "class", "author", "issues", "tag:outdoor"]
+    outdoor = {labelled["vehicles"][i] for i in OUTDOOR} | {labelled["animals"][0]}
+
+    def shown() -> dict[str, str]:  # each point's legend entry, without its count
+        names = [entry.rsplit(" (", 1)[0] for entry in explorer._legend]
+        return {str(i): names[int(c)] for i, c in zip(explorer.ids, explorer._colors, strict=True)}
+
+    explorer.color_by = "tag:outdoor"
+    assert explorer._color_kind == "category" and explorer._legend == ["(no outdoor) (19)", "outdoor (5)"]
+    assert {i for i, name in shown().items() if name == "outdoor"} == outdoor
+    explorer.color_by = "class"
+    with_cars = {labelled["vehicles"][i] for i, n in enumerate(CARS) if n}
+    assert explorer._legend == ["(no objects) (18)", "car (6)"]
+    assert {i for i, name in shown().items() if name == "car"} == with_cars
+    explorer.color_by = "author"  # who made most of an image's objects (a tie goes to the first name)
+    by_bob = {labelled["vehicles"][i] for i, n in enumerate(CARS) if n == 1}
+    assert explorer._legend == ["(no objects) (18)", "ann (4)", "bob (2)"]
+    assert {i for i, name in shown().items() if name == "bob"} == by_bob
+    library.metadata.set_status("review", labelled["food"][:3], "labelled")  # a job made after the map opened
+    library.metadata.open_issue(labelled["food"][0], "blurry")
+    explorer.color_by = "job:review"
+    assert explorer._legend == ["(not in job) (21)", "labelled (3)"]
+    assert {i for i, name in shown().items() if name == "labelled"} == set(labelled["food"][:3])
+    explorer.color_by = "issues"
+    assert explorer._legend == ["no open issue (23)", "open issues (1)"]
+    with pytest.raises(traitlets.TraitError, match=r"'tag:nope'; valid choices: cluster, score, folder, dataset"):
+        explorer.color_by = "tag:nope"
+    assert explorer.color_by == "issues"
+    with pytest.raises(PicsiftError, match="unknown field 'tag:nope'; fields: dataset, class"):
+        library.metadata.field_values("tag:nope", explorer.ids)
+
+
+def test_colour_categories_keep_the_most_frequent_and_merge_the_rest() -> None:
+    labels = [f"c{i}" for i in range(12) for _ in range(12 - i)]  # c0 12 times ... c11 once
+    legend, codes = categories(labels)
+    assert legend == [f"c{i} ({12 - i})" for i in range(9)] + ["other (6)"]
+    assert codes.dtype == np.float32 and len(codes) == len(labels)
+    assert all(legend[int(c)].startswith(f"{label} ") or (int(c) == 9 and label in ("c9", "c10", "c11"))
+               for label, c in zip(labels, codes, strict=True))
+
+
+def test_collections_list_shows_the_temporary_collection_and_goes_back_to_it(panel: App, library: Library) -> None:
+    assert panel.collections.temporary == {}  # nothing searched yet
+    results = panel.search("a red car", limit=5)
+    assert panel.collections.temporary == {"name": "_temporary", "size": 5, "query": "a red car"}
+    assert panel.collections.current == "_temporary"
+    panel.gallery._selected = np.array([0, 1], np.int32)
+    message(panel.gallery, {"type": "add_to_collection", "name": "two"})
+    message(panel.collections, {"type": "show_collection", "name": "two"})
+    assert panel.gallery._count == 2 and panel.collections.current == "two"
+    message(panel.collections, {"type": "show_collection", "name": "_temporary"})  # back to the search
+    assert panel.collections.current == "_temporary" and panel.gallery._count == 24
+    assert panel.score_range._counts.sum() == 24 and panel.results is results
+    message(panel.prompt, {"type": "submit", "text": "", "limit": 3, "mode": "similar"})
+    assert panel.collections.temporary["query"] == "similar to 2 images"
+    message(panel.sampler, {"type": "sample", "size": 4})
+    assert panel.collections.temporary["size"] == 4 and "diverse sample" in panel.collections.temporary["query"]
+    message(panel.collections, {"type": "show_collection", "name": "two"})
+    message(panel.collections, {"type": "show_collection", "name": "_temporary"})  # a sample has no scores
+    assert panel.gallery._count == 4 and not panel.gallery._has_scores
+    assert panel.gallery.ids.tolist() == library.collection()["id"].tolist()
+    assert [row["name"] for row in panel.collections.rows] == ["two"]  # saved ones only
 
 
 def test_standalone_filters_panel_and_actions(library: Library) -> None:

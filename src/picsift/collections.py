@@ -258,8 +258,18 @@ class CollectionsMixin:
             "name": [r[0] for r in rows],
             "size": [r[3] for r in rows],
             "created": pd.to_datetime([r[1] for r in rows], unit="s"),
-            "query": [json.loads(r[2]).get("summary") for r in rows],
+            "query": [describe_recipe(json.loads(r[2])) for r in rows],
         })
+
+
+def describe_recipe(recipe: dict[str, Any]) -> str:
+    """A collection's recipe in a few words: the prompts of a text search, "similar to 3 images"..."""
+    summary = recipe.get("summary")
+    if recipe.get("kind") == "text" and isinstance(summary, list):
+        return " + ".join(map(str, summary))
+    if recipe.get("kind") == "images" and isinstance(summary, list):
+        return f"similar to {len(summary)} image{'s' if len(summary) != 1 else ''}"
+    return "" if summary is None else str(summary)
 
 
 def _score_or_none(score: Any) -> float | None:

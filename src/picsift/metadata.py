@@ -399,6 +399,49 @@ class Metadata:
             ids = list(images)
         return export_project(self, ids, Path(out), format)
 
+    # -- colouring a map by a field -----------------------------------------------------------------
+    def color_fields(self) -> list[str]:
+        """Fields :meth:`field_values` can read: ``dataset``, ``class`` (each image's most frequent
+        object class), ``author`` (who made most of its objects), ``issues`` (open or not), then
+        ``tag:<name>`` for each image tag and ``job:<name>`` for each labelling job (the status)."""
+        return (["dataset", "class", "author", "issues"] + [f"tag:{n}" for n in self.tag_names()]
+                + [f"job:{n}" for n in self.job_names()])
+
+    def field_values(self, field: str, ids: Iterable[str]) -> list[str]:
+        """Each image's value of ``field`` (one of :meth:`color_fields`) as a label, in the order of
+        ``ids``; images without a value get a label in parentheses, e.g. ``(no objects)``."""
+        db = self.catalog.db
+        kind, _, name = field.partition(":")
+        if field == "dataset":
+            found = dict(db.execute("SELECT t.image_id, MIN(d.name) FROM dataset_items t"
+                                    " JOIN datasets d ON d.id = t.dataset GROUP BY t.image_id").fetchall())
+            missing = "(no dataset)"
+        elif field in ("class", "author"):
+            column = "class" if field == "class" else "COALESCE(author, '(unknown author)')"
+            found = {}
+            best: dict[str, int] = {}
+            for image_id, value, n in db.execute(f"SELECT image_id, {column}, COUNT(*) FROM objects"
+                                                 " GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"):
+                if image_id not in best:  # rows come most frequent first
+                    best[image_id], found[image_id] = n, str(value)
+            missing = "(no objects)"
+        elif field == "issues":
+            found = {r[0]: "open issues"
+                     for r in db.execute("SELECT DISTINCT image_id FROM issues WHERE status='open'")}
+            missing = "no open issue"
+        elif kind == "tag" and name in self.tag_names():
+            found = {}
+            for image_id, value in db.execute("SELECT image_id, value FROM image_tags WHERE name=? ORDER BY id",
+                                              (name,)):
+                found.setdefault(image_id, name if value is None else f"{name}={value}")
+            missing = f"(no {name})"
+        elif kind == "job" and name in self.job_names():
+            found = dict(db.execute("SELECT image_id, status FROM job_items WHERE job=?", (name,)).fetchall())
+            missing = "(not in job)"
+        else:
+            raise PicsiftError(f"unknown field {field!r}; fields: {', '.join(self.color_fields())}")
+        return [found.get(str(i), missing) for i in ids]
+
 
 def check_status(status: str) -> None:
     if status not in JOB_STATUSES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import ARTIFACTS
+from .conftest import ARTIFACTS, OUTDOOR_ANIMALS, OUTDOOR_VEHICLES
 
 GALLERY = ".picsift-gallery"
 
@@ -217,6 +217,91 @@ def test_umap_replaces_pca_from_a_background_thread(lab_page: Any) -> None:
     page.wait_for_function(f"() => Number(document.querySelector('.picsift-explorer').dataset.frames) > {before}")
     assert page.locator(".picsift-umap").is_disabled()
     shot(page, "06-umap")
+
+
+def diamond(centre: tuple[float, float], a: float, b: float, points: list[list[float] | None]) -> set[int]:
+    """Indices of the points inside the diamond with these half-widths; none may lie within 3% of its edge."""
+    inside = set()
+    for i, p in enumerate(points):
+        if p is None:
+            continue
+        d = abs(p[0] - centre[0]) / a + abs(p[1] - centre[1]) / b
+        if abs(d - 1) < 0.03:
+            raise ValueError("a point lies on the outline")
+        if d < 1:
+            inside.add(i)
+    return inside
+
+
+def test_lasso_on_the_2d_map_selects_the_points_inside_into_a_collection(lab_page: Any) -> None:
+    page = lab_page
+    explorer = page.locator(".picsift-explorer")
+    search(page, "a blue boat")
+    version = int(explorer.get_attribute("data-points-version") or 0)
+    page.locator(".picsift-dims").select_option("2")
+    page.wait_for_function("v => Number(document.querySelector('.picsift-explorer').dataset.pointsVersion) > v",
+                           arg=version)
+    page.wait_for_function("() => !document.querySelector('.picsift-projection-state').textContent.includes('comput')")
+    page.locator(".picsift-drag-mode").select_option("lasso")  # first: choosing may scroll the page
+    page.wait_for_timeout(300)  # the 2D frame is drawn
+    points = page.eval_on_selector(".picsift-explorer", "el => Array.from({length: Number(el.dataset.points)},"
+                                   " (_, i) => el.__picsiftScreen(i))")
+    box = page.locator(".picsift-explorer canvas").bounding_box()
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    nearest = min((p for p in points if p), key=lambda p: (p[0] - middle[0]) ** 2 + (p[1] - middle[1]) ** 2)
+    centre = (round(nearest[0]), round(nearest[1]))  # so at least that point is inside
+    assert box["x"] + box["width"] * 0.25 < centre[0] < box["x"] + box["width"] * 0.75  # the lasso fits the map
+    assert box["y"] + box["height"] * 0.25 < centre[1] < box["y"] + box["height"] * 0.75
+    for shrink in (1.0, 0.9, 0.8, 0.7, 0.6):
+        a, b = round(box["width"] * 0.22 * shrink), round(box["height"] * 0.22 * shrink)
+        try:
+            expected = diamond(centre, a, b, points)
+            break
+        except ValueError:
+            continue
+    assert 0 < len(expected) < len(points), "the lasso must leave some points out"
+    x, y = centre
+    corners = [(x - a, y), (x, y - b), (x + a, y), (x, y + b), (x - a, y)]
+    page.mouse.move(*corners[0])
+    page.mouse.down()
+    for corner in corners[1:]:
+        page.mouse.move(*corner, steps=6)
+    shot(page, "07-lasso")
+    page.mouse.up()
+    page.wait_for_function("n => document.querySelector('.picsift-explorer').dataset.selected === String(n)",
+                           arg=len(expected))
+    assert set(page.eval_on_selector(".picsift-explorer", "el => el.__picsiftSelected()")) == expected
+    page.wait_for_selector(f".picsift-actions[data-selected='{len(expected)}']")  # the selection everywhere
+    page.locator(f"{GALLERY} .picsift-collection-name").fill("lassoed")
+    page.locator(f"{GALLERY} .picsift-add").click()
+    row = page.locator(".picsift-collections tr", has=page.locator(".picsift-show", has_text="lassoed"))
+    row.wait_for()
+    assert row.locator("td").nth(1).inner_text() == str(len(expected))
+    before = gallery_version(page)
+    row.locator(".picsift-show").click()
+    wait_for_new_gallery(page, before, "collection 'lassoed'")
+    assert page.get_attribute(GALLERY, "data-count") == str(len(expected))
+    temporary = page.locator(".picsift-collections .picsift-temporary")
+    assert "last result" in temporary.inner_text() and "a blue boat" in temporary.inner_text()
+    before = gallery_version(page)
+    temporary.locator(".picsift-show").click()  # back to the search, every image with its score
+    wait_for_new_gallery(page, before, "a blue boat")
+    gallery_count_is(page, 36)
+    page.locator(".picsift-drag-mode").select_option("move")
+    page.locator(f"{GALLERY} .picsift-clear").click()
+
+
+def test_colour_the_map_by_a_tag(lab_page: Any) -> None:
+    page = lab_page
+    options = page.eval_on_selector_all(".picsift-color-by option", "os => os.map(o => o.value)")
+    assert options[:3] == ["cluster", "score", "folder"] and "tag:outdoor" in options and "class" in options
+    page.locator(".picsift-color-by").select_option("tag:outdoor")
+    page.wait_for_function("() => document.querySelector('.picsift-explorer').dataset.colorBy === 'tag:outdoor'")
+    outdoor = len(OUTDOOR_VEHICLES) + OUTDOOR_ANIMALS
+    assert page.locator(".picsift-legend span").all_inner_texts() == [f"(no outdoor) ({36 - outdoor})",
+                                                                      f"outdoor ({outdoor})"]
+    shot(page, "07-colour-by-tag")
+    page.locator(".picsift-dims").select_option("3")
 
 
 def test_python_errors_show_in_the_widget(lab_page: Any) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import traitlets
 
+from ..collections import TEMPORARY, describe_recipe
 from ..errors import PicsiftError
 from ._base import PicsiftWidget
 
@@ -20,15 +22,18 @@ ShowCallback = Callable[[str], None]
 
 
 class CollectionsList(PicsiftWidget):
-    """Lists saved collections (``rows``: name, size, query) and acts on them.
+    """Lists the temporary collection (``temporary``: the last search or sample, which each new one
+    replaces; size and query) and the saved ones (``rows``: name, size, query), and acts on them.
 
-    "Save" stores the current view (given by ``view``, a function returning the shown DataFrame;
-    default: the temporary collection) with how it was made (given by ``recipe``; default: the
-    temporary collection's recipe); "export" puts it into :attr:`exported`.
+    Click the temporary one to go back to the last search after showing a saved one. "Save" stores
+    the current view (given by ``view``, a function returning the shown DataFrame; default: the
+    temporary collection) with how it was made (given by ``recipe``; default: the temporary
+    collection's recipe); "export" puts it into :attr:`exported`.
     """
 
     _bundle = "collections"
     rows = traitlets.List(traitlets.Dict()).tag(sync=True)
+    temporary = traitlets.Dict().tag(sync=True)
     current = traitlets.Unicode("").tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
 
@@ -49,6 +54,9 @@ class CollectionsList(PicsiftWidget):
         table = self.library.collections()
         self.rows = [{"name": str(r.name), "size": int(r.size), "query": str(r.query) if r.query is not None else ""}
                      for r in table.itertuples()]
+        last = next((r for r in self.library.catalog.collection_names() if r[0] == TEMPORARY), None)
+        self.temporary = {} if last is None else {"name": TEMPORARY, "size": int(last[3]),
+                                                  "query": describe_recipe(json.loads(last[2]))}
 
     def view(self) -> pd.DataFrame:
         return self._view() if self._view is not None else self.library.collection()

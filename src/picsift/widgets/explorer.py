@@ -22,24 +22,31 @@ if TYPE_CHECKING:
     from ..store import StoreSnapshot
     from ._source import ImageSource
 
-COLOR_MODES = ("cluster", "score", "folder")
+COLOR_MODES = ("cluster", "score", "folder")  # and every metadata field of the library (Metadata.color_fields)
+#: A colouring by category shows this many categories (most frequent first); the rest share "other".
+MAX_CATEGORIES = 10
 PickCallback = Callable[[str], None]
 #: Cluster colours come from k-means on at most this many vectors (then every point is assigned).
 CLUSTER_FIT_ROWS = 20_000
 
 
 class Explorer(PicsiftWidget):
-    """A map of the collection: pan, zoom, rotate; colour by cluster, score or folder; click to search.
+    """A map of the collection: pan, zoom, rotate; colour by cluster, score, folder or a metadata field;
+    click to search.
 
     Public traits: ``dims`` (2 or 3), ``projection`` (``"pca"``, ``"umap"``), ``projection_state``,
-    ``color_by``, ``point_size``, ``selection`` (ids; box-select in 2D with shift-drag).
+    ``color_by`` (one of :data:`COLOR_MODES` or of ``color_fields``, e.g. ``"tag:weather"``,
+    ``"job:review"``, ``"class"``), ``point_size``, ``selection`` (ids; in 2D, drag a box or a lasso
+    around points, chosen with ``drag_mode`` or by holding shift for a box).
     """
 
     _bundle = "explorer"
     dims = traitlets.Int(3).tag(sync=True)
     projection = traitlets.Unicode("pca").tag(sync=True)
     projection_state = traitlets.Unicode("").tag(sync=True)
-    color_by = traitlets.Enum(COLOR_MODES, default_value="cluster").tag(sync=True)
+    color_by = traitlets.Unicode("cluster").tag(sync=True)
+    color_fields = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    drag_mode = traitlets.Enum(("move", "box", "lasso"), default_value="move").tag(sync=True)
     point_size = traitlets.Float(3.0, min=0.5, max=32.0).tag(sync=True)
     selection = traitlets.List(traitlets.Unicode()).tag(sync=True)
     _points = traitlets.Any(None).tag(sync=True, **ARRAY_SERIALIZERS)
@@ -55,10 +62,30 @@ class Explorer(PicsiftWidget):
             raise traitlets.TraitError(f"dims={proposal['value']!r}; valid choices: 2, 3")
         return int(proposal["value"])
 
+    @traitlets.validate("color_by")
+    def _check_color_by(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        if value not in COLOR_MODES and value not in self.color_fields:
+            self.refresh_fields()  # a tag or job made since the list was read
+            if value not in self.color_fields:
+                raise traitlets.TraitError(
+                    f"color_by={value!r}; valid choices: {', '.join(COLOR_MODES + tuple(self.color_fields))}")
+        return value
+
+    def refresh_fields(self) -> None:
+        """Re-read the metadata fields the map can be coloured by (new tags, jobs)."""
+        source = getattr(self, "source", None)  # None while __init__ sets the traits given
+        if source is not None:
+            self.color_fields = source.library.metadata.color_fields()
+
     def __init__(self, source: ImageSource | None = None, *, points: np.ndarray | None = None,
                  ids: np.ndarray | None = None, **kwargs: Any):
+        color_by = kwargs.pop("color_by", None)  # may name a metadata field: checked once the source is known
         super().__init__(**kwargs)
         self.source = source
+        self.refresh_fields()
+        if color_by is not None:
+            self.color_by = color_by
         self.ids = np.zeros(0, dtype="<U32")
         self.scores: np.ndarray | None = None
         self._clusters: np.ndarray | None = None
@@ -96,6 +123,7 @@ class Explorer(PicsiftWidget):
         """
         if self.source is None:
             return
+        self.refresh_fields()
         store = self.source.library.store
         snapshot = store.snapshot()
         folder = store.folder / "projections"
@@ -173,9 +201,11 @@ class Explorer(PicsiftWidget):
         if self.color_by == "score" and self.scores is not None:
             self._color_kind, self._legend, self._colors = "continuous", [], self.scores
         elif self.color_by == "folder" and self.source is not None:
-            folders = np.asarray(self.source.folders(self.ids))
-            names, codes = np.unique(folders, return_inverse=True)
-            self._color_kind, self._legend, self._colors = "category", names.tolist(), codes.astype(np.float32)
+            self._color_kind = "category"
+            self._legend, self._colors = categories(self.source.folders(self.ids))
+        elif self.color_by in self.color_fields and self.source is not None:
+            self._color_kind = "category"
+            self._legend, self._colors = categories(self.source.library.metadata.field_values(self.color_by, self.ids))
         elif self._clusters is not None:
             k = int(self._clusters.max()) + 1 if len(self._clusters) else 0
             self._color_kind, self._legend = "category", [f"cluster {i}" for i in range(k)]
@@ -232,3 +262,19 @@ class Explorer(PicsiftWidget):
 
     def _on_compute_umap(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         self.compute_umap(refit=bool(content.get("refit", False)))
+
+
+def categories(labels: list[str] | np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Legend entries (``"name (count)"``, most frequent first) and each point's category index; past
+    :data:`MAX_CATEGORIES` - 1 categories, the rarer ones share one entry, ``other``."""
+    names, codes, counts = np.unique(np.asarray(labels, dtype=str), return_inverse=True, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    codes = rank[codes.reshape(-1)]
+    legend = [f"{names[i]} ({counts[i]:,})" for i in order]
+    if len(names) > MAX_CATEGORIES:
+        keep = MAX_CATEGORIES - 1
+        legend = [*legend[:keep], f"other ({int(counts[order[keep:]].sum()):,})"]
+        codes = np.minimum(codes, keep)
+    return legend, codes.astype(np.float32)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
+from ..collections import TEMPORARY
 from ..filters import apply_filters
 from ..library import Library
 from ..search import Results
@@ -121,6 +122,7 @@ class App(ipywidgets.VBox):
     def _ensure_explorer(self) -> None:
         explorer = Explorer(layout=ipywidgets.Layout(flex="2 1 0", min_width="0"))
         explorer.source = self.source
+        explorer.refresh_fields()
         if self.library.status()["embedded"]:
             explorer.load()
         explorer.on_pick(self._pick)
@@ -179,18 +181,27 @@ class App(ipywidgets.VBox):
     def _show_sample(self, ids: list[str], recipe: dict[str, Any]) -> None:
         self.results = None
         self.show(View(np.asarray(ids, dtype="<U32"), None, str(recipe.get("summary", "sample")), dict(recipe)))
+        self._temporary_shown()
         if self.explorer is not None:
             self.explorer.set_scores(None)
             self.explorer.color_by = "cluster"
             self.explorer.selection = list(ids)
 
     def _show_collection(self, name: str) -> None:
+        if name == TEMPORARY and self.results is not None:  # the last search, with every score in scope
+            self.show_results(self.results, self.collections.temporary.get("query") or "last search")
+            return
         df = self.library.collection(name)
         recipe = self.library.collection_recipe(name)
         ids = df["id"].to_numpy(dtype="<U32")
         scores = None if df["score"].isna().any() else df["score"].to_numpy(np.float32)
         results = None if scores is None else Results(df, scores, ids, recipe)
         self.show(View(ids, scores, f"collection {name!r}", dict(recipe), results))
+
+    def _temporary_shown(self) -> None:
+        """The gallery shows the temporary collection, which the last search or sample just replaced."""
+        self.collections.current = TEMPORARY
+        self.collections.refresh()
 
     def _action_target(self) -> list[str]:
         """The selected images in the gallery, or else every tile it shows (filters and score range applied)."""
@@ -218,6 +229,8 @@ class App(ipywidgets.VBox):
                 self.explorer.load()
         if action == "create_job":
             self.filters.refresh()
+            if self.explorer is not None:
+                self.explorer.refresh_fields()
         self.collections.refresh()
 
     def _view_recipe(self) -> dict[str, Any]:
@@ -240,6 +253,7 @@ class App(ipywidgets.VBox):
             title = f"{title} (partial: {query.get('searched_images')} of {query.get('total_images')} images embedded)"
         self.show(View(np.asarray(ids, dtype="<U32"), np.asarray(scores, np.float32), title, dict(results.query),
                        results))
+        self._temporary_shown()
         if self.explorer is not None and len(scores) == len(self.explorer.ids):
             self.explorer.set_scores(scores if np.array_equal(ids, self.explorer.ids) else None)
 
