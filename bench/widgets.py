@@ -1,8 +1,9 @@
 """Widget benchmarks in a real JupyterLab + headless Chromium (Debian's, driven by Playwright).
 
 * **explorer**: from running the cell that displays an ``Explorer`` to its first drawn frame (WebGL,
-  ``gl.finish()`` included), and the frame time while it rotates (rAF interval and draw time), at
-  100k and 1M points (random 3D coordinates; the point count is what matters to the renderer).
+  ``gl.finish()`` included), the time a 64-corner lasso in 2D takes to find the points inside, and the
+  frame time while it rotates (rAF interval and draw time), at 100k and 1M points (random 3D
+  coordinates; the point count is what matters to the renderer).
   Baseline: the same measurement at 1k points in the same browser session, as a ratio.
 * **gallery**: 10k results (ids cycling over the ~800 Tux Paint stamps, so thumbnails are real WebP
   bytes: the first screens encode them, later ones hit the memory cache): time from running the
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import sys
 import tempfile
@@ -113,6 +115,7 @@ def explorer(nb: Notebook, n: int, seconds: float) -> dict[str, float]:
     page.wait_for_selector(f"{selector}[data-points='{n}']", timeout=300_000)
     first = float(page.eval_on_selector(f".picsift-explorer[data-points='{n}']", "el => Number(el.dataset.firstFrame)"))
     page.locator(f".picsift-explorer[data-points='{n}'] canvas").scroll_into_view_if_needed()
+    select = lasso(page, page.locator(f".picsift-explorer[data-points='{n}']"))
     nb.run_next()  # _autorotate = True
     page.wait_for_timeout(seconds * 1000)
     stats = page.eval_on_selector(f".picsift-explorer[data-points='{n}']",
@@ -122,7 +125,29 @@ def explorer(nb: Notebook, n: int, seconds: float) -> dict[str, float]:
     frames = stats["frames"][3:]  # skip the frames before the rotation settled
     intervals = [b - a for a, b in itertools.pairwise(frames)]
     return {"first_frame_ms": first - start, "frame_ms": median(intervals), "frame_p90_ms": percentile(intervals, 90),
-            "draw_ms": median(stats["draws"][3:]), "frames": len(intervals), "drawn": median(stats["drawn"][-20:])}
+            "draw_ms": median(stats["draws"][3:]), "frames": len(intervals), "drawn": median(stats["drawn"][-20:]),
+            "lasso_ms": select["ms"], "lasso_found": select["found"]}
+
+
+def lasso(page: Any, explorer: Any, vertices: int = 64) -> dict[str, float]:
+    """In 2D, drag a round lasso (``vertices`` corners) over the middle of the map; the front-end's time to
+    find the points inside (projecting every point, then a point-in-polygon test for those in its box)."""
+    explorer.locator(".picsift-dims").select_option("2")
+    explorer.locator(".picsift-drag-mode").select_option("lasso")
+    box = explorer.locator("canvas").bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.3
+    corners = [(cx + r * math.cos(2 * math.pi * k / vertices), cy + r * math.sin(2 * math.pi * k / vertices))
+               for k in range(vertices + 1)]
+    page.mouse.move(*corners[0])
+    page.mouse.down()
+    for corner in corners[1:]:
+        page.mouse.move(*corner)
+    page.mouse.up()
+    page.wait_for_function("el => el.__picsift.select", arg=explorer.element_handle())
+    result = explorer.evaluate("el => el.__picsift.select")
+    explorer.locator(".picsift-drag-mode").select_option("move")
+    explorer.locator(".picsift-dims").select_option("3")
+    return result
 
 
 def gallery(nb: Notebook, n: int) -> dict[str, float]:
@@ -228,10 +253,12 @@ def report_explorer(nb: Notebook, sizes: list[int], seconds: float) -> None:
     base = results[1000]
     for n, r in results.items():
         rows.append([f"{n:,}", r["first_frame_ms"], r["first_frame_ms"] / base["first_frame_ms"],
-                     r["frame_ms"], r["frame_p90_ms"], f"{r['drawn']:,.0f}", r["frame_ms"] / base["frame_ms"]])
-    print("## Explorer: display() -> first frame, and frame time while rotating\n")
+                     r["frame_ms"], r["frame_p90_ms"], f"{r['drawn']:,.0f}", r["frame_ms"] / base["frame_ms"],
+                     r["lasso_ms"], f"{r['lasso_found']:,}", r["lasso_ms"] / base["lasso_ms"]])
+    print("## Explorer: display() -> first frame, frame time while rotating, lasso select in 2D\n")
     print(table(rows, ["points", "first frame ms", "x 1k", "frame ms (median)", "frame p90 ms",
-                       "points drawn per frame while moving", "frame x 1k"]))
+                       "points drawn per frame while moving", "frame x 1k", "lasso ms", "points inside",
+                       "lasso x 1k"]))
 
 
 def report_gallery(nb: Notebook, gallery_n: int) -> None:

@@ -240,7 +240,7 @@ function render({ model, el }) {
     gl.bufferData(gl.ARRAY_BUFFER, permute(values, perm, 1), gl.DYNAMIC_DRAW);
     legend.replaceChildren(...(continuous
       ? [h("span", {}, `score ${span[0].toFixed(3)} (dark) … ${span[1].toFixed(3)} (bright)`)]
-      : model.get("_legend").slice(0, 20).map((name, i) => h("span", {}, h("i", { style: `background: rgb(${PALETTE[i % 10].map((c) => Math.round(c * 255)).join(",")})` }), name))));
+      : model.get("_legend").slice(0, 20).map((name, i) => name && h("span", {}, h("i", { style: `background: rgb(${PALETTE[i % 10].map((c) => Math.round(c * 255)).join(",")})` }), name)).filter(Boolean)));
     el.dataset.colorBy = model.get("color_by");
     schedule();
   };
@@ -367,11 +367,11 @@ function render({ model, el }) {
     box.hidden = true;
     lasso.style.display = "none";
     if (!ended) return;
-    if (ended.lasso && ended.moved && ended.lasso.length >= 3) {
-      model.set("_selected", fromArray(inLasso(ended.lasso), "int32"));
-      model.save_changes();
-    } else if (ended.box && ended.moved) {
-      model.set("_selected", fromArray(inBox(ended.x0, ended.y0, event.clientX, event.clientY), "int32"));
+    if ((ended.lasso && ended.moved && ended.lasso.length >= 3) || (ended.box && ended.moved)) {
+      const t0 = performance.now();
+      const found = ended.lasso ? inLasso(ended.lasso) : inBox(ended.x0, ended.y0, event.clientX, event.clientY);
+      stats.select = { ms: performance.now() - t0, points: count, found: found.length }; // for bench/widgets.py
+      model.set("_selected", fromArray(found, "int32"));
       model.save_changes();
     } else if (!ended.moved) {
       const index = pick(event.clientX, event.clientY);

@@ -576,24 +576,28 @@ def test_explorer_colours_by_metadata_fields(library: Library, labelled: dict[st
         names = [entry.rsplit(" (", 1)[0] for entry in explorer._legend]
         return {str(i): names[int(c)] for i, c in zip(explorer.ids, explorer._colors, strict=True)}
 
+    def legend() -> list[str]:  # "no value" has the last slot, the grey one: the legend is padded up to it
+        assert len(explorer._legend) == 10 and explorer._legend[-1].startswith("(")
+        return [entry for entry in explorer._legend if entry]
+
     explorer.color_by = "tag:outdoor"
-    assert explorer._color_kind == "category" and explorer._legend == ["(no outdoor) (19)", "outdoor (5)"]
+    assert explorer._color_kind == "category" and legend() == ["outdoor (5)", "(no outdoor) (19)"]
     assert {i for i, name in shown().items() if name == "outdoor"} == outdoor
     explorer.color_by = "class"
     with_cars = {labelled["vehicles"][i] for i, n in enumerate(CARS) if n}
-    assert explorer._legend == ["(no objects) (18)", "car (6)"]
+    assert legend() == ["car (6)", "(no objects) (18)"]
     assert {i for i, name in shown().items() if name == "car"} == with_cars
     explorer.color_by = "author"  # who made most of an image's objects (a tie goes to the first name)
     by_bob = {labelled["vehicles"][i] for i, n in enumerate(CARS) if n == 1}
-    assert explorer._legend == ["(no objects) (18)", "ann (4)", "bob (2)"]
+    assert legend() == ["ann (4)", "bob (2)", "(no objects) (18)"]
     assert {i for i, name in shown().items() if name == "bob"} == by_bob
     library.metadata.set_status("review", labelled["food"][:3], "labelled")  # a job made after the map opened
     library.metadata.open_issue(labelled["food"][0], "blurry")
     explorer.color_by = "job:review"
-    assert explorer._legend == ["(not in job) (21)", "labelled (3)"]
+    assert legend() == ["labelled (3)", "(not in job) (21)"]
     assert {i for i, name in shown().items() if name == "labelled"} == set(labelled["food"][:3])
     explorer.color_by = "issues"
-    assert explorer._legend == ["no open issue (23)", "open issues (1)"]
+    assert legend() == ["open issues (1)", "(no open issue) (23)"]
     with pytest.raises(traitlets.TraitError, match=r"'tag:nope'; valid choices: cluster, score, folder, dataset"):
         explorer.color_by = "tag:nope"
     assert explorer.color_by == "issues"
@@ -608,6 +612,11 @@ def test_colour_categories_keep_the_most_frequent_and_merge_the_rest() -> None:
     assert codes.dtype == np.float32 and len(codes) == len(labels)
     assert all(legend[int(c)].startswith(f"{label} ") or (int(c) == 9 and label in ("c9", "c10", "c11"))
                for label, c in zip(labels, codes, strict=True))
+    legend, codes = categories([*labels, "(none)", "(none)"])  # "no value" keeps the last (grey) slot
+    assert legend == [f"c{i} ({12 - i})" for i in range(8)] + ["other (10)", "(none) (2)"]
+    assert codes[-1] == codes[-2] == 9 and codes[labels.index("c8")] == 8
+    legend, codes = categories(["b", "(none)", "a", "b"])
+    assert legend == ["b (2)", "a (1)", *[""] * 7, "(none) (1)"] and codes.tolist() == [0, 9, 1, 0]
 
 
 def test_collections_list_shows_the_temporary_collection_and_goes_back_to_it(panel: App, library: Library) -> None:

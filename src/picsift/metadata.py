@@ -428,7 +428,7 @@ class Metadata:
         elif field == "issues":
             found = {r[0]: "open issues"
                      for r in db.execute("SELECT DISTINCT image_id FROM issues WHERE status='open'")}
-            missing = "no open issue"
+            missing = "(no open issue)"
         elif kind == "tag" and name in self.tag_names():
             found = {}
             for image_id, value in db.execute("SELECT image_id, value FROM image_tags WHERE name=? ORDER BY id",

@@ -298,8 +298,8 @@ def test_colour_the_map_by_a_tag(lab_page: Any) -> None:
     page.locator(".picsift-color-by").select_option("tag:outdoor")
     page.wait_for_function("() => document.querySelector('.picsift-explorer').dataset.colorBy === 'tag:outdoor'")
     outdoor = len(OUTDOOR_VEHICLES) + OUTDOOR_ANIMALS
-    assert page.locator(".picsift-legend span").all_inner_texts() == [f"(no outdoor) ({36 - outdoor})",
-                                                                      f"outdoor ({outdoor})"]
+    assert page.locator(".picsift-legend span").all_inner_texts() == [f"outdoor ({outdoor})",
+                                                                      f"(no outdoor) ({36 - outdoor})"]
     shot(page, "07-colour-by-tag")
     page.locator(".picsift-dims").select_option("3")
 

@@ -265,16 +265,26 @@ class Explorer(PicsiftWidget):
 
 
 def categories(labels: list[str] | np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Legend entries (``"name (count)"``, most frequent first) and each point's category index; past
-    :data:`MAX_CATEGORIES` - 1 categories, the rarer ones share one entry, ``other``."""
+    """Legend entries (``"name (count)"``) and each point's category index (its palette colour).
+
+    Categories come most frequent first; past :data:`MAX_CATEGORIES` - 1 of them, the rarer ones share one
+    entry, ``other``. A label in parentheses means "no value" (``(no objects)``): it takes the last slot,
+    the palette's grey, so that labelled points stand out; the legend is padded with ``""`` up to it.
+    """
     names, codes, counts = np.unique(np.asarray(labels, dtype=str), return_inverse=True, return_counts=True)
-    order = np.argsort(-counts, kind="stable")
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order))
-    codes = rank[codes.reshape(-1)]
-    legend = [f"{names[i]} ({counts[i]:,})" for i in order]
-    if len(names) > MAX_CATEGORIES:
-        keep = MAX_CATEGORIES - 1
-        legend = [*legend[:keep], f"other ({int(counts[order[keep:]].sum()):,})"]
-        codes = np.minimum(codes, keep)
-    return legend, codes.astype(np.float32)
+    order = [int(i) for i in np.argsort(-counts, kind="stable")]
+    none = [i for i in order if names[i].startswith("(") and names[i].endswith(")")]
+    regular = [i for i in order if i not in none]
+    slots = MAX_CATEGORIES - (1 if none else 0)  # the last (grey) slot is kept for "no value"
+    shown, rest = (regular[: slots - 1], regular[slots - 1 :]) if len(regular) > slots else (regular, [])
+    slot = np.zeros(len(names), np.int64)
+    slot[shown] = np.arange(len(shown))
+    legend = [f"{names[i]} ({counts[i]:,})" for i in shown]
+    if rest:
+        slot[rest] = len(shown)
+        legend.append(f"other ({int(counts[rest].sum()):,})")
+    if none:  # one label in practice; several would share the slot
+        slot[none] = MAX_CATEGORIES - 1
+        label = " / ".join(str(names[i]) for i in none)
+        legend += [""] * (MAX_CATEGORIES - 1 - len(legend)) + [f"{label} ({int(counts[none].sum()):,})"]
+    return legend, slot[codes.reshape(-1)].astype(np.float32)
