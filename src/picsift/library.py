@@ -6,29 +6,26 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm.auto import tqdm
 
 from .activity import announce_update, running_update
 from .analysis import AnalysisMixin
-from .catalog import WORKSPACE_DIRNAME, Catalog, content_id, looks_like_id
-from .collections import TEMPORARY, CollectionsMixin
-from .embedding.decode import ImageDecodeError, decode_image, to_rgb
+from .catalog import WORKSPACE_DIRNAME, Catalog
+from .collections import CollectionsMixin
+from .embedding.decode import decode_image
 from .embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
 from .embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec, slug
 from .errors import (
     ModelMismatchError,
     ModelUnavailableError,
-    NotIndexedError,
     PicsiftError,
-    UnknownImageError,
     WorkspaceBusyError,
 )
 from .export import ExportMixin
@@ -36,14 +33,13 @@ from .files import FileActions, FileActionsMixin
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
 from .index.base import top_k
 from .metadata import Metadata
-from .search import COMBINE_CHOICES, Results, score_scope, select
+from .search import SearchMixin, score_scope
 from .store import EmbeddingStore, StoreSnapshot
 from .update import ProgressCallback, UpdateReport, run_update
 from .video import DEFAULT_EVERY, VideoMixin
 
 log = logging.getLogger(__name__)
 
-ImageRef = str | os.PathLike[str] | Image.Image
 #: hnsw's ef is re-tuned against exact search when the index reaches this size and grows by 20%.
 CALIBRATE_FROM = 10_000
 
@@ -64,7 +60,7 @@ def default_model() -> str:
     raise ModelUnavailableError(f"{reason}; choose a model with --model SPEC (Python: model=...)")
 
 
-class Library(CollectionsMixin, FileActionsMixin, ExportMixin, AnalysisMixin, VideoMixin):
+class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, AnalysisMixin, VideoMixin):
     """A folder of images made searchable.
 
     Parameters
@@ -355,186 +351,6 @@ class Library(CollectionsMixin, FileActionsMixin, ExportMixin, AnalysisMixin, Vi
         finally:
             lock.release()
 
-    # -- searching --------------------------------------------------------------------------------
-    def search(
-        self,
-        text: str | Sequence[str],
-        *,
-        limit: int | None = 100,
-        min_score: float | None = None,
-        max_score: float | None = None,
-        negative_text: str | Sequence[str] | None = None,
-        negative_images: Sequence[ImageRef] | None = None,
-        negative_weight: float = 0.5,
-        combine: str = "mean",
-        within: str | Iterable[str] | None = None,
-        distribution: bool = True,
-    ) -> Results:
-        """Images matching a text prompt (or several prompts, combined like image references).
-
-        Parameters
-        ----------
-        limit
-            At most this many results (``None``: all that qualify).
-        min_score, max_score
-            Keep scores in ``[min_score, max_score]``: ``min_score`` alone finds the most similar,
-            ``max_score`` alone the edge cases below a threshold.
-        negative_text, negative_images
-            Push results away from these: ``score = sim(query) - negative_weight * sim(negatives)``.
-        combine
-            ``"mean"`` or ``"max"`` over several prompts or images (see :mod:`picsift.search`).
-        within
-            Search only these image ids, or the images of this collection name.
-        distribution
-            Compute every image's score exactly (for :meth:`Results.histogram`). ``False`` asks the
-            index for the top results only, which is faster for very large libraries.
-        """
-        prompts = [text] if isinstance(text, str) else list(text)
-        if not prompts or not all(p.strip() for p in prompts):
-            raise PicsiftError("empty search prompt")
-        positives = self.embedder.embed_text(prompts)
-        recipe = {"kind": "text", "text": prompts}
-        return self._run(positives, recipe, limit, min_score, max_score, negative_text, negative_images,
-                         negative_weight, combine, within, distribution, exclude=())
-
-    def similar(
-        self,
-        images: ImageRef | Sequence[ImageRef],
-        *,
-        limit: int | None = 100,
-        min_score: float | None = None,
-        max_score: float | None = None,
-        negative_text: str | Sequence[str] | None = None,
-        negative_images: Sequence[ImageRef] | None = None,
-        negative_weight: float = 0.5,
-        combine: str = "mean",
-        within: str | Iterable[str] | None = None,
-        distribution: bool = True,
-        exclude_references: bool = False,
-    ) -> Results:
-        """Images similar to one or several images: ids, paths or PIL images (see :meth:`search`).
-
-        With ``exclude_references`` the reference images themselves are left out of the results.
-        """
-        refs = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
-        if not refs:
-            raise PicsiftError("similar() needs at least one image")
-        positives, ids = self._reference_vectors(refs)
-        recipe = {"kind": "images", "images": [_describe(r) for r in refs]}
-        return self._run(positives, recipe, limit, min_score, max_score, negative_text, negative_images,
-                         negative_weight, combine, within, distribution,
-                         exclude=ids if exclude_references else ())
-
-    def _run(
-        self, positives: np.ndarray, recipe: dict[str, Any], limit: int | None, min_score: float | None,
-        max_score: float | None, negative_text: str | Sequence[str] | None,
-        negative_images: Sequence[ImageRef] | None, negative_weight: float, combine: str,
-        within: str | Iterable[str] | None, distribution: bool, exclude: Iterable[str],
-    ) -> Results:
-        if combine not in COMBINE_CHOICES:
-            raise PicsiftError(f"combine={combine!r}; valid choices: {', '.join(COMBINE_CHOICES)}")
-        if limit is not None and limit < 0:
-            raise PicsiftError(f"limit must be positive, got {limit}")
-        negatives = []
-        if negative_text:
-            negatives.append(self.embedder.embed_text([negative_text] if isinstance(negative_text, str)
-                                                      else list(negative_text)))
-        if negative_images:
-            negatives.append(self._reference_vectors(list(negative_images))[0])
-        negative = np.concatenate(negatives) if negatives else None
-        snapshot = self.store.snapshot()
-        if not len(snapshot):
-            raise NotIndexedError(
-                f"no images of {self.root} are embedded with {self.spec.label()} yet; "
-                "run update() (CLI: picsift index FOLDER) first"
-            )
-        pending = self._pending(len(snapshot))
-        if pending:
-            log.warning("partial results: %d of %d images are embedded; embedding continues (search again when "
-                        "status()['ready'])", len(snapshot), len(snapshot) + pending)
-        scope = self._scope_positions(snapshot, within)
-        exclude = set(exclude)
-        use_index = (not distribution and max_score is None and scope is None and not exclude
-                     and negative is None and combine == "mean" and limit is not None)
-        if use_index:
-            ids, scores = self.index.search(positives.mean(axis=0), limit or 0)
-            keep = scores >= min_score if min_score is not None else np.ones(len(ids), bool)
-            result_ids, result_scores = np.array(ids, dtype="<U32")[keep], scores[keep]
-            all_scores, scope_ids = np.zeros(0, np.float32), np.zeros(0, "<U32")
-        else:
-            all_scores = score_scope(snapshot, scope, positives, negative, combine=combine,
-                                     negative_weight=negative_weight)
-            scope_ids = snapshot.ids if scope is None else snapshot.ids[scope]
-            if exclude:
-                eligible = ~np.isin(scope_ids, list(exclude))
-                picked = select(np.where(eligible, all_scores, -np.inf), limit, min_score, max_score)
-                picked = picked[eligible[picked]]
-            else:
-                picked = select(all_scores, limit, min_score, max_score)
-            result_ids, result_scores = scope_ids[picked], all_scores[picked]
-        paths = self._id_paths(result_ids.tolist())
-        df = pd.DataFrame({
-            "rank": np.arange(1, len(result_ids) + 1),
-            "id": result_ids.astype(str),
-            "path": [str(self.root / paths[i]) if i in paths else None for i in result_ids],
-            "score": np.asarray(result_scores, dtype=np.float32),
-        })
-        recipe.update(
-            model=self.spec.text, limit=limit, min_score=min_score, max_score=max_score, combine=combine,
-            negative_text=negative_text, negative_images=[_describe(r) for r in negative_images or []],
-            negative_weight=negative_weight, time=time.time(), complete=not pending,
-            searched_images=len(snapshot), total_images=len(snapshot) + pending,
-            within=within if isinstance(within, str) or within is None else "ids",
-            summary=recipe.get("text") or recipe.get("images"),
-        )
-        df = self._with_moments(df)
-        results = Results(df, all_scores, scope_ids, recipe)
-        self.catalog.write_collection(TEMPORARY, df["id"].tolist(), df["score"].tolist(), recipe)
-        return results
-
-    def _scope_positions(self, snapshot: StoreSnapshot, within: str | Iterable[str] | None) -> np.ndarray | None:
-        if within is None:
-            return None
-        if isinstance(within, str):
-            within = [item[0] for item in self._collection_items(within)[1]]
-        return np.flatnonzero(np.isin(snapshot.ids, list(within)))
-
-    def _reference_vectors(self, refs: Sequence[ImageRef]) -> tuple[np.ndarray, list[str]]:
-        """Vectors for image references, from the store when the image is in the library."""
-        snapshot = self.store.snapshot()
-        position = snapshot.position
-        vectors, ids = [], []
-        for ref in refs:
-            if isinstance(ref, Image.Image):
-                vectors.append(self.embedder.embed_images([to_rgb(ref)])[0])
-                continue
-            text = os.fspath(ref)
-            if isinstance(ref, str) and looks_like_id(text) and text in position:
-                ids.append(text)
-                vectors.append(snapshot.vectors(np.array([position[text]]))[0])
-                continue
-            path = self._locate(text)
-            data = path.read_bytes()
-            image_id = content_id(data)
-            if image_id in position:
-                ids.append(image_id)
-                vectors.append(snapshot.vectors(np.array([position[image_id]]))[0])
-                continue
-            try:
-                decoded = decode_image(data, self.embedder.image_size)
-            except ImageDecodeError as e:
-                raise UnknownImageError(f"cannot use {path} as a query image: {e}") from e
-            vectors.append(self.embedder.embed_images([decoded.image])[0])
-        return np.stack(vectors), ids
-
-    def _locate(self, text: str) -> Path:
-        for candidate in (Path(text).expanduser(), self.root / text):
-            if candidate.is_file():
-                return candidate
-        raise UnknownImageError(
-            f"{text!r} is neither an image id embedded in this library nor a readable image file"
-        )
-
     def paths(self, ids: Sequence[str]) -> dict[str, Path]:
         """Absolute path of each id a file holds (the first file, for duplicated content)."""
         found = self._id_paths(list(ids))
@@ -648,8 +464,3 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
-
-def _describe(ref: Any) -> str:
-    if isinstance(ref, Image.Image):
-        return f"<PIL image {ref.width}x{ref.height}>"
-    return os.fspath(ref)

@@ -1,4 +1,5 @@
-"""Scoring the store against a query, and the :class:`Results` a search returns.
+"""Scoring the store against a query, the :class:`Results` a search returns, and :class:`SearchMixin`,
+which gives :class:`~picsift.Library` its ``search`` and ``similar``.
 
 Scores are cosine similarities. For several reference vectors, ``combine="mean"`` scores against the
 normalised mean of the references (one direction that sits between them) and ``combine="max"``
@@ -9,13 +10,35 @@ negatives combined the same way as positives.
 
 from __future__ import annotations
 
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
+from .catalog import content_id, looks_like_id
+from .collections import TEMPORARY
+from .embedding.decode import ImageDecodeError, decode_image, to_rgb
+from .errors import NotIndexedError, PicsiftError, UnknownImageError
 from .store import StoreSnapshot
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .embedding.openclip import Embedder
+    from .embedding.spec import ModelSpec
+    from .index import VectorIndex
+    from .store import EmbeddingStore
+
+log = logging.getLogger(__name__)
+
+#: An image given as a query: an id in the library, a path, or a PIL image.
+ImageRef = str | os.PathLike[str] | Image.Image
 
 Combine = Literal["mean", "max"]
 COMBINE_CHOICES = ("mean", "max")
@@ -147,3 +170,208 @@ class Results:
         partial = (f" (partial: {self.query.get('searched_images')} of {self.query.get('total_images')} images "
                    "embedded so far)") if self.partial else ""
         return f"<p>{len(self)} of {len(self.scores)} images{partial}</p>" + self.df.head(50).to_html(index=False)
+
+
+class SearchMixin:
+    """``search`` and ``similar`` of :class:`~picsift.Library` (which provides the attributes below)."""
+
+    catalog: Catalog
+    root: Path
+    if TYPE_CHECKING:
+        @property
+        def spec(self) -> ModelSpec: ...
+        @property
+        def embedder(self) -> Embedder: ...
+        @property
+        def store(self) -> EmbeddingStore: ...
+        @property
+        def index(self) -> VectorIndex: ...
+        def _pending(self, embedded: int) -> int: ...
+        def _id_paths(self, ids: list[str]) -> dict[str, str]: ...
+        def _with_moments(self, df: pd.DataFrame) -> pd.DataFrame: ...
+        def _collection_items(self, name: str) -> tuple[dict[str, Any], list[tuple[str, float | None, int]]]: ...
+
+    def search(
+        self,
+        text: str | Sequence[str],
+        *,
+        limit: int | None = 100,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        negative_text: str | Sequence[str] | None = None,
+        negative_images: Sequence[ImageRef] | None = None,
+        negative_weight: float = 0.5,
+        combine: str = "mean",
+        within: str | Iterable[str] | None = None,
+        distribution: bool = True,
+    ) -> Results:
+        """Images matching a text prompt (or several prompts, combined like image references).
+
+        Parameters
+        ----------
+        limit
+            At most this many results (``None``: all that qualify).
+        min_score, max_score
+            Keep scores in ``[min_score, max_score]``: ``min_score`` alone finds the most similar,
+            ``max_score`` alone the edge cases below a threshold.
+        negative_text, negative_images
+            Push results away from these: ``score = sim(query) - negative_weight * sim(negatives)``.
+        combine
+            ``"mean"`` or ``"max"`` over several prompts or images (see :mod:`picsift.search`).
+        within
+            Search only these image ids, or the images of this collection name.
+        distribution
+            Compute every image's score exactly (for :meth:`Results.histogram`). ``False`` asks the
+            index for the top results only, which is faster for very large libraries.
+        """
+        prompts = [text] if isinstance(text, str) else list(text)
+        if not prompts or not all(p.strip() for p in prompts):
+            raise PicsiftError("empty search prompt")
+        positives = self.embedder.embed_text(prompts)
+        recipe = {"kind": "text", "text": prompts}
+        return self._run(positives, recipe, limit, min_score, max_score, negative_text, negative_images,
+                         negative_weight, combine, within, distribution, exclude=())
+
+    def similar(
+        self,
+        images: ImageRef | Sequence[ImageRef],
+        *,
+        limit: int | None = 100,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        negative_text: str | Sequence[str] | None = None,
+        negative_images: Sequence[ImageRef] | None = None,
+        negative_weight: float = 0.5,
+        combine: str = "mean",
+        within: str | Iterable[str] | None = None,
+        distribution: bool = True,
+        exclude_references: bool = False,
+    ) -> Results:
+        """Images similar to one or several images: ids, paths or PIL images (see :meth:`search`).
+
+        With ``exclude_references`` the reference images themselves are left out of the results.
+        """
+        refs = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
+        if not refs:
+            raise PicsiftError("similar() needs at least one image")
+        positives, ids = self._reference_vectors(refs)
+        recipe = {"kind": "images", "images": [_describe(r) for r in refs]}
+        return self._run(positives, recipe, limit, min_score, max_score, negative_text, negative_images,
+                         negative_weight, combine, within, distribution,
+                         exclude=ids if exclude_references else ())
+
+    def _run(
+        self, positives: np.ndarray, recipe: dict[str, Any], limit: int | None, min_score: float | None,
+        max_score: float | None, negative_text: str | Sequence[str] | None,
+        negative_images: Sequence[ImageRef] | None, negative_weight: float, combine: str,
+        within: str | Iterable[str] | None, distribution: bool, exclude: Iterable[str],
+    ) -> Results:
+        if combine not in COMBINE_CHOICES:
+            raise PicsiftError(f"combine={combine!r}; valid choices: {', '.join(COMBINE_CHOICES)}")
+        if limit is not None and limit < 0:
+            raise PicsiftError(f"limit must be positive, got {limit}")
+        negatives = []
+        if negative_text:
+            negatives.append(self.embedder.embed_text([negative_text] if isinstance(negative_text, str)
+                                                      else list(negative_text)))
+        if negative_images:
+            negatives.append(self._reference_vectors(list(negative_images))[0])
+        negative = np.concatenate(negatives) if negatives else None
+        snapshot = self.store.snapshot()
+        if not len(snapshot):
+            raise NotIndexedError(
+                f"no images of {self.root} are embedded with {self.spec.label()} yet; "
+                "run update() (CLI: picsift index FOLDER) first"
+            )
+        pending = self._pending(len(snapshot))
+        if pending:
+            log.warning("partial results: %d of %d images are embedded; embedding continues (search again when "
+                        "status()['ready'])", len(snapshot), len(snapshot) + pending)
+        scope = self._scope_positions(snapshot, within)
+        exclude = set(exclude)
+        use_index = (not distribution and max_score is None and scope is None and not exclude
+                     and negative is None and combine == "mean" and limit is not None)
+        if use_index:
+            ids, scores = self.index.search(positives.mean(axis=0), limit or 0)
+            keep = scores >= min_score if min_score is not None else np.ones(len(ids), bool)
+            result_ids, result_scores = np.array(ids, dtype="<U32")[keep], scores[keep]
+            all_scores, scope_ids = np.zeros(0, np.float32), np.zeros(0, "<U32")
+        else:
+            all_scores = score_scope(snapshot, scope, positives, negative, combine=combine,
+                                     negative_weight=negative_weight)
+            scope_ids = snapshot.ids if scope is None else snapshot.ids[scope]
+            if exclude:
+                eligible = ~np.isin(scope_ids, list(exclude))
+                picked = select(np.where(eligible, all_scores, -np.inf), limit, min_score, max_score)
+                picked = picked[eligible[picked]]
+            else:
+                picked = select(all_scores, limit, min_score, max_score)
+            result_ids, result_scores = scope_ids[picked], all_scores[picked]
+        paths = self._id_paths(result_ids.tolist())
+        df = pd.DataFrame({
+            "rank": np.arange(1, len(result_ids) + 1),
+            "id": result_ids.astype(str),
+            "path": [str(self.root / paths[i]) if i in paths else None for i in result_ids],
+            "score": np.asarray(result_scores, dtype=np.float32),
+        })
+        recipe.update(
+            model=self.spec.text, limit=limit, min_score=min_score, max_score=max_score, combine=combine,
+            negative_text=negative_text, negative_images=[_describe(r) for r in negative_images or []],
+            negative_weight=negative_weight, time=time.time(), complete=not pending,
+            searched_images=len(snapshot), total_images=len(snapshot) + pending,
+            within=within if isinstance(within, str) or within is None else "ids",
+            summary=recipe.get("text") or recipe.get("images"),
+        )
+        df = self._with_moments(df)
+        results = Results(df, all_scores, scope_ids, recipe)
+        self.catalog.write_collection(TEMPORARY, df["id"].tolist(), df["score"].tolist(), recipe)
+        return results
+
+    def _scope_positions(self, snapshot: StoreSnapshot, within: str | Iterable[str] | None) -> np.ndarray | None:
+        if within is None:
+            return None
+        if isinstance(within, str):
+            within = [item[0] for item in self._collection_items(within)[1]]
+        return np.flatnonzero(np.isin(snapshot.ids, list(within)))
+
+    def _reference_vectors(self, refs: Sequence[ImageRef]) -> tuple[np.ndarray, list[str]]:
+        """Vectors for image references, from the store when the image is in the library."""
+        snapshot = self.store.snapshot()
+        position = snapshot.position
+        vectors, ids = [], []
+        for ref in refs:
+            if isinstance(ref, Image.Image):
+                vectors.append(self.embedder.embed_images([to_rgb(ref)])[0])
+                continue
+            text = os.fspath(ref)
+            if isinstance(ref, str) and looks_like_id(text) and text in position:
+                ids.append(text)
+                vectors.append(snapshot.vectors(np.array([position[text]]))[0])
+                continue
+            path = self._locate(text)
+            data = path.read_bytes()
+            image_id = content_id(data)
+            if image_id in position:
+                ids.append(image_id)
+                vectors.append(snapshot.vectors(np.array([position[image_id]]))[0])
+                continue
+            try:
+                decoded = decode_image(data, self.embedder.image_size)
+            except ImageDecodeError as e:
+                raise UnknownImageError(f"cannot use {path} as a query image: {e}") from e
+            vectors.append(self.embedder.embed_images([decoded.image])[0])
+        return np.stack(vectors), ids
+
+    def _locate(self, text: str) -> Path:
+        for candidate in (Path(text).expanduser(), self.root / text):
+            if candidate.is_file():
+                return candidate
+        raise UnknownImageError(
+            f"{text!r} is neither an image id embedded in this library nor a readable image file"
+        )
+
+
+def _describe(ref: Any) -> str:
+    if isinstance(ref, Image.Image):
+        return f"<PIL image {ref.width}x{ref.height}>"
+    return os.fspath(ref)
