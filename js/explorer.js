@@ -210,6 +210,7 @@ function render({ model, el }) {
       if (stats.frames.length > 600) { stats.frames.shift(); stats.draws.shift(); stats.drawn.shift(); }
     }
     el.dataset.frames = String(stats.frames.length);
+    el.dataset.draws = String(Number(el.dataset.draws || 0) + 1); // every frame drawn (tests wait on it)
     if (rotating) schedule();
     else if (drawn < count) { // one full frame once the view has been still for a moment
       clearTimeout(idleTimer);

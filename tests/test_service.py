@@ -162,7 +162,7 @@ def test_a_file_added_while_watching_is_embedded_without_calling_update(
     services.append(service)
     assert service.wait(timeout=300) and service.library.status()["embedded"] == 24
     assert service.library.status()["watch"]
-    time.sleep(0.5)  # the watcher is running (it starts with the service)
+    assert eventually(lambda: service.status()["watching"], timeout=30)  # events are being received
     add_images(image_folder, stamps_root, "space", 1)
     added = time.monotonic()
     assert eventually(lambda: service.library.status()["embedded"] == 25, timeout=30)

@@ -114,6 +114,7 @@ class Service:
         self._requested = True  # the first run starts at once
         self._updating = False
         self._stop = threading.Event()
+        self._watching = threading.Event()  # set once file events are being received
         name = self.library.root.name or "library"
         self._thread = threading.Thread(target=self._loop, name=f"picsift-service-{name}", daemon=True)
         self._watcher: threading.Thread | None = None
@@ -173,7 +174,8 @@ class Service:
         ``state``: ``"updating"``, ``"idle"`` or ``"stopped"``; ``progress``: ``{done, total}`` files
         while a run reads them (else None); ``last_update``, ``next_run``: epoch seconds;
         ``last_report``: the last successful run's summary; ``failing``: whether the last run failed
-        (then ``last_error`` says why); ``busy_skips``: runs skipped because another process was updating.
+        (then ``last_error`` says why); ``busy_skips``: runs skipped because another process was updating;
+        ``watching``: file events are being received (``watch=True``, about a second after the start).
         """
         with self._condition:
             updating = self._updating
@@ -184,6 +186,7 @@ class Service:
             "progress": dict(self._progress) if self._progress and updating else None,
             "interval": self.interval,
             "watch": self.watch,
+            "watching": self._watching.is_set() and self._watcher is not None and self._watcher.is_alive(),
             "runs": self.runs,
             "last_run": self._last_run,
             "last_update": self._last_finished,
@@ -281,7 +284,11 @@ class Service:
 
         try:
             for changes in watch(root, watch_filter=relevant, debounce=int(self.debounce * 1000), step=50,
-                                 stop_event=self._stop, rust_timeout=1000, raise_interrupt=False):
+                                 stop_event=self._stop, rust_timeout=1000, yield_on_timeout=True,
+                                 raise_interrupt=False):
+                self._watching.set()  # the first (empty) batch comes once the watcher is registered
+                if not changes:
+                    continue
                 log.debug("%d file changes under %s: updating", len(changes), root)
                 self._request()
         except Exception as e:  # the schedule keeps running without events

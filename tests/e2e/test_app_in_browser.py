@@ -242,8 +242,9 @@ def test_lasso_on_the_2d_map_selects_the_points_inside_into_a_collection(lab_pag
     page.wait_for_function("v => Number(document.querySelector('.picsift-explorer').dataset.pointsVersion) > v",
                            arg=version)
     page.wait_for_function("() => !document.querySelector('.picsift-projection-state').textContent.includes('comput')")
+    draws = int(explorer.get_attribute("data-draws") or 0)
     page.locator(".picsift-drag-mode").select_option("lasso")  # first: choosing may scroll the page
-    page.wait_for_timeout(300)  # the 2D frame is drawn
+    page.wait_for_function("n => Number(document.querySelector('.picsift-explorer').dataset.draws) > n", arg=draws)
     points = page.eval_on_selector(".picsift-explorer", "el => Array.from({length: Number(el.dataset.points)},"
                                    " (_, i) => el.__picsiftScreen(i))")
     box = page.locator(".picsift-explorer canvas").bounding_box()
