@@ -241,7 +241,10 @@ function render({ model, el }) {
     gl.bufferData(gl.ARRAY_BUFFER, permute(values, perm, 1), gl.DYNAMIC_DRAW);
     legend.replaceChildren(...(continuous
       ? [h("span", {}, `score ${span[0].toFixed(3)} (dark) … ${span[1].toFixed(3)} (bright)`)]
-      : model.get("_legend").slice(0, 20).map((name, i) => name && h("span", {}, h("i", { style: `background: rgb(${PALETTE[i % 10].map((c) => Math.round(c * 255)).join(",")})` }), name)).filter(Boolean)));
+      : model.get("_legend").slice(0, 20).map((name, i) => name && h("span", {
+        class: "picsift-legend-entry", title: `select every ${name.replace(/ \([\d,]+\)$/, "")} point`,
+        onclick: () => send(model, "select_category", { index: i }),
+      }, h("i", { style: `background: rgb(${PALETTE[i % 10].map((c) => Math.round(c * 255)).join(",")})` }), name)).filter(Boolean)));
     el.dataset.colorBy = model.get("color_by");
     schedule();
   };

@@ -583,6 +583,10 @@ def test_explorer_colours_by_metadata_fields(library: Library, labelled: dict[st
     explorer.color_by = "tag:outdoor"
     assert explorer._color_kind == "category" and legend() == ["outdoor (5)", "(no outdoor) (19)"]
     assert {i for i, name in shown().items() if name == "outdoor"} == outdoor
+    message(explorer, {"type": "select_category", "index": 0})  # a click on the legend's "outdoor"
+    assert set(explorer.selection) == outdoor and explorer.error == ""
+    message(explorer, {"type": "select_category", "index": 5})  # a padding slot, not an entry
+    assert "no legend entry 5" in explorer.error and set(explorer.selection) == outdoor
     explorer.color_by = "class"
     with_cars = {labelled["vehicles"][i] for i, n in enumerate(CARS) if n}
     assert legend() == ["car (6)", "(no objects) (18)"]

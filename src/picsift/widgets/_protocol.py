@@ -25,6 +25,7 @@ MESSAGE_TYPES: dict[str, tuple[str, str]] = {
     "sample": ("in", "sampler: draw {method, n_clusters, size, seed}"),
     "pick": ("in", "explorer: a point was clicked {index}"),
     "compute_umap": ("in", "explorer: start the UMAP projection"),
+    "select_category": ("in", "explorer: select every point of legend entry {index}"),
     "save_collection": ("in", "collections: save the current view as {name}"),
     "show_collection": ("in", "collections: show collection {name} in the gallery"),
     "delete_collection": ("in", "collections: delete {name}"),

@@ -260,6 +260,16 @@ class Explorer(PicsiftWidget):
         self.send({"type": "thumbnails", "request_id": content.get("request_id"), "indices": indices,
                    "ids": ids, "names": names}, buffers)
 
+    def select_category(self, index: int) -> list[str]:
+        """Select every point of legend entry ``index`` (a folder, a tag value, a cluster...); returns their ids."""
+        if self._color_kind != "category" or not 0 <= index < len(self._legend) or not self._legend[index]:
+            raise ValueError(f"no legend entry {index} to select: colour by a category (color_by={self.color_by!r})")
+        self.selection = self.ids[np.asarray(self._colors) == index].tolist()
+        return list(self.selection)
+
+    def _on_select_category(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        self.select_category(int(content.get("index", -1)))
+
     def _on_compute_umap(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         self.compute_umap(refit=bool(content.get("refit", False)))
 
