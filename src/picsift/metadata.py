@@ -419,11 +419,9 @@ class Metadata:
         elif field in ("class", "author"):
             column = "class" if field == "class" else "COALESCE(author, '(unknown author)')"
             found = {}
-            best: dict[str, int] = {}
-            for image_id, value, n in db.execute(f"SELECT image_id, {column}, COUNT(*) FROM objects"
-                                                 " GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"):
-                if image_id not in best:  # rows come most frequent first
-                    best[image_id], found[image_id] = n, str(value)
+            for image_id, value, _n in db.execute(f"SELECT image_id, {column}, COUNT(*) FROM objects"
+                                                  " GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"):
+                found.setdefault(image_id, str(value))  # each image's rows come most frequent first
             missing = "(no objects)"
         elif field == "issues":
             found = {r[0]: "open issues"

@@ -51,12 +51,10 @@ class CollectionsList(PicsiftWidget):
         self._show_callbacks.append(callback)
 
     def refresh(self) -> None:
-        table = self.library.collections()
-        self.rows = [{"name": str(r.name), "size": int(r.size), "query": str(r.query) if r.query is not None else ""}
-                     for r in table.itertuples()]
-        last = next((r for r in self.library.catalog.collection_names() if r[0] == TEMPORARY), None)
-        self.temporary = {} if last is None else {"name": TEMPORARY, "size": int(last[3]),
-                                                  "query": describe_recipe(json.loads(last[2]))}
+        rows = [{"name": name, "size": int(size), "query": describe_recipe(json.loads(recipe))}
+                for name, _created, recipe, size in self.library.catalog.collection_names()]
+        self.rows = [row for row in rows if row["name"] != TEMPORARY]
+        self.temporary = next((row for row in rows if row["name"] == TEMPORARY), {})
 
     def view(self) -> pd.DataFrame:
         return self._view() if self._view is not None else self.library.collection()
