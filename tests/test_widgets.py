@@ -643,6 +643,11 @@ def test_collections_list_shows_the_temporary_collection_and_goes_back_to_it(pan
     message(panel.collections, {"type": "show_collection", "name": "_temporary"})  # a sample has no scores
     assert panel.gallery._count == 4 and not panel.gallery._has_scores
     assert panel.gallery.ids.tolist() == library.collection()["id"].tolist()
+    panel.search("a red car", limit=5)
+    library.search("a boat", limit=2)  # a search from code replaces the app's last one as the temporary
+    panel.collections.refresh()
+    message(panel.collections, {"type": "show_collection", "name": "_temporary"})
+    assert panel.gallery._count == 2 and panel.gallery.ids.tolist() == library.collection()["id"].tolist()
     assert [row["name"] for row in panel.collections.rows] == ["two"]  # saved ones only
 
 

@@ -188,8 +188,10 @@ class App(ipywidgets.VBox):
             self.explorer.selection = list(ids)
 
     def _show_collection(self, name: str) -> None:
-        if name == TEMPORARY and self.results is not None:  # the last search, with every score in scope
-            self.show_results(self.results, self.collections.temporary.get("query") or "last search")
+        last = self.results
+        if name == TEMPORARY and last is not None and (  # the app's last search, with every score in scope,
+                last.query.get("time") == self.library.collection_recipe(TEMPORARY).get("time")):  # still the last
+            self.show_results(last, self.collections.temporary.get("query") or "last search")
             return
         df = self.library.collection(name)
         recipe = self.library.collection_recipe(name)
