@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,15 @@ def stamp_files(root: Path, categories: tuple[str, ...], per_category: int) -> l
     for category in categories:
         files.extend(sorted((root / category).rglob("*.png"))[:per_category])
     return files
+
+
+def ids_by_folder(library: Any) -> dict[str, list[str]]:
+    """A library's image ids grouped by the name of the folder holding them, in path order."""
+    images = library.images()
+    folders: dict[str, list[str]] = {}
+    for path, image_id in zip(images["path"], images["id"], strict=True):
+        folders.setdefault(Path(path).parent.name, []).append(image_id)
+    return folders
 
 
 @pytest.fixture

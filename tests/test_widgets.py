@@ -33,6 +33,8 @@ from picsift.widgets._source import ImageSource
 from picsift.widgets.explorer import categories
 from picsift.widgets.score_range import count_in_range, suggest_threshold
 
+from .conftest import ids_by_folder
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -384,10 +386,7 @@ OUTDOOR = {0, 2, 4, 6}
 @pytest.fixture
 def labelled(library: Library) -> dict[str, list[str]]:
     """Cars and an "outdoor" tag on the vehicles (see CARS, OUTDOOR); ids of each folder in path order."""
-    images = library.images()
-    by_folder: dict[str, list[str]] = {}
-    for path, image_id in zip(images["path"], images["id"], strict=True):
-        by_folder.setdefault(Path(path).parent.name, []).append(image_id)
+    by_folder = ids_by_folder(library)
     meta = library.metadata
     for i, image_id in enumerate(by_folder["vehicles"]):
         for k in range(CARS[i]):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import stamp_files
+from ..conftest import ids_by_folder, stamp_files
 from .harness import CHROMIUM, chromium, jupyterlab, open_and_run, write_notebook
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
@@ -47,10 +47,7 @@ def labelled_counts() -> dict[str, int]:
 
 def label(library: Any) -> None:
     """Car objects and "outdoor" tags (see VEHICLE_CARS) on the e2e library's images."""
-    images = library.images()
-    folders: dict[str, list[str]] = {}
-    for path, image_id in zip(images["path"], images["id"], strict=True):
-        folders.setdefault(Path(path).parent.name, []).append(image_id)
+    folders = ids_by_folder(library)
     meta = library.metadata
     for i, image_id in enumerate(folders["vehicles"]):
         for k in range(VEHICLE_CARS[i]):
