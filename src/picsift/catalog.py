@@ -441,6 +441,14 @@ class Catalog:
             " LEFT JOIN collection_items i ON i.collection = c.name GROUP BY c.name ORDER BY c.created"
         ).fetchall()
 
+    def collection_summary(self, name: str) -> tuple[dict[str, object], int]:
+        """One collection's recipe and size (KeyError if there is none), without reading the others."""
+        row = self.db.execute("SELECT recipe FROM collections WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise KeyError(name)
+        size = self.db.execute("SELECT COUNT(*) FROM collection_items WHERE collection=?", (name,)).fetchone()[0]
+        return json.loads(row[0]), int(size)
+
     def collection_items(self, name: str) -> tuple[dict[str, object], list[tuple[str, float | None, int]]]:
         row = self.db.execute("SELECT recipe FROM collections WHERE name=?", (name,)).fetchone()
         if row is None:

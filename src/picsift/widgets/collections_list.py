@@ -51,10 +51,17 @@ class CollectionsList(PicsiftWidget):
         self._show_callbacks.append(callback)
 
     def refresh(self) -> None:
-        rows = [{"name": name, "size": int(size), "query": describe_recipe(json.loads(recipe))}
-                for name, _created, recipe, size in self.library.catalog.collection_names()]
+        rows = [_row(name, json.loads(recipe), size) for name, _created, recipe, size
+                in self.library.catalog.collection_names()]
         self.rows = [row for row in rows if row["name"] != TEMPORARY]
         self.temporary = next((row for row in rows if row["name"] == TEMPORARY), {})
+
+    def refresh_temporary(self) -> None:
+        """Re-read the temporary row only: a search or sample replaced it, the saved ones are as they were."""
+        try:
+            self.temporary = _row(TEMPORARY, *self.library.catalog.collection_summary(TEMPORARY))
+        except KeyError:
+            self.temporary = {}
 
     def view(self) -> pd.DataFrame:
         return self._view() if self._view is not None else self.library.collection()
@@ -95,3 +102,7 @@ class CollectionsList(PicsiftWidget):
     def _on_export(self, _content: dict[str, Any], _buffers: list[bytes]) -> None:
         self.exported = self.view()
         self.notice = f"exported {len(self.exported)} rows: .exported (a pandas DataFrame)"
+
+
+def _row(name: str, recipe: dict[str, Any], size: int) -> dict[str, Any]:
+    return {"name": name, "size": int(size), "query": describe_recipe(recipe)}

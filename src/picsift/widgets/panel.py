@@ -122,9 +122,10 @@ class App(ipywidgets.VBox):
     def _ensure_explorer(self) -> None:
         explorer = Explorer(layout=ipywidgets.Layout(flex="2 1 0", min_width="0"))
         explorer.source = self.source
-        explorer.refresh_fields()
         if self.library.status()["embedded"]:
-            explorer.load()
+            explorer.load()  # reads the colour fields too
+        else:
+            explorer.refresh_fields()
         explorer.on_pick(self._pick)
         traitlets.link((self.gallery, "selection"), (explorer, "selection"))
         self.explorer = explorer
@@ -203,7 +204,7 @@ class App(ipywidgets.VBox):
     def _temporary_shown(self) -> None:
         """The gallery shows the temporary collection, which the last search or sample just replaced."""
         self.collections.current = TEMPORARY
-        self.collections.refresh()
+        self.collections.refresh_temporary()
 
     def _action_target(self) -> list[str]:
         """The selected images in the gallery, or else every tile it shows (filters and score range applied)."""
