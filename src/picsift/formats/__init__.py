@@ -211,6 +211,16 @@ def load_json(path: Path) -> Any:
         raise PicsiftError(f"cannot read {path}: {type(e).__name__}: {e}") from e
 
 
+def listed(data: dict[str, Any], key: str, file: Path) -> list[Any]:
+    """``data[key]`` when it is a list (missing or null: an empty one), else a PicsiftError naming the field."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PicsiftError(f"{file}: {key!r} must be a list, got {_short(value)}")
+    return value
+
+
 @contextmanager
 def reading(file: Path, entry: str = "") -> Iterator[None]:
     """Turn a surprise in an annotation file (a missing field, a value of the wrong type) into a

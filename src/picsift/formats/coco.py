@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import PicsiftError
 from ..safe_paths import check_relative, project_file
-from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, load_json, reading
+from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, listed, load_json, reading
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _read_file(file: Path, name: str, folders: list[Path], project: Project, roo
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise PicsiftError(f"{file} is not a COCO instances file: it has no 'images' list")
     categories: dict[Any, str] = {}
-    for n, category in enumerate(data.get("categories") or []):
+    for n, category in enumerate(listed(data, "categories", file)):
         with reading(file, f"categories[{n}]"):
             categories[category["id"]] = category["name"]
             project.classes.setdefault(category["name"], "any")
@@ -68,7 +68,7 @@ def _read_file(file: Path, name: str, folders: list[Path], project: Project, roo
                               [(t["name"], t.get("value")) for t in image.get("tags") or []])
             items[image["id"]] = item
             dataset.items.append(item)
-    for n, ann in enumerate(data.get("annotations") or []):
+    for n, ann in enumerate(listed(data, "annotations", file)):
         with reading(file, f"annotations[{n}]"):
             _read_annotation(ann, file, categories, items)
     return dataset
