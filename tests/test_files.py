@@ -294,3 +294,22 @@ def test_journal_rows_outside_the_library_are_dropped_not_run(library: picsift.L
     assert outside.is_file() and disk(reopened.root) == before
     assert reopened.catalog.db.execute("SELECT COUNT(*) FROM file_actions").fetchone()[0] == 0
     assert_consistent(reopened)
+
+
+def test_video_frames_in_a_workspace_outside_the_root_can_still_be_deleted(tmp_path: Path, stamps_root: Path) -> None:
+    (tmp_path / "images").mkdir()
+    lib = picsift.Library(tmp_path / "images", workspace=tmp_path / "work")
+    frame = lib.workspace / "frames" / "0123456789abcdef" / "000001000.jpg"  # where update() caches frames
+    frame.parent.mkdir(parents=True)
+    shutil.copy2(stamp_files(stamps_root, ("food",), 1)[0], frame)
+    image_id = content_id(frame.read_bytes())
+    with lib.catalog.transaction() as db:  # the row update() writes for a frame: an absolute path in the workspace
+        lib.catalog.upsert_files(db, [picsift.catalog.FileRow(str(frame), frame.stat().st_size, 0, image_id,
+                                                              None, None, None)])
+    assert lib.delete_images([image_id]) == 1
+    assert not frame.exists() and catalogued(lib) == {}
+    with lib.catalog.transaction() as db:  # but not an absolute path beside the workspace
+        lib.catalog.upsert_files(db, [picsift.catalog.FileRow(str(tmp_path / "work-other" / "x.jpg"), 1, 0,
+                                                              image_id, None, None, None)])
+    with pytest.raises(PicsiftError, match="outside the library"):
+        lib.delete_images([image_id])
