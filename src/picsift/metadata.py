@@ -385,7 +385,12 @@ class Metadata:
             "supervisely", "coco" or "yolo" (see :mod:`picsift.formats`).
         target
             Folder under the library root for the images (default: the project folder's name); each
-            dataset gets a subfolder. Images already under the library root stay where they are.
+            dataset gets a subfolder. Images already under the library root stay where they are. A
+            target or dataset name with an empty, hidden or ``..`` part, or an absolute one, is refused.
+
+        The project folder is untrusted input: only regular files inside it (after resolving links) are
+        read, and a malformed or escaping entry raises :class:`~picsift.errors.PicsiftError` naming the
+        file and entry before anything is copied (see :mod:`picsift.formats`).
         copy
             ``False`` refuses projects whose images are not already under the library root.
 
