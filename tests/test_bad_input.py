@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,9 @@ from PIL import Image
 import picsift
 import picsift.update
 from picsift.embedding.decode import ImageDecodeError, decode_image
+from picsift.errors import PicsiftError
+
+from .test_formats import make_coco, make_supervisely, make_yolo
 
 
 @pytest.fixture
@@ -189,3 +195,56 @@ def test_unreadable_folder_names_are_reported_not_fatal(tmp_path: Path, image_fo
     report = picsift.Library(folder, model=tiny_model).update(progress=False)
     assert any("not valid UTF-8" in reason for _, reason in report.skipped)
     assert report.embedded == 24
+
+
+def _edit_json(path: Path, edit: Callable[[Any], None]) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+# Each case breaks one entry of a real project; the error names the file, the entry and the problem.
+MALFORMED: list[tuple[str, str, Callable[[Path], None], str]] = [
+    ("coco", "missing file_name", lambda p: _edit_json(p / "annotations" / "instances_train.json",
+                                                      lambda d: d["images"][1].pop("file_name")),
+     r"instances_train\.json, images\[1\]: missing field 'file_name'"),
+    ("coco", "bbox of text", lambda p: _edit_json(p / "annotations" / "instances_val.json",
+                                                 lambda d: d["annotations"][0].update(bbox="wide")),
+     r"instances_val\.json, annotations\[0\]: malformed entry"),
+    ("coco", "categories not a list", lambda p: _edit_json(p / "annotations" / "instances_val.json",
+                                                          lambda d: d.update(categories={"7": "fruit"})),
+     r"instances_val\.json: 'categories' must be a list"),
+    ("coco", "width too large", lambda p: _edit_json(p / "annotations" / "instances_val.json",
+                                                    lambda d: d["images"][0].update(width=2**63)),
+     "width and height must be positive whole numbers"),
+    ("coco", "deep nesting", lambda p: (p / "annotations" / "instances_val.json").write_text("[" * 100_000),
+     r"instances_val\.json: RecursionError"),
+    ("supervisely", "NaN point", lambda p: _edit_json(next((p / "animals" / "ann").iterdir()),
+                                                      lambda d: d["objects"][0]["points"]["exterior"][0]
+                                                      .__setitem__(0, float("nan"))),
+     "needs at least 2 points of two finite numbers"),
+    ("supervisely", "tag value a mapping", lambda p: _edit_json(next((p / "animals" / "ann").iterdir()),
+                                                                lambda d: d["tags"][0].update(value={"a": 1})),
+     "a tag value is text, a finite number or nothing"),
+    ("supervisely", "class title a number", lambda p: _edit_json(p / "meta.json",
+                                                                 lambda d: d["classes"][0].update(title=3)),
+     "class name 3 is not text"),
+    ("yolo", "infinite coordinate", lambda p: next((p / "labels" / "train").iterdir()).write_text("0 inf 0.5 .1 .1\n"),
+     r"\.txt:1: coordinates must be finite numbers"),
+    ("yolo", "label not UTF-8", lambda p: next((p / "labels" / "train").iterdir()).write_bytes(b"0 \xff\xfe\n"),
+     "can't decode byte 0xff"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "case", "breaks", "message"), MALFORMED, ids=[c[1] for c in MALFORMED])
+def test_malformed_annotations_get_an_error_naming_the_entry(
+    tmp_path: Path, stamps_root: Path, fmt: str, case: str, breaks: Callable[[Path], None], message: str,
+) -> None:
+    make = {"coco": make_coco, "supervisely": make_supervisely, "yolo": make_yolo}[fmt]
+    project = make(tmp_path / "src", stamps_root)
+    breaks(project)
+    (tmp_path / "lib").mkdir()
+    library = picsift.Library(tmp_path / "lib")
+    with pytest.raises(PicsiftError, match=message):
+        library.metadata.import_project(project, fmt)
+    assert library.metadata.dataset_names() == [] and library.metadata.objects().empty  # nothing half-imported

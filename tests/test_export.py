@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 import picsift
 from picsift.cli import main
 from picsift.errors import PicsiftError
 from picsift.export import read_table
+
+from .conftest import stamp_files
 
 
 @pytest.fixture
@@ -118,3 +121,51 @@ def test_cli_imports_a_project(labelled: picsift.Library, tmp_path: Path, capsys
     with picsift.Library(other, model=labelled.spec.text) as lib:
         assert lib.status()["embedded"] == 7
         assert len(lib.metadata.objects()) == 4
+
+
+def two_images_of_one_stem(tmp_path: Path, stamps_root: Path) -> tuple[picsift.Library, str, str]:
+    """A library whose dataset ``pics`` holds ``cat.png`` and ``cat.jpg`` (different pictures), each with its box."""
+    root = tmp_path / "lib"
+    (root / "pics").mkdir(parents=True)
+    first, second = stamp_files(stamps_root, ("animals",), 2)
+    shutil.copy2(first, root / "pics" / "cat.png")
+    with Image.open(second) as image:
+        image.convert("RGB").save(root / "pics" / "cat.jpg", quality=90)
+    lib = picsift.Library(root)
+    meta = lib.metadata
+    meta.add_dataset("pics")
+    png, jpg = meta.add_to_dataset("pics", "pics/cat.png"), meta.add_to_dataset("pics", "pics/cat.jpg")
+    meta.add_object(png, "cat", bbox=(1, 2, 11, 12))
+    meta.add_object(jpg, "dog", bbox=(3, 4, 23, 24))
+    meta.add_object(jpg, "dog", bbox=(5, 6, 25, 26))
+    return lib, png, jpg
+
+
+def test_yolo_export_keeps_the_labels_of_images_sharing_a_stem(tmp_path: Path, stamps_root: Path) -> None:
+    lib, png, jpg = two_images_of_one_stem(tmp_path, stamps_root)
+    out = lib.export([png, jpg], tmp_path / "yolo", "yolo")
+    labels = sorted(p.name for p in (out / "labels" / "pics").iterdir())
+    images = sorted(p.name for p in (out / "images" / "pics").iterdir())
+    assert len(labels) == len(images) == 2
+    assert sorted(Path(n).stem for n in images) == [Path(n).stem for n in labels]  # each image has its own labels
+
+    (tmp_path / "again").mkdir()
+    again = picsift.Library(tmp_path / "again")
+    again.metadata.import_project(out, "yolo")
+    boxes = {image_id: sorted((o["class"], [[round(v) for v in p] for p in o["points"]])
+                              for o in again.metadata.objects(image_id).to_dict("records")) for image_id in (png, jpg)}
+    assert boxes == {png: [("cat", [[1, 2], [11, 12]])],
+                     jpg: [("dog", [[3, 4], [23, 24]]), ("dog", [[5, 6], [25, 26]])]}
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "supervisely"])
+def test_export_never_writes_beside_its_folder(tmp_path: Path, stamps_root: Path, fmt: str) -> None:
+    lib, png, jpg = two_images_of_one_stem(tmp_path, stamps_root)
+    with pytest.raises(PicsiftError, match="invalid dataset name"):
+        lib.metadata.add_dataset("pics/..")
+    with lib.catalog.transaction() as db:  # a crafted workspace: a dataset whose last name part is '..'
+        db.execute("UPDATE datasets SET name='pics/..' WHERE name='pics'")
+    outside = sorted(tmp_path.rglob("*"))
+    with pytest.raises(PicsiftError, match=r"'pics/\.\.'"):
+        lib.export([png, jpg], tmp_path / "out" / "project", fmt)
+    assert [p for p in sorted(tmp_path.rglob("*")) if tmp_path / "out" not in [p, *p.parents]] == outside

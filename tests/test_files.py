@@ -143,12 +143,13 @@ CHILD = KILL_AFTER + textwrap.dedent(
     import sys
     import picsift, picsift.files
     folder, spec, action, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    dataset = sys.argv[6] if len(sys.argv) > 6 else "moved"
     lib = picsift.Library(folder, model=spec, index="exact")
     ids = sorted(i for p, i in lib.catalog.db.execute("SELECT path, image_id FROM files") if p.startswith("animals/"))
     owner = {"rename": picsift.files.os, "unlink": picsift.files.Path, "plan": picsift.files.FileActions}[point]
     kill_after(owner, point, nth)
     if action == "move":
-        lib.move_images(ids, "moved")
+        lib.move_images(ids, dataset)
     else:
         lib.delete_images(ids)
     """
@@ -207,3 +208,108 @@ def test_labels_of_files_removed_outside_picsift_are_kept_until_pruned(library: 
     assert lib.metadata.prune() == 1
     assert lib.metadata.orphans() == [] and lib.metadata.tags(gone) == []
     assert len(lib.metadata.objects()) == 1  # the labels of images still here are untouched
+
+
+# -- the only copy of an image is never lost, and nothing outside the library is touched --------------------------
+
+def test_moving_into_a_folder_that_is_the_source_through_a_link_keeps_the_file(library: picsift.Library) -> None:
+    lib = library
+    (lib.root / "zoo").symlink_to("animals", target_is_directory=True)  # zoo/x.png is animals/x.png
+    animals = ids_in(lib, "animals")
+    before = disk(lib.root / "animals")
+
+    lib.move_images(animals, "zoo")
+
+    assert disk(lib.root / "animals") == before  # the files are where they were, none unlinked
+    assert sorted(lib.metadata.dataset_items("zoo")["id"]) == animals
+    assert all(p.is_file() for p in lib.paths(animals).values())
+    lib.update(progress=False)
+    assert ids_in(lib, "animals") == animals
+
+
+def test_recovering_a_move_onto_the_same_file_keeps_it(library: picsift.Library, tiny_model: str) -> None:
+    lib = library
+    (lib.root / "zoo").symlink_to("animals", target_is_directory=True)
+    before = disk(lib.root / "animals")
+    lib.close()
+    child = subprocess.run([sys.executable, "-c", CHILD, str(lib.root), tiny_model, "move", "plan", "1", "zoo"],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == -9, child.stderr[-2000:]  # killed with the moves journalled, none done
+
+    reopened = picsift.Library(lib.root, model=tiny_model, index="exact")  # recovery finishes the moves
+    assert disk(reopened.root / "animals") == before
+    assert reopened.catalog.db.execute("SELECT COUNT(*) FROM file_actions").fetchone()[0] == 0
+
+
+def write_outside(library: picsift.Library) -> tuple[Path, str]:
+    """A copy of a library image beside the library folder, and its id."""
+    outside = library.root.parent / "outside" / "precious.png"
+    outside.parent.mkdir()
+    image_id = ids_in(library, "food")[0]
+    shutil.copy2(library.paths([image_id])[image_id], outside)
+    return outside, image_id
+
+
+@pytest.mark.parametrize("path", ["../outside/precious.png", "OUTSIDE"])
+def test_catalog_paths_outside_the_library_are_never_acted_on(library: picsift.Library, path: str) -> None:
+    lib = library
+    outside, image_id = write_outside(lib)
+    path = str(outside) if path == "OUTSIDE" else path
+    with lib.catalog.transaction() as db:  # a crafted workspace: a dataset item recorded outside the root
+        db.execute("INSERT INTO datasets(name, folder, source, created) VALUES ('evil', 'evil', '{}', 0)")
+        db.execute("INSERT INTO dataset_items(dataset, path, image_id) VALUES (1, ?, ?)", (path, image_id))
+    before = disk(lib.root)
+    for act in (lambda: lib.delete_images([image_id]), lambda: lib.move_images([image_id], "taken"),
+                lambda: lib.copy_images([image_id], "taken")):
+        with pytest.raises(PicsiftError, match="outside the library"):
+            act()
+    assert outside.is_file() and disk(lib.root) == before
+    assert lib.catalog.db.execute("SELECT COUNT(*) FROM file_actions").fetchone()[0] == 0
+
+
+def test_crafted_dataset_folders_outside_the_library_are_refused(library: picsift.Library) -> None:
+    lib = library
+    with lib.catalog.transaction() as db:
+        db.execute("INSERT INTO datasets(name, folder, source, created) VALUES ('away', '../away', '{}', 0)")
+    with pytest.raises(PicsiftError, match="outside the library"):
+        lib.copy_images(ids_in(lib, "food")[:1], "away")
+    assert not (lib.root.parent / "away").exists()
+
+
+def test_journal_rows_outside_the_library_are_dropped_not_run(library: picsift.Library, tiny_model: str) -> None:
+    lib = library
+    outside, image_id = write_outside(lib)
+    inside = next(p for p, i in catalogued(lib).items() if i == image_id)
+    with lib.catalog.transaction() as db:  # a crafted workspace: interrupted actions that reach outside
+        db.execute("INSERT INTO datasets(name, folder, source, created) VALUES ('x', 'x', '{}', 0)")
+        db.executemany("INSERT INTO file_actions(action, source, target, image_id, dataset) VALUES (?, ?, ?, ?, ?)", [
+            ("move", "../outside/precious.png", inside, image_id, "x"),  # "finishing" it would unlink the source
+            ("move", str(outside), inside, image_id, "x"),
+            ("delete", "../outside/precious.png", None, image_id, None),
+            ("copy", inside, "../outside/new.png", image_id, "x"),
+        ])
+    before = disk(lib.root)
+    lib.close()
+    reopened = picsift.Library(lib.root, model=tiny_model, index="exact")
+    assert outside.is_file() and disk(reopened.root) == before
+    assert reopened.catalog.db.execute("SELECT COUNT(*) FROM file_actions").fetchone()[0] == 0
+    assert_consistent(reopened)
+
+
+def test_video_frames_in_a_workspace_outside_the_root_can_still_be_deleted(tmp_path: Path, stamps_root: Path) -> None:
+    (tmp_path / "images").mkdir()
+    lib = picsift.Library(tmp_path / "images", workspace=tmp_path / "work")
+    frame = lib.workspace / "frames" / "0123456789abcdef" / "000001000.jpg"  # where update() caches frames
+    frame.parent.mkdir(parents=True)
+    shutil.copy2(stamp_files(stamps_root, ("food",), 1)[0], frame)
+    image_id = content_id(frame.read_bytes())
+    with lib.catalog.transaction() as db:  # the row update() writes for a frame: an absolute path in the workspace
+        lib.catalog.upsert_files(db, [picsift.catalog.FileRow(str(frame), frame.stat().st_size, 0, image_id,
+                                                              None, None, None)])
+    assert lib.delete_images([image_id]) == 1
+    assert not frame.exists() and catalogued(lib) == {}
+    with lib.catalog.transaction() as db:  # but not an absolute path beside the workspace
+        lib.catalog.upsert_files(db, [picsift.catalog.FileRow(str(tmp_path / "work-other" / "x.jpg"), 1, 0,
+                                                              image_id, None, None, None)])
+    with pytest.raises(PicsiftError, match="outside the library"):
+        lib.delete_images([image_id])

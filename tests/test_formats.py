@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,129 @@ def test_yolo_names_without_a_yaml_library(tmp_path: Path) -> None:
     assert parse_names("names:\n- a\n- b\n", where) == ["a", "b"]
     with pytest.raises(PicsiftError, match="no 'names:'"):
         parse_names("nc: 2\n", where)
+
+
+# -- a project folder is untrusted input: it reads nothing outside itself, and writes nothing outside the library --
+
+def private_image(tmp_path: Path, stamps_root: Path) -> Path:
+    """A real image outside every project and library: no import may copy it."""
+    secret = tmp_path / "private" / "secret.png"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(stamp_files(stamps_root, ("animals",), 6)[5], secret)
+    return secret
+
+
+def library_contents(lib: Library) -> dict[str, bytes]:
+    """Every file under the library root but outside its workspace, by relative path."""
+    return {p.relative_to(lib.root).as_posix(): p.read_bytes() for p in sorted(lib.root.rglob("*"))
+            if p.is_file() and ".picsift" not in p.relative_to(lib.root).parts}
+
+
+def set_coco_file_name(project: Path, file_name: Any) -> None:
+    instances = project / "annotations" / "instances_val.json"
+    data = json.loads(instances.read_text())
+    data["images"][0]["file_name"] = file_name
+    instances.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("file_name", ["ABSOLUTE", "../../private/secret.png", "images/../../../private/secret.png",
+                                       42, None, ["a.png"]])
+def test_coco_file_names_outside_the_project_are_refused(library: Library, tmp_path: Path, stamps_root: Path,
+                                                         file_name: Any) -> None:
+    secret = private_image(tmp_path, stamps_root)
+    file_name = str(secret) if file_name == "ABSOLUTE" else file_name
+    project = make_coco(tmp_path / "src", stamps_root)
+    set_coco_file_name(project, file_name)
+    with pytest.raises(PicsiftError, match=re.escape(repr(file_name))) as caught:
+        library.metadata.import_project(project, "coco")
+    assert "instances_val.json" in str(caught.value)  # the error names the file and the entry
+    assert library_contents(library) == {} and library.metadata.dataset_names() == []
+    assert secret.read_bytes() not in library_contents(library).values()
+
+
+@pytest.mark.parametrize("fmt", ["supervisely", "coco", "yolo"])
+@pytest.mark.parametrize("link", ["image", "folder"])
+def test_symlinks_out_of_the_project_are_refused(library: Library, tmp_path: Path, stamps_root: Path,
+                                                 fmt: str, link: str) -> None:
+    secret = private_image(tmp_path, stamps_root)
+    make = {"supervisely": make_supervisely, "coco": make_coco, "yolo": make_yolo}[fmt]
+    project = make(tmp_path / "src", stamps_root)
+    folder = {"supervisely": project / "vehicles" / "img", "coco": project / "images" / "val",
+              "yolo": project / "images" / "val"}[fmt]
+    if link == "image":  # one image of the project is a link to the private file
+        image = sorted(folder.iterdir())[0]
+        image.unlink()
+        image.symlink_to(secret)
+    else:  # the whole image folder is a link to the private folder, with the same file names
+        for image in folder.iterdir():
+            shutil.copy2(secret, secret.parent / image.name)
+        shutil.rmtree(folder)
+        folder.symlink_to(secret.parent, target_is_directory=True)
+    with pytest.raises(PicsiftError, match="outside the project"):
+        library.metadata.import_project(project, fmt)
+    assert secret.read_bytes() not in library_contents(library).values()
+    assert library.metadata.dataset_names() == []
+
+
+def test_yolo_label_files_linked_out_of_the_project_are_refused(library: Library, tmp_path: Path,
+                                                                stamps_root: Path) -> None:
+    private = tmp_path / "private" / "notes.txt"
+    private.parent.mkdir()
+    private.write_text("0 0.5 0.5 0.2 0.2\n")  # a valid label: only where it lies is wrong
+    project = make_yolo(tmp_path / "src", stamps_root)
+    label = sorted((project / "labels" / "val").iterdir())[0]
+    label.unlink()
+    label.symlink_to(private)
+    with pytest.raises(PicsiftError, match=r"labels/val.*outside the project"):
+        library.metadata.import_project(project, "yolo")
+    assert library.metadata.objects().empty
+
+
+def test_links_inside_the_project_are_followed(library: Library, tmp_path: Path, stamps_root: Path) -> None:
+    project = make_yolo(tmp_path / "src", stamps_root)
+    val = sorted((project / "images" / "val").iterdir())[0]
+    train = sorted((project / "images" / "train").iterdir())[0]
+    val.unlink()
+    val.symlink_to(Path("..") / "train" / train.name)  # a relative link that stays in the project
+    assert library.metadata.import_project(project, "yolo") == ["garage/train", "garage/val"]
+    assert library_contents(library)[f"garage/val/{val.name}"] == train.read_bytes()
+
+
+def test_importing_the_current_folder_names_the_target_after_it(library: Library, tmp_path: Path,
+                                                                 stamps_root: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    project = make_yolo(tmp_path / "src", stamps_root)
+    monkeypatch.chdir(project)
+    assert library.metadata.import_project(".", "yolo") == ["garage/train", "garage/val"]
+    assert {p.split("/")[0] for p in library_contents(library)} == {"garage"} and len(library_contents(library)) == 3
+    assert set(library.metadata.datasets()["folder"]) == {"garage/train", "garage/val"}
+
+
+@pytest.mark.parametrize("target", ["../escaped", "a/../../escaped", "ABSOLUTE", "", ".hidden", "a//b"])
+def test_import_targets_outside_the_library_are_refused(library: Library, tmp_path: Path, stamps_root: Path,
+                                                        target: str) -> None:
+    target = str(tmp_path / "escaped") if target == "ABSOLUTE" else target
+    project = make_yolo(tmp_path / "src", stamps_root)
+    outside = sorted(p for p in tmp_path.rglob("*") if library.root not in p.parents)
+    with pytest.raises(PicsiftError, match=re.escape(repr(target))):
+        library.metadata.import_project(project, "yolo", target=target)
+    assert sorted(p for p in tmp_path.rglob("*") if library.root not in p.parents) == outside
+    assert not (tmp_path / "escaped").exists()
+    assert library_contents(library) == {} and library.metadata.dataset_names() == []
+
+
+def test_recorded_dataset_paths_stay_in_the_library(library: Library, tmp_path: Path, stamps_root: Path) -> None:
+    secret = private_image(tmp_path, stamps_root)
+    meta = library.metadata
+    meta.add_dataset("mine")
+    for bad in ("../private/secret.png", f"{library.root.name}/../private/secret.png", str(secret)):
+        with pytest.raises(PicsiftError, match="outside the library"):
+            meta.add_to_dataset("mine", bad)
+    assert meta.dataset_items("mine").empty
+    assert meta.relative_path("../private/secret.png") is None
+    for bad_name in ("x/..", "..", "/abs", "a//b", "./a", ".hidden/x", "a/.."):
+        with pytest.raises(PicsiftError, match="invalid dataset name"):
+            meta.add_dataset(bad_name)
+    with pytest.raises(PicsiftError, match="outside the library"):
+        meta.add_dataset("ok", folder="../elsewhere")
+    assert meta.dataset_names() == ["mine"]

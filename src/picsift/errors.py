@@ -29,3 +29,7 @@ class WorkspaceBusyError(PicsiftError):
 
 class MissingDependencyError(PicsiftError, ImportError):
     """An optional dependency is not installed; the message names the pip command."""
+
+
+class UnsafePathError(PicsiftError):
+    """A path from a project, a workspace or an argument would lead outside the folder it must stay in."""

@@ -17,6 +17,11 @@ and file action (under the workspace lock), and when they open.
 Images are ids (or a collection's name). Copy and move take one file per image, the one the library
 shows for it (its dataset file, else its first path); delete removes every file holding the image,
 so it is really gone, and nothing else.
+
+Every path read from the catalog or the journal goes through :func:`~picsift.safe_paths.library_path`: a
+workspace is untrusted input, and a crafted row naming a file outside the library is refused (or, in the
+journal, dropped with a warning), never acted on. A move whose target is its source reached another way
+(a symlinked folder, a case-insensitive file system) never unlinks that one file.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .catalog import content_id
-from .errors import PicsiftError
+from .errors import PicsiftError, UnsafePathError
+from .safe_paths import check_folder_name, library_path
 from .store import EmbeddingStore
 
 if TYPE_CHECKING:
@@ -64,6 +70,11 @@ class FileActions:
 
     def __init__(self, catalog: Catalog, root: Path):
         self.catalog, self.root = catalog, root
+        self.workspace = catalog.path.parent  # video frames are catalogued there, by absolute path when outside
+
+    def _path(self, path: str, what: str = "catalog path") -> Path:
+        """The file a catalog path names, refused when it would be outside the library."""
+        return library_path(self.root, path, what=what, workspace=self.workspace)
 
     # -- planning ---------------------------------------------------------------------------------
     def source_paths(self, ids: Sequence[str], every_file: bool) -> list[tuple[str, str]]:
@@ -81,6 +92,8 @@ class FileActions:
             if not every_file:
                 in_dataset = db.execute("SELECT MIN(path) FROM dataset_items WHERE image_id=?", (image_id,)).fetchone()
                 paths = [in_dataset[0] or paths[0]]
+            for path in paths:
+                self._path(path, f"catalog path of image {image_id}")
             found.extend((image_id, p) for p in paths)
         if missing:
             raise PicsiftError(f"{len(missing)} image(s) have no file in this library, e.g. {missing[0]!r}")
@@ -88,15 +101,16 @@ class FileActions:
 
     def dataset_folder(self, dataset: str) -> str:
         """The folder (relative to the root) of dataset ``dataset``, creating the dataset if needed."""
-        if not dataset or not dataset.strip() or dataset.startswith(("/", ".")) or ".." in Path(dataset).parts:
-            raise PicsiftError(f"invalid dataset name {dataset!r}: give a name like 'cars' or 'project/cars'")
+        check_folder_name(dataset)
         with self.catalog.transaction() as db:
             row = db.execute("SELECT folder FROM datasets WHERE name=?", (dataset,)).fetchone()
             if row is None:
                 db.execute("INSERT INTO datasets(name, folder, source, created) VALUES (?, ?, ?, ?)",
                            (dataset, dataset, '{"made_by": "picsift"}', time.time()))
                 return dataset
-            return str(row[0] or dataset)
+            folder = row[0] or dataset
+            self._path(folder, f"folder of dataset {dataset!r}")
+            return str(folder)
 
     def plan(self, action: str, ids: Sequence[str], dataset: str | None = None) -> list[Action]:
         """Journal one row per file to act on (nothing is touched yet)."""
@@ -134,7 +148,7 @@ class FileActions:
                 return candidate
             if candidate in taken:
                 continue
-            full = self.root / candidate
+            full = self._path(candidate, "target")
             if not full.exists() or (full.is_file() and content_id(full.read_bytes()) == image_id):
                 return candidate
         raise PicsiftError(f"no free file name for {source} in {folder}")
@@ -147,16 +161,16 @@ class FileActions:
         self.record(actions)
 
     def _act(self, action: Action) -> None:
-        source = self.root / action.source
+        source = self._path(action.source)
         if action.action == "delete":
             source.unlink(missing_ok=True)
             return
         assert action.target is not None
-        target = self.root / action.target
+        target = self._path(action.target)
         if action.target == action.source:
             return
         if target.exists():  # the same content is there already (see _target)
-            if action.action == "move":
+            if action.action == "move" and not _same_file(source, target):
                 source.unlink(missing_ok=True)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +213,7 @@ class FileActions:
             db.execute("DELETE FROM files WHERE path=?", (action.source,))
             db.execute("DELETE FROM dataset_items WHERE path=?", (action.source,))
         if source_row is not None:
-            st = os.stat(self.root / action.target)
+            st = os.stat(self._path(action.target))
             db.execute(
                 "INSERT OR REPLACE INTO files(path, size, mtime_ns, image_id, width, height, error, indexed_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
@@ -217,12 +231,20 @@ class FileActions:
             "SELECT id, action, source, target, image_id, dataset FROM file_actions ORDER BY id")]
 
     def recover(self) -> int:
-        """Finish or drop actions a crash left in the journal; returns how many there were."""
+        """Finish or drop actions a crash left in the journal; returns how many there were.
+
+        A row naming a path outside the library (a crafted workspace) is dropped untouched, with a warning.
+        """
         actions = self.pending()
         done: list[Action] = []
         undone: list[Action] = []
         for action in actions:
-            (done if self._finish(action) else undone).append(action)
+            try:
+                finished = self._finish(action)
+            except UnsafePathError as e:
+                log.warning("dropped file action %d without acting on it: %s", action.id, e)
+                finished = False
+            (done if finished else undone).append(action)
         self.record(done)
         if undone:
             with self.catalog.transaction() as db:
@@ -233,19 +255,27 @@ class FileActions:
 
     def _finish(self, action: Action) -> bool:
         """Complete what can be completed of an interrupted action; True when it is then done."""
-        source = self.root / action.source
+        source = self._path(action.source, "journalled source")
         if action.action == "delete":
             return not source.exists()
         assert action.target is not None
-        target = self.root / action.target
+        target = self._path(action.target, "journalled target")
         for leftover in target.parent.glob(f".{target.name}.*.picsift-partial"):
             leftover.unlink(missing_ok=True)
         target_ok = target.is_file() and content_id(target.read_bytes()) == action.image_id
         if action.action == "copy" or action.target == action.source:
             return target_ok
-        if target_ok and source.exists():  # a cross-device move died between copy and unlink
-            source.unlink()
+        if target_ok and source.exists() and not _same_file(source, target):
+            source.unlink()  # a cross-device move died between copy and unlink
         return target_ok
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths reach one file (a symlinked folder, a case-insensitive file system, a hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _copy_durably(source: Path, target: Path) -> None:

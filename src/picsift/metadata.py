@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .catalog import content_id, looks_like_id
-from .errors import PicsiftError, UnknownImageError
+from .errors import PicsiftError, UnknownImageError, UnsafePathError
+from .safe_paths import check_folder_name, library_path
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -75,6 +76,10 @@ class Metadata:
         """``path`` relative to the library root ('/'-separated), or ``None`` when it lies outside."""
         candidate = Path(path)
         if not candidate.is_absolute():
+            try:
+                library_path(self.root, os.fspath(path))
+            except UnsafePathError:
+                return None
             return candidate.as_posix()
         try:
             return candidate.resolve().relative_to(self.root).as_posix()
@@ -88,9 +93,14 @@ class Metadata:
 
     # -- datasets ---------------------------------------------------------------------------------
     def add_dataset(self, name: str, folder: str | None = None, source: dict[str, Any] | None = None) -> int:
-        """Create dataset ``name`` (or return the id of the existing one)."""
-        if not name or not name.strip():
-            raise PicsiftError(f"invalid dataset name {name!r}: it must be non-empty")
+        """Create dataset ``name`` (or return the id of the existing one).
+
+        ``name`` is a folder-like name (``cars``, ``project/cars``: no empty, hidden or ``..`` part); ``folder``,
+        where its images live, is relative to the library root.
+        """
+        check_folder_name(name)
+        if folder is not None:
+            library_path(self.root, folder, what=f"folder of dataset {name!r}")
         with self.catalog.transaction() as db:
             row = db.execute("SELECT id FROM datasets WHERE name=?", (name,)).fetchone()
             if row:
@@ -375,7 +385,12 @@ class Metadata:
             "supervisely", "coco" or "yolo" (see :mod:`picsift.formats`).
         target
             Folder under the library root for the images (default: the project folder's name); each
-            dataset gets a subfolder. Images already under the library root stay where they are.
+            dataset gets a subfolder. Images already under the library root stay where they are. A
+            target or dataset name with an empty, hidden or ``..`` part, or an absolute one, is refused.
+
+        The project folder is untrusted input: only regular files inside it (after resolving links) are
+        read, and a malformed or escaping entry raises :class:`~picsift.errors.PicsiftError` naming the
+        file and entry before anything is copied (see :mod:`picsift.formats`).
         copy
             ``False`` refuses projects whose images are not already under the library root.
 

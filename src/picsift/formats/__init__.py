@@ -5,6 +5,12 @@ rest for all of them: placing imported images under the library root and recordi
 in the catalog (:func:`import_project`), and gathering images with their annotations for export
 (:func:`export_project`). A project holds several datasets (Supervisely datasets, COCO instance files,
 YOLO splits).
+
+A project folder is untrusted input: readers open only regular files inside it (links are resolved, see
+:func:`picsift.safe_paths.project_file`), turn any malformed entry into a :class:`PicsiftError` naming the
+file and the entry (:func:`reading`), and :func:`check_project` checks the types and ranges of what they
+collected before anything is written. Every path written into the library or an export goes through
+:func:`picsift.safe_paths.library_path`.
 """
 
 from __future__ import annotations
@@ -12,13 +18,19 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..catalog import content_id
 from ..errors import PicsiftError
+from ..metadata import GEOMETRIES
+from ..safe_paths import check_folder_name, library_path
 
 if TYPE_CHECKING:
     from ..metadata import Metadata, TagValue
@@ -89,15 +101,16 @@ def import_project(meta: Metadata, source: Path, format: str, *, target: str | N
                    copy: bool = True) -> list[str]:
     """Read a project with the format's reader and record it; see :meth:`Metadata.import_project`."""
     module = format_module(format)
+    source = Path(os.path.abspath(source))  # "." becomes the folder's own name
     if not source.exists():
         raise PicsiftError(f"{format} project {source} does not exist")
     project: Project = module.read(source)
-    folder = target or project.name
-    names = []
-    for dataset in project.datasets:
-        name = dataset_folder = f"{folder}/{dataset.name}"  # the project's name keeps dataset names unique
-        placed = [(item, _place(meta, item.source, dataset_folder, item.name, copy)) for item in dataset.items]
-        meta.add_dataset(name, dataset_folder, {"format": format, "project": str(source)})
+    check_project(project, source)
+    folder = check_folder_name(project.name if target is None else target, "import target folder")
+    names = [check_folder_name(f"{folder}/{d.name}") for d in project.datasets]  # the project keeps them unique
+    for name, dataset in zip(names, project.datasets, strict=True):
+        placed = [(item, _place(meta, item.source, name, item.name, copy)) for item in dataset.items]
+        meta.add_dataset(name, name, {"format": format, "project": str(source)})
         with meta.catalog.transaction():
             for item, relative in placed:
                 image_id = meta.add_to_dataset(name, relative, size=_size(item))
@@ -106,7 +119,6 @@ def import_project(meta: Metadata, source: Path, format: str, *, target: str | N
                                             (image_id, tag_name, value))
                 for obj in item.objects:
                     meta._insert_object(image_id, obj.cls, obj.geometry, obj.points, obj.tags, obj.author)
-        names.append(name)
     with meta.catalog.transaction() as db:
         db.executemany("INSERT OR IGNORE INTO classes(name, shape) VALUES (?, ?)",
                        [(c, project.classes.get(c, "any")) for c in project.class_names()])
@@ -127,13 +139,14 @@ def _place(meta: Metadata, source: Path, folder: str, name: str, copy: bool) -> 
         return relative
     if not copy:
         raise PicsiftError(f"{source} is outside the library folder {meta.root}; import with copy=True")
-    target = meta.root / folder / name
+    relative = f"{folder}/{name}"
+    target = library_path(meta.root, relative, what="import target")
     if target.exists() and content_id(target.read_bytes()) != content_id(source.read_bytes()):
         raise PicsiftError(f"{target} exists with other content; import into another target folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         shutil.copy2(source, target)
-    return f"{folder}/{name}"
+    return relative
 
 
 def gather(meta: Metadata, ids: list[str]) -> Project:
@@ -143,6 +156,7 @@ def gather(meta: Metadata, ids: list[str]) -> Project:
     library's files, in a dataset named ``images``.
     """
     db = meta.catalog.db
+    workspace = meta.catalog.path.parent  # video frames live there, by absolute path when it is outside the root
     wanted = list(dict.fromkeys(ids))
     datasets: dict[str, DatasetRecord] = {}
     used_names: dict[str, set[str]] = {}
@@ -157,13 +171,14 @@ def gather(meta: Metadata, ids: list[str]) -> Project:
         if row is None or row[1] is None:
             raise PicsiftError(f"image {image_id} is not in this library's files or datasets")
         dataset_name, path, width, height = row
-        dataset_name = dataset_name.rsplit("/", 1)[-1]  # without the project it was imported from
-        name = Path(path).name
+        source = library_path(meta.root, path, what=f"catalog path of image {image_id}", workspace=workspace)
+        dataset_name = check_folder_name(dataset_name).rsplit("/", 1)[-1]  # without the project it came from
+        name = source.name
         taken = used_names.setdefault(dataset_name, set())
-        if name in taken:  # two files of one name from different folders
+        if name.casefold() in taken:  # two files of one name from different folders (or differing in case)
             name = f"{image_id[:8]}_{name}"
-        taken.add(name)
-        item = ItemRecord(name, meta.root / path, width, height)
+        taken.add(name.casefold())
+        item = ItemRecord(name, source, width, height)
         if not (width and height):
             item.width, item.height = image_size(item.source)
         item.tags = [tuple(r) for r in db.execute(
@@ -192,8 +207,33 @@ def export_project(meta: Metadata, ids: list[str], out: Path, format: str) -> Pa
 def load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise PicsiftError(f"cannot read {path}: {e}") from e
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nesting too deep for the parser
+        raise PicsiftError(f"cannot read {path}: {type(e).__name__}: {e}") from e
+
+
+def listed(data: dict[str, Any], key: str, file: Path) -> list[Any]:
+    """``data[key]`` when it is a list (missing or null: an empty one), else a PicsiftError naming the field."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PicsiftError(f"{file}: {key!r} must be a list, got {_short(value)}")
+    return value
+
+
+@contextmanager
+def reading(file: Path, entry: str = "") -> Iterator[None]:
+    """Turn a surprise in an annotation file (a missing field, a value of the wrong type) into a
+    :class:`PicsiftError` that names the file and the entry."""
+    where = f"{file}{', ' + entry if entry else ''}"
+    try:
+        yield
+    except PicsiftError:
+        raise
+    except KeyError as e:
+        raise PicsiftError(f"{where}: missing field {e.args[0]!r}") from e
+    except (TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as e:
+        raise PicsiftError(f"{where}: malformed entry ({type(e).__name__}: {e})") from e
 
 
 def copy_image(item: ItemRecord, folder: Path) -> None:
@@ -207,5 +247,84 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             return image.size
-    except OSError as e:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise PicsiftError(f"cannot read image {path}: {e}") from e
+
+
+# -- what a reader collected, checked before anything is written --------------------------------------------------
+_MAX_SIDE = 2**31 - 1
+_INT64 = 2**63
+
+
+def check_project(project: Project, where: Path) -> None:
+    """Raise a :class:`PicsiftError` naming the entry when anything a reader collected has a type or range
+    the catalog cannot hold: text that is not text, numbers that are not finite or overflow, bad names."""
+    for name, shape in project.classes.items():
+        _text(name, f"{where}: class name")
+        _text(shape, f"{where}: shape of class {name!r}")
+    for name, value_type in project.tag_types.items():
+        _text(name, f"{where}: tag name")
+        _text(value_type, f"{where}: value type of tag {name!r}")
+    for dataset in project.datasets:
+        check_folder_name(dataset.name, f"dataset name in {where}")
+        for item in dataset.items:
+            check_folder_name(item.name, f"image file name in {where}")
+            if "/" in item.name:
+                raise PicsiftError(f"image file name {item.name!r} in {where} is not a plain file name")
+            about = f"{where}: image {item.name!r}"
+            for side in (item.width, item.height):
+                if side is not None and (type(side) is not int or not 0 < side <= _MAX_SIDE):
+                    raise PicsiftError(f"{about}: width and height must be positive whole numbers, "
+                                       f"got {item.width!r} x {item.height!r}")
+            _tags(item.tags, about)
+            for obj in item.objects:
+                _object(obj, about)
+
+
+def _object(obj: ObjectRecord, about: str) -> None:
+    _text(obj.cls, f"{about}: object class")
+    if obj.geometry not in GEOMETRIES:
+        raise PicsiftError(f"{about}: geometry {obj.geometry!r}; valid choices: {', '.join(GEOMETRIES)}")
+    if obj.author is not None:
+        _text(obj.author, f"{about}: author")
+    minimum = 2 if obj.geometry == "rectangle" else 3
+    if not isinstance(obj.points, list) or len(obj.points) < minimum or not all(
+            isinstance(p, list) and len(p) == 2 and all(type(v) is float and math.isfinite(v) for v in p)
+            for p in obj.points):
+        raise PicsiftError(f"{about}: a {obj.geometry} of class {obj.cls!r} needs at least {minimum} points "
+                           f"of two finite numbers, got {_short(obj.points)}")
+    _tags(obj.tags, f"{about}: object of class {obj.cls!r}")
+
+
+def _tags(tags: list[tuple[str, TagValue]], about: str) -> None:
+    for name, value in tags:
+        _text(name, f"{about}: tag name")
+        if isinstance(value, str):
+            _text(value, f"{about}: value of tag {name!r}", empty=True)
+        elif not (value is None or (isinstance(value, int) and -_INT64 <= value < _INT64)
+                  or (isinstance(value, float) and math.isfinite(value))):
+            raise PicsiftError(f"{about}: tag {name!r} has the value {_short(value)}; "
+                               "a tag value is text, a finite number or nothing")
+
+
+def _text(value: object, what: str, *, empty: bool = False) -> None:
+    problem = None
+    if not isinstance(value, str):
+        problem = "is not text"
+    elif not empty and not value.strip():
+        problem = "is empty"
+    else:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "is not valid UTF-8"
+    if problem:
+        raise PicsiftError(f"{what} {_short(value)} {problem}")
+
+
+def _short(value: object, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int of thousands of digits, a structure nested too deep
+        return f"(a {type(value).__name__} too large to show)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import PicsiftError
-from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, load_json
+from ..safe_paths import check_relative, project_file
+from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, listed, load_json, reading
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ def read(source: Path) -> Project:
     if source.is_file():
         project = Project(source.parent.name)
         name = source.stem.removeprefix(PREFIX) or source.stem
-        project.datasets.append(_read_file(source, name, [source.parent, source.parent / "images"], project))
+        folders = [source.parent, source.parent / "images"]
+        project.datasets.append(_read_file(source, name, folders, project, source.parent))
         return project
     files = sorted((source / "annotations").glob("*.json")) or sorted(source.glob("*.json"))
     if not files:
@@ -38,50 +41,61 @@ def read(source: Path) -> Project:
     for file in files:
         name = file.stem.removeprefix(PREFIX) or file.stem
         folders = [source / "images" / name, source / name, source / "images", source]
-        project.datasets.append(_read_file(file, name, folders, project))
+        project.datasets.append(_read_file(file, name, folders, project, source))
     return project
 
 
-def _read_file(file: Path, name: str, folders: list[Path], project: Project) -> DatasetRecord:
-    data = load_json(file)
-    if not isinstance(data, dict) or "images" not in data:
+def _read_file(file: Path, name: str, folders: list[Path], project: Project, root: Path) -> DatasetRecord:
+    data = load_json(project_file(root, file, "COCO annotation file"))
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise PicsiftError(f"{file} is not a COCO instances file: it has no 'images' list")
-    categories = {c["id"]: c["name"] for c in data.get("categories", [])}
-    for category in data.get("categories", []):
-        project.classes.setdefault(category["name"], "any")
+    categories: dict[Any, str] = {}
+    for n, category in enumerate(listed(data, "categories", file)):
+        with reading(file, f"categories[{n}]"):
+            categories[category["id"]] = category["name"]
+            project.classes.setdefault(category["name"], "any")
     dataset = DatasetRecord(name)
     items: dict[Any, ItemRecord] = {}
-    for image in data["images"]:
-        path = next((f / image["file_name"] for f in folders if (f / image["file_name"]).is_file()), None)
-        if path is None:
-            raise PicsiftError(f"{file}: image {image['file_name']!r} not found in "
-                               f"{', '.join(str(f) for f in folders)}")
-        item = ItemRecord(Path(image["file_name"]).name, path, image.get("width"), image.get("height"),
-                          [(t["name"], t.get("value")) for t in image.get("tags", [])])
-        items[image["id"]] = item
-        dataset.items.append(item)
-    for ann in data.get("annotations", []):
-        if ann.get("image_id") not in items:
-            log.warning("%s: skipped annotation %s of unknown image %r", file, ann.get("id"), ann.get("image_id"))
-            continue
-        if ann.get("category_id") not in categories:
-            raise PicsiftError(f"{file}: annotation {ann.get('id')} has category_id {ann.get('category_id')!r}; "
-                               f"categories: {sorted(categories)}")
-        tags = list((ann.get("attributes") or {}).items())
-        cls = categories[ann["category_id"]]
-        segmentation = ann.get("segmentation")
-        if isinstance(segmentation, list) and len(segmentation) == 1 and len(segmentation[0]) >= 6:
-            flat = segmentation[0]
-            points = [[float(flat[i]), float(flat[i + 1])] for i in range(0, len(flat) - 1, 2)]
-            obj = ObjectRecord(cls, "polygon", points, tags)
-        else:
-            if segmentation:
-                log.warning("%s: annotation %s keeps only its box (its segmentation is RLE or in several parts)",
-                            file, ann.get("id"))
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            obj = ObjectRecord(cls, "rectangle", [[x, y], [x + w, y + h]], tags)
-        items[ann["image_id"]].objects.append(obj)
+    for n, image in enumerate(data["images"]):
+        with reading(file, f"images[{n}]"):
+            file_name = check_relative(image["file_name"], f"{file}, images[{n}]: file_name")
+            candidates = [f / file_name for f in folders if os.path.lexists(f / file_name)]
+            if not candidates:
+                raise PicsiftError(f"{file}: image {file_name!r} not found in "
+                                   f"{', '.join(str(f) for f in folders)}")
+            path = project_file(root, candidates[0], f"{file}, images[{n}]: image")
+            item = ItemRecord(Path(file_name).name, path, image.get("width"), image.get("height"),
+                              [(t["name"], t.get("value")) for t in image.get("tags") or []])
+            items[image["id"]] = item
+            dataset.items.append(item)
+    for n, ann in enumerate(listed(data, "annotations", file)):
+        with reading(file, f"annotations[{n}]"):
+            _read_annotation(ann, file, categories, items)
     return dataset
+
+
+def _read_annotation(ann: dict[str, Any], file: Path, categories: dict[Any, str],
+                     items: dict[Any, ItemRecord]) -> None:
+    if ann.get("image_id") not in items:
+        log.warning("%s: skipped annotation %s of unknown image %r", file, ann.get("id"), ann.get("image_id"))
+        return
+    if ann.get("category_id") not in categories:
+        raise PicsiftError(f"{file}: annotation {ann.get('id')} has category_id {ann.get('category_id')!r}; "
+                           f"categories: {sorted(map(str, categories))}")
+    tags = list((ann.get("attributes") or {}).items())
+    cls = categories[ann["category_id"]]
+    segmentation = ann.get("segmentation")
+    if isinstance(segmentation, list) and len(segmentation) == 1 and len(segmentation[0]) >= 6:
+        flat = segmentation[0]
+        points = [[float(flat[i]), float(flat[i + 1])] for i in range(0, len(flat) - 1, 2)]
+        obj = ObjectRecord(cls, "polygon", points, tags)
+    else:
+        if segmentation:
+            log.warning("%s: annotation %s keeps only its box (its segmentation is RLE or in several parts)",
+                        file, ann.get("id"))
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        obj = ObjectRecord(cls, "rectangle", [[x, y], [x + w, y + h]], tags)
+    items[ann["image_id"]].objects.append(obj)
 
 
 def write(project: Project, out: Path) -> None:

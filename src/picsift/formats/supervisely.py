@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import PicsiftError
-from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, image_size, load_json
+from ..safe_paths import project_file
+from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, image_size, load_json, reading
 
 log = logging.getLogger(__name__)
 
@@ -30,45 +32,53 @@ _COLORS = ("#E6194B", "#3CB44B", "#4363D8", "#F58231", "#911EB4", "#46F0F0", "#F
 
 def read(source: Path) -> Project:
     meta_file = source / "meta.json"
-    if not meta_file.is_file():
+    if not os.path.lexists(meta_file):
         raise PicsiftError(f"{source} is not a Supervisely project: it has no meta.json")
+    meta_file = project_file(source, meta_file, "Supervisely meta.json")
     meta = load_json(meta_file)
     project = Project(source.name)
-    project.classes = {c["title"]: c.get("shape", "any") for c in meta.get("classes", [])}
-    project.tag_types = {t["name"]: t.get("value_type", "none") for t in meta.get("tags", [])}
-    for folder in sorted(p for p in source.iterdir() if p.is_dir() and (p / "img").is_dir()):
+    with reading(meta_file):
+        project.classes = {c["title"]: c.get("shape", "any") for c in meta.get("classes") or []}
+        project.tag_types = {t["name"]: t.get("value_type", "none") for t in meta.get("tags") or []}
+    for folder in sorted(p for p in source.iterdir() if _visible(p) and p.is_dir() and (p / "img").is_dir()):
         dataset = DatasetRecord(folder.name)
-        for image in sorted(p for p in (folder / "img").iterdir() if p.is_file()):
-            dataset.items.append(_read_item(image, folder / "ann" / f"{image.name}.json"))
+        for image in sorted(p for p in (folder / "img").iterdir() if _visible(p) and not p.is_dir()):
+            item = ItemRecord(image.name, project_file(source, image, "Supervisely image"))
+            ann_file = folder / "ann" / f"{image.name}.json"
+            if os.path.lexists(ann_file):
+                ann_file = project_file(source, ann_file, "Supervisely annotation file")
+                with reading(ann_file):
+                    _read_annotation(item, load_json(ann_file), ann_file)
+            else:
+                item.width, item.height = image_size(item.source)
+            dataset.items.append(item)
         project.datasets.append(dataset)
     if not project.datasets:
         raise PicsiftError(f"Supervisely project {source} has no dataset folders (DATASET/img/)")
     return project
 
 
-def _read_item(image: Path, ann_file: Path) -> ItemRecord:
-    item = ItemRecord(image.name, image)
-    if not ann_file.is_file():
-        item.width, item.height = image_size(image)
-        return item
-    ann = load_json(ann_file)
-    size = ann.get("size", {})
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _read_annotation(item: ItemRecord, ann: Any, ann_file: Path) -> None:
+    size = ann.get("size") or {}
     item.width, item.height = size.get("width"), size.get("height")
-    item.tags = [(t["name"], t.get("value")) for t in ann.get("tags", [])]
-    for obj in ann.get("objects", []):
+    item.tags = [(t["name"], t.get("value")) for t in ann.get("tags") or []]
+    for obj in ann.get("objects") or []:
         geometry = obj.get("geometryType", obj.get("shape"))
         if geometry not in ("rectangle", "polygon"):
             log.warning("%s: skipped a %r object of class %r: only rectangle and polygon are supported",
                         ann_file, geometry, obj.get("classTitle"))
             continue
-        points = obj.get("points", {})
+        points = obj.get("points") or {}
         if points.get("interior"):
             log.warning("%s: dropped the holes of a polygon of class %r", ann_file, obj.get("classTitle"))
         item.objects.append(ObjectRecord(
-            obj["classTitle"], geometry, [[float(x), float(y)] for x, y in points.get("exterior", [])],
-            [(t["name"], t.get("value")) for t in obj.get("tags", [])], obj.get("labelerLogin"),
+            obj["classTitle"], geometry, [[float(x), float(y)] for x, y in points.get("exterior") or []],
+            [(t["name"], t.get("value")) for t in obj.get("tags") or []], obj.get("labelerLogin"),
         ))
-    return item
 
 
 def write(project: Project, out: Path) -> None:

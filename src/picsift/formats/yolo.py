@@ -16,11 +16,15 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import math
+import os
+from dataclasses import replace
 from pathlib import Path
 
 from ..catalog import scan
 from ..errors import PicsiftError
-from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, image_size
+from ..safe_paths import project_file
+from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, image_size, reading
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +36,21 @@ def read(source: Path) -> Project:
         raise PicsiftError(f"{source} is not a YOLO project: it has no images/ folder")
     names = _class_names(source)
     project = Project(source.name, classes=dict.fromkeys(names, "any"))
-    splits = sorted(p for p in (source / "images").iterdir() if p.is_dir())
+    splits = sorted(p for p in (source / "images").iterdir() if p.is_dir() and not p.name.startswith("."))
     folders = [(p.name, p, source / "labels" / p.name) for p in splits] or [
         (DEFAULT_DATASET, source / "images", source / "labels")
     ]
     for name, images, labels in folders:
         dataset = DatasetRecord(name)
         for relative in scan(images).files:
-            image = images / relative
-            item = ItemRecord(image.name, image)
+            image = project_file(source, images / relative, "YOLO image")
+            item = ItemRecord(Path(relative).name, image)
             item.width, item.height = image_size(image)
             label_file = labels / Path(relative).with_suffix(".txt")
-            if label_file.is_file():
-                item.objects = _read_labels(label_file, names, item.width, item.height)
+            if os.path.lexists(label_file):
+                label_file = project_file(source, label_file, "YOLO label file")
+                with reading(label_file):
+                    item.objects = _read_labels(label_file, names, item.width, item.height)
             dataset.items.append(item)
         project.datasets.append(dataset)
     return project
@@ -52,16 +58,18 @@ def read(source: Path) -> Project:
 
 def _read_labels(file: Path, names: list[str], width: int, height: int) -> list[ObjectRecord]:
     objects = []
-    for number, line in enumerate(file.read_text().splitlines(), start=1):
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         try:
             index, values = int(fields[0]), [float(v) for v in fields[1:]]
         except ValueError as e:
-            raise PicsiftError(f"{file}:{number}: expected 'class cx cy w h', got {line!r}") from e
+            raise PicsiftError(f"{file}:{number}: expected 'class cx cy w h', got {line[:80]!r}") from e
         if not 0 <= index < len(names):
-            raise PicsiftError(f"{file}:{number}: class {index} is not among the {len(names)} names {names}")
+            raise PicsiftError(f"{file}:{number}: class {index} is not among the {len(names)} names {names[:20]}")
+        if not all(math.isfinite(v) for v in values):
+            raise PicsiftError(f"{file}:{number}: coordinates must be finite numbers, got {line[:80]!r}")
         if len(values) == 4:
             cx, cy, w, h = values
             points = [[(cx - w / 2) * width, (cy - h / 2) * height], [(cx + w / 2) * width, (cy + h / 2) * height]]
@@ -76,11 +84,15 @@ def _read_labels(file: Path, names: list[str], width: int, height: int) -> list[
 
 
 def _class_names(source: Path) -> list[str]:
-    for name in ("data.yaml", "data.yml", "dataset.yaml"):
-        if (source / name).is_file():
-            return parse_names((source / name).read_text(), source / name)
-    if (source / "classes.txt").is_file():
-        return [line.strip() for line in (source / "classes.txt").read_text().splitlines() if line.strip()]
+    for name in ("data.yaml", "data.yml", "dataset.yaml", "classes.txt"):
+        if not os.path.lexists(source / name):
+            continue
+        file = project_file(source, source / name, "YOLO class names file")
+        with reading(file):
+            text = file.read_text(encoding="utf-8")
+            if name == "classes.txt":
+                return [line.strip() for line in text.splitlines() if line.strip()]
+            return parse_names(text, file)
     raise PicsiftError(f"YOLO project {source} has no class names: add data.yaml (names: [...]) or classes.txt")
 
 
@@ -124,7 +136,9 @@ def write(project: Project, out: Path) -> None:
     for dataset in project.datasets:
         labels = out / "labels" / dataset.name
         labels.mkdir(parents=True, exist_ok=True)
+        stems: set[str] = set()
         for item in dataset.items:
+            item = _with_free_stem(item, stems)
             copy_image(item, out / "images" / dataset.name)
             if not (item.width and item.height):
                 raise PicsiftError(f"{item.source}: image size unknown, cannot normalise its labels")
@@ -132,6 +146,20 @@ def write(project: Project, out: Path) -> None:
             (labels / Path(item.name).with_suffix(".txt")).write_text("".join(f"{r}\n" for r in rows))
             if item.tags or any(o.tags for o in item.objects):
                 log.info("%s: YOLO has no tags; its tags are not exported", item.name)
+
+
+def _with_free_stem(item: ItemRecord, stems: set[str]) -> ItemRecord:
+    """``item``, renamed when another image of its dataset has its stem (``a.png`` and ``a.jpg`` would share
+    ``labels/a.txt``); stems compare case-insensitively, as on some file systems."""
+    stem, suffix = Path(item.name).stem, Path(item.name).suffix
+    name, n = item.name, 1
+    while Path(name).stem.casefold() in stems:
+        n += 1
+        name = f"{stem}_{n}{suffix}"
+    stems.add(Path(name).stem.casefold())
+    if name != item.name:
+        log.info("%s exported as %s: another image of the dataset has its stem", item.name, name)
+    return replace(item, name=name)
 
 
 def _label(index: int, obj: ObjectRecord, width: int, height: int) -> str:
