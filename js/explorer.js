@@ -8,15 +8,15 @@
 // Level of detail: while the view moves and a full frame would take longer than FRAME_TARGET ms, a uniform
 // sample is drawn over a density layer of every point, and the status line says so.
 /** @typedef {{dims: 2|3, projection: string, projection_state: string, color_by: string, color_fields: string[],
- *   drag_mode: "move"|"box"|"lasso", point_size: number, axes: boolean, camera: object, _points: object,
+ *   drag_mode: "move"|"box"|"lasso", point_size: number, axes: boolean, equal_axes: boolean, camera: object, _points: object,
  *   _colors: object, _color_kind: string, _color_span: number[], _color_label: string, _color_choices: string[],
  *   _legend: string[], _selected: object, _own_points: boolean, _autorotate: boolean}} ExplorerTraits */
 import { errorLine, formatCount, fromArray, h, requester, send, toArray } from "./protocol.js";
 import { drawAxes } from "./explorer/axes.js";
-import { Camera, toScreen } from "./explorer/camera.js";
+import { Camera } from "./explorer/camera.js";
 import { legendItems } from "./explorer/colors.js";
 import { densityCells } from "./explorer/density.js";
-import { Grid } from "./explorer/grid.js";
+import { createPicker, downloadPng } from "./explorer/picking.js";
 import { createRenderer } from "./explorer/renderer.js";
 import { toolbar } from "./explorer/toolbar.js";
 
@@ -72,7 +72,7 @@ function render({ model, el }) {
     onFit: () => fitTo(null, true),
     onZoomSelection: () => fitTo(selected),
     onAxes: () => { model.set("axes", !model.get("axes")); model.save_changes(); },
-    onDownload: () => downloadPng(),
+    onDownload: () => { draw(performance.now(), true); downloadPng(canvas, axesCanvas, getComputedStyle(el).backgroundColor); },
     onExport: () => send(model, "export"),
   });
   dims.addEventListener("change", () => { model.set("dims", Number(dims.value)); model.save_changes(); });
@@ -89,11 +89,13 @@ function render({ model, el }) {
   const renderer = createRenderer(gl);
   const camera = new Camera();
   let points = null, pointDims = 3, count = 0, codes = null, chosen = new Uint8Array(0), selected = new Int32Array(0);
-  let grid = null, screenGrid = null, density = null, allBounds = null, pendingFit = false, ownCamera = false;
+  let density = null, allBounds = null, pendingFit = false, ownCamera = false;
   let drag = null, hoverTimer = 0, hovered = -1, budget = 250000, lastInteraction = -Infinity, lastFrameAt = 0;
   let frame = 0, idleTimer = 0, saveTimer = 0, noticeTimer = 0;
   const stats = { firstFrame: null, frames: [], draws: [], drawn: [] };
   el.__picsift = stats;
+  let pinned = false;
+  el.__picsiftBudget = (n) => { pinned = n != null; if (pinned) budget = n; }; // for tests: a slow machine's budget
 
   const size = () => {
     const dpr = window.devicePixelRatio || 1;
@@ -134,7 +136,7 @@ function render({ model, el }) {
     if (rotating) { camera.rotate(2.5, 0); writeCamera(false); }
     const now = performance.now();
     const moving = !full && (rotating || drag !== null || now - lastInteraction < IDLE_MS);
-    if (moving && lastFrameAt && now - lastFrameAt < 1000) { // adapt the sample to the frame rate
+    if (moving && !pinned && lastFrameAt && now - lastFrameAt < 1000) { // adapt the sample to the frame rate
       const interval = now - lastFrameAt;
       if (interval > FRAME_TARGET * 1.2) budget = Math.max(20000, Math.round(budget * 0.75));
       else if (interval < FRAME_TARGET * 0.6) budget = Math.min(count, Math.round(budget * 1.25));
@@ -147,7 +149,7 @@ function render({ model, el }) {
     renderer.draw({ width, height, transform: camera.matrix(width / height), drawn,
       pointSize: model.get("point_size") * (window.devicePixelRatio || 1) * (count < 5000 ? 2 : count > 200000 ? 0.6 : 1),
       continuous: model.get("_color_kind") === "continuous", anySelected: selected.length > 0,
-      pixelsPerUnit: camera.pixelsPerUnit(height) });
+      pixelsPerUnit: [camera.pixelsPerUnitX(height), camera.pixelsPerUnit(height)] });
     if (count && (stats.firstFrame === null || rotating)) gl.finish(); // honest timings: wait for the pixels
     const t1 = performance.now();
     if (count && stats.firstFrame === null) { stats.firstFrame = t1; el.dataset.firstFrame = String(t1); }
@@ -177,10 +179,12 @@ function render({ model, el }) {
     pointDims = value && value.shape && value.shape[1] === 2 ? 2 : 3;
     count = points ? points.length / pointDims : 0;
     renderer.setPoints(points || new Float32Array(0), pointDims);
-    grid = screenGrid = density = null;
+    density = null;
+    picker.reset();
     allBounds = count ? boundsOf(points, pointDims, count) : null;
     const first = el.dataset.pointsVersion === undefined;
     camera.dims = pointDims;
+    camera.equalAxes = model.get("equal_axes");
     const kept = first && camera.apply(model.get("camera")); // another view of this widget, or a camera from Python
     pendingFit = allBounds ? (kept ? "reference" : "fit") : false;
     el.dataset.points = String(count);
@@ -229,54 +233,8 @@ function render({ model, el }) {
     schedule();
   };
 
-  // -- picking and selecting: 2D queries a data-space grid; 3D a grid of the projected points ------
-  const local = (clientX, clientY) => {
-    const rect = canvas.getBoundingClientRect();
-    return [clientX - rect.left, clientY - rect.top, rect.width, rect.height];
-  };
-  const toData = (px, py, w, hgt) => { // 2D only: the inverse of the camera's affine map
-    const unit = camera.pixelsPerUnit(hgt);
-    return [camera.center[0] + (px - w / 2) / unit, camera.center[1] - (py - hgt / 2) / unit];
-  };
-  const projected = (w, hgt) => { // screen positions of every point for this view (3D), cached
-    if (screenGrid && screenGrid.version === camera.version && screenGrid.w === w && screenGrid.h === hgt) return screenGrid.grid;
-    const m = camera.matrix(w / hgt), xy = new Float32Array(count * 2);
-    for (let i = 0; i < count; i++) {
-      const s = toScreen(m, points[3 * i], points[3 * i + 1], points[3 * i + 2], w, hgt);
-      xy[2 * i] = s ? s[0] : NaN;
-      xy[2 * i + 1] = s ? s[1] : NaN;
-    }
-    screenGrid = { version: camera.version, w, h: hgt, grid: new Grid(xy, 2, count, 2) };
-    return screenGrid.grid;
-  };
-  const dataGrid = () => (grid ||= new Grid(points, 2, count));
-  const pick = (clientX, clientY, radius = 10) => {
-    if (!count) return -1;
-    const [px, py, w, hgt] = local(clientX, clientY);
-    if (pointDims === 3) return projected(w, hgt).nearest(px, py, radius);
-    const [x, y] = toData(px, py, w, hgt);
-    return dataGrid().nearest(x, y, radius / camera.pixelsPerUnit(hgt));
-  };
-  const inBox = (x0, y0, x1, y1) => {
-    const [ax, ay, w, hgt] = local(Math.min(x0, x1), Math.min(y0, y1)), [bx, by] = local(Math.max(x0, x1), Math.max(y0, y1));
-    if (pointDims === 3) return projected(w, hgt).inRect(ax, ay, bx, by);
-    const [dx0, dy1] = toData(ax, ay, w, hgt), [dx1, dy0] = toData(bx, by, w, hgt);
-    return dataGrid().inRect(dx0, dy0, dx1, dy1);
-  };
-  const inLasso = (polygon) => {
-    const [, , w, hgt] = local(0, 0);
-    const corners = polygon.map(([x, y]) => local(x, y));
-    if (pointDims === 3) return projected(w, hgt).inPolygon(corners.map((c) => c[0]), corners.map((c) => c[1]));
-    const data = corners.map(([px, py]) => toData(px, py, w, hgt));
-    return dataGrid().inPolygon(data.map((d) => d[0]), data.map((d) => d[1]));
-  };
-  el.__picsiftScreen = (i) => { // for tests: where point i is on the page
-    const rect = canvas.getBoundingClientRect();
-    if (!points || i >= count) return null;
-    const p = [0, 1, 2].map((k) => (k < pointDims ? points[i * pointDims + k] : 0));
-    const s = toScreen(camera.matrix(rect.width / rect.height), p[0], p[1], p[2], rect.width, rect.height);
-    return s ? [rect.left + s[0], rect.top + s[1]] : null;
-  };
+  const picker = createPicker(canvas, camera, () => ({ points, dims: pointDims, count }));
+  el.__picsiftScreen = (i) => picker.pageOf(i); // for tests: where point i is on the page
 
   canvas.addEventListener("pointerdown", (event) => {
     canvas.setPointerCapture(event.pointerId);
@@ -284,7 +242,9 @@ function render({ model, el }) {
     const lassoing = !event.shiftKey && (event.altKey || mode === "lasso");
     drag = { x: event.clientX, y: event.clientY, x0: event.clientX, y0: event.clientY, moved: false,
       box: !lassoing && (event.shiftKey || mode === "box"), lasso: lassoing ? [[event.clientX, event.clientY]] : null };
+    clearTimeout(hoverTimer);
     tooltip.hidden = true;
+    hovered = -1;
   });
   canvas.addEventListener("pointermove", (event) => {
     if (!drag) {
@@ -321,12 +281,12 @@ function render({ model, el }) {
     if (!ended) return;
     if ((ended.lasso && ended.moved && ended.lasso.length >= 3) || (ended.box && ended.moved)) {
       const t0 = performance.now();
-      const found = ended.lasso ? inLasso(ended.lasso) : inBox(ended.x0, ended.y0, event.clientX, event.clientY);
+      const found = ended.lasso ? picker.inLasso(ended.lasso) : picker.inBox(ended.x0, ended.y0, event.clientX, event.clientY);
       stats.select = { ms: performance.now() - t0, points: count, found: found.length, at: t0 }; // for bench/widgets.py
       model.set("_selected", fromArray(found, "int32"));
       model.save_changes();
     } else if (!ended.moved) {
-      const index = pick(event.clientX, event.clientY);
+      const index = picker.nearest(event.clientX, event.clientY);
       if (index >= 0) {
         el.dataset.picked = String(index);
         send(model, "pick", { index });
@@ -346,14 +306,14 @@ function render({ model, el }) {
   canvas.addEventListener("pointerleave", () => { clearTimeout(hoverTimer); tooltip.hidden = true; hovered = -1; });
 
   const hover = (x, y) => {
-    const index = pick(x, y, 8);
+    const index = picker.nearest(x, y, 8);
     const rect = area.getBoundingClientRect();
     if (index < 0) { tooltip.hidden = true; hovered = -1; return; }
     Object.assign(tooltip.style, { left: `${Math.min(x - rect.left + 12, rect.width - 170)}px`, top: `${Math.min(y - rect.top + 12, rect.height - 180)}px` });
     if (index === hovered) return;
     hovered = index;
     rpc.request({ type: "thumbnails", indices: [index] }).then(({ msg, buffers }) => {
-      if (hovered !== index) return;
+      if (hovered !== index || drag) return; // the pointer moved on, or a drag began
       const old = tooltip.querySelector("img");
       if (old) URL.revokeObjectURL(old.src);
       const url = buffers[0] && buffers[0].byteLength ? URL.createObjectURL(new Blob([buffers[0]], { type: "image/webp" })) : "";
@@ -364,23 +324,6 @@ function render({ model, el }) {
     }).catch(() => { tooltip.hidden = true; });
   };
 
-  const downloadPng = () => { // a full frame, on the widget's background, with the axes if shown
-    draw(performance.now(), true);
-    const out = document.createElement("canvas");
-    out.width = canvas.width;
-    out.height = canvas.height;
-    const ctx = out.getContext("2d");
-    const background = getComputedStyle(el).backgroundColor;
-    ctx.fillStyle = !background || background === "rgba(0, 0, 0, 0)" ? "#fff" : background;
-    ctx.fillRect(0, 0, out.width, out.height);
-    ctx.drawImage(canvas, 0, 0);
-    if (!axesCanvas.hidden) ctx.drawImage(axesCanvas, 0, 0, out.width, out.height);
-    out.toBlob((blob) => {
-      const url = URL.createObjectURL(blob);
-      h("a", { href: url, download: "picsift-map.png" }).click();
-      setTimeout(() => URL.revokeObjectURL(url), 10000);
-    }, "image/png");
-  };
   const onMessage = (msg) => {
     if (!msg || msg.request_id != null) return;
     if (msg.type === "fit" && msg.bounds) fitBounds(msg.bounds);
@@ -398,6 +341,7 @@ function render({ model, el }) {
     writeCamera(true);
     schedule();
   };
+  const onEqualAxes = () => { camera.equalAxes = model.get("equal_axes"); if (pointDims === 2) fitTo(null); };
   const onCamera = () => {
     if (ownCamera) return;
     if (camera.apply(model.get("camera"))) { lastInteraction = performance.now(); schedule(); }
@@ -411,7 +355,7 @@ function render({ model, el }) {
     ["change:color_by", syncControls], ["change:_color_choices", colorOptions], ["change:drag_mode", syncControls],
     ["change:axes", syncControls], ["change:_own_points", syncControls], ["change:projection", syncControls],
     ["change:projection_state", syncControls], ["change:point_size", schedule], ["change:_autorotate", schedule],
-    ["change:camera", onCamera]];
+    ["change:camera", onCamera], ["change:equal_axes", onEqualAxes]];
   for (const [name, f] of handlers) model.on(name, f);
   colorOptions();
   loadPoints();

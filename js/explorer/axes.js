@@ -23,8 +23,8 @@ export function drawAxes(canvas, camera, width, height, show) {
   ctx.clearRect(0, 0, width, height);
   canvas.hidden = !show;
   if (!show || camera.dims !== 2) return;
-  const unit = camera.pixelsPerUnit(height), [cx, cy] = camera.center;
-  const toX = (x) => width / 2 + (x - cx) * unit, toY = (y) => height / 2 - (y - cy) * unit;
+  const unit = camera.pixelsPerUnit(height), unitX = camera.pixelsPerUnitX(height), [cx, cy] = camera.center;
+  const toX = (x) => width / 2 + (x - cx) * unitX, toY = (y) => height / 2 - (y - cy) * unit;
   const style = getComputedStyle(canvas);
   ctx.strokeStyle = ctx.fillStyle = style.color || "#666";
   ctx.font = `10px ${style.fontFamily || "sans-serif"}`;
@@ -37,7 +37,7 @@ export function drawAxes(canvas, camera, width, height, show) {
   ctx.stroke();
   ctx.textAlign = "center";
   ctx.textBaseline = "bottom";
-  for (const x of niceTicks(cx - width / 2 / unit, cx + width / 2 / unit)) {
+  for (const x of niceTicks(cx - width / 2 / unitX, cx + width / 2 / unitX)) {
     const px = Math.round(toX(x)) + 0.5;
     if (px < 24) continue;
     ctx.beginPath(); ctx.moveTo(px, height); ctx.lineTo(px, height - 5); ctx.stroke();

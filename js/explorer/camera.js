@@ -1,6 +1,7 @@
 // The explorer's view: a 2D pan/zoom or a 3D orbit around a centre, its matrix (column-major 4x4, the
 // same one the GPU uses and the CPU picks with), fitting to bounds, and a JSON state for the `camera` trait.
-// 2D: x_ndc = (x - cx) * zoom / aspect, y_ndc = (y - cy) * zoom (zoom: NDC per data unit).
+// 2D: x_ndc = (x - cx) * zoom * stretch / aspect, y_ndc = (y - cy) * zoom (zoom: NDC per data unit of y;
+// stretch: how much larger an x unit is drawn than a y unit, 1 for equal axes).
 // 3D: view = translate(0, 0, -distance) * rotateX(pitch) * rotateY(yaw) * translate(-centre).
 
 export const FOV = Math.PI / 4;
@@ -21,6 +22,8 @@ export class Camera {
     this.dims = 3;
     this.center = [0, 0, 0];
     this.zoom = 0.9;
+    this.stretch = 1;
+    this.equalAxes = true;
     this.distance = 3.2;
     this.yaw = 0.6;
     this.pitch = 0.35;
@@ -35,8 +38,8 @@ export class Camera {
   matrix(aspect) {
     const [cx, cy, cz] = this.center;
     if (this.dims === 2) {
-      const z = this.zoom;
-      return new Float32Array([z / aspect, 0, 0, 0, 0, z, 0, 0, 0, 0, 1, 0, (-cx * z) / aspect, -cy * z, 0, 1]);
+      const z = this.zoom, zx = (this.zoom * this.stretch) / aspect;
+      return new Float32Array([zx, 0, 0, 0, 0, z, 0, 0, 0, 0, 1, 0, -cx * zx, -cy * z, 0, 1]);
     }
     const near = this.distance * 0.01, far = this.distance + this.radius * 20 + 1;
     const projection = new Float32Array([F / aspect, 0, 0, 0, 0, F, 0, 0, 0, 0, (far + near) / (near - far), -1,
@@ -51,8 +54,11 @@ export class Camera {
     return multiply(projection, view);
   }
 
-  /** Pixels per data unit at depth w = 1 (2D: everywhere), for a canvas `height` pixels tall. */
+  /** Pixels per data unit (of y, in 2D) at depth w = 1 (2D: everywhere), for a canvas `height` pixels tall. */
   pixelsPerUnit(height) { return (this.dims === 2 ? this.zoom : F) * height / 2; }
+
+  /** Pixels per data unit of x (2D). */
+  pixelsPerUnitX(height) { return this.pixelsPerUnit(height) * (this.dims === 2 ? this.stretch : 1); }
 
   /**
    * Frame `bounds` ([[min...], [max...]]) in a canvas of this aspect, with a margin. A fit to every point
@@ -65,7 +71,8 @@ export class Camera {
     this.center = [0, 1, 2].map((k) => (k < lo.length ? (lo[k] + hi[k]) / 2 : 0));
     if (dims === 2) {
       const w = size[0] * 1.08, h = size[1] * 1.08;
-      const zoom = Math.min(h > 0 ? 2 / h : Infinity, w > 0 ? (2 * aspect) / w : Infinity);
+      if (!partial) this.stretch = !this.equalAxes && w > 0 && h > 0 ? (aspect * h) / w : 1;
+      const zoom = Math.min(h > 0 ? 2 / h : Infinity, w > 0 ? (2 * aspect) / (w * this.stretch) : Infinity);
       this.zoom = Number.isFinite(zoom) ? zoom : partial ? this.fitZoom * 20 : 1;
       if (!partial) this.fitZoom = this.zoom;
     } else {
@@ -86,7 +93,7 @@ export class Camera {
 
   pan(dx, dy, height) { // a drag of (dx, dy) pixels moves the points with the pointer
     const unit = this.pixelsPerUnit(height);
-    this.center = [this.center[0] - dx / unit, this.center[1] + dy / unit, this.center[2]];
+    this.center = [this.center[0] - dx / (unit * this.stretch), this.center[1] + dy / unit, this.center[2]];
     this.changed();
   }
 
@@ -99,10 +106,11 @@ export class Camera {
   /** Zoom by `factor` keeping the data point under (px, py) (pixels from the canvas centre) in place (2D). */
   zoomBy(factor, px = 0, py = 0, height = 1) {
     if (this.dims === 2) {
-      const before = this.pixelsPerUnit(height);
+      const before = this.pixelsPerUnit(height), s = this.stretch;
       this.zoom = Math.max(this.fitZoom / 50, Math.min(this.fitZoom * 1e5, this.zoom * factor));
       const after = this.pixelsPerUnit(height);
-      this.center = [this.center[0] + px / before - px / after, this.center[1] - py / before + py / after, this.center[2]];
+      this.center = [this.center[0] + px / (before * s) - px / (after * s), this.center[1] - py / before + py / after,
+        this.center[2]];
     } else {
       this.distance = Math.max(this.fitDistance / 100, Math.min(this.fitDistance * 20, this.distance / factor));
     }
@@ -110,7 +118,7 @@ export class Camera {
   }
 
   state() {
-    return this.dims === 2 ? { center: this.center.slice(0, 2), zoom: this.zoom }
+    return this.dims === 2 ? { center: this.center.slice(0, 2), zoom: this.zoom, stretch: this.stretch }
       : { center: this.center.slice(), distance: this.distance, yaw: this.yaw, pitch: this.pitch };
   }
 
@@ -123,6 +131,7 @@ export class Camera {
       if (!numbers(state.zoom) || state.zoom <= 0) return false;
       this.center = [state.center[0], state.center[1], 0];
       this.zoom = state.zoom;
+      this.stretch = numbers(state.stretch) && state.stretch > 0 ? state.stretch : 1;
     } else {
       if (!numbers(state.distance, state.yaw, state.pitch) || state.distance <= 0) return false;
       this.center = state.center.slice();

@@ -58,5 +58,5 @@ export function densityCells(points, dims, count, codes, chosen) {
     chosenOut[j] = anyChosen[c];
     j++;
   }
-  return { count: used, positions, values, weights, chosen: chosenOut, cellWorld: Math.max(...size.slice(0, dims)) };
+  return { count: used, positions, values, weights, chosen: chosenOut, cellSize: size.slice(0, dims) };
 }

@@ -111,12 +111,12 @@ export function createRenderer(gl) {
       upload(density, "value", cells.values, 1, valueType, false);
       upload(density, "chosen", cells.chosen, 1, gl.UNSIGNED_BYTE, true);
       upload(density, "weight", cells.weights, 1, gl.FLOAT, false);
-      density.cellWorld = cells.cellWorld;
+      density.cellSize = cells.cellSize;
     },
     /**
      * Draw a frame. `drawn` < count draws that many points of a shuffled order over the density layer.
      * @param {{width: number, height: number, transform: Float32Array, pointSize: number, continuous: boolean,
-     *   anySelected: boolean, drawn: number, pixelsPerUnit: number}} frame
+     *   anySelected: boolean, drawn: number, pixelsPerUnit: number[]}} frame (pixelsPerUnit: [x, y] at w = 1)
      */
     draw(frame) {
       gl.viewport(0, 0, frame.width, frame.height);
@@ -138,7 +138,8 @@ export function createRenderer(gl) {
       }
       if (density.count) {
         gl.bindVertexArray(density.vao);
-        gl.uniform1f(u.cellPixels, density.cellWorld * frame.pixelsPerUnit);
+        const [unitX, unitY] = frame.pixelsPerUnit; // a square covering the cell (its longer side)
+        gl.uniform1f(u.cellPixels, Math.max(...density.cellSize.map((c, k) => c * (k === 0 ? unitX : unitY))));
         gl.uniform1i(u.square, 1);
         gl.drawArrays(gl.POINTS, 0, density.count);
       }

@@ -141,3 +141,17 @@ def bounds(points: np.ndarray) -> list[list[float]]:
     if not len(points):
         return []
     return [points.min(axis=0).astype(float).tolist(), points.max(axis=0).astype(float).tolist()]
+
+
+#: With ``equal_axes=None``, a DataFrame's x and y get their own scales when their ranges differ more than this.
+STRETCH_ABOVE = 4.0
+
+
+def equal_ranges(points: np.ndarray) -> bool:
+    """Whether x and y span similar ranges (within :data:`STRETCH_ABOVE` times): then they share one scale."""
+    if len(points) < 2:
+        return True
+    spans = np.ptp(points[:, :2], axis=0).astype(float)
+    if spans.min() <= 0:
+        return True
+    return bool(spans.max() / spans.min() <= STRETCH_ABOVE)

@@ -24,14 +24,15 @@ from ._base import PicsiftWidget
 from ._map_data import (
     MAX_CATEGORIES,
     Colors,
-    bounds,
     categories,
     category_colors,
     column_colors,
     continuous_colors,
+    equal_ranges,
     frame_points,
 )
 from ._protocol import ARRAY_SERIALIZERS
+from ._selection import SelectCallback, SelectionMixin
 from ._tooltips import Tooltips
 
 if TYPE_CHECKING:
@@ -42,12 +43,11 @@ __all__ = ["COLOR_MODES", "MAX_CATEGORIES", "Explorer", "categories"]
 
 COLOR_MODES = ("cluster", "score", "folder")  # and every metadata field of the library (Metadata.color_fields)
 PickCallback = Callable[[str], None]
-SelectCallback = Callable[[np.ndarray], None]
 #: Cluster colours come from k-means on at most this many vectors (then every point is assigned).
 CLUSTER_FIT_ROWS = 20_000
 
 
-class Explorer(PicsiftWidget):
+class Explorer(SelectionMixin, PicsiftWidget):
     """A map of points: pan, zoom, rotate (3D), box or lasso select, colour by a field, hover for details.
 
     Parameters
@@ -55,7 +55,8 @@ class Explorer(PicsiftWidget):
     source
         A library's images (the app passes one): the map is its PCA/UMAP projection.
     points, ids, clusters
-        Precomputed ``(n, 2)`` or ``(n, 3)`` coordinates instead, optionally with ids and cluster labels.
+        Precomputed ``(n, 2)`` or ``(n, 3)`` coordinates instead, optionally with ids and cluster labels
+        (with ``data``, ``ids`` names the column of ids; default: the index).
     data, x, y, z
         A DataFrame (or anything ``pandas.DataFrame`` accepts) and the names of its coordinate columns.
     color_by
@@ -68,8 +69,9 @@ class Explorer(PicsiftWidget):
 
     Public traits: ``dims`` (2 or 3), ``projection`` (``"pca"``, ``"umap"``; ``""`` for given points),
     ``projection_state``, ``color_by``, ``point_size``, ``drag_mode`` (``"move"``, ``"box"``,
-    ``"lasso"``), ``axes`` (2D axes with ticks), ``camera`` (the view, written by the browser:
-    ``{"center": [...], "zoom": z}`` in 2D, ``{"center", "distance", "yaw", "pitch"}`` in 3D) and
+    ``"lasso"``), ``axes`` (2D axes with ticks), ``equal_axes`` (2D: a unit of x as long as one of y; off,
+    each axis fills the frame), ``camera`` (the view, written by the browser:
+    ``{"center": [...], "zoom": z, "stretch": s}`` in 2D, ``{"center", "distance", "yaw", "pitch"}`` in 3D) and
     ``selection`` (ids). :attr:`selected_indices` gives the selection as row positions without
     building ids; :meth:`on_select` calls back with them.
     """
@@ -83,6 +85,7 @@ class Explorer(PicsiftWidget):
     drag_mode = traitlets.Enum(("move", "box", "lasso"), default_value="move").tag(sync=True)
     point_size = traitlets.Float(3.0, min=0.5, max=32.0).tag(sync=True)
     axes = traitlets.Bool(False).tag(sync=True)
+    equal_axes = traitlets.Bool(True).tag(sync=True)
     camera = traitlets.Dict().tag(sync=True)
     tooltip = traitlets.List(traitlets.Unicode())
     selection = traitlets.List(traitlets.Unicode())  # not synced: the browser sends positions (_selected)
@@ -99,9 +102,10 @@ class Explorer(PicsiftWidget):
     _autorotate = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, source: ImageSource | None = None, *, points: np.ndarray | None = None,
-                 ids: Sequence[Any] | np.ndarray | None = None, clusters: np.ndarray | None = None,
+                 ids: Sequence[Any] | np.ndarray | str | None = None, clusters: np.ndarray | None = None,
                  data: Any = None, x: str | None = None, y: str | None = None, z: str | None = None,
-                 tooltip: Sequence[str] | None = None, image: str | None = None, **kwargs: Any):
+                 tooltip: Sequence[str] | None = None, image: str | None = None, equal_axes: bool | None = None,
+                 **kwargs: Any):
         color_by = kwargs.pop("color_by", None)  # may name a metadata field or a column: checked once known
         super().__init__(**kwargs)
         self.source = source
@@ -125,10 +129,15 @@ class Explorer(PicsiftWidget):
         if data is not None:
             if x is None or y is None:
                 raise ValueError("data needs the names of its coordinate columns: Explorer(data=df, x='...', y='...')")
-            self.set_data(data, x, y, z, color_by=color_by, tooltip=tooltip, image=image, ids=ids)
+            if ids is not None and not isinstance(ids, str):
+                raise TypeError(f"with data, ids names a column (or None: the index), not {type(ids).__name__}")
+            self.set_data(data, x, y, z, color_by=color_by, tooltip=tooltip, image=image, ids=ids,
+                          equal_axes=equal_axes)
             return
         if tooltip is not None:
             self.tooltip = list(tooltip)
+        if equal_axes is not None:
+            self.equal_axes = equal_axes
         if color_by is not None and points is None:
             self.color_by = color_by
         if points is not None:
@@ -227,12 +236,15 @@ class Explorer(PicsiftWidget):
             self._recolor()
 
     def set_data(self, data: Any, x: str, y: str, z: str | None = None, *, color_by: str | None = None,
-                 tooltip: Sequence[str] | None = None, image: str | None = None, ids: str | None = None) -> None:
+                 tooltip: Sequence[str] | None = None, image: str | None = None, ids: str | None = None,
+                 equal_axes: bool | None = None) -> None:
         """Show the rows of a DataFrame at columns ``x``, ``y`` (``z`` for 3D).
 
         ``color_by`` names a column (categories: names in the legend; numbers: a colour bar), ``tooltip``
         the columns shown on hover, ``image`` a column of image paths (a thumbnail on hover) and ``ids``
-        the column whose values :attr:`selection` lists (default: the index).
+        the column whose values :attr:`selection` lists (default: the index). ``equal_axes`` (2D) draws a unit
+        of x as long as one of y, as a map needs; by default it is on unless the two columns' ranges differ
+        more than 4 times (then each axis fills the frame, as in a scatter plot).
         """
         frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
         points = frame_points(frame, x, y, z)
@@ -244,6 +256,7 @@ class Explorer(PicsiftWidget):
         self._frame = frame
         self._tooltips.image_column = image
         with self.hold_sync():
+            self.equal_axes = equal_axes if equal_axes is not None else equal_ranges(points)
             self.color_by = "none"
             self._show_points(points, None if ids is None else frame[ids].to_numpy().astype(str), None)
             if color_by is not None:
@@ -357,99 +370,9 @@ class Explorer(PicsiftWidget):
             self._color_span, self._color_label = list(colors.span), colors.label
             self._colors = colors.codes
 
-    # -- view -------------------------------------------------------------------------------------
-    def zoom_to(self, ids: Sequence[str] | np.ndarray | None = None, *, indices: np.ndarray | None = None) -> None:
-        """Fit the view to some points, named by ``ids`` or by row ``indices`` (none: the selection)."""
-        if indices is None:
-            indices = self.selected_indices if ids is None else self._positions_of(ids)
-        indices = np.asarray(indices, dtype=np.int64)
-        if not len(indices):
-            raise ValueError("nothing to zoom to: give ids or indices of shown points, or select some first")
-        if indices.min() < 0 or indices.max() >= len(self._coords):
-            raise IndexError(f"indices out of range 0..{len(self._coords) - 1}")
-        self.send({"type": "fit", "bounds": bounds(self._coords[indices])})
-
-    def reset_view(self) -> None:
-        """Fit the view to every point (as when the points were first drawn)."""
-        self.send({"type": "fit", "bounds": None})
-
-    # -- selection --------------------------------------------------------------------------------
-    @property
-    def selected_indices(self) -> np.ndarray:
-        """The selection as sorted int32 row positions (no ids are built)."""
-        return self._positions
-
     @traitlets.default("selection")
     def _selection_from_positions(self) -> list[str]:
         return self.ids[self._positions].tolist() if len(self._positions) else []
-
-    def on_select(self, callback: SelectCallback) -> None:
-        """Call ``callback(indices)`` (sorted int32 positions) whenever the selection changes."""
-        self._select_callbacks.append(callback)
-
-    def _on_selected(self, change: dict[str, Any]) -> None:
-        positions = np.asarray(change["new"] if change["new"] is not None else [], dtype=np.int64)
-        positions = np.unique(positions[(positions >= 0) & (positions < len(self._coords))]).astype(np.int32)
-        self._positions = positions
-        if not self._syncing:
-            others = [h for h in self._trait_notifiers.get("selection", {}).get("change", [])
-                      if h != self._on_selection]
-            if others:  # someone listens (the app's gallery): build the ids now
-                self._syncing = True
-                try:
-                    self.selection = self.ids[positions].tolist()
-                finally:
-                    self._syncing = False
-            else:  # built from the positions on first access (traitlets' dynamic default)
-                self._trait_values.pop("selection", None)
-        for callback in self._select_callbacks:
-            callback(positions)
-
-    def _on_selection(self, change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        self._syncing = True
-        try:
-            self._selected = self._positions_of(change["new"]).astype(np.int32)
-        finally:
-            self._syncing = False
-
-    def _positions_of(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
-        wanted = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids).astype(str)
-        if self._id_index is None:
-            self._id_index = pd.Index(self.ids)
-        if self._id_index.is_unique:
-            found = self._id_index.get_indexer(wanted)
-            return np.sort(found[found >= 0])
-        return np.flatnonzero(np.isin(self.ids, wanted))
-
-    def selected_frame(self) -> pd.DataFrame:
-        """The selected rows: of ``data``, or id, path, coordinates and colour of a library's images."""
-        positions = self._positions
-        if self._frame is not None:
-            return self._frame.iloc[positions].copy()
-        frame = pd.DataFrame({"id": self.ids[positions]})
-        if self.source is not None:
-            paths = self.source.paths(frame["id"].tolist())
-            frame["path"] = [str(paths[i]) if i in paths else None for i in frame["id"]]
-        for axis, name in enumerate("xyz"[: self._coords.shape[1]]):
-            frame[name] = self._coords[positions, axis]
-        if self.scores is not None:
-            frame["score"] = self.scores[positions]
-        return frame
-
-    def export_selection(self, collection: str | None = None) -> pd.DataFrame:
-        """The selection as a DataFrame (:meth:`selected_frame`); with ``collection``, also added to that
-        collection of the library (made if new), whose rows are then returned."""
-        if collection is None:
-            return self.selected_frame()
-        if self.source is None:
-            raise ValueError(f"collection={collection!r}: only a library's map has collections to add to")
-        if not len(self._positions):
-            raise ValueError(f"nothing to add to {collection!r}: select some points first")
-        library = self.source.library
-        library.add_to_collection(collection, self.ids[self._positions].tolist())
-        return library.collection(collection)
 
     # -- messages from the browser ----------------------------------------------------------------
     def on_pick(self, callback: PickCallback) -> None:
@@ -475,19 +398,5 @@ class Explorer(PicsiftWidget):
         self.send({"type": "thumbnails", "request_id": content.get("request_id"), "indices": indices,
                    "ids": self.ids[indices].tolist(), "names": names, "fields": fields}, buffers)
 
-    def select_category(self, index: int) -> list[str]:
-        """Select every point of legend entry ``index`` (a folder, a tag value, a cluster...); returns their ids."""
-        if self._color_kind != "category" or not 0 <= index < len(self._legend) or not self._legend[index]:
-            raise ValueError(f"no legend entry {index} to select: colour by a category (color_by={self.color_by!r})")
-        self._selected = np.flatnonzero(np.asarray(self._colors) == index).astype(np.int32)
-        return list(self.selection)
-
-    def _on_select_category(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
-        self.select_category(int(content.get("index", -1)))
-
     def _on_compute_umap(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         self.compute_umap(refit=bool(content.get("refit", False)))
-
-    def _on_export(self, _content: dict[str, Any], _buffers: list[bytes]) -> None:
-        self.exported = self.selected_frame()
-        self.send({"type": "notice", "message": f"{len(self.exported):,} rows in explorer.exported"})
