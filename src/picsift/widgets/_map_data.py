@@ -37,34 +37,48 @@ class Colors:
     label: str = ""
 
 
-def categories(labels: Sequence[Any] | np.ndarray) -> tuple[list[str], np.ndarray]:
+def categories(labels: Sequence[Any] | np.ndarray | pd.Series) -> tuple[list[str], np.ndarray]:
     """Legend entries (``"name (count)"``) and each point's category slot (its palette colour).
 
-    Categories come most frequent first; past :data:`MAX_CATEGORIES` - 1 of them, the rarer ones share one
-    entry, ``other``. A label in parentheses means "no value" (``(no objects)``): it takes the last slot,
-    the palette's grey, so that labelled points stand out; the legend is padded with ``""`` up to it.
-    Slots are float32 (what older callers expect); :func:`category_colors` makes them uint8.
+    Categories come most frequent first (ties by name); past :data:`MAX_CATEGORIES` - 1 of them, the
+    rarer ones share one entry, ``other``. A label in parentheses means "no value" (``(no objects)``): it
+    takes the last slot, the palette's grey, so that labelled points stand out; the legend is padded with
+    ``""`` up to it. Missing values (None, NaN) read as ``(no value)``. Slots are float32 (what older
+    callers expect); :func:`category_colors` makes them uint8.
     """
-    names, codes, counts = np.unique(np.asarray(labels, dtype=str), return_inverse=True, return_counts=True)
-    order = [int(i) for i in np.argsort(-counts, kind="stable")]
-    none = [i for i in order if names[i].startswith("(") and names[i].endswith(")")]
-    regular = [i for i in order if i not in none]
+    codes, uniques = pd.factorize(labels if isinstance(labels, pd.Series) else np.asarray(labels, dtype=object))
+    names = [str(u) for u in uniques]
+    if (codes < 0).any():  # None / NaN
+        names.append("(no value)")
+        codes = np.where(codes < 0, len(names) - 1, codes)
+    return _legend_slots(names, codes)
+
+
+def _legend_slots(names: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    counts = np.bincount(codes, minlength=len(names)) if len(codes) else np.zeros(len(names), np.int64)
+    merged: dict[str, list[int]] = {}  # values that read the same (1 and "1") share an entry
+    for i, name in enumerate(names):
+        merged.setdefault(name, []).append(i)
+    unique = sorted(merged)
+    total = {name: int(counts[merged[name]].sum()) for name in unique}
+    order = sorted(unique, key=lambda name: -total[name])  # stable: ties stay in name order
+    none = [n for n in order if n.startswith("(") and n.endswith(")")]
+    regular = [n for n in order if n not in none]
     slots = MAX_CATEGORIES - (1 if none else 0)  # the last (grey) slot is kept for "no value"
     shown, rest = (regular[: slots - 1], regular[slots - 1 :]) if len(regular) > slots else (regular, [])
-    slot = np.zeros(len(names), np.int64)
-    slot[shown] = np.arange(len(shown))
-    legend = [f"{names[i]} ({counts[i]:,})" for i in shown]
+    slot_of = {name: k for k, name in enumerate(shown)}
+    legend = [f"{name} ({total[name]:,})" for name in shown]
     if rest:
-        slot[rest] = len(shown)
-        legend.append(f"other ({int(counts[rest].sum()):,})")
+        slot_of.update({name: len(shown) for name in rest})
+        legend.append(f"other ({sum(total[n] for n in rest):,})")
     if none:  # one label in practice; several would share the slot
-        slot[none] = MAX_CATEGORIES - 1
-        label = " / ".join(str(names[i]) for i in none)
-        legend += [""] * (MAX_CATEGORIES - 1 - len(legend)) + [f"{label} ({int(counts[none].sum()):,})"]
-    return legend, slot[codes.reshape(-1)].astype(np.float32)
+        slot_of.update({name: MAX_CATEGORIES - 1 for name in none})
+        legend += [""] * (MAX_CATEGORIES - 1 - len(legend)) + [f"{' / '.join(none)} ({sum(total[n] for n in none):,})"]
+    table = np.array([slot_of[name] for name in names], dtype=np.float32)
+    return legend, table[codes] if len(codes) else np.zeros(0, np.float32)
 
 
-def category_colors(labels: Sequence[Any] | np.ndarray, label: str = "") -> Colors:
+def category_colors(labels: Sequence[Any] | np.ndarray | pd.Series, label: str = "") -> Colors:
     """A categorical colouring of ``labels`` (names in the legend, with counts)."""
     legend, slots = categories(labels)
     return Colors("category", slots.astype(np.uint8), legend, label=label)
@@ -98,8 +112,7 @@ def is_categorical(values: pd.Series) -> bool:
 def column_colors(values: pd.Series, label: str) -> Colors:
     """Colour by a DataFrame column: categories for text/booleans/few integers, a colour bar for numbers."""
     if is_categorical(values):
-        text = values.astype(object).where(values.notna(), "(no value)").astype(str)
-        return category_colors(text.to_numpy(), label)
+        return category_colors(values, label)
     return continuous_colors(pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),
                              label)
 
