@@ -11,13 +11,14 @@
  *   drag_mode: "move"|"box"|"lasso", point_size: number, axes: boolean, equal_axes: boolean, camera: object, _points: object,
  *   _colors: object, _color_kind: string, _color_span: number[], _color_label: string, _color_choices: string[],
  *   _legend: string[], _selected: object, _own_points: boolean, _autorotate: boolean}} ExplorerTraits */
-import { errorLine, formatCount, fromArray, h, requester, send, toArray } from "./protocol.js";
+import { errorLine, formatCount, h, requester, send, toArray } from "./protocol.js";
 import { drawAxes } from "./explorer/axes.js";
 import { Camera } from "./explorer/camera.js";
 import { legendItems } from "./explorer/colors.js";
 import { densityCells } from "./explorer/density.js";
 import { createPicker, downloadPng } from "./explorer/picking.js";
 import { createRenderer } from "./explorer/renderer.js";
+import { decodeSelection, encodeSelection } from "./explorer/selection.js";
 import { toolbar } from "./explorer/toolbar.js";
 
 const LOD_FROM = 50000, FRAME_TARGET = 50, IDLE_MS = 150;
@@ -89,7 +90,7 @@ function render({ model, el }) {
   const renderer = createRenderer(gl);
   const camera = new Camera();
   let points = null, pointDims = 3, count = 0, codes = null, chosen = new Uint8Array(0), selected = new Int32Array(0);
-  let density = null, allBounds = null, pendingFit = false, ownCamera = false;
+  let warmed = false, ownSelection = false, density = null, allBounds = null, pendingFit = false, ownCamera = false;
   let drag = null, hoverTimer = 0, hovered = -1, budget = 250000, lastInteraction = -Infinity, lastFrameAt = 0;
   let frame = 0, idleTimer = 0, saveTimer = 0, noticeTimer = 0;
   const stats = { firstFrame: null, frames: [], draws: [], drawn: [] };
@@ -153,6 +154,10 @@ function render({ model, el }) {
     if (count && (stats.firstFrame === null || rotating)) gl.finish(); // honest timings: wait for the pixels
     const t1 = performance.now();
     if (count && stats.firstFrame === null) { stats.firstFrame = t1; el.dataset.firstFrame = String(t1); }
+    if (count && !warmed) { // the pick/lasso index, once the first picture is up
+      warmed = true;
+      (window.requestIdleCallback || setTimeout)(() => picker.warm(), { timeout: 2000 });
+    }
     if (count) {
       stats.frames.push(time ?? t1);
       stats.draws.push(t1 - t0);
@@ -180,6 +185,7 @@ function render({ model, el }) {
     count = points ? points.length / pointDims : 0;
     renderer.setPoints(points || new Float32Array(0), pointDims);
     density = null;
+    warmed = false;
     picker.reset();
     allBounds = count ? boundsOf(points, pointDims, count) : null;
     const first = el.dataset.pointsVersion === undefined;
@@ -204,11 +210,20 @@ function render({ model, el }) {
     schedule();
   };
   const loadSelected = () => {
-    const positions = toArray(model.get("_selected"));
+    if (ownSelection) { // our own lasso: the kernel has been told; redraw after this event
+      ownSelection = false;
+      setTimeout(loadSelected, 0);
+      return;
+    }
+    const positions = decodeSelection(model.get("_selected"));
     chosen = new Uint8Array(count);
-    const valid = [];
-    if (positions) for (const p of positions) if (p >= 0 && p < count && !chosen[p]) { chosen[p] = 255; valid.push(p); }
-    selected = Int32Array.from(valid);
+    const valid = new Int32Array(positions.length);
+    let k = 0;
+    for (let j = 0; j < positions.length; j++) {
+      const p = positions[j];
+      if (p >= 0 && p < count && !chosen[p]) { chosen[p] = 255; valid[k++] = p; }
+    }
+    selected = valid.subarray(0, k);
     renderer.setChosen(chosen);
     density = null;
     el.dataset.selected = String(selected.length);
@@ -283,8 +298,10 @@ function render({ model, el }) {
       const t0 = performance.now();
       const found = ended.lasso ? picker.inLasso(ended.lasso) : picker.inBox(ended.x0, ended.y0, event.clientX, event.clientY);
       stats.select = { ms: performance.now() - t0, points: count, found: found.length, at: t0 }; // for bench/widgets.py
-      model.set("_selected", fromArray(found, "int32"));
+      ownSelection = true; // send first, draw the highlight afterwards
+      model.set("_selected", encodeSelection(found, count));
       model.save_changes();
+      stats.select.sent = performance.now() - t0;
     } else if (!ended.moved) {
       const index = picker.nearest(event.clientX, event.clientY);
       if (index >= 0) {
@@ -350,8 +367,14 @@ function render({ model, el }) {
   const resize = new ResizeObserver(schedule);
   resize.observe(area);
   model.on("msg:custom", onMessage);
-  const handlers = [["change:_points", loadPoints], ["change:_colors", loadColors], ["change:_color_kind", loadColors],
-    ["change:_legend", loadColors], ["change:_selected", loadSelected], ["change:dims", syncControls],
+  let colorsQueued = false;
+  const colorsSoon = () => { // one upload for a recolouring that changes several traits at once
+    if (colorsQueued) return;
+    colorsQueued = true;
+    queueMicrotask(() => { colorsQueued = false; loadColors(); });
+  };
+  const handlers = [["change:_points", loadPoints], ...["_colors", "_color_kind", "_legend", "_color_span", "_color_label"]
+    .map((name) => [`change:${name}`, colorsSoon]), ["change:_selected", loadSelected], ["change:dims", syncControls],
     ["change:color_by", syncControls], ["change:_color_choices", colorOptions], ["change:drag_mode", syncControls],
     ["change:axes", syncControls], ["change:_own_points", syncControls], ["change:projection", syncControls],
     ["change:projection_state", syncControls], ["change:point_size", schedule], ["change:_autorotate", schedule],

@@ -16,6 +16,7 @@ from picsift import Library
 from picsift.widgets import Explorer, Gallery, link
 from picsift.widgets._map_data import MISSING_STEP, column_colors
 from picsift.widgets._protocol import array_to_json
+from picsift.widgets._selection import selection_from_json, selection_to_json
 from picsift.widgets._source import ImageSource
 
 from .test_widgets import Sent, message
@@ -125,6 +126,22 @@ def test_a_selection_from_the_browser_builds_ids_only_when_asked() -> None:
     assert gallery_like.selection == ["row1"] and e._trait_values["selection"] == ["row1"]
     e.selection = ["row9", "unknown"]  # from Python: to positions for the browser
     assert e._selected.tolist() == [9] and e.selected_indices.tolist() == [9]
+
+
+def test_a_big_selection_crosses_as_a_bit_per_point() -> None:
+    n = 100_000
+    e = Explorer(points=np.random.default_rng(0).random((n, 2)).astype(np.float32))
+    positions = np.arange(0, n, 3, dtype=np.int32)  # 33k points: 133 kB as int32, 12.5 kB as bits
+    state = selection_to_json(positions, e)
+    assert state is not None and state["bits"] == n and state["view"].nbytes == n // 8
+    assert selection_from_json({**state, "view": memoryview(bytes(state["view"]))}).tolist() == positions.tolist()
+    few = selection_to_json(np.array([5, 7], np.int32), e)
+    assert few is not None and few["dtype"] == "int32" and few["view"].nbytes == 8
+    from_browser_bits = {**state, "view": memoryview(bytes(state["view"]))}
+    e.set_state({"_selected": from_browser_bits})  # what the front-end sends for a big lasso
+    assert e.selected_indices.tolist() == positions.tolist()
+    with pytest.raises(TypeError, match="int32 positions or bits"):
+        selection_from_json({"view": b"\0\0", "dtype": "uint16"})
 
 
 def test_linked_explorers_share_positions_and_unlink() -> None:

@@ -47,6 +47,8 @@ export function createPicker(canvas, camera, current) {
   return {
     /** Forget the grids (new points). */
     reset() { dataGrid = screen = null; },
+    /** Build the 2D grid ahead of the first hover or lasso (when the browser is idle). */
+    warm() { if (current().dims === 2 && current().count) grid2d(); },
     /** The point nearest the pointer within `radius` pixels, or -1. */
     nearest(clientX, clientY, radius = 10) {
       if (!current().count) return -1;

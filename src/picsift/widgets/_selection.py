@@ -1,6 +1,8 @@
 """The explorer's selection and view commands: positions first, ids only when asked, exports.
 
-The browser sends a box, lasso or legend selection as sorted int32 row positions (``_selected``).
+A box, lasso or legend selection crosses between browser and kernel as row positions (``_selected``):
+int32 positions when few are selected, else one bit per point (:func:`selection_to_json`), whichever
+is smaller, so that 700k of 1M points cross in 125 kB instead of 2.9 MB.
 :attr:`~SelectionMixin.selected_indices` reads them as they are; the ``selection`` trait (ids) is built
 from them only when something listens to it (the app's gallery) or reads it.
 """
@@ -19,6 +21,37 @@ if TYPE_CHECKING:
     from ._source import ImageSource
 
 SelectCallback = Callable[[np.ndarray], None]
+
+
+def selection_to_json(positions: np.ndarray | None, widget: Any = None) -> dict[str, Any] | None:
+    """Positions as ``{view, dtype: "int32", shape}``, or as a bit per point ``{view, dtype: "uint8",
+    shape, bits: n}`` (little-endian bit order) when that is smaller."""
+    if positions is None:
+        return None
+    positions = np.ascontiguousarray(positions, dtype=np.int32)
+    n = len(widget._coords) if widget is not None else 0
+    if n and len(positions) * 32 > n:
+        mask = np.zeros(n, bool)
+        mask[positions[(positions >= 0) & (positions < n)]] = True
+        packed = np.packbits(mask, bitorder="little")
+        return {"view": packed.data, "dtype": "uint8", "shape": [len(packed)], "bits": n}
+    return {"view": positions.view(np.uint8).data, "dtype": "int32", "shape": [len(positions)]}
+
+
+def selection_from_json(value: dict[str, Any] | None, _widget: Any = None) -> np.ndarray | None:
+    """The inverse of :func:`selection_to_json` (what the browser sends): sorted int32 positions."""
+    if value is None:
+        return None
+    data = bytes(value["view"])
+    if value.get("bits") is not None:
+        mask = np.unpackbits(np.frombuffer(data, np.uint8), count=int(value["bits"]), bitorder="little")
+        return np.flatnonzero(mask).astype(np.int32)
+    if value.get("dtype", "int32") != "int32":
+        raise TypeError(f"a selection arrives as int32 positions or bits, not {value.get('dtype')!r}")
+    return np.frombuffer(data, np.int32).copy()
+
+
+SELECTION_SERIALIZERS = {"to_json": selection_to_json, "from_json": selection_from_json}
 
 
 class SelectionMixin:
@@ -75,7 +108,12 @@ class SelectionMixin:
 
     def _on_selected(self, change: dict[str, Any]) -> None:
         positions = np.asarray(change["new"] if change["new"] is not None else [], dtype=np.int64)
-        positions = np.unique(positions[(positions >= 0) & (positions < len(self._coords))]).astype(np.int32)
+        if len(positions) and not (positions[0] >= 0 and positions[-1] < len(self._coords)
+                                   and np.all(positions[1:] > positions[:-1])):
+            mask = np.zeros(len(self._coords), bool)  # sorted and unique in O(n); np.unique sorts (1.3 s at 700k)
+            mask[positions[(positions >= 0) & (positions < len(self._coords))]] = True
+            positions = np.flatnonzero(mask)
+        positions = positions.astype(np.int32)
         self._positions = positions
         if not self._syncing:
             others = [h for h in self._trait_notifiers.get("selection", {}).get("change", [])

@@ -5,8 +5,9 @@ folder or a metadata field. The same widget shows a user's own DataFrame (``data
 coloured by any column: names in the legend for categories, a colour bar for numbers.
 
 What crosses to the browser is small and binary (see :mod:`._map_data`): float32 ``(n, 2|3)`` points once,
-one uint8/uint16 code per point per colouring. A box or lasso selection comes back as an int32 index
-buffer (``_selected``); ids are built only when someone asks for :attr:`Explorer.selection`.
+one uint8/uint16 code per point per colouring. A box or lasso selection comes back as int32 positions or
+a bit per point, whichever is smaller (``_selected``, see :mod:`._selection`); ids are built only when
+someone asks for :attr:`Explorer.selection`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ._map_data import (
     frame_points,
 )
 from ._protocol import ARRAY_SERIALIZERS
-from ._selection import SelectCallback, SelectionMixin
+from ._selection import SELECTION_SERIALIZERS, SelectCallback, SelectionMixin
 from ._tooltips import Tooltips
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class Explorer(SelectionMixin, PicsiftWidget):
     _color_label = traitlets.Unicode("").tag(sync=True)
     _color_choices = traitlets.List(traitlets.Unicode()).tag(sync=True)
     _legend = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    _selected = traitlets.Any(None).tag(sync=True, **ARRAY_SERIALIZERS)
+    _selected = traitlets.Any(None).tag(sync=True, **SELECTION_SERIALIZERS)
     _own_points = traitlets.Bool(False).tag(sync=True)  # the user's coordinates: no UMAP, no dims switch
     _autorotate = traitlets.Bool(False).tag(sync=True)
 
