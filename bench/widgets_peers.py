@@ -155,20 +155,24 @@ def pan(page: Any, box: dict[str, float], seconds: float, n: int, contender: str
     page.mouse.down()
     t0 = time.perf_counter()
     k = 0
-    while time.perf_counter() - t0 < seconds:
+    least = max(1000, n / 100)
+    big_frames = "l => window.__draws.filter(d => d[1] >= l).length"
+    while time.perf_counter() - t0 < seconds or (  # at least 5 frames, however slow, up to a minute
+            page.evaluate(big_frames, least) < 5 and time.perf_counter() - t0 < 60):
         k += 1
         page.mouse.move(cx + 120 * math.sin(k / 15), cy + 80 * math.sin(k / 23))
     ended = page.evaluate("() => performance.now()")
     page.mouse.up()
     page.wait_for_timeout(300)
     page.evaluate("() => { window.__finishEach = false; }")
-    frames = [f for f in frames_of(page.evaluate("() => window.__draws.slice()"), max(1000, n / 100)) if f[0] < ended]
-    intervals = [b[0] - a[0] for a, b in itertools.pairwise(frames[2:])]
-    drawn = [f[1] for f in frames[2:]]
+    frames = [f for f in frames_of(page.evaluate("() => window.__draws.slice()"), least) if f[0] < ended]
+    skip = 2 if len(frames) > 4 else 1  # the first frames of a drag are not yet steady
+    intervals = [b[0] - a[0] for a, b in itertools.pairwise(frames[skip:])]
+    drawn = [f[1] for f in frames[skip:]]
     if contender == "picsift":  # its own count: the sample, not the density layer's cells drawn with it
         drawn = page.evaluate("([t0, t1]) => { const s = [...document.querySelectorAll('.picsift-explorer')].pop()"
                               ".__picsift; return s.drawn.filter((_, i) => s.frames[i] > t0 && s.frames[i] < t1); }",
-                              [started, ended])[2:]
+                              [started, ended])[skip:]
     return {"frame_ms": median(intervals), "frame_p90_ms": percentile(intervals, 90),
             "drawn": median(drawn), "frames": len(frames)}
 
