@@ -119,7 +119,7 @@ def explorer(nb: Notebook, n: int, seconds: float) -> dict[str, float]:
     selector = ".picsift-explorer[data-first-frame]"
     page.wait_for_selector(f"{selector}[data-points='{n}']", timeout=300_000)
     first = float(page.eval_on_selector(f".picsift-explorer[data-points='{n}']", "el => Number(el.dataset.firstFrame)"))
-    page.locator(f".picsift-explorer[data-points='{n}'] canvas").scroll_into_view_if_needed()
+    page.locator(f".picsift-explorer[data-points='{n}'] canvas.picsift-map").scroll_into_view_if_needed()
     select = lasso(page, page.locator(f".picsift-explorer[data-points='{n}']"))
     nb.run_next()  # _autorotate = True
     page.wait_for_timeout(seconds * 1000)
@@ -135,12 +135,13 @@ def explorer(nb: Notebook, n: int, seconds: float) -> dict[str, float]:
 
 
 def lasso(page: Any, explorer: Any, vertices: int = 64) -> dict[str, float]:
-    """Drag a round lasso (``vertices`` corners) over the middle of the 3D map; the front-end's time to
+    """Drag a round lasso (``vertices`` corners, radius 12% of the map's side) over the middle of the 3D map
+    (the view fits every point, so the gaussian's core is small); the front-end's time to
     find the points inside (a grid of the points' screen positions, then a point-in-polygon test only in
     the cells the outline crosses)."""
     explorer.locator(".picsift-tool[data-mode=lasso]").click()
     box = explorer.locator("canvas.picsift-map").bounding_box()
-    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.3
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.12
     corners = [(cx + r * math.cos(2 * math.pi * k / vertices), cy + r * math.sin(2 * math.pi * k / vertices))
                for k in range(vertices + 1)]
     page.mouse.move(*corners[0])
@@ -240,8 +241,9 @@ def main(argv: list[str]) -> None:
         root = Path(tmp)
         if parts & {"explorer", "gallery", "slider"}:
             run_own(root, sizes, gallery_n, parts, args.rotate_seconds)
-        if "peers" in parts:
-            run_peers(root, [int(n) for n in args.peer_sizes.split(",")], args.pan_seconds)
+        if "peers" in parts:  # a lab of its own (a lab restores the last one's open notebooks from its folder)
+            (root / "peers").mkdir()
+            run_peers(root / "peers", [int(n) for n in args.peer_sizes.split(",")], args.pan_seconds)
 
 
 def open_notebook(page: Any, lab: Any, name: str) -> str:
@@ -289,7 +291,7 @@ def report_explorer(nb: Notebook, sizes: list[int], seconds: float) -> None:
         rows.append([f"{n:,}", r["first_frame_ms"], r["first_frame_ms"] / base["first_frame_ms"],
                      r["frame_ms"], r["frame_p90_ms"], f"{r['drawn']:,.0f}", r["frame_ms"] / base["frame_ms"],
                      r["lasso_ms"], f"{r['lasso_found']:,}", r["lasso_ms"] / base["lasso_ms"]])
-    print("## Explorer: display() -> first frame, frame time while rotating, lasso select in 2D\n")
+    print("## Explorer: display() -> first frame, frame time while rotating, lasso select in 3D\n")
     print(table(rows, ["points", "first frame ms", "x 1k", "frame ms (median)", "frame p90 ms",
                        "points drawn per frame while moving", "frame x 1k", "lasso ms", "points inside",
                        "lasso x 1k"]))

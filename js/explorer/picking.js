@@ -25,10 +25,11 @@ export function createPicker(canvas, camera, current) {
     if (screen && screen.version === camera.version && screen.w === w && screen.h === hgt) return screen.grid;
     const { points, count } = current();
     const m = camera.matrix(w / hgt), xy = new Float32Array(count * 2);
-    for (let i = 0; i < count; i++) {
-      const s = toScreen(m, points[3 * i], points[3 * i + 1], points[3 * i + 2], w, hgt);
-      xy[2 * i] = s ? s[0] : NaN;
-      xy[2 * i + 1] = s ? s[1] : NaN;
+    for (let i = 0; i < count; i++) { // toScreen, inlined: no array per point
+      const x = points[3 * i], y = points[3 * i + 1], z = points[3 * i + 2];
+      const cw = m[3] * x + m[7] * y + m[11] * z + m[15];
+      xy[2 * i] = cw > 0 ? ((m[0] * x + m[4] * y + m[8] * z + m[12]) / cw + 1) * 0.5 * w : NaN;
+      xy[2 * i + 1] = cw > 0 ? (1 - (m[1] * x + m[5] * y + m[9] * z + m[13]) / cw) * 0.5 * hgt : NaN;
     }
     screen = { version: camera.version, w, h: hgt, grid: new Grid(xy, 2, count, 2) };
     return screen.grid;
