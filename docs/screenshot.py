@@ -59,8 +59,10 @@ def main() -> None:
             print(f"wrote {args.out}")
             map_with_lasso(page, args.map_out)
             print(f"wrote {args.map_out}")
-        write_notebook(root / "explorer.ipynb", [EXPLORERS.format(folder=str(stamps), prompt=args.prompt)])
-        with jupyterlab(root) as lab, chromium(viewport=(1100, 1700)) as page:
+        second = root / "explorers"  # a lab of its own: a lab reopens the last one's notebooks from its folder
+        second.mkdir()
+        write_notebook(second / "explorer.ipynb", [EXPLORERS.format(folder=str(stamps), prompt=args.prompt)])
+        with jupyterlab(second) as lab, chromium(viewport=(1500, 1700)) as page:
             open_and_run(page, lab, "explorer.ipynb")
             explorers_on_a_dataframe(page, args.explorer_out, args.colorbar_out)
             print(f"wrote {args.explorer_out} and {args.colorbar_out}")
@@ -77,13 +79,13 @@ paths = lib.paths(snapshot.ids.tolist())
 hits = lib.search({prompt!r}, limit=None)
 df = pd.DataFrame({{"x": coords[:, 0], "y": coords[:, 1],
                    "folder": [paths[i].parent.name for i in snapshot.ids],
-                   "name": [paths[i].stem for i in snapshot.ids],
-                   "path": [str(paths[i]) for i in snapshot.ids]}}, index=snapshot.ids)
-df["score"] = pd.Series(hits.scores, index=hits.scope_ids).reindex(df.index)
+                   "path": [str(paths[i]) for i in snapshot.ids],
+                   "score": pd.Series(hits.scores, index=hits.scope_ids).reindex(snapshot.ids).to_numpy()}},
+                  index=[paths[i].stem for i in snapshot.ids])  # the tooltip's title
 by_folder = Explorer(data=df, x="x", y="y", color_by="folder", tooltip=["folder", "score"], image="path",
-                     layout={{"width": "1000px"}})
-by_score = Explorer(data=df, x="x", y="y", color_by="score", tooltip=["name", "score"], axes=True,
-                    layout={{"width": "1000px"}})
+                     layout={{"width": "900px"}})
+by_score = Explorer(data=df, x="x", y="y", color_by="score", tooltip=["folder", "score"], axes=True,
+                    layout={{"width": "900px"}})
 ipywidgets.VBox([by_folder, by_score])
 """
 
@@ -99,7 +101,7 @@ def explorers_on_a_dataframe(page: Any, legend_out: str, colorbar_out: str) -> N
     centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     points = by_folder.evaluate(
         "el => Array.from({length: Number(el.dataset.points)}, (_, i) => el.__picsiftScreen(i))")
-    x, y = min((p for p in points if p), key=lambda p: (p[0] - centre[0] - 120) ** 2 + (p[1] - centre[1]) ** 2)
+    x, y = min((p for p in points if p), key=lambda p: (p[0] - centre[0] - 60) ** 2 + (p[1] - centre[1]) ** 2)
     page.mouse.move(x + 30, y + 30)
     page.mouse.move(x, y, steps=4)
     page.wait_for_selector(".picsift-explorer .picsift-tooltip:not([hidden]) img", timeout=60_000)

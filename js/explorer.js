@@ -23,6 +23,8 @@ import { toolbar } from "./explorer/toolbar.js";
 
 const LOD_FROM = 50000, FRAME_TARGET = 50, IDLE_MS = 150;
 
+/** [min, max] of the points (or of those in `pick`), and in 3D the radius of the sphere about the box's
+ * centre that holds them all (tighter than the box's half-diagonal: the view can come closer). */
 function boundsOf(points, dims, count, pick = null) {
   const lo = Array(dims).fill(Infinity), hi = Array(dims).fill(-Infinity);
   const n = pick ? pick.length : count;
@@ -34,7 +36,17 @@ function boundsOf(points, dims, count, pick = null) {
       if (v > hi[k]) hi[k] = v;
     }
   }
-  return n ? [lo, hi] : null;
+  if (!n) return null;
+  if (dims !== 3) return [lo, hi];
+  const c = lo.map((v, k) => (v + hi[k]) / 2);
+  let far = 0;
+  for (let j = 0; j < n; j++) {
+    const i = pick ? pick[j] : j;
+    const dx = points[3 * i] - c[0], dy = points[3 * i + 1] - c[1], dz = points[3 * i + 2] - c[2];
+    const d = dx * dx + dy * dy + dz * dz;
+    if (d > far) far = d;
+  }
+  return [lo, hi, Math.sqrt(far)];
 }
 
 function render({ model, el }) {
@@ -117,6 +129,7 @@ function render({ model, el }) {
       const pad = pointDims === 2 ? 2 / camera.fitZoom / 40 : camera.radius / 40;
       bounds[0] = bounds[0].map((v) => v - pad);
       bounds[1] = bounds[1].map((v) => v + pad);
+      if (bounds.length > 2) bounds[2] = pad * 2;
     }
     camera.fit(bounds, w / hgt, pointDims, { partial: !!pick, resetAngles });
     lastInteraction = performance.now();

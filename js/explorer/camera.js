@@ -61,7 +61,7 @@ export class Camera {
   pixelsPerUnitX(height) { return this.pixelsPerUnit(height) * (this.dims === 2 ? this.stretch : 1); }
 
   /**
-   * Frame `bounds` ([[min...], [max...]]) in a canvas of this aspect, with a margin. A fit to every point
+   * Frame `bounds` ([[min...], [max...], radius?]) in a canvas of this aspect, with a margin. A fit to every point
    * (not `partial`) also sets the zoom range; `resetAngles` turns a 3D view back to its first angle.
    */
   fit(bounds, aspect, dims, { partial = false, resetAngles = false } = {}) {
@@ -76,7 +76,7 @@ export class Camera {
       this.zoom = Number.isFinite(zoom) ? zoom : partial ? this.fitZoom * 20 : 1;
       if (!partial) this.fitZoom = this.zoom;
     } else {
-      const radius = Math.max(Math.hypot(...size) / 2, 1e-6);
+      const radius = Math.max(bounds[2] ?? Math.hypot(...size) / 2, 1e-6); // [2]: the points' bounding sphere
       this.distance = (radius / Math.sin(FOV / 2)) * 1.05 * Math.max(1, 1 / aspect);
       if (!partial) { this.radius = radius; this.fitDistance = this.distance; }
       if (resetAngles) { this.yaw = 0.6; this.pitch = 0.35; }
