@@ -3,8 +3,9 @@
 // The view fits the data on first draw and on new points; drag pans (2D) or rotates (3D), the wheel zooms
 // around the pointer, double-click or the fit button resets. The toolbar picks what dragging does (pan,
 // box, lasso; shift-drag: box, alt-drag: lasso), zooms to the selection, shows axes, downloads a PNG and
-// exports the selection. Box and lasso use a grid index (./explorer/grid.js) and send the selection to
-// Python as an int32 index buffer. Hover shows a tooltip (fields and thumbnail from Python); click picks.
+// exports the selection. Box and lasso use a grid index (./explorer/picking.js) and send the selection to
+// Python as int32 positions or a bit per point (./explorer/selection.js). Hover shows a tooltip (fields and
+// a thumbnail from Python, ./explorer/tooltip.js); click picks.
 // Level of detail: while the view moves and a full frame would take longer than FRAME_TARGET ms, a uniform
 // sample is drawn over a density layer of every point, and the status line says so.
 /** @typedef {{dims: 2|3, projection: string, projection_state: string, color_by: string, color_fields: string[],
@@ -20,6 +21,7 @@ import { createPicker, downloadPng } from "./explorer/picking.js";
 import { createRenderer } from "./explorer/renderer.js";
 import { decodeSelection, encodeSelection } from "./explorer/selection.js";
 import { toolbar } from "./explorer/toolbar.js";
+import { createTooltip } from "./explorer/tooltip.js";
 
 const LOD_FROM = 50000, FRAME_TARGET = 50, IDLE_MS = 150;
 
@@ -55,14 +57,13 @@ function render({ model, el }) {
   const rpc = requester(model);
   const canvas = h("canvas", { class: "picsift-map" });
   const axesCanvas = h("canvas", { class: "picsift-axes", hidden: true });
-  const tooltip = h("div", { class: "picsift-tooltip", hidden: true });
   const box = h("div", { class: "picsift-box", hidden: true });
   const lasso = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   lasso.classList.add("picsift-lasso");
   const outline = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
   lasso.append(outline);
   lasso.style.display = "none";
-  const area = h("div", { class: "picsift-explorer-canvas" }, canvas, axesCanvas, tooltip, box, lasso);
+  const area = h("div", { class: "picsift-explorer-canvas" }, canvas, axesCanvas, box, lasso);
   const dims = h("select", { class: "picsift-dims", "aria-label": "dimensions" }, h("option", { value: "3" }, "3D"), h("option", { value: "2" }, "2D"));
   const colorBy = h("select", { class: "picsift-color-by", "aria-label": "colour by" });
   const fieldLabel = (field) => field.startsWith("tag:") ? `tag ${field.slice(4)}`
@@ -103,7 +104,7 @@ function render({ model, el }) {
   const camera = new Camera();
   let points = null, pointDims = 3, count = 0, codes = null, chosen = new Uint8Array(0), selected = new Int32Array(0);
   let warmed = false, ownSelection = false, density = null, allBounds = null, pendingFit = false, ownCamera = false;
-  let drag = null, hoverTimer = 0, hovered = -1, budget = 250000, lastInteraction = -Infinity, lastFrameAt = 0;
+  let drag = null, budget = 250000, lastInteraction = -Infinity, lastFrameAt = 0;
   let frame = 0, idleTimer = 0, saveTimer = 0, noticeTimer = 0;
   const stats = { firstFrame: null, frames: [], draws: [], drawn: [] };
   el.__picsift = stats;
@@ -263,6 +264,9 @@ function render({ model, el }) {
 
   const picker = createPicker(canvas, camera, () => ({ points, dims: pointDims, count }));
   el.__picsiftScreen = (i) => picker.pageOf(i); // for tests: where point i is on the page
+  const tooltip = createTooltip({ area, rpc, nearest: (x, y, r) => picker.nearest(x, y, r), busy: () => drag !== null,
+    delay: () => (count > 200000 ? 150 : 60) });
+  area.append(tooltip.el);
 
   canvas.addEventListener("pointerdown", (event) => {
     canvas.setPointerCapture(event.pointerId);
@@ -270,14 +274,11 @@ function render({ model, el }) {
     const lassoing = !event.shiftKey && (event.altKey || mode === "lasso");
     drag = { x: event.clientX, y: event.clientY, x0: event.clientX, y0: event.clientY, moved: false,
       box: !lassoing && (event.shiftKey || mode === "box"), lasso: lassoing ? [[event.clientX, event.clientY]] : null };
-    clearTimeout(hoverTimer);
-    tooltip.hidden = true;
-    hovered = -1;
+    tooltip.hide();
   });
   canvas.addEventListener("pointermove", (event) => {
     if (!drag) {
-      clearTimeout(hoverTimer);
-      hoverTimer = setTimeout(() => hover(event.clientX, event.clientY), count > 200000 ? 150 : 60);
+      tooltip.moved(event.clientX, event.clientY);
       return;
     }
     const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
@@ -333,26 +334,7 @@ function render({ model, el }) {
     writeCamera(true);
     schedule();
   }, { passive: false });
-  canvas.addEventListener("pointerleave", () => { clearTimeout(hoverTimer); tooltip.hidden = true; hovered = -1; });
-
-  const hover = (x, y) => {
-    const index = picker.nearest(x, y, 8);
-    const rect = area.getBoundingClientRect();
-    if (index < 0) { tooltip.hidden = true; hovered = -1; return; }
-    Object.assign(tooltip.style, { left: `${Math.min(x - rect.left + 12, rect.width - 170)}px`, top: `${Math.min(y - rect.top + 12, rect.height - 180)}px` });
-    if (index === hovered) return;
-    hovered = index;
-    rpc.request({ type: "thumbnails", indices: [index] }).then(({ msg, buffers }) => {
-      if (hovered !== index || drag) return; // the pointer moved on, or a drag began
-      const old = tooltip.querySelector("img");
-      if (old) URL.revokeObjectURL(old.src);
-      const url = buffers[0] && buffers[0].byteLength ? URL.createObjectURL(new Blob([buffers[0]], { type: "image/webp" })) : "";
-      const fields = (msg.fields && msg.fields[0]) || [];
-      tooltip.replaceChildren(...(url ? [h("img", { src: url })] : []), h("div", { class: "picsift-tooltip-title" }, msg.names[0]),
-        ...fields.map(([name, text]) => h("div", { class: "picsift-tooltip-field" }, h("span", { class: "picsift-muted" }, `${name} `), text)));
-      tooltip.hidden = false;
-    }).catch(() => { tooltip.hidden = true; });
-  };
+  canvas.addEventListener("pointerleave", () => tooltip.hide());
 
   const onMessage = (msg) => {
     if (!msg || msg.request_id != null) return;
@@ -399,7 +381,8 @@ function render({ model, el }) {
     for (const [name, f] of handlers) model.off(name, f);
     model.off("msg:custom", onMessage);
     cancelAnimationFrame(frame);
-    for (const timer of [hoverTimer, idleTimer, saveTimer, noticeTimer]) clearTimeout(timer);
+    for (const timer of [idleTimer, saveTimer, noticeTimer]) clearTimeout(timer);
+    tooltip.dispose();
     resize.disconnect();
     rpc.dispose();
     disposeError();
