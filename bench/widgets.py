@@ -12,12 +12,17 @@
 * **slider**: a ``ScoreRange`` linked to a ``Gallery`` over 1M scores: time from a pointer move on
   the slider handle to the gallery's count changing (a kernel round trip + a binary search in JS).
   Baseline: the same with 1k scores.
+* **peers** (``--peers``): the explorer against jupyter-scatter on the same 2D DataFrame at 100k and 1M
+  points: first frame, moving frame time and points drawn, lasso -> Python, browser memory and bytes
+  received (see ``bench/widgets_peers.py``). jupyter-scatter comes with the dev extra
+  (``pip install -e ".[dev]"``).
 
 The machine has no GPU: Chromium draws WebGL with SwiftShader (CPU), so frame times here are an
 upper bound for any machine with a GPU.
 
-    python bench/widgets.py            # everything (a few minutes)
+    python bench/widgets.py            # everything but the peers (a few minutes)
     python bench/widgets.py --quick    # 100k points only, 2k gallery results
+    python bench/widgets.py --parts peers --peers   # only the comparison with jupyter-scatter
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ def explorer(nb: Notebook, n: int, seconds: float) -> dict[str, float]:
     selector = ".picsift-explorer[data-first-frame]"
     page.wait_for_selector(f"{selector}[data-points='{n}']", timeout=300_000)
     first = float(page.eval_on_selector(f".picsift-explorer[data-points='{n}']", "el => Number(el.dataset.firstFrame)"))
-    page.locator(f".picsift-explorer[data-points='{n}'] canvas").scroll_into_view_if_needed()
+    page.locator(f".picsift-explorer[data-points='{n}'] canvas.picsift-map").scroll_into_view_if_needed()
     select = lasso(page, page.locator(f".picsift-explorer[data-points='{n}']"))
     nb.run_next()  # _autorotate = True
     page.wait_for_timeout(seconds * 1000)
@@ -130,12 +135,13 @@ def explorer(nb: Notebook, n: int, seconds: float) -> dict[str, float]:
 
 
 def lasso(page: Any, explorer: Any, vertices: int = 64) -> dict[str, float]:
-    """In 2D, drag a round lasso (``vertices`` corners) over the middle of the map; the front-end's time to
-    find the points inside (projecting every point, then a point-in-polygon test for those in its box)."""
-    explorer.locator(".picsift-dims").select_option("2")
-    explorer.locator(".picsift-drag-mode").select_option("lasso")
-    box = explorer.locator("canvas").bounding_box()
-    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.3
+    """Drag a round lasso (``vertices`` corners, radius 12% of the map's side) over the middle of the 3D map
+    (the view fits every point, so the gaussian's core is small); the front-end's time to
+    find the points inside (a grid of the points' screen positions, then a point-in-polygon test only in
+    the cells the outline crosses)."""
+    explorer.locator(".picsift-tool[data-mode=lasso]").click()
+    box = explorer.locator("canvas.picsift-map").bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.12
     corners = [(cx + r * math.cos(2 * math.pi * k / vertices), cy + r * math.sin(2 * math.pi * k / vertices))
                for k in range(vertices + 1)]
     page.mouse.move(*corners[0])
@@ -145,8 +151,7 @@ def lasso(page: Any, explorer: Any, vertices: int = 64) -> dict[str, float]:
     page.mouse.up()
     page.wait_for_function("el => el.__picsift.select", arg=explorer.element_handle())
     result = explorer.evaluate("el => el.__picsift.select")
-    explorer.locator(".picsift-drag-mode").select_option("move")
-    explorer.locator(".picsift-dims").select_option("3")
+    explorer.locator(".picsift-tool[data-mode=move]").click()
     return result
 
 
@@ -218,33 +223,64 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rotate-seconds", type=float, default=4.0)
     parser.add_argument("--parts", default="explorer,gallery,slider", help="comma-separated subset to run")
+    parser.add_argument("--peers", action="store_true", help="also compare the explorer with jupyter-scatter")
+    parser.add_argument("--peer-sizes", default="100000,1000000", help="point counts of the peer comparison")
+    parser.add_argument("--pan-seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
     header("picsift widget benchmarks (JupyterLab + headless Chromium, SwiftShader WebGL)", ["bench/widgets.py", *argv])
     sizes = [100_000] if args.quick else [100_000, 1_000_000]
     gallery_n = 2_000 if args.quick else 10_000
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parts = set(args.parts.split(",")) | ({"peers"} if args.peers else set())
+    if "peers" in parts:
+        try:
+            import jscatter  # noqa: F401
+        except ImportError as e:
+            raise SystemExit('--peers needs jupyter-scatter: pip install -e ".[dev]"') from e
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        parts = set(args.parts.split(","))
-        notebook_cells = cells(sizes, gallery_n, parts)
-        write_notebook(root / "bench.ipynb", [source for _, source in notebook_cells])
-        with jupyterlab(root) as lab, chromium(viewport=(1400, 1000)) as page:
-            page.set_default_timeout(120_000)
-            page.goto(lab.url("bench.ipynb"))
-            page.wait_for_function("() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
-                                   ".some(e => /\\|\\s*Idle/.test(e.textContent))")
-            renderer = page.evaluate("() => { const gl = document.createElement('canvas').getContext('webgl2');"
-                                     " const d = gl && gl.getExtension('WEBGL_debug_renderer_info');"
-                                     " return d ? gl.getParameter(d.UNMASKED_RENDERER_WEBGL) : 'unknown'; }")
-            print(f"# WebGL renderer: {renderer}\n")
-            nb = Notebook(page)
-            nb.run_next()  # setup
-            if "explorer" in parts:
-                report_explorer(nb, sizes, args.rotate_seconds)
-            if "gallery" in parts:
-                report_gallery(nb, gallery_n)
-            if "slider" in parts:
-                report_slider(nb)
+        if parts & {"explorer", "gallery", "slider"}:
+            run_own(root, sizes, gallery_n, parts, args.rotate_seconds)
+        if "peers" in parts:  # a lab of its own (a lab restores the last one's open notebooks from its folder)
+            (root / "peers").mkdir()
+            run_peers(root / "peers", [int(n) for n in args.peer_sizes.split(",")], args.pan_seconds)
+
+
+def open_notebook(page: Any, lab: Any, name: str) -> str:
+    page.goto(lab.url(name))
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+                           ".some(e => /\\|\\s*Idle/.test(e.textContent))")
+    return str(page.evaluate("() => { const gl = document.createElement('canvas').getContext('webgl2');"
+                             " const d = gl && gl.getExtension('WEBGL_debug_renderer_info');"
+                             " return d ? gl.getParameter(d.UNMASKED_RENDERER_WEBGL) : 'unknown'; }"))
+
+
+def run_own(root: Path, sizes: list[int], gallery_n: int, parts: set[str], rotate_seconds: float) -> None:
+    notebook_cells = cells(sizes, gallery_n, parts)
+    write_notebook(root / "bench.ipynb", [source for _, source in notebook_cells])
+    with jupyterlab(root) as lab, chromium(viewport=(1400, 1000)) as page:
+        page.set_default_timeout(120_000)
+        print(f"# WebGL renderer: {open_notebook(page, lab, 'bench.ipynb')}\n")
+        nb = Notebook(page)
+        nb.run_next()  # setup
+        if "explorer" in parts:
+            report_explorer(nb, sizes, rotate_seconds)
+        if "gallery" in parts:
+            report_gallery(nb, gallery_n)
+        if "slider" in parts:
+            report_slider(nb)
+
+
+def run_peers(root: Path, sizes: list[int], pan_seconds: float) -> None:
+    import widgets_peers as peers
+
+    write_notebook(root / "peers.ipynb", peers.cells(sizes))
+    with jupyterlab(root) as lab, chromium(viewport=(1400, 1000)) as page:
+        page.set_default_timeout(120_000)
+        page.add_init_script(peers.WEBGL_HOOK)
+        probe = peers.Probe(page)
+        print(f"# WebGL renderer (peers): {open_notebook(page, lab, 'peers.ipynb')}")
+        peers.report(Notebook(page), probe, sizes, pan_seconds)
 
 
 def report_explorer(nb: Notebook, sizes: list[int], seconds: float) -> None:
@@ -255,7 +291,7 @@ def report_explorer(nb: Notebook, sizes: list[int], seconds: float) -> None:
         rows.append([f"{n:,}", r["first_frame_ms"], r["first_frame_ms"] / base["first_frame_ms"],
                      r["frame_ms"], r["frame_p90_ms"], f"{r['drawn']:,.0f}", r["frame_ms"] / base["frame_ms"],
                      r["lasso_ms"], f"{r['lasso_found']:,}", r["lasso_ms"] / base["lasso_ms"]])
-    print("## Explorer: display() -> first frame, frame time while rotating, lasso select in 2D\n")
+    print("## Explorer: display() -> first frame, frame time while rotating, lasso select in 3D\n")
     print(table(rows, ["points", "first frame ms", "x 1k", "frame ms (median)", "frame p90 ms",
                        "points drawn per frame while moving", "frame x 1k", "lasso ms", "points inside",
                        "lasso x 1k"]))

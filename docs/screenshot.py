@@ -2,8 +2,11 @@
 
     .venv/bin/python docs/screenshot.py [--prompt "a picture of vehicles"]
 
-Writes docs/images/app.png (the whole app after a search) and docs/images/map.png (the 2D UMAP map
-coloured by folder, with a lasso being drawn).
+Writes docs/images/app.png (the whole app after a search), docs/images/map.png (the 2D UMAP map
+coloured by folder, with a lasso being drawn), and two pictures of the explorer on a DataFrame built from
+the same map: docs/images/explorer-legend.png (coloured by folder: names and counts in the legend, the
+toolbar, a tooltip with fields and a thumbnail) and docs/images/explorer-colorbar.png (coloured by a
+search's score: a colour bar with its range, axes, a lasso selection).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def main() -> None:
     parser.add_argument("--prompt", default="a picture of vehicles")
     parser.add_argument("--out", default=str(REPO / "docs" / "images" / "app.png"))
     parser.add_argument("--map-out", default=str(REPO / "docs" / "images" / "map.png"))
+    parser.add_argument("--explorer-out", default=str(REPO / "docs" / "images" / "explorer-legend.png"))
+    parser.add_argument("--colorbar-out", default=str(REPO / "docs" / "images" / "explorer-colorbar.png"))
     args = parser.parse_args()
     stamps = fetch_tuxpaint()
     with picsift.Library(stamps, model="picsift-offline") as library:
@@ -54,6 +59,70 @@ def main() -> None:
             print(f"wrote {args.out}")
             map_with_lasso(page, args.map_out)
             print(f"wrote {args.map_out}")
+        second = root / "explorers"  # a lab of its own: a lab reopens the last one's notebooks from its folder
+        second.mkdir()
+        write_notebook(second / "explorer.ipynb", [EXPLORERS.format(folder=str(stamps), prompt=args.prompt)])
+        with jupyterlab(second) as lab, chromium(viewport=(1500, 1700)) as page:
+            open_and_run(page, lab, "explorer.ipynb")
+            explorers_on_a_dataframe(page, args.explorer_out, args.colorbar_out)
+            print(f"wrote {args.explorer_out} and {args.colorbar_out}")
+
+
+EXPLORERS = """
+import pandas as pd, picsift, ipywidgets
+from picsift.projection import update_map
+from picsift.widgets import Explorer
+lib = picsift.Library({folder!r}, model="picsift-offline")
+snapshot = lib.store.snapshot()
+coords = update_map(lib.store.folder / "projections", snapshot, "umap", dims=2).coords
+paths = lib.paths(snapshot.ids.tolist())
+hits = lib.search({prompt!r}, limit=None)
+df = pd.DataFrame({{"x": coords[:, 0], "y": coords[:, 1],
+                   "folder": [paths[i].parent.name for i in snapshot.ids],
+                   "path": [str(paths[i]) for i in snapshot.ids],
+                   "score": pd.Series(hits.scores, index=hits.scope_ids).reindex(snapshot.ids).to_numpy()}},
+                  index=[paths[i].stem for i in snapshot.ids])  # the tooltip's title
+by_folder = Explorer(data=df, x="x", y="y", color_by="folder", tooltip=["folder", "score"], image="path",
+                     layout={{"width": "900px"}})
+by_score = Explorer(data=df, x="x", y="y", color_by="score", tooltip=["folder", "score"], axes=True,
+                    layout={{"width": "900px"}})
+ipywidgets.VBox([by_folder, by_score])
+"""
+
+
+def explorers_on_a_dataframe(page: Any, legend_out: str, colorbar_out: str) -> None:
+    """A DataFrame of the UMAP map: by folder with a tooltip, then by score with axes and a lasso."""
+    page.wait_for_function("() => document.querySelectorAll('.picsift-explorer[data-first-frame]').length === 2",
+                           timeout=300_000)
+    by_folder, by_score = page.locator(".picsift-explorer").nth(0), page.locator(".picsift-explorer").nth(1)
+    by_folder.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    box = by_folder.locator("canvas.picsift-map").bounding_box()
+    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    points = by_folder.evaluate(
+        "el => Array.from({length: Number(el.dataset.points)}, (_, i) => el.__picsiftScreen(i))")
+    x, y = min((p for p in points if p), key=lambda p: (p[0] - centre[0] - 60) ** 2 + (p[1] - centre[1]) ** 2)
+    page.mouse.move(x + 30, y + 30)
+    page.mouse.move(x, y, steps=4)
+    page.wait_for_selector(".picsift-explorer .picsift-tooltip:not([hidden]) img", timeout=60_000)
+    by_folder.screenshot(path=legend_out)
+    page.mouse.move(5, 5)
+    by_score.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    by_score.locator(".picsift-tool[data-mode=lasso]").click()
+    box = by_score.locator("canvas.picsift-map").bounding_box()
+    cx, cy = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5
+    rx, ry = box["width"] * 0.16, box["height"] * 0.18
+    outline = [(cx + rx * math.cos(t) * (1 + 0.2 * math.sin(2 * t)), cy + ry * math.sin(t))
+               for t in (2 * math.pi * k / 48 for k in range(49))]
+    page.mouse.move(*outline[0])
+    page.mouse.down()
+    for point in outline[1:]:
+        page.mouse.move(*point)
+    page.mouse.up()
+    page.wait_for_function("el => Number(el.dataset.selected) > 0", arg=by_score.element_handle())
+    page.wait_for_timeout(500)
+    by_score.screenshot(path=colorbar_out)
 
 
 def map_with_lasso(page: Any, out: str) -> None:
@@ -61,14 +130,14 @@ def map_with_lasso(page: Any, out: str) -> None:
     explorer = page.locator(".picsift-explorer")
     explorer.locator(".picsift-dims").select_option("2")
     explorer.locator(".picsift-color-by").select_option("folder")
-    explorer.locator(".picsift-drag-mode").select_option("lasso")
+    explorer.locator(".picsift-tool[data-mode=lasso]").click()
     if not explorer.locator(".picsift-umap").is_disabled():
         explorer.locator(".picsift-umap").click()
     page.wait_for_function(
         "() => document.querySelector('.picsift-projection-state').textContent.startsWith('umap ·')",
         timeout=300_000)
     page.wait_for_timeout(1000)
-    box = explorer.locator("canvas").bounding_box()
+    box = explorer.locator("canvas.picsift-map").bounding_box()
     cx, cy = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
     rx, ry = box["width"] * 0.18, box["height"] * 0.16
     outline = [(cx + rx * math.cos(t) * (1 + 0.25 * math.sin(3 * t)), cy + ry * math.sin(t))

@@ -289,9 +289,9 @@ def test_explorer_points_colours_and_pick(library: Library) -> None:
     message(explorer, {"type": "pick", "index": 999})
     assert "out of range" in explorer.error
     explorer.dims = 2
-    assert explorer._points.shape == (24, 3) and np.all(explorer._points[:, 2] == 0)
+    assert explorer._points.shape == (24, 2) and explorer._points.dtype == np.float32  # 8 bytes a 2D point
     explorer.compute_umap(background=False)
-    assert explorer.projection == "umap" and explorer._points.shape == (24, 3)
+    assert explorer.projection == "umap" and explorer._points.shape == (24, 2)
 
 
 def test_explorer_from_points_only() -> None:

@@ -243,11 +243,11 @@ def test_lasso_on_the_2d_map_selects_the_points_inside_into_a_collection(lab_pag
                            arg=version)
     page.wait_for_function("() => !document.querySelector('.picsift-projection-state').textContent.includes('comput')")
     draws = int(explorer.get_attribute("data-draws") or 0)
-    page.locator(".picsift-drag-mode").select_option("lasso")  # first: choosing may scroll the page
+    page.locator(".picsift-tool[data-mode=lasso]").click()  # first: choosing may scroll the page
     page.wait_for_function("n => Number(document.querySelector('.picsift-explorer').dataset.draws) > n", arg=draws)
     points = page.eval_on_selector(".picsift-explorer", "el => Array.from({length: Number(el.dataset.points)},"
                                    " (_, i) => el.__picsiftScreen(i))")
-    box = page.locator(".picsift-explorer canvas").bounding_box()
+    box = page.locator(".picsift-explorer canvas.picsift-map").bounding_box()
     middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     nearest = min((p for p in points if p), key=lambda p: (p[0] - middle[0]) ** 2 + (p[1] - middle[1]) ** 2)
     centre = (round(nearest[0]), round(nearest[1]))  # so at least that point is inside
@@ -288,7 +288,7 @@ def test_lasso_on_the_2d_map_selects_the_points_inside_into_a_collection(lab_pag
     temporary.locator(".picsift-show").click()  # back to the search, every image with its score
     wait_for_new_gallery(page, before, "a blue boat")
     gallery_count_is(page, 36)
-    page.locator(".picsift-drag-mode").select_option("move")
+    page.locator(".picsift-tool[data-mode=move]").click()
     page.locator(f"{GALLERY} .picsift-clear").click()
 
 

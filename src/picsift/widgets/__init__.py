@@ -1,5 +1,7 @@
 """picsift's notebook widgets (anywidget): each part alone, or all of them linked by :func:`app`.
 
+:func:`link` shares the camera and selection of two explorers (or an explorer and a gallery).
+
 Imported lazily, so ``import picsift`` works without the ``app`` extra installed.
 """
 
@@ -13,7 +15,7 @@ from .entry import app
 _CLASSES = {
     "Actions": "actions", "App": "panel", "CollectionsList": "collections_list", "Explorer": "explorer",
     "FiltersPanel": "filters_panel", "Gallery": "gallery", "PromptBox": "prompt", "Sampler": "sampler",
-    "ScoreRange": "score_range",
+    "ScoreRange": "score_range", "link": "_link",
 }
 __all__ = [*_CLASSES, "app"]
 

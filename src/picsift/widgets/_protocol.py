@@ -17,7 +17,8 @@ import numpy as np
 #: type -> (direction, meaning). "in": JavaScript -> Python, "out": Python -> JavaScript.
 MESSAGE_TYPES: dict[str, tuple[str, str]] = {
     "submit": ("in", "prompt box: run the query {text, limit, mode}"),
-    "thumbnails": ("in/out", "request {request_id, indices} / answer {request_id, indices, ids, names} + buffers"),
+    "thumbnails": ("in/out", "request {request_id, indices} / answer {request_id, indices, ids, names, fields?}"
+                             " + buffers (fields: [[name, text], ...] per index; an empty buffer: no picture)"),
     "detail": ("in/out", "request {request_id, index} / answer {request_id, id, path, meta} + one image buffer"),
     "find_similar": ("in", "gallery: search for images similar to the selection"),
     "add_to_collection": ("in", "gallery: add the selection to {name}"),
@@ -29,7 +30,7 @@ MESSAGE_TYPES: dict[str, tuple[str, str]] = {
     "save_collection": ("in", "collections: save the current view as {name}"),
     "show_collection": ("in", "collections: show collection {name} in the gallery"),
     "delete_collection": ("in", "collections: delete {name}"),
-    "export": ("in", "collections: put the current view into a pandas DataFrame (widget.exported)"),
+    "export": ("in", "collections / explorer: put the current view / the selection into a DataFrame (widget.exported)"),
     "add_filter": ("in", "filters: add {filter} (a picsift.filters.to_dict dict)"),
     "remove_filter": ("in", "filters: remove the filter at {index}"),
     "refresh_choices": ("in", "filters: reload the pickers' options from the labelled data"),
@@ -38,6 +39,7 @@ MESSAGE_TYPES: dict[str, tuple[str, str]] = {
     "delete_images": ("in", "actions: delete the target images' files {confirmed: true, count}"),
     "create_job": ("in", "actions: create labelling job {name} with the target images"),
     "export_images": ("in", "actions: export the target images {format, path}"),
+    "fit": ("out", "explorer: fit the view to {bounds: [[min...], [max...]]} (null: every point)"),
     "error": ("out", "a readable error {message, request_id?}"),
     "notice": ("out", "a transient message {message}"),
 }
