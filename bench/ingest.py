@@ -1,7 +1,8 @@
 """Ingest throughput: picsift's update() versus a straightforward open_clip loop and the model alone.
 
-Three ways to embed the same files with the same model object (ViT-B-32, seeded random weights; the
-weights do not change the compute), the same batch size and the same torch threads:
+Three ways to embed the same files with the same model object (by default ViT-B-32 with seeded random
+weights, which do not change the compute; ``--model picsift-offline`` measures the shipped offline
+default), the same batch size and the same torch threads:
 
 * **model-only**: ``encode_image`` + L2-normalise on the same images' tensors, made beforehand: the bound
   no pipeline beats;
@@ -18,6 +19,7 @@ repeats and the ratios of those, plus the median of per-round ratios.
 
     python bench/ingest.py                 # 300 small + 60 large, batch 32, 3 rounds
     python bench/ingest.py --quick         # smoke test, well under a minute
+    python bench/ingest.py --model picsift-offline --n-large 0   # the offline default on the stamps
 """
 
 from __future__ import annotations
@@ -121,10 +123,12 @@ def large_set(folder: Path, n: int) -> list[Path]:
 
 
 # -- the three contenders -------------------------------------------------------------------------
-def model_only(model: torch.nn.Module, batches: list[torch.Tensor]) -> int:
+def model_only(model: torch.nn.Module, batches: list[torch.Tensor], channels_last: bool = False) -> int:
     count = 0
     with torch.no_grad():
         for batch in batches:
+            if channels_last:  # the same memory layout the embedder feeds this model
+                batch = batch.contiguous(memory_format=torch.channels_last)
             features = F.normalize(model.encode_image(batch), dim=-1)
             count += len(features.numpy())
     return count
@@ -146,7 +150,7 @@ def picsift_update(
 ) -> tuple[int, float]:
     workspace = Path(tempfile.mkdtemp(prefix="ws-", dir=workspace_parent))
     try:
-        lib = Library(folder, workspace=workspace, model=MODEL, index="exact", batch_size=batch_size)
+        lib = Library(folder, workspace=workspace, model=embedder.spec.text, index="exact", batch_size=batch_size)
         lib._embedder = embedder  # the already-loaded model: the same object the baselines use
         seconds, report = timed(lambda: lib.update(progress=False))
         lib.close()
@@ -170,7 +174,7 @@ def run_set(name: str, paths: list[Path], folder: Path, embedder: Embedder, batc
     tensors = [preprocess(decode_image(p.read_bytes(), size).image) for p in paths]
     batches = [torch.stack(tensors[s : s + batch_size]) for s in range(0, n, batch_size)]
     del tensors
-    model_only(model, batches[:1])  # warm-up
+    model_only(model, batches[:1], embedder.channels_last)  # warm-up
 
     # Where the time goes, single-threaded, measured once (informational).
     t_plain_decode, _ = timed(lambda: [preprocess(Image.open(p).convert("RGB")) for p in paths])
@@ -179,7 +183,7 @@ def run_set(name: str, paths: list[Path], folder: Path, embedder: Embedder, batc
     runs: dict[str, list[float]] = {"model-only": [], "straightforward": [], "picsift": []}
 
     def run_model_only() -> float:
-        seconds, count = timed(lambda: model_only(model, batches))
+        seconds, count = timed(lambda: model_only(model, batches, embedder.channels_last))
         assert count == n
         return seconds
 
@@ -220,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="rounds; the best round is reported")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
+    parser.add_argument("--model", default=MODEL, help=f"model spec (default {MODEL}; e.g. picsift-offline)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_small, args.n_large, args.repeats = min(args.n_small, 48), min(args.n_large, 6), 1
@@ -230,8 +235,8 @@ def main(argv: list[str] | None = None) -> None:
 
     header("picsift ingest benchmark", sys.argv)
     started = time.perf_counter()
-    embedder = Embedder(MODEL, device="cpu", batch_size=args.batch_size)
-    print(f"model {MODEL} ({embedder.image_size}px input, {embedder.dim}-d), batch {args.batch_size}, "
+    embedder = Embedder(args.model, device="cpu", batch_size=args.batch_size)
+    print(f"model {embedder.label} ({embedder.image_size}px input, {embedder.dim}-d), batch {args.batch_size}, "
           f"{args.repeats} round(s)", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="picsift-bench-ingest-") as tmp:
