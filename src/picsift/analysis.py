@@ -167,10 +167,13 @@ class AnalysisMixin:
         return df
 
     def near_duplicates(
-        self, threshold: float = 0.95, within: str | Iterable[str] | None = None, save_as: str | None = None,
+        self, threshold: float | None = None, within: str | Iterable[str] | None = None, save_as: str | None = None,
         *, progress: bool = True,
     ) -> pd.DataFrame:
         """Groups of near-identical images (cosine similarity >= ``threshold``, joined transitively).
+
+        ``threshold`` defaults to the model's own (``ModelSpec.duplicate_threshold``: 0.95 for CLIP models,
+        0.99 for ``picsift-offline``, whose embeddings sit closer together).
 
         Largest groups first; in each group the first image is the one the store holds first, and
         ``similarity`` is each image's similarity to it. The images, in this order, replace the
@@ -181,6 +184,8 @@ class AnalysisMixin:
         pandas.DataFrame
             ``group`` (1, 2, ...), ``id``, ``path``, ``similarity``.
         """
+        if threshold is None:
+            threshold = self.spec.duplicate_threshold()
         ids, vectors, index = self._analysis_scope(within)
         try:
             groups = near_duplicates(vectors, threshold, index=index, ids=ids, progress=progress)

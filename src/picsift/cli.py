@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("duplicates", help="groups of near-identical images (becomes the temporary collection)")
     _library_args(p)
-    p.add_argument("--threshold", type=float, default=0.95, help="cosine similarity to join two images (default 0.95)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="cosine similarity to join two images (default: the model's, 0.95; 0.99 for picsift-offline)")
     p.add_argument("--within", metavar="COLLECTION", help="only this saved collection")
     p.add_argument("--save", metavar="NAME", help="also save the result as collection NAME")
 
@@ -236,6 +237,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.command == "outliers":
                 table = library.outliers(args.n, args.k, within=args.within, save_as=args.save, progress=not args.json)
             else:
+                if args.threshold is None:
+                    args.threshold = library.spec.duplicate_threshold()
                 table = library.near_duplicates(args.threshold, within=args.within, save_as=args.save,
                                                 progress=not args.json)
             if args.json:

