@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
 SYSTEM_STAMPS = Path("/usr/share/tuxpaint/stamps")
-DEMO_PROMPTS = ["a picture of vehicles", "a truck", "a boat", "a fruit", "a picture of animals"]
+DEMO_PROMPTS = ["a bird", "a flower", "a house", "a musical instrument", "a picture of vehicles"]
 
 
 def cache_dir() -> Path:
