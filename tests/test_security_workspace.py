@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import pickle
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +109,68 @@ def test_the_umap_model_places_points_as_umap_transform_does() -> None:
     assert np.median(np.linalg.norm(ours - theirs, axis=1)) < 0.05 * spread
     nearest = np.linalg.norm(ours[:, None] - reducer.embedding_[None], axis=2).argmin(axis=1)
     assert np.mean(labels[:300][nearest] == labels[300:]) >= 0.95
+
+
+# -- video frames: picsift deletes only the frame files it wrote -------------------------------------------------
+def user_jpeg(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), "orange").save(path, "JPEG")
+    return path
+
+
+def video_folder(root: Path, stamps_root: Path) -> Path:
+    """An image folder with one short real video and three images."""
+    from .conftest import stamp_files
+    from .test_video import picture, write_video
+
+    root.mkdir(parents=True)
+    for path in stamp_files(stamps_root, ("food",), 3):
+        shutil.copy2(path, root / path.name)
+    (first,), (second,) = (stamp_files(stamps_root, (c,), 1) for c in ("animals", "vehicles"))
+    write_video(root / "clip.mp4", [(picture(first), 3), (picture(second), 3)])
+    return root
+
+
+def test_a_workspace_that_is_or_holds_the_image_folder_is_refused(
+    tmp_path: Path, stamps_root: Path, tiny_model: str
+) -> None:
+    pytest.importorskip("av")
+    root = video_folder(tmp_path / "photos", stamps_root)
+    mine = [user_jpeg(root / "frames" / "0123456789abcdef" / "000000000.jpg"),
+            user_jpeg(tmp_path / "frames" / "2019" / "beach.jpg")]
+    with pytest.raises(picsift.PicsiftError, match="is the image folder"):
+        picsift.Library(root, workspace=root, model=tiny_model)
+    with pytest.raises(picsift.PicsiftError, match=f"holds the image folder {root}"):
+        picsift.Library(root, workspace=tmp_path, model=tiny_model)
+    cli = subprocess.run([sys.executable, "-m", "picsift", "update", str(root), "--workspace", str(root),
+                          "--model", tiny_model], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 1 and cli.stderr.count("\n") == 1 and "needs a folder of its own" in cli.stderr
+    assert all(path.exists() for path in mine)
+
+
+def test_the_frame_cache_deletes_only_the_frames_picsift_wrote(
+    tmp_path: Path, stamps_root: Path, tiny_model: str
+) -> None:
+    pytest.importorskip("av")
+    root = video_folder(tmp_path / "photos", stamps_root)
+    workspace = tmp_path / "work"  # a folder of the user's, already holding JPEGs under frames/
+    mine = [user_jpeg(workspace / "frames" / "0123456789abcdef" / "000001000.jpg"),
+            user_jpeg(workspace / "frames" / "holiday" / "beach.jpg"), user_jpeg(tmp_path / "precious.jpg")]
+    with picsift.Library(root, workspace=workspace, model=tiny_model) as library:
+        # A shared workspace may claim anything: a vanished video whose "frame" is a photo of the user's.
+        with library.catalog.transaction() as db:
+            db.execute("INSERT INTO videos VALUES ('ghost.mp4', 1, 1, NULL, '{}', 1.0, NULL, 0)")
+            db.execute("INSERT INTO video_frames VALUES (?, ?, 'ghost.mp4', 0.0)", ("0" * 32, str(mine[2])))
+            db.execute("INSERT INTO files VALUES (?, 1, 1, ?, 1, 1, NULL, 0)", (str(mine[2]), "0" * 32))
+        report = library.update(progress=False)
+        assert report.frames > 0 and report.removed == 1  # the ghost video is forgotten...
+        assert all(path.exists() for path in mine)  # ...without deleting what picsift did not write
+        frames = library.frames()["path"].tolist()
+        assert frames and all(Path(p).is_file() for p in frames)
+
+        (root / "clip.mp4").unlink()  # the video's own frames do go with it
+        assert library.update(progress=False).removed == 1
+        assert not any(Path(p).exists() for p in frames) and library.frames().empty
+        assert all(path.exists() for path in mine)

@@ -106,6 +106,13 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         if not self.root.is_dir():
             raise PicsiftError(f"image folder {self.root} does not exist or is not a folder")
         self.workspace = Path(workspace).expanduser().resolve() if workspace else self.root / WORKSPACE_DIRNAME
+        if self.root.is_relative_to(self.workspace):
+            where = "is the image folder" if self.root == self.workspace else f"holds the image folder {self.root}"
+            raise PicsiftError(
+                f"workspace {self.workspace} {where}: picsift writes and deletes its own files there, so it needs "
+                f"a folder of its own; leave workspace out (default {self.root / WORKSPACE_DIRNAME}) or choose a "
+                "new folder (CLI: --workspace DIR)"
+            )
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -380,8 +387,10 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         return df
 
     def skipped(self) -> list[tuple[str, str]]:
-        """Files that could not be embedded, with the reason."""
-        return self.catalog.errors()
+        """Files that could not be embedded, with the reason, by path: files that could not be read or
+        decoded, and what the last update's scan could not look at (names that are not UTF-8, broken
+        symlinks, special files, unreadable folders)."""
+        return sorted(self.catalog.errors() + self.catalog.scan_problems())
 
     def status(self) -> dict[str, Any]:
         """Counts and settings, JSON-ready. Does not load the model.
@@ -427,7 +436,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             "images": unique,
             "embedded": embedded,
             "pending": pending,
-            "skipped": files[2],
+            "skipped": files[2] + len(self.catalog.scan_problems()),
             "videos": db.execute("SELECT COUNT(*) FROM videos WHERE error IS NULL").fetchone()[0],
             "video_frames": db.execute("SELECT COUNT(DISTINCT frame_path) FROM video_frames").fetchone()[0],
             "ready": bool(model) and embedded > 0 and pending == 0,
