@@ -293,3 +293,38 @@ def test_status_skipped_lists_undecodable_names_and_broken_symlinks(
     assert status["skipped"] == len(listed) == 2
     human = cli("status", str(folder), "--skipped").stdout
     assert "skipped gone.png: " in human and "not valid UTF-8" in human
+
+
+def test_control_characters_in_file_names_are_escaped_for_people_and_exact_in_json(
+    tmp_path: Path, image_folder: Path, tiny_model: str
+) -> None:
+    folder = tmp_path / "names"
+    shutil.copytree(image_folder, folder)
+    fake = "\x1b[2J\x1b[Hfake\n   1   0.999  all-clear\r.png"  # clears the screen, forges a result line
+    with Image.open(next((image_folder / "animals").glob("*.png"))) as image:
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / fake, "PNG")  # an image of its own
+    (folder / "\x1b]0;pwned\x07notes.png").write_text("not a picture")  # retitles the terminal, rings
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    def assert_inert(output: str) -> None:
+        assert not any(char in output for char in "\x1b\x07\r"), output
+
+    update = cli("update", str(folder), "--model", tiny_model, "--quiet")
+    assert update.returncode == 0, update.stderr
+    assert_inert(update.stdout + update.stderr)
+    assert "skipped \\x1b]0;pwned\\x07notes.png: " in update.stdout
+
+    search = cli("search", str(folder), "a cat", "--limit", "100")
+    assert_inert(search.stdout)
+    lines = search.stdout.splitlines()
+    assert len(lines) == 1 + 25  # the header and one line per image: no forged line
+    assert sum("\\x1b[2J\\x1b[Hfake\\n   1   0.999  all-clear\\r.png" in line for line in lines) == 1
+
+    exact = json.loads(cli("search", str(folder), "a cat", "--limit", "100", "--json").stdout)
+    assert str(folder / fake) in {r["path"] for r in exact["results"]}  # JSON keeps the name exactly
+    status = cli("status", str(folder), "--skipped")
+    assert_inert(status.stdout)
+    assert "pwned\\x07notes.png" in status.stdout

@@ -34,6 +34,7 @@ from PIL import Image
 from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
 from .errors import PicsiftError
 from .reading import open_regular_file
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -227,8 +228,8 @@ def sample_frames(
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         duration = _duration(container, stream)
         rate = float(stream.average_rate or stream.guessed_rate or 25)
-        bar = tqdm(total=math.ceil(duration / every) if duration else None, desc=f"Frames of {Path(path).name}",
-                   unit="frame", disable=not progress or duration < 60, leave=False)
+        bar = tqdm(total=math.ceil(duration / every) if duration else None, unit="frame", leave=False,
+                   desc=f"Frames of {printable(Path(path).name)}", disable=not progress or duration < 60)
         previous: np.ndarray | None = None
         next_regular, last, sampled, index = 0.0, -math.inf, 0, 0
         try:
