@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import PicsiftError
+from .errors import PicsiftError, workspace_space
 from .index import available_backends
 from .sampling import SAMPLING_METHODS
 from .terminal import PrintableFormatter, printable
@@ -159,6 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _say(f"picsift: error: {e}", file=sys.stderr)
         return 1
+    except sqlite3.Error as e:  # a damaged or locked catalog: one line, not a traceback
+        if args.debug:
+            raise
+        _say(f"picsift: error: the workspace's catalog: {e} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -175,7 +181,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         run_demo(model=args.model, folder=args.folder, notebook=args.notebook, out=args.out)
         return 0
-    with _open(args) as library:
+    with _open(args) as library, workspace_space(library.workspace, "try again"):
         if args.command == "watch":
             return _watch(library, args)
         if args.command == "disable":
@@ -260,7 +266,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 _print_json(status)
             else:
                 for key in ("root", "workspace", "model_label", "index", "files", "images", "embedded",
-                            "pending", "skipped", "ready", "updating", "enabled", "interval", "watch",
+                            "pending", "skipped", "ready", "updating", "interrupted", "enabled", "interval", "watch",
                             "last_update", "collections"):
                     value = status[key]
                     if key == "last_update" and value is not None:

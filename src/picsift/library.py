@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -27,6 +28,7 @@ from .errors import (
     ModelUnavailableError,
     PicsiftError,
     WorkspaceBusyError,
+    workspace_space,
 )
 from .export import ExportMixin
 from .files import FileActions, FileActionsMixin
@@ -40,6 +42,8 @@ from .video import DEFAULT_EVERY, VideoMixin
 
 log = logging.getLogger(__name__)
 
+#: A meta key present while an update runs, and left behind by one that was killed or failed.
+UNFINISHED_KEY = "update_unfinished"
 #: hnsw's ef is re-tuned against exact search when the index reaches this size and grows by 20%.
 CALIBRATE_FROM = 10_000
 
@@ -119,7 +123,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             raise PicsiftError(
                 f"cannot create workspace {self.workspace} ({e.strerror}); pass workspace=... (CLI: --workspace)"
             ) from e
-        self.catalog = Catalog(self.workspace / "catalog.sqlite")
+        with workspace_space(self.workspace, "try again"):
+            self.catalog = Catalog(self.workspace / "catalog.sqlite")
         self._model_text = model or self.catalog.get_meta("model")
         self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
         backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
@@ -149,7 +154,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
 
     def close(self) -> None:
         if self._index is not None:
-            self._index.close()
+            self._close_index()  # the finalizer: closes the index once, and no more at exit
             self._index = None
         self.catalog.close()
 
@@ -194,6 +199,9 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             elif self.index_name != "exact":  # exact rebuilds from the store faster than it reloads
                 path = self._model_folder() / self.index_name
             self._index = cls(self.store.dim, path, **options)
+            # A library nobody closes still closes its index at exit, while Python can still import: qdrant's
+            # local client otherwise closes itself during interpreter shutdown and prints an ImportError.
+            self._close_index = weakref.finalize(self, self._index.close)
         self._sync_index(self._index)
         return self._index
 
@@ -264,10 +272,14 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             how long) unless ``reembed=True``. Each model keeps its own embeddings: switching back to a
             model whose embeddings are still there only embeds what is new, without confirmation.
         """
-        with self._exclusive(), announce_update(self.workspace) as announce:
+        resume = "run the update again: it continues where it stopped"
+        with workspace_space(self.workspace, resume), self._exclusive(), announce_update(self.workspace) as announce:
             FileActions(self.catalog, self.root).recover()
             self.check_model(reembed=reembed)
             self.store.remove_stray_files()
+            with self.catalog.transaction() as db:  # now, so that even a killed first update names its model
+                self._record_settings(db)
+                self.catalog.set_meta(UNFINISHED_KEY, repr(time.time()), db)  # until it finishes
 
             def report_progress(done: int, total: int) -> None:
                 announce(done, total)
@@ -278,16 +290,21 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                                 progress=progress, on_progress=report_progress,
                                 frames_dir=self.workspace / "frames", video_every=self.video_every)
             with self.catalog.transaction() as db:
-                self.catalog.set_meta("video_every", repr(self.video_every), db)
-                self.catalog.set_meta("model", self.spec.text, db)
-                self.catalog.set_meta("model_identity", self.spec.identity(), db)
-                self.catalog.set_meta("index", self.index_name, db)
+                self._record_settings(db)
                 self.catalog.set_meta("last_update", repr(time.time()), db)
                 self.catalog.set_meta("last_report", report.summary(), db)
+                db.execute("DELETE FROM meta WHERE key=?", (UNFINISHED_KEY,))
             self._paths = None
             if self._index is not None or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
             return report
+
+    def _record_settings(self, db: Any) -> None:
+        """The model, index and video sampling this workspace is updated with (read when they are not given)."""
+        self.catalog.set_meta("video_every", repr(self.video_every), db)
+        self.catalog.set_meta("model", self.spec.text, db)
+        self.catalog.set_meta("model_identity", self.spec.identity(), db)
+        self.catalog.set_meta("index", self.index_name, db)
 
     def check_model(self, *, reembed: bool = False) -> None:
         """Refuse a model change that would embed images again, unless ``reembed`` confirms it.
@@ -399,8 +416,10 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         still embedding; ``searchable`` means some are (a search then says it is partial). While an
         update runs, ``updating`` is True and ``progress`` holds ``{done, total}`` files once the scan
         found what to read; ``pending`` counts images not embedded yet, including those the running
-        update has still to read. ``enabled``, ``interval``, ``watch``: automatic updates (see
-        :func:`picsift.enable`); ``last_update``: when the last update finished (epoch seconds).
+        update has still to read. ``interrupted``: the last update did not finish (it was killed or
+        failed), so images it had still to read are not counted yet; the next update finishes the job.
+        ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
+        ``last_update``: when the last update finished (epoch seconds).
         """
         db = self.catalog.db
         files = db.execute("SELECT COUNT(*), COUNT(image_id), COUNT(error) FROM files").fetchone()
@@ -415,7 +434,9 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         running = running_update(self.workspace)
         pending = max(0, unique - embedded, _remaining(running))
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN"
-                               " ('enabled', 'interval', 'watch', 'last_update', 'last_report')").fetchall())
+                               " ('enabled', 'interval', 'watch', 'last_update', 'last_report', ?)",
+                               (UNFINISHED_KEY,)).fetchall())
+        interrupted = UNFINISHED_KEY in meta and running is None
         automatic = {
             "enabled": meta.get("enabled") == "1",
             "interval": float(meta["interval"]) if meta.get("interval") else None,
@@ -423,6 +444,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             "last_update": float(meta["last_update"]) if meta.get("last_update") else None,
             "last_report": meta.get("last_report"),
             "updating": running is not None,
+            "interrupted": interrupted,
         }
         if running is not None and running.get("total") is not None:
             automatic["progress"] = {"done": int(running["done"]), "total": int(running["total"])}
@@ -439,7 +461,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             "skipped": files[2] + len(self.catalog.scan_problems()),
             "videos": db.execute("SELECT COUNT(*) FROM videos WHERE error IS NULL").fetchone()[0],
             "video_frames": db.execute("SELECT COUNT(DISTINCT frame_path) FROM video_frames").fetchone()[0],
-            "ready": bool(model) and embedded > 0 and pending == 0,
+            "ready": bool(model) and embedded > 0 and pending == 0 and not interrupted,
             "searchable": bool(model) and embedded > 0,
             "models": {spec: count for spec, count in models},
             "collections": self.collection_names(),
