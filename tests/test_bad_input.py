@@ -199,9 +199,9 @@ SPECIAL_FILES_CHILD = """
 import json, os, resource, sys
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a runaway read fails fast, not the machine
-import picsift, picsift.update
+import picsift, picsift.reading, picsift.update
 folder, spec, limit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-picsift.update.MAX_FILE_BYTES = limit
+picsift.reading.MAX_FILE_BYTES = limit
 real_scan = picsift.update.scan
 
 def scan_then_swap(root, skip=()):

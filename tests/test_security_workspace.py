@@ -174,3 +174,47 @@ def test_the_frame_cache_deletes_only_the_frames_picsift_wrote(
         assert library.update(progress=False).removed == 1
         assert not any(Path(p).exists() for p in frames) and library.frames().empty
         assert all(path.exists() for path in mine)
+
+
+def test_a_checkpoint_named_by_a_shared_workspace_is_loaded_as_weights_only(
+    tmp_path: Path, image_folder: Path, tiny_model: str
+) -> None:
+    import torch
+
+    from picsift.catalog import WORKSPACE_DIRNAME, Catalog
+
+    marker = tmp_path / "code-ran"
+    config = tiny_model.rsplit(":", 1)[0]
+    weights = image_folder / "weights.pt"  # travels with the shared folder, and so does the workspace naming it
+    torch.save({"state_dict": WritesMarker(marker)}, weights)
+    with Catalog(image_folder / WORKSPACE_DIRNAME / "catalog.sqlite") as catalog:
+        catalog.set_meta("model", f"{config}:{weights}")
+    with picsift.Library(image_folder) as library, pytest.raises(ValueError, match="weights only") as error:
+        library.update(progress=False)
+    assert str(weights) in str(error.value)
+    assert not marker.exists()
+
+
+def test_cached_thumbnails_that_are_pipes_or_devices_are_made_again(tmp_path: Path, image_folder: Path) -> None:
+    import os
+    import threading
+
+    from picsift.widgets._thumbnails import THUMBNAIL_SIZE, ThumbnailCache
+
+    images = sorted(image_folder.rglob("*.png"))[:2]
+    cached = tmp_path / "thumbnails" / str(THUMBNAIL_SIZE)
+    cached.mkdir(parents=True)
+    os.mkfifo(cached / f"{'a' * 32}.webp")  # opening it would wait for a writer forever
+    (cached / f"{'b' * 32}.webp").symlink_to("/dev/zero")  # reading it would never end
+    cache = ThumbnailCache(tmp_path / "thumbnails")
+    got: dict[str, bytes] = {}
+
+    def fetch() -> None:
+        for image_id, path in zip(("a" * 32, "b" * 32), images, strict=True):
+            got[image_id] = cache.get(image_id, path)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "reading a cached thumbnail blocked"
+    assert all(data[:4] == b"RIFF" and data[8:12] == b"WEBP" for data in got.values()) and len(got) == 2

@@ -35,6 +35,7 @@ from .files import FileActions, FileActionsMixin
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
 from .index.base import top_k
 from .metadata import Metadata
+from .reading import read_regular_file
 from .search import SearchMixin, score_scope
 from .store import EmbeddingStore, StoreSnapshot
 from .update import ProgressCallback, UpdateReport, run_update
@@ -211,7 +212,12 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
     def _sync_index(self, index: VectorIndex) -> None:
         store = self.store
         state_file = self._index_state_file()
-        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        try:
+            state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        except (OSError, ValueError):  # damaged: the index is checked against the store instead
+            state = {}
+        if not isinstance(state, dict):
+            state = {}
         if state.get("version") == store.version and state.get("count") == len(index):
             return
         snapshot = store.snapshot()
@@ -346,7 +352,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             started: float | None = None
             for attempt in range(2):  # the first pass warms the model up and is not timed
                 started = time.perf_counter() if attempt else None
-                images = [decode_image((self.root / p).read_bytes(), embedder.image_size).image for p in paths.values()]
+                images = [decode_image(read_regular_file(self.root / p)[0], embedder.image_size).image
+                          for p in paths.values()]
                 if not images:
                     return ""
                 embedder.embed_images(images if attempt else images[:1])

@@ -280,7 +280,8 @@ def _save_map(folder: Path, state: ProjectionMap, model: Model | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     coords_file, model_file = map_files(folder, state.method, state.dims)
     if model is not None:  # first the model, then the map naming its token
-        _atomic_write(model_file, lambda f: np.savez(f, token=state.token, kind=model.method, **model.arrays()))
+        arrays: dict[str, Any] = {"token": state.token, "kind": model.method, **model.arrays()}
+        _atomic_write(model_file, lambda f: np.savez(f, **arrays))
     _atomic_write(coords_file, lambda f: np.savez(
         f, ids=state.ids.astype("S32"), coords=state.coords, version=state.version, fitted=state.fitted,
         centre=state.centre, extent=state.extent, token=state.token))

@@ -11,6 +11,10 @@ import os
 import stat
 from typing import BinaryIO
 
+#: Files larger than this are not read (the skip reason names the limit): every image under
+#: :data:`~picsift.embedding.decode.MAX_PIXELS` fits, even as an uncompressed 8-bit RGBA TIFF.
+MAX_FILE_BYTES = 512 * 2**20
+
 #: How skip reasons name a file that is no regular file (such files are never opened).
 _SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
                   (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
@@ -47,13 +51,15 @@ def open_regular_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, os.stat_r
         raise
 
 
-def read_regular_file(path: str | os.PathLike[str], limit: int) -> tuple[bytes, os.stat_result]:
-    """The bytes of a regular file of at most ``limit`` bytes, and its stat before reading.
+def read_regular_file(path: str | os.PathLike[str], limit: int | None = None) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file of at most ``limit`` bytes (default :data:`MAX_FILE_BYTES`), and its stat.
 
     Raises :class:`UnreadableFileError` for a special file or one larger than ``limit`` (checked
     before reading, and again while reading a file that grows), ``OSError`` when it cannot be read.
     """
-    too_large = UnreadableFileError(f"file is larger than the {_size(limit)} read limit per file")
+    limit = MAX_FILE_BYTES if limit is None else limit
+    too_large = UnreadableFileError(
+        f"file is larger than the {_size(limit)} read limit per file (picsift.reading.MAX_FILE_BYTES)")
     f, info = open_regular_file(path)
     with f:
         if info.st_size > limit:

@@ -39,9 +39,6 @@ from .video import DEFAULT_EVERY, SampledFrame, VideoDecodeError, VideoLink, Vid
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
-#: Image files larger than this are skipped unread (the reason names the limit): every image under
-#: :data:`~picsift.embedding.decode.MAX_PIXELS` fits, even as an uncompressed 8-bit RGBA TIFF.
-MAX_FILE_BYTES = 512 * 2**20
 T = TypeVar("T")
 
 
@@ -247,7 +244,7 @@ def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str
     def read(path: str) -> _Read:
         item = _Read(path)
         try:
-            data, st = read_regular_file(root / path, MAX_FILE_BYTES)
+            data, st = read_regular_file(root / path)  # at most reading.MAX_FILE_BYTES
         except FileNotFoundError:
             return item
         except UnreadableFileError as e:  # a pipe or device swapped in since the scan, or too large to read
