@@ -218,3 +218,52 @@ def test_cached_thumbnails_that_are_pipes_or_devices_are_made_again(tmp_path: Pa
     worker.join(timeout=60)
     assert not worker.is_alive(), "reading a cached thumbnail blocked"
     assert all(data[:4] == b"RIFF" and data[8:12] == b"WEBP" for data in got.values()) and len(got) == 2
+
+
+# -- qdrant's local mode pickles its points: picsift opens only a folder it signed ---------------------------------
+def test_a_crafted_local_qdrant_index_in_the_workspace_never_runs(
+    tmp_path: Path, image_folder: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("qdrant_client")
+    import sqlite3
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # this user's secret
+    marker = tmp_path / "code-ran"
+    with picsift.Library(image_folder, model=tiny_model, index="qdrant") as library:
+        library.update(progress=False)
+        ids = set(library.store.snapshot().ids.tolist())
+        storage = next((library._model_folder() / "qdrant").rglob("storage.sqlite"))
+    with picsift.Library(image_folder) as library:  # a clean reopen uses the signed index as it is
+        assert library.index.ids() == ids and not marker.exists()
+    assert "rebuilding it" not in caplog.text
+
+    with sqlite3.connect(storage) as db:  # as a shared workspace may hold it
+        db.execute("INSERT INTO points (id, point) VALUES (?, ?)", ("crafted", pickle.dumps(WritesMarker(marker))))
+    with picsift.Library(image_folder) as library:  # the workspace's meta picks qdrant
+        assert library.index_name == "qdrant"
+        assert library.index.ids() == ids and "rebuilding it" in caplog.text  # from the embedding store
+        assert len(library.search("a cat", limit=5)) == 5
+    assert not marker.exists(), "a pickle from the workspace's qdrant folder was loaded"
+
+
+def test_signatures_are_per_user_and_the_secret_stays_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from picsift import signing
+
+    folder = tmp_path / "index"
+    (folder / "collection").mkdir(parents=True)
+    (folder / "collection" / "storage.sqlite").write_bytes(b"points")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "alice"))
+    signing.sign_folder(folder)
+    assert signing.verify_folder(folder)
+    secret = tmp_path / "alice" / "picsift" / "secret"
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == signing.SECRET_BYTES
+
+    (folder / "collection" / "storage.sqlite").write_bytes(b"points, changed")
+    assert not signing.verify_folder(folder)  # any change breaks it
+    signing.sign_folder(folder)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "mallory"))
+    assert not signing.verify_folder(folder)  # another user's signature is worth nothing here
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "alice"))
+    (folder / "collection" / "extra").symlink_to("/etc/passwd")
+    assert not signing.verify_folder(folder)  # links are never picsift's

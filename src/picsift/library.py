@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from . import signing
 from .activity import announce_update, running_update
 from .analysis import AnalysisMixin
 from .catalog import WORKSPACE_DIRNAME, Catalog
@@ -197,6 +199,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                 options.setdefault("collection", f"picsift_{slug(self.spec.identity())}")
                 if not options.get("url"):
                     path = self._model_folder() / "qdrant"
+                    _open_only_if_signed(path)
             elif self.index_name != "exact":  # exact rebuilds from the store faster than it reloads
                 path = self._model_folder() / self.index_name
             self._index = cls(self.store.dim, path, **options)
@@ -237,6 +240,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             self._calibrate(index, snapshot)
             calibrated = len(index)
         index.save()
+        if self.index_name == "qdrant" and index.path is not None:  # local mode keeps pickles: sign what we wrote
+            signing.sign_folder(index.path)
         state = {"version": snapshot.version, "count": len(index), "calibrated_count": calibrated}
         state_file.write_text(json.dumps(state))
 
@@ -488,6 +493,23 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                 "SELECT COUNT(DISTINCT image_id) FROM files WHERE image_id IS NOT NULL").fetchone()[0]
             self._image_count = (key, int(count))
         return self._image_count[1]
+
+
+def _open_only_if_signed(folder: Path) -> None:
+    """Delete a local index folder this user's picsift did not sign, before anything reads it.
+
+    qdrant's local mode unpickles its points when it opens a folder, so a crafted folder in a shared
+    workspace would run code; the index is only an accelerator, rebuilt from the embedding store.
+    """
+    if not (folder.exists() or folder.is_symlink()) or signing.verify_folder(folder):
+        return
+    log.warning("%s was not written by picsift for this user (or an update stopped while writing it): "
+                "rebuilding it from the embedding store", folder)
+    if folder.is_symlink() or not folder.is_dir():
+        folder.unlink()
+    else:
+        shutil.rmtree(folder)
+    signing.signature_file(folder).unlink(missing_ok=True)
 
 
 def _remaining(running: dict[str, Any] | None) -> int:
