@@ -214,7 +214,19 @@ class ScanResult:
 
     def keeps(self, path: str) -> bool:
         """Whether ``path`` is, or lies under, a path that could not be read (so its rows stay)."""
-        return any(path == folder or path.startswith(folder + "/") or folder == "." for folder in self.unreadable)
+        return self.unreadable_ancestor(path) is not None
+
+    def unreadable_ancestor(self, path: str) -> str | None:
+        """The unreadable path that ``path`` is or lies under, if any (as many lookups as ``path`` has parts)."""
+        if not self.unreadable:
+            return None
+        if "." in self.unreadable:
+            return "."
+        while path:
+            if path in self.unreadable:
+                return path
+            path = path.rpartition("/")[0]
+        return None
 
 
 def scan(root: Path, skip: Iterable[Path] = ()) -> ScanResult:

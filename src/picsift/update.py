@@ -21,14 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import video
-from .catalog import (
-    Catalog,
-    FileRow,
-    FileState,
-    ScanResult,
-    content_id,
-    scan,
-)
+from .catalog import Catalog, FileRow, FileState, ScanResult, content_id, scan
 from .embedding.decode import ImageDecodeError, decode_image
 from .embedding.openclip import Embedder
 from .errors import PicsiftError
@@ -225,13 +218,16 @@ def run_update(
 
 def _warn_about_kept(found: ScanResult, known: Iterable[str]) -> list[tuple[str, str]]:
     """Which unreadable paths (e.g. a symlinked folder whose disk is unplugged) hold images that are kept."""
-    known = list(known)
+    kept: dict[str, int] = {}
+    for path in known:
+        folder = found.unreadable_ancestor(path)
+        if folder is not None:
+            kept[folder] = kept.get(folder, 0) + 1
     reported = {path for path, _ in found.problems}
     notes = []
-    for folder, why in sorted(found.unreadable.items()):
-        kept = sum(1 for p in known if p == folder or p.startswith(folder + "/"))
-        if kept and folder not in reported:
-            reason = f"{why}; its {kept} catalogued files are kept until it can be read again"
+    for folder, count in sorted(kept.items()):
+        if folder not in reported:
+            reason = f"{found.unreadable[folder]}; its {count} catalogued files are kept until it can be read again"
             log.warning("%s: %s", folder, reason)
             notes.append((folder, reason))
     return notes
@@ -256,7 +252,7 @@ def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str
             return item
         except (OSError, MemoryError) as e:  # one file that cannot be read never ends the update
             item.state = FileState(0, 0)
-            item.error = f"cannot read file: {getattr(e, 'strerror', None) or e or type(e).__name__}"
+            item.error = f"cannot read file: {getattr(e, 'strerror', None) or str(e) or type(e).__name__}"
             return item
         item.state = FileState(st.st_size, st.st_mtime_ns)
         item.image_id = content_id(data)

@@ -33,7 +33,7 @@ from PIL import Image
 
 from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
 from .errors import PicsiftError
-from .reading import open_regular_file
+from .reading import open_regular_file, read_regular_file
 from .terminal import printable
 
 if TYPE_CHECKING:
@@ -129,10 +129,11 @@ class FrameCache:
         """Names of the frame files the manifest of ``folder`` lists (an empty set for any other folder)."""
         if folder.parent != self.folder or not self._FOLDER.fullmatch(folder.name) or folder.is_symlink():
             return set()
-        try:
-            lines = (folder / self.MANIFEST).read_text(encoding="utf-8", errors="replace").splitlines()
+        try:  # a regular file of reasonable size: a shared workspace could hold a pipe there
+            data, _ = read_regular_file(folder / self.MANIFEST, 64 * 2**20)
         except OSError:
             return set()
+        lines = data.decode("utf-8", errors="replace").splitlines()
         return {name for name in lines if self._NAME.fullmatch(name)}
 
     def delete(self, files: Iterable[Path]) -> None:
