@@ -6,6 +6,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -248,3 +250,139 @@ def test_malformed_annotations_get_an_error_naming_the_entry(
     with pytest.raises(PicsiftError, match=message):
         library.metadata.import_project(project, fmt)
     assert library.metadata.dataset_names() == [] and library.metadata.objects().empty  # nothing half-imported
+
+
+# -- special files, vanished disks, what status lists (issue 11) ----------------------------------------------
+SPECIAL_FILES_CHILD = """
+import json, os, resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a runaway read fails fast, not the machine
+import picsift, picsift.reading, picsift.update
+folder, spec, limit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+picsift.reading.MAX_FILE_BYTES = limit
+real_scan = picsift.update.scan
+
+def scan_then_swap(root, skip=()):
+    found = real_scan(root, skip)
+    (folder / "swapped.png").unlink()  # a regular image at scan time, a named pipe when it is read
+    os.mkfifo(folder / "swapped.png")
+    return found
+
+picsift.update.scan = scan_then_swap
+with picsift.Library(folder, model=spec) as lib:
+    report = lib.update(progress=False)
+    print(json.dumps({"embedded": report.embedded, "skipped": report.skipped, "listed": lib.skipped(),
+                      "count": lib.status()["skipped"]}))
+"""
+
+
+def test_pipes_devices_and_huge_files_are_skipped_and_never_stall_the_update(
+    tmp_path: Path, image_folder: Path, tiny_model: str
+) -> None:
+    folder = tmp_path / "special"
+    shutil.copytree(image_folder, folder)
+    os.mkfifo(folder / "pipe.png")  # opening it for reading would wait for a writer forever
+    (folder / "zero.png").symlink_to("/dev/zero")  # reading it never ends
+    shutil.copy(next((image_folder / "animals").glob("*.png")), folder / "swapped.png")
+    with open(folder / "huge.png", "wb") as f:  # larger than the (lowered) read limit; sparse, so free
+        f.truncate(3 << 20)
+    child = subprocess.run([sys.executable, "-c", SPECIAL_FILES_CHILD, str(folder), tiny_model, str(1 << 20)],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    result = json.loads(child.stdout)
+    skipped = dict(map(tuple, result["skipped"]))
+    assert "not a regular file (a named pipe)" in skipped["pipe.png"]
+    assert "not a regular file (a character device)" in skipped["zero.png"]
+    assert "not a regular file (a named pipe)" in skipped["swapped.png"]
+    assert "larger than the 1 MiB read limit" in skipped["huge.png"]
+    assert result["embedded"] == 24  # every real image, despite the rest
+    listed = dict(map(tuple, result["listed"]))  # and status --skipped lists them all
+    assert {"pipe.png", "zero.png", "swapped.png", "huge.png"} <= set(listed) and result["count"] == len(listed)
+
+
+def test_a_symlinked_folder_whose_disk_is_unplugged_keeps_its_images(
+    tmp_path: Path, image_folder: Path, tiny_model: str
+) -> None:
+    disk = tmp_path / "disk"
+    shutil.move(image_folder / "food", disk)  # 8 of the images live on an external disk, linked in
+    (image_folder / "food").symlink_to(disk, target_is_directory=True)
+    (image_folder / "cover.png").symlink_to(next(disk.glob("*.png")))  # and one image linked on its own
+    with picsift.Library(image_folder, model=tiny_model) as library:
+        library.update(progress=False)
+        before = library.images()
+        assert len(before) == 25 and library.status()["embedded"] == 24
+
+        disk.rename(tmp_path / "unplugged")
+        report = library.update(progress=False)
+        assert report.removed == 0
+        skipped = dict(report.skipped)
+        assert "not mounted" in skipped["food"] and "8 catalogued files are kept" in skipped["food"]
+        assert "not mounted" in skipped["cover.png"]
+        pd.testing.assert_frame_equal(library.images(), before)  # rows, ids and embeddings stay
+        assert library.status()["embedded"] == 24 and len(library.search("food", limit=None)) == 24
+
+        (tmp_path / "unplugged").rename(disk)  # plugged back in: nothing to do
+        back = library.update(progress=False)
+        assert (back.removed, back.embedded, back.unchanged, back.skipped) == (0, 0, 25, [])
+
+        (image_folder / "food").unlink()  # a real removal still removes
+        (image_folder / "cover.png").unlink()
+        assert library.update(progress=False).removed == 9
+
+
+def test_status_skipped_lists_undecodable_names_and_broken_symlinks(
+    tmp_path: Path, image_folder: Path, tiny_model: str
+) -> None:
+    folder = tmp_path / "names"
+    shutil.copytree(image_folder, folder)
+    with open(os.fsencode(folder) + b"/caf\xe9.png", "wb") as f:  # not valid UTF-8
+        f.write(next(image_folder.rglob("*.png")).read_bytes())
+    (folder / "gone.png").symlink_to(folder / "nowhere.png")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    assert cli("update", str(folder), "--model", tiny_model, "--quiet").returncode == 0
+    status = json.loads(cli("status", str(folder), "--skipped", "--json").stdout)
+    listed = {item["path"]: item["reason"] for item in status["skipped_files"]}
+    assert "not valid UTF-8" in listed["caf\ufffd.png"]
+    assert "symlink target is missing" in listed["gone.png"]
+    assert status["skipped"] == len(listed) == 2
+    human = cli("status", str(folder), "--skipped").stdout
+    assert "skipped gone.png: " in human and "not valid UTF-8" in human
+
+
+def test_control_characters_in_file_names_are_escaped_for_people_and_exact_in_json(
+    tmp_path: Path, image_folder: Path, tiny_model: str
+) -> None:
+    folder = tmp_path / "names"
+    shutil.copytree(image_folder, folder)
+    fake = "\x1b[2J\x1b[Hfake\n   1   0.999  all-clear\r.png"  # clears the screen, forges a result line
+    with Image.open(next((image_folder / "animals").glob("*.png"))) as image:
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / fake, "PNG")  # an image of its own
+    (folder / "\x1b]0;pwned\x07notes.png").write_text("not a picture")  # retitles the terminal, rings
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    def assert_inert(output: str) -> None:
+        assert not any(char in output for char in "\x1b\x07\r"), output
+
+    update = cli("update", str(folder), "--model", tiny_model, "--quiet")
+    assert update.returncode == 0, update.stderr
+    assert_inert(update.stdout + update.stderr)
+    assert "skipped \\x1b]0;pwned\\x07notes.png: " in update.stdout
+
+    search = cli("search", str(folder), "a cat", "--limit", "100")
+    assert_inert(search.stdout)
+    lines = search.stdout.splitlines()
+    assert len(lines) == 1 + 25  # the header and one line per image: no forged line
+    assert sum("\\x1b[2J\\x1b[Hfake\\n   1   0.999  all-clear\\r.png" in line for line in lines) == 1
+
+    exact = json.loads(cli("search", str(folder), "a cat", "--limit", "100", "--json").stdout)
+    assert str(folder / fake) in {r["path"] for r in exact["results"]}  # JSON keeps the name exactly
+    status = cli("status", str(folder), "--skipped")
+    assert_inert(status.stdout)
+    assert "pwned\\x07notes.png" in status.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
 import subprocess
@@ -14,6 +16,7 @@ import pytest
 
 import picsift
 from picsift.catalog import content_id
+from picsift.embedding.spec import parse_model_spec
 
 from .conftest import stamp_files
 from .kill import KILL_AFTER
@@ -94,6 +97,23 @@ def test_an_update_killed_while_embedding_finishes_on_the_next_run(
     assert_consistent(folder, tiny_model, reference)
 
 
+def test_status_after_a_killed_first_update_names_its_model_and_what_it_embedded(
+    source: Path, tmp_path: Path, tiny_model: str, reference: dict[str, np.ndarray]
+) -> None:
+    folder = tmp_path / "images"
+    shutil.copytree(source, folder)
+    run_killed_child(folder, tiny_model, "commit_rows", 2)  # the very first update of this folder
+    with picsift.Library(folder) as lib:  # no model given: the workspace says which it was updated with
+        status = lib.status()
+        assert status["model"] == parse_model_spec(tiny_model).text
+        assert 0 < status["embedded"] < len(reference) and status["searchable"]
+        assert status["interrupted"] and not status["ready"]  # it did not finish: not everything is counted yet
+        assert len(lib.search("a house", limit=None, distribution=False)) == status["embedded"]
+        lib.update(progress=False)
+        status = lib.status()
+        assert status["embedded"] == len(reference) and status["ready"] and not status["interrupted"]
+
+
 def test_an_update_killed_while_forgetting_removed_files_finishes_on_the_next_run(
     source: Path, tmp_path: Path, tiny_model: str, reference: dict[str, np.ndarray]
 ) -> None:
@@ -125,3 +145,102 @@ def test_an_update_killed_while_saving_the_index_recovers_it(
         shutil.move(tmp_path / path.name, folder / path.name)
     run_killed_child(folder, tiny_model, "rename", 1)  # old index moved aside, new one not yet in place
     assert_consistent(folder, tiny_model, reference)
+
+
+# -- a full disk (issue 11.12): a real small tmpfs for the workspace, in a user+mount namespace ----------------
+FULL_DISK = r"""
+mount -t tmpfs -o size="$SIZE" tmpfs "$WS" || exit 77
+"$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --quiet >"$OUT/first.out" 2>"$OUT/first.err"
+echo $? >"$OUT/first.rc"
+mount -o remount,size=64m "$WS"  # space freed
+"$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --json >"$OUT/second.out" 2>"$OUT/second.err"
+echo $? >"$OUT/second.rc"
+"$PY" -c "$CHECK" "$FOLDER" "$WS" "$SPEC" >"$OUT/check.json" 2>"$OUT/check.err"
+"""
+CHECK = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import picsift
+    folder, workspace, spec = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    with picsift.Library(folder, workspace=workspace, model=spec) as lib:
+        pairs = lib.catalog.db.execute("SELECT image_id, row FROM embeddings WHERE model=?",
+                                       (lib.spec.identity(),)).fetchall()
+        snapshot = lib.store.snapshot()
+        print(json.dumps({
+            "files": {Path(p).name: [r.image_id, r.error] for p, r in lib.catalog.files().items()},
+            "pairs": pairs, "index": sorted(lib.index.ids()),
+            "vectors": dict(zip(snapshot.ids.tolist(), snapshot.vectors().tolist())),
+            "found": len(lib.search("a house", limit=None, distribution=False)),
+        }))
+    """
+)
+
+
+def can_mount_a_tmpfs() -> bool:
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "mount -t tmpfs -o size=64k tmpfs /tmp"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or not can_mount_a_tmpfs(),
+                    reason="needs unshare and user namespaces to mount a small tmpfs")
+@pytest.mark.parametrize("size", [
+    "200k",  # full while the catalog is created
+    "320k",  # full inside a batch's transaction
+    "370k",  # full while the index is saved
+])
+def test_a_full_disk_gives_one_clear_line_and_the_next_run_finishes_the_job(
+    source: Path, tmp_path: Path, tiny_model: str, reference: dict[str, np.ndarray], size: str
+) -> None:
+    workspace, out = tmp_path / "ws", tmp_path / "out"
+    workspace.mkdir()
+    out.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIZE": size, "WS": str(workspace), "OUT": str(out),
+           "PY": sys.executable, "FOLDER": str(source), "SPEC": tiny_model, "CHECK": CHECK}
+    shell = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", FULL_DISK], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert shell.returncode == 0, shell.stderr
+
+    first = (out / "first.err").read_text()
+    assert (out / "first.rc").read_text().strip() == "1"
+    assert first.count("\n") == 1 and "Traceback" not in first, first  # one line...
+    assert f"the disk holding the workspace {workspace} is full" in first and "--workspace DIR" in first  # ...clear
+
+    assert (out / "second.rc").read_text().strip() == "0", (out / "second.err").read_text()
+    check = json.loads((out / "check.json").read_text() or "{}") or pytest.fail((out / "check.err").read_text())
+    files = {p.name: content_id(p.read_bytes()) for p in source.glob("*.png")}
+    assert check["files"] == {name: [image_id, None] for name, image_id in files.items()}
+    ids, rows = [i for i, _ in check["pairs"]], [r for _, r in check["pairs"]]
+    assert len(ids) == len(set(ids)) == len(set(rows)) and set(ids) == set(files.values())  # nothing lost or doubled
+    assert set(check["index"]) == set(files.values()) and check["found"] == len(set(files.values()))
+    for image_id, vector in check["vectors"].items():
+        np.testing.assert_allclose(vector, reference[image_id], atol=1e-5)
+
+
+# A library nobody closes, held by a namespace that Python tears down late (as a notebook's is): here a module
+# registered after qdrant-client's lazy imports, so it is cleared after them at exit.
+UNCLOSED = textwrap.dedent(
+    """
+    import sys, types
+    import picsift
+    library = picsift.Library(sys.argv[1], index="qdrant")
+    print(len(library.index.ids()))
+    namespace = types.ModuleType("namespace")
+    namespace.library = library
+    sys.modules["namespace"] = namespace
+    del library, namespace  # and exit without library.close()
+    """
+)
+
+
+def test_a_qdrant_library_left_open_exits_quietly(source: Path, tmp_path: Path, tiny_model: str) -> None:
+    pytest.importorskip("qdrant_client")
+    folder = tmp_path / "images"
+    shutil.copytree(source, folder)
+    with picsift.Library(folder, model=tiny_model, index="qdrant") as library:
+        library.update(progress=False)
+    child = subprocess.run([sys.executable, "-c", UNCLOSED, str(folder)], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert child.returncode == 0 and child.stdout.strip() == "48", child.stderr[-3000:]
+    assert "Traceback" not in child.stderr and "Error" not in child.stderr, child.stderr[-3000:]

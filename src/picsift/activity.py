@@ -76,10 +76,14 @@ def running_update(workspace: Path) -> dict[str, Any] | None:
     else:
         lock.release()
         return None
+    idle = {"pid": None, "started": None, "done": 0, "total": None}
     try:
-        return dict(json.loads((workspace / PROGRESS_FILE).read_text()))
+        state = json.loads((workspace / PROGRESS_FILE).read_text())
     except (OSError, ValueError):  # between taking the lock and the first write
-        return {"pid": None, "started": None, "done": 0, "total": None}
+        return idle
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), (int, type(None))) for k in ("done", "total")):
+        return idle  # not what announce_update writes
+    return {**idle, **state, "done": state.get("done") or 0}
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """The ``picsift`` command line: index (update), enable, disable, watch, search, similar, sample, outliers,
 duplicates, status, collections, export, import, demo.
 
-Every command accepts ``--json`` for scripts. Errors print one line and exit non-zero
-(``--debug`` shows the traceback).
+Every command accepts ``--json`` for scripts (exact values: JSON escapes control characters itself). Output
+for people escapes control characters, so a file name cannot move the cursor or print a line of its own.
+Errors print one line and exit non-zero (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import PicsiftError
+from .errors import PicsiftError, workspace_space
 from .index import available_backends
 from .sampling import SAMPLING_METHODS
+from .terminal import PrintableFormatter, printable
 
 
 def _library_args(parser: argparse.ArgumentParser) -> None:
@@ -145,17 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="picsift: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter("picsift: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler])
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
-        print("picsift: interrupted", file=sys.stderr)
+        _say("picsift: interrupted", file=sys.stderr)
         return 130
     except (PicsiftError, ValueError, OSError) as e:
         if args.debug:
             raise
-        print(f"picsift: error: {e}", file=sys.stderr)
+        _say(f"picsift: error: {e}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as e:  # a damaged or locked catalog: one line, not a traceback
+        if args.debug:
+            raise
+        _say(f"picsift: error: the workspace's catalog: {e} (--debug shows the traceback)", file=sys.stderr)
         return 1
 
 
@@ -173,7 +182,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         run_demo(model=args.model, folder=args.folder, notebook=args.notebook, out=args.out)
         return 0
-    with _open(args) as library:
+    with _open(args) as library, workspace_space(library.workspace, "try again"):
         if args.command == "watch":
             return _watch(library, args)
         if args.command == "disable":
@@ -183,7 +192,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json({"root": str(library.root), "enabled": False})
             else:
-                print(f"{library.root}: automatic updates off (embeddings kept; picsift enable FOLDER to resume)")
+                _say(f"{library.root}: automatic updates off (embeddings kept; picsift enable FOLDER to resume)")
             return 0
         if args.command in ("index", "update", "enable"):
             if args.command == "enable":
@@ -198,16 +207,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                              **({k: library.status()[k] for k in ("enabled", "interval", "watch")}
                                 if args.command == "enable" else {})})
             else:
-                print(f"{library.root}: {report.summary()} (model {library.spec.label()}, index {library.index_name})")
+                _say(f"{library.root}: {report.summary()} (model {library.spec.label()}, index {library.index_name})")
                 if args.command == "enable":
                     status = library.status()
-                    print(f"automatic updates on: every {status['interval']:g} s"
+                    _say(f"automatic updates on: every {status['interval']:g} s"
                           + (" and on file changes" if status["watch"] else "")
                           + " while picsift watch FOLDER or picsift.enable(FOLDER) runs")
                 for path, reason in report.skipped[:20]:
-                    print(f"  skipped {path}: {reason}")
+                    _say(f"  skipped {path}: {reason}")
                 if len(report.skipped) > 20:
-                    print(f"  ... and {len(report.skipped) - 20} more (picsift status --skipped)")
+                    _say(f"  ... and {len(report.skipped) - 20} more (picsift status --skipped)")
             return 0
         if args.command in ("search", "similar"):
             options = dict(limit=args.limit, min_score=args.min_score, max_score=args.max_score,
@@ -229,9 +238,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json({"recipe": library.collection_recipe(), "results": sample.to_dict(orient="records")})
             else:
-                print(f"{len(sample)} images, {args.method} sample  (model {library.spec.label()})")
+                _say(f"{len(sample)} images, {args.method} sample  (model {library.spec.label()})")
                 for row in sample.itertuples():
-                    print(f"{row.rank:>4}  {row.path}")
+                    _say(f"{row.rank:>4}  {row.path}")
             return 0
         if args.command in ("outliers", "duplicates"):
             if args.command == "outliers":
@@ -244,13 +253,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json({"recipe": library.collection_recipe(), "results": table.to_dict(orient="records")})
             elif args.command == "outliers":
-                print(f"{len(table)} most isolated images (score: 1 - mean similarity to {args.k} nearest neighbours)")
+                _say(f"{len(table)} most isolated images (score: 1 - mean similarity to {args.k} nearest neighbours)")
                 for row in table.itertuples():
-                    print(f"{row.rank:>4}  {row.score:6.3f}  {row.path}")
+                    _say(f"{row.rank:>4}  {row.score:6.3f}  {row.path}")
             else:
-                print(f"{table['group'].nunique()} groups of near-identical images (similarity >= {args.threshold})")
+                _say(f"{table['group'].nunique()} groups of near-identical images (similarity >= {args.threshold})")
                 for row in table.itertuples():
-                    print(f"{row.group:>4}  {row.similarity:6.3f}  {row.path}")
+                    _say(f"{row.group:>4}  {row.similarity:6.3f}  {row.path}")
             return 0
         if args.command == "status":
             status = library.status()
@@ -260,18 +269,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                 _print_json(status)
             else:
                 for key in ("root", "workspace", "model_label", "index", "files", "images", "embedded",
-                            "pending", "skipped", "ready", "updating", "enabled", "interval", "watch",
+                            "pending", "skipped", "ready", "updating", "interrupted", "enabled", "interval", "watch",
                             "last_update", "collections"):
                     value = status[key]
                     if key == "last_update" and value is not None:
                         import time
 
                         value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-                    print(f"{key:>12}: {value}")
+                    _say(f"{key:>12}: {value}")
                 if status.get("progress"):
-                    print(f"{'progress':>12}: {status['progress']['done']} / {status['progress']['total']} files")
+                    _say(f"{'progress':>12}: {status['progress']['done']} / {status['progress']['total']} files")
                 for item in status.get("skipped_files", []):
-                    print(f"  skipped {item['path']}: {item['reason']}")
+                    _say(f"  skipped {item['path']}: {item['reason']}")
             return 0
         if args.command == "collections":
             if args.save:
@@ -284,7 +293,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(json.loads(table.to_json(orient="records", date_format="iso")))
             else:
-                print(table.to_string(index=False) if len(table) else "no saved collections")
+                shown = table.apply(lambda column: column.map(printable) if column.dtype == object else column)
+                for line in (shown.to_string(index=False) if len(table) else "no saved collections").splitlines():
+                    _say(line)
             return 0
         if args.command == "export":
             out = library.export(args.collection, args.out, args.format)
@@ -292,7 +303,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json({"collection": args.collection, "format": args.format, "out": str(out), "images": rows})
             else:
-                print(f"wrote {rows} images of {args.collection!r} as {args.format} to {out}")
+                _say(f"wrote {rows} images of {args.collection!r} as {args.format} to {out}")
             return 0
         if args.command == "import":
             datasets = library.metadata.import_project(args.project, args.format, target=args.target)
@@ -304,8 +315,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                              "update": report.summary()})
             else:
                 for name in datasets:
-                    print(f"imported {name}: {sizes[name]} images")
-                print(f"{library.root}: {report.summary()}")
+                    _say(f"imported {name}: {sizes[name]} images")
+                _say(f"{library.root}: {report.summary()}")
             return 0
     raise AssertionError(args.command)
 
@@ -327,14 +338,14 @@ def _watch(library: Any, args: argparse.Namespace) -> int:
                 record.update(report.__dict__, skipped=[{"path": p, "reason": r} for p, r in report.skipped])
             print(json.dumps(record, default=str), flush=True)
         elif failed:
-            print(f"{stamp}  {library.root}: update failed: {service.last_error}", flush=True)
+            _say(f"{stamp}  {library.root}: update failed: {service.last_error}", flush=True)
         else:
-            print(f"{stamp}  {library.root}: {report.summary()}", flush=True)
+            _say(f"{stamp}  {library.root}: {report.summary()}", flush=True)
 
     service = enable(library, interval=args.interval, watch=not args.no_events, reembed=args.reembed,
                      on_run=line)
     what = f"every {service.interval:g} s" + ("" if args.no_events else " and on file changes")
-    print(f"picsift: watching {library.root} ({what}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    _say(f"picsift: watching {library.root} ({what}); Ctrl-C to stop", file=sys.stderr, flush=True)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -345,14 +356,19 @@ def _watch(library: Any, args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         service.stop()
-    print(f"picsift: stopped watching {library.root}", file=sys.stderr, flush=True)
+    _say(f"picsift: stopped watching {library.root}", file=sys.stderr, flush=True)
     return 0
 
 
 def _print_results(results: Any, library: Any) -> None:
-    print(f"{len(results)} of {len(results.scores)} images  (model {library.spec.label()})")
+    _say(f"{len(results)} of {len(results.scores)} images  (model {library.spec.label()})")
     for row in results.df.itertuples():
-        print(f"{row.rank:>4}  {row.score:6.3f}  {row.path}")
+        _say(f"{row.rank:>4}  {row.score:6.3f}  {row.path}")
+
+
+def _say(text: object, *, file: Any = None, flush: bool = False) -> None:
+    """Print one line for people: control characters in it (from file names) are escaped, never obeyed."""
+    print(printable(text), file=file or sys.stdout, flush=flush)
 
 
 def _print_json(value: Any) -> None:

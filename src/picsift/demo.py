@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import ModelUnavailableError, PicsiftError
+from .terminal import printable
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def run_notebook(path: Path, out: Path, env: dict[str, str]) -> Path:
 def _print_searches(root: Path, spec: str) -> None:
     from .library import Library
 
-    print(f"picsift demo: {root}\nmodel: {spec}")
+    print(f"picsift demo: {printable(root)}\nmodel: {printable(spec)}")
     with Library(root, model=spec) as library:
         report = library.update()
         print(f"indexed: {report.summary()}")
@@ -138,11 +139,11 @@ def _print_searches(root: Path, spec: str) -> None:
                   f"median score {float(results.distribution()['median']):.3f})")
             _print_table(results.df, root)
         results = library.similar(first, limit=5)
-        print(f"similar to {results.paths[0]}")
+        print(f"similar to {printable(results.paths[0])}")
         _print_table(results.df, root)
 
 
 def _print_table(df: object, root: Path) -> None:
     for row in df.itertuples():  # type: ignore[attr-defined]
-        print(f"  {row.rank:>2}. {row.score:6.3f}  {os.path.relpath(row.path, root)}")
+        print(f"  {row.rank:>2}. {row.score:6.3f}  {printable(os.path.relpath(row.path, root))}")
     print()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from . import signing
 from .activity import announce_update, running_update
 from .analysis import AnalysisMixin
 from .catalog import WORKSPACE_DIRNAME, Catalog
@@ -27,12 +30,14 @@ from .errors import (
     ModelUnavailableError,
     PicsiftError,
     WorkspaceBusyError,
+    workspace_space,
 )
 from .export import ExportMixin
 from .files import FileActions, FileActionsMixin
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
 from .index.base import top_k
 from .metadata import Metadata
+from .reading import read_regular_file
 from .search import SearchMixin, score_scope
 from .store import EmbeddingStore, StoreSnapshot
 from .update import ProgressCallback, UpdateReport, run_update
@@ -40,6 +45,8 @@ from .video import DEFAULT_EVERY, VideoMixin
 
 log = logging.getLogger(__name__)
 
+#: A meta key present while an update runs, and left behind by one that was killed or failed.
+UNFINISHED_KEY = "update_unfinished"
 #: hnsw's ef is re-tuned against exact search when the index reaches this size and grows by 20%.
 CALIBRATE_FROM = 10_000
 
@@ -106,13 +113,21 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         if not self.root.is_dir():
             raise PicsiftError(f"image folder {self.root} does not exist or is not a folder")
         self.workspace = Path(workspace).expanduser().resolve() if workspace else self.root / WORKSPACE_DIRNAME
+        if self.root.is_relative_to(self.workspace):
+            where = "is the image folder" if self.root == self.workspace else f"holds the image folder {self.root}"
+            raise PicsiftError(
+                f"workspace {self.workspace} {where}: picsift writes and deletes its own files there, so it needs "
+                f"a folder of its own; leave workspace out (default {self.root / WORKSPACE_DIRNAME}) or choose a "
+                "new folder (CLI: --workspace DIR)"
+            )
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PicsiftError(
                 f"cannot create workspace {self.workspace} ({e.strerror}); pass workspace=... (CLI: --workspace)"
             ) from e
-        self.catalog = Catalog(self.workspace / "catalog.sqlite")
+        with workspace_space(self.workspace, "try again"):
+            self.catalog = Catalog(self.workspace / "catalog.sqlite")
         self._model_text = model or self.catalog.get_meta("model")
         self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
         backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
@@ -142,7 +157,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
 
     def close(self) -> None:
         if self._index is not None:
-            self._index.close()
+            self._close_index()  # the finalizer: closes the index once, and no more at exit
             self._index = None
         self.catalog.close()
 
@@ -184,9 +199,13 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                 options.setdefault("collection", f"picsift_{slug(self.spec.identity())}")
                 if not options.get("url"):
                     path = self._model_folder() / "qdrant"
+                    _open_only_if_signed(path)
             elif self.index_name != "exact":  # exact rebuilds from the store faster than it reloads
                 path = self._model_folder() / self.index_name
             self._index = cls(self.store.dim, path, **options)
+            # A library nobody closes still closes its index at exit, while Python can still import: qdrant's
+            # local client otherwise closes itself during interpreter shutdown and prints an ImportError.
+            self._close_index = weakref.finalize(self, self._index.close)
         self._sync_index(self._index)
         return self._index
 
@@ -196,7 +215,12 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
     def _sync_index(self, index: VectorIndex) -> None:
         store = self.store
         state_file = self._index_state_file()
-        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        try:
+            state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        except (OSError, ValueError):  # damaged: the index is checked against the store instead
+            state = {}
+        if not isinstance(state, dict):
+            state = {}
         if state.get("version") == store.version and state.get("count") == len(index):
             return
         snapshot = store.snapshot()
@@ -216,6 +240,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             self._calibrate(index, snapshot)
             calibrated = len(index)
         index.save()
+        if self.index_name == "qdrant" and index.path is not None:  # local mode keeps pickles: sign what we wrote
+            signing.sign_folder(index.path)
         state = {"version": snapshot.version, "count": len(index), "calibrated_count": calibrated}
         state_file.write_text(json.dumps(state))
 
@@ -257,10 +283,14 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             how long) unless ``reembed=True``. Each model keeps its own embeddings: switching back to a
             model whose embeddings are still there only embeds what is new, without confirmation.
         """
-        with self._exclusive(), announce_update(self.workspace) as announce:
+        resume = "run the update again: it continues where it stopped"
+        with workspace_space(self.workspace, resume), self._exclusive(), announce_update(self.workspace) as announce:
             FileActions(self.catalog, self.root).recover()
             self.check_model(reembed=reembed)
             self.store.remove_stray_files()
+            with self.catalog.transaction() as db:  # now, so that even a killed first update names its model
+                self._record_settings(db)
+                self.catalog.set_meta(UNFINISHED_KEY, repr(time.time()), db)  # until it finishes
 
             def report_progress(done: int, total: int) -> None:
                 announce(done, total)
@@ -271,16 +301,21 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                                 progress=progress, on_progress=report_progress,
                                 frames_dir=self.workspace / "frames", video_every=self.video_every)
             with self.catalog.transaction() as db:
-                self.catalog.set_meta("video_every", repr(self.video_every), db)
-                self.catalog.set_meta("model", self.spec.text, db)
-                self.catalog.set_meta("model_identity", self.spec.identity(), db)
-                self.catalog.set_meta("index", self.index_name, db)
+                self._record_settings(db)
                 self.catalog.set_meta("last_update", repr(time.time()), db)
                 self.catalog.set_meta("last_report", report.summary(), db)
+                db.execute("DELETE FROM meta WHERE key=?", (UNFINISHED_KEY,))
             self._paths = None
             if self._index is not None or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
             return report
+
+    def _record_settings(self, db: Any) -> None:
+        """The model, index and video sampling this workspace is updated with (read when they are not given)."""
+        self.catalog.set_meta("video_every", repr(self.video_every), db)
+        self.catalog.set_meta("model", self.spec.text, db)
+        self.catalog.set_meta("model_identity", self.spec.identity(), db)
+        self.catalog.set_meta("index", self.index_name, db)
 
     def check_model(self, *, reembed: bool = False) -> None:
         """Refuse a model change that would embed images again, unless ``reembed`` confirms it.
@@ -322,7 +357,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             started: float | None = None
             for attempt in range(2):  # the first pass warms the model up and is not timed
                 started = time.perf_counter() if attempt else None
-                images = [decode_image((self.root / p).read_bytes(), embedder.image_size).image for p in paths.values()]
+                images = [decode_image(read_regular_file(self.root / p)[0], embedder.image_size).image
+                          for p in paths.values()]
                 if not images:
                     return ""
                 embedder.embed_images(images if attempt else images[:1])
@@ -380,8 +416,10 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         return df
 
     def skipped(self) -> list[tuple[str, str]]:
-        """Files that could not be embedded, with the reason."""
-        return self.catalog.errors()
+        """Files that could not be embedded, with the reason, by path: files that could not be read or
+        decoded, and what the last update's scan could not look at (names that are not UTF-8, broken
+        symlinks, special files, unreadable folders)."""
+        return sorted(self.catalog.errors() + self.catalog.scan_problems())
 
     def status(self) -> dict[str, Any]:
         """Counts and settings, JSON-ready. Does not load the model.
@@ -390,8 +428,10 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         still embedding; ``searchable`` means some are (a search then says it is partial). While an
         update runs, ``updating`` is True and ``progress`` holds ``{done, total}`` files once the scan
         found what to read; ``pending`` counts images not embedded yet, including those the running
-        update has still to read. ``enabled``, ``interval``, ``watch``: automatic updates (see
-        :func:`picsift.enable`); ``last_update``: when the last update finished (epoch seconds).
+        update has still to read. ``interrupted``: the last update did not finish (it was killed or
+        failed), so images it had still to read are not counted yet; the next update finishes the job.
+        ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
+        ``last_update``: when the last update finished (epoch seconds).
         """
         db = self.catalog.db
         files = db.execute("SELECT COUNT(*), COUNT(image_id), COUNT(error) FROM files").fetchone()
@@ -406,7 +446,9 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         running = running_update(self.workspace)
         pending = max(0, unique - embedded, _remaining(running))
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN"
-                               " ('enabled', 'interval', 'watch', 'last_update', 'last_report')").fetchall())
+                               " ('enabled', 'interval', 'watch', 'last_update', 'last_report', ?)",
+                               (UNFINISHED_KEY,)).fetchall())
+        interrupted = UNFINISHED_KEY in meta and running is None
         automatic = {
             "enabled": meta.get("enabled") == "1",
             "interval": float(meta["interval"]) if meta.get("interval") else None,
@@ -414,6 +456,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             "last_update": float(meta["last_update"]) if meta.get("last_update") else None,
             "last_report": meta.get("last_report"),
             "updating": running is not None,
+            "interrupted": interrupted,
         }
         if running is not None and running.get("total") is not None:
             automatic["progress"] = {"done": int(running["done"]), "total": int(running["total"])}
@@ -427,10 +470,10 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             "images": unique,
             "embedded": embedded,
             "pending": pending,
-            "skipped": files[2],
+            "skipped": files[2] + len(self.catalog.scan_problems()),
             "videos": db.execute("SELECT COUNT(*) FROM videos WHERE error IS NULL").fetchone()[0],
             "video_frames": db.execute("SELECT COUNT(DISTINCT frame_path) FROM video_frames").fetchone()[0],
-            "ready": bool(model) and embedded > 0 and pending == 0,
+            "ready": bool(model) and embedded > 0 and pending == 0 and not interrupted,
             "searchable": bool(model) and embedded > 0,
             "models": {spec: count for spec, count in models},
             "collections": self.collection_names(),
@@ -450,6 +493,23 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                 "SELECT COUNT(DISTINCT image_id) FROM files WHERE image_id IS NOT NULL").fetchone()[0]
             self._image_count = (key, int(count))
         return self._image_count[1]
+
+
+def _open_only_if_signed(folder: Path) -> None:
+    """Delete a local index folder this user's picsift did not sign, before anything reads it.
+
+    qdrant's local mode unpickles its points when it opens a folder, so a crafted folder in a shared
+    workspace would run code; the index is only an accelerator, rebuilt from the embedding store.
+    """
+    if not (folder.exists() or folder.is_symlink()) or signing.verify_folder(folder):
+        return
+    log.warning("%s was not written by picsift for this user (or an update stopped while writing it): "
+                "rebuilding it from the embedding store", folder)
+    if folder.is_symlink() or not folder.is_dir():
+        folder.unlink()
+    else:
+        shutil.rmtree(folder)
+    signing.signature_file(folder).unlink(missing_ok=True)
 
 
 def _remaining(running: dict[str, Any] | None) -> int:

@@ -10,24 +10,29 @@ ids are dropped, and every other point keeps its exact position, so a user's men
 jump. ``refit=True`` recomputes everything. Large sets are fitted on a seeded sample
 (:data:`UMAP_FIT_ROWS`) and the rest is placed in chunks. UMAP runs in a background thread
 (:class:`BackgroundProjection`) so the explorer shows PCA meanwhile.
+
+A workspace travels with shared image folders, so everything read back from it is plain arrays
+(``np.load(..., allow_pickle=False)``): PCA is its mean and axes, UMAP its fitted sample, their
+coordinates and the numbers its ``transform`` uses. No file of a workspace can run code when loaded.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import secrets
 import threading
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from .projection_umap import SampleSearch as SampleSearch
+from .projection_umap import UmapModel
 
 if TYPE_CHECKING:
     from .store import StoreSnapshot
@@ -48,7 +53,13 @@ AUTO_REFIT_BELOW = 0.5
 class Model(Protocol):
     """A fitted projection: raw (unscaled) coordinates for any vectors of the fitted dimension."""
 
+    method: str
+
     def transform(self, vectors: np.ndarray) -> np.ndarray: ...
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything :meth:`from_arrays` needs, as plain numeric arrays (saved without pickle)."""
+        ...
 
 
 class RowsView:
@@ -70,6 +81,8 @@ Vectors = np.ndarray | RowsView
 class PcaModel:
     """The first ``dims`` principal axes of the vectors it was fitted on (zero-padded when fewer exist)."""
 
+    method = "pca"
+
     def __init__(self, mean: np.ndarray, axes: np.ndarray, dims: int):
         self.mean, self.axes, self.dims = mean, axes, dims
 
@@ -88,101 +101,19 @@ class PcaModel:
         coords[:, : len(self.axes)] = (np.asarray(vectors, np.float32) - self.mean) @ self.axes.T
         return coords
 
-
-class UmapModel:
-    """A fitted ``umap.UMAP`` (cosine metric); new vectors are placed with its ``transform``."""
-
-    def __init__(self, reducer: Any):
-        self.reducer = reducer
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"mean": np.asarray(self.mean, np.float32), "axes": np.asarray(self.axes, np.float32),
+                "dims": np.asarray(self.dims)}
 
     @classmethod
-    def fit(cls, sample: np.ndarray, dims: int, seed: int | None) -> tuple[UmapModel, np.ndarray]:
-        try:
-            import umap as umap_learn
-        except ImportError as e:
-            raise ImportError('UMAP maps need umap-learn: pip install "picsift[app]"') from e
-        # A seed makes UMAP reproducible but single-threaded (it sets n_jobs=1); seed=None uses every core.
-        reducer = umap_learn.UMAP(n_components=dims, metric="cosine", random_state=seed,
-                                  n_jobs=1 if seed is not None else -1, n_neighbors=min(15, len(sample) - 1),
-                                  init="random" if len(sample) < 50 else "spectral")
-        with _quiet_umap():
-            coords = reducer.fit_transform(sample)
-        if not getattr(reducer, "_small_data", True):  # small fits search their sample exactly already
-            reducer._knn_search_index = SampleSearch(reducer._raw_data)
-        return cls(reducer), np.asarray(coords, np.float32)
-
-    def transform(self, vectors: np.ndarray) -> np.ndarray:
-        with _quiet_umap():
-            return np.asarray(self.reducer.transform(np.asarray(vectors, np.float32)), np.float32)
+    def from_arrays(cls, data: Any) -> PcaModel:
+        mean, axes, dims = np.asarray(data["mean"], np.float32), np.asarray(data["axes"], np.float32), int(data["dims"])
+        if mean.ndim != 1 or axes.ndim != 2 or (axes.size and axes.shape[1] != len(mean)) or len(axes) > dims:
+            raise ValueError(f"inconsistent PCA model: mean {mean.shape}, axes {axes.shape}, dims {dims}")
+        return cls(mean, axes, dims)
 
 
-class SampleSearch:
-    """The nearest fitted vectors of new ones, for ``UMAP.transform`` (in place of its pynndescent index).
-
-    pynndescent's query gets stuck in the wrong cluster for ~1 in 4 vectors on well-clustered 512-d
-    data (recall@15 0.78 on bench/projection.py's data at any ``epsilon``), which puts new images in
-    the wrong place on the map. This searches exactly (blocked matrix products) for small batches,
-    and with an hnswlib graph over the sample, built on first need, for large ones. Only the sample
-    (the reducer's own array, so it is stored once) is pickled.
-    """
-
-    _angular_trees = True  # read by UMAP.transform to choose pynndescent's epsilon, unused here
-    #: Up to this many (query, sample) pairs per call are scored exactly.
-    EXACT_PAIRS = 200_000_000
-
-    def __init__(self, sample: np.ndarray):
-        self.sample = sample
-        self._graph: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"sample": self.sample}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.sample, self._graph = state["sample"], None
-
-    def query(self, vectors: np.ndarray, k: int, epsilon: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Indices into the sample and cosine distances of each vector's ``k`` nearest, nearest first."""
-        vectors = np.asarray(vectors, np.float32)
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        if len(vectors) * len(self.sample) > self.EXACT_PAIRS and self._hnsw() is not None:
-            labels, distances = self._graph.knn_query(vectors, k=k)
-            return labels.astype(np.int32), np.maximum(distances, 0).astype(np.float32)
-        from .neighbours import GROUP, top_k_rows
-
-        indices = np.zeros((len(vectors), k), np.int32)
-        distances = np.zeros((len(vectors), k), np.float32)
-        n = len(self.sample)
-        norms = np.maximum(np.linalg.norm(self.sample, axis=1), 1e-12)
-        step = max(1, 50_000_000 // max(1, n))
-        scores = np.full((min(step, len(vectors)), -(-n // GROUP) * GROUP), -np.inf, np.float32)
-        for start in range(0, len(vectors), step):
-            block = vectors[start : start + step]
-            scores[: len(block), :n] = (block @ self.sample.T) / norms
-            best, values = top_k_rows(scores[: len(block)], k)
-            indices[start : start + len(block)] = best
-            distances[start : start + len(block)] = 1 - values
-        return indices, np.maximum(distances, 0)
-
-    def _hnsw(self) -> Any:
-        if self._graph is None:
-            try:
-                import hnswlib
-            except ImportError:
-                return None
-            sample = self.sample / np.maximum(np.linalg.norm(self.sample, axis=1, keepdims=True), 1e-12)
-            graph = hnswlib.Index(space="ip", dim=sample.shape[1])
-            graph.init_index(max_elements=len(sample), ef_construction=40, M=16)  # quick to build; ef 128 makes up
-            graph.add_items(sample)
-            graph.set_ef(128)  # recall@15 0.98 on 100k clustered vectors (0.96 at ef 64)
-            self._graph = graph
-        return self._graph
-
-
-@contextmanager
-def _quiet_umap() -> Iterator[None]:
-    with warnings.catch_warnings():  # a seed makes UMAP single-threaded, and it says so every time
-        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-        yield
+_MODEL_KINDS: dict[str, type[PcaModel] | type[UmapModel]] = {"pca": PcaModel, "umap": UmapModel}
 
 
 def _fit(
@@ -289,39 +220,52 @@ class ProjectionMap:
 
 
 def map_files(folder: Path, method: str, dims: int) -> tuple[Path, Path]:
-    """The coordinates file and the model file of a saved map."""
-    return Path(folder) / f"{method}-{dims}d.npz", Path(folder) / f"{method}-{dims}d.model.pkl"
+    """The coordinates file and the model file of a saved map (both ``.npz`` of plain arrays)."""
+    return Path(folder) / f"{method}-{dims}d.npz", Path(folder) / f"{method}-{dims}d.model.npz"
+
+
+#: Errors a damaged or hostile ``.npz`` can raise while loading (none of them can run code).
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, MemoryError, zipfile.BadZipFile)
 
 
 def load_map(folder: Path, method: str, dims: int) -> ProjectionMap | None:
-    """The saved map (coordinates only, the model is not read), or None when there is none."""
+    """The saved map (coordinates only, the model is not read), or None when there is none or it is unusable."""
     path = map_files(folder, method, dims)[0]
     if not path.exists():
         return None
     try:
-        with np.load(path) as data:
-            return ProjectionMap(
+        with np.load(path, allow_pickle=False) as data:
+            state = ProjectionMap(
                 method, dims, data["ids"].astype("<U32"), data["coords"].astype(np.float32),
                 int(data["version"]), int(data["fitted"]), data["centre"].astype(np.float32),
                 float(data["extent"]), str(data["token"]),
             )
-    except (OSError, ValueError, KeyError):
-        log.warning("ignoring unreadable projection map %s", path)
+        if (state.ids.ndim != 1 or state.coords.shape != (len(state.ids), dims) or state.centre.shape != (dims,)
+                or not np.isfinite(state.extent) or state.extent <= 0):
+            raise ValueError(f"ids {state.ids.shape}, coords {state.coords.shape}, centre {state.centre.shape}")
+    except _UNREADABLE as e:
+        log.warning("ignoring unreadable projection map %s (%s)", path, e)
         return None
+    return state
 
 
 def _load_model(folder: Path, method: str, dims: int, token: str) -> Model | None:
     path = map_files(folder, method, dims)[1]
     try:
-        with open(path, "rb") as f:
-            saved = pickle.load(f)  # the workspace's own file, written by _save_map
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+        with np.load(path, allow_pickle=False) as data:  # plain arrays: a workspace is untrusted input
+            if str(data["token"]) != token:  # a crash between writing the model and the map
+                log.warning("projection model %s does not match its map: refitting", path)
+                return None
+            kind = str(data["kind"])  # a "umap" map of under 5 images has a PCA model
+            if kind not in _MODEL_KINDS:
+                raise ValueError(f"model kind {kind!r}; valid: {', '.join(_MODEL_KINDS)}")
+            model: Model = _MODEL_KINDS[kind].from_arrays(data)
+    except _UNREADABLE as e:
         log.warning("cannot read the projection model %s (%s): refitting", path, e)
         return None
-    if saved.get("token") != token:  # a crash between writing the model and the map
-        log.warning("projection model %s does not match its map: refitting", path)
+    if getattr(model, "dims", dims) != dims or (isinstance(model, UmapModel) and model.embedding.shape[1] != dims):
+        log.warning("projection model %s is not %d-dimensional: refitting", path, dims)
         return None
-    model: Model = saved["model"]
     return model
 
 
@@ -336,11 +280,14 @@ def _save_map(folder: Path, state: ProjectionMap, model: Model | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     coords_file, model_file = map_files(folder, state.method, state.dims)
     if model is not None:  # first the model, then the map naming its token
-        _atomic_write(model_file, lambda f: pickle.dump({"token": state.token, "model": model}, f, protocol=5))
+        arrays: dict[str, Any] = {"token": state.token, "kind": model.method, **model.arrays()}
+        _atomic_write(model_file, lambda f: np.savez(f, **arrays))
     _atomic_write(coords_file, lambda f: np.savez(
         f, ids=state.ids.astype("S32"), coords=state.coords, version=state.version, fitted=state.fitted,
         centre=state.centre, extent=state.extent, token=state.token))
-    for stale in folder.glob(f"{state.method}-{state.dims}d-v*.npy"):  # version-keyed files of older releases
+    # Files of older releases: version-keyed coordinates, and pickled models (never read: they could run code).
+    for stale in [*folder.glob(f"{state.method}-{state.dims}d-v*.npy"),
+                  folder / f"{state.method}-{state.dims}d.model.pkl"]:
         stale.unlink(missing_ok=True)
 
 
@@ -447,8 +394,8 @@ def cached_projection(
     path = cache_file(folder, version, method, dims) if folder is not None else None
     if path is not None and path.exists():
         try:
-            return np.load(path)
-        except (OSError, ValueError):
+            return np.asarray(np.load(path, allow_pickle=False), np.float32)
+        except _UNREADABLE:
             log.warning("ignoring unreadable projection cache %s", path)
     coords = project(vectors(), method, dims)
     if path is not None:

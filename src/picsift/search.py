@@ -26,6 +26,7 @@ from .catalog import content_id, looks_like_id
 from .collections import TEMPORARY
 from .embedding.decode import ImageDecodeError, decode_image, to_rgb
 from .errors import NotIndexedError, PicsiftError, UnknownImageError
+from .reading import read_regular_file
 from .store import StoreSnapshot
 
 if TYPE_CHECKING:
@@ -349,7 +350,10 @@ class SearchMixin:
                 vectors.append(snapshot.vectors(np.array([position[text]]))[0])
                 continue
             path = self._locate(text)
-            data = path.read_bytes()
+            try:
+                data = read_regular_file(path)[0]  # a regular file, at most reading.MAX_FILE_BYTES
+            except OSError as e:
+                raise UnknownImageError(f"cannot use {path} as a query image: {e}") from e
             image_id = content_id(data)
             if image_id in position:
                 ids.append(image_id)

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import video
-from .catalog import Catalog, FileRow, FileState, content_id, scan
+from .catalog import Catalog, FileRow, FileState, ScanResult, content_id, scan
 from .embedding.decode import ImageDecodeError, decode_image
 from .embedding.openclip import Embedder
 from .errors import PicsiftError
+from .reading import UnreadableFileError, read_regular_file
 from .store import EmbeddingStore
 from .video import DEFAULT_EVERY, SampledFrame, VideoDecodeError, VideoLink, VideoRow
 
@@ -108,17 +109,15 @@ def run_update(
     report = UpdateReport()
     found = scan(root, skip)
     report.skipped.extend(found.problems)
-    # A folder that cannot be listed (an unmounted disk, a permission change) is not a folder whose
-    # images were deleted: its files keep their rows and embeddings until it can be read again.
-    unreadable = {path: reason for path, reason in found.problems if reason.startswith(("cannot read folder",
-                                                                                        "cannot list folder"))}
-    if "." in unreadable:
-        raise PicsiftError(f"cannot read the image folder {root} ({unreadable['.']}); nothing was changed")
+    if "." in found.unreadable:
+        raise PicsiftError(f"cannot read the image folder {root} ({found.unreadable['.']}); nothing was changed")
     videos_known, video_links = video.known_videos(catalog.db), video.links(catalog.db)
     # Frame JPEGs and unreadable videos have files rows too, but the video pass below looks after them.
     owned = {k.frame_path for k in video_links} | set(videos_known)
     known = {p: r for p, r in catalog.files().items() if p not in owned}
     embedded = store.embedded_ids()
+    noted = found.problems + _warn_about_kept(found, [*known, *videos_known])
+    report.skipped.extend(noted[len(found.problems):])
 
     todo: list[str] = []
     for path, state in found.files.items():
@@ -135,8 +134,9 @@ def run_update(
     missing = {r.image_id: p for p, r in known.items()
                if p in found.files and p not in todo and r.image_id and r.image_id not in embedded}
     todo.extend(sorted(set(missing.values())))
-    removed = [p for p in known if p not in found.files
-               and not any(p.startswith(folder + "/") for folder in unreadable)]
+    # A folder that cannot be listed or a symlink whose target is gone (an unplugged disk, a permission
+    # change) is not a deletion: its files keep their rows and embeddings until it can be read again.
+    removed = [p for p in known if p not in found.files and not found.keeps(p)]
 
     dims = {r.image_id: (r.width, r.height) for r in known.values() if r.image_id}
     pending_rows: list[FileRow] = []
@@ -197,7 +197,7 @@ def run_update(
         bar.close()
         videos = _VideoPass(catalog, root, frames_dir or catalog.path.parent / "frames", video_every, videos_known,
                             video_links, embedded, report, progress)
-        videos.run(found.videos, unreadable, pool, take, flush, window=max(8, 2 * embedder.batch_size),
+        videos.run(found, pool, take, flush, window=max(8, 2 * embedder.batch_size),
                    preprocess=embedder.preprocess)
 
     for path in vanished:
@@ -205,6 +205,7 @@ def run_update(
     gone = removed + [p for p in vanished if p in known]
     with catalog.transaction() as db:
         Catalog.delete_files(db, gone)
+        Catalog.set_scan_problems(db, noted)
         orphans = videos.remove(db)
         EmbeddingStore.drop_unreferenced(db)
     videos.tidy(orphans)
@@ -215,22 +216,43 @@ def run_update(
     return report
 
 
+def _warn_about_kept(found: ScanResult, known: Iterable[str]) -> list[tuple[str, str]]:
+    """Which unreadable paths (e.g. a symlinked folder whose disk is unplugged) hold images that are kept."""
+    kept: dict[str, int] = {}
+    for path in known:
+        folder = found.unreadable_ancestor(path)
+        if folder is not None:
+            kept[folder] = kept.get(folder, 0) + 1
+    reported = {path for path, _ in found.problems}
+    notes = []
+    for folder, count in sorted(kept.items()):
+        if folder not in reported:
+            reason = f"{found.unreadable[folder]}; its {count} catalogued files are kept until it can be read again"
+            log.warning("%s: %s", folder, reason)
+            notes.append((folder, reason))
+    return notes
+
+
 def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str], _Read]:
     target = embedder.image_size
     preprocess = embedder.preprocess
 
     def read(path: str) -> _Read:
         item = _Read(path)
-        full = root / path
         try:
-            st = os.stat(full)
-            with open(full, "rb") as f:
-                data = f.read()
+            data, st = read_regular_file(root / path)  # at most reading.MAX_FILE_BYTES
         except FileNotFoundError:
             return item
-        except OSError as e:
+        except UnreadableFileError as e:  # a pipe or device swapped in since the scan, or too large to read
+            with suppress(OSError):
+                st = os.stat(root / path)
+                item.state = FileState(st.st_size, st.st_mtime_ns)  # unchanged, it stays skipped quietly
+            item.state = item.state or FileState(0, 0)
+            item.error = str(e)
+            return item
+        except (OSError, MemoryError) as e:  # one file that cannot be read never ends the update
             item.state = FileState(0, 0)
-            item.error = f"cannot read file: {e.strerror or e}"
+            item.error = f"cannot read file: {getattr(e, 'strerror', None) or str(e) or type(e).__name__}"
             return item
         item.state = FileState(st.st_size, st.st_mtime_ns)
         item.image_id = content_id(data)
@@ -279,7 +301,7 @@ class _VideoPass:
     def __init__(self, catalog: Catalog, root: Path, frames_dir: Path, every: float,
                  known: dict[str, VideoRow], video_links: list[VideoLink], embedded: set[str],
                  report: UpdateReport, progress: bool) -> None:
-        self.catalog, self.root, self.frames_dir = catalog, root, frames_dir
+        self.catalog, self.root, self.frames = catalog, root, video.FrameCache(frames_dir)
         self.sampling, self.every = video.sampling_key(every), every
         self.known, self.embedded = known, embedded
         self.report, self.progress = report, progress
@@ -289,9 +311,10 @@ class _VideoPass:
         self.removed: list[str] = []
         self.sampled = False
 
-    def run(self, found: dict[str, FileState], unreadable: Mapping[str, str], pool: ThreadPoolExecutor,
+    def run(self, scanned: ScanResult, pool: ThreadPoolExecutor,
             take: Callable[[_Read], None], flush: Callable[[], None], window: int,
             preprocess: Callable[[Any], Any]) -> None:
+        found = scanned.videos
         todo: list[str] = []
         for path, state in found.items():
             row = self.known.get(path)
@@ -307,8 +330,7 @@ class _VideoPass:
                 if row.error is None and (row.sampling != self.sampling
                                           or any(k.image_id not in self.embedded for k in frames)):
                     todo.append(path)  # new sampling settings or a new model: sample it again
-        self.removed = [p for p in self.known if p not in found
-                        and not any(p.startswith(folder + "/") for folder in unreadable)]
+        self.removed = [p for p in self.known if p not in found and not scanned.keeps(p)]
         if todo and not video.av_available():
             log.warning("%d videos left out: reading videos needs PyAV", len(todo))
             self.report.skipped.extend((p, 'reading videos needs PyAV: pip install "picsift[video]"') for p in todo)
@@ -337,15 +359,11 @@ class _VideoPass:
             self.report.reused += len(copied)
             self._finish(replace(row, duration=twin.duration), copied)
             return
-        folder = self.frames_dir / video_id[:16]
-        folder.mkdir(parents=True, exist_ok=True)
-
         def prepare(frame: SampledFrame) -> _Read:
             buffer = io.BytesIO()
             frame.image.save(buffer, "JPEG", quality=video.FRAME_QUALITY)
             data = buffer.getvalue()
-            file = folder / video.frame_name(frame.t)
-            file.write_bytes(data)
+            file = self.frames.write(video_id, frame.t, data)
             item = _Read(self._relative(file), FileState(len(data), os.stat(file).st_mtime_ns), content_id(data),
                          frame.image.width, frame.image.height)
             item.link = VideoLink(item.image_id or "", item.path, path, frame.t)
@@ -413,19 +431,12 @@ class _VideoPass:
         if not (self.sampled or self.removed or self.catalog.get_meta(video.SWEEP_KEY)):
             return
         linked = {str(self.root / r[0]) for r in self.catalog.db.execute("SELECT frame_path FROM video_frames")}
-        self.delete_frame_files(str(f) for f in self.frames_dir.glob("*/*.jpg") if str(f) not in linked)
+        self.frames.sweep(linked)
         self.catalog.db.execute("DELETE FROM meta WHERE key=?", (video.SWEEP_KEY,))
 
     def delete_frame_files(self, paths: Iterable[str]) -> None:
-        folders = set()
-        for path in paths:
-            file = self.root / path
-            with suppress(OSError):
-                file.unlink(missing_ok=True)
-                folders.add(file.parent)
-        for folder in folders:
-            with suppress(OSError):
-                folder.rmdir()  # only when empty
+        """Delete these frames' files: only those picsift wrote (see :class:`picsift.video.FrameCache`)."""
+        self.frames.delete(self.root / path for path in paths)
 
     def _relative(self, file: Path) -> str:
         """A frame's files.path: relative to the root when the workspace is inside it, else absolute."""

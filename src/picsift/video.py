@@ -17,7 +17,9 @@ import json
 import logging
 import math
 import os
+import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
@@ -31,6 +33,8 @@ from PIL import Image
 
 from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
 from .errors import PicsiftError
+from .reading import open_regular_file, read_regular_file
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -77,7 +81,8 @@ def sampling_key(every: float) -> str:
 def file_content_id(path: str | os.PathLike[str]) -> str:
     """:func:`picsift.catalog.content_id` of a file, read in chunks (videos can be many gigabytes)."""
     digest = hashlib.blake2b(digest_size=ID_HEX_LENGTH // 2)
-    with open(path, "rb") as f:
+    f, _ = open_regular_file(path)  # a named pipe called x.mp4 would block a plain open() forever
+    with f:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -86,6 +91,85 @@ def file_content_id(path: str | os.PathLike[str]) -> str:
 def frame_name(t: float) -> str:
     """File name of the frame at ``t`` seconds: zero-padded milliseconds, so names sort by time."""
     return f"{round(t * 1000):09d}.jpg"
+
+
+class FrameCache:
+    """The frame JPEGs picsift writes under ``WORKSPACE/frames``, and the manifests that say which they are.
+
+    Each video's folder (``<video id[:16]>``) holds a manifest (:attr:`MANIFEST`) naming every frame file
+    written there, appended before the file itself is written, so a process killed in between leaves a
+    name without a file, never a file without a name. Only files that a manifest names, in a video
+    folder of this cache (no symlinks), are ever deleted: whatever a catalog or a workspace says, a
+    file picsift did not write is never removed.
+    """
+
+    MANIFEST = "written.txt"
+    _FOLDER = re.compile(r"[0-9a-f]{16}")
+    _NAME = re.compile(r"[0-9]{9}\.jpg")
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._lock = threading.Lock()
+
+    def write(self, video_id: str, t: float, data: bytes) -> Path:
+        """Write the frame of ``video_id`` at ``t`` seconds; returns its path."""
+        if self.folder.is_symlink():
+            raise PicsiftError(f"{self.folder} is a symlink: picsift writes video frames only into a folder of "
+                               "its own inside the workspace; remove the link and update again")
+        folder = self.folder / video_id[:16]
+        file = folder / frame_name(t)
+        with self._lock:  # frames are written from several threads
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / self.MANIFEST, "a", encoding="utf-8") as manifest:
+                manifest.write(file.name + "\n")
+        file.write_bytes(data)
+        return file
+
+    def written(self, folder: Path) -> set[str]:
+        """Names of the frame files the manifest of ``folder`` lists (an empty set for any other folder)."""
+        if folder.parent != self.folder or not self._FOLDER.fullmatch(folder.name) or folder.is_symlink():
+            return set()
+        try:  # a regular file of reasonable size: a shared workspace could hold a pipe there
+            data, _ = read_regular_file(folder / self.MANIFEST, 64 * 2**20)
+        except OSError:
+            return set()
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        return {name for name in lines if self._NAME.fullmatch(name)}
+
+    def delete(self, files: Iterable[Path]) -> None:
+        """Delete those of ``files`` this cache wrote (others are left alone), and video folders left empty."""
+        by_folder: dict[Path, list[Path]] = {}
+        for file in files:
+            file = Path(os.path.normpath(file))
+            by_folder.setdefault(file.parent, []).append(file)
+        for folder, group in by_folder.items():
+            written = self.written(folder)
+            for file in group:
+                if file.name in written:
+                    with suppress(OSError):
+                        file.unlink(missing_ok=True)
+            self._tidy(folder, written)
+
+    def sweep(self, keep: set[str]) -> None:
+        """Delete the frame files this cache wrote that are not in ``keep`` (paths as strings)."""
+        if not self.folder.is_dir() or self.folder.is_symlink():
+            return
+        for folder in self.folder.iterdir():
+            self.delete(folder / name for name in self.written(folder) if str(folder / name) not in keep)
+
+    def _tidy(self, folder: Path, written: set[str]) -> None:
+        """Rewrite ``folder``'s manifest to the frames still there; remove the folder when none are."""
+        if not written:
+            return
+        left = sorted(name for name in written if (folder / name).exists())
+        with suppress(OSError):
+            if left:
+                temporary = folder / f"{self.MANIFEST}.tmp"
+                temporary.write_text("".join(f"{name}\n" for name in left), encoding="utf-8")
+                os.replace(temporary, folder / self.MANIFEST)
+            else:
+                (folder / self.MANIFEST).unlink(missing_ok=True)
+                folder.rmdir()  # only when empty: anything else in it stays
 
 
 def moment_url(video: str | os.PathLike[str], t: float, base: str | os.PathLike[str] | None = None) -> str:
@@ -145,8 +229,8 @@ def sample_frames(
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         duration = _duration(container, stream)
         rate = float(stream.average_rate or stream.guessed_rate or 25)
-        bar = tqdm(total=math.ceil(duration / every) if duration else None, desc=f"Frames of {Path(path).name}",
-                   unit="frame", disable=not progress or duration < 60, leave=False)
+        bar = tqdm(total=math.ceil(duration / every) if duration else None, unit="frame", leave=False,
+                   desc=f"Frames of {printable(Path(path).name)}", disable=not progress or duration < 60)
         previous: np.ndarray | None = None
         next_regular, last, sampled, index = 0.0, -math.inf, 0, 0
         try:

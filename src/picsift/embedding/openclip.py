@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -171,6 +172,13 @@ def _load(spec: ModelSpec, device: str) -> tuple[Any, Any, Any]:
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     name, pretrained=pretrained, device=device, precision=precision
                 )
+        except pickle.UnpicklingError as e:  # torch.load(weights_only=True) met more than tensors: never run it
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            detail = next((line for line in lines if line.startswith("WeightsUnpickler error")), lines[-1])
+            raise ValueError(
+                f"cannot load model {spec.text!r}: its checkpoint {spec.checkpoint} holds more than tensors, and "
+                f"picsift loads weights only (a checkpoint can run code otherwise): {detail}"
+            ) from e
         except RuntimeError as e:
             raise ValueError(f"cannot load model {spec.text!r}: {e}") from e
         tokenizer = open_clip.get_tokenizer(name)

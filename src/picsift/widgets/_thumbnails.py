@@ -10,15 +10,23 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from ..reading import read_regular_file
+
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 160
 DETAIL_SIZE = 640
+#: A cached WebP thumbnail larger than this is not one picsift wrote (a 640 px one is tens of kB).
+THUMBNAIL_FILE_LIMIT = 8 * 2**20
 
 
 def encode(path: Path | str, size: int) -> bytes:
-    """The image at ``path`` fitted into ``size`` x ``size``, as WebP (keeps transparency)."""
-    with Image.open(path) as opened:
+    """The image at ``path`` fitted into ``size`` x ``size``, as WebP (keeps transparency).
+
+    Only a regular file is read (a named pipe swapped in for an image would block), up to
+    :data:`picsift.reading.MAX_FILE_BYTES`.
+    """
+    with Image.open(io.BytesIO(read_regular_file(path)[0])) as opened:
         image: Image.Image = ImageOps.exif_transpose(opened)
         image.thumbnail((size, size), Image.Resampling.BILINEAR)
         if image.mode not in ("RGB", "RGBA"):
@@ -57,7 +65,10 @@ class ThumbnailCache:
     def _load_or_make(self, image_id: str, path: Path | str) -> bytes:
         cached = self.folder / f"{image_id}.webp" if self.folder is not None else None
         if cached is not None and cached.exists():
-            return cached.read_bytes()
+            try:  # the workspace's own file, but a shared workspace could hold a pipe or device there
+                return read_regular_file(cached, THUMBNAIL_FILE_LIMIT)[0]
+            except OSError as e:
+                log.warning("ignoring cached thumbnail %s (%s)", cached, e)
         data = encode(path, self.size)
         if cached is not None:
             try:
