@@ -10,7 +10,7 @@ For each ``--sizes`` N (default 100k and 1M):
 * **backends** (``picsift.index.open_index``): build time; index-only ``search(q, 100)`` latency
   (median and p90, exact and hnsw measured alternately query by query) and recall@100 against exact
   numpy ground truth. hnsw's ``ef`` is calibrated exactly as ``Library`` does it
-  (``Library._calibrate``: 50 stored vectors as queries, target recall 0.95), and recall is then
+  (``calibrate_for_text_queries``: 50 stored vectors as queries, target recall 0.95), and recall is then
   measured on the held-out queries; a small ef sweep shows the trade-off. qdrant local mode is a
   pure-Python brute force whose inserts are quadratic; its build time is extrapolated from a probe
   and it is skipped (with the reason printed) when it would take longer than ``--qdrant-budget``.
@@ -47,6 +47,7 @@ from picsift.catalog import Catalog, FileRow
 from picsift.embedding import Embedder
 from picsift.embedding.spec import parse_model_spec, slug
 from picsift.index import open_index
+from picsift.index.sync import calibrate_for_text_queries
 from picsift.search import Results, score_scope, select
 from picsift.store import EmbeddingStore
 
@@ -353,18 +354,18 @@ def run_size(n: int, args: argparse.Namespace, backends: list[str], embedder: Em
             hnsw = open_index("hnsw", dim=DIM, path=hnsw_path)
             started = time.perf_counter()
             with tqdm(total=n, desc="hnsw build", unit="vec", mininterval=10, file=sys.stdout) as bar:
-                for start in range(0, n, 50_000):  # Library._sync_index adds in chunks of 50k
+                for start in range(0, n, 50_000):  # IndexKeeper.sync adds in chunks
                     hnsw.add(ids[start : start + 50_000], data[start : start + 50_000])
                     bar.update(min(50_000, n - start))
             t_build = time.perf_counter() - started
             snapshot = store.snapshot()
-            t_cal, _ = timed(lambda: Library._calibrate(hnsw, snapshot))
+            t_cal, _ = timed(lambda: calibrate_for_text_queries(hnsw, snapshot))
             del snapshot
             ef = hnsw.ef
             summary["hnsw_ef"] = ef
             summary["hnsw_build_s"] = t_build
             log(f"hnsw (M={hnsw.M}, ef_construction={hnsw.ef_construction}): built in {t_build:.0f}s "
-                f"({n / t_build:,.0f} vectors/s); Library._calibrate chose ef={ef} in {t_cal:.1f}s")
+                f"({n / t_build:,.0f} vectors/s); calibrate_for_text_queries chose ef={ef} in {t_cal:.1f}s")
             indexes["hnsw"] = hnsw
 
         for kind, q in queries.items():

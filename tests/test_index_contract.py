@@ -172,7 +172,7 @@ def test_hnsw_calibrated_ef_reaches_the_recall_target_on_clustered_data() -> Non
 
 def test_library_calibration_holds_recall_for_text_like_queries_far_from_every_image() -> None:
     """Text prompts sit far from all images (cosine ~0.3); ef tuned on stored vectors would flatter recall."""
-    from picsift.library import Library
+    from picsift.index.sync import calibrate_for_text_queries
     from picsift.store import StoreSnapshot
 
     rng = np.random.default_rng(7)
@@ -184,7 +184,7 @@ def test_library_calibration_holds_recall_for_text_like_queries_far_from_every_i
     snapshot = StoreSnapshot(ids, np.arange(n), vectors, version=1)
     index = open_index("hnsw", dim, None, ef=10, M=16, ef_construction=100)
     index.add(ids.tolist(), vectors)
-    Library._calibrate(index, snapshot)
+    calibrate_for_text_queries(index, snapshot)
     queries = 0.35 * centres[rng.integers(0, 300, 40)] + np.sqrt(1 - 0.35**2) * unit(rng, 40, dim)
     hits = 0
     for q in queries / np.linalg.norm(queries, axis=1, keepdims=True):

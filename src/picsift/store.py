@@ -37,6 +37,10 @@ class StoreSnapshot:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
     @functools.cached_property
     def position(self) -> dict[str, int]:
         """Image id -> position in :attr:`ids` (built once per snapshot)."""
@@ -45,6 +49,14 @@ class StoreSnapshot:
     def vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         rows = self.rows if positions is None else self.rows[positions]
         return np.asarray(self.matrix[rows])
+
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """Inner products of every live vector with each query: ``(len(self), len(queries))`` float32."""
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.matrix.shape[1])
+        if not len(self):
+            return np.zeros((0, len(queries)), np.float32)
+        # Scoring the whole matrix and picking rows streams memory once; gathering rows first copies them.
+        return np.asarray(self.matrix @ queries.T, dtype=np.float32)[self.rows]
 
 
 class EmbeddingStore:
