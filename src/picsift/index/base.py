@@ -25,6 +25,10 @@ class UnreadableIndexError(PicsiftError):
     """A saved index could not be read back (damaged or partly written); rebuild it from the store."""
 
 
+class IndexBusyError(PicsiftError):
+    """The index allows one process at a time and another one has it open."""
+
+
 class VectorIndex(ABC):
     """Add, remove, and find the nearest vectors by cosine similarity.
 
@@ -41,6 +45,8 @@ class VectorIndex(ABC):
     name: ClassVar[str]
     #: Whether results are exact (True) or approximate.
     exact: ClassVar[bool] = False
+    #: How far a returned score may be from the float32 inner product (0: exact to float32 rounding).
+    score_error: float = 0.0
 
     def __init__(self, dim: int, path: Path | None = None, **options: Any):
         self.dim = dim
