@@ -13,7 +13,8 @@ from picsift.index.base import VectorIndex
 
 DIM = 32
 # (backend, persisted?) - qdrant runs both in memory and in local mode on disk
-CASES = [("exact", False), ("exact", True), ("hnsw", False), ("hnsw", True), ("qdrant", False), ("qdrant", True)]
+CASES = [("exact", False), ("exact", True), ("hnsw", False), ("hnsw", True), ("qdrant", False), ("qdrant", True),
+         ("qdrant-edge", False), ("qdrant-edge", True)]
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
@@ -131,7 +132,8 @@ def test_wrong_vector_shapes_are_rejected(case: tuple[str, bool, Path]) -> None:
 
 
 def test_unknown_backend_names_list_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="unknown index backend 'faiss'; valid backends: exact, hnsw, qdrant"):
+    valid = "exact, hnsw, qdrant, qdrant-edge"
+    with pytest.raises(ValueError, match=f"unknown index backend 'faiss'; valid backends: {valid}"):
         backend_class("faiss")
 
 

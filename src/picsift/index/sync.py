@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Collection, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import backend_class
-from .base import UnreadableIndexError, VectorIndex, folder_lock, remove_folder, top_k
+from .base import IndexBusyError, UnreadableIndexError, VectorIndex, folder_lock, remove_folder, top_k
 
 if TYPE_CHECKING:
     from ..store import StoreSnapshot
@@ -91,6 +92,7 @@ class IndexKeeper:
         self.index: VectorIndex | None = None
         self.version: int | None = None  # store version the open index reflects; None: unknown
         self._calibrated = 0
+        self._busy_logged = False
 
     def _lock_path(self) -> Path:
         return self.path if self.path is not None else self.state_file.with_suffix("")
@@ -117,8 +119,19 @@ class IndexKeeper:
         return index
 
     def sync(self, store: Store) -> VectorIndex:
-        """The open index with exactly the store's ids and vectors, saved when it changed."""
-        index = self.open()
+        """The open index with exactly the store's ids and vectors, saved when it changed.
+
+        A backend that allows one process at a time (``qdrant-edge``) and is open in another
+        process is left to that process, which syncs it on its next use; this one then searches
+        the store itself (:class:`StoreIndex`: exact, one scan per query).
+        """
+        try:
+            index = self.open()
+        except IndexBusyError as e:
+            if not self._busy_logged:
+                log.warning("%s; searching the embedding store exactly instead", e)
+                self._busy_logged = True
+            return StoreIndex(store.snapshot())
         if self.version is not None and self.version == store.version:
             return index
         snapshot = store.snapshot()
@@ -155,6 +168,47 @@ class IndexKeeper:
         self.index, self.version = None, None
 
 
+class StoreIndex(VectorIndex):
+    """Exact search over a store snapshot, read-only: what a search uses while the real index is busy."""
+
+    name = "store"
+    exact = True
+
+    def __init__(self, snapshot: StoreSnapshot):
+        super().__init__(snapshot.dim, None)
+        self.snapshot = snapshot
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        raise NotImplementedError("the store is changed by updates, not through its index")
+
+    def remove(self, ids: Sequence[str]) -> None:
+        raise NotImplementedError("the store is changed by updates, not through its index")
+
+    def search(
+        self, query: np.ndarray, k: int, restrict_to: Collection[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        snapshot = self.snapshot
+        if restrict_to is None:
+            positions = np.arange(len(snapshot))
+        else:
+            positions = np.array(sorted({snapshot.position[i] for i in restrict_to if i in snapshot.position}),
+                                 dtype=np.int64)
+        if not len(positions) or k <= 0:
+            return [], np.zeros(0, np.float32)
+        scores = snapshot.scan(query, snapshot.rows[positions])[:, 0]
+        last = scores[top_k(scores, k)[-1]]
+        band = positions[scores >= last - 2 * snapshot.scan_error]  # all that can be among the k best
+        exact = snapshot.exact(query, band)[:, 0]
+        order = top_k(exact, k)
+        return snapshot.ids[band[order]].tolist(), exact[order]
+
+    def ids(self) -> set[str]:
+        return set(self.snapshot.ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self.snapshot)
+
+
 def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100, queries: int = 50) -> None:
     """Tune an approximate index (its ``calibrate(queries, exact_ids, k)``) on queries shaped like text prompts.
 
@@ -173,4 +227,4 @@ def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100
     index.calibrate(vectors, exact, k=k, target=0.95)
 
 
-__all__ = ["CALIBRATE_FROM", "IndexKeeper", "calibrate_for_text_queries", "read_state", "write_state"]
+__all__ = ["CALIBRATE_FROM", "IndexKeeper", "StoreIndex", "calibrate_for_text_queries", "read_state", "write_state"]
