@@ -189,6 +189,59 @@ def build(name: str, path: Path, ids: list[str], data: np.ndarray, **options: ob
     return index, time.perf_counter() - started
 
 
+def filtered(edge: object, snapshot: StoreSnapshot, ids: list[str], data: np.ndarray, queries: np.ndarray) -> None:
+    """Top-100 among a random 1% / 10% / 30% of the images: scored exactly (what a search ``within`` a scope
+    does today) vs pushed down to the engine, by id (``restrict_to``) and by a payload field with a keyword
+    index (what dataset, tag or collection filters would become if their values were kept in the shard)."""
+    import qdrant_edge as qe
+
+    from picsift.index.qdrant_edge import image_id, point_id
+
+    shard = edge._shard  # type: ignore[attr-defined]
+    shard.update(qe.UpdateOperation.create_field_index("part", qe.PayloadSchemaType.Keyword))
+    rng = np.random.default_rng(5)
+    rows = []
+    for fraction in (0.01, 0.1, 0.3):
+        chosen = np.sort(rng.choice(len(ids), int(fraction * len(ids)), replace=False))
+        allowed = [ids[i] for i in chosen]
+        label = f"p{fraction}"
+        for start in range(0, len(allowed), 10_000):
+            shard.update(qe.UpdateOperation.set_payload([point_id(i) for i in allowed[start : start + 10_000]],
+                                                        {"part": label}))
+        payload_filter = qe.Filter(must=[qe.FieldCondition("part", match=qe.MatchValue(label))])
+        truth = [set(np.array(allowed)[np.argsort(-(data[chosen] @ q))[:K]].tolist()) for q in queries]
+        times: dict[str, list[float]] = {"exact": [], "ids": [], "payload": []}
+        found: dict[str, list[set[str]]] = {"exact": [], "ids": [], "payload": []}
+        for q in queries:
+            def exact(q: np.ndarray = q, chosen: np.ndarray = chosen, allowed: list[str] = allowed) -> set[str]:
+                scores = score_scope(snapshot, chosen, q[None, :])
+                scores = exact_top(snapshot, chosen, scores, K, None, None, q[None, :], None, "mean", 0.5)
+                return set(np.array(allowed)[np.argsort(-scores)[:K]].tolist())
+
+            def by_ids(q: np.ndarray = q, allowed: list[str] = allowed) -> set[str]:
+                return set(edge.search(q, K, restrict_to=allowed)[0])  # type: ignore[attr-defined]
+
+            def by_payload(q: np.ndarray = q, payload_filter: object = payload_filter) -> set[str]:
+                coded = edge._encode(q[None, :], clip=False)[0].astype(np.float32)  # type: ignore[attr-defined]
+                hits = shard.query(qe.QueryRequest(limit=K, query=qe.Query.Nearest(coded), filter=payload_filter,
+                                                   params=qe.SearchParams(hnsw_ef=edge.ef)))  # type: ignore[attr-defined]
+                return {image_id(h.id) for h in hits}
+
+            for name, fn in (("exact", exact), ("ids", by_ids), ("payload", by_payload)):
+                t, result = timed(fn)
+                times[name].append(t)
+                found[name].append(result)
+        base = median(times["exact"])
+        for name, what in (("exact", "scope scored exactly (float16 scan + exact_top)"),
+                           ("ids", "qdrant-edge, restrict_to ids (HasIdCondition)"),
+                           ("payload", "qdrant-edge, payload keyword filter")):
+            rec = float(np.mean([len(f & t) / K for f, t in zip(found[name], truth, strict=True)]))
+            ms = 1000 * median(times[name])
+            rows.append([f"{fraction:.0%}", what, ms, rec, f"{ms / 1000 / base:.2f}x"])
+    log(f"\nfiltered top-{K} (text-like queries; a random 1/10/30% of the images in scope):")
+    log(table(rows, ["in scope", "how", "median ms", "recall@100", "vs exact"]))
+
+
 # -- one size -------------------------------------------------------------------------------------
 def run_size(n: int, args: argparse.Namespace) -> dict:
     log(f"\n== N = {n:,} vectors, {DIM}-d, {args.clusters} clusters ==")
@@ -288,7 +341,6 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         edge.ef = calibrated  # type: ignore[attr-defined]
         log(f"\nqdrant-edge uint8 + exact rescoring, ef sweep (calibrated ef={calibrated} is in the table above):")
         log(table(sweep, ["ef", "image ms", "image recall@100", "text-like ms", "text-like recall@100"]))
-        edge.close()  # type: ignore[attr-defined]
 
         # -- bytes per image ----------------------------------------------------------------------------
         parts = []
@@ -305,6 +357,8 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         log(table(parts, ["layout", "vectors", "index (apparent)", "index (allocated)", "catalog", "total"]))
         if m < n:
             log("(hnsw was not built at this size: its folder is ~2,333 bytes/image at any size, see bench/README.md)")
+        filtered(edge, snap16, ids, data, queries["text-like"][: min(20, args.queries)])
+        edge.close()  # type: ignore[attr-defined]
         cat32.close()
         cat16.close()
         contenders.clear()

@@ -121,11 +121,11 @@ def test_a_float16_scan_is_within_its_error_and_searches_show_exact_scores(tmp_p
     catalog = Catalog(tmp_path / "catalog.sqlite")
     store = EmbeddingStore(catalog, tmp_path / "model", "m", "m", 64)
     centres = rng.normal(size=(5, 64)).astype(np.float32)
-    vectors = centres[rng.integers(0, 5, 5000)] + 0.05 * rng.normal(size=(5000, 64)).astype(np.float32)
+    vectors = centres[rng.integers(0, 5, 70_000)] + 0.05 * rng.normal(size=(70_000, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # many near-ties, as in real collections
     rows = store.write_vectors(vectors)
     with catalog.transaction() as db:
-        store.commit_rows(db, [f"{i:032x}" for i in range(5000)], rows)
+        store.commit_rows(db, [f"{i:032x}" for i in range(70_000)], rows)
     snapshot = store.snapshot()
     kept = snapshot.vectors()
     query = centres[:1] / np.linalg.norm(centres[0])

@@ -101,6 +101,8 @@ class StoreSnapshot:
         matrix = np.asarray(self.matrix[rows]) if gather else self.matrix
         if matrix.dtype != np.float16:
             scores = np.asarray(matrix @ queries.T, dtype=np.float32)
+        elif len(matrix) <= 65_536:  # small: converting is cheap, and torch's float16 kernels pay off only on big scans
+            scores = _float32(matrix) @ queries.T
         else:
             scores = _scan_float16(matrix, queries)
         return scores if gather else scores[rows]
