@@ -45,13 +45,13 @@ from common import header, median, percentile, table, timed
 from picsift.catalog import Catalog, FileRow
 from picsift.embedding.spec import parse_model_spec, slug
 from picsift.index import open_index
-from picsift.index.sync import CHUNK, calibrate_for_text_queries
+from picsift.index.sync import CHUNK, calibrate_for_text_queries, wider_k
 from picsift.search import exact_top, score_scope
 from picsift.store import EmbeddingStore, StoreSnapshot
 
 DIM = 512
 K = 100
-WIDER = 150  # what the library asks a compact index for before rescoring (limit + limit // 2)
+WIDER = wider_k(K)  # what the library asks a compact index for before rescoring
 MODEL = "ViT-B-32:random"
 
 

@@ -27,6 +27,7 @@ from .collections import TEMPORARY
 from .embedding.decode import ImageDecodeError, decode_image, to_rgb
 from .errors import NotIndexedError, PicsiftError, UnknownImageError
 from .index.base import top_k
+from .index.sync import wider_k
 from .store import StoreSnapshot
 
 if TYPE_CHECKING:
@@ -369,7 +370,7 @@ class SearchMixin:
         e.g. float16 or 8-bit: then it is asked for a few more, and the exact scores pick and order them)."""
         index = self.index
         query = query_vectors(positives, "mean")
-        wider = limit if not index.score_error else limit + max(10, limit // 2)
+        wider = wider_k(limit) if index.score_error else limit
         ids, _ = index.search(query[0], wider)
         rows = self.store.rows_of(ids)
         ids = [i for i in ids if i in rows and rows[i] < snapshot.matrix.shape[0]]

@@ -210,12 +210,18 @@ class QdrantEdgeIndex(VectorIndex):
             shard.optimize()
             self._dirty = False
 
-    def calibrate(self, queries: np.ndarray, exact_ids: list[list[str]], k: int, target: float = 0.95) -> int:
-        """Raise ``ef`` until mean recall@k against ``exact_ids`` reaches ``target``; returns the ef chosen."""
+    def calibrate(
+        self, queries: np.ndarray, exact_ids: list[list[str]], k: int, target: float = 0.95, wider: int | None = None
+    ) -> int:
+        """Raise ``ef`` until mean recall@k against ``exact_ids`` reaches ``target``; returns the ef chosen.
+
+        With ``wider``, recall counts the true top ``k`` among the ``wider`` best found: what a caller
+        that rescores those exactly (as the library does for ``uint8``) ends up with.
+        """
         recall = 0.0
         for ef in sorted({k, int(1.5 * k), 2 * k, 3 * k, 4 * k, 6 * k, 8 * k, 12 * k, 16 * k}):
             self.ef = ef
-            recall = float(np.mean([len(set(self.search(q, k)[0]) & set(truth)) / max(1, len(truth))
+            recall = float(np.mean([len(set(self.search(q, wider or k)[0]) & set(truth)) / max(1, len(truth))
                                     for q, truth in zip(queries, exact_ids, strict=True)]))
             if recall >= target:
                 break

@@ -35,6 +35,11 @@ CALIBRATE_FROM = 10_000
 CHUNK = 10_000
 
 
+def wider_k(k: int) -> int:
+    """How many candidates to ask an index with approximate scores for, to rescore exactly and keep ``k``."""
+    return k + max(10, k // 2)
+
+
 class Store(Protocol):
     """What syncing needs of an :class:`~picsift.store.EmbeddingStore`."""
 
@@ -224,7 +229,11 @@ def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     scores = snapshot.scores(vectors)
     exact = [snapshot.ids[top_k(scores[:, j], k)].tolist() for j in range(len(vectors))]
-    index.calibrate(vectors, exact, k=k, target=0.95)
+    if index.score_error:  # a compact index whose candidates the library rescores exactly
+        index.calibrate(vectors, exact, k=k, target=0.95, wider=wider_k(k))
+    else:
+        index.calibrate(vectors, exact, k=k, target=0.95)
 
 
-__all__ = ["CALIBRATE_FROM", "IndexKeeper", "StoreIndex", "calibrate_for_text_queries", "read_state", "write_state"]
+__all__ = ["CALIBRATE_FROM", "IndexKeeper", "StoreIndex", "calibrate_for_text_queries", "read_state", "wider_k",
+           "write_state"]
