@@ -144,7 +144,9 @@ class HnswIndex(VectorIndex):
             if recall >= target:
                 break
         self.ef = ef
-        log.info("hnsw: ef=%d gives recall@%d=%.3f on %d sample queries", ef, k, recall, len(queries))
+        level = logging.INFO if recall >= target else logging.WARNING
+        log.log(level, "hnsw: ef=%d gives recall@%d=%.3f on %d sample queries (target %.2f)", ef, k, recall,
+                len(queries), target)
         return ef
 
     def ids(self) -> set[str]:

@@ -225,7 +225,9 @@ class QdrantEdgeIndex(VectorIndex):
                                     for q, truth in zip(queries, exact_ids, strict=True)]))
             if recall >= target:
                 break
-        log.info("qdrant-edge: ef=%d gives recall@%d=%.3f on %d sample queries", self.ef, k, recall, len(queries))
+        level = logging.INFO if recall >= target else logging.WARNING
+        log.log(level, "qdrant-edge: ef=%d gives recall@%d=%.3f on %d text-like sample queries (target %.2f)",
+                self.ef, k, recall, len(queries), target)
         return self.ef
 
     def ids(self) -> set[str]:
