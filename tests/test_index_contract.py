@@ -13,7 +13,8 @@ from picsift.index.base import VectorIndex
 
 DIM = 32
 # (backend, persisted?) - qdrant runs both in memory and in local mode on disk
-CASES = [("exact", False), ("exact", True), ("hnsw", False), ("hnsw", True), ("qdrant", False), ("qdrant", True)]
+CASES = [("exact", False), ("exact", True), ("hnsw", False), ("hnsw", True), ("qdrant", False), ("qdrant", True),
+         ("qdrant-edge", False), ("qdrant-edge", True)]
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
@@ -131,7 +132,8 @@ def test_wrong_vector_shapes_are_rejected(case: tuple[str, bool, Path]) -> None:
 
 
 def test_unknown_backend_names_list_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="unknown index backend 'faiss'; valid backends: exact, hnsw, qdrant"):
+    valid = "exact, hnsw, qdrant, qdrant-edge"
+    with pytest.raises(ValueError, match=f"unknown index backend 'faiss'; valid backends: {valid}"):
         backend_class("faiss")
 
 
@@ -172,7 +174,7 @@ def test_hnsw_calibrated_ef_reaches_the_recall_target_on_clustered_data() -> Non
 
 def test_library_calibration_holds_recall_for_text_like_queries_far_from_every_image() -> None:
     """Text prompts sit far from all images (cosine ~0.3); ef tuned on stored vectors would flatter recall."""
-    from picsift.library import Library
+    from picsift.index.sync import calibrate_for_text_queries
     from picsift.store import StoreSnapshot
 
     rng = np.random.default_rng(7)
@@ -184,7 +186,7 @@ def test_library_calibration_holds_recall_for_text_like_queries_far_from_every_i
     snapshot = StoreSnapshot(ids, np.arange(n), vectors, version=1)
     index = open_index("hnsw", dim, None, ef=10, M=16, ef_construction=100)
     index.add(ids.tolist(), vectors)
-    Library._calibrate(index, snapshot)
+    calibrate_for_text_queries(index, snapshot)
     queries = 0.35 * centres[rng.integers(0, 300, 40)] + np.sqrt(1 - 0.35**2) * unit(rng, 40, dim)
     hits = 0
     for q in queries / np.linalg.norm(queries, axis=1, keepdims=True):

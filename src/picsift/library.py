@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -13,9 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import signing
 from .activity import announce_update, running_update
@@ -35,11 +32,11 @@ from .errors import (
 from .export import ExportMixin
 from .files import FileActions, FileActionsMixin
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
-from .index.base import top_k
+from .index.sync import IndexKeeper
 from .metadata import Metadata
 from .reading import read_regular_file
-from .search import SearchMixin, score_scope
-from .store import EmbeddingStore, StoreSnapshot
+from .search import SearchMixin
+from .store import EmbeddingStore
 from .update import ProgressCallback, UpdateReport, run_update
 from .video import DEFAULT_EVERY, VideoMixin
 
@@ -47,8 +44,6 @@ log = logging.getLogger(__name__)
 
 #: A meta key present while an update runs, and left behind by one that was killed or failed.
 UNFINISHED_KEY = "update_unfinished"
-#: hnsw's ef is re-tuned against exact search when the index reaches this size and grows by 20%.
-CALIBRATE_FROM = 10_000
 
 
 def default_model() -> str:
@@ -81,7 +76,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         A model spec (see :mod:`picsift.embedding.spec`). Defaults to the model this workspace was
         last updated with, else :func:`default_model`.
     index
-        ``"hnsw"`` (default), ``"qdrant"`` or ``"exact"``; see :mod:`picsift.index`.
+        ``"hnsw"`` (default), ``"qdrant-edge"`` (Qdrant's engine in-process; a quarter of hnsw's bytes), ``"qdrant"``
+        (a Qdrant server) or ``"exact"``; see :mod:`picsift.index`.
     index_options
         Passed to the backend, e.g. ``{"url": "http://qdrant:6333"}`` for a Qdrant server.
     device, batch_size
@@ -140,6 +136,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         self._embedder: Embedder | None = None
         self._store: EmbeddingStore | None = None
         self._index: VectorIndex | None = None
+        self._index_keeper: IndexKeeper | None = None
         self._paths: dict[str, str] | None = None
         self._image_count: tuple[tuple[int, str | None], int] | None = None  # (store version, last update), count
         if self.catalog.db.execute("SELECT 1 FROM file_actions LIMIT 1").fetchone():
@@ -156,9 +153,10 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         self.close()
 
     def close(self) -> None:
-        if self._index is not None:
+        if self._index_keeper is not None:
             self._close_index()  # the finalizer: closes the index once, and no more at exit
-            self._index = None
+            self._index_keeper = None
+        self._index = None
         self.catalog.close()
 
     # -- model, store, index ----------------------------------------------------------------------
@@ -190,9 +188,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
 
     @property
     def index(self) -> VectorIndex:
-        """The vector index, brought in line with the embedding store."""
-        if self._index is None:
-            cls = backend_class(self.index_name)
+        """The vector index, brought in line with the embedding store (see :mod:`picsift.index.sync`)."""
+        if self._index_keeper is None:
             options = dict(self.index_options)
             path = None
             if self.index_name == "qdrant":
@@ -202,68 +199,17 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                     _open_only_if_signed(path)
             elif self.index_name != "exact":  # exact rebuilds from the store faster than it reloads
                 path = self._model_folder() / self.index_name
-            self._index = cls(self.store.dim, path, **options)
+            if self.index_name == "qdrant-edge":  # 512 B per vector: searches rescore its candidates from the store
+                options.setdefault("datatype", "uint8")
+            state_file = self._model_folder() / f"{self.index_name}.state.json"
+            # qdrant's local mode keeps pickles: sign what we wrote, so that only our own storage is ever opened
+            on_save = signing.sign_folder if self.index_name == "qdrant" else None
+            self._index_keeper = IndexKeeper(self.index_name, self.store.dim, path, state_file, options, on_save)
             # A library nobody closes still closes its index at exit, while Python can still import: qdrant's
             # local client otherwise closes itself during interpreter shutdown and prints an ImportError.
-            self._close_index = weakref.finalize(self, self._index.close)
-        self._sync_index(self._index)
+            self._close_index = weakref.finalize(self, self._index_keeper.close)
+        self._index = self._index_keeper.sync(self.store)
         return self._index
-
-    def _index_state_file(self) -> Path:
-        return self._model_folder() / f"{self.index_name}.state.json"
-
-    def _sync_index(self, index: VectorIndex) -> None:
-        store = self.store
-        state_file = self._index_state_file()
-        try:
-            state = json.loads(state_file.read_text()) if state_file.exists() else {}
-        except (OSError, ValueError):  # damaged: the index is checked against the store instead
-            state = {}
-        if not isinstance(state, dict):
-            state = {}
-        if state.get("version") == store.version and state.get("count") == len(index):
-            return
-        snapshot = store.snapshot()
-        have, want = index.ids(), set(snapshot.ids.tolist())
-        if have - want:
-            index.remove(sorted(have - want))
-        missing = np.flatnonzero([i not in have for i in snapshot.ids.tolist()])
-        chunk_size = 10_000
-        with tqdm(total=len(missing), desc=f"Building {self.index_name} index", unit="vec",
-                  disable=len(missing) < 5 * chunk_size) as bar:  # building an hnsw graph of 1M takes minutes
-            for start in range(0, len(missing), chunk_size):
-                chunk = missing[start : start + chunk_size]
-                index.add(snapshot.ids[chunk].tolist(), snapshot.vectors(chunk))
-                bar.update(len(chunk))
-        calibrated = state.get("calibrated_count", 0)
-        if hasattr(index, "calibrate") and len(index) >= CALIBRATE_FROM and len(index) > 1.2 * calibrated:
-            self._calibrate(index, snapshot)
-            calibrated = len(index)
-        index.save()
-        if self.index_name == "qdrant" and index.path is not None:  # local mode keeps pickles: sign what we wrote
-            signing.sign_folder(index.path)
-        state = {"version": snapshot.version, "count": len(index), "calibrated_count": calibrated}
-        state_file.write_text(json.dumps(state))
-
-    @staticmethod
-    def _calibrate(index: Any, snapshot: StoreSnapshot, k: int = 100, queries: int = 50) -> None:
-        """Tune hnsw's ef on queries shaped like text prompts.
-
-        A stored vector is its own nearest neighbour, which flatters recall. CLIP text queries sit
-        far from every image (cosine ~0.3), so each calibration query is a stored vector mixed with
-        a random direction to cosine 0.35 with it.
-        """
-        rng = np.random.default_rng(0)
-        sample = rng.choice(len(snapshot), size=min(queries, len(snapshot)), replace=False)
-        noise = rng.normal(size=(len(sample), snapshot.matrix.shape[1])).astype(np.float32)
-        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-        vectors = 0.35 * snapshot.vectors(sample) + np.sqrt(1 - 0.35**2) * noise
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        exact = []
-        for vector in vectors:
-            scores = score_scope(snapshot, None, vector[None, :])
-            exact.append(snapshot.ids[top_k(scores, k)].tolist())
-        index.calibrate(vectors, exact, k=k, target=0.95)
 
     # -- updating ---------------------------------------------------------------------------------
     def update(

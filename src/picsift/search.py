@@ -26,6 +26,8 @@ from .catalog import content_id, looks_like_id
 from .collections import TEMPORARY
 from .embedding.decode import ImageDecodeError, decode_image, to_rgb
 from .errors import NotIndexedError, PicsiftError, UnknownImageError
+from .index.base import top_k
+from .index.sync import wider_k
 from .reading import read_regular_file
 from .store import StoreSnapshot
 
@@ -66,24 +68,58 @@ def score_scope(
     *,
     combine: str = "mean",
     negative_weight: float = 0.5,
+    exact: bool = False,
 ) -> np.ndarray:
-    """Exact scores of every image in scope (``positions`` into the snapshot; None: all)."""
+    """Scores of every image in scope (``positions`` into the snapshot; None: all).
+
+    Each is within ``(1 + negative_weight) * snapshot.scan_error`` of the exact score (a float16
+    store is scanned in float16); :func:`exact_top` makes the ones a search shows exact. With
+    ``exact``, ``positions`` are scored exactly (float32), for a few rows.
+    """
     rows = snapshot.rows if positions is None else snapshot.rows[positions]
     if not len(rows):
         return np.zeros(0, np.float32)
-    # Scoring the whole matrix and picking rows streams memory once; gathering rows first copies them.
-    gather = len(rows) < 0.3 * snapshot.matrix.shape[0]
-    matrix = np.asarray(snapshot.matrix[rows]) if gather else snapshot.matrix
 
     def best(vectors: np.ndarray) -> np.ndarray:
-        scores = matrix @ query_vectors(vectors, combine).T
-        scores = scores.max(axis=1) if scores.shape[1] > 1 else scores[:, 0]
-        return scores if gather else scores[rows]
+        queries = query_vectors(vectors, combine)
+        if exact:
+            scores = snapshot.exact(queries, np.arange(len(snapshot)) if positions is None else positions)
+        else:
+            scores = snapshot.scan(queries, rows)
+        return scores.max(axis=1) if scores.shape[1] > 1 else scores[:, 0]
 
     scores = best(positives)
     if negatives is not None and len(negatives):
         scores = scores - negative_weight * best(negatives)
     return scores.astype(np.float32, copy=False)
+
+
+def exact_top(
+    snapshot: StoreSnapshot, positions: np.ndarray | None, scores: np.ndarray, limit: int | None,
+    min_score: float | None, max_score: float | None, positives: np.ndarray, negatives: np.ndarray | None,
+    combine: str, negative_weight: float,
+) -> np.ndarray:
+    """``scores`` with every score that could be selected recomputed exactly (float32).
+
+    A float16 scan is off by at most ``error``; an image can be among the ``limit`` best, or pass a
+    threshold, only if its scanned score is within twice that of the last one selected or of the
+    threshold. Those few are rescored exactly, so the results, their order and the scores shown
+    are those of an exact search.
+    """
+    error = (1 + (negative_weight if negatives is not None and len(negatives) else 0)) * snapshot.scan_error
+    if not error or not len(scores):
+        return scores
+    picked = select(scores, limit, min_score, max_score)
+    lower = -np.inf if min_score is None else min_score - 2 * error
+    if limit is not None and len(picked) and len(picked) == limit:
+        lower = max(lower, float(scores[picked[-1]]) - 2 * error)
+    upper = np.inf if max_score is None else max_score + 2 * error
+    band = np.flatnonzero((scores >= lower) & (scores <= upper))
+    in_snapshot = band if positions is None else positions[band]
+    refined = scores.copy()
+    refined[band] = score_scope(snapshot, in_snapshot, positives, negatives, combine=combine,
+                                negative_weight=negative_weight, exact=True)
+    return refined
 
 
 def select(scores: np.ndarray, limit: int | None, min_score: float | None, max_score: float | None) -> np.ndarray:
@@ -293,13 +329,15 @@ class SearchMixin:
         use_index = (not distribution and max_score is None and scope is None and not exclude
                      and negative is None and combine == "mean" and limit is not None)
         if use_index:
-            ids, scores = self.index.search(positives.mean(axis=0), limit or 0)
-            keep = scores >= min_score if min_score is not None else np.ones(len(ids), bool)
-            result_ids, result_scores = np.array(ids, dtype="<U32")[keep], scores[keep]
+            result_ids, result_scores = self._index_top(snapshot, positives, limit or 0)
+            keep = result_scores >= min_score if min_score is not None else np.ones(len(result_ids), bool)
+            result_ids, result_scores = result_ids[keep], result_scores[keep]
             all_scores, scope_ids = np.zeros(0, np.float32), np.zeros(0, "<U32")
         else:
             all_scores = score_scope(snapshot, scope, positives, negative, combine=combine,
                                      negative_weight=negative_weight)
+            all_scores = exact_top(snapshot, scope, all_scores, None if limit is None else limit + len(exclude),
+                                   min_score, max_score, positives, negative, combine, negative_weight)
             scope_ids = snapshot.ids if scope is None else snapshot.ids[scope]
             if exclude:
                 eligible = ~np.isin(scope_ids, list(exclude))
@@ -327,6 +365,19 @@ class SearchMixin:
         results = Results(df, all_scores, scope_ids, recipe)
         self.catalog.write_collection(TEMPORARY, df["id"].tolist(), df["score"].tolist(), recipe)
         return results
+
+    def _index_top(self, snapshot: StoreSnapshot, positives: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """The index's ``limit`` best, rescored exactly from the store (an index may hold coarser vectors,
+        e.g. float16 or 8-bit: then it is asked for a few more, and the exact scores pick and order them)."""
+        index = self.index
+        query = query_vectors(positives, "mean")
+        wider = wider_k(limit) if index.score_error else limit
+        ids, _ = index.search(query[0], wider)
+        rows = self.store.rows_of(ids)
+        ids = [i for i in ids if i in rows and rows[i] < snapshot.matrix.shape[0]]
+        scores = snapshot.exact_rows(query, np.array([rows[i] for i in ids], dtype=np.int64))[:, 0]
+        order = top_k(scores, limit)
+        return np.array(ids, dtype="<U32")[order], scores[order]
 
     def _scope_positions(self, snapshot: StoreSnapshot, within: str | Iterable[str] | None) -> np.ndarray | None:
         if within is None:

@@ -1,7 +1,11 @@
 """The embedding store: the source of truth for vectors, one store per model.
 
-Vectors live in a flat float32 file (``vectors-<generation>.f32`` in the model's folder), rows
-allocated by the catalog's ``models.next_row``; which image owns which row is a catalog table.
+Vectors live in a flat file (``vectors-<generation>.f16``, or ``.f32`` in workspaces written before
+float16 became the default) in the model's folder, rows allocated by the catalog's ``models.next_row``;
+which image owns which row is a catalog table. float16 halves the bytes (1 KB per 512-d image) and
+the memory a full scan reads; unit vectors lose nothing a search can see in it (each component keeps
+11 significant bits; a cosine moves by ~1e-5). A float32 store is read as it is and rewritten as
+float16 by the next update that writes vectors.
 Writing is two-phase: vectors go to the file first (flushed and fsynced), then one catalog
 transaction records their rows together with the files they came from. A process killed between
 the two leaves only unreferenced bytes past ``next_row``, which the next write overwrites.
@@ -13,6 +17,7 @@ import functools
 import os
 import sqlite3
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +28,25 @@ from .errors import ModelMismatchError
 
 #: Rewrite the vectors file when fewer than this fraction of its rows are still in use.
 COMPACT_BELOW = 0.75
+#: Element type of a vectors file, by its suffix.
+PRECISIONS: dict[str, tuple[str, type[np.floating]]] = {"float16": ("f16", np.float16), "float32": ("f32", np.float32)}
+#: Precision of new vectors files.
+DEFAULT_PRECISION = "float16"
+#: Bound on how far a float16 scan's score is from the exact one, for unit vectors: the query rounded to
+#: float16 (relative error <= 2^-11 per component: <= 2^-11 in all), the stored vector's norm (rounding moved
+#: it by <= 2^-11; exact scores divide by it), the score rounded to float16 (<= 2^-11 below 1.0) and float32
+#: accumulation over a few thousand terms.
+FLOAT16_SCAN_ERROR = 3 * 2.0**-11 + 2.0**-14
+
+
+def file_dtype(name: str) -> type[np.floating]:
+    """The element type of the vectors file ``name`` (``vectors-3.f16``), from its suffix."""
+    suffix = name.rsplit(".", 1)[-1]
+    for tag, dtype in PRECISIONS.values():
+        if suffix == tag:
+            return dtype
+    valid = ", ".join(tag for tag, _ in PRECISIONS.values())
+    raise ValueError(f"vectors file {name!r} has an unknown suffix; valid: {valid}")
 
 
 @dataclass
@@ -31,30 +55,123 @@ class StoreSnapshot:
 
     ids: np.ndarray  # (n,) str
     rows: np.ndarray  # (n,) int64
-    matrix: np.ndarray  # (next_row, dim) float32; rows not in ``rows`` are unused
+    matrix: np.ndarray  # (next_row, dim) float16 or float32 memory map; rows not in ``rows`` are unused
     version: int
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
 
     @functools.cached_property
     def position(self) -> dict[str, int]:
         """Image id -> position in :attr:`ids` (built once per snapshot)."""
         return {image_id: i for i, image_id in enumerate(self.ids.tolist())}
 
+    @property
+    def scan_error(self) -> float:
+        """How far a score from :meth:`scan` may be from the exact one (0 for a float32 store)."""
+        return FLOAT16_SCAN_ERROR if self.matrix.dtype == np.float16 else 0.0
+
     def vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """float32 vectors at these positions (all when None).
+
+        A float16 store holds the directions of unit vectors (embeddings are L2-normalised): its
+        vectors come back at unit length again (rounding moved each norm by up to 2^-11), so an
+        image's similarity to itself is 1 and every score is a cosine.
+        """
         rows = self.rows if positions is None else self.rows[positions]
-        return np.asarray(self.matrix[rows])
+        return _float32(self.matrix[rows])
+
+    def scan(self, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Inner products of the vectors in ``rows`` (default: every live one) with each query.
+
+        ``(len(rows), len(queries))`` float32, each within :attr:`scan_error` of the exact score.
+        The whole matrix is streamed once and the rows picked afterwards (gathering rows first
+        would copy them), unless ``rows`` is a small part of it. A float16 store is scanned by
+        torch's float16 kernels, which read half the bytes of a float32 scan.
+        """
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        rows = self.rows if rows is None else rows
+        if not len(rows) or not len(queries):
+            return np.zeros((len(rows), len(queries)), np.float32)
+        gather = len(rows) < 0.3 * self.matrix.shape[0]
+        matrix = np.asarray(self.matrix[rows]) if gather else self.matrix
+        if matrix.dtype != np.float16:
+            scores = np.asarray(matrix @ queries.T, dtype=np.float32)
+        elif len(matrix) <= 65_536:  # small: converting is cheap, and torch's float16 kernels pay off only on big scans
+            scores = _float32(matrix) @ queries.T
+        else:
+            scores = _scan_float16(matrix, queries)
+        return scores if gather else scores[rows]
+
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """Exact float32 inner products of every live vector with each query: ``(len(self), len(queries))``."""
+        if not self.scan_error:
+            return self.scan(queries)
+        return self.exact(queries, np.arange(len(self)))
+
+    def exact(self, queries: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Exact float32 inner products of the vectors at ``positions`` with each query."""
+        return self.exact_rows(queries, self.rows[positions])
+
+    def exact_rows(self, queries: np.ndarray, rows: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        """Exact float32 scores of the vectors in ``rows`` of the matrix with each query.
+
+        Inner products with the vectors :meth:`vectors` gives (unit length for a float16 store).
+        """
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        out = np.empty((len(rows), len(queries)), np.float32)
+        for start in range(0, len(rows), chunk):
+            part = np.asarray(rows[start : start + chunk])
+            order = np.argsort(part, kind="stable")  # sorted reads are sequential on a memory map
+            out[start + order] = _float32(self.matrix[part[order]]) @ queries.T
+        return out
+
+
+def _float32(block: np.ndarray) -> np.ndarray:
+    """Rows of the matrix as float32; float16 rows are scaled back to unit length (rounding moved their norm)."""
+    out = np.asarray(block, dtype=np.float32)
+    if block.dtype == np.float16 and out.size:
+        out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+    return out
+
+
+def _scan_float16(matrix: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``matrix @ queries.T`` for a float16 matrix, by torch's float16 mat-vec (numpy has no fast float16 kernel)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a read-only memory map: torch only reads it
+        left = torch.from_numpy(matrix)
+    out = np.empty((len(matrix), len(queries)), np.float32)
+    with torch.inference_mode():
+        for j, query in enumerate(torch.from_numpy(queries.astype(np.float16))):
+            out[:, j] = torch.mv(left, query).numpy()
+    return out
 
 
 class EmbeddingStore:
-    """Vectors of one model inside a workspace."""
+    """Vectors of one model inside a workspace.
 
-    def __init__(self, catalog: Catalog, folder: Path, identity: str, spec: str, dim: int):
+    Parameters
+    ----------
+    precision
+        Element type of the vectors files this store writes: ``"float16"`` (default) or ``"float32"``.
+        A file of the other precision is read as it is and rewritten by the next :meth:`write_vectors`.
+    """
+
+    def __init__(self, catalog: Catalog, folder: Path, identity: str, spec: str, dim: int,
+                 precision: str = DEFAULT_PRECISION):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown store precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         self.catalog = catalog
         self.folder = Path(folder)
         self.identity = identity
         self.dim = dim
+        self.precision = precision
         self._snapshot: StoreSnapshot | None = None
         self.folder.mkdir(parents=True, exist_ok=True)
         row = catalog.db.execute("SELECT dim FROM models WHERE identity=?", (identity,)).fetchone()
@@ -63,7 +180,7 @@ class EmbeddingStore:
                 db.execute(
                     "INSERT INTO models(identity, spec, dim, vectors_file, next_row, version, created)"
                     " VALUES (?, ?, ?, ?, 0, 0, ?)",
-                    (identity, spec, dim, "vectors-0.f32", time.time()),
+                    (identity, spec, dim, f"vectors-0.{PRECISIONS[precision][0]}", time.time()),
                 )
         elif row[0] != dim:
             raise ModelMismatchError(
@@ -87,6 +204,16 @@ class EmbeddingStore:
                 "SELECT COUNT(*) FROM embeddings WHERE model=?", (self.identity,)
             ).fetchone()[0]
         )
+
+    def rows_of(self, ids: list[str]) -> dict[str, int]:
+        """Rows of those of ``ids`` that are embedded, looked up in the catalog: for a page of results."""
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(self.catalog.db.execute(
+                f"SELECT image_id, row FROM embeddings WHERE model=? AND image_id IN ({','.join('?' * len(chunk))})",
+                (self.identity, *chunk)).fetchall())
+        return found
 
     def embedded_ids(self) -> set[str]:
         rows = self.catalog.db.execute("SELECT image_id FROM embeddings WHERE model=?", (self.identity,))
@@ -117,22 +244,28 @@ class EmbeddingStore:
         ids = np.array([p[0] for p in pairs], dtype="<U32")
         rows = np.array([p[1] for p in pairs], dtype=np.int64)
         path = self.folder / vectors_file
+        dtype = file_dtype(vectors_file)
         if next_row == 0 or not path.exists():
-            matrix = np.zeros((0, self.dim), np.float32)
+            matrix = np.zeros((0, self.dim), dtype)
         else:
-            matrix = np.memmap(path, dtype=np.float32, mode="r", shape=(next_row, self.dim))
+            matrix = np.memmap(path, dtype=dtype, mode="r", shape=(next_row, self.dim))
         return StoreSnapshot(ids, rows, matrix, version)
 
     # -- writing ----------------------------------------------------------------------------------
     def write_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Phase 1: put vectors on disk past ``next_row``; returns the rows to commit with :meth:`commit_rows`."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
         vectors_file, next_row, _ = self._state()
+        if file_dtype(vectors_file) != PRECISIONS[self.precision][1]:
+            self._rewrite(keep_unused=True)  # a store of the other precision: convert it first
+            vectors_file, next_row, _ = self._state()
+        dtype = file_dtype(vectors_file)
+        vectors = np.ascontiguousarray(vectors, dtype=dtype)
         path = self.folder / vectors_file
         with open(path, "r+b" if path.exists() else "w+b") as f:
-            f.seek(next_row * self.dim * 4)
+            f.seek(next_row * self.dim * np.dtype(dtype).itemsize)
             f.write(vectors.tobytes())
             f.flush()
             os.fsync(f.fileno())
@@ -168,30 +301,43 @@ class EmbeddingStore:
         total = snapshot.matrix.shape[0]
         if total < 1024 or len(snapshot) >= COMPACT_BELOW * total:
             return False
+        self._rewrite(keep_unused=False)
+        return True
+
+    def _rewrite(self, *, keep_unused: bool) -> None:
+        """Write the vectors into a new file of this store's precision, then switch to it in one transaction.
+
+        ``keep_unused`` keeps every row number (a precision change); otherwise live rows are packed
+        (compaction). A crash before the commit leaves a stray file that :meth:`remove_stray_files` deletes.
+        """
+        snapshot = self.snapshot()
         vectors_file, _, _ = self._state()
         generation = int(vectors_file.split("-")[1].split(".")[0]) + 1
-        new_file = f"vectors-{generation}.f32"
+        tag, dtype = PRECISIONS[self.precision]
+        new_file = f"vectors-{generation}.{tag}"
+        count = snapshot.matrix.shape[0] if keep_unused else len(snapshot)
         with open(self.folder / new_file, "wb") as f:
-            for start in range(0, len(snapshot), 65536):
-                chunk = np.arange(start, min(start + 65536, len(snapshot)))
-                f.write(np.ascontiguousarray(snapshot.vectors(chunk)).tobytes())
+            for start in range(0, count, 65536):
+                chunk = np.arange(start, min(start + 65536, count))
+                block = snapshot.matrix[chunk if keep_unused else snapshot.rows[chunk]]  # as stored, not rescaled
+                f.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
             f.flush()
             os.fsync(f.fileno())
         with self.catalog.transaction() as db:
-            db.executemany(
-                "UPDATE embeddings SET row=? WHERE model=? AND image_id=?",
-                [(i, self.identity, image_id) for i, image_id in enumerate(snapshot.ids.tolist())],
-            )
+            if not keep_unused:
+                db.executemany(
+                    "UPDATE embeddings SET row=? WHERE model=? AND image_id=?",
+                    [(i, self.identity, image_id) for i, image_id in enumerate(snapshot.ids.tolist())],
+                )
             db.execute(
                 "UPDATE models SET vectors_file=?, next_row=?, version=version+1 WHERE identity=?",
-                (new_file, len(snapshot), self.identity),
+                (new_file, count, self.identity),
             )
         self.remove_stray_files()
-        return True
 
     def remove_stray_files(self) -> None:
         """Delete vectors files left by a killed compaction. Call only while holding the update lock."""
         current = self._state()[0]
-        for path in self.folder.glob("vectors-*.f32"):
+        for path in self.folder.glob("vectors-*.f[13][26]"):
             if path.name != current:
                 path.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ BACKENDS: dict[str, tuple[str, str | None]] = {
     "exact": ("picsift.index.exact:ExactIndex", None),
     "hnsw": ("picsift.index.hnsw:HnswIndex", "hnsw"),
     "qdrant": ("picsift.index.qdrant:QdrantIndex", "qdrant"),
+    "qdrant-edge": ("picsift.index.qdrant_edge:QdrantEdgeIndex", "qdrant-edge"),
 }
 DEFAULT_BACKEND = "hnsw"
 

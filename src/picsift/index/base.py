@@ -6,12 +6,27 @@ is the cosine similarity and scores are comparable across backends.
 
 from __future__ import annotations
 
+import functools
+import os
+import secrets
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from filelock import FileLock
+
+from ..errors import PicsiftError
+
+
+class UnreadableIndexError(PicsiftError):
+    """A saved index could not be read back (damaged or partly written); rebuild it from the store."""
+
+
+class IndexBusyError(PicsiftError):
+    """The index allows one process at a time and another one has it open."""
 
 
 class VectorIndex(ABC):
@@ -30,6 +45,8 @@ class VectorIndex(ABC):
     name: ClassVar[str]
     #: Whether results are exact (True) or approximate.
     exact: ClassVar[bool] = False
+    #: How far a returned score may be from the float32 inner product (0: exact to float32 rounding).
+    score_error: float = 0.0
 
     def __init__(self, dim: int, path: Path | None = None, **options: Any):
         self.dim = dim
@@ -59,6 +76,11 @@ class VectorIndex(ABC):
 
     @abstractmethod
     def __len__(self) -> int: ...
+
+    @property
+    def persistent(self) -> bool:
+        """Whether the index outlives this process (saved to ``path``, or kept by a server)."""
+        return self.path is not None
 
     def save(self) -> None:  # noqa: B027 - backends that persist as they go need nothing here
         """Persist to ``path`` (a no-op in memory or for backends that persist on every write)."""
@@ -93,28 +115,58 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -scores[part]))]
 
 
-def replace_folder(path: Path, write: Any) -> None:
-    """Write a folder's files with ``write(tmp_folder)``, then swap it in for ``path``.
+def folder_lock(path: Path, timeout: float = 600.0) -> FileLock:
+    """The lock (``<path>.lock``) held while an index folder is loaded, saved or swapped.
 
-    A crash leaves either the old folder, the new one, or the old one under ``<path>.old`` (which
-    :func:`recover_folder` brings back); never a mix of old and new files.
+    Every process that reads or writes ``path`` takes it, so a save never runs into another save or
+    a load. One lock object per path and process, so a thread that holds it can take it again.
     """
-    import shutil
+    return _lock_for(str(path.with_name(path.name + ".lock")), timeout)
 
-    temporary = path.with_name(path.name + ".tmp")
-    previous = path.with_name(path.name + ".old")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    write(temporary)
-    shutil.rmtree(previous, ignore_errors=True)
-    if path.exists():
-        path.rename(previous)
-    temporary.rename(path)
-    shutil.rmtree(previous, ignore_errors=True)
+
+@functools.lru_cache(maxsize=64)
+def _lock_for(lock_path: str, timeout: float) -> FileLock:
+    return FileLock(lock_path, timeout=timeout)
+
+
+def replace_folder(path: Path, write: Any) -> None:
+    """Write a folder's files with ``write(tmp_folder)``, then swap it in for ``path``, under :func:`folder_lock`.
+
+    Each save writes into a folder of its own (``<path>.tmp-<pid>-<random>``), so two processes never
+    share or remove each other's half-written files. A crash leaves either the old folder, the new one,
+    or the old one under ``<path>.old`` (which :func:`recover_folder` brings back); never a mix of old
+    and new files. Temporary folders left by killed saves are removed by the next save.
+    """
+    with folder_lock(path):
+        recover_folder(path)
+        for stale in path.parent.glob(f"{path.name}.tmp*"):  # only the lock holder writes one: these are dead
+            shutil.rmtree(stale, ignore_errors=True)
+        temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        previous = path.with_name(path.name + ".old")
+        temporary.mkdir(parents=True)
+        try:
+            write(temporary)
+            shutil.rmtree(previous, ignore_errors=True)
+            if path.exists():
+                path.rename(previous)
+            temporary.rename(path)
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def recover_folder(path: Path) -> None:
-    """Undo a :func:`replace_folder` that was killed between its two renames."""
+    """Undo a :func:`replace_folder` that was killed between its two renames.
+
+    Call it holding :func:`folder_lock` (a running save's ``.old`` folder is not a dead one's).
+    """
     previous = path.with_name(path.name + ".old")
     if not path.exists() and previous.exists():
         previous.rename(path)
+
+
+def remove_folder(path: Path) -> None:
+    """Delete an index folder (to rebuild it), under :func:`folder_lock`."""
+    with folder_lock(path):
+        for folder in (path, path.with_name(path.name + ".old")):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -11,7 +11,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from .base import VectorIndex, check_vectors, recover_folder, replace_folder, top_k
+from .base import UnreadableIndexError, VectorIndex, check_vectors, folder_lock, recover_folder, replace_folder, top_k
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +40,39 @@ class HnswIndex(VectorIndex):
         self._id_of: dict[int, str] = {}
         self._next_label = 0
         self._index = hnswlib.Index(space="ip", dim=dim)
+        loaded = False
         if self.path is not None:
-            recover_folder(self.path)
-        if self.path is not None and (self.path / "meta.json").exists():
-            self._load()
-        else:
+            with folder_lock(self.path):  # not while another process swaps the folder
+                recover_folder(self.path)
+                if self.path.exists() and any(self.path.iterdir()):
+                    self._load()
+                    loaded = True
+        if not loaded:
             self._index.init_index(max_elements=1024, ef_construction=ef_construction, M=M,
                                    allow_replace_deleted=True)
         self._index.set_ef(self.ef)
 
     def _load(self) -> None:
         assert self.path is not None
-        meta = json.loads((self.path / "meta.json").read_text())
-        if meta["dim"] != self.dim:
-            raise ValueError(f"hnsw index at {self.path} holds {meta['dim']}-d vectors, not {self.dim}-d")
-        self.M, self.ef_construction, self.ef = meta["M"], meta["ef_construction"], meta["ef"]
-        with np.load(self.path / "labels.npz") as data:
-            labels, ids = data["labels"].tolist(), data["ids"].tolist()
-        self._index.load_index(str(self.path / "index.bin"), max_elements=max(1024, meta["capacity"]),
-                               allow_replace_deleted=True)
+        try:
+            meta = json.loads((self.path / "meta.json").read_text())
+            dim = meta["dim"]
+            with np.load(self.path / "labels.npz") as data:
+                labels, ids = data["labels"].tolist(), data["ids"].tolist()
+            if dim == self.dim:
+                self._index.load_index(str(self.path / "index.bin"), max_elements=max(1024, meta["capacity"]),
+                                       allow_replace_deleted=True)
+            self.M, self.ef_construction, self.ef = meta["M"], meta["ef_construction"], meta["ef"]
+            next_label = int(meta["next_label"])
+            if len(ids) != len(labels) or self._index.get_current_count() < len(labels):
+                raise ValueError(f"{len(ids)} ids for {len(labels)} labels")
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # json, npz and hnswlib errors
+            raise UnreadableIndexError(f"hnsw index at {self.path} cannot be read ({type(e).__name__}: {e})") from e
+        if dim != self.dim:
+            raise UnreadableIndexError(f"hnsw index at {self.path} holds {dim}-d vectors, not {self.dim}-d")
         self._label_of = dict(zip(ids, labels, strict=True))
         self._id_of = dict(zip(labels, ids, strict=True))
-        self._next_label = meta["next_label"]
+        self._next_label = next_label
 
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         vectors = check_vectors(ids, vectors, self.dim)
@@ -133,7 +144,9 @@ class HnswIndex(VectorIndex):
             if recall >= target:
                 break
         self.ef = ef
-        log.info("hnsw: ef=%d gives recall@%d=%.3f on %d sample queries", ef, k, recall, len(queries))
+        level = logging.INFO if recall >= target else logging.WARNING
+        log.log(level, "hnsw: ef=%d gives recall@%d=%.3f on %d sample queries (target %.2f)", ef, k, recall,
+                len(queries), target)
         return ef
 
     def ids(self) -> set[str]:

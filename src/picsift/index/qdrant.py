@@ -126,5 +126,9 @@ class QdrantIndex(VectorIndex):
     def __len__(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
 
+    @property
+    def persistent(self) -> bool:
+        return self.url is not None or self.path is not None
+
     def close(self) -> None:
         self.client.close()

@@ -1,0 +1,261 @@
+"""``qdrant-edge``: Qdrant's own engine (HNSW, payload filters) running inside this process.
+
+`qdrant-edge-py <https://pypi.org/project/qdrant-edge-py/>`_ embeds Qdrant's Rust engine: no
+server, one shard folder in the workspace. Unlike qdrant-client's local mode (a pure-Python brute
+force) this is the engine a Qdrant server runs, so picsift's Qdrant path is exercised for real here.
+Point ids are the image ids as UUIDs, as in the ``qdrant`` backend.
+
+Moving a workspace between this backend and a Qdrant server needs no export: the embedding store
+is the source of truth, and a :class:`~picsift.Library` opened with the other backend builds it
+from the store (``Library(root, index="qdrant", index_options={"url": ...})``, then any search or
+``update()``).
+
+Vector storage (``datatype``):
+
+* ``"float32"`` (default): scores exact to float32; 2 KB per 512-d vector.
+* ``"float16"``: 1 KB per vector; scores within ~1e-3.
+* ``"uint8"``: 512 B per vector (a quarter); for callers that rescore the candidates exactly from
+  their own copy, as :class:`~picsift.Library` does from its store. Each vector is stored as
+  ``round(scale * (v - centre) + 128)`` (centre and scale fixed from the first vectors added, kept
+  in ``picsift.json``) under Euclidean distance, which the shift does not change and the scale only
+  multiplies: for unit vectors the ranking is the cosine's, up to rounding.
+
+The engine allows one open handle per shard folder: a second process gets
+:class:`~picsift.index.base.IndexBusyError` (the library then searches its store exactly).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from .base import IndexBusyError, UnreadableIndexError, VectorIndex, check_vectors, folder_lock
+
+log = logging.getLogger(__name__)
+
+_BATCH = 2_000
+DATATYPES = ("float32", "float16", "uint8")
+#: uint8 mode: the centre-to-component span that maps to the 0..255 range is this quantile of the first
+#: vectors' |v - centre|, widened by this margin, so later vectors rarely clip.
+_SPAN_QUANTILE, _SPAN_MARGIN = 0.99999, 1.25
+
+
+def point_id(image_id: str) -> str:
+    return str(uuid.UUID(hex=image_id))
+
+
+def image_id(point: Any) -> str:
+    return point.hex if isinstance(point, uuid.UUID) else uuid.UUID(str(point)).hex
+
+
+class QdrantEdgeIndex(VectorIndex):
+    """A Qdrant Edge shard of image vectors.
+
+    Parameters
+    ----------
+    m, ef_construct
+        HNSW graph degree and build-time beam width.
+    ef
+        Query-time beam width (at least ``k`` is used). :meth:`calibrate` tunes it.
+    datatype
+        ``"float32"``, ``"float16"`` or ``"uint8"`` (see the module's documentation).
+    full_scan_threshold
+        Segments below this many KB are searched exactly, and get no graph (building one would not pay).
+    threads
+        Threads for building the graph (0: one per core).
+    """
+
+    name = "qdrant-edge"
+
+    def __init__(
+        self, dim: int, path: Path | None = None, *, m: int = 16, ef_construct: int = 64, ef: int = 128,
+        datatype: str = "float32", full_scan_threshold: int = 10_000, threads: int = 0, **options: Any,
+    ):
+        super().__init__(dim, path)
+        if datatype not in DATATYPES:
+            raise ValueError(f"unknown qdrant-edge datatype {datatype!r}; valid: {', '.join(DATATYPES)}")
+        self.ef, self.datatype = ef, datatype
+        self.score_error = {"float32": 0.0, "float16": 2e-3, "uint8": 2e-2}[datatype]
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
+        if self.path is None:  # the engine always works in a folder
+            self._temporary = tempfile.TemporaryDirectory(prefix="picsift-qdrant-edge-")
+            self._folder = Path(self._temporary.name) / "shard"
+        else:
+            self._folder = self.path
+        storage = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16,
+                   "uint8": qe.VectorStorageDatatype.Uint8}[datatype]
+        distance = qe.Distance.Euclid if datatype == "uint8" else qe.Distance.Dot
+        self._config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dim, distance=distance, datatype=storage),
+            hnsw_config=qe.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=full_scan_threshold,
+                                           max_indexing_threads=threads),
+            optimizers=qe.EdgeOptimizersConfig(default_segment_number=1, indexing_threshold=full_scan_threshold),
+        )
+        self._centre: np.ndarray | None = None
+        self._scale = 0.0
+        self._shard: Any = None
+        self._dirty = False
+        with self._open():
+            pass
+
+    # -- the shard's one handle -----------------------------------------------------------------------
+    @contextmanager
+    def _open(self) -> Iterator[Any]:
+        with folder_lock(self._folder):
+            if self._shard is None:
+                self._shard = self._load()
+            yield self._shard
+
+    def _load(self) -> Any:
+        settings = self._folder / "picsift.json"
+        if not (self._folder / "segments").exists():
+            self._folder.mkdir(parents=True, exist_ok=True)
+            settings.write_text(json.dumps({"dim": self.dim, "datatype": self.datatype}))
+            return qe.EdgeShard.create(str(self._folder), self._config)
+        try:
+            saved = json.loads(settings.read_text())
+            shard = qe.EdgeShard.load(str(self._folder))
+        except (OSError, ValueError) as e:
+            raise UnreadableIndexError(f"qdrant-edge index at {self._folder} cannot be read ({e})") from e
+        except Exception as e:  # the engine raises plain Exceptions
+            if "WouldBlock" in str(e):
+                raise IndexBusyError(f"qdrant-edge index at {self._folder} is open in another process") from e
+            raise UnreadableIndexError(f"qdrant-edge index at {self._folder} cannot be read ({e})") from e
+        if saved.get("dim") != self.dim or saved.get("datatype") != self.datatype:
+            shard.close()
+            raise UnreadableIndexError(
+                f"qdrant-edge index at {self._folder} holds {saved.get('dim')}-d {saved.get('datatype')} vectors, "
+                f"not {self.dim}-d {self.datatype}")
+        if "centre" in saved:
+            self._centre, self._scale = np.asarray(saved["centre"], np.float32), float(saved["scale"])
+        return shard
+
+    def release(self) -> None:
+        """Close the shard (flushing it) so another process can open it; the next call reopens it."""
+        with folder_lock(self._folder):
+            if self._shard is not None:
+                self._shard.flush()
+                self._shard.close()
+                self._shard = None
+
+    # -- uint8 encoding ------------------------------------------------------------------------------
+    def _encode(self, vectors: np.ndarray, *, clip: bool = True) -> np.ndarray:
+        if self.datatype != "uint8":
+            return vectors
+        if self._centre is None:  # fixed once, from the first vectors added, and kept with the shard
+            centre = vectors.mean(axis=0) if len(vectors) >= 100 else np.zeros(self.dim, np.float32)
+            span = float(np.quantile(np.abs(vectors - centre), _SPAN_QUANTILE)) if len(vectors) else 0.0
+            self._centre = centre.astype(np.float32)
+            self._scale = 127.0 / (_SPAN_MARGIN * max(span, 4.0 / np.sqrt(self.dim)))
+            settings = {"dim": self.dim, "datatype": self.datatype, "centre": self._centre.tolist(),
+                        "scale": self._scale}
+            (self._folder / "picsift.json").write_text(json.dumps(settings))
+        coded = (vectors - self._centre) * self._scale + 128.0
+        return np.clip(np.rint(coded), 0, 255) if clip else coded  # the query keeps its fractions
+
+    def _score(self, engine_score: float) -> float:
+        if self.datatype != "uint8":
+            return engine_score
+        return 1.0 - engine_score**2 / (2.0 * self._scale**2)  # |u - v|^2 = 2 - 2 u.v for unit vectors
+
+    # -- the contract -------------------------------------------------------------------------------
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = check_vectors(ids, vectors, self.dim)
+        with self._open() as shard:
+            stored = self._encode(vectors).astype(np.float32)
+            for start in range(0, len(ids), _BATCH):
+                points = [qe.Point(point_id(i), v) for i, v in zip(ids[start : start + _BATCH],
+                                                                    stored[start : start + _BATCH], strict=True)]
+                shard.update(qe.UpdateOperation.upsert_points(points))
+            self._dirty = True
+
+    def remove(self, ids: Sequence[str]) -> None:
+        with self._open() as shard:
+            for start in range(0, len(ids), _BATCH):
+                shard.update(qe.UpdateOperation.delete_points([point_id(i) for i in ids[start : start + _BATCH]]))
+            self._dirty = True
+
+    def search(
+        self, query: np.ndarray, k: int, restrict_to: Collection[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        query_filter = None
+        if restrict_to is not None:
+            if not restrict_to:
+                return [], np.zeros(0, np.float32)
+            query_filter = qe.Filter(must=[qe.HasIdCondition({point_id(i) for i in restrict_to})])
+        if k <= 0:
+            return [], np.zeros(0, np.float32)
+        vector = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        with self._open() as shard:
+            self._optimize(shard)
+            if self.datatype == "uint8" and self._centre is None:
+                return [], np.zeros(0, np.float32)  # nothing was ever added
+            coded = self._encode(vector, clip=False)[0].astype(np.float32)
+            found = shard.query(qe.QueryRequest(limit=k, query=qe.Query.Nearest(coded), filter=query_filter,
+                                                params=qe.SearchParams(hnsw_ef=max(self.ef, k))))
+        return [image_id(p.id) for p in found], np.array([self._score(p.score) for p in found], dtype=np.float32)
+
+    def _optimize(self, shard: Any) -> None:
+        """Build the HNSW graph of what was added (blocks); searches before it would scan exactly."""
+        if self._dirty:
+            shard.optimize()
+            self._dirty = False
+
+    def calibrate(
+        self, queries: np.ndarray, exact_ids: list[list[str]], k: int, target: float = 0.95, wider: int | None = None
+    ) -> int:
+        """Raise ``ef`` until mean recall@k against ``exact_ids`` reaches ``target``; returns the ef chosen.
+
+        With ``wider``, recall counts the true top ``k`` among the ``wider`` best found: what a caller
+        that rescores those exactly (as the library does for ``uint8``) ends up with.
+        """
+        recall = 0.0
+        for ef in sorted({k, int(1.5 * k), 2 * k, 3 * k, 4 * k, 6 * k, 8 * k, 12 * k, 16 * k}):
+            self.ef = ef
+            recall = float(np.mean([len(set(self.search(q, wider or k)[0]) & set(truth)) / max(1, len(truth))
+                                    for q, truth in zip(queries, exact_ids, strict=True)]))
+            if recall >= target:
+                break
+        level = logging.INFO if recall >= target else logging.WARNING
+        log.log(level, "qdrant-edge: ef=%d gives recall@%d=%.3f on %d text-like sample queries (target %.2f)",
+                self.ef, k, recall, len(queries), target)
+        return self.ef
+
+    def ids(self) -> set[str]:
+        found: set[str] = set()
+        offset = None
+        with self._open() as shard:
+            while True:
+                points, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False,
+                                                               with_vector=False))
+                found.update(image_id(p.id) for p in points)
+                if offset is None:
+                    return found
+
+    def __len__(self) -> int:
+        with self._open() as shard:
+            return int(shard.count(qe.CountRequest(exact=True)))
+
+    def save(self) -> None:
+        """Build the graph of what was added and flush everything to the shard folder."""
+        with self._open() as shard:
+            self._optimize(shard)
+            shard.flush()
+
+    def close(self) -> None:
+        self.release()
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
+
+
+__all__ = ["DATATYPES", "QdrantEdgeIndex", "image_id", "point_id"]

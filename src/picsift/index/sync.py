@@ -1,0 +1,245 @@
+"""A workspace's index, kept in line with its embedding store and saved safely across processes.
+
+The store is the source of truth and the index an accelerator built from it, so anything wrong with
+a saved index is repaired by rebuilding it from the store. Next to a persisted index lies a state file
+(``<name>.state.json``: the store version and count it reflects). Loading an index and reading its
+state, and saving an index and writing its state, each happen under the index folder's lock, so the
+two always match, and a process never saves an older index over a newer one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable, Collection, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import backend_class
+from .base import IndexBusyError, UnreadableIndexError, VectorIndex, folder_lock, remove_folder, top_k
+
+if TYPE_CHECKING:
+    from ..store import StoreSnapshot
+
+log = logging.getLogger(__name__)
+
+#: Indexes with a ``calibrate`` method are re-tuned when they reach this size and grow by 20%.
+CALIBRATE_FROM = 10_000
+#: Vectors added per ``add`` call while syncing.
+CHUNK = 10_000
+
+
+def wider_k(k: int) -> int:
+    """How many candidates to ask an index with approximate scores for, to rescore exactly and keep ``k``."""
+    return k + max(10, k // 2)
+
+
+class Store(Protocol):
+    """What syncing needs of an :class:`~picsift.store.EmbeddingStore`."""
+
+    @property
+    def version(self) -> int: ...
+
+    def snapshot(self) -> StoreSnapshot: ...
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The state saved next to an index; ``{}`` when missing or unreadable (the index is then checked id by id)."""
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.info("index state %s is unreadable (%s); checking the index against the store", path, e)
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Replace the state file atomically: a reader sees the old state or the new one, never a part."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "w") as f:
+            f.write(json.dumps(state))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        with suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+class IndexKeeper:
+    """Opens one workspace index, brings it in line with the store, and saves it.
+
+    Parameters
+    ----------
+    name
+        Registered backend name (see :func:`picsift.index.available_backends`).
+    dim
+        Vector dimension.
+    path
+        Where the backend persists itself (None: in memory, or on a server named in ``options``).
+    state_file
+        Where the store version the saved index reflects is kept (``<name>.state.json``).
+    options
+        Passed to the backend.
+    on_save
+        Called with ``path`` after each save (the library signs qdrant's local storage with it).
+    """
+
+    def __init__(self, name: str, dim: int, path: Path | None, state_file: Path, options: dict[str, Any],
+                 on_save: Callable[[Path], None] | None = None):
+        self.name, self.dim, self.path, self.state_file, self.options = name, dim, path, state_file, options
+        self.on_save = on_save
+        self.index: VectorIndex | None = None
+        self.version: int | None = None  # store version the open index reflects; None: unknown
+        self._calibrated = 0
+        self._busy_logged = False
+
+    def _lock_path(self) -> Path:
+        return self.path if self.path is not None else self.state_file.with_suffix("")
+
+    def open(self) -> VectorIndex:
+        """Open (or reopen) the index; an unreadable one is deleted and rebuilt, with one warning."""
+        if self.index is not None:
+            return self.index
+        cls = backend_class(self.name)
+        with folder_lock(self._lock_path()):  # the index and its state from the same save
+            try:
+                index = cls(self.dim, self.path, **self.options)
+            except UnreadableIndexError as e:
+                if self.path is None:
+                    raise
+                log.warning("%s; rebuilding it from the embedding store", e)
+                remove_folder(self.path)
+                self.state_file.unlink(missing_ok=True)
+                index = cls(self.dim, self.path, **self.options)
+            state = read_state(self.state_file) if index.persistent else {}
+        self.index = index
+        self.version = state.get("version") if state.get("count") == len(index) else None
+        self._calibrated = int(state.get("calibrated_count", 0) or 0)
+        return index
+
+    def sync(self, store: Store) -> VectorIndex:
+        """The open index with exactly the store's ids and vectors, saved when it changed.
+
+        A backend that allows one process at a time (``qdrant-edge``) and is open in another
+        process is left to that process, which syncs it on its next use; this one then searches
+        the store itself (:class:`StoreIndex`: exact, one scan per query).
+        """
+        try:
+            index = self.open()
+        except IndexBusyError as e:
+            if not self._busy_logged:
+                log.warning("%s; searching the embedding store exactly instead", e)
+                self._busy_logged = True
+            return StoreIndex(store.snapshot())
+        if self.version is not None and self.version == store.version:
+            return index
+        snapshot = store.snapshot()
+        have, want = index.ids(), set(snapshot.ids.tolist())
+        if have - want:
+            index.remove(sorted(have - want))
+        missing = np.flatnonzero([i not in have for i in snapshot.ids.tolist()])
+        with tqdm(total=len(missing), desc=f"Building {self.name} index", unit="vec",
+                  disable=len(missing) < 5 * CHUNK) as bar:  # building an hnsw graph of 1M takes minutes
+            for start in range(0, len(missing), CHUNK):
+                chunk = missing[start : start + CHUNK]
+                index.add(snapshot.ids[chunk].tolist(), snapshot.vectors(chunk))
+                bar.update(len(chunk))
+        if hasattr(index, "calibrate") and len(index) >= CALIBRATE_FROM and len(index) > 1.2 * self._calibrated:
+            calibrate_for_text_queries(index, snapshot)
+            self._calibrated = len(index)
+        self.version = snapshot.version
+        if index.persistent:
+            self._save(index, snapshot.version)
+        return index
+
+    def _save(self, index: VectorIndex, version: int) -> None:
+        with folder_lock(self._lock_path()):
+            saved = read_state(self.state_file)
+            if saved.get("version", -1) >= version and saved.get("count") == len(index):
+                return  # another process saved this version, or a newer one: keep it
+            index.save()
+            if self.on_save is not None and self.path is not None:
+                self.on_save(self.path)
+            write_state(self.state_file, {"version": version, "count": len(index),
+                                          "calibrated_count": self._calibrated})
+
+    def close(self) -> None:
+        if self.index is not None:
+            self.index.close()
+        self.index, self.version = None, None
+
+
+class StoreIndex(VectorIndex):
+    """Exact search over a store snapshot, read-only: what a search uses while the real index is busy."""
+
+    name = "store"
+    exact = True
+
+    def __init__(self, snapshot: StoreSnapshot):
+        super().__init__(snapshot.dim, None)
+        self.snapshot = snapshot
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        raise NotImplementedError("the store is changed by updates, not through its index")
+
+    def remove(self, ids: Sequence[str]) -> None:
+        raise NotImplementedError("the store is changed by updates, not through its index")
+
+    def search(
+        self, query: np.ndarray, k: int, restrict_to: Collection[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        snapshot = self.snapshot
+        if restrict_to is None:
+            positions = np.arange(len(snapshot))
+        else:
+            positions = np.array(sorted({snapshot.position[i] for i in restrict_to if i in snapshot.position}),
+                                 dtype=np.int64)
+        if not len(positions) or k <= 0:
+            return [], np.zeros(0, np.float32)
+        scores = snapshot.scan(query, snapshot.rows[positions])[:, 0]
+        last = scores[top_k(scores, k)[-1]]
+        band = positions[scores >= last - 2 * snapshot.scan_error]  # all that can be among the k best
+        exact = snapshot.exact(query, band)[:, 0]
+        order = top_k(exact, k)
+        return snapshot.ids[band[order]].tolist(), exact[order]
+
+    def ids(self) -> set[str]:
+        return set(self.snapshot.ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self.snapshot)
+
+
+def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100, queries: int = 50) -> None:
+    """Tune an approximate index (its ``calibrate(queries, exact_ids, k)``) on queries shaped like text prompts.
+
+    A stored vector is its own nearest neighbour, which flatters recall. CLIP text queries sit far
+    from every image (cosine ~0.3), so each calibration query is a stored vector mixed with a random
+    direction to cosine 0.35 with it.
+    """
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(snapshot), size=min(queries, len(snapshot)), replace=False)
+    noise = rng.normal(size=(len(sample), snapshot.dim)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    vectors = 0.35 * snapshot.vectors(sample) + np.sqrt(1 - 0.35**2) * noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = snapshot.scores(vectors)
+    exact = [snapshot.ids[top_k(scores[:, j], k)].tolist() for j in range(len(vectors))]
+    if index.score_error:  # a compact index whose candidates the library rescores exactly
+        index.calibrate(vectors, exact, k=k, target=0.95, wider=wider_k(k))
+    else:
+        index.calibrate(vectors, exact, k=k, target=0.95)
+
+
+__all__ = ["CALIBRATE_FROM", "IndexKeeper", "StoreIndex", "calibrate_for_text_queries", "read_state", "wider_k",
+           "write_state"]

@@ -1,0 +1,106 @@
+"""The ``qdrant-edge`` backend beyond the shared contract: its compact uint8 mode, its real HNSW graph,
+one process at a time, and a Library searching through it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import picsift
+from picsift.index import open_index
+from picsift.index.base import IndexBusyError
+
+pytest.importorskip("qdrant_edge")
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, centres: np.ndarray) -> np.ndarray:
+    v = centres[rng.integers(0, len(centres), n)] + 0.15 * rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def ids_for(n: int) -> list[str]:
+    return [f"{i:032x}" for i in range(n)]
+
+
+@pytest.mark.parametrize("datatype", ["float16", "uint8"])
+def test_a_compact_shard_walks_a_real_graph_to_the_recall_target(tmp_path: Path, datatype: str) -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 64)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = clustered(rng, 20_000, 64, centres)
+    ids = ids_for(len(vectors))
+    index = open_index("qdrant-edge", 64, tmp_path / "edge", datatype=datatype, full_scan_threshold=100, ef=10)
+    index.add(ids, vectors)
+    index.save()  # builds the graph
+    info = index._shard.info()  # type: ignore[attr-defined]
+    assert info.indexed_vectors_count == 20_000  # searched through HNSW, not by a full scan
+
+    def top(q: np.ndarray) -> list[str]:
+        return [ids[i] for i in np.argsort(-(vectors @ q), kind="stable")[:100]]
+
+    tuning, held_out = vectors[rng.choice(len(vectors), 30)], clustered(rng, 30, 64, centres)
+    index.calibrate(tuning, [top(q) for q in tuning], k=100, target=0.95)  # type: ignore[attr-defined]
+    hits = 0
+    for q in held_out:
+        found, scores = index.search(q, 100)
+        hits += len(set(found) & set(top(q)))
+        exact = vectors[[int(i, 16) for i in found]] @ q
+        assert np.abs(scores - exact).max() <= index.score_error  # the approximate scores it declares
+    assert hits / (100 * len(held_out)) >= 0.95
+    index.close()
+    reopened = open_index("qdrant-edge", 64, tmp_path / "edge", datatype=datatype)
+    assert len(reopened) == 20_000 and reopened.search(held_out[0], 5)[0] == index_top5(reopened, held_out[0])
+    reopened.close()
+
+
+def index_top5(index: object, q: np.ndarray) -> list[str]:
+    return index.search(q, 5)[0]  # type: ignore[attr-defined]
+
+
+def test_one_process_at_a_time_and_the_shard_reopens_after_release(tmp_path: Path) -> None:
+    first = open_index("qdrant-edge", 8, tmp_path / "edge")
+    first.add(ids_for(3), np.eye(8, dtype=np.float32)[:3])
+    with pytest.raises(IndexBusyError, match="open in another process"):
+        open_index("qdrant-edge", 8, tmp_path / "edge")
+    first.release()  # type: ignore[attr-defined]
+    second = open_index("qdrant-edge", 8, tmp_path / "edge")
+    assert second.ids() == set(ids_for(3))
+    second.close()
+
+
+def test_a_shard_of_another_datatype_or_dimension_is_unreadable_not_misread(tmp_path: Path) -> None:
+    from picsift.index.base import UnreadableIndexError
+
+    index = open_index("qdrant-edge", 8, tmp_path / "edge", datatype="uint8")
+    index.add(ids_for(3), np.eye(8, dtype=np.float32)[:3])
+    index.close()
+    with pytest.raises(UnreadableIndexError, match="holds 8-d uint8 vectors, not 16-d uint8"):
+        open_index("qdrant-edge", 16, tmp_path / "edge", datatype="uint8")
+    with pytest.raises(UnreadableIndexError, match="not 8-d float32"):
+        open_index("qdrant-edge", 8, tmp_path / "edge")
+
+
+def test_a_library_on_qdrant_edge_finds_what_exact_search_finds(
+    image_folder: Path, tiny_model: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with picsift.Library(image_folder, model=tiny_model, index="qdrant-edge") as lib:
+        lib.update(progress=False)
+        assert lib.index.datatype == "uint8" and len(lib.index) == 24  # type: ignore[attr-defined]
+        for prompt in ("a red thing", "an animal", "food on a plate"):
+            exact = lib.search(prompt, limit=10)
+            via_index = lib.search(prompt, limit=10, distribution=False)
+            assert via_index.ids == exact.ids
+            np.testing.assert_allclose(via_index.df["score"], exact.df["score"], atol=1e-6)  # rescored exactly
+        caplog.set_level(logging.WARNING, logger="picsift")
+        # another Library (another process, in effect) while this one holds the shard: same answers, from the store
+        with picsift.Library(image_folder, model=tiny_model) as other:
+            assert other.index_name == "qdrant-edge"
+            again = other.search("food on a plate", limit=10, distribution=False)
+            assert again.ids == exact.ids
+        busy = [r for r in caplog.records if "open in another process" in r.getMessage()]
+        assert len(busy) == 1
+    with picsift.Library(image_folder, model=tiny_model) as lib:  # reopened from the workspace
+        assert lib.search("food on a plate", limit=10, distribution=False).ids == exact.ids
