@@ -317,3 +317,27 @@ def test_a_background_update_and_searches_from_another_thread_share_a_workspace(
         worker.join()
         distinct = {content_id(p.read_bytes()) for p in image_folder.rglob("*.png")}
         assert not errors and lib.status()["embedded"] == lib.status()["images"] == len(distinct) > 24
+
+
+def test_new_weights_under_the_same_model_name_ask_to_reembed(image_folder: Path, tmp_path: Path) -> None:
+    """Like a new picsift-offline: the spec text stays, the weights change. The message says so, and the
+    one way forward (re-embedding) works."""
+    import open_clip
+    import torch
+
+    from .conftest import TINY_CONFIG
+
+    open_clip.add_model_config(TINY_CONFIG)
+    checkpoint = tmp_path / "model.pt"
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        torch.save({"state_dict": open_clip.create_model(TINY_CONFIG.stem, pretrained=None).state_dict()}, checkpoint)
+        spec = f"{TINY_CONFIG}:{checkpoint}"
+        with picsift.Library(image_folder, model=spec) as lib:
+            if seed == 1:
+                assert lib.update(progress=False).embedded == 24
+                continue
+            with pytest.raises(ModelMismatchError, match=r"an earlier version of .*tiny.*embeds 24 images again"
+                                                         r".*--reembed"):
+                lib.update(progress=False)
+            assert lib.update(progress=False, reembed=True).embedded == 24

@@ -127,7 +127,7 @@ def _print_searches(root: Path, spec: str) -> None:
 
     print(f"picsift demo: {printable(root)}\nmodel: {printable(spec)}")
     with Library(root, model=spec) as library:
-        report = library.update()
+        report = library.update(reembed=True)  # picsift's own demo cache: a new model version re-embeds it
         print(f"indexed: {report.summary()}")
         status = library.status()
         print(f"{status['embedded']} images embedded with {status['model_label']}, index {status['index']}\n")

@@ -288,6 +288,12 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             log.warning("model changed from %s to %s: embedding %d images again (the embeddings of %s are kept)",
                         previous_spec, self.spec.text, len(again), previous_spec)
             return
+        if previous_spec == self.spec.text:  # the same name, new weights (e.g. a new picsift-offline)
+            raise ModelMismatchError(
+                f"this workspace was embedded with an earlier version of {previous_spec}; the installed one "
+                f"embeds {len(again)} images again{self._estimate(again)} (the earlier embeddings are kept). "
+                f"Confirm with update(reembed=True) (CLI: picsift update FOLDER --reembed)"
+            )
         raise ModelMismatchError(
             f"this workspace was embedded with {previous_spec}; switching to {self.spec.text} embeds "
             f"{len(again)} images again{self._estimate(again)} (the embeddings of {previous_spec} are kept). "
