@@ -56,12 +56,6 @@ EVERYDAY = {
 }
 
 
-def fetch_tuxpaint() -> Path:
-    from picsift.demo import fetch_tuxpaint as fetch
-
-    return fetch()
-
-
 def baseline_spec(out: Path) -> tuple[str, str]:
     """Assemble the old model's open_clip config + checkpoint (its image tower + the installed MiniLM)."""
     from safetensors.torch import load_file
@@ -121,6 +115,8 @@ def precision_at(row: torch.Tensor, relevant: np.ndarray, k=10, capped=False) ->
 
 
 def tuxpaint_data():
+    from picsift.demo import fetch_tuxpaint
+
     root = fetch_tuxpaint()
     paths = sorted(root.rglob("*.png"))
     rel = [p.relative_to(root) for p in paths]

@@ -11,7 +11,7 @@ the temperature) is trained, so what ships is 1.3M parameters.
 Steps:
 1. fetch the data (training/fetch_data.py, idempotent; never the Tux Paint test stamps);
 2. run the frozen trunk once over every training image through the model's own open_clip
-   preprocess (cached: the pooled 1280-d features, plus a horizontally flipped view);
+   preprocess (cached: the pooled 1280-d features; --views 2 adds a flipped view);
 3. embed every training caption and the WordNet prompts of the 1000 ImageNet classes with the
    frozen MiniLM tower (cached);
 4. train the head on the cached features with three terms:
@@ -225,7 +225,7 @@ def save_head(model, logit_scale, cfg, args, step: int) -> None:
     tmp.replace(args.out)
 
 
-def init_head_from_classifier(head, classifier: dict, protos: torch.Tensor, seed: int) -> None:
+def init_head_from_classifier(head, classifier: dict, protos: torch.Tensor) -> None:
     """Start the MLP as a ConSE-like map: hidden units = a text-diverse subset of the ImageNet
     logits (scaled), output = their class prototypes."""
     fc1, fc2 = head.mlp.fc1, head.mlp.fc2
@@ -245,7 +245,7 @@ def init_head_from_classifier(head, classifier: dict, protos: torch.Tensor, seed
 
 def train_head(head, feats, items, bank, per_item, protos, classifier, args) -> torch.nn.Parameter:
     """Train open_clip's MLP head on cached trunk features; returns the learned logit scale."""
-    init_head_from_classifier(head, classifier, protos, args.seed)
+    init_head_from_classifier(head, classifier, protos)
     if args.freeze_hidden:  # keep the hidden layer = ImageNet logits; train only what they map to
         head.mlp.fc1.requires_grad_(False)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(20.0)))

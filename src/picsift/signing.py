@@ -18,6 +18,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from .atomic import write_atomic
 from .reading import open_regular_file, read_regular_file
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,7 @@ def sign_folder(folder: Path) -> None:
     digest = folder_digest(folder, user_secret())
     if digest is None:
         return
-    target = signature_file(folder)
-    temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(digest)
-    os.replace(temporary, target)
+    write_atomic(signature_file(folder), digest)
 
 
 def verify_folder(folder: Path) -> bool:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .atomic import write_atomic
 from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
 from .errors import PicsiftError
 from .reading import open_regular_file, read_regular_file
@@ -164,9 +165,7 @@ class FrameCache:
         left = sorted(name for name in written if (folder / name).exists())
         with suppress(OSError):
             if left:
-                temporary = folder / f"{self.MANIFEST}.tmp"
-                temporary.write_text("".join(f"{name}\n" for name in left), encoding="utf-8")
-                os.replace(temporary, folder / self.MANIFEST)
+                write_atomic(folder / self.MANIFEST, "".join(f"{name}\n" for name in left))
             else:
                 (folder / self.MANIFEST).unlink(missing_ok=True)
                 folder.rmdir()  # only when empty: anything else in it stays

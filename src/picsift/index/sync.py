@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
 from collections.abc import Callable, Collection, Sequence
-from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..atomic import write_atomic
 from . import backend_class
 from .base import IndexBusyError, UnreadableIndexError, VectorIndex, folder_lock, remove_folder, top_k
 
@@ -63,16 +61,7 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Replace the state file atomically: a reader sees the old state or the new one, never a part."""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "w") as f:
-            f.write(json.dumps(state))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        with suppress(FileNotFoundError):
-            temporary.unlink()
+    write_atomic(path, json.dumps(state), fsync=True)
 
 
 class IndexKeeper:

