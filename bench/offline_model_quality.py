@@ -88,7 +88,7 @@ class Model:
         self.images = 0
 
     @torch.no_grad()
-    def images_(self, images, batch=32) -> torch.Tensor:
+    def embed_images(self, images, batch=32) -> torch.Tensor:
         from training_data import to_rgb_on_white
 
         out = []
@@ -101,7 +101,7 @@ class Model:
         return torch.cat(out)
 
     @torch.no_grad()
-    def texts(self, texts) -> torch.Tensor:
+    def embed_texts(self, texts) -> torch.Tensor:
         return torch.cat([self.model.encode_text(self.tokenizer(texts[s: s + 256]), normalize=True)
                           for s in range(0, len(texts), 256)])
 
@@ -136,14 +136,14 @@ def tuxpaint_data():
 
 
 def tuxpaint(m: Model, rel, images, captions) -> dict:
-    emb = m.images_(images)
+    emb = m.embed_images(images)
     cats = np.array([r.parts[0] for r in rel])
     folders = np.array([str(r.parent) for r in rel])
     names = sorted(set(cats))
-    sims = m.texts([f"a picture of {PRETTY.get(c, c)}" for c in names]) @ emb.T
+    sims = m.embed_texts([f"a picture of {PRETTY.get(c, c)}" for c in names]) @ emb.T
     category = {c: precision_at(sims[i], cats == c) for i, c in enumerate(names)}
     idx = sorted(captions)
-    sc = m.texts([captions[i] for i in idx]) @ emb[idx].T
+    sc = m.embed_texts([captions[i] for i in idx]) @ emb[idx].T
     ranks = (sc > sc.diag().unsqueeze(1)).sum(1)
     recall = {k: float((ranks < k).float().mean()) for k in (1, 5, 10)}
     g = emb @ emb.T
@@ -151,7 +151,7 @@ def tuxpaint(m: Model, rel, images, captions) -> dict:
     nn = g.topk(10, dim=1).indices.numpy()
     same_folder = float((folders[nn] == folders[:, None]).mean())
     prompts = list(EVERYDAY)
-    se = m.texts(prompts) @ emb.T
+    se = m.embed_texts(prompts) @ emb.T
     everyday = {}
     for i, p in enumerate(prompts):
         relevant = np.array([any(f == d or f.startswith(d + "/") for d in EVERYDAY[p]) for f in folders])
@@ -180,22 +180,22 @@ def held_out(m: Model, fmnist_n=2000) -> dict:
     sets["fashion-mnist"] = [sets["fashion-mnist"][i] for i in pick]
     res = {}
     for source, pairs in sets.items():
-        emb = m.images_([im for _, im in pairs])
+        emb = m.embed_images([im for _, im in pairs])
         labels = np.array([it.label for it, _ in pairs])
         classes = sorted(set(labels))
         rows = []
         if source == "fashion-mnist":
             spec = {lab: s for lab, s, _ in D.FMNIST_CLASSES}
-            sims = m.texts([f"a photo of {spec[c]}" for c in classes]) @ emb.T
+            sims = m.embed_texts([f"a photo of {spec[c]}" for c in classes]) @ emb.T
             pred = np.array(classes)[sims.argmax(0).numpy()]
             for ci, c in enumerate(classes):
                 mask = labels == c
                 rows.append((c, int(mask.sum()), precision_at(sims[ci], mask), float((pred[mask] == c).mean())))
             res[source] = (rows, float((pred == labels).mean()))
         else:
-            sc = m.texts([it.captions["specific"][1] for it, _ in pairs]) @ emb.T
+            sc = m.embed_texts([it.captions["specific"][1] for it, _ in pairs]) @ emb.T
             ranks = (sc > sc.diag().unsqueeze(1)).sum(1).numpy()
-            sims = m.texts([f"a picture of {c}" for c in classes]) @ emb.T
+            sims = m.embed_texts([f"a picture of {c}" for c in classes]) @ emb.T
             for ci, c in enumerate(classes):
                 mask = labels == c
                 rows.append((c, int(mask.sum()), float((ranks[mask] < 10).mean()), precision_at(sims[ci], mask)))

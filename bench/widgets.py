@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import header, median, percentile, table  # noqa: E402
-from tests.e2e.harness import chromium, jupyterlab, write_notebook  # noqa: E402
+from tests.e2e.harness import chromium, drag_through, jupyterlab, write_notebook  # noqa: E402
 
 SETUP = '''
 import numpy as np, traitlets, ipywidgets
@@ -144,11 +144,7 @@ def lasso(page: Any, explorer: Any, vertices: int = 64) -> dict[str, float]:
     cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.12
     corners = [(cx + r * math.cos(2 * math.pi * k / vertices), cy + r * math.sin(2 * math.pi * k / vertices))
                for k in range(vertices + 1)]
-    page.mouse.move(*corners[0])
-    page.mouse.down()
-    for corner in corners[1:]:
-        page.mouse.move(*corner)
-    page.mouse.up()
+    drag_through(page, corners)
     page.wait_for_function("el => el.__picsift.select", arg=explorer.element_handle())
     result = explorer.evaluate("el => el.__picsift.select")
     explorer.locator(".picsift-tool[data-mode=move]").click()

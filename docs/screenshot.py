@@ -21,7 +21,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from harness import chromium, jupyterlab, open_and_run, write_notebook  # noqa: E402
+from harness import chromium, drag_through, jupyterlab, open_and_run, write_notebook  # noqa: E402
 
 import picsift  # noqa: E402
 from picsift.demo import fetch_tuxpaint  # noqa: E402
@@ -115,11 +115,7 @@ def explorers_on_a_dataframe(page: Any, legend_out: str, colorbar_out: str) -> N
     rx, ry = box["width"] * 0.16, box["height"] * 0.18
     outline = [(cx + rx * math.cos(t) * (1 + 0.2 * math.sin(2 * t)), cy + ry * math.sin(t))
                for t in (2 * math.pi * k / 48 for k in range(49))]
-    page.mouse.move(*outline[0])
-    page.mouse.down()
-    for point in outline[1:]:
-        page.mouse.move(*point)
-    page.mouse.up()
+    drag_through(page, outline)
     page.wait_for_function("el => Number(el.dataset.selected) > 0", arg=by_score.element_handle())
     page.wait_for_timeout(500)
     by_score.screenshot(path=colorbar_out)
@@ -142,10 +138,7 @@ def map_with_lasso(page: Any, out: str) -> None:
     rx, ry = box["width"] * 0.18, box["height"] * 0.16
     outline = [(cx + rx * math.cos(t) * (1 + 0.25 * math.sin(3 * t)), cy + ry * math.sin(t))
                for t in (2 * math.pi * k / 40 for k in range(40))]
-    page.mouse.move(*outline[0])
-    page.mouse.down()
-    for point in outline[1:]:
-        page.mouse.move(*point)
+    drag_through(page, outline, release=False)
     explorer.screenshot(path=out)
     page.mouse.up()
 

@@ -109,6 +109,17 @@ def chromium(viewport: tuple[int, int] = (1500, 1500), color_scheme: str = "ligh
             browser.close()
 
 
+def drag_through(page: Any, points: list[tuple[float, float]], release: bool = True) -> None:
+    """Press the mouse at the first point and move through the rest (a lasso outline); ``release=False``
+    keeps the button down (to photograph a lasso being drawn)."""
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point)
+    if release:
+        page.mouse.up()
+
+
 def open_and_run(page: Any, lab: JupyterLab, notebook: str, timeout_ms: int = 120_000) -> None:
     """Open ``notebook`` in JupyterLab, wait for its kernel to be idle, and run every cell."""
     page.goto(lab.url(notebook))
