@@ -1,6 +1,6 @@
 """Filter benchmark: AND filters over labelled data at 100k and 1M images.
 
-A real catalog (``picsift.catalog.Catalog``, SQLite) is filled with N images and synthetic labels:
+A real catalog (``picsift.core.catalog.Catalog``, SQLite) is filled with N images and synthetic labels:
 30% of the images carry 1-4 objects of 20 classes (some by one of 50 authors), 20% an image tag with
 a value, 10% sit in a labelling job with a status, 1% have an open issue. A search's scope is every
 image with a score (what ``Library.search`` returns by default), in score order.
@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 from common import header, median, table
 
-from picsift.catalog import Catalog
-from picsift.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, apply_filters
-from picsift.search import Results
+from picsift.core.catalog import Catalog
+from picsift.query.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, apply_filters
+from picsift.query.search import Results
 
 
 def build_catalog(path: Path, n: int, seed: int = 0) -> list[str]:

@@ -9,15 +9,15 @@ was trained, embedded with picsift's own ``picsift-offline`` model through :clas
 (the path ``Library.update`` takes) and cached in ``~/.cache/picsift/bench``. The model never saw the test split.
 
 Protocol: each strategy grows a labelled set round by round to the budgets in ``--budgets``; after each round a
-logistic regression (``C=10``, as :class:`picsift.active_learning.ActiveLearningLoop` uses) is fitted on the
+logistic regression (``C=10``, as :class:`picsift.analysis.active_learning.ActiveLearningLoop` uses) is fitted on the
 labelled embeddings and scored on the test images. Averaged over ``--seeds`` seeds (the pool is the same; the
 seed drives the strategy). Strategies:
 
 * ``uniform``: i.i.d. random labels, the baseline (no picsift);
-* ``random``, ``centroids``, ``kcenter``, ``typical``: :func:`picsift.sampling.sample_positions`, with the
+* ``random``, ``centroids``, ``kcenter``, ``typical``: :func:`picsift.analysis.sampling.sample_positions`, with the
   images labelled so far excluded (counted as covered);
 * ``uncertain``: top-margin-uncertainty only (no diversity), after a ``typical`` first round;
-* ``uncert+div``: :class:`~picsift.active_learning.ActiveLearningLoop` with its defaults (margin uncertainty,
+* ``uncert+div``: :class:`~picsift.analysis.active_learning.ActiveLearningLoop` with its defaults (margin uncertainty,
   ``typical`` among the ``10 * batch`` most uncertain: one image per cluster of the pool), after a ``typical``
   first round.
 
@@ -47,8 +47,8 @@ import numpy as np  # noqa: E402
 from common import cache_dir, header, table  # noqa: E402
 from training_data import read_idx  # noqa: E402
 
-from picsift.active_learning import ActiveLearningLoop, uncertainty_scores  # noqa: E402
-from picsift.sampling import sample_positions  # noqa: E402
+from picsift.analysis.active_learning import ActiveLearningLoop, uncertainty_scores  # noqa: E402
+from picsift.analysis.sampling import sample_positions  # noqa: E402
 
 CLASSES = ["t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 FMNIST = [Path("/usr/share/datasets/fashion-mnist"), Path.home() / ".cache/picsift/training/fashion-mnist"]

@@ -16,7 +16,7 @@ import numpy as np
 from common import header, table, timed
 from projection import DIM, make_data
 
-from picsift import neighbours
+from picsift.analysis import neighbours
 from picsift.index import open_index
 
 

@@ -60,7 +60,7 @@ def baseline_spec(out: Path) -> tuple[str, str]:
     """Assemble the old model's open_clip config + checkpoint (its image tower + the installed MiniLM)."""
     from safetensors.torch import load_file
 
-    from picsift import offline_model as om
+    from picsift.embedding import offline_model as om
 
     arch = "picsift-minilm-rn64"
     minilm = om.minilm_dir()
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write every number to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    from picsift import offline_model as om
+    from picsift.embedding import offline_model as om
 
     data = tuxpaint_data()
     results = {}

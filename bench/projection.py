@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from common import cache_dir, folder_bytes, header, table, timed
 
-from picsift import projection
-from picsift.projection import map_files, update_map
-from picsift.store import StoreSnapshot
+from picsift.analysis import projection
+from picsift.analysis.projection import map_files, update_map
+from picsift.core.store import StoreSnapshot
 
 DIM = 512
 

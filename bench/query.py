@@ -42,12 +42,12 @@ from pathlib import Path
 import numpy as np
 from common import header, median, percentile, table, timed
 
-from picsift.catalog import Catalog, FileRow
+from picsift.core.catalog import Catalog, FileRow
+from picsift.core.store import EmbeddingStore, StoreSnapshot
 from picsift.embedding.spec import parse_model_spec, slug
 from picsift.index import open_index
 from picsift.index.sync import CHUNK, calibrate_for_text_queries, wider_k
-from picsift.search import exact_top, score_scope
-from picsift.store import EmbeddingStore, StoreSnapshot
+from picsift.query.search import exact_top, score_scope
 
 DIM = 512
 K = 100

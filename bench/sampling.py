@@ -4,7 +4,7 @@
 
 Data: N unit 512-d float32 vectors around 1000 gaussian centres (cluster sizes vary 1-20x), seeded, written
 once as a memory-mapped file in ``~/.cache/picsift/bench`` (like the embedding store's vectors file) and
-read through :func:`picsift.sampling.rows_view`, as ``Library.sample`` does.
+read through :func:`picsift.analysis.sampling.rows_view`, as ``Library.sample`` does.
 
 Each case runs in its own subprocess, so peaks do not mix: seconds of the sampling call; ``heap peak``:
 tracemalloc's peak of Python/numpy allocations during the call (the memory the method adds; numpy reports
@@ -13,7 +13,7 @@ which also counts the pages of the memory-mapped file the call touched (page cac
 at most the file size). The baseline, timed in the same subprocess after the case: one exact search,
 ``vectors @ q`` over the same memory map in 64 MB blocks (the least any full scan costs);
 ``x search`` = seconds / baseline.
-Coverage: mean and max distance from every vector to its nearest sampled one (``picsift.sampling.coverage``).
+Coverage: mean and max distance from every vector to its nearest sampled one (``picsift.analysis.sampling.coverage``).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def data_file(n: int) -> Path:
 
 def one_case(case: str, n: int, size: int) -> dict[str, float]:
     """Runs in the subprocess: the case, then the baseline, on the memory-mapped vectors."""
-    from picsift.sampling import coverage, rows_view, sample_positions
+    from picsift.analysis.sampling import coverage, rows_view, sample_positions
 
     matrix = np.memmap(data_file(n), dtype=np.float32, mode="r", shape=(n, DIM))
     vectors = rows_view(matrix, np.arange(n))

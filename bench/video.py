@@ -11,7 +11,7 @@ differs and the encoder uses P and B frames as a camera video would), cached in
 
 * **decode-all** (baseline): ``for frame in container.decode(stream)``, FFmpeg threads on (``AUTO``),
   nothing else: the bound a sampler that looks at every frame cannot beat.
-* **sample**: :func:`picsift.video.sample_frames`: decode every frame, a 48x27 grayscale thumbnail per
+* **sample**: :func:`picsift.core.video.sample_frames`: decode every frame, a 48x27 grayscale thumbnail per
   frame for scene changes, RGB pictures of the sampled frames.
 * **extract**: sample + JPEG (quality 90) of each sampled frame written to disk, as ``update()`` does
   (before hashing and embedding).
@@ -91,13 +91,13 @@ def decode_all(path: Path) -> int:
 
 
 def sample(path: Path, every: float, scenes: bool) -> int:
-    from picsift.video import SCENE_THRESHOLD, sample_frames
+    from picsift.core.video import SCENE_THRESHOLD, sample_frames
 
     return sum(1 for _ in sample_frames(path, every, scene_threshold=SCENE_THRESHOLD if scenes else None))
 
 
 def extract(path: Path, every: float) -> int:
-    from picsift.video import FRAME_QUALITY, frame_name, sample_frames
+    from picsift.core.video import FRAME_QUALITY, frame_name, sample_frames
 
     with tempfile.TemporaryDirectory() as folder:
         count = 0

@@ -70,7 +70,7 @@ def main() -> None:
 
 EXPLORERS = """
 import pandas as pd, picsift, ipywidgets
-from picsift.projection import update_map
+from picsift.analysis.projection import update_map
 from picsift.widgets import Explorer
 lib = picsift.Library({folder!r}, model="picsift-offline")
 snapshot = lib.store.snapshot()

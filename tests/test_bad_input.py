@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import picsift
-import picsift.update
+import picsift.core.update
 from picsift.embedding.decode import ImageDecodeError, decode_image
 from picsift.errors import PicsiftError
 
@@ -85,14 +85,14 @@ def test_every_awkward_file_is_embedded_or_skipped_with_its_reason(
     expected = make_bad_folder(folder, photo, image_folder)
     good = sorted(p.relative_to(image_folder).as_posix() for p in image_folder.rglob("*.png"))
 
-    real_scan = picsift.update.scan
+    real_scan = picsift.core.update.scan
 
     def scan_then_delete(root: Path, skip: object = ()) -> object:
         found = real_scan(root, skip)  # type: ignore[arg-type]
         (Path(root) / "vanishing.png").unlink()  # deleted between scan and read
         return found
 
-    monkeypatch.setattr(picsift.update, "scan", scan_then_delete)
+    monkeypatch.setattr(picsift.core.update, "scan", scan_then_delete)
     library = picsift.Library(folder, model=tiny_model)
     report = library.update(progress=False)
 
@@ -257,10 +257,10 @@ SPECIAL_FILES_CHILD = """
 import json, os, resource, sys
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a runaway read fails fast, not the machine
-import picsift, picsift.reading, picsift.update
+import picsift, picsift.reading, picsift.core.update
 folder, spec, limit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 picsift.reading.MAX_FILE_BYTES = limit
-real_scan = picsift.update.scan
+real_scan = picsift.core.update.scan
 
 def scan_then_swap(root, skip=()):
     found = real_scan(root, skip)
@@ -268,7 +268,7 @@ def scan_then_swap(root, skip=()):
     os.mkfifo(folder / "swapped.png")
     return found
 
-picsift.update.scan = scan_then_swap
+picsift.core.update.scan = scan_then_swap
 with picsift.Library(folder, model=spec) as lib:
     report = lib.update(progress=False)
     print(json.dumps({"embedded": report.embedded, "skipped": report.skipped, "listed": lib.skipped(),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import picsift
-from picsift.catalog import content_id
+from picsift.core.catalog import content_id
 from picsift.embedding.spec import parse_model_spec
 
 from .conftest import stamp_files
@@ -26,12 +26,12 @@ CHILD = KILL_AFTER + textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    import picsift, picsift.catalog, picsift.store
+    import picsift, picsift.core.catalog, picsift.core.store
     folder, spec, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     owners = {
-        "write_vectors": picsift.store.EmbeddingStore,  # vectors on disk, rows not committed
-        "commit_rows": picsift.store.EmbeddingStore,    # inside the batch transaction
-        "delete_files": picsift.catalog.Catalog,        # inside the removal transaction
+        "write_vectors": picsift.core.store.EmbeddingStore,  # vectors on disk, rows not committed
+        "commit_rows": picsift.core.store.EmbeddingStore,    # inside the batch transaction
+        "delete_files": picsift.core.catalog.Catalog,        # inside the removal transaction
         "rename": Path,                                 # between the index folder's two renames
     }
     kill_after(owners[point], point, nth, static=point == "delete_files")

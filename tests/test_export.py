@@ -13,7 +13,7 @@ from PIL import Image
 import picsift
 from picsift.cli import main
 from picsift.errors import PicsiftError
-from picsift.export import read_table
+from picsift.labels.export import read_table
 
 from .conftest import stamp_files
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import picsift
-from picsift.catalog import content_id
+from picsift.core.catalog import content_id
 from picsift.errors import PicsiftError
 
 from .conftest import stamp_files
@@ -141,12 +141,13 @@ def test_bad_dataset_names_are_refused_before_anything_moves(library: picsift.Li
 CHILD = KILL_AFTER + textwrap.dedent(
     """
     import sys
-    import picsift, picsift.files
+    import picsift, picsift.core.files
     folder, spec, action, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
     dataset = sys.argv[6] if len(sys.argv) > 6 else "moved"
     lib = picsift.Library(folder, model=spec, index="exact")
     ids = sorted(i for p, i in lib.catalog.db.execute("SELECT path, image_id FROM files") if p.startswith("animals/"))
-    owner = {"rename": picsift.files.os, "unlink": picsift.files.Path, "plan": picsift.files.FileActions}[point]
+    files_module = picsift.core.files
+    owner = {"rename": files_module.os, "unlink": files_module.Path, "plan": files_module.FileActions}[point]
     kill_after(owner, point, nth)
     if action == "move":
         lib.move_images(ids, dataset)
@@ -304,12 +305,12 @@ def test_video_frames_in_a_workspace_outside_the_root_can_still_be_deleted(tmp_p
     shutil.copy2(stamp_files(stamps_root, ("food",), 1)[0], frame)
     image_id = content_id(frame.read_bytes())
     with lib.catalog.transaction() as db:  # the row update() writes for a frame: an absolute path in the workspace
-        lib.catalog.upsert_files(db, [picsift.catalog.FileRow(str(frame), frame.stat().st_size, 0, image_id,
+        lib.catalog.upsert_files(db, [picsift.core.catalog.FileRow(str(frame), frame.stat().st_size, 0, image_id,
                                                               None, None, None)])
     assert lib.delete_images([image_id]) == 1
     assert not frame.exists() and catalogued(lib) == {}
     with lib.catalog.transaction() as db:  # but not an absolute path beside the workspace
-        lib.catalog.upsert_files(db, [picsift.catalog.FileRow(str(tmp_path / "work-other" / "x.jpg"), 1, 0,
+        lib.catalog.upsert_files(db, [picsift.core.catalog.FileRow(str(tmp_path / "work-other" / "x.jpg"), 1, 0,
                                                               image_id, None, None, None)])
     with pytest.raises(PicsiftError, match="outside the library"):
         lib.delete_images([image_id])

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from picsift import Library, PicsiftError, Results
-from picsift.collections import TEMPORARY
-from picsift.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
+from picsift.query.collections import TEMPORARY
+from picsift.query.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
 
 from .conftest import stamp_files
 from .test_formats import make_coco, make_supervisely
@@ -184,7 +184,7 @@ def test_metadata_edits_persist(labelled: tuple[Library, dict[str, str]], tmp_pa
 
 
 def test_filters_refuse_empty_names_and_fractional_counts() -> None:
-    from picsift.filters import from_dict
+    from picsift.query.filters import from_dict
 
     for bad, message in ((lambda: ImageTag(""), "name must be a non-empty string"),
                          (lambda: ObjectCount("  "), "cls must be a non-empty string"),

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from picsift import Library, PicsiftError
-from picsift.catalog import FileRow
-from picsift.formats.yolo import parse_names
+from picsift.core.catalog import FileRow
+from picsift.labels.formats.yolo import parse_names
 
 from .conftest import stamp_files
 

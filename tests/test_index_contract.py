@@ -174,8 +174,8 @@ def test_hnsw_calibrated_ef_reaches_the_recall_target_on_clustered_data() -> Non
 
 def test_library_calibration_holds_recall_for_text_like_queries_far_from_every_image() -> None:
     """Text prompts sit far from all images (cosine ~0.3); ef tuned on stored vectors would flatter recall."""
+    from picsift.core.store import StoreSnapshot
     from picsift.index.sync import calibrate_for_text_queries
-    from picsift.store import StoreSnapshot
 
     rng = np.random.default_rng(7)
     dim, n = 128, 30_000

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import picsift
-import picsift.update
-from picsift.catalog import content_id
+import picsift.core.update
+from picsift.core.catalog import content_id
 from picsift.embedding import decode_image
 from picsift.errors import ModelMismatchError, NotIndexedError, PicsiftError, UnknownImageError
 
@@ -28,13 +28,13 @@ def library(image_folder: Path, tiny_model: str) -> picsift.Library:
 def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every file whose bytes the update hashes (every file it reads)."""
     calls: list[str] = []
-    real = picsift.update.content_id
+    real = picsift.core.update.content_id
 
     def spy(data: bytes) -> str:
         calls.append(real(data))
         return calls[-1]
 
-    monkeypatch.setattr(picsift.update, "content_id", spy)
+    monkeypatch.setattr(picsift.core.update, "content_id", spy)
     return calls
 
 

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from picsift import Library
+from picsift.analysis.neighbours import components, near_duplicates, nearest_neighbours, outliers, similar_pairs
 from picsift.errors import PicsiftError
 from picsift.index import open_index
-from picsift.neighbours import components, near_duplicates, nearest_neighbours, outliers, similar_pairs
 
 from .test_cli import picsift
 
@@ -38,7 +38,7 @@ def brute_force(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 # -- the numpy core ---------------------------------------------------------------------------------
 def test_exact_neighbours_match_brute_force_across_blocks_and_column_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    from picsift import neighbours
+    from picsift.analysis import neighbours
 
     monkeypatch.setattr(neighbours, "BLOCK_CELLS", 700 * 64)  # many row blocks, a ragged last column group
     vectors = clustered(700)

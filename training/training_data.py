@@ -270,7 +270,7 @@ def _dir_phrase(part: str) -> str:
 
 
 def _vocab() -> set[str]:
-    from picsift.offline_model import minilm_dir
+    from picsift.embedding.offline_model import minilm_dir
 
     d = minilm_dir()
     return set((d / "vocab.txt").read_text().split()) if d else set()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from .core.update import UpdateReport
 from .embedding import DEFAULT_MODEL, Embedder, parse_model_spec
 from .errors import PicsiftError
-from .filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
 from .index import available_backends, open_index
 from .library import Library, default_model
-from .search import Results
+from .query.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
+from .query.search import Results
 from .service import Service, disable, enable
-from .update import UpdateReport
 from .widgets import app
 
 __all__ = [

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .analysis.sampling import SAMPLING_METHODS
 from .errors import PicsiftError, workspace_space
 from .index import available_backends
-from .sampling import SAMPLING_METHODS
 from .terminal import PrintableFormatter, printable
 
 

@@ -15,10 +15,13 @@ from typing import Any
 import pandas as pd
 
 from . import signing
-from .activity import announce_update, running_update
-from .analysis import AnalysisMixin
-from .catalog import WORKSPACE_DIRNAME, Catalog
-from .collections import CollectionsMixin
+from .analysis.verbs import AnalysisMixin
+from .core.activity import announce_update, running_update
+from .core.catalog import WORKSPACE_DIRNAME, Catalog
+from .core.files import FileActions, FileActionsMixin
+from .core.store import EmbeddingStore
+from .core.update import ProgressCallback, UpdateReport, run_update
+from .core.video import DEFAULT_EVERY, VideoMixin
 from .embedding.decode import decode_image
 from .embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
 from .embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec, slug
@@ -29,16 +32,13 @@ from .errors import (
     WorkspaceBusyError,
     workspace_space,
 )
-from .export import ExportMixin
-from .files import FileActions, FileActionsMixin
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
 from .index.sync import IndexKeeper
-from .metadata import Metadata
+from .labels.export import ExportMixin
+from .labels.metadata import Metadata
+from .query.collections import CollectionsMixin
+from .query.search import SearchMixin
 from .reading import read_regular_file
-from .search import SearchMixin
-from .store import EmbeddingStore
-from .update import ProgressCallback, UpdateReport, run_update
-from .video import DEFAULT_EVERY, VideoMixin
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         Passed to :class:`~picsift.embedding.Embedder`.
     video_every
         Videos under ``root`` are sampled every this many seconds, and on scene changes (see
-        :mod:`picsift.video`). Defaults to the value this workspace was last updated with, else 2.
+        :mod:`picsift.core.video`). Defaults to the value this workspace was last updated with, else 2.
 
     Examples
     --------
@@ -354,7 +354,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
 
     @property
     def metadata(self) -> Metadata:
-        """Datasets, tags, objects, labelling jobs, issues, filters and formats: see :mod:`picsift.metadata`."""
+        """Datasets, tags, objects, labelling jobs, issues, filters and formats: see :mod:`picsift.labels.metadata`."""
         return Metadata(self.catalog, self.root)
 
     # -- inspecting -------------------------------------------------------------------------------

@@ -31,12 +31,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import catalog as _catalog
-from .catalog import WORKSPACE_DIRNAME
+from .core import catalog as _catalog
+from .core.catalog import WORKSPACE_DIRNAME
+from .core.update import UpdateReport
 from .embedding.decode import IMAGE_EXTENSIONS
 from .errors import MissingDependencyError, PicsiftError, WorkspaceBusyError
 from .library import Library
-from .update import UpdateReport
 
 log = logging.getLogger(__name__)
 

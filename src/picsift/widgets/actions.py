@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import traitlets
 
 from ..errors import PicsiftError
-from ..export import EXPORT_FORMATS
+from ..labels.export import EXPORT_FORMATS
 from ._base import PicsiftWidget
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import traitlets
 
-from ..collections import TEMPORARY, describe_recipe
 from ..errors import PicsiftError
+from ..query.collections import TEMPORARY, describe_recipe
 from ._base import PicsiftWidget
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from ..projection import BackgroundProjection, ProjectionMap, RowsView, missing_from_map, update_map
-from ..sampling import cluster
+from ..analysis.projection import BackgroundProjection, ProjectionMap, RowsView, missing_from_map, update_map
+from ..analysis.sampling import cluster
 from ._base import PicsiftWidget
 from ._map_data import (
     MAX_CATEGORIES,
@@ -37,7 +37,7 @@ from ._selection import SELECTION_SERIALIZERS, SelectCallback, SelectionMixin
 from ._tooltips import Tooltips
 
 if TYPE_CHECKING:
-    from ..store import StoreSnapshot
+    from ..core.store import StoreSnapshot
     from ._source import ImageSource
 
 __all__ = ["COLOR_MODES", "MAX_CATEGORIES", "Explorer", "categories"]

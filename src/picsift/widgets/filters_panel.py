@@ -1,8 +1,8 @@
 """The filters panel: metadata filters (AND) on the current view, shown as removable chips.
 
-``filters`` holds the active filters as :func:`picsift.filters.to_dict` data, so they can be set from
+``filters`` holds the active filters as :func:`picsift.query.filters.to_dict` data, so they can be set from
 Python too (``app.filters.filters = [ObjectCount("car", 2)]``); every value is validated by
-:func:`picsift.filters.from_dict` first, and a bad one is an error that changes nothing. The score
+:func:`picsift.query.filters.from_dict` first, and a bad one is an error that changes nothing. The score
 range has its own widget (:class:`~picsift.widgets.ScoreRange`), so the panel offers the other fields.
 """
 
@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import traitlets
 
 from ..errors import PicsiftError
-from ..filters import Filter, describe, from_dict, to_dict
-from ..metadata import JOB_STATUSES
+from ..labels.metadata import JOB_STATUSES
+from ..query.filters import Filter, describe, from_dict, to_dict
 from ._base import PicsiftWidget
 
 if TYPE_CHECKING:
-    from ..metadata import Metadata
+    from ..labels.metadata import Metadata
 
 #: Fields that name something (a class, tag, job, author): an empty one would silently match nothing.
 REQUIRED_TEXT = {"ObjectCount": "cls", "ImageTag": "name", "ObjectTag": "name", "JobStatus": "job",
@@ -28,7 +28,7 @@ MAX_TAG_VALUES = 200
 
 
 def normalise(item: Filter | dict[str, Any]) -> dict[str, Any]:
-    """A filter (object or dict) as validated :func:`~picsift.filters.to_dict` data, or PicsiftError."""
+    """A filter (object or dict) as validated :func:`~picsift.query.filters.to_dict` data, or PicsiftError."""
     if not isinstance(item, dict):
         return to_dict(item)
     kind = str(item.get("type"))
@@ -49,7 +49,7 @@ def normalise(item: Filter | dict[str, Any]) -> dict[str, Any]:
 class FiltersPanel(PicsiftWidget):
     """Active metadata filters (chips) and an "Add filter" row: field, condition, Add.
 
-    Public traits: ``filters`` (list of filter dicts, see :func:`picsift.filters.to_dict`), ``summary``
+    Public traits: ``filters`` (list of filter dicts, see :func:`picsift.query.filters.to_dict`), ``summary``
     (set by the app, e.g. "24 of 36 images pass 2 filters"). ``_choices`` holds the pickers' options
     (classes, tag names and their known values, jobs, statuses, authors), refreshed by :meth:`refresh`.
     """
@@ -78,11 +78,11 @@ class FiltersPanel(PicsiftWidget):
 
     @property
     def active(self) -> list[Filter]:
-        """The active filters as :mod:`picsift.filters` objects (ANDed)."""
+        """The active filters as :mod:`picsift.query.filters` objects (ANDed)."""
         return [from_dict(item) for item in self.filters]
 
     def add(self, item: Filter | dict[str, Any]) -> None:
-        """Add a filter (a :mod:`picsift.filters` object or its dict); an invalid one changes nothing."""
+        """Add a filter (a :mod:`picsift.query.filters` object or its dict); an invalid one changes nothing."""
         self.filters = [*self.filters, normalise(item)]
 
     def remove(self, index: int) -> None:

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from ..collections import TEMPORARY
-from ..filters import apply_filters
 from ..library import Library
-from ..search import Results
+from ..query.collections import TEMPORARY
+from ..query.filters import apply_filters
+from ..query.search import Results
 from ._source import ImageSource
 from .actions import Actions
 from .collections_list import CollectionsList

@@ -14,7 +14,7 @@ from ._base import PicsiftWidget
 
 if TYPE_CHECKING:
     from ..library import Library
-    from ..search import Results
+    from ..query.search import Results
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class PromptBox(PicsiftWidget):
         library = self.library
 
         def follow() -> None:
-            from ..activity import running_update
+            from ..core.activity import running_update
 
             seen: Any = None
             while not self._closed.wait(every):

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets
 
-from ..collections import TEMPORARY
-from ..sampling import SAMPLING_METHODS
+from ..analysis.sampling import SAMPLING_METHODS
+from ..query.collections import TEMPORARY
 from ._base import PicsiftWidget
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Analyses over a library's embeddings, as collections: :class:`AnalysisMixin` gives
-:class:`~picsift.Library` its ``sample`` (diverse samples, :mod:`picsift.sampling`), ``outliers`` and
-``near_duplicates`` (:mod:`picsift.neighbours`); the numpy work is in those modules."""
+:class:`~picsift.Library` its ``sample`` (diverse samples, :mod:`picsift.analysis.sampling`), ``outliers`` and
+``near_duplicates`` (:mod:`picsift.analysis.neighbours`); the numpy work is in those modules."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .collections import TEMPORARY
-from .errors import NotIndexedError, PicsiftError
+from ..errors import NotIndexedError, PicsiftError
+from ..query.collections import TEMPORARY
 from .neighbours import near_duplicates, outliers
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
-    from .embedding.spec import ModelSpec
-    from .index import VectorIndex
-    from .store import EmbeddingStore, StoreSnapshot
+    from ..core.catalog import Catalog
+    from ..core.store import EmbeddingStore, StoreSnapshot
+    from ..embedding.spec import ModelSpec
+    from ..index import VectorIndex
 
 #: Up to this many images the neighbours are exact (blocked matrix products); above it the hnsw index
 #: answers when the library uses it.
@@ -71,7 +71,7 @@ class AnalysisMixin:
         uncertainty: Mapping[str, float] | Sequence[float] | np.ndarray | None = None,
         pool: int | None = None,
     ) -> pd.DataFrame:
-        """A diverse sample of ``n`` images, written as the temporary collection (see :mod:`picsift.sampling`).
+        """A diverse sample of ``n`` images, written as the temporary collection (see :mod:`picsift.analysis.sampling`).
 
         Parameters
         ----------

@@ -3,7 +3,7 @@ or Supervisely.
 
 :meth:`ExportMixin.to_pandas` joins a collection (or search results, or ids) with the catalog's labels:
 path, score, dataset, size, tags, object count per class and open issues. CSV and Parquet write that
-table; the project formats write the images with their annotations (see :mod:`picsift.formats`).
+table; the project formats write the images with their annotations (see :mod:`picsift.labels.formats`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .collections import TEMPORARY
-from .errors import PicsiftError
+from ..errors import PicsiftError
+from ..query.collections import TEMPORARY
 from .formats import FORMATS
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
+    from ..core.catalog import Catalog
     from .metadata import Metadata
 
 TABLE_FORMATS = ("csv", "parquet")

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..catalog import content_id
-from ..errors import PicsiftError
+from ...core.catalog import content_id
+from ...errors import PicsiftError
+from ...safe_paths import check_folder_name, library_path
 from ..metadata import GEOMETRIES
-from ..safe_paths import check_folder_name, library_path
 
 if TYPE_CHECKING:
     from ..metadata import Metadata, TagValue

@@ -5,7 +5,7 @@ A round of :class:`ActiveLearningLoop`:
 1. :meth:`~ActiveLearningLoop.next_batch` fits a logistic regression on the embeddings of the labelled images
    (once at least two classes are labelled; before that the batch is a ``typical`` diverse sample), scores every
    unlabelled image's uncertainty (``margin``: 1 - (p1 - p2) between the two likeliest classes, by default)
-   and draws a batch that is both uncertain and diverse (:func:`picsift.sampling.sample_positions`: the
+   and draws a batch that is both uncertain and diverse (:func:`picsift.analysis.sampling.sample_positions`: the
    ``10 * n`` most uncertain images, clustered into ``n`` clusters, the most typical image of each, clusters
    holding no labelled image first). On Fashion-MNIST this beat ``kcenter`` among the uncertain images
    (which picks outliers) and plain uncertainty (bench/label_efficiency.py, bench/README.md);
@@ -32,7 +32,7 @@ import pandas as pd
 from .sampling import SAMPLING_METHODS, Vectors, rows_view, sample_positions
 
 if TYPE_CHECKING:
-    from .library import Library
+    from ..library import Library
 
 UNCERTAINTY_MEASURES = ("margin", "entropy", "least_confident")
 
@@ -62,7 +62,7 @@ class ActiveLearningLoop:
     labels
         Labels known so far, ``{id: class}``.
     method
-        The diversity method among the uncertain candidates (see :data:`picsift.sampling.SAMPLING_METHODS`).
+        The diversity method among the uncertain candidates (see :data:`picsift.analysis.sampling.SAMPLING_METHODS`).
     start_method
         The method until two classes are labelled: ``typical`` (one dense image per cluster), as farthest
         points alone would start with outliers.

@@ -22,21 +22,21 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .catalog import content_id, looks_like_id
+from ..core.catalog import content_id, looks_like_id
+from ..core.store import StoreSnapshot
+from ..embedding.decode import ImageDecodeError, decode_image, to_rgb
+from ..errors import NotIndexedError, PicsiftError, UnknownImageError
+from ..index.base import top_k
+from ..index.sync import wider_k
+from ..reading import read_regular_file
 from .collections import TEMPORARY
-from .embedding.decode import ImageDecodeError, decode_image, to_rgb
-from .errors import NotIndexedError, PicsiftError, UnknownImageError
-from .index.base import top_k
-from .index.sync import wider_k
-from .reading import read_regular_file
-from .store import StoreSnapshot
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
-    from .embedding.openclip import Embedder
-    from .embedding.spec import ModelSpec
-    from .index import VectorIndex
-    from .store import EmbeddingStore
+    from ..core.catalog import Catalog
+    from ..core.store import EmbeddingStore
+    from ..embedding.openclip import Embedder
+    from ..embedding.spec import ModelSpec
+    from ..index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ class SearchMixin:
         negative_text, negative_images
             Push results away from these: ``score = sim(query) - negative_weight * sim(negatives)``.
         combine
-            ``"mean"`` or ``"max"`` over several prompts or images (see :mod:`picsift.search`).
+            ``"mean"`` or ``"max"`` over several prompts or images (see :mod:`picsift.query.search`).
         within
             Search only these image ids, or the images of this collection name.
         distribution

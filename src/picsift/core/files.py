@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..errors import PicsiftError, UnsafePathError
+from ..safe_paths import check_folder_name, library_path
 from .catalog import content_id
-from .errors import PicsiftError, UnsafePathError
-from .safe_paths import check_folder_name, library_path
 from .store import EmbeddingStore
 
 if TYPE_CHECKING:

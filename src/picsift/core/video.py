@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .atomic import write_atomic
+from ..atomic import write_atomic
+from ..errors import PicsiftError
+from ..reading import open_regular_file, read_regular_file
+from ..terminal import printable
 from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
-from .errors import PicsiftError
-from .reading import open_regular_file, read_regular_file
-from .terminal import printable
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -80,7 +80,7 @@ def sampling_key(every: float) -> str:
 
 
 def file_content_id(path: str | os.PathLike[str]) -> str:
-    """:func:`picsift.catalog.content_id` of a file, read in chunks (videos can be many gigabytes)."""
+    """:func:`picsift.core.catalog.content_id` of a file, read in chunks (videos can be many gigabytes)."""
     digest = hashlib.blake2b(digest_size=ID_HEX_LENGTH // 2)
     f, _ = open_regular_file(path)  # a named pipe called x.mp4 would block a plain open() forever
     with f:
@@ -378,7 +378,7 @@ class VideoMixin:
     def video_moment(self, image_id: str) -> tuple[Path, float] | None:
         """The video and second an image was sampled from, or None for an image that is no video frame.
 
-        Open it there with ``picsift.video.moment_url(video, t)`` (an HTML media fragment, ``...#t=12.5``).
+        Open it there with ``picsift.core.video.moment_url(video, t)`` (an HTML media fragment, ``...#t=12.5``).
         """
         found = moments(self.catalog.db, [image_id]).get(image_id)
         return (self.root / found[0], found[1]) if found else None

@@ -2,7 +2,7 @@
 
 One SQLite file (``catalog.sqlite`` in the workspace) holds every row picsift keeps about images:
 files and their content ids, which ids have embeddings for which model (the vectors themselves live
-in :mod:`picsift.store`), and collections. Writes happen in short transactions so that a killed
+in :mod:`picsift.core.store`), and collections. Writes happen in short transactions so that a killed
 process leaves the database as of its last commit.
 """
 
@@ -19,15 +19,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .embedding.decode import IMAGE_EXTENSIONS
-from .reading import special_file_kind
+from ..embedding.decode import IMAGE_EXTENSIONS
+from ..reading import special_file_kind
 
 #: The default workspace folder, created inside the image folder.
 WORKSPACE_DIRNAME = ".picsift"
 ID_HEX_LENGTH = 32
 #: The meta key holding what the last scan could not look at (see :meth:`Catalog.scan_problems`).
 SCAN_PROBLEMS_KEY = "scan_problems"
-#: Videos are found by the scan too; their frames become images (see :mod:`picsift.video`).
+#: Videos are found by the scan too; their frames become images (see :mod:`picsift.core.video`).
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 
 _MIGRATIONS: list[str] = [
@@ -73,7 +73,7 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY(collection, image_id)
     );
     """,
-    # 2: labelled data (see picsift.metadata). Annotations are keyed by image id (content hash), like
+    # 2: labelled data (see picsift.labels.metadata). Annotations are keyed by image id (content hash), like
     # embeddings and collections: filters join them without going through paths, and a moved file keeps them.
     """
     CREATE TABLE datasets(
@@ -153,7 +153,7 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX issues_by_status ON issues(status, image_id);
     CREATE INDEX issues_by_image ON issues(image_id);
     """,
-    # 3: a journal of file actions (copy, move, delete; see picsift.files) so a crash mid-action is finished
+    # 3: a journal of file actions (copy, move, delete; see picsift.core.files) so a crash mid-action is finished
     # or undone on the next open instead of leaving files and catalog disagreeing
     """
     CREATE TABLE file_actions(
@@ -165,7 +165,7 @@ _MIGRATIONS: list[str] = [
         dataset TEXT                    -- the dataset the target joins
     );
     """,
-    # 4: videos (see picsift.video). Their sampled frames are JPEGs in the workspace with ordinary files rows;
+    # 4: videos (see picsift.core.video). Their sampled frames are JPEGs in the workspace with ordinary files rows;
     # video_frames links each frame back to its video and moment. A video that cannot be read also has a
     # files row carrying the error, like a bad image.
     """

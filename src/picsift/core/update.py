@@ -1,7 +1,7 @@
 """Incremental, crash-safe updates: scan, read, embed and commit in small atomic steps.
 
 Each batch of embedded images is committed in one catalog transaction together with the file rows it
-came from (after its vectors are on disk; see :mod:`picsift.store`). Killing the process at any point
+came from (after its vectors are on disk; see :mod:`picsift.core.store`). Killing the process at any point
 loses at most the batch in flight; the next run sees those files as new and finishes the job.
 """
 
@@ -20,12 +20,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..embedding.decode import ImageDecodeError, decode_image
+from ..embedding.openclip import Embedder
+from ..errors import PicsiftError
+from ..reading import UnreadableFileError, read_regular_file
 from . import video
 from .catalog import Catalog, FileRow, FileState, ScanResult, content_id, scan
-from .embedding.decode import ImageDecodeError, decode_image
-from .embedding.openclip import Embedder
-from .errors import PicsiftError
-from .reading import UnreadableFileError, read_regular_file
 from .store import EmbeddingStore
 from .video import DEFAULT_EVERY, SampledFrame, VideoDecodeError, VideoLink, VideoRow
 
@@ -45,7 +45,7 @@ class UpdateReport:
     unchanged: int = 0
     embedded: int = 0
     reused: int = 0  # files whose content already had an embedding (moved or duplicated files)
-    frames: int = 0  # frames sampled from new or changed videos (each an image; see picsift.video)
+    frames: int = 0  # frames sampled from new or changed videos (each an image; see picsift.core.video)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in this run
     seconds: float = 0.0
 
@@ -101,7 +101,7 @@ def run_update(
     """Bring the catalog and ``store`` up to date with the files under ``root``.
 
     Videos are sampled every ``video_every`` seconds and on scene changes; their frames are written to
-    ``frames_dir`` (default: ``frames`` beside the catalog) and catalogued as images (see :mod:`picsift.video`).
+    ``frames_dir`` (default: ``frames`` beside the catalog) and catalogued as images (see :mod:`picsift.core.video`).
     """
     from tqdm.auto import tqdm
 
@@ -435,7 +435,7 @@ class _VideoPass:
         self.catalog.db.execute("DELETE FROM meta WHERE key=?", (video.SWEEP_KEY,))
 
     def delete_frame_files(self, paths: Iterable[str]) -> None:
-        """Delete these frames' files: only those picsift wrote (see :class:`picsift.video.FrameCache`)."""
+        """Delete these frames' files: only those picsift wrote (see :class:`picsift.core.video.FrameCache`)."""
         self.frames.delete(self.root / path for path in paths)
 
     def _relative(self, file: Path) -> str:

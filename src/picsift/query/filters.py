@@ -1,10 +1,10 @@
 """Filters over labelled data, combined with AND, within a collection, search results or the whole library.
 
 Each filter is a small dataclass that turns into one SQL condition on ``image_id`` over an indexed table
-of the catalog (see :mod:`picsift.metadata`), so a filter costs one index range scan, not a pass over
+of the catalog (see :mod:`picsift.labels.metadata`), so a filter costs one index range scan, not a pass over
 Python objects. :func:`apply_filters` ANDs them inside a scope and returns image ids in scope order.
 
->>> from picsift.filters import Score, ObjectCount, ImageTag, JobStatus
+>>> from picsift.query.filters import Score, ObjectCount, ImageTag, JobStatus
 >>> results = lib.search("a red car", limit=None)
 >>> lib.metadata.filter(Score(min=0.25), ObjectCount("car", min=2), ImageTag("weather", "rain"),
 ...                     within=results)
@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
 
-from .errors import PicsiftError
-from .metadata import check_status
+from ..errors import PicsiftError
+from ..labels.metadata import check_status
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
+    from ..core.catalog import Catalog
     from .search import Results
 
 #: What a filter runs within: ``None`` (every image of the library), a collection's name, a search's
@@ -249,7 +249,7 @@ def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = Non
         Filters from this module (or any object with a ``condition()`` method), ANDed.
     within
         ``None``: every image of the library (catalogued files and dataset items); a collection's name
-        (the temporary one, :data:`picsift.collections.TEMPORARY`, is the last search's results); a
+        (the temporary one, :data:`picsift.query.collections.TEMPORARY`, is the last search's results); a
         :class:`~picsift.Results` (every image it scored, so :class:`Score` sees the full distribution);
         or image ids (no scores).
 
@@ -261,7 +261,7 @@ def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = Non
     filters = list(filters)
     for item in filters:
         if not hasattr(item, "condition"):
-            raise PicsiftError(f"{item!r} is not a filter; use the classes of picsift.filters "
+            raise PicsiftError(f"{item!r} is not a filter; use the classes of picsift.query.filters "
                                "(Score, ObjectCount, ImageTag, ObjectTag, JobStatus, ObjectAuthor, HasOpenIssues)")
     if within is None or isinstance(within, str):
         return _sql_filter(catalog, filters, *_sql_scope(catalog, within))

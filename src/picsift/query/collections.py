@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .errors import PicsiftError
+from ..errors import PicsiftError
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
-    from .embedding.spec import ModelSpec
+    from ..core.catalog import Catalog
+    from ..embedding.spec import ModelSpec
     from .filters import Filter
     from .search import Results
 
@@ -142,7 +142,7 @@ class CollectionsMixin:
         Parameters
         ----------
         filters
-            Filters from :mod:`picsift.filters` (``Score``, ``ObjectCount``, ``ImageTag``...).
+            Filters from :mod:`picsift.query.filters` (``Score``, ``ObjectCount``, ``ImageTag``...).
         within
             A collection's name (default: the temporary one, the last search), a
             :class:`~picsift.Results`, image ids, or ``None`` for the whole library.

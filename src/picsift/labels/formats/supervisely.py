@@ -21,8 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import PicsiftError
-from ..safe_paths import project_file
+from ...errors import PicsiftError
+from ...safe_paths import project_file
 from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, image_size, load_json, reading
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 :class:`UmapModel` holds what ``umap.UMAP.transform`` uses (the fitted sample, its coordinates and a
 few numbers) and places new vectors with umap-learn's own functions, so a saved UMAP model is an
-``.npz`` of arrays that loads without unpickling (see :mod:`picsift.projection`).
+``.npz`` of arrays that loads without unpickling (see :mod:`picsift.analysis.projection`).
 """
 
 from __future__ import annotations

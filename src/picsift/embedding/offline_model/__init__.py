@@ -27,8 +27,8 @@ import json
 import os
 from pathlib import Path
 
-from ..atomic import write_atomic
-from ..embedding.spec import file_digest
+from ...atomic import write_atomic
+from ..spec import file_digest
 from . import backbone
 
 ARCH_NAME = "picsift-minilm-lite0"

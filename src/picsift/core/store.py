@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ModelMismatchError
 from .catalog import Catalog
-from .errors import ModelMismatchError
 
 #: Rewrite the vectors file when fewer than this fraction of its rows are still in use.
 COMPACT_BELOW = 0.75

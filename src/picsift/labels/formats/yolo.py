@@ -21,9 +21,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ..catalog import scan
-from ..errors import PicsiftError
-from ..safe_paths import project_file
+from ...core.catalog import scan
+from ...errors import PicsiftError
+from ...safe_paths import project_file
 from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, image_size, reading
 
 log = logging.getLogger(__name__)

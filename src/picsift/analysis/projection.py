@@ -35,7 +35,7 @@ from .projection_umap import SampleSearch as SampleSearch
 from .projection_umap import UmapModel
 
 if TYPE_CHECKING:
-    from .store import StoreSnapshot
+    from ..core.store import StoreSnapshot
 
 log = logging.getLogger(__name__)
 

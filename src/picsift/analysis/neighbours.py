@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
-    from .index.base import VectorIndex
+    from ..index.base import VectorIndex
 
 #: Scores of one block of rows against every vector use at most about this many float32 cells.
 BLOCK_CELLS = 1 << 25

@@ -1,7 +1,7 @@
 """Labelled data in the catalog: datasets, image tags, objects, labelling jobs and issues.
 
 Every annotation is keyed by **image id** (the content hash), the key search results, collections and
-embeddings already use. Filters are then plain SQL over one table each (see :mod:`picsift.filters`),
+embeddings already use. Filters are then plain SQL over one table each (see :mod:`picsift.query.filters`),
 and a file that is moved or copied keeps its labels. Files belong to datasets through
 ``dataset_items(dataset, path, image_id)``, which records where each dataset's images live (a path
 relative to the library root) and is what the exporters read. Two byte-identical files share their
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .catalog import content_id, looks_like_id
-from .errors import PicsiftError, UnknownImageError, UnsafePathError
-from .safe_paths import check_folder_name, library_path
+from ..core.catalog import content_id, looks_like_id
+from ..errors import PicsiftError, UnknownImageError, UnsafePathError
+from ..safe_paths import check_folder_name, library_path
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
-    from .filters import Filter, Scope
+    from ..core.catalog import Catalog
+    from ..query.filters import Filter, Scope
 
 #: Statuses an image can have in a labelling job.
 JOB_STATUSES = ("pending", "in_progress", "labelled", "in_review", "accepted", "rejected", "skipped")
@@ -361,15 +361,15 @@ class Metadata:
 
     def prune(self) -> int:
         """Delete the labels of :meth:`orphans`; returns how many images lost their labels."""
-        from .files import forget_images
+        from ..core.files import forget_images
 
         with self.catalog.transaction() as db:
             return len(forget_images(db, self.orphans()))
 
     # -- filters, import, export ------------------------------------------------------------------
     def filter(self, *filters: Filter, within: Scope = None) -> list[str]:
-        """Image ids passing every filter (AND); see :func:`picsift.filters.apply_filters`."""
-        from .filters import apply_filters
+        """Image ids passing every filter (AND); see :func:`picsift.query.filters.apply_filters`."""
+        from ..query.filters import apply_filters
 
         return apply_filters(self.catalog, filters, within)
 
@@ -382,7 +382,7 @@ class Metadata:
         source
             The project folder (COCO: a folder or one instances JSON file).
         format
-            "supervisely", "coco" or "yolo" (see :mod:`picsift.formats`).
+            "supervisely", "coco" or "yolo" (see :mod:`picsift.labels.formats`).
         target
             Folder under the library root for the images (default: the project folder's name); each
             dataset gets a subfolder. Images already under the library root stay where they are. A
@@ -390,7 +390,7 @@ class Metadata:
 
         The project folder is untrusted input: only regular files inside it (after resolving links) are
         read, and a malformed or escaping entry raises :class:`~picsift.errors.PicsiftError` naming the
-        file and entry before anything is copied (see :mod:`picsift.formats`).
+        file and entry before anything is copied (see :mod:`picsift.labels.formats`).
         copy
             ``False`` refuses projects whose images are not already under the library root.
 

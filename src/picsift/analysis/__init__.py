@@ -1,0 +1,1 @@
+"""Analysis of the embeddings: diverse sampling, maps (PCA/UMAP), neighbours and outliers, active learning."""
