@@ -7,8 +7,10 @@ without blocking, refuse anything but regular files, and stop at a size limit.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+from pathlib import Path
 from typing import BinaryIO
 
 #: Files larger than this are not read (the skip reason names the limit): every image under
@@ -77,3 +79,19 @@ def read_regular_file(path: str | os.PathLike[str], limit: int | None = None) ->
 
 def _size(count: int) -> str:
     return f"{count / 2**30:g} GiB" if count >= 2**30 else f"{count / 2**20:g} MiB"
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """First 16 hex digits of a file's sha256, computed once per (path, size, mtime) in a process."""
+    info = path.stat()
+    key = (str(path), info.st_size, info.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()[:16]
+    return _DIGESTS[key]

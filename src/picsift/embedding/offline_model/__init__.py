@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 
 from ...atomic import write_atomic
-from ..spec import file_digest
+from ...reading import file_digest
 from . import backbone
 
 ARCH_NAME = "picsift-minilm-lite0"
