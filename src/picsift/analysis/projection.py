@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .projection_umap import SampleSearch as SampleSearch
 from .projection_umap import UmapModel
+from .sampling import RowsView as RowsView
 
 if TYPE_CHECKING:
     from ..core.store import StoreSnapshot
@@ -60,19 +61,6 @@ class Model(Protocol):
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything :meth:`from_arrays` needs, as plain numeric arrays (saved without pickle)."""
         ...
-
-
-class RowsView:
-    """``matrix[rows]`` without copying it: indexing reads only the rows asked for (e.g. from a memmap)."""
-
-    def __init__(self, matrix: np.ndarray, rows: np.ndarray):
-        self.matrix, self.rows = matrix, rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: slice | np.ndarray) -> np.ndarray:
-        return np.asarray(self.matrix[self.rows[index]], dtype=np.float32)
 
 
 Vectors = np.ndarray | RowsView
