@@ -108,7 +108,7 @@ class Maps:
             if not np.array_equal(wanted, snapshot.ids):
                 found = pd.Index(snapshot.ids).get_indexer(wanted)
                 if (found < 0).any():
-                    raise KeyError(f"image {wanted[found < 0][0]!r} is not embedded; cluster embedded images only")
+                    raise KeyError(f"image {str(wanted[found < 0][0])!r} is not embedded; cluster embedded images only")
                 rows = rows[found]
         if len(rows) < 2:
             return None

@@ -70,6 +70,10 @@ class PicsiftWidget(anywidget.AnyWidget):
         """Whether some callback is registered for ``event``."""
         return bool(self._callbacks.get(event))
 
+    def set_by_browser(self, name: str) -> bool:
+        """Whether trait ``name`` is being set from the front-end now (in an observer of that change)."""
+        return name in self._property_lock
+
     def emit(self, event: str, *args: Any) -> None:
         """Call the callbacks registered for ``event`` with ``args``, in the order they were registered."""
         for callback in self._callbacks[event]:

@@ -3,8 +3,8 @@
 A box, lasso or legend selection crosses between browser and kernel as row positions (``_selected``):
 int32 positions when few are selected, else one bit per point (:func:`selection_to_json`), whichever
 is smaller, so that 700k of 1M points cross in 125 kB instead of 2.9 MB.
-:attr:`~picsift.widgets._base.SelectionSync.selected_indices` reads them as they are; the ``selection`` trait (ids) is built
-from them only when something listens to it (the app's gallery) or reads it.
+:attr:`~picsift.widgets._base.SelectionSync.selected_indices` reads them as they are; the ``selection``
+trait (ids) is built from them only when something listens to it (the app's gallery) or reads it.
 """
 
 from __future__ import annotations

@@ -31,11 +31,11 @@ class Gallery(SelectionSync, PicsiftWidget):
     Public traits: ``title``, ``limit`` (at most this many tiles), ``score_range`` (``[low, high]`` or
     ``[]``), ``selection`` (ids), ``tile_size`` (px). Actions (find similar, add to / remove from a
     collection) go to callbacks registered with :meth:`on_action` (``on("action", ...)``); ``on("select", ...)``
-    callbacks get the selected display positions.
+    callbacks get the selected display positions, ``on("show", ...)`` callbacks nothing after :meth:`show`.
     """
 
     _bundle = "gallery"
-    events = ("action", "select")
+    events = ("action", "select", "show")
     title = traitlets.Unicode("").tag(sync=True)
     limit = traitlets.Int(1000, min=1).tag(sync=True)
     score_range = traitlets.List(traitlets.Float(), default_value=[], maxlen=2).tag(sync=True)
@@ -83,6 +83,7 @@ class Gallery(SelectionSync, PicsiftWidget):
             self.score_range = []
             self._version += 1
             self._select_ids(self.selection)
+        self.emit("show")
 
     def __len__(self) -> int:
         return len(self._order)
