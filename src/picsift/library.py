@@ -367,7 +367,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         """2D/3D maps of the embedded images (PCA, UMAP) and their clusters (:class:`~picsift.analysis.maps.Maps`)."""
         return Maps(lambda: self.store.snapshot(), self.store.folder / "projections")
 
-    def clusters(self, k: int | None = None, *, ids: Sequence[str] | None = None, seed: int = 0) -> np.ndarray | None:
+    def clusters(self, k: int | None = None, *, ids: Sequence[str] | np.ndarray | None = None,
+                 seed: int = 0) -> np.ndarray | None:
         """The k-means cluster of each embedded image (or of ``ids``, in their order): :meth:`Maps.clusters`."""
         return self.maps.clusters(k, ids=ids, seed=seed)
 

@@ -272,6 +272,7 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
 
     def _show(self, shown: Any) -> None:
         """Show a library's map (a :class:`~picsift.analysis.projection.ProjectionMap` from ``lib.maps``)."""
+        assert self.source is not None  # only a library's map has maps
         ids = np.asarray(shown.ids).astype(str)
         clusters = self._clusters
         if clusters is None or not np.array_equal(ids, self.ids):
