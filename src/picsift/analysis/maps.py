@@ -12,18 +12,22 @@ cluster of every image (:meth:`Maps.clusters`).
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .projection import BackgroundProjection, ProjectionMap, missing_from_map, update_map
+from .projection import ProjectionMap, missing_from_map, update_map
 from .sampling import RowsView, cluster
 
 if TYPE_CHECKING:
     from ..core.store import StoreSnapshot
+
+log = logging.getLogger(__name__)
 
 #: Cluster labels come from k-means on at most this many vectors (then every image is assigned).
 CLUSTER_FIT_ROWS = 20_000
@@ -117,3 +121,33 @@ class Maps:
         centres = cluster(view[np.sort(fit)], k, seed=seed).centres
         return np.concatenate([np.argmax(view[start : start + ASSIGN_BLOCK] @ centres.T, axis=1)
                                for start in range(0, len(view), ASSIGN_BLOCK)]).astype(np.int32)
+
+
+class BackgroundProjection:
+    """Computes a projection in a daemon thread and calls ``on_done(result)`` or ``on_error(exc)``."""
+
+    def __init__(
+        self,
+        compute: Callable[[], Any],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None],
+    ):
+        self._compute, self._on_done, self._on_error = compute, on_done, on_error
+        self.thread = threading.Thread(target=self._run, name="picsift-projection", daemon=True)
+
+    def start(self) -> BackgroundProjection:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            result = self._compute()
+        except BaseException as e:  # reported to the widget, never lost in a thread
+            log.exception("projection failed")
+            self._on_error(e)
+            return
+        self._on_done(result)
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
