@@ -47,6 +47,14 @@ def test_gallery_and_explorer_share_one_selection_sync() -> None:
     explorer = Explorer(points=np.zeros((4, 2)), ids=["a", "b", "c", "d"])
     explorer.selection = ["d", "a"]
     assert explorer.selected_indices.tolist() == [0, 3]
+    heard: list[list[int]] = []
+    explorer.on("select", lambda positions: heard.append(positions.tolist()))
+    explorer.select_indices([2, 1, 2])  # as from the browser: sorted, unique, ids built when read
+    assert heard == [[1, 2]] and explorer.selection == ["b", "c"]
+    explorer.off("select", heard.append)  # not registered: nothing happens
+    explorer.off("select", explorer._callbacks["select"][0])
+    explorer.select_indices(None)
+    assert heard == [[1, 2]] and explorer.selection == []
     explorer.set_points(np.zeros((2, 2)), ids=["d", "a"])  # new points: the id -> position index is rebuilt
     explorer.selection = ["a"]
     assert explorer.selected_indices.tolist() == [1]

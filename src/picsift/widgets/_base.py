@@ -66,6 +66,11 @@ class PicsiftWidget(anywidget.AnyWidget):
             raise ValueError(f"{type(self).__name__} has no event {event!r}; valid events: {valid}")
         self._callbacks[event].append(callback)
 
+    def off(self, event: str, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback`` for ``event`` (nothing happens if it was not registered)."""
+        if callback in self._callbacks.get(event, []):
+            self._callbacks[event].remove(callback)
+
     def listened(self, event: str) -> bool:
         """Whether some callback is registered for ``event``."""
         return bool(self._callbacks.get(event))
@@ -156,6 +161,10 @@ class SelectionSync:
     def selected_indices(self) -> np.ndarray:
         """The selection as sorted int32 row positions (no ids are built)."""
         return self._positions
+
+    def select_indices(self, positions: Sequence[int] | np.ndarray | None) -> None:
+        """Select the rows at ``positions`` (None or empty: nothing), as a selection made in the browser."""
+        self._selected = None if positions is None else np.asarray(positions, dtype=np.int32)
 
     def _rows_changed(self) -> None:
         """The rows changed: forget the id -> row index (rebuilt on the next lookup)."""
