@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -12,9 +13,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import signing
+from .analysis.maps import Maps
+from .analysis.sampling import SAMPLING_METHODS
 from .analysis.verbs import AnalysisMixin
 from .core.activity import announce_update, running_update
 from .core.catalog import WORKSPACE_DIRNAME, Catalog
@@ -34,9 +38,9 @@ from .errors import (
 )
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
 from .index.sync import IndexKeeper
-from .labels.export import ExportMixin
-from .labels.metadata import Metadata
-from .query.collections import CollectionsMixin
+from .labels.export import EXPORT_FORMATS, ExportMixin
+from .labels.metadata import JOB_STATUSES, Metadata
+from .query.collections import TEMPORARY, CollectionsMixin, describe_recipe
 from .query.search import SearchMixin
 from .reading import read_regular_file
 
@@ -356,6 +360,44 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
     def metadata(self) -> Metadata:
         """Datasets, tags, objects, labelling jobs, issues, filters and formats: see :mod:`picsift.labels.metadata`."""
         return Metadata(self.catalog, self.root)
+
+    # -- maps, and what front ends (the widgets) read --------------------------------------------
+    @property
+    def maps(self) -> Maps:
+        """2D/3D maps of the embedded images (PCA, UMAP) and their clusters (:class:`~picsift.analysis.maps.Maps`)."""
+        return Maps(lambda: self.store.snapshot(), self.store.folder / "projections")
+
+    def clusters(self, k: int | None = None, *, ids: Sequence[str] | np.ndarray | None = None,
+                 seed: int = 0) -> np.ndarray | None:
+        """The k-means cluster of each embedded image (or of ``ids``, in their order): :meth:`Maps.clusters`."""
+        return self.maps.clusters(k, ids=ids, seed=seed)
+
+    def image_info(self, image_id: str) -> dict[str, Any]:
+        """Size in bytes, width and height of an image (its first file), each None when unknown."""
+        row = self.catalog.db.execute(
+            "SELECT size, width, height FROM files WHERE image_id=? LIMIT 1", (image_id,)).fetchone()
+        return dict(zip(("bytes", "width", "height"), row or (None, None, None), strict=True))
+
+    def activity(self) -> tuple[dict[str, Any] | None, str | None]:
+        """Cheap to poll: the update running now (any process; see ``status()["progress"]``) and when the
+        last one finished. A change means :meth:`status` has news."""
+        return running_update(self.workspace), self.catalog.get_meta("last_update")
+
+    def collection_rows(self) -> list[tuple[str, dict[str, Any], int]]:
+        """Every collection, the temporary one included, oldest first: (name, recipe, size)."""
+        rows = self.catalog.collection_names()
+        return [(name, json.loads(recipe), int(size)) for name, _created, recipe, size in rows]
+
+    def collection_summary(self, name: str) -> tuple[dict[str, Any], int]:
+        """One collection's recipe and size, without reading its images (KeyError if there is none)."""
+        return self.catalog.collection_summary(name)
+
+    #: Values the widgets offer as choices (each module's own list).
+    TEMPORARY = TEMPORARY
+    SAMPLING_METHODS = SAMPLING_METHODS
+    EXPORT_FORMATS = EXPORT_FORMATS
+    JOB_STATUSES = JOB_STATUSES
+    describe_recipe = staticmethod(describe_recipe)
 
     # -- inspecting -------------------------------------------------------------------------------
     def images(self) -> pd.DataFrame:

@@ -9,7 +9,7 @@ them. When the store changes, only the new ids are placed (the saved model's ``t
 ids are dropped, and every other point keeps its exact position, so a user's mental map does not
 jump. ``refit=True`` recomputes everything. Large sets are fitted on a seeded sample
 (:data:`UMAP_FIT_ROWS`) and the rest is placed in chunks. UMAP runs in a background thread
-(:class:`BackgroundProjection`) so the explorer shows PCA meanwhile.
+(:class:`~picsift.analysis.maps.BackgroundProjection`) so the explorer shows PCA meanwhile.
 
 A workspace travels with shared image folders, so everything read back from it is plain arrays
 (``np.load(..., allow_pickle=False)``): PCA is its mean and axes, UMAP its fitted sample, their
@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .projection_umap import SampleSearch as SampleSearch
 from .projection_umap import UmapModel
+from .sampling import RowsView as RowsView
 
 if TYPE_CHECKING:
     from ..core.store import StoreSnapshot
@@ -60,19 +60,6 @@ class Model(Protocol):
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything :meth:`from_arrays` needs, as plain numeric arrays (saved without pickle)."""
         ...
-
-
-class RowsView:
-    """``matrix[rows]`` without copying it: indexing reads only the rows asked for (e.g. from a memmap)."""
-
-    def __init__(self, matrix: np.ndarray, rows: np.ndarray):
-        self.matrix, self.rows = matrix, rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: slice | np.ndarray) -> np.ndarray:
-        return np.asarray(self.matrix[self.rows[index]], dtype=np.float32)
 
 
 Vectors = np.ndarray | RowsView
@@ -404,33 +391,3 @@ def cached_projection(
             stale.unlink(missing_ok=True)
         _atomic_write(path, lambda f: np.save(f, coords))
     return coords
-
-
-class BackgroundProjection:
-    """Computes a projection in a daemon thread and calls ``on_done(result)`` or ``on_error(exc)``."""
-
-    def __init__(
-        self,
-        compute: Callable[[], Any],
-        on_done: Callable[[Any], None],
-        on_error: Callable[[BaseException], None],
-    ):
-        self._compute, self._on_done, self._on_error = compute, on_done, on_error
-        self.thread = threading.Thread(target=self._run, name="picsift-projection", daemon=True)
-
-    def start(self) -> BackgroundProjection:
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            result = self._compute()
-        except BaseException as e:  # reported to the widget, never lost in a thread
-            log.exception("projection failed")
-            self._on_error(e)
-            return
-        self._on_done(result)
-
-    @property
-    def running(self) -> bool:
-        return self.thread.is_alive()

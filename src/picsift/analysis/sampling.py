@@ -93,10 +93,13 @@ def rows_view(matrix: np.ndarray, rows: np.ndarray) -> Vectors:
     rows = np.asarray(rows)
     if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and (len(rows) < 2 or bool(np.all(np.diff(rows) == 1))):
         return matrix[int(rows[0]) : int(rows[-1]) + 1]
-    return _Rows(matrix, rows)
+    return RowsView(matrix, rows)
 
 
-class _Rows:
+class RowsView:
+    """``matrix[rows]`` without copying it: indexing reads only the rows asked for (e.g. from a memmap),
+    as float32 (a float16 store's rows are widened)."""
+
     def __init__(self, matrix: np.ndarray, rows: np.ndarray):
         self.matrix, self.rows = matrix, rows
 
@@ -104,7 +107,7 @@ class _Rows:
         return len(self.rows)
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        return np.asarray(self.matrix[self.rows[index]])
+        return np.asarray(self.matrix[self.rows[index]], dtype=np.float32)
 
 
 def _take(vectors: Vectors, positions: np.ndarray) -> np.ndarray:

@@ -64,23 +64,22 @@ def _link_positions(a: Explorer, b: Explorer) -> Any:
     busy = False
 
     def forward(target: Explorer) -> Any:
-        def copy(change: dict[str, Any]) -> None:
+        def copy(positions: np.ndarray) -> None:
             nonlocal busy
             if busy:
                 return
             busy = True
             try:
-                new = change["new"]
-                target._selected = None if new is None else np.array(new, dtype=np.int32)
+                target.select_indices(positions)
             finally:
                 busy = False
         return copy
 
     to_b, to_a = forward(b), forward(a)
-    a.observe(to_b, "_selected")
-    b.observe(to_a, "_selected")
+    a.on("select", to_b)
+    b.on("select", to_a)
 
     def undo() -> None:
-        a.unobserve(to_b, "_selected")
-        b.unobserve(to_a, "_selected")
+        a.off("select", to_b)
+        b.off("select", to_a)
     return undo

@@ -3,8 +3,8 @@
 A box, lasso or legend selection crosses between browser and kernel as row positions (``_selected``):
 int32 positions when few are selected, else one bit per point (:func:`selection_to_json`), whichever
 is smaller, so that 700k of 1M points cross in 125 kB instead of 2.9 MB.
-:attr:`~SelectionMixin.selected_indices` reads them as they are; the ``selection`` trait (ids) is built
-from them only when something listens to it (the app's gallery) or reads it.
+:attr:`~picsift.widgets._base.SelectionSync.selected_indices` reads them as they are; the ``selection``
+trait (ids) is built from them only when something listens to it (the app's gallery) or reads it.
 """
 
 from __future__ import annotations
@@ -64,21 +64,21 @@ class SelectionMixin:
     _coords: np.ndarray
     _positions: np.ndarray
     _frame: pd.DataFrame | None
-    _id_index: pd.Index | None
-    _select_callbacks: list[SelectCallback]
-    _syncing: bool
     _selected: Any
     _colors: Any
     _color_kind: str
     _legend: list[str]
     color_by: str
-    _trait_notifiers: dict[Any, Any]
-    _trait_values: dict[str, Any]
     send: Callable[..., None]  # annotations only: the widget provides them
 
     if TYPE_CHECKING:
         @property
         def ids(self) -> np.ndarray: ...
+
+        @property
+        def selected_indices(self) -> np.ndarray: ...
+
+        def _positions_of(self, ids: Sequence[str] | np.ndarray) -> np.ndarray: ...
 
     # -- view -------------------------------------------------------------------------------------
     def zoom_to(self, ids: Sequence[str] | np.ndarray | None = None, *, indices: np.ndarray | None = None) -> None:
@@ -96,57 +96,7 @@ class SelectionMixin:
         """Fit the view to every point (as when the points were first drawn)."""
         self.send({"type": "fit", "bounds": None})
 
-    # -- selection --------------------------------------------------------------------------------
-    @property
-    def selected_indices(self) -> np.ndarray:
-        """The selection as sorted int32 row positions (no ids are built)."""
-        return self._positions
-
-    def on_select(self, callback: SelectCallback) -> None:
-        """Call ``callback(indices)`` (sorted int32 positions) whenever the selection changes."""
-        self._select_callbacks.append(callback)
-
-    def _on_selected(self, change: dict[str, Any]) -> None:
-        positions = np.asarray(change["new"] if change["new"] is not None else [], dtype=np.int64)
-        if len(positions) and not (positions[0] >= 0 and positions[-1] < len(self._coords)
-                                   and np.all(positions[1:] > positions[:-1])):
-            mask = np.zeros(len(self._coords), bool)  # sorted and unique in O(n); np.unique sorts (1.3 s at 700k)
-            mask[positions[(positions >= 0) & (positions < len(self._coords))]] = True
-            positions = np.flatnonzero(mask)
-        positions = positions.astype(np.int32)
-        self._positions = positions
-        if not self._syncing:
-            others = [h for h in self._trait_notifiers.get("selection", {}).get("change", [])
-                      if h != self._on_selection]
-            if others:  # someone listens (the app's gallery): build the ids now
-                self._syncing = True
-                try:
-                    self.selection = self.ids[positions].tolist()
-                finally:
-                    self._syncing = False
-            else:  # built from the positions on first access (traitlets' dynamic default)
-                self._trait_values.pop("selection", None)
-        for callback in self._select_callbacks:
-            callback(positions)
-
-    def _on_selection(self, change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        self._syncing = True
-        try:
-            self._selected = self._positions_of(change["new"]).astype(np.int32)
-        finally:
-            self._syncing = False
-
-    def _positions_of(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
-        wanted = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids).astype(str)
-        if self._id_index is None:
-            self._id_index = pd.Index(self.ids)
-        if self._id_index.is_unique:
-            found = self._id_index.get_indexer(wanted)
-            return np.sort(found[found >= 0])
-        return np.flatnonzero(np.isin(self.ids, wanted))
-
+    # -- selection (kept in sync by picsift.widgets._base.SelectionSync) ------------------------
     def selected_frame(self) -> pd.DataFrame:
         """The selected rows: of ``data``, else id, path (a library's map), coordinates and score (after a search)."""
         positions = self._positions

@@ -42,14 +42,10 @@ class ImageSource:
         path = self.paths([image_id]).get(image_id)
         if path is None:
             raise KeyError(f"no file in {self.library.root} holds image {image_id}")
-        row = self.library.catalog.db.execute(
-            "SELECT size, width, height FROM files WHERE image_id=? LIMIT 1", (image_id,)
-        ).fetchone()
         meta = {"id": image_id, "path": str(path), "name": path.name,
                 "folder": str(path.parent.relative_to(self.library.root)) if path.is_relative_to(self.library.root)
                 else str(path.parent),
-                "bytes": row[0] if row else None, "width": row[1] if row else None,
-                "height": row[2] if row else None}
+                **self.library.image_info(image_id)}
         return meta, encode(path, DETAIL_SIZE)
 
     def folders(self, ids: np.ndarray) -> list[str]:

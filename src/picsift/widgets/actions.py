@@ -12,17 +12,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import traitlets
 
 from ..errors import PicsiftError
-from ..labels.export import EXPORT_FORMATS
+from ..library import Library
 from ._base import PicsiftWidget
-
-if TYPE_CHECKING:
-    from ..library import Library
-
 
 Target = Callable[[], list[str]]
 DoneCallback = Callable[[str, list[str], Any], None]
@@ -37,22 +33,23 @@ class Actions(PicsiftWidget):
     """
 
     _bundle = "actions"
+    events = ("done",)
     n_selected = traitlets.Int(0).tag(sync=True)
     n_shown = traitlets.Int(0).tag(sync=True)
     dataset_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    formats = traitlets.List(traitlets.Unicode(), default_value=list(EXPORT_FORMATS)).tag(sync=True)
+    formats = traitlets.List(traitlets.Unicode(), default_value=list(Library.EXPORT_FORMATS)).tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, library: Library, target: Target | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.library = library
         self._target = target
-        self._callbacks: list[DoneCallback] = []
         self.last_result: Any = None
         self.refresh()
 
     def on_done(self, callback: DoneCallback) -> None:
-        self._callbacks.append(callback)
+        """Call ``callback(action, ids, result)`` after each action succeeds (``on("done", ...)``)."""
+        self.on("done", callback)
 
     def refresh(self) -> None:
         """Reload the dataset names offered for copy / move."""
@@ -73,8 +70,7 @@ class Actions(PicsiftWidget):
     def _done(self, action: str, ids: list[str], result: Any, notice: str) -> Any:
         self.last_result = result
         self.notice = notice
-        for callback in self._callbacks:
-            callback(action, ids, result)
+        self.emit("done", action, ids, result)
         return result
 
     # -- the actions ------------------------------------------------------------------------------

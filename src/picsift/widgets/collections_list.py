@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import traitlets
 
 from ..errors import PicsiftError
-from ..query.collections import TEMPORARY, describe_recipe
+from ..library import Library
 from ._base import PicsiftWidget
 
-if TYPE_CHECKING:
-    from ..library import Library
+TEMPORARY = Library.TEMPORARY
 
 ViewProvider = Callable[[], pd.DataFrame]
 RecipeProvider = Callable[[], dict[str, Any]]
@@ -32,6 +30,7 @@ class CollectionsList(PicsiftWidget):
     """
 
     _bundle = "collections"
+    events = ("show",)
     rows = traitlets.List(traitlets.Dict()).tag(sync=True)
     temporary = traitlets.Dict().tag(sync=True)
     current = traitlets.Unicode("").tag(sync=True)
@@ -44,22 +43,21 @@ class CollectionsList(PicsiftWidget):
         self._view = view
         self._recipe = recipe
         self.exported: pd.DataFrame | None = None
-        self._show_callbacks: list[ShowCallback] = []
         self.refresh()
 
     def on_show(self, callback: ShowCallback) -> None:
-        self._show_callbacks.append(callback)
+        """Call ``callback(name)`` when a collection is clicked (``on("show", ...)``)."""
+        self.on("show", callback)
 
     def refresh(self) -> None:
-        rows = [_row(name, json.loads(recipe), size) for name, _created, recipe, size
-                in self.library.catalog.collection_names()]
+        rows = [_row(name, recipe, size) for name, recipe, size in self.library.collection_rows()]
         self.rows = [row for row in rows if row["name"] != TEMPORARY]
         self.temporary = next((row for row in rows if row["name"] == TEMPORARY), {})
 
     def refresh_temporary(self) -> None:
         """Re-read the temporary row only: a search or sample replaced it, the saved ones are as they were."""
         try:
-            self.temporary = _row(TEMPORARY, *self.library.catalog.collection_summary(TEMPORARY))
+            self.temporary = _row(TEMPORARY, *self.library.collection_summary(TEMPORARY))
         except KeyError:
             self.temporary = {}
 
@@ -96,8 +94,7 @@ class CollectionsList(PicsiftWidget):
         name = str(content.get("name", ""))
         self.library.collection(name)  # raises, naming the valid ones, if there is none
         self.current = name
-        for callback in self._show_callbacks:
-            callback(name)
+        self.emit("show", name)
 
     def _on_export(self, _content: dict[str, Any], _buffers: list[bytes]) -> None:
         self.exported = self.view()
@@ -105,4 +102,4 @@ class CollectionsList(PicsiftWidget):
 
 
 def _row(name: str, recipe: dict[str, Any], size: int) -> dict[str, Any]:
-    return {"name": name, "size": int(size), "query": describe_recipe(recipe)}
+    return {"name": name, "size": int(size), "query": Library.describe_recipe(recipe)}

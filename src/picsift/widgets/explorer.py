@@ -19,9 +19,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from ..analysis.projection import BackgroundProjection, ProjectionMap, RowsView, missing_from_map, update_map
-from ..analysis.sampling import cluster
-from ._base import PicsiftWidget
+from ._base import PicsiftWidget, SelectionSync
 from ._map_data import (
     MAX_CATEGORIES,
     Colors,
@@ -37,18 +35,15 @@ from ._selection import SELECTION_SERIALIZERS, SelectCallback, SelectionMixin
 from ._tooltips import Tooltips
 
 if TYPE_CHECKING:
-    from ..core.store import StoreSnapshot
     from ._source import ImageSource
 
 __all__ = ["COLOR_MODES", "MAX_CATEGORIES", "Explorer", "categories"]
 
 COLOR_MODES = ("cluster", "score", "folder")  # and every metadata field of the library (Metadata.color_fields)
 PickCallback = Callable[[str], None]
-#: Cluster colours come from k-means on at most this many vectors (then every point is assigned).
-CLUSTER_FIT_ROWS = 20_000
 
 
-class Explorer(SelectionMixin, PicsiftWidget):
+class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
     """A map of points: pan, zoom, rotate (3D), box or lasso select, colour by a field, hover for details.
 
     Parameters
@@ -78,6 +73,8 @@ class Explorer(SelectionMixin, PicsiftWidget):
     """
 
     _bundle = "explorer"
+    events = ("pick", "select")
+    _lazy_selection = True
     dims = traitlets.Int(3).tag(sync=True)
     projection = traitlets.Unicode("pca").tag(sync=True)
     projection_state = traitlets.Unicode("").tag(sync=True)
@@ -111,20 +108,14 @@ class Explorer(SelectionMixin, PicsiftWidget):
         super().__init__(**kwargs)
         self.source = source
         self._ids: np.ndarray | None = np.zeros(0, dtype="<U32")
-        self._id_index: pd.Index | None = None
         self._frame: pd.DataFrame | None = None
         self._coords: np.ndarray = np.zeros((0, 3), np.float32)
         self.scores: np.ndarray | None = None
         self._clusters: np.ndarray | None = None
-        self._positions = np.zeros(0, np.int32)
-        self._callbacks: list[PickCallback] = []
-        self._select_callbacks: list[SelectCallback] = []
-        self._job: BackgroundProjection | None = None
-        self._syncing = False
+        self._job: Any = None  # the background UMAP projection (``.thread``), if one was started
+        self._init_selection()
         self._tooltips = Tooltips(self)
         self.refresh_fields()
-        self.observe(self._on_selected, "_selected")
-        self.observe(self._on_selection, "selection")
         self.observe(self._recolor, "color_by")
         self.observe(self._redims, "dims")
         if data is not None:
@@ -223,7 +214,8 @@ class Explorer(SelectionMixin, PicsiftWidget):
         with self.hold_sync():
             self._own_points = own
             self._coords = points
-            self._ids, self._id_index, self._clusters = ids, None, clusters
+            self._ids, self._clusters = ids, clusters
+            self._rows_changed()
             self._tooltips.reset()
             if own:
                 self.projection = self.projection_state = ""
@@ -273,33 +265,20 @@ class Explorer(SelectionMixin, PicsiftWidget):
         if self.source is None:
             return
         self.refresh_fields()
-        store = self.source.library.store
-        snapshot = store.snapshot()
-        folder = store.folder / "projections"
-        missing = missing_from_map(folder, "umap", self.dims, snapshot.ids)
-        if missing == 0:  # nothing to place: drops removed images without reading the model
-            self._show(snapshot, update_map(folder, snapshot, "umap", self.dims, refit=False).coords, "umap")
-            return
-        self._show(snapshot, update_map(folder, snapshot, "pca", self.dims).coords, "pca")
-        if missing is not None:
+        shown, finish_umap = self.source.library.maps.best(self.dims)
+        self._show(shown)
+        if finish_umap:
             self.compute_umap(background=background)
 
-    def _show(self, snapshot: StoreSnapshot, coords: np.ndarray, method: str) -> None:
+    def _show(self, shown: Any) -> None:
+        """Show a library's map (a :class:`~picsift.analysis.projection.ProjectionMap` from ``lib.maps``)."""
+        assert self.source is not None  # only a library's map has maps
+        ids = np.asarray(shown.ids).astype(str)
         clusters = self._clusters
-        if clusters is None or not np.array_equal(snapshot.ids, self.ids):
-            clusters, self.scores = self._cluster(snapshot), None
-        self.projection, self.projection_state = method, method
-        self._show_points(np.asarray(coords, np.float32), snapshot.ids, clusters)
-
-    @staticmethod
-    def _cluster(snapshot: StoreSnapshot) -> np.ndarray | None:
-        if len(snapshot) < 2:
-            return None
-        view = RowsView(snapshot.matrix, snapshot.rows)
-        fit = np.random.default_rng(0).choice(len(snapshot), min(len(snapshot), CLUSTER_FIT_ROWS), replace=False)
-        centres = cluster(view[np.sort(fit)], seed=0).centres
-        return np.concatenate([np.argmax(view[start : start + 100_000] @ centres.T, axis=1)
-                               for start in range(0, len(view), 100_000)]).astype(np.int32)
+        if clusters is None or not np.array_equal(ids, self.ids):
+            clusters, self.scores = self.source.library.clusters(ids=ids), None
+        self.projection, self.projection_state = shown.method, shown.method
+        self._show_points(np.asarray(shown.coords, np.float32), ids, clusters)
 
     def _redims(self, _change: dict[str, Any]) -> None:
         if self.source is not None:
@@ -313,26 +292,20 @@ class Explorer(SelectionMixin, PicsiftWidget):
         """
         if self.source is None:
             raise ValueError("this explorer shows given points, not a library's images: there is no UMAP to compute")
-        store = self.source.library.store
-        snapshot = store.snapshot()
         dims = self.dims
 
-        def compute() -> ProjectionMap:
-            return update_map(store.folder / "projections", snapshot, "umap", dims, refit=True if refit else None)
-
-        def done(state: ProjectionMap) -> None:
+        def done(shown: Any) -> None:
             if self.dims == dims:
-                self._show(snapshot, state.coords, "umap")
+                self._show(shown)
 
         def failed(error: BaseException) -> None:
             self.projection_state = self.projection
             self.report(error)
 
         self.projection_state = "umap: computing…"
-        if background:
-            self._job = BackgroundProjection(compute, done, failed).start()
-        else:
-            done(compute())
+        job = self.source.library.maps.in_background("umap", dims, done, failed, refit=True if refit else None,
+                                                     background=background)
+        self._job = job if job is not None else self._job
 
     # -- colours ----------------------------------------------------------------------------------
     def set_scores(self, scores: np.ndarray | None) -> None:
@@ -377,8 +350,21 @@ class Explorer(SelectionMixin, PicsiftWidget):
 
     # -- messages from the browser ----------------------------------------------------------------
     def on_pick(self, callback: PickCallback) -> None:
-        """Call ``callback(image_id)`` when a point is clicked."""
-        self._callbacks.append(callback)
+        """Call ``callback(image_id)`` when a point is clicked (``on("pick", callback)``)."""
+        self.on("pick", callback)
+
+    def on_select(self, callback: SelectCallback) -> None:
+        """Call ``callback(indices)`` (sorted int32 positions) whenever the selection changes."""
+        self.on("select", callback)
+
+    def _row_count(self) -> int:
+        return len(self._coords)
+
+    def _ids_at(self, positions: np.ndarray) -> np.ndarray:
+        return self.ids[positions]
+
+    def _id_rows(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.ids, None
 
     def _index(self, content: dict[str, Any], key: str = "index") -> int:
         index = int(content.get(key, -1))
@@ -388,10 +374,9 @@ class Explorer(SelectionMixin, PicsiftWidget):
 
     def _on_pick(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         image_id = str(self.ids[self._index(content)])
-        if not self._callbacks:
+        if not self.listened("pick"):
             raise ValueError("clicking a point searches in the app: use picsift.app() or Explorer.on_pick")
-        for callback in self._callbacks:
-            callback(image_id)
+        self.emit("pick", image_id)
 
     def _on_thumbnails(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         indices = [self._index({"index": i}) for i in content.get("indices", [])[:16]]

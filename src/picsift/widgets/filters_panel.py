@@ -8,17 +8,28 @@ range has its own widget (:class:`~picsift.widgets.ScoreRange`), so the panel of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import traitlets
 
 from ..errors import PicsiftError
-from ..labels.metadata import JOB_STATUSES
+from ..library import Library
 from ..query.filters import Filter, describe, from_dict, to_dict
 from ._base import PicsiftWidget
 
-if TYPE_CHECKING:
-    from ..labels.metadata import Metadata
+JOB_STATUSES = Library.JOB_STATUSES
+
+
+class LabelSource(Protocol):
+    """What the pickers read from a library's labels (``library.metadata``)."""
+
+    def classes(self) -> Any: ...
+
+    def tag_values(self, *, objects: bool = False, limit: int = 50) -> Any: ...
+
+    def job_names(self) -> list[str]: ...
+
+    def authors(self) -> list[str]: ...
 
 #: Fields that name something (a class, tag, job, author): an empty one would silently match nothing.
 REQUIRED_TEXT = {"ObjectCount": "cls", "ImageTag": "name", "ObjectTag": "name", "JobStatus": "job",
@@ -62,7 +73,7 @@ class FiltersPanel(PicsiftWidget):
     _passing = traitlets.Int(-1).tag(sync=True)  # images passing the filters (-1: nothing shown)
     _total = traitlets.Int(-1).tag(sync=True)  # images in the view before filtering
 
-    def __init__(self, metadata: Metadata | None = None, **kwargs: Any):
+    def __init__(self, metadata: LabelSource | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.metadata = metadata
         self.observe(self._describe, "filters")
@@ -94,6 +105,13 @@ class FiltersPanel(PicsiftWidget):
 
     def clear(self) -> None:
         self.filters = []
+
+    def set_counts(self, passing: int, total: int) -> None:
+        """Say how many of the ``total`` images in view pass the active filters (the app calls this)."""
+        n = len(self.filters)
+        with self.hold_sync():
+            self._passing, self._total = passing, total
+            self.summary = f"{passing} of {total} images pass {n} filter{'s' if n != 1 else ''}" if n else ""
 
     def refresh(self) -> None:
         """Reload the pickers' options from the library's labelled data."""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from ._base import PicsiftWidget
+from ._base import PicsiftWidget, SelectionSync
 from ._protocol import ARRAY_SERIALIZERS
 
 if TYPE_CHECKING:
@@ -25,15 +25,17 @@ ActionCallback = Callable[[str, list[str], dict[str, Any]], None]
 MAX_THUMBNAILS_PER_REQUEST = 256
 
 
-class Gallery(PicsiftWidget):
+class Gallery(SelectionSync, PicsiftWidget):
     """Thumbnails of ``ids`` best score first, with selection and "with N selected" actions.
 
     Public traits: ``title``, ``limit`` (at most this many tiles), ``score_range`` (``[low, high]`` or
     ``[]``), ``selection`` (ids), ``tile_size`` (px). Actions (find similar, add to / remove from a
-    collection) go to callbacks registered with :meth:`on_action`; alone, "find similar" searches.
+    collection) go to callbacks registered with :meth:`on_action` (``on("action", ...)``); ``on("select", ...)``
+    callbacks get the selected display positions, ``on("show", ...)`` callbacks nothing after :meth:`show`.
     """
 
     _bundle = "gallery"
+    events = ("action", "select", "show")
     title = traitlets.Unicode("").tag(sync=True)
     limit = traitlets.Int(1000, min=1).tag(sync=True)
     score_range = traitlets.List(traitlets.Float(), default_value=[], maxlen=2).tag(sync=True)
@@ -53,11 +55,9 @@ class Gallery(PicsiftWidget):
         # 1M ids are 128 MB as <U32, so the sorted order is kept as positions instead of a sorted copy
         self._given_ids = np.zeros(0, dtype="<U32")
         self._order = np.zeros(0, dtype=np.int64)
+        self._rank = np.zeros(0, dtype=np.int64)  # the display position of each given id
         self.scores = np.zeros(0, np.float32)
-        self._callbacks: list[ActionCallback] = []
-        self._syncing = False
-        self.observe(self._on_selected, "_selected")
-        self.observe(self._on_selection, "selection")
+        self._init_selection()
 
     # -- contents ---------------------------------------------------------------------------------
     def show(self, ids: Sequence[str] | np.ndarray, scores: np.ndarray | None = None, title: str = "") -> None:
@@ -71,6 +71,9 @@ class Gallery(PicsiftWidget):
             order = np.argsort(-scores, kind="stable")  # best first, ties in the given order
             scores = scores[order]
         self._given_ids, self._order = ids, order
+        self._rank = np.empty(len(order), dtype=np.int64)
+        self._rank[order] = np.arange(len(order))
+        self._rows_changed()
         self.scores = scores if scores is not None else np.zeros(0, np.float32)
         with self.hold_sync():
             self.title = title
@@ -79,7 +82,8 @@ class Gallery(PicsiftWidget):
             self._count = len(ids)
             self.score_range = []
             self._version += 1
-            self._set_selected_from_ids(self.selection)
+            self._select_ids(self.selection)
+        self.emit("show")
 
     def __len__(self) -> int:
         return len(self._order)
@@ -124,38 +128,22 @@ class Gallery(PicsiftWidget):
             "score": self.scores[positions] if len(self.scores) else np.full(len(ids), np.nan, np.float32),
         })
 
-    # -- selection --------------------------------------------------------------------------------
-    def _on_selected(self, change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        positions = np.asarray(change["new"] if change["new"] is not None else [], dtype=np.int64)
-        positions = positions[(positions >= 0) & (positions < len(self))]
-        self._syncing = True
-        try:
-            self.selection = self.ids_at(positions).tolist()
-        finally:
-            self._syncing = False
+    # -- selection (see SelectionSync) ----------------------------------------------------------
+    def _row_count(self) -> int:
+        return len(self)
 
-    def _on_selection(self, change: dict[str, Any]) -> None:
-        if not self._syncing:
-            self._set_selected_from_ids(change["new"])
+    def _ids_at(self, positions: np.ndarray) -> np.ndarray:
+        return self.ids_at(positions)
 
-    def _set_selected_from_ids(self, ids: Sequence[str]) -> None:
-        self._syncing = True
-        try:
-            given = np.flatnonzero(np.isin(self._given_ids, list(ids)))
-            rank = np.empty(len(self._order), dtype=np.int64)
-            rank[self._order] = np.arange(len(self._order))
-            self._selected = np.sort(rank[given]).astype(np.int32)
-        finally:
-            self._syncing = False
+    def _id_rows(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._given_ids, self._rank
 
     # -- messages ---------------------------------------------------------------------------------
     def on_action(self, callback: ActionCallback) -> None:
         """Call ``callback(action, selected_ids, content)`` for find_similar / add / remove actions."""
-        self._callbacks.append(callback)
+        self.on("action", callback)
 
-    def _positions(self, content: dict[str, Any]) -> np.ndarray:
+    def _tile_positions(self, content: dict[str, Any]) -> np.ndarray:
         indices = np.asarray(content.get("indices", []), dtype=np.int64)
         bad = indices[(indices < 0) | (indices >= len(self))]
         if len(bad):
@@ -163,7 +151,7 @@ class Gallery(PicsiftWidget):
         return indices
 
     def _on_thumbnails(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
-        positions = self._positions(content)[:MAX_THUMBNAILS_PER_REQUEST]
+        positions = self._tile_positions(content)[:MAX_THUMBNAILS_PER_REQUEST]
         if self.source is None:
             raise ValueError("this gallery has no image source for thumbnails")
         ids = self.ids_at(positions).tolist()
@@ -172,7 +160,7 @@ class Gallery(PicsiftWidget):
                    "indices": positions.tolist(), "ids": ids, "names": names}, buffers)
 
     def _on_detail(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
-        position = int(self._positions({"indices": [content.get("index", -1)]})[0])
+        position = int(self._tile_positions({"indices": [content.get("index", -1)]})[0])
         if self.source is None:
             raise ValueError("this gallery has no image source")
         meta, image = self.source.detail(str(self.ids_at(np.array([position]))[0]))
@@ -185,10 +173,9 @@ class Gallery(PicsiftWidget):
         selected = list(self.selection)
         if not selected:
             raise ValueError(f"{action.replace('_', ' ')} needs selected images; select tiles first")
-        if not self._callbacks:
+        if not self.listened("action"):
             raise ValueError(f"{action!r} needs an app to act on it: use picsift.app() or Gallery.on_action")
-        for callback in self._callbacks:
-            callback(action, selected, content)
+        self.emit("action", action, selected, content)
 
     def _on_find_similar(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         self._action("find_similar", content)

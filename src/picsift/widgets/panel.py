@@ -20,8 +20,6 @@ import pandas as pd
 import traitlets
 
 from ..library import Library
-from ..query.collections import TEMPORARY
-from ..query.filters import apply_filters
 from ..query.search import Results
 from ._source import ImageSource
 from .actions import Actions
@@ -32,6 +30,8 @@ from .gallery import Gallery
 from .prompt import PromptBox
 from .sampler import Sampler
 from .score_range import ScoreRange
+
+TEMPORARY = Library.TEMPORARY
 
 
 @dataclass
@@ -93,7 +93,8 @@ class App(ipywidgets.VBox):
         self.collections.on_show(self._show_collection)
         self.filters.observe(self._on_filters, "filters")
         self.actions.on_done(self._after_action)
-        self.gallery.observe(self._count_targets, ["selection", "score_range", "limit", "_count"])
+        self.gallery.observe(self._count_targets, ["selection", "score_range", "limit"])
+        self.gallery.on("show", self._count_targets)
         # linked in the browser (no kernel round trip while dragging; the gallery's front-end then saves
         # the range back to Python) and, for ranges set from Python, here
         self._range_link = ipywidgets.jsdlink((self.score_range, "score_range"), (self.gallery, "score_range"))
@@ -133,7 +134,7 @@ class App(ipywidgets.VBox):
     def _on_score_range(self, change: dict[str, Any]) -> None:
         # A range dragged in the browser already reached the gallery there. Forwarding it from here too
         # would send the gallery older ranges than the one on screen while the user drags.
-        if "score_range" in self.score_range._property_lock:
+        if self.score_range.set_by_browser("score_range"):
             return
         self.gallery.score_range = change["new"]
 
@@ -273,7 +274,7 @@ class App(ipywidgets.VBox):
         active = self.filters.active
         ids, scores = view.ids, view.scores
         if active:
-            passed = apply_filters(self.library.catalog, active, within=view.scope())
+            passed = self.library.metadata.filter(*active, within=view.scope())
             index = pd.Index(view.ids)
             positions = index.get_indexer(passed) if index.is_unique else index.get_indexer_for(passed)
             positions = positions[positions >= 0]
@@ -281,11 +282,7 @@ class App(ipywidgets.VBox):
             scores = None if view.scores is None else view.scores[positions]
         self.score_range.set_scores(scores)
         self.gallery.show(ids, scores, view.title)
-        n = len(active)
-        with self.filters.hold_sync():
-            self.filters._passing, self.filters._total = len(ids), len(view.ids)
-            self.filters.summary = (f"{len(ids)} of {len(view.ids)} images pass {n} filter{'s' if n != 1 else ''}"
-                                    if n else "")
+        self.filters.set_counts(len(ids), len(view.ids))
         self._count_targets()
 
     def search(self, text: str, limit: int | None = None) -> Results:

@@ -35,6 +35,7 @@ class PromptBox(PicsiftWidget):
     """
 
     _bundle = "prompt"
+    events = ("submit",)
     text = traitlets.Unicode("").tag(sync=True)
     limit = traitlets.Int(1000, min=1).tag(sync=True)
     mode = traitlets.Enum(SEARCH_MODES, default_value="text").tag(sync=True)
@@ -44,7 +45,6 @@ class PromptBox(PicsiftWidget):
         super().__init__(**kwargs)
         self.library = library
         self.results: Results | None = None
-        self._callbacks: list[SubmitCallback] = []
         self._update_thread: threading.Thread | None = None
         self._follower: threading.Thread | None = None
         self._closed = threading.Event()
@@ -78,13 +78,10 @@ class PromptBox(PicsiftWidget):
         library = self.library
 
         def follow() -> None:
-            from ..core.activity import running_update
-
             seen: Any = None
             while not self._closed.wait(every):
                 try:
-                    running = running_update(library.workspace)
-                    now = (running, library.catalog.get_meta("last_update"))
+                    now = library.activity()
                     if now != seen and (self._update_thread is None or not self._update_thread.is_alive()):
                         seen = now
                         self.refresh_status()
@@ -96,8 +93,8 @@ class PromptBox(PicsiftWidget):
         self._follower.start()
 
     def on_submit(self, callback: SubmitCallback) -> None:
-        """Call ``callback(text, limit, mode)`` on every submit instead of searching here."""
-        self._callbacks.append(callback)
+        """Call ``callback(text, limit, mode)`` on every submit instead of searching here (``on("submit", ...)``)."""
+        self.on("submit", callback)
 
     def refresh_status(self, progress: dict[str, int] | None = None) -> None:
         if self.library is None:
@@ -153,9 +150,8 @@ class PromptBox(PicsiftWidget):
         """Run the current prompt, as if Enter was pressed."""
         if self.library is not None and not self.searchable:
             raise RuntimeError("the library is not ready yet: no image is embedded so far (embedding continues)")
-        if self._callbacks:
-            for callback in self._callbacks:
-                callback(self.text, self.limit, self.mode)
+        if self.listened("submit"):
+            self.emit("submit", self.text, self.limit, self.mode)
             return
         if self.library is None:
             raise ValueError("this PromptBox has neither a library nor an on_submit callback")

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import traitlets
 
-from ..analysis.sampling import SAMPLING_METHODS
-from ..query.collections import TEMPORARY
+from ..library import Library
 from ._base import PicsiftWidget
 
-if TYPE_CHECKING:
-    from ..library import Library
-
 SampleCallback = Callable[[list[str], dict[str, Any]], None]
-SAMPLE_COLLECTION = TEMPORARY  # like a search, a sample replaces the temporary collection
+SAMPLE_COLLECTION = Library.TEMPORARY  # like a search, a sample replaces the temporary collection
 
 
 class Sampler(PicsiftWidget):
@@ -29,7 +25,8 @@ class Sampler(PicsiftWidget):
     """
 
     _bundle = "sampler"
-    method = traitlets.Enum(SAMPLING_METHODS, default_value="random").tag(sync=True)
+    events = ("sample",)
+    method = traitlets.Enum(Library.SAMPLING_METHODS, default_value="random").tag(sync=True)
     n_clusters = traitlets.Int(0, min=0).tag(sync=True)
     size = traitlets.Int(24, min=1).tag(sync=True)
     seed = traitlets.Int(0).tag(sync=True)
@@ -38,10 +35,10 @@ class Sampler(PicsiftWidget):
         super().__init__(**kwargs)
         self.library = library
         self.sample: list[str] = []
-        self._callbacks: list[SampleCallback] = []
 
     def on_sample(self, callback: SampleCallback) -> None:
-        self._callbacks.append(callback)
+        """Call ``callback(ids, recipe)`` after each sample (``on("sample", ...)``)."""
+        self.on("sample", callback)
 
     def _on_sample(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         with self.hold_trait_notifications():
@@ -58,6 +55,5 @@ class Sampler(PicsiftWidget):
                                  within=within)
         self.sample = df["id"].tolist()
         recipe = self.library.collection_recipe(SAMPLE_COLLECTION)
-        for callback in self._callbacks:
-            callback(self.sample, recipe)
+        self.emit("sample", self.sample, recipe)
         return self.sample
