@@ -4,7 +4,7 @@
 
 Data: N unit 512-d float32 vectors around 1000 gaussian centres (cluster sizes vary 1-20x), seeded, written
 once as a memory-mapped file in ``~/.cache/picsift/bench`` (like the embedding store's vectors file) and
-read through :func:`picsift.analysis.sampling.rows_view`, as ``Library.sample`` does.
+read through :func:`picsift.analysis.clustering.rows_view`, as ``Library.sample`` does.
 
 Each case runs in its own subprocess, so peaks do not mix: seconds of the sampling call; ``heap peak``:
 tracemalloc's peak of Python/numpy allocations during the call (the memory the method adds; numpy reports
@@ -63,7 +63,8 @@ def data_file(n: int) -> Path:
 
 def one_case(case: str, n: int, size: int) -> dict[str, float]:
     """Runs in the subprocess: the case, then the baseline, on the memory-mapped vectors."""
-    from picsift.analysis.sampling import coverage, rows_view, sample_positions
+    from picsift.analysis.clustering import rows_view
+    from picsift.analysis.sampling import coverage, sample_positions
 
     matrix = np.memmap(data_file(n), dtype=np.float32, mode="r", shape=(n, DIM))
     vectors = rows_view(matrix, np.arange(n))

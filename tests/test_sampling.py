@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import picsift
-import picsift.analysis.sampling as sampling
+import picsift.analysis.clustering as clustering
 from picsift.analysis.active_learning import ActiveLearningLoop, uncertainty_scores
-from picsift.analysis.sampling import SAMPLING_METHODS, coverage, diverse_sample, kcenter, rows_view, sample_positions
+from picsift.analysis.clustering import rows_view
+from picsift.analysis.sampling import SAMPLING_METHODS, coverage, diverse_sample, kcenter, sample_positions
 
 
 def clustered(sizes: list[int], dim: int = 32, spread: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +130,8 @@ def test_memory_mapped_rows_read_in_blocks_give_the_same_sample(tmp_path: Path,
     view = rows_view(stored, rows)
     assert not isinstance(view, np.ndarray)
     expected = {m: sample_positions(vectors, 10, method=m, seed=1).tolist() for m in SAMPLING_METHODS}
-    monkeypatch.setattr(sampling, "BLOCK_ELEMENTS", 2000)  # ~100-row blocks: many of them
-    monkeypatch.setattr(sampling, "FIT_ROWS", 500)  # k-means fits on a sample, assigns the rest
+    monkeypatch.setattr(clustering, "BLOCK_ELEMENTS", 2000)  # ~100-row blocks: many of them
+    monkeypatch.setattr(clustering, "FIT_ROWS", 500)  # k-means fits on a sample, assigns the rest
     for method in SAMPLING_METHODS:
         assert len(set(sample_positions(view, 10, method=method, seed=1).tolist())) == 10
     assert sample_positions(view, 10, method="kcenter", seed=1).tolist() == expected["kcenter"]

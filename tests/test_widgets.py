@@ -13,8 +13,9 @@ import traitlets
 pytest.importorskip("anywidget")
 
 from picsift import Library, PicsiftError
+from picsift.analysis.clustering import cluster, default_clusters
 from picsift.analysis.projection import RowsView, cached_projection, pca
-from picsift.analysis.sampling import cluster, default_clusters, diverse_sample
+from picsift.analysis.sampling import diverse_sample
 from picsift.query.filters import ImageTag, ObjectCount
 from picsift.widgets import (
     Actions,

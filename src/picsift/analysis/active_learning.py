@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .sampling import SAMPLING_METHODS, Vectors, rows_view, sample_positions
+from .clustering import Vectors, rows_view
+from .sampling import SAMPLING_METHODS, sample_positions
 
 if TYPE_CHECKING:
     from ..library import Library

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .clustering import RowsView, cluster
 from .projection import ProjectionMap, missing_from_map, update_map
-from .sampling import RowsView, cluster
 
 if TYPE_CHECKING:
     from ..core.store import StoreSnapshot

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from .clustering import RowsView as RowsView
 from .projection_umap import SampleSearch as SampleSearch
 from .projection_umap import UmapModel
-from .sampling import RowsView as RowsView
 
 if TYPE_CHECKING:
     from ..core.store import StoreSnapshot

@@ -34,39 +34,28 @@ Pure numpy / scikit-learn: no catalog, store or widget imports. Vectors are expe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from .clustering import (
+    Clustering,
+    Vectors,
+    cluster,
+    default_clusters,
+    nearest_target,
+    read_blocks,
+    take_rows,
+    unit_distance,
+    vector_dim,
+)
+
 SAMPLING_METHODS = ("random", "centroids", "kcenter", "typical")
-BLOCK_ELEMENTS = 1 << 24  # ~64 MB of float32 per block of a (rows x targets) product
-FIT_ROWS = 50_000  # k-means fits on a sample of max(FIT_ROWS, 64 k) vectors
 POOL_FACTOR = 10  # uncertainty: diversify among the POOL_FACTOR * size most uncertain images
 TYPICAL_NEIGHBOURS = 20
 TYPICAL_CANDIDATES, TYPICAL_REFERENCE = 1000, 5000  # per cluster: who may be picked, whom density counts
-
-
-class RowsLike(Protocol):
-    """Anything with a length whose ``[slice]`` and ``[int array]`` give float32 rows (e.g. a memmap view)."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: Any) -> np.ndarray: ...
-
-
-Vectors = np.ndarray | RowsLike
-
-
-@dataclass
-class Clustering:
-    """Cluster label of every vector, the cluster centres, and each vector's squared distance to its centre."""
-
-    labels: np.ndarray  # (n,) int32
-    centres: np.ndarray  # (k, dim) float32
-    distances: np.ndarray | None = None  # (n,) float32
 
 
 @dataclass
@@ -81,118 +70,6 @@ class Coverage:
     max: float
     within: float | None = None
     radius: float | None = None
-
-
-def default_clusters(n: int) -> int:
-    """The rule-of-thumb number of clusters, ``sqrt(n / 2)`` (at least 1, at most n)."""
-    return max(1, min(n, round(math.sqrt(n / 2))))
-
-
-def rows_view(matrix: np.ndarray, rows: np.ndarray) -> Vectors:
-    """``matrix[rows]`` without copying: a slice when ``rows`` are consecutive, else a lazy row view."""
-    rows = np.asarray(rows)
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and (len(rows) < 2 or bool(np.all(np.diff(rows) == 1))):
-        return matrix[int(rows[0]) : int(rows[-1]) + 1]
-    return RowsView(matrix, rows)
-
-
-class RowsView:
-    """``matrix[rows]`` without copying it: indexing reads only the rows asked for (e.g. from a memmap),
-    as float32 (a float16 store's rows are widened)."""
-
-    def __init__(self, matrix: np.ndarray, rows: np.ndarray):
-        self.matrix, self.rows = matrix, rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return np.asarray(self.matrix[self.rows[index]], dtype=np.float32)
-
-
-def _take(vectors: Vectors, positions: np.ndarray) -> np.ndarray:
-    order = np.argsort(positions, kind="stable")  # sorted reads are sequential on a memory map
-    out = np.empty((len(positions), _dim(vectors)), np.float32)
-    out[order] = np.asarray(vectors[positions[order]], dtype=np.float32)
-    return out
-
-
-def _dim(vectors: Vectors) -> int:
-    shape = getattr(vectors, "shape", None)
-    return int(shape[1]) if shape is not None else int(np.asarray(vectors[0:1]).shape[1])
-
-
-def _blocks(vectors: Vectors, columns: int = 1) -> Any:
-    n = len(vectors)
-    step = max(1024, BLOCK_ELEMENTS // max(columns, _dim(vectors) if n else 1))
-    for start in range(0, n, step):
-        yield start, np.asarray(vectors[start : start + step], dtype=np.float32)
-
-
-def _distance(dots: np.ndarray) -> np.ndarray:
-    """Euclidean distance between unit vectors from their dot product."""
-    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * dots))
-
-
-def _nearest(vectors: Vectors, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each vector, the largest dot product with any target and which target (in blocks)."""
-    n = len(vectors)
-    best, which = np.full(n, -np.inf, np.float32), np.zeros(n, np.int64)
-    if not len(targets):
-        return best, which
-    step = max(1, BLOCK_ELEMENTS // 4096)
-    for start, block in _blocks(vectors, min(len(targets), 4096)):
-        for t in range(0, len(targets), step):
-            dots = block @ targets[t : t + step].T
-            arg = dots.argmax(axis=1)
-            top = dots[np.arange(len(block)), arg]
-            part = slice(start, start + len(block))
-            better = top > best[part]
-            best[part] = np.where(better, top, best[part])
-            which[part] = np.where(better, arg + t, which[part])
-    return best, which
-
-
-def cluster(vectors: Vectors, n_clusters: int | None = None, *, seed: int = 0) -> Clustering:
-    """k-means over ``vectors`` with ``n_clusters`` clusters (default :func:`default_clusters`).
-
-    Fits scikit-learn's ``MiniBatchKMeans`` on at most ``max(50k, 64 k)`` sampled vectors, then assigns
-    every vector to its nearest centre in blocks, so a memory-mapped million never sits in memory.
-    """
-    n = len(vectors)
-    if n == 0:
-        dim = vectors.shape[-1] if isinstance(vectors, np.ndarray) and vectors.ndim == 2 else 0
-        return Clustering(np.zeros(0, np.int32), np.zeros((0, dim), np.float32), np.zeros(0, np.float32))
-    k = default_clusters(n) if n_clusters is None else int(n_clusters)
-    if k < 1:
-        raise ValueError(f"n_clusters must be at least 1, got {n_clusters}")
-    k = min(k, n)
-    rng = np.random.default_rng(seed)
-    fit_rows = max(FIT_ROWS, 64 * k)
-    fit = np.arange(n) if n <= fit_rows else np.sort(rng.choice(n, fit_rows, replace=False))
-    sample = _take(vectors, fit)
-    if k == 1:
-        centres = sample.mean(axis=0, keepdims=True)
-    else:
-        try:
-            from sklearn.cluster import MiniBatchKMeans
-            from threadpoolctl import threadpool_limits
-        except ImportError as e:
-            raise ImportError('diverse sampling needs scikit-learn: pip install "picsift[app]"') from e
-        model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=max(1024, 4 * k))
-        # many small products: BLAS threads only add overhead, and on a busy machine they spin (10x slower)
-        with threadpool_limits(1, user_api="blas"):
-            centres = model.fit(sample).cluster_centers_.astype(np.float32)
-    labels, distances = np.zeros(n, np.int32), np.zeros(n, np.float32)
-    half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres)
-    for start, block in _blocks(vectors, k):
-        scores = block @ centres.T - half_norms  # argmax of x.c - |c|^2/2 = nearest centre
-        arg = scores.argmax(axis=1)
-        part = slice(start, start + len(block))
-        labels[part] = arg
-        # |x - c|^2 = |x|^2 - 2 (x.c - |c|^2/2)
-        distances[part] = np.einsum("ij,ij->i", block, block) - 2 * scores[np.arange(len(block)), arg]
-    return Clustering(labels, centres, np.maximum(distances, 0))
 
 
 def kcenter(
@@ -222,11 +99,11 @@ def kcenter(
     """
     n = len(vectors)
     covered = np.unique(np.zeros(0, np.int64) if covered is None else np.asarray(covered, np.int64))
-    seen = _take(vectors, covered)
+    seen = take_rows(vectors, covered)
     if candidates is not None:  # a small pool: gather it and run on that
         candidates = np.setdiff1d(np.asarray(candidates, np.int64), covered)
         start = None if first is None or first not in candidates else int(np.searchsorted(candidates, first))
-        pool = _take(vectors, candidates)
+        pool = take_rows(vectors, candidates)
         return candidates[_farthest_points(pool, size, seen, np.zeros(0, np.int64), start, seed)]
     return _farthest_points(vectors, min(size, n - len(covered)), seen, covered, first, seed)
 
@@ -238,13 +115,13 @@ def _farthest_points(vectors: Vectors, size: int, seen: np.ndarray, forbidden: n
     if size == 0:
         return np.zeros(0, np.int64)
     # centres: the covered vectors, then the picks; reach: each vector's distance to its nearest centre
-    centres = np.zeros((len(seen) + size, _dim(vectors)), np.float32)
+    centres = np.zeros((len(seen) + size, vector_dim(vectors)), np.float32)
     centres[: len(seen)] = seen
     reach = np.full(n, np.inf, np.float32)
     nearest = np.full(n, -1, np.int64)
     if len(seen):
-        dots, nearest = _nearest(vectors, seen)
-        reach = _distance(dots).astype(np.float32)
+        dots, nearest = nearest_target(vectors, seen)
+        reach = unit_distance(dots).astype(np.float32)
     pickable = np.ones(n, bool)
     pickable[forbidden] = False
     picks = np.zeros(size, np.int64)
@@ -261,17 +138,17 @@ def _farthest_points(vectors: Vectors, size: int, seen: np.ndarray, forbidden: n
         centre = centres[c] = np.asarray(vectors[pick : pick + 1], np.float32)[0]
         # triangle inequality: d(x, new) >= d(c_x, new) - d(x, c_x), so x cannot get nearer to the new pick
         # when d(c_x, new) >= 2 d(x, c_x); only the other vectors are read
-        between = _distance(centres[:c] @ centre).astype(np.float32)
+        between = unit_distance(centres[:c] @ centre).astype(np.float32)
         check = np.ones(n, bool) if c == 0 else (nearest < 0) | (between[nearest] < 2 * reach + 1e-5)
         if check.mean() > 0.25:
-            for begin, block in _blocks(vectors):
+            for begin, block in read_blocks(vectors):
                 part = slice(begin, begin + len(block))
-                _closer(_distance(block @ centre), reach, nearest, part, c, check[part])
+                _closer(unit_distance(block @ centre), reach, nearest, part, c, check[part])
         else:
             idx = np.flatnonzero(check)
             for begin in range(0, len(idx), 32_768):
                 part_idx = idx[begin : begin + 32_768]
-                _closer(_distance(np.asarray(vectors[part_idx], np.float32) @ centre), reach, nearest, part_idx, c,
+                _closer(unit_distance(np.asarray(vectors[part_idx], np.float32) @ centre), reach, nearest, part_idx, c,
                         None)
     return picks
 
@@ -292,7 +169,7 @@ def coverage(vectors: Vectors, sample: Sequence[int] | np.ndarray, *, radius: fl
         return Coverage(0.0, 0.0, None if radius is None else 1.0, radius)
     if not len(sample):
         return Coverage(float("inf"), float("inf"), None if radius is None else 0.0, radius)
-    distances = _distance(_nearest(vectors, _take(vectors, sample))[0])
+    distances = unit_distance(nearest_target(vectors, take_rows(vectors, sample))[0])
     within = None if radius is None else float(np.mean(distances <= radius))
     return Coverage(float(distances.mean()), float(distances.max()), within, radius)
 
@@ -369,7 +246,7 @@ def sample_positions(
 def _cluster_sample(vectors: Vectors, size: int, method: str, n_clusters: int | None, seed: int,
                     excluded: np.ndarray, candidates: np.ndarray | None, uncertainty: np.ndarray | None) -> np.ndarray:
     covered = np.flatnonzero(excluded)
-    space = vectors if candidates is None else _take(vectors, candidates)
+    space = vectors if candidates is None else take_rows(vectors, candidates)
     members = np.arange(len(space))
     k = n_clusters
     if k is None and method == "random":
@@ -385,7 +262,7 @@ def _cluster_sample(vectors: Vectors, size: int, method: str, n_clusters: int | 
         counts = np.zeros(k, np.int64)
         half = 0.5 * np.einsum("ij,ij->i", clustering.centres, clustering.centres)
         for begin in range(0, len(covered), 32_768):
-            block = _take(vectors, covered[begin : begin + 32_768])
+            block = take_rows(vectors, covered[begin : begin + 32_768])
             counts += np.bincount((block @ clustering.centres.T - half).argmax(axis=1), minlength=k)
         eligible = np.ones(len(space), bool)
     rng = np.random.default_rng(seed)
@@ -470,7 +347,7 @@ def _most_typical(vectors: Vectors, cluster_members: np.ndarray, eligible: np.nd
     if len(reference) < 2:
         return int(eligible[0])
     neighbours = min(TYPICAL_NEIGHBOURS, len(reference) - 1)
-    distances = _distance(_take(vectors, eligible) @ _take(vectors, reference).T)
+    distances = unit_distance(take_rows(vectors, eligible) @ take_rows(vectors, reference).T)
     # each candidate is its own nearest neighbour (distance 0): take one more
     nearest = np.partition(distances, neighbours, axis=1)[:, : neighbours + 1]
     mean = nearest.sum(axis=1) / neighbours

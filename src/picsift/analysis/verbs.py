@@ -93,7 +93,8 @@ class AnalysisMixin:
         pandas.DataFrame
             ``rank``, ``id``, ``path`` of the sampled images, in draw order.
         """
-        from .sampling import rows_view, sample_positions
+        from .clustering import rows_view
+        from .sampling import sample_positions
 
         snapshot = self.store.snapshot()
         if not len(snapshot):
