@@ -9,15 +9,28 @@ no thumbnail is simply an empty buffer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import numpy as np
+import pandas as pd
 import traitlets
 
 from ._map_data import format_value
 from ._thumbnails import ThumbnailCache
 
-if TYPE_CHECKING:
-    from .explorer import Explorer
+
+class MapView(Protocol):
+    """What the tooltips read from the explorer (a protocol, so this module need not import the explorer)."""
+
+    data: pd.DataFrame | None
+    source: Any
+    color_fields: list[str]
+    color_by: str
+    tooltip: list[str]
+    ids: np.ndarray
+    scores: np.ndarray | None
+    _clusters: np.ndarray | None
+    _coords: np.ndarray
 
 #: Fields a library's map can show besides its metadata fields (``Metadata.color_fields``).
 LIBRARY_FIELDS = ("folder", "score", "path", "cluster")
@@ -26,7 +39,7 @@ LIBRARY_FIELDS = ("folder", "score", "path", "cluster")
 class Tooltips:
     """Answers the explorer's hover requests (``thumbnails`` messages) and checks ``tooltip`` fields."""
 
-    def __init__(self, explorer: Explorer):
+    def __init__(self, explorer: MapView):
         self.explorer = explorer
         self.image_column: str | None = None
         self._thumbnails: ThumbnailCache | None = None
