@@ -9,6 +9,7 @@ Errors print one line and exit non-zero (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sqlite3
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         _library_args(p)
         _update_args(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                       help="embed on a Ray cluster: join ADDRESS (HOST:PORT), or ray.init() defaults when omitted "
+                            '(pip install "picsift[ray]")')
+        p.add_argument("--ray-send-files", action="store_true",
+                       help="with --ray: the workers cannot see FOLDER, so send them the files' bytes")
 
     p = commands.add_parser("enable", help="turn automatic updates on (records the settings) and update once")
     _library_args(p)
@@ -200,7 +206,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
                 library.check_model(reembed=args.reembed)
                 record_settings(library, interval=args.interval, watch=args.watch)
-            report = library.update(progress=not (args.quiet or args.json), reembed=args.reembed)
+            ray = getattr(args, "ray", None)
+            # Ray prints its workers' errors (e.g. a task it retries) on stdout: keep --json output parseable.
+            with contextlib.redirect_stdout(sys.stderr) if ray and args.json else contextlib.nullcontext():
+                try:
+                    report = library.update(progress=not (args.quiet or args.json), reembed=args.reembed, ray=ray,
+                                            ray_send_files=getattr(args, "ray_send_files", False))
+                finally:
+                    if ray:
+                        from .embedding.ray_embed import disconnect
+
+                        disconnect()  # now, while its last messages still go to stderr
             if args.json:
                 _print_json({**report.__dict__, "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
                              "model": library.spec.text, "index": library.index_name,

@@ -1,0 +1,256 @@
+"""Embedding on a Ray cluster: decode, preprocess and embed as Ray Data ``map_batches`` over an actor pool.
+
+The driver (the process running :meth:`picsift.Library.update`) stays the only writer: it iterates over
+the results that :func:`embed_on_ray` yields and commits them batch by batch exactly like a local update,
+so a killed driver resumes without duplicates. Ray restarts a killed actor and retries its batch.
+
+Each actor (:class:`_EmbedActor`) loads the model once from its spec string, then for every batch reads
+the files (when the workers see the image folder at the same path: a shared file system) or takes the
+bytes that tasks pinned to the driver's node read for it (``send_files=True``), computes the content ids,
+skips contents already embedded, decodes and preprocesses on a few threads, and embeds. A file that
+cannot be read or decoded comes back with its reason, like in a local update.
+
+Install Ray on every node together with picsift: ``pip install "picsift[ray]"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..catalog import content_id
+from ..errors import PicsiftError
+from ..reading import UnreadableFileError, read_regular_file
+from .decode import ImageDecodeError, decode_image
+
+log = logging.getLogger(__name__)
+
+#: ``ray=AUTO``: ``ray.init()`` with its defaults (an existing local cluster or ``RAY_ADDRESS``, else a new one).
+AUTO = "auto"
+#: Files read and sent per task on the driver's node when the workers cannot see the image folder.
+SEND_BATCH = 64
+_DECODE_THREADS = 4
+_NONE = -1  # integer columns: no value (Arrow columns stay plain int64)
+
+
+@dataclass
+class EmbeddedFile:
+    """One file as a worker left it: its state, content id, size and vector, or why it was skipped."""
+
+    path: str
+    size: int | None  # None: the file vanished before it could be read
+    mtime_ns: int
+    image_id: str | None
+    width: int | None
+    height: int | None
+    error: str | None
+    vector: np.ndarray | None  # None when the content was embedded already, or on an error
+
+
+def connect(address: str) -> None:
+    """Connect this process to a Ray cluster unless it is connected already.
+
+    ``address`` is :data:`AUTO` (``ray.init()`` defaults) or a cluster address such as ``"10.0.0.1:6379"``.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise PicsiftError('embedding on a Ray cluster needs Ray: pip install "picsift[ray]"') from e
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=None if address == AUTO else address, logging_level=logging.WARNING,
+                 log_to_driver=False, configure_logging=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise PicsiftError(
+            f"cannot join the Ray cluster at {address!r}: {e}; give a running cluster's address "
+            f"(ray start --head prints it) or {AUTO!r} for ray.init() defaults"
+        ) from e
+
+
+def disconnect() -> None:
+    """Disconnect this process from its Ray cluster (and stop the cluster :func:`connect` started, if any)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def embed_on_ray(
+    address: str,
+    model: str,
+    root: Path,
+    paths: list[str],
+    embedded: set[str],
+    *,
+    batch_size: int | None = None,
+    send_files: bool = False,
+    actors: int | None = None,
+) -> Iterator[EmbeddedFile]:
+    """Read, decode and embed ``paths`` (relative to ``root``) on the Ray cluster at ``address``.
+
+    Parameters
+    ----------
+    address
+        :data:`AUTO` or a cluster address (``HOST:PORT``); this process must run on a node of the cluster.
+    model
+        The model spec string; every actor loads it once.
+    embedded
+        Content ids that already have an embedding: their files are read and hashed, not embedded.
+    batch_size
+        Images per forward pass on an actor (default: 256 on a GPU, 32 on a CPU).
+    send_files
+        ``False``: the workers read the files at ``root`` themselves (a shared file system).
+        ``True``: tasks on the driver's node read them and the bytes travel to the workers.
+    actors
+        Model replicas; default one per GPU when the cluster has GPUs, else one per CPU.
+
+    Yields
+    ------
+    EmbeddedFile
+        One per path, as results arrive (not in the order of ``paths``).
+    """
+    connect(address)
+    import ray
+
+    if not paths:
+        return
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    count = actors or max(1, gpus or int(resources.get("CPU", 1)))
+    batch_size = batch_size or (256 if gpus else 32)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the driver shows its own bar, per committed image
+    dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths) // batch_size))
+    if send_files:
+        driver_node = ray.get_runtime_context().get_node_id()
+        dataset = dataset.map_batches(
+            _ReadOnDriverNode, fn_constructor_kwargs={"root": str(root)}, batch_size=SEND_BATCH, num_cpus=0.25,
+            concurrency=1, scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                driver_node, soft=False))
+    dataset = dataset.map_batches(
+        _EmbedActor, batch_size=batch_size, concurrency=count, num_cpus=1, num_gpus=1 if gpus else None,
+        fn_constructor_kwargs={"model": model, "root": str(root), "embedded": ray.put(frozenset(embedded)),
+                               "device": "cuda" if gpus else "cpu", "batch_size": batch_size})
+    log.info("embedding %d files on Ray (%d actors, %s)", len(paths), count, "GPU" if gpus else "CPU")
+    try:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+            yield from _rows(batch)
+    except ray.exceptions.RayError as e:
+        raise PicsiftError(
+            f"the Ray cluster at {address!r} failed during the update ({type(e).__name__}: {e}); "
+            "every batch committed so far is kept: run the update again to finish"
+        ) from e
+
+
+class _ReadOnDriverNode:
+    """Reads files where the driver sees them (pinned to its node) and passes their bytes on."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+        self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-read")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        read = list(self.pool.map(lambda p: _read(self.root, p), batch["path"].tolist()))
+        return {"path": batch["path"], "size": np.array([r[0] for r in read], np.int64),
+                "mtime_ns": np.array([r[1] for r in read], np.int64),
+                "error": np.array([r[2] for r in read], object), "data": np.array([r[3] for r in read], object)}
+
+
+class _EmbedActor:
+    """One model replica: reads (or receives), hashes, decodes, preprocesses and embeds batches of files."""
+
+    def __init__(self, model: str, root: str, embedded: Any, device: str, batch_size: int) -> None:
+        import ray
+
+        from .openclip import Embedder
+
+        self.root = Path(root)
+        self.embedded: frozenset[str] = ray.get(embedded) if isinstance(embedded, ray.ObjectRef) else embedded
+        self.embedder = Embedder(model, device=device, batch_size=batch_size)
+        self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-decode")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        paths = batch["path"].tolist()
+        if "data" in batch:
+            read = list(zip(batch["size"].tolist(), batch["mtime_ns"].tolist(), batch["error"].tolist(),
+                            batch["data"].tolist(), strict=True))
+        else:
+            if not self.root.is_dir():
+                raise PicsiftError(
+                    f"the Ray worker on {os.uname().nodename} cannot see the image folder {self.root}; share it "
+                    "at the same path on every node, or send the files from the driver (CLI: --ray-send-files, "
+                    "Python: update(ray=..., ray_send_files=True))"
+                )
+            read = list(self.pool.map(lambda p: _read(self.root, p), paths))
+        prepared = list(self.pool.map(self._prepare, read))
+        pixels = [p[4] for p in prepared if p[4] is not None]
+        vectors = np.zeros((len(paths), self.embedder.dim), np.float32)
+        if pixels:
+            vectors[[i for i, p in enumerate(prepared) if p[4] is not None]] = self.embedder.embed_batch(
+                torch.stack(pixels))
+        return {
+            "path": np.array(paths, object),
+            "size": np.array([r[0] for r in read], np.int64),
+            "mtime_ns": np.array([r[1] for r in read], np.int64),
+            "image_id": np.array([p[0] for p in prepared], object),
+            "width": np.array([p[1] for p in prepared], np.int64),
+            "height": np.array([p[2] for p in prepared], np.int64),
+            "error": np.array([p[3] for p in prepared], object),
+            "has_vector": np.array([p[4] is not None for p in prepared]),
+            "vector": vectors,
+        }
+
+    def _prepare(self, read: tuple[int, int, str, bytes]) -> tuple[str, int, int, str, Any]:
+        """(content id, width, height, error, pixels or None) for one read file."""
+        size, _, error, data = read
+        if size == _NONE or error:
+            return "", _NONE, _NONE, error, None
+        image_id = content_id(data)
+        if image_id in self.embedded:
+            return image_id, _NONE, _NONE, "", None
+        try:
+            decoded = decode_image(data, self.embedder.image_size)
+            return image_id, decoded.width, decoded.height, "", self.embedder.preprocess(decoded.image)
+        except ImageDecodeError as e:
+            return image_id, _NONE, _NONE, str(e), None
+        except Exception as e:  # a decoder bug must not end the run; record it like any bad file
+            return image_id, _NONE, _NONE, f"cannot decode image: {type(e).__name__}: {e}", None
+
+
+def _read(root: Path, path: str) -> tuple[int, int, str, bytes]:
+    """(size, mtime_ns, error, bytes) of one file, as :func:`picsift.update._reader` reads it locally;
+    size :data:`_NONE` when it vanished."""
+    try:
+        data, st = read_regular_file(root / path)  # at most reading.MAX_FILE_BYTES
+    except FileNotFoundError:
+        return _NONE, 0, "", b""
+    except UnreadableFileError as e:  # a pipe or device swapped in since the scan, or too large to read
+        size, mtime = 0, 0
+        with suppress(OSError):
+            st = os.stat(root / path)
+            size, mtime = st.st_size, st.st_mtime_ns  # unchanged, it stays skipped quietly
+        return size, mtime, str(e), b""
+    except (OSError, MemoryError) as e:  # one file that cannot be read never ends the update
+        return 0, 0, f"cannot read file: {getattr(e, 'strerror', None) or str(e) or type(e).__name__}", b""
+    return st.st_size, st.st_mtime_ns, "", data
+
+
+def _rows(batch: dict[str, np.ndarray]) -> Iterator[EmbeddedFile]:
+    columns = zip(batch["path"].tolist(), batch["size"].tolist(), batch["mtime_ns"].tolist(),
+                  batch["image_id"].tolist(), batch["width"].tolist(), batch["height"].tolist(),
+                  batch["error"].tolist(), batch["has_vector"].tolist(), batch["vector"], strict=True)
+    for path, size, mtime_ns, image_id, width, height, error, has_vector, vector in columns:
+        yield EmbeddedFile(str(path), None if size == _NONE else int(size), int(mtime_ns), image_id or None,
+                           None if width == _NONE else int(width), None if height == _NONE else int(height),
+                           error or None, np.asarray(vector, np.float32) if has_vector else None)
