@@ -98,6 +98,13 @@ class Cluster:
     address: str
     env: dict[str, str]
     kill_mark: Path  # see WORKER_HOOK
+    hidden: Path | None  # a folder the second node sees empty (a tmpfs over it in its mount namespace)
+
+
+def can_mount_a_tmpfs() -> bool:
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
 
 
 def _free_port() -> int:
@@ -151,14 +158,19 @@ def cluster() -> Iterator[Cluster]:
     second = dict(env, PYTHONPATH=os.pathsep.join([str(temp / "hook"), env["PYTHONPATH"]]),
                   PICSIFT_TEST_KILL_MARK=str(temp / "kill-mark"))
     common = ["--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
+    hidden = temp / "hidden" if shutil.which("unshare") and can_mount_a_tmpfs() else None
     nodes: list[subprocess.Popen[bytes]] = []
     try:
         for i, (where, node_env) in enumerate([(["--head", f"--port={port}", "--include-dashboard=false"], env),
                                                ([f"--address={address}"], second)]):
             log = temp / f"node{i}.log"
+            command = [str(RAY), "start", *where, *common, f"--temp-dir={temp / f'n{i}'}"]
+            if i == 1 and hidden is not None:  # the second node runs in a mount namespace of its own
+                hidden.mkdir()
+                command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                           'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hidden), *command]
             with open(log, "wb") as out:
-                nodes.append(subprocess.Popen([str(RAY), "start", *where, *common, f"--temp-dir={temp / f'n{i}'}"],
-                                              stdout=out, stderr=subprocess.STDOUT, env=node_env,
+                nodes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=node_env,
                                               start_new_session=True))
             if i == 0:
                 _wait_for_port(port, nodes[0], log)
@@ -167,7 +179,7 @@ def cluster() -> Iterator[Cluster]:
             assert nodes[1].poll() is None, (temp / "node1.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the second Ray node did not join in 120 s"
             time.sleep(0.5)
-        yield Cluster(address, env, temp / "kill-mark")
+        yield Cluster(address, env, temp / "kill-mark", hidden)
     finally:
         for node in reversed(nodes):
             _stop(node)
@@ -235,18 +247,35 @@ def assert_same_as_local(folder: Path, workspace: Path, spec: str, reference: di
         assert len(lib.search("a house", limit=None, distribution=False)) == len(reference)
 
 
-def test_an_update_on_a_two_node_cluster_equals_the_local_one(
+@pytest.mark.skipif(shutil.which("unshare") is None or not can_mount_a_tmpfs(),
+                    reason="needs unshare and user namespaces to hide a folder from the second node")
+def test_workers_that_cannot_see_the_folder_get_the_files_from_the_driver_and_embed_them_as_locally(
     cluster: Cluster, source: Path, tiny_model: str, reference: dict[str, np.ndarray], local: picsift.UpdateReport,
     tmp_path: Path
 ) -> None:
-    cli = subprocess.run([sys.executable, "-m", "picsift", "update", str(source), "--workspace", str(tmp_path / "ws"),
-                          "--model", tiny_model, "--batch-size", "8", "--ray", cluster.address, "--json"],
-                         capture_output=True, text=True, env=cluster.env, timeout=240)
-    assert cli.returncode == 0, cli.stderr[-3000:]
-    report = json.loads(cli.stdout)
+    assert cluster.hidden is not None
+    for path in source.iterdir():  # where the head node (and this driver) see them, the second node does not
+        shutil.copy2(path, cluster.hidden / path.name)
+
+    def update(workspace: str, *flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "picsift", "update", str(cluster.hidden), "--workspace",
+                               str(tmp_path / workspace), "--model", tiny_model, "--batch-size", "8", "--ray",
+                               cluster.address, "--json", *flags], capture_output=True, text=True, env=cluster.env,
+                              timeout=240)
+
+    # Without --ray-send-files: a clear error that says what to do, not files taken for deleted.
+    shared = update("shared")
+    assert shared.returncode == 1, shared.stderr[-3000:]
+    assert "--ray-send-files" in shared.stderr
+    with picsift.Library(source, workspace=tmp_path / "shared", model=tiny_model) as lib:
+        assert all(row.error is None for row in lib.catalog.files().values())  # nothing recorded as unreadable
+    # With it: a reader on the driver's node sends the bytes; the result is the local update's.
+    sent = update("sent", "--ray-send-files")
+    assert sent.returncode == 0, sent.stderr[-3000:]
+    report = json.loads(sent.stdout)
     assert report["embedded"] == len(reference)
     assert [(s["path"], s["reason"]) for s in report["skipped"]] == local.skipped
-    assert_same_as_local(source, tmp_path / "ws", tiny_model, reference)
+    assert_same_as_local(source, tmp_path / "sent", tiny_model, reference)
 
 
 def test_a_killed_driver_resumes_on_the_cluster_without_duplicates(

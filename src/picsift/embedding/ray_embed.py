@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,25 +130,49 @@ def embed_on_ray(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows its own bar, per committed image
     dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths) // batch_size))
-    if send_files:
-        driver_node = ray.get_runtime_context().get_node_id()
-        dataset = dataset.map_batches(
-            _ReadOnDriverNode, fn_constructor_kwargs={"root": str(root)}, batch_size=SEND_BATCH, num_cpus=0.25,
-            concurrency=1, scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-                driver_node, soft=False))
+    if send_files:  # one reader pinned to this node; mostly I/O, so it reserves no CPU an actor needs
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        dataset = dataset.map_batches(_ReadOnDriverNode, fn_constructor_kwargs={"root": str(root)},
+                                      batch_size=SEND_BATCH, num_cpus=0, compute=ray.data.ActorPoolStrategy(size=1),
+                                      scheduling_strategy=here)
     dataset = dataset.map_batches(
-        _EmbedActor, batch_size=batch_size, concurrency=count, num_cpus=1, num_gpus=1 if gpus else None,
+        _EmbedActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=count), num_cpus=1,
+        num_gpus=1 if gpus else None,
         fn_constructor_kwargs={"model": model, "root": str(root), "embedded": ray.put(frozenset(embedded)),
                                "device": "cuda" if gpus else "cpu", "batch_size": batch_size})
     log.info("embedding %d files on Ray (%d actors, %s)", len(paths), count, "GPU" if gpus else "CPU")
     try:
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-            yield from _rows(batch)
+        with _quiet(("ray.data", logging.WARNING), ("ray.data._internal.progress", logging.ERROR)):
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+                for row in _rows(batch):
+                    if row.size is None and not send_files and (root / row.path).exists():
+                        raise PicsiftError(
+                            f"a Ray worker did not find {root / row.path}, which exists here: the workers do not see "
+                            "the image folder at the same path. Share it at that path on every node, or send the "
+                            "files from the driver (CLI: --ray-send-files, Python: update(ray=..., "
+                            "ray_send_files=True)); every batch committed so far is kept")
+                    yield row
     except ray.exceptions.RayError as e:
         raise PicsiftError(
             f"the Ray cluster at {address!r} failed during the update ({type(e).__name__}: {e}); "
             "every batch committed so far is kept: run the update again to finish"
         ) from e
+
+
+@contextmanager
+def _quiet(*levels: tuple[str, int]) -> Iterator[None]:
+    """Ray Data's per-run INFO lines (and its note that we turned its bars off) drown the update's own bar."""
+    loggers = [(logging.getLogger(name), level) for name, level in levels]
+    before = [logger.level for logger, _ in loggers]
+    for logger, level in loggers:
+        logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for (logger, _), level in zip(loggers, before, strict=True):
+            logger.setLevel(level)
 
 
 class _ReadOnDriverNode:
