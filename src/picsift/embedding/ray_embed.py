@@ -6,7 +6,7 @@ so a killed driver resumes without duplicates. Ray restarts a killed actor and r
 
 Each actor (:class:`_EmbedActor`) loads the model once from its spec string, then for every batch reads
 the files (when the workers see the image folder at the same path: a shared file system) or takes the
-bytes that tasks pinned to the driver's node read for it (``send_files=True``), computes the content ids,
+bytes that a reader pinned to the driver's node read for it (``send_files=True``), computes the content ids,
 skips contents already embedded, decodes and preprocesses on a few threads, and embeds. A file that
 cannot be read or decoded comes back with its reason, like in a local update.
 
@@ -109,7 +109,7 @@ def embed_on_ray(
         Images per forward pass on an actor (default: 256 on a GPU, 32 on a CPU).
     send_files
         ``False``: the workers read the files at ``root`` themselves (a shared file system).
-        ``True``: tasks on the driver's node read them and the bytes travel to the workers.
+        ``True``: a reader pinned to the driver's node reads them and the bytes travel to the workers.
     actors
         Model replicas; default one per GPU when the cluster has GPUs, else one per CPU.
 
@@ -209,13 +209,7 @@ class _EmbedActor:
         if "data" in batch:
             read = list(zip(batch["size"].tolist(), batch["mtime_ns"].tolist(), batch["error"].tolist(),
                             batch["data"].tolist(), strict=True))
-        else:
-            if not self.root.is_dir():
-                raise PicsiftError(
-                    f"the Ray worker on {os.uname().nodename} cannot see the image folder {self.root}; share it "
-                    "at the same path on every node, or send the files from the driver (CLI: --ray-send-files, "
-                    "Python: update(ray=..., ray_send_files=True))"
-                )
+        else:  # a file this worker does not find comes back as vanished; the driver checks it has (see embed_on_ray)
             read = list(self.pool.map(lambda p: _read(self.root, p), paths))
         prepared = list(self.pool.map(self._prepare, read))
         pixels = [p[4] for p in prepared if p[4] is not None]
