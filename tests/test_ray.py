@@ -40,11 +40,14 @@ RAY = Path(sys.executable).parent / "ray"
 # A driver process: optionally SIGKILLs itself after the nth call of a real function, then updates over Ray.
 DRIVER = KILL_AFTER + textwrap.dedent(
     """
-    import json, sys
+    import functools, json, sys
     import picsift, picsift.store
-    folder, workspace, spec, address, nth, out = sys.argv[1:7]
+    from picsift.embedding import ray_embed
+    folder, workspace, spec, address, nth, out, decode_stage = sys.argv[1:8]
     if int(nth):
         kill_after(picsift.store.EmbeddingStore, "commit_rows", int(nth))
+    if int(decode_stage):  # what a cluster with GPUs does: CPU actors decode, model actors only embed
+        ray_embed.embed_on_ray = functools.partial(ray_embed.embed_on_ray, decode_stage=True)
     with picsift.Library(folder, workspace=workspace, model=spec, batch_size=8) as lib:
         report = lib.update(progress=False, ray=address)
     with open(out, "w") as f:  # not stdout: Ray prints its own messages there
@@ -215,12 +218,12 @@ def reference(source: Path, tiny_model: str, local: picsift.UpdateReport) -> dic
 
 
 def run_driver(cluster: Cluster, folder: Path, workspace: Path, spec: str, kill_after_commits: int = 0,
-               ) -> subprocess.CompletedProcess[str]:
+               decode_stage: bool = False) -> subprocess.CompletedProcess[str]:
     """An update over Ray in a driver process of its own; its report is in ``workspace.parent/report.json``."""
     report = workspace.parent / "report.json"
     return subprocess.run([sys.executable, "-c", DRIVER, str(folder), str(workspace), spec, cluster.address,
-                           str(kill_after_commits), str(report)], capture_output=True, text=True, env=cluster.env,
-                          timeout=240)
+                           str(kill_after_commits), str(report), str(int(decode_stage))], capture_output=True,
+                          text=True, env=cluster.env, timeout=240)
 
 
 def finish(driver: subprocess.CompletedProcess[str], workspace: Path) -> dict[str, object]:
@@ -287,7 +290,8 @@ def test_a_killed_driver_resumes_on_the_cluster_without_duplicates(
     with sqlite3.connect(workspace / "catalog.sqlite") as db:
         committed = db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
     assert 0 < committed < len(reference)  # it really died half way
-    report = finish(run_driver(cluster, source, workspace, tiny_model), workspace)
+    # It resumes with a decode stage (CPU actors decode, the model actors only embed): same vectors.
+    report = finish(run_driver(cluster, source, workspace, tiny_model, decode_stage=True), workspace)
     assert report["embedded"] == len(reference) - committed
     assert_same_as_local(source, workspace, tiny_model, reference)
 

@@ -258,7 +258,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                 from .embedding import ray_embed
 
                 remote = partial(ray_embed.embed_on_ray, ray, self.spec.text, self.root,
-                                 batch_size=self._batch_size, send_files=ray_send_files)
+                                 batch_size=self._batch_size, send_files=ray_send_files,
+                                 preprocess=self.embedder.preprocess, image_size=self.embedder.image_size)
             report = run_update(self.catalog, self.store, self.embedder, self.root, [self.workspace],
                                 progress=progress, on_progress=report_progress,
                                 frames_dir=self.workspace / "frames", video_every=self.video_every, remote=remote)

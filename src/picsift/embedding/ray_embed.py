@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -94,6 +94,9 @@ def embed_on_ray(
     batch_size: int | None = None,
     send_files: bool = False,
     actors: int | None = None,
+    preprocess: Callable[[Any], Any] | None = None,
+    image_size: int | None = None,
+    decode_stage: bool | None = None,
 ) -> Iterator[EmbeddedFile]:
     """Read, decode and embed ``paths`` (relative to ``root``) on the Ray cluster at ``address``.
 
@@ -111,7 +114,15 @@ def embed_on_ray(
         ``False``: the workers read the files at ``root`` themselves (a shared file system).
         ``True``: a reader pinned to the driver's node reads them and the bytes travel to the workers.
     actors
-        Model replicas; default one per GPU when the cluster has GPUs, else one per CPU.
+        Model replicas; default one per GPU when the cluster has GPUs, else one per CPU (half of them
+        with a decode stage).
+    preprocess, image_size
+        The model's preprocessing transform and input side (``Embedder.preprocess``, ``.image_size``), for
+        the decode stage.
+    decode_stage
+        Decode and preprocess in a stage of CPU actors on every node, whose pixels travel to the model
+        actors, instead of inside the model actors (default: when the cluster has GPUs, so that they only
+        embed; then ``preprocess`` and ``image_size`` are needed).
 
     Yields
     ------
@@ -124,8 +135,12 @@ def embed_on_ray(
     if not paths:
         return
     resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    count = actors or max(1, gpus or int(resources.get("CPU", 1)))
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    decode_stage = bool(gpus) if decode_stage is None else decode_stage
+    if decode_stage and (preprocess is None or image_size is None):
+        raise ValueError("a decode stage needs the model's preprocess and image_size (Embedder.preprocess, "
+                         ".image_size)")
+    count = actors or max(1, gpus or (cpus // 2 if decode_stage else cpus))
     batch_size = batch_size or (256 if gpus else 32)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows its own bar, per committed image
@@ -137,12 +152,19 @@ def embed_on_ray(
         dataset = dataset.map_batches(_ReadOnDriverNode, fn_constructor_kwargs={"root": str(root)},
                                       batch_size=SEND_BATCH, num_cpus=0, compute=ray.data.ActorPoolStrategy(size=1),
                                       scheduling_strategy=here)
+    skip = ray.put(frozenset(embedded))
+    if decode_stage:  # every CPU the model actors leave decodes for them, on any node
+        dataset = dataset.map_batches(
+            _Prepare, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=max(1, cpus - count)),
+            num_cpus=1, fn_constructor_kwargs={"root": str(root), "embedded": skip,
+                                               "preprocess": preprocess, "image_size": image_size})
     dataset = dataset.map_batches(
         _EmbedActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=count), num_cpus=1,
         num_gpus=1 if gpus else None,
-        fn_constructor_kwargs={"model": model, "root": str(root), "embedded": ray.put(frozenset(embedded)),
+        fn_constructor_kwargs={"model": model, "root": str(root), "embedded": skip,
                                "device": "cuda" if gpus else "cpu", "batch_size": batch_size})
-    log.info("embedding %d files on Ray (%d actors, %s)", len(paths), count, "GPU" if gpus else "CPU")
+    log.info("embedding %d files on Ray (%d model actors on %s%s)", len(paths), count, "GPUs" if gpus else "CPUs",
+             ", a decode stage on the other CPUs" if decode_stage else "")
     try:
         with _quiet(("ray.data", logging.WARNING), ("ray.data._internal.progress", logging.ERROR)):
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
@@ -189,22 +211,19 @@ class _ReadOnDriverNode:
                 "error": np.array([r[2] for r in read], object), "data": np.array([r[3] for r in read], object)}
 
 
-class _EmbedActor:
-    """One model replica: reads (or receives), hashes, decodes, preprocesses and embeds batches of files."""
+class _Decoder:
+    """Reads (or receives), hashes, decodes and preprocesses batches of files on a few threads."""
 
-    def __init__(self, model: str, root: str, embedded: Any, device: str, batch_size: int) -> None:
+    def __init__(self, root: str, embedded: Any, preprocess: Callable[[Any], Any], image_size: int) -> None:
         import ray
-
-        from .openclip import Embedder
 
         self.root = Path(root)
         self.embedded: frozenset[str] = ray.get(embedded) if isinstance(embedded, ray.ObjectRef) else embedded
-        self.embedder = Embedder(model, device=device, batch_size=batch_size)
+        self.preprocess, self.image_size = preprocess, image_size
         self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-decode")
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
+    def decode(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[Any]]:
+        """The result columns but the vectors, and each file's pixels (``None``: nothing to embed)."""
         paths = batch["path"].tolist()
         if "data" in batch:
             read = list(zip(batch["size"].tolist(), batch["mtime_ns"].tolist(), batch["error"].tolist(),
@@ -212,11 +231,6 @@ class _EmbedActor:
         else:  # a file this worker does not find comes back as vanished; the driver checks it has (see embed_on_ray)
             read = list(self.pool.map(lambda p: _read(self.root, p), paths))
         prepared = list(self.pool.map(self._prepare, read))
-        pixels = [p[4] for p in prepared if p[4] is not None]
-        vectors = np.zeros((len(paths), self.embedder.dim), np.float32)
-        if pixels:
-            vectors[[i for i, p in enumerate(prepared) if p[4] is not None]] = self.embedder.embed_batch(
-                torch.stack(pixels))
         return {
             "path": np.array(paths, object),
             "size": np.array([r[0] for r in read], np.int64),
@@ -225,9 +239,7 @@ class _EmbedActor:
             "width": np.array([p[1] for p in prepared], np.int64),
             "height": np.array([p[2] for p in prepared], np.int64),
             "error": np.array([p[3] for p in prepared], object),
-            "has_vector": np.array([p[4] is not None for p in prepared]),
-            "vector": vectors,
-        }
+        }, [p[4] for p in prepared]
 
     def _prepare(self, read: tuple[int, int, str, bytes]) -> tuple[str, int, int, str, Any]:
         """(content id, width, height, error, pixels or None) for one read file."""
@@ -238,12 +250,51 @@ class _EmbedActor:
         if image_id in self.embedded:
             return image_id, _NONE, _NONE, "", None
         try:
-            decoded = decode_image(data, self.embedder.image_size)
-            return image_id, decoded.width, decoded.height, "", self.embedder.preprocess(decoded.image)
+            decoded = decode_image(data, self.image_size)
+            return image_id, decoded.width, decoded.height, "", self.preprocess(decoded.image)
         except ImageDecodeError as e:
             return image_id, _NONE, _NONE, str(e), None
         except Exception as e:  # a decoder bug must not end the run; record it like any bad file
             return image_id, _NONE, _NONE, f"cannot decode image: {type(e).__name__}: {e}", None
+
+
+class _Prepare(_Decoder):
+    """The CPU stage in front of GPU actors: decoded, preprocessed pixels travel on to :class:`_EmbedActor`."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        columns, pixels = self.decode(batch)
+        shape = next((tuple(p.shape) for p in pixels if p is not None), (3, self.image_size, self.image_size))
+        stacked = np.zeros((len(pixels), *shape), np.float32)
+        for i, p in enumerate(pixels):
+            if p is not None:
+                stacked[i] = p.numpy()
+        return {**columns, "pixels": stacked, "has_pixels": np.array([p is not None for p in pixels])}
+
+
+class _EmbedActor:
+    """One model replica: embeds the pixels a :class:`_Prepare` stage sent, or reads, decodes and embeds itself."""
+
+    def __init__(self, model: str, root: str, embedded: Any, device: str, batch_size: int) -> None:
+        from .openclip import Embedder
+
+        self.embedder = Embedder(model, device=device, batch_size=batch_size)
+        self.decoder = _Decoder(root, embedded, self.embedder.preprocess, self.embedder.image_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        if "pixels" in batch:
+            has = batch["has_pixels"].astype(bool)
+            columns = {k: v for k, v in batch.items() if k not in ("pixels", "has_pixels")}
+            pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][has])) if has.any() else None
+        else:
+            columns, prepared = self.decoder.decode(batch)
+            has = np.array([p is not None for p in prepared])
+            pixels = torch.stack([p for p in prepared if p is not None]) if has.any() else None
+        vectors = np.zeros((len(has), self.embedder.dim), np.float32)
+        if pixels is not None:
+            vectors[has] = self.embedder.embed_batch(pixels)
+        return {**columns, "has_vector": has, "vector": vectors}
 
 
 def _read(root: Path, path: str) -> tuple[int, int, str, bytes]:
