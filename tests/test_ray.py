@@ -122,17 +122,6 @@ def _node_count(address: str, env: dict[str, str]) -> int:
     return status.stdout.count(" node_") if status.returncode == 0 else 0
 
 
-def _wait_for_port(port: int, node: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        assert node.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the Ray head did not come up in 120 s"
-        time.sleep(0.2)
-
-
 def _stop(node: subprocess.Popen[bytes]) -> None:
     """SIGKILL one node's ``ray start --block`` process and everything it started: only ours."""
     try:
@@ -175,13 +164,12 @@ def cluster() -> Iterator[Cluster]:
             with open(log, "wb") as out:
                 nodes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=node_env,
                                               start_new_session=True))
-            if i == 0:
-                _wait_for_port(port, nodes[0], log)
-        deadline = time.monotonic() + 120
-        while _node_count(address, env) < 2:
-            assert nodes[1].poll() is None, (temp / "node1.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the second Ray node did not join in 120 s"
-            time.sleep(0.5)
+            # The head must answer `ray status` (its port opens earlier) before a second node can join it.
+            deadline = time.monotonic() + 180
+            while _node_count(address, env) < i + 1:
+                assert nodes[i].poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, f"Ray node {i} did not come up in 180 s"
+                time.sleep(0.5)
         yield Cluster(address, env, temp / "kill-mark", hidden)
     finally:
         for node in reversed(nodes):
