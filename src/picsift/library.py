@@ -232,9 +232,10 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             model whose embeddings are still there only embeds what is new, without confirmation.
         ray
             Embed the images on a Ray cluster (``pip install "picsift[ray]"``): ``"auto"`` for ``ray.init()``
-            defaults, or a cluster address (``"HOST:PORT"``) to join. Decoding and embedding run on the
-            cluster's workers (one model per actor, a GPU each when the cluster has GPUs); this process
-            commits the results as a local update does (see :mod:`picsift.embedding.ray_embed`).
+            defaults, or a cluster address (``"HOST:PORT"``) to join. Reading, decoding and embedding run on
+            the cluster's workers (one model per actor; with GPUs, a GPU per model actor and CPU actors on
+            every node decode for them); this process commits the results as a local update does (see
+            :mod:`picsift.embedding.ray_embed`).
         ray_send_files
             With ``ray``: the workers cannot see the image folder at the same path, so tasks on this
             machine's node read the files and send their bytes (default: the workers read them).

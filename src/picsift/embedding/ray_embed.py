@@ -144,7 +144,8 @@ def embed_on_ray(
     batch_size = batch_size or (256 if gpus else 32)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows its own bar, per committed image
-    dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths) // batch_size))
+    dataset: ray.data.Dataset = ray.data.from_items([{"path": p} for p in paths],
+                                                    override_num_blocks=max(1, len(paths) // batch_size))
     if send_files:  # one reader pinned to this node; mostly I/O, so it reserves no CPU an actor needs
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
