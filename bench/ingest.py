@@ -20,6 +20,7 @@ repeats and the ratios of those, plus the median of per-round ratios.
     python bench/ingest.py                 # 300 small + 60 large, batch 32, 3 rounds
     python bench/ingest.py --quick         # smoke test, well under a minute
     python bench/ingest.py --model picsift-offline --n-large 0   # the offline default on the stamps
+    python bench/ingest.py --ray --n-small 400   # in-process vs a Ray cluster of 1 and 2 nodes (bench/ingest_ray.py)
 """
 
 from __future__ import annotations
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds; the best round is reported")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
     parser.add_argument("--model", default=MODEL, help=f"model spec (default {MODEL}; e.g. picsift-offline)")
+    parser.add_argument("--ray", action="store_true",
+                        help="instead: the small set in-process vs through a local Ray cluster of 1 and 2 nodes")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_small, args.n_large, args.repeats = min(args.n_small, 48), min(args.n_large, 6), 1
@@ -239,6 +242,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model {embedder.label} ({embedder.image_size}px input, {embedder.dim}-d), batch {args.batch_size}, "
           f"{args.repeats} round(s)", flush=True)
     results = []
+    if args.ray:
+        from ingest_ray import run as run_ray
+
+        with tempfile.TemporaryDirectory(prefix="picsift-bench-ingest-") as tmp:
+            folder = Path(tmp) / "small"
+            folder.mkdir()
+            small_set(folder, args.n_small)
+            run_ray(folder, args.model, args.batch_size, embedder.dim, Path(tmp))
+        print(f"\ntotal {time.perf_counter() - started:.0f}s")
+        return
     with tempfile.TemporaryDirectory(prefix="picsift-bench-ingest-") as tmp:
         tmp_path = Path(tmp)
         for name, n, make in [("small PNG stamps", args.n_small, small_set),

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import picsift
+import picsift.core.image_files
 import picsift.core.update
 from picsift.core.catalog import content_id
 from picsift.embedding import decode_image
@@ -34,6 +35,8 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(real(data))
         return calls[-1]
 
+    # image files are hashed as they are read (core/image_files.py), video frames by the update itself
+    monkeypatch.setattr(picsift.core.image_files, "content_id", spy)
     monkeypatch.setattr(picsift.core.update, "content_id", spy)
     return calls
 

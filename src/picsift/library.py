@@ -10,6 +10,7 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
 
     # -- updating ---------------------------------------------------------------------------------
     def update(
-        self, *, progress: bool = True, on_progress: ProgressCallback | None = None, reembed: bool = False
+        self, *, progress: bool = True, on_progress: ProgressCallback | None = None, reembed: bool = False,
+        ray: str | None = None, ray_send_files: bool = False,
     ) -> UpdateReport:
         """Embed new and changed images, forget removed ones, skip unchanged ones.
 
@@ -232,6 +234,15 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             so ``update`` refuses with :class:`~picsift.errors.ModelMismatchError` (saying how many and
             how long) unless ``reembed=True``. Each model keeps its own embeddings: switching back to a
             model whose embeddings are still there only embeds what is new, without confirmation.
+        ray
+            Embed the images on a Ray cluster (``pip install "picsift[ray]"``): ``"auto"`` for ``ray.init()``
+            defaults, or a cluster address (``"HOST:PORT"``) to join. Reading, decoding and embedding run on
+            the cluster's workers (one model per actor; with GPUs, a GPU per model actor and CPU actors on
+            every node decode for them); this process commits the results as a local update does (see
+            :mod:`picsift.core.ray_embed`).
+        ray_send_files
+            With ``ray``: the workers cannot see the image folder at the same path, so tasks on this
+            machine's node read the files and send their bytes (default: the workers read them).
         """
         resume = "run the update again: it continues where it stopped"
         with workspace_space(self.workspace, resume), self._exclusive(), announce_update(self.workspace) as announce:
@@ -247,9 +258,16 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                 if on_progress is not None:
                     on_progress(done, total)
 
+            remote = None
+            if ray is not None:
+                from .core import ray_embed
+
+                remote = partial(ray_embed.embed_on_ray, ray, self.spec.text, self.root,
+                                 batch_size=self._batch_size, send_files=ray_send_files,
+                                 preprocess=self.embedder.preprocess, image_size=self.embedder.image_size)
             report = run_update(self.catalog, self.store, self.embedder, self.root, [self.workspace],
                                 progress=progress, on_progress=report_progress,
-                                frames_dir=self.workspace / "frames", video_every=self.video_every)
+                                frames_dir=self.workspace / "frames", video_every=self.video_every, remote=remote)
             with self.catalog.transaction() as db:
                 self._record_settings(db)
                 self.catalog.set_meta("last_update", repr(time.time()), db)

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         _library_args(p)
         _update_args(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                       help="embed on a Ray cluster: join ADDRESS (HOST:PORT), or ray.init() defaults when omitted "
+                            '(pip install "picsift[ray]")')
+        p.add_argument("--ray-send-files", action="store_true",
+                       help="with --ray: the workers cannot see FOLDER, so send them the files' bytes")
         p.set_defaults(handler=commands.update)
 
     p = subcommands.add_parser("enable", help="turn automatic updates on (records the settings) and update once")

@@ -8,6 +8,7 @@ escapes control characters; ``--json`` output goes through :func:`print_json`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -38,7 +39,17 @@ def update(library: Any, args: argparse.Namespace) -> int:
 
         library.check_model(reembed=args.reembed)
         record_settings(library, interval=args.interval, watch=args.watch)
-    report = library.update(progress=not (args.quiet or args.json), reembed=args.reembed)
+    ray = getattr(args, "ray", None)
+    # Ray prints its workers' errors (e.g. a task it retries) on stdout: keep --json output parseable.
+    with contextlib.redirect_stdout(sys.stderr) if ray and args.json else contextlib.nullcontext():
+        try:
+            report = library.update(progress=not (args.quiet or args.json), reembed=args.reembed, ray=ray,
+                                    ray_send_files=getattr(args, "ray_send_files", False))
+        finally:
+            if ray:
+                from ..core.ray_embed import disconnect
+
+                disconnect()  # now, while its last messages still go to stderr
     if args.json:
         settings = {k: library.status()[k] for k in ("enabled", "interval", "watch")} if enabling else {}
         print_json({**report.__dict__, "skipped": _skipped(report), "model": library.spec.text,

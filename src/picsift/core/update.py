@@ -15,23 +15,25 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..embedding.decode import ImageDecodeError, decode_image
+import numpy as np
+
 from ..embedding.openclip import Embedder
 from ..errors import PicsiftError
-from ..reading import UnreadableFileError, read_regular_file
 from . import video
 from .catalog import Catalog, FileRow, FileState, ScanResult, content_id, scan
+from .image_files import prepare_image, read_image_file
 from .store import EmbeddingStore
 from .video import DEFAULT_EVERY, SampledFrame, VideoDecodeError, VideoLink, VideoRow
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
+#: Reads and embeds image files elsewhere: (paths relative to the root, ids embedded already) -> results.
+RemoteEmbed = Callable[[list[str], set[str]], Iterable[Any]]
 T = TypeVar("T")
 
 
@@ -78,6 +80,7 @@ class _Read:
     error: str | None = None
     pixels: Any = None  # preprocessed tensor, when the image needs embedding
     link: VideoLink | None = None  # for a video frame: where it came from
+    vector: Any = None  # embedded elsewhere already (a Ray worker: see picsift.core.ray_embed)
 
     def row(self) -> FileRow:
         assert self.state is not None
@@ -97,11 +100,14 @@ def run_update(
     workers: int | None = None,
     frames_dir: Path | None = None,
     video_every: float = DEFAULT_EVERY,
+    remote: RemoteEmbed | None = None,
 ) -> UpdateReport:
     """Bring the catalog and ``store`` up to date with the files under ``root``.
 
     Videos are sampled every ``video_every`` seconds and on scene changes; their frames are written to
     ``frames_dir`` (default: ``frames`` beside the catalog) and catalogued as images (see :mod:`picsift.core.video`).
+    ``remote`` reads and embeds the image files elsewhere (e.g. :func:`picsift.core.ray_embed.embed_on_ray`);
+    its results are committed here, batch by batch, like local ones.
     """
     from tqdm.auto import tqdm
 
@@ -150,7 +156,9 @@ def run_update(
         ids, rows_needed = [b.image_id for b in batch], [b.row() for b in batch]
         vectors_rows = None
         if batch:
-            vectors = embedder.embed_batch(torch.stack([b.pixels for b in batch]))
+            local = [b.pixels for b in batch if b.vector is None]
+            computed = iter(embedder.embed_batch(torch.stack(local)) if local else ())
+            vectors = np.stack([next(computed) if b.vector is None else b.vector for b in batch])
             vectors_rows = store.write_vectors(vectors)
         with catalog.transaction() as db:
             if vectors_rows is not None:
@@ -170,7 +178,8 @@ def run_update(
         elif item.error:
             report.skipped.append((item.path, item.error))
             pending_rows.append(item.row())
-        elif item.pixels is None or item.image_id in embedded or any(b.image_id == item.image_id for b in batch):
+        elif (item.pixels is None and item.vector is None) or item.image_id in embedded \
+                or any(b.image_id == item.image_id for b in batch):
             item.width, item.height = dims.get(item.image_id or "", (item.width, item.height))
             report.reused += 1  # its content has (or is getting) an embedding already
             pending_rows.append(item.row())
@@ -188,7 +197,9 @@ def run_update(
         on_progress(0, len(todo))  # the scan is done: now it is known how much there is to read
     workers = workers or min(4, (os.cpu_count() or 2) + 1)
     with ThreadPoolExecutor(workers, thread_name_prefix="picsift-read") as pool:
-        for done, item in enumerate(_ordered_map(pool, read, todo, window=max(8, 2 * embedder.batch_size)), 1):
+        items = (map(_from_remote, remote(todo, set(embedded))) if remote and todo
+                 else _ordered_map(pool, read, todo, window=max(8, 2 * embedder.batch_size)))
+        for done, item in enumerate(items, 1):
             take(item)
             bar.update(1)
             if on_progress:
@@ -234,41 +245,24 @@ def _warn_about_kept(found: ScanResult, known: Iterable[str]) -> list[tuple[str,
 
 
 def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str], _Read]:
-    target = embedder.image_size
-    preprocess = embedder.preprocess
-
     def read(path: str) -> _Read:
-        item = _Read(path)
-        try:
-            data, st = read_regular_file(root / path)  # at most reading.MAX_FILE_BYTES
-        except FileNotFoundError:
+        file = read_image_file(root, path)
+        item = _Read(path, file.state, error=file.error)
+        if file.state is None or file.error:
             return item
-        except UnreadableFileError as e:  # a pipe or device swapped in since the scan, or too large to read
-            with suppress(OSError):
-                st = os.stat(root / path)
-                item.state = FileState(st.st_size, st.st_mtime_ns)  # unchanged, it stays skipped quietly
-            item.state = item.state or FileState(0, 0)
-            item.error = str(e)
-            return item
-        except (OSError, MemoryError) as e:  # one file that cannot be read never ends the update
-            item.state = FileState(0, 0)
-            item.error = f"cannot read file: {getattr(e, 'strerror', None) or str(e) or type(e).__name__}"
-            return item
-        item.state = FileState(st.st_size, st.st_mtime_ns)
-        item.image_id = content_id(data)
-        if item.image_id in embedded:
-            return item
-        try:
-            decoded = decode_image(data, target)
-            item.width, item.height = decoded.width, decoded.height
-            item.pixels = preprocess(decoded.image)
-        except ImageDecodeError as e:
-            item.error = str(e)
-        except Exception as e:  # a decoder bug must not end the run; record it like any bad file
-            item.error = f"cannot decode image: {type(e).__name__}: {e}"
+        prepared = prepare_image(file.data, embedded, embedder.image_size, embedder.preprocess)
+        item.image_id, item.width, item.height = prepared.image_id, prepared.width, prepared.height
+        item.error, item.pixels = prepared.error, prepared.pixels
         return item
 
     return read
+
+
+def _from_remote(result: Any) -> _Read:
+    """A file read and embedded elsewhere (a :class:`picsift.core.ray_embed.EmbeddedFile`)."""
+    state = None if result.size is None else FileState(result.size, result.mtime_ns)
+    return _Read(result.path, state, result.image_id, result.width, result.height, result.error,
+                 vector=result.vector)
 
 
 def _ordered_map(

@@ -1,0 +1,73 @@
+"""Reading one image file for embedding, the same way wherever it runs (a local update's reader threads or a
+Ray worker): a bounded read of a regular file, its content id, then decode and preprocess.
+
+Nothing here raises for one bad file: the reason comes back as ``error`` text, recorded as a skipped file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Container
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..embedding.decode import ImageDecodeError, decode_image
+from ..reading import UnreadableFileError, read_regular_file
+from .catalog import FileState, content_id
+
+
+@dataclass
+class FileRead:
+    """A file's bytes and state, or why it could not be read. ``state`` is None when it vanished."""
+
+    state: FileState | None
+    error: str | None = None
+    data: bytes = b""
+
+
+@dataclass
+class PreparedImage:
+    """A read file's content id, and its size and pixels when it needs embedding (else an error or nothing)."""
+
+    image_id: str
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+    pixels: Any = None
+
+
+def read_image_file(root: Path, path: str) -> FileRead:
+    """At most ``reading.MAX_FILE_BYTES`` of the regular file ``root / path``."""
+    try:
+        data, st = read_regular_file(root / path)
+    except FileNotFoundError:
+        return FileRead(None)
+    except UnreadableFileError as e:  # a pipe or device swapped in since the scan, or too large to read
+        state = FileState(0, 0)
+        with suppress(OSError):
+            st = os.stat(root / path)
+            state = FileState(st.st_size, st.st_mtime_ns)  # unchanged, it stays skipped quietly
+        return FileRead(state, str(e))
+    except (OSError, MemoryError) as e:  # one file that cannot be read never ends the update
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        return FileRead(FileState(0, 0), f"cannot read file: {reason}")
+    return FileRead(FileState(st.st_size, st.st_mtime_ns), data=data)
+
+
+def prepare_image(data: bytes, embedded: Container[str], image_size: int,
+                  preprocess: Callable[[Any], Any]) -> PreparedImage:
+    """The content id of ``data``; unless it is ``embedded`` already, the decoded size and model-ready pixels."""
+    prepared = PreparedImage(content_id(data))
+    if prepared.image_id in embedded:
+        return prepared
+    try:
+        decoded = decode_image(data, image_size)
+        prepared.width, prepared.height = decoded.width, decoded.height
+        prepared.pixels = preprocess(decoded.image)
+    except ImageDecodeError as e:
+        prepared.error = str(e)
+    except Exception as e:  # a decoder bug must not end the run; record it like any bad file
+        prepared.error = f"cannot decode image: {type(e).__name__}: {e}"
+    return prepared

@@ -1,0 +1,306 @@
+"""Embedding on a Ray cluster: decode, preprocess and embed as Ray Data ``map_batches`` over an actor pool.
+
+The driver (the process running :meth:`picsift.Library.update`) stays the only writer: it iterates over
+the results that :func:`embed_on_ray` yields and commits them batch by batch exactly like a local update,
+so a killed driver resumes without duplicates. Ray restarts a killed actor and retries its batch.
+
+Each actor (:class:`_EmbedActor`) loads the model once from its spec string, then for every batch reads
+the files (when the workers see the image folder at the same path: a shared file system) or takes the
+bytes that a reader pinned to the driver's node read for it (``send_files=True``), computes the content ids,
+skips contents already embedded, decodes and preprocesses on a few threads, and embeds. A file that
+cannot be read or decoded comes back with its reason, like in a local update.
+
+Install Ray on every node together with picsift: ``pip install "picsift[ray]"``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import PicsiftError
+from .image_files import prepare_image, read_image_file
+
+log = logging.getLogger(__name__)
+
+#: ``ray=AUTO``: ``ray.init()`` with its defaults (an existing local cluster or ``RAY_ADDRESS``, else a new one).
+AUTO = "auto"
+#: Files read and sent per task on the driver's node when the workers cannot see the image folder.
+SEND_BATCH = 64
+_DECODE_THREADS = 4
+_NONE = -1  # integer columns: no value (Arrow columns stay plain int64)
+
+
+@dataclass
+class EmbeddedFile:
+    """One file as a worker left it: its state, content id, size and vector, or why it was skipped."""
+
+    path: str
+    size: int | None  # None: the file vanished before it could be read
+    mtime_ns: int
+    image_id: str | None
+    width: int | None
+    height: int | None
+    error: str | None
+    vector: np.ndarray | None  # None when the content was embedded already, or on an error
+
+
+def connect(address: str) -> None:
+    """Connect this process to a Ray cluster unless it is connected already.
+
+    ``address`` is :data:`AUTO` (``ray.init()`` defaults) or a cluster address such as ``"10.0.0.1:6379"``.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise PicsiftError('embedding on a Ray cluster needs Ray: pip install "picsift[ray]"') from e
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=None if address == AUTO else address, logging_level=logging.WARNING,
+                 log_to_driver=False, configure_logging=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise PicsiftError(
+            f"cannot join the Ray cluster at {address!r}: {e}; give a running cluster's address "
+            f"(ray start --head prints it) or {AUTO!r} for ray.init() defaults"
+        ) from e
+
+
+def disconnect() -> None:
+    """Disconnect this process from its Ray cluster (and stop the cluster :func:`connect` started, if any)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def embed_on_ray(
+    address: str,
+    model: str,
+    root: Path,
+    paths: list[str],
+    embedded: set[str],
+    *,
+    batch_size: int | None = None,
+    send_files: bool = False,
+    actors: int | None = None,
+    preprocess: Callable[[Any], Any] | None = None,
+    image_size: int | None = None,
+    decode_stage: bool | None = None,
+) -> Iterator[EmbeddedFile]:
+    """Read, decode and embed ``paths`` (relative to ``root``) on the Ray cluster at ``address``.
+
+    Parameters
+    ----------
+    address
+        :data:`AUTO` or a cluster address (``HOST:PORT``); this process must run on a node of the cluster.
+    model
+        The model spec string; every actor loads it once.
+    embedded
+        Content ids that already have an embedding: their files are read and hashed, not embedded.
+    batch_size
+        Images per forward pass on an actor (default: 256 on a GPU, 32 on a CPU).
+    send_files
+        ``False``: the workers read the files at ``root`` themselves (a shared file system).
+        ``True``: a reader pinned to the driver's node reads them and the bytes travel to the workers.
+    actors
+        Model replicas; default one per GPU when the cluster has GPUs, else one per CPU (half of them
+        with a decode stage).
+    preprocess, image_size
+        The model's preprocessing transform and input side (``Embedder.preprocess``, ``.image_size``), for
+        the decode stage.
+    decode_stage
+        Decode and preprocess in a stage of CPU actors on every node, whose pixels travel to the model
+        actors, instead of inside the model actors (default: when the cluster has GPUs, so that they only
+        embed; then ``preprocess`` and ``image_size`` are needed).
+
+    Yields
+    ------
+    EmbeddedFile
+        One per path, as results arrive (not in the order of ``paths``).
+    """
+    connect(address)
+    import ray
+
+    if not paths:
+        return
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    decode_stage = bool(gpus) if decode_stage is None else decode_stage
+    if decode_stage and (preprocess is None or image_size is None):
+        raise ValueError("a decode stage needs the model's preprocess and image_size (Embedder.preprocess, "
+                         ".image_size)")
+    count = actors or max(1, gpus or (cpus // 2 if decode_stage else cpus))
+    batch_size = batch_size or (256 if gpus else 32)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the driver shows its own bar, per committed image
+    dataset: ray.data.Dataset = ray.data.from_items([{"path": p} for p in paths],
+                                                    override_num_blocks=max(1, len(paths) // batch_size))
+    if send_files:  # one reader pinned to this node; mostly I/O, so it reserves no CPU an actor needs
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        dataset = dataset.map_batches(_ReadOnDriverNode, fn_constructor_kwargs={"root": str(root)},
+                                      batch_size=SEND_BATCH, num_cpus=0, compute=ray.data.ActorPoolStrategy(size=1),
+                                      scheduling_strategy=here)
+    skip = ray.put(frozenset(embedded))
+    if decode_stage:  # every CPU the model actors leave decodes for them, on any node
+        dataset = dataset.map_batches(
+            _Prepare, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=max(1, cpus - count)),
+            num_cpus=1, fn_constructor_kwargs={"root": str(root), "embedded": skip,
+                                               "preprocess": preprocess, "image_size": image_size})
+    dataset = dataset.map_batches(
+        _EmbedActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=count), num_cpus=1,
+        num_gpus=1 if gpus else None,
+        fn_constructor_kwargs={"model": model, "root": str(root), "embedded": skip,
+                               "device": "cuda" if gpus else "cpu", "batch_size": batch_size})
+    log.info("embedding %d files on Ray (%d model actors on %s%s)", len(paths), count, "GPUs" if gpus else "CPUs",
+             ", a decode stage on the other CPUs" if decode_stage else "")
+    try:
+        with _quiet(("ray.data", logging.WARNING), ("ray.data._internal.progress", logging.ERROR)):
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+                for row in _rows(batch):
+                    if row.size is None and not send_files and (root / row.path).exists():
+                        raise PicsiftError(
+                            f"a Ray worker did not find {root / row.path}, which exists here: the workers do not see "
+                            "the image folder at the same path. Share it at that path on every node, or send the "
+                            "files from the driver (CLI: --ray-send-files, Python: update(ray=..., "
+                            "ray_send_files=True)); every batch committed so far is kept")
+                    yield row
+    except ray.exceptions.RayError as e:
+        raise PicsiftError(
+            f"the Ray cluster at {address!r} failed during the update ({type(e).__name__}: {e}); "
+            "every batch committed so far is kept: run the update again to finish"
+        ) from e
+
+
+@contextmanager
+def _quiet(*levels: tuple[str, int]) -> Iterator[None]:
+    """Ray Data's per-run INFO lines (and its note that we turned its bars off) drown the update's own bar."""
+    loggers = [(logging.getLogger(name), level) for name, level in levels]
+    before = [logger.level for logger, _ in loggers]
+    for logger, level in loggers:
+        logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for (logger, _), level in zip(loggers, before, strict=True):
+            logger.setLevel(level)
+
+
+class _ReadOnDriverNode:
+    """Reads files where the driver sees them (pinned to its node) and passes their bytes on."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+        self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-read")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        read = list(self.pool.map(lambda p: _read(self.root, p), batch["path"].tolist()))
+        return {"path": batch["path"], "size": np.array([r[0] for r in read], np.int64),
+                "mtime_ns": np.array([r[1] for r in read], np.int64),
+                "error": np.array([r[2] for r in read], object), "data": np.array([r[3] for r in read], object)}
+
+
+class _Decoder:
+    """Reads (or receives), hashes, decodes and preprocesses batches of files on a few threads."""
+
+    def __init__(self, root: str, embedded: Any, preprocess: Callable[[Any], Any], image_size: int) -> None:
+        import ray
+
+        self.root = Path(root)
+        self.embedded: frozenset[str] = ray.get(embedded) if isinstance(embedded, ray.ObjectRef) else embedded
+        self.preprocess, self.image_size = preprocess, image_size
+        self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-decode")
+
+    def decode(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[Any]]:
+        """The result columns but the vectors, and each file's pixels (``None``: nothing to embed)."""
+        paths = batch["path"].tolist()
+        if "data" in batch:
+            read = list(zip(batch["size"].tolist(), batch["mtime_ns"].tolist(), batch["error"].tolist(),
+                            batch["data"].tolist(), strict=True))
+        else:  # a file this worker does not find comes back as vanished; the driver checks it has (see embed_on_ray)
+            read = list(self.pool.map(lambda p: _read(self.root, p), paths))
+        prepared = list(self.pool.map(self._prepare, read))
+        return {
+            "path": np.array(paths, object),
+            "size": np.array([r[0] for r in read], np.int64),
+            "mtime_ns": np.array([r[1] for r in read], np.int64),
+            "image_id": np.array([p[0] for p in prepared], object),
+            "width": np.array([p[1] for p in prepared], np.int64),
+            "height": np.array([p[2] for p in prepared], np.int64),
+            "error": np.array([p[3] for p in prepared], object),
+        }, [p[4] for p in prepared]
+
+    def _prepare(self, read: tuple[int, int, str, bytes]) -> tuple[str, int, int, str, Any]:
+        """(content id, width, height, error, pixels or None) for one read file."""
+        size, _, error, data = read
+        if size == _NONE or error:
+            return "", _NONE, _NONE, error, None
+        image = prepare_image(data, self.embedded, self.image_size, self.preprocess)
+        width, height = (_NONE, _NONE) if image.width is None or image.height is None else (image.width, image.height)
+        return image.image_id, width, height, image.error or "", image.pixels
+
+
+class _Prepare(_Decoder):
+    """The CPU stage in front of GPU actors: decoded, preprocessed pixels travel on to :class:`_EmbedActor`."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        columns, pixels = self.decode(batch)
+        shape = next((tuple(p.shape) for p in pixels if p is not None), (3, self.image_size, self.image_size))
+        stacked = np.zeros((len(pixels), *shape), np.float32)
+        for i, p in enumerate(pixels):
+            if p is not None:
+                stacked[i] = p.numpy()
+        return {**columns, "pixels": stacked, "has_pixels": np.array([p is not None for p in pixels])}
+
+
+class _EmbedActor:
+    """One model replica: embeds the pixels a :class:`_Prepare` stage sent, or reads, decodes and embeds itself."""
+
+    def __init__(self, model: str, root: str, embedded: Any, device: str, batch_size: int) -> None:
+        from .openclip import Embedder
+
+        self.embedder = Embedder(model, device=device, batch_size=batch_size)
+        self.decoder = _Decoder(root, embedded, self.embedder.preprocess, self.embedder.image_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        if "pixels" in batch:
+            has = batch["has_pixels"].astype(bool)
+            columns = {k: v for k, v in batch.items() if k not in ("pixels", "has_pixels")}
+            pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][has])) if has.any() else None
+        else:
+            columns, prepared = self.decoder.decode(batch)
+            has = np.array([p is not None for p in prepared])
+            pixels = torch.stack([p for p in prepared if p is not None]) if has.any() else None
+        vectors = np.zeros((len(has), self.embedder.dim), np.float32)
+        if pixels is not None:
+            vectors[has] = self.embedder.embed_batch(pixels)
+        return {**columns, "has_vector": has, "vector": vectors}
+
+
+def _read(root: Path, path: str) -> tuple[int, int, str, bytes]:
+    """(size, mtime_ns, error, bytes) of one file, as a local update reads it; size :data:`_NONE` when it vanished."""
+    file = read_image_file(root, path)
+    if file.state is None:
+        return _NONE, 0, "", b""
+    return file.state.size, file.state.mtime_ns, file.error or "", file.data
+
+
+def _rows(batch: dict[str, np.ndarray]) -> Iterator[EmbeddedFile]:
+    columns = zip(batch["path"].tolist(), batch["size"].tolist(), batch["mtime_ns"].tolist(),
+                  batch["image_id"].tolist(), batch["width"].tolist(), batch["height"].tolist(),
+                  batch["error"].tolist(), batch["has_vector"].tolist(), batch["vector"], strict=True)
+    for path, size, mtime_ns, image_id, width, height, error, has_vector, vector in columns:
+        yield EmbeddedFile(str(path), None if size == _NONE else int(size), int(mtime_ns), image_id or None,
+                           None if width == _NONE else int(width), None if height == _NONE else int(height),
+                           error or None, np.asarray(vector, np.float32) if has_vector else None)

@@ -1,0 +1,297 @@
+"""Embedding on a real two-node Ray cluster (issue 13): same vectors as a local update, crash-safe driver,
+a killed worker survived, bad files skipped.
+
+The fixture starts ``ray start --head`` and a second node on this machine, each with its own temp dir and
+its own process group, and kills exactly those processes (and their children) at the end, even on failure:
+``ray stop`` would end every Ray process of the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+import picsift
+from picsift.core.catalog import content_id
+
+from .conftest import stamp_files
+from .kill import KILL_AFTER
+
+SRC = Path(picsift.__file__).resolve().parents[1]
+RAY = Path(sys.executable).parent / "ray"
+
+# A driver process: optionally SIGKILLs itself after the nth call of a real function, then updates over Ray.
+DRIVER = KILL_AFTER + textwrap.dedent(
+    """
+    import functools, json, sys
+    import picsift, picsift.core.store
+    from picsift.core import ray_embed
+    folder, workspace, spec, address, nth, out, decode_stage = sys.argv[1:8]
+    if int(nth):
+        kill_after(picsift.core.store.EmbeddingStore, "commit_rows", int(nth))
+    if int(decode_stage):  # what a cluster with GPUs does: CPU actors decode, model actors only embed
+        ray_embed.embed_on_ray = functools.partial(ray_embed.embed_on_ray, decode_stage=True)
+    with picsift.Library(folder, workspace=workspace, model=spec, batch_size=8) as lib:
+        report = lib.update(progress=False, ray=address)
+    with open(out, "w") as f:  # not stdout: Ray prints its own messages there
+        json.dump({"embedded": report.embedded, "skipped": report.skipped}, f)
+    """
+)
+
+
+# On the second node only: while the file $PICSIFT_TEST_KILL_MARK exists, the first embedding actor call to
+# find it deletes it and SIGKILLs its own process after computing its batch (before returning it to Ray).
+WORKER_HOOK = textwrap.dedent(
+    """
+    import importlib.abc, importlib.machinery, os, signal, sys
+
+    MARK = os.environ["PICSIFT_TEST_KILL_MARK"]
+
+
+    class KillHook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "picsift.core.ray_embed":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            real_exec = spec.loader.exec_module
+
+            def exec_module(module):
+                real_exec(module)
+                real_call = module._EmbedActor.__call__
+
+                def call(actor, batch):
+                    result = real_call(actor, batch)
+                    try:
+                        os.unlink(MARK)
+                    except FileNotFoundError:
+                        return result
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+                module._EmbedActor.__call__ = call
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+
+    sys.meta_path.insert(0, KillHook())
+    """
+)
+
+
+@dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]
+    kill_mark: Path  # see WORKER_HOOK
+    hidden: Path | None  # a folder the second node sees empty (a tmpfs over it in its mount namespace)
+
+
+def can_mount_a_tmpfs() -> bool:
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _node_count(address: str, env: dict[str, str]) -> int:
+    status = subprocess.run([str(RAY), "status", f"--address={address}"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    return status.stdout.count(" node_") if status.returncode == 0 else 0
+
+
+def _stop(node: subprocess.Popen[bytes]) -> None:
+    """SIGKILL one node's ``ray start --block`` process and everything it started: only ours."""
+    try:
+        root = psutil.Process(node.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in reversed(procs):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=15)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A real two-node Ray cluster on loopback, one CPU per node."""
+    temp = Path(tempfile.mkdtemp(prefix="psr", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+               RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1",
+               # a driver starts the pipeline once every actor is ready, so both nodes get batches to embed
+               RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S="120")
+    (temp / "hook").mkdir()
+    (temp / "hook" / "sitecustomize.py").write_text(WORKER_HOOK)
+    second = dict(env, PYTHONPATH=os.pathsep.join([str(temp / "hook"), env["PYTHONPATH"]]),
+                  PICSIFT_TEST_KILL_MARK=str(temp / "kill-mark"))
+    common = ["--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
+    hidden = temp / "hidden" if shutil.which("unshare") and can_mount_a_tmpfs() else None
+    nodes: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, (where, node_env) in enumerate([(["--head", f"--port={port}", "--include-dashboard=false"], env),
+                                               ([f"--address={address}"], second)]):
+            log = temp / f"node{i}.log"
+            command = [str(RAY), "start", *where, *common, f"--temp-dir={temp / f'n{i}'}"]
+            if i == 1 and hidden is not None:  # the second node runs in a mount namespace of its own
+                hidden.mkdir()
+                command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                           'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hidden), *command]
+            with open(log, "wb") as out:
+                nodes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=node_env,
+                                              start_new_session=True))
+            # The head must answer `ray status` (its port opens earlier) before a second node can join it.
+            deadline = time.monotonic() + 180
+            while _node_count(address, env) < i + 1:
+                assert nodes[i].poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, f"Ray node {i} did not come up in 180 s"
+                time.sleep(0.5)
+        yield Cluster(address, env, temp / "kill-mark", hidden)
+    finally:
+        for node in reversed(nodes):
+            _stop(node)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def source(stamps_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 real stamps (photos and drawings) and one corrupt file."""
+    folder = tmp_path_factory.mktemp("ray") / "images"
+    folder.mkdir()
+    for path in stamp_files(stamps_root, ("animals", "town", "space"), 16):
+        shutil.copy2(path, folder / f"{path.parent.name}-{path.name}")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2000))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local(source: Path, tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> picsift.UpdateReport:
+    """A local, single-process update of ``source`` (its report; its workspace is ``ref`` beside it)."""
+    with picsift.Library(source, model=tiny_model, workspace=source.parent / "ref", batch_size=8) as lib:
+        report = lib.update(progress=False)
+        assert [Path(p).name for p, _ in report.skipped] == ["corrupt.png"]
+        return report
+
+
+@pytest.fixture(scope="module")
+def reference(source: Path, tiny_model: str, local: picsift.UpdateReport) -> dict[str, np.ndarray]:
+    """id -> vector from the local update."""
+    with picsift.Library(source, model=tiny_model, workspace=source.parent / "ref") as lib:
+        snapshot = lib.store.snapshot()
+        return dict(zip(snapshot.ids.tolist(), snapshot.vectors(), strict=True))
+
+
+def run_driver(cluster: Cluster, folder: Path, workspace: Path, spec: str, kill_after_commits: int = 0,
+               decode_stage: bool = False) -> subprocess.CompletedProcess[str]:
+    """An update over Ray in a driver process of its own; its report is in ``workspace.parent/report.json``."""
+    report = workspace.parent / "report.json"
+    return subprocess.run([sys.executable, "-c", DRIVER, str(folder), str(workspace), spec, cluster.address,
+                           str(kill_after_commits), str(report), str(int(decode_stage))], capture_output=True,
+                          text=True, env=cluster.env, timeout=240)
+
+
+def finish(driver: subprocess.CompletedProcess[str], workspace: Path) -> dict[str, object]:
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    return json.loads((workspace.parent / "report.json").read_text())
+
+
+def assert_same_as_local(folder: Path, workspace: Path, spec: str, reference: dict[str, np.ndarray]) -> None:
+    """Every image embedded once, with the local update's vector (cosine >= 0.9999), nothing else."""
+    with picsift.Library(folder, workspace=workspace, model=spec) as lib:
+        pairs = lib.catalog.db.execute("SELECT image_id, row FROM embeddings WHERE model=?",
+                                       (lib.spec.identity(),)).fetchall()
+        assert len(pairs) == len({i for i, _ in pairs}) == len({r for _, r in pairs})  # no duplicates
+        assert {i for i, _ in pairs} == set(reference)
+        files = {Path(p).name: r for p, r in lib.catalog.files().items()}
+        assert set(files) == {p.name for p in folder.iterdir()}
+        for name, row in files.items():
+            expected = content_id((folder / name).read_bytes())
+            assert (row.image_id, row.error is None) == ((None, False) if name == "corrupt.png" else (expected, True))
+        snapshot = lib.store.snapshot()
+        vectors = dict(zip(snapshot.ids.tolist(), snapshot.vectors(), strict=True))
+        cosines = [float(np.dot(vectors[i], reference[i])) for i in reference]
+        assert min(cosines) >= 0.9999, min(cosines)
+        assert len(lib.search("a house", limit=None, distribution=False)) == len(reference)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or not can_mount_a_tmpfs(),
+                    reason="needs unshare and user namespaces to hide a folder from the second node")
+def test_workers_that_cannot_see_the_folder_get_the_files_from_the_driver_and_embed_them_as_locally(
+    cluster: Cluster, source: Path, tiny_model: str, reference: dict[str, np.ndarray], local: picsift.UpdateReport,
+    tmp_path: Path
+) -> None:
+    assert cluster.hidden is not None
+    for path in source.iterdir():  # where the head node (and this driver) see them, the second node does not
+        shutil.copy2(path, cluster.hidden / path.name)
+
+    def update(workspace: str, *flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "picsift", "update", str(cluster.hidden), "--workspace",
+                               str(tmp_path / workspace), "--model", tiny_model, "--batch-size", "8", "--ray",
+                               cluster.address, "--json", *flags], capture_output=True, text=True, env=cluster.env,
+                              timeout=240)
+
+    # Without --ray-send-files: a clear error that says what to do, not files taken for deleted.
+    shared = update("shared")
+    assert shared.returncode == 1, shared.stderr[-3000:]
+    assert "--ray-send-files" in shared.stderr
+    with picsift.Library(source, workspace=tmp_path / "shared", model=tiny_model) as lib:
+        assert all(row.error is None for row in lib.catalog.files().values())  # nothing recorded as unreadable
+    # With it: a reader on the driver's node sends the bytes; the result is the local update's.
+    sent = update("sent", "--ray-send-files")
+    assert sent.returncode == 0, sent.stderr[-3000:]
+    report = json.loads(sent.stdout)
+    assert report["embedded"] == len(reference)
+    assert [(s["path"], s["reason"]) for s in report["skipped"]] == local.skipped
+    assert_same_as_local(source, tmp_path / "sent", tiny_model, reference)
+
+
+def test_a_killed_driver_resumes_on_the_cluster_without_duplicates(
+    cluster: Cluster, source: Path, tiny_model: str, reference: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    killed = run_driver(cluster, source, workspace, tiny_model, kill_after_commits=2)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    with sqlite3.connect(workspace / "catalog.sqlite") as db:
+        committed = db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    assert 0 < committed < len(reference)  # it really died half way
+    # It resumes with a decode stage (CPU actors decode, the model actors only embed): same vectors.
+    report = finish(run_driver(cluster, source, workspace, tiny_model, decode_stage=True), workspace)
+    assert report["embedded"] == len(reference) - committed
+    assert_same_as_local(source, workspace, tiny_model, reference)
+
+
+def test_a_killed_worker_is_retried_by_ray(
+    cluster: Cluster, source: Path, tiny_model: str, reference: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    cluster.kill_mark.touch()  # the second node's actor dies (SIGKILL) right after embedding its first batch
+    try:
+        report = finish(run_driver(cluster, source, tmp_path / "ws", tiny_model), tmp_path / "ws")
+        assert not cluster.kill_mark.exists(), "no batch ran on the second node"
+    finally:
+        cluster.kill_mark.unlink(missing_ok=True)
+    assert report["embedded"] == len(reference)
+    assert_same_as_local(source, tmp_path / "ws", tiny_model, reference)
