@@ -39,9 +39,9 @@ def sql_strings(path: Path) -> list[tuple[int, str]]:
                   and node.body and isinstance(node.body[0], ast.Expr)
                   and isinstance(node.body[0].value, ast.Constant)}
     f_string_parts = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    skipped = docstrings | f_string_parts
     found = []
     for node in ast.walk(tree):
-        skipped = docstrings | f_string_parts
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped:
             text = node.value
         elif isinstance(node, ast.JoinedStr):  # an f-string: its literal parts, the values as a placeholder
