@@ -103,7 +103,7 @@ class Selections:
 
         Raises KeyError when there is no such collection.
         """
-        scope, params = _LIBRARY, []
+        scope, params = _LIBRARY, list[Any]()
         if collection is not None:
             if not self._db.execute("SELECT 1 FROM collections WHERE name=?", (collection,)).fetchone():
                 raise KeyError(collection)
