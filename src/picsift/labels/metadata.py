@@ -25,6 +25,7 @@ from ..core.catalog import content_id, looks_like_id
 from ..core.catalog.labels import forget_images
 from ..errors import PicsiftError, UnknownImageError, UnsafePathError
 from ..safe_paths import check_folder_name, library_path
+from . import formats
 from .checks import (  # noqa: F401  (the statuses and check_status are part of this module's API)
     GEOMETRIES,
     ISSUE_STATUSES,
@@ -336,14 +337,10 @@ class Metadata:
 
         Run ``Library.update()`` afterwards to embed the new images.
         """
-        from .formats import import_project
-
-        return import_project(self, Path(source), format, target=target, copy=copy)
+        return formats.import_project(self, Path(source), format, target=target, copy=copy)
 
     def export(self, images: str | Iterable[str], out: str | os.PathLike[str], format: str) -> Path:
         """Write images (ids, or a collection's name) with their annotations as a project in ``format``."""
-        from .formats import export_project
-
         if isinstance(images, str):
             try:
                 _, items = self.catalog.collection_items(images)
@@ -352,7 +349,7 @@ class Metadata:
             ids = [i[0] for i in items]
         else:
             ids = list(images)
-        return export_project(self, ids, Path(out), format)
+        return formats.export_project(self, ids, Path(out), format)
 
     # -- colouring a map by a field -----------------------------------------------------------------
     def color_fields(self) -> list[str]:
