@@ -194,4 +194,5 @@ def test_filters_refuse_empty_names_and_fractional_counts() -> None:
                          (lambda: from_dict({"type": "ObjectCount", "cls": "car", "max": "3"}), "max must be a whole")):
         with pytest.raises(PicsiftError, match=message):
             bad()
-    assert ObjectCount("car", 0, 2).condition()[1] == ["car", 2]
+    at_most_two = ObjectCount("car", 0, 2).selection()  # no lower bound: every image but those with 3 or more
+    assert at_most_two is not None and at_most_two.negated and at_most_two.params == ("car", 2)

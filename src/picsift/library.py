@@ -144,7 +144,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         self._index_keeper: IndexKeeper | None = None
         self._paths: dict[str, str] | None = None
         self._image_count: tuple[tuple[int, str | None], int] | None = None  # (store version, last update), count
-        if self.catalog.db.execute("SELECT 1 FROM file_actions LIMIT 1").fetchone():
+        if self.catalog.journal.has_pending():
             with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them
                 FileActions(self.catalog, self.root).recover()
 
@@ -183,8 +183,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
     def store(self) -> EmbeddingStore:
         if self._store is None:
             identity = self.spec.identity()
-            row = self.catalog.db.execute("SELECT dim FROM models WHERE identity=?", (identity,)).fetchone()
-            dim = row[0] if row else self.embedder.dim
+            dim = self.catalog.embeddings.model_dim(identity) or self.embedder.dim
             self._store = EmbeddingStore(self.catalog, self._model_folder(), identity, self.spec.text, dim)
         return self._store
 
@@ -272,7 +271,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
                 self._record_settings(db)
                 self.catalog.set_meta("last_update", repr(time.time()), db)
                 self.catalog.set_meta("last_report", report.summary(), db)
-                db.execute("DELETE FROM meta WHERE key=?", (UNFINISHED_KEY,))
+                self.catalog.delete_meta(UNFINISHED_KEY, db)
             self._paths = None
             if self._index is not None or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
@@ -294,16 +293,11 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         previous_spec = self.catalog.get_meta("model")
         if not previous_spec:
             return
-        previous = self.catalog.get_meta("model_identity") or next(iter(self.catalog.db.execute(
-            "SELECT identity FROM models WHERE spec=? ORDER BY created DESC LIMIT 1", (previous_spec,)
-        ).fetchone() or ()), None)
+        previous = self.catalog.get_meta("model_identity") or self.catalog.embeddings.latest_identity(previous_spec)
         identity = self.spec.identity()
         if previous is None or previous == identity:
             return
-        again = [r[0] for r in self.catalog.db.execute(
-            "SELECT DISTINCT f.image_id FROM files f JOIN embeddings old ON old.image_id=f.image_id AND old.model=?"
-            " WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model=? AND e.image_id=f.image_id)",
-            (previous, identity))]
+        again = self.catalog.embeddings.missing_from(identity, previous)
         if not again:  # back to a model whose embeddings are all there: only new images get embedded
             return
         if reembed:
@@ -420,10 +414,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
     # -- inspecting -------------------------------------------------------------------------------
     def images(self) -> pd.DataFrame:
         """Every file in the catalog: path, id, size, width, height, error."""
-        rows = self.catalog.db.execute(
-            "SELECT path, image_id, size, width, height, error FROM files ORDER BY path"
-        ).fetchall()
-        df = pd.DataFrame(rows, columns=["path", "id", "size", "width", "height", "error"])
+        df = pd.DataFrame(self.catalog.file_table.listing(), columns=["path", "id", "size", "width", "height", "error"])
         df["path"] = [str(self.root / p) for p in df["path"]]
         return df
 
@@ -445,21 +436,18 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
         ``last_update``: when the last update finished (epoch seconds).
         """
-        db = self.catalog.db
-        files = db.execute("SELECT COUNT(*), COUNT(image_id), COUNT(error) FROM files").fetchone()
-        unique = db.execute("SELECT COUNT(DISTINCT image_id) FROM files WHERE image_id IS NOT NULL").fetchone()[0]
-        models = db.execute("SELECT m.spec, COUNT(e.image_id) FROM models m LEFT JOIN embeddings e"
-                            " ON e.model = m.identity GROUP BY m.identity").fetchall()
+        files = self.catalog.file_table.counts()
+        unique = self.catalog.file_table.image_count()
+        models = self.catalog.embeddings.counts_by_spec()
         model = self._model_text
         spec = self.spec if model else None  # parsed once per Library: a checkpoint is hashed once
         embedded = 0
         if spec is not None:
-            embedded = db.execute("SELECT COUNT(*) FROM embeddings WHERE model=?", (spec.identity(),)).fetchone()[0]
+            embedded = self.catalog.embeddings.count(spec.identity())
         running = running_update(self.workspace)
         pending = max(0, unique - embedded, _remaining(running))
-        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN"
-                               " ('enabled', 'interval', 'watch', 'last_update', 'last_report', ?)",
-                               (UNFINISHED_KEY,)).fetchall())
+        meta: dict[str, Any] = self.catalog.meta_values(
+            ["enabled", "interval", "watch", "last_update", "last_report", UNFINISHED_KEY])
         interrupted = UNFINISHED_KEY in meta and running is None
         automatic = {
             "enabled": meta.get("enabled") == "1",
@@ -483,8 +471,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             "embedded": embedded,
             "pending": pending,
             "skipped": files[2] + len(self.catalog.scan_problems()),
-            "videos": db.execute("SELECT COUNT(*) FROM videos WHERE error IS NULL").fetchone()[0],
-            "video_frames": db.execute("SELECT COUNT(DISTINCT frame_path) FROM video_frames").fetchone()[0],
+            "videos": self.catalog.videos.counts()[0],
+            "video_frames": self.catalog.videos.counts()[1],
             "ready": bool(model) and embedded > 0 and pending == 0 and not interrupted,
             "searchable": bool(model) and embedded > 0,
             "models": {spec: count for spec, count in models},
@@ -501,9 +489,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         the store or the catalog's files change: an update (which records ``last_update``) or a delete."""
         key = (self.store.version, self.catalog.get_meta("last_update"))
         if self._image_count is None or self._image_count[0] != key:
-            count = self.catalog.db.execute(
-                "SELECT COUNT(DISTINCT image_id) FROM files WHERE image_id IS NOT NULL").fetchone()[0]
-            self._image_count = (key, int(count))
+            self._image_count = (key, self.catalog.file_table.image_count())
         return self._image_count[1]
 
 

@@ -115,7 +115,7 @@ class ActiveLearningLoop:
         positions = np.arange(len(snapshot)) if scope is None else scope
         known = dict(labels or {})
         if tag:
-            rows = library.catalog.db.execute("SELECT image_id, value FROM image_tags WHERE name=? ORDER BY id", (tag,))
+            rows = library.catalog.labels.tagged(tag)
             known = {**{image_id: str(value) for image_id, value in rows if value is not None}, **known}
         loop = cls(snapshot.ids[positions], rows_view(snapshot.matrix, snapshot.rows[positions]), None, **options)
         loop.library, loop.tag = library, tag

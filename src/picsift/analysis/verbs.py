@@ -104,8 +104,7 @@ class AnalysisMixin:
         scope_ids = snapshot.ids[positions]
         left_out = set(self._collection_ids(exclude) if isinstance(exclude, str) else exclude or ())
         if exclude_labelled:
-            left_out.update(r[0] for r in self.catalog.db.execute(
-                "SELECT image_id FROM objects UNION SELECT image_id FROM image_tags"))
+            left_out.update(self.catalog.labels.labelled_ids())
         scores = None
         if isinstance(uncertainty, Mapping):
             scores = np.array([uncertainty.get(i, np.nan) for i in scope_ids.tolist()], dtype=np.float64)

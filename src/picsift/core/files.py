@@ -27,11 +27,10 @@ journal, dropped with a warning), never acted on. A move whose target is its sou
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import shutil
-import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -43,7 +42,8 @@ import pandas as pd
 from ..errors import PicsiftError, UnsafePathError
 from ..safe_paths import check_folder_name, library_path
 from .catalog import content_id
-from .store import EmbeddingStore
+from .catalog.journal import Journal
+from .catalog.labels import forget_images
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -51,8 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIONS = ("copy", "move", "delete")
-#: Tables of annotations keyed by image id, dropped with the last file of an image.
-ANNOTATION_TABLES = ("image_tags", "objects", "job_items", "issues", "collection_items")
 
 
 @dataclass(frozen=True)
@@ -79,19 +77,16 @@ class FileActions:
     # -- planning ---------------------------------------------------------------------------------
     def source_paths(self, ids: Sequence[str], every_file: bool) -> list[tuple[str, str]]:
         """``(image_id, path)`` of each image: its dataset file or first file, or every file it has."""
-        db = self.catalog.db
+        table = self.catalog.file_table
         found: list[tuple[str, str]] = []
         missing = []
         for image_id in dict.fromkeys(ids):
-            paths = [r[0] for r in db.execute(
-                "SELECT path FROM dataset_items WHERE image_id=? UNION SELECT path FROM files WHERE image_id=?"
-                " ORDER BY 1", (image_id, image_id))]
+            paths = table.paths_of(image_id)
             if not paths:
                 missing.append(image_id)
                 continue
             if not every_file:
-                in_dataset = db.execute("SELECT MIN(path) FROM dataset_items WHERE image_id=?", (image_id,)).fetchone()
-                paths = [in_dataset[0] or paths[0]]
+                paths = [table.dataset_path_of(image_id) or paths[0]]
             for path in paths:
                 self._path(path, f"catalog path of image {image_id}")
             found.extend((image_id, p) for p in paths)
@@ -102,15 +97,9 @@ class FileActions:
     def dataset_folder(self, dataset: str) -> str:
         """The folder (relative to the root) of dataset ``dataset``, creating the dataset if needed."""
         check_folder_name(dataset)
-        with self.catalog.transaction() as db:
-            row = db.execute("SELECT folder FROM datasets WHERE name=?", (dataset,)).fetchone()
-            if row is None:
-                db.execute("INSERT INTO datasets(name, folder, source, created) VALUES (?, ?, ?, ?)",
-                           (dataset, dataset, '{"made_by": "picsift"}', time.time()))
-                return dataset
-            folder = row[0] or dataset
-            self._path(folder, f"folder of dataset {dataset!r}")
-            return str(folder)
+        folder = self.catalog.journal.dataset_folder(dataset)
+        self._path(folder, f"folder of dataset {dataset!r}")
+        return folder
 
     def plan(self, action: str, ids: Sequence[str], dataset: str | None = None) -> list[Action]:
         """Journal one row per file to act on (nothing is touched yet)."""
@@ -131,10 +120,7 @@ class FileActions:
                     taken.add(target)
                 elif action == "copy":  # already in the folder: it only joins the dataset
                     rows.append((action, path, path, image_id, dataset))
-        with self.catalog.transaction() as db:
-            first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM file_actions").fetchone()[0]
-            db.executemany("INSERT INTO file_actions(action, source, target, image_id, dataset) VALUES (?, ?, ?, ?, ?)",
-                           rows)
+        first = self.catalog.journal.append(rows)
         return [Action(first + i, *row) for i, row in enumerate(rows)]
 
     def _target(self, folder: str, source: str, image_id: str, taken: set[str]) -> str:
@@ -193,42 +179,19 @@ class FileActions:
             deleted: set[str] = set()
             for action in actions:
                 if action.action == "delete":
-                    db.execute("DELETE FROM files WHERE path=?", (action.source,))
-                    db.execute("DELETE FROM dataset_items WHERE path=?", (action.source,))
+                    Journal.record_delete(db, action.source)
                     deleted.add(action.image_id)
                 else:
-                    self._record_copy_or_move(db, action)
-                db.execute("DELETE FROM file_actions WHERE id=?", (action.id,))
+                    assert action.target is not None and action.dataset is not None
+                    Journal.record_copy_or_move(db, action.action, action.source, action.target, action.image_id,
+                                                action.dataset, functools.partial(os.stat, self._path(action.target)))
+            Journal.clear(db, [a.id for a in actions])
             if deleted:
                 forget_images(db, deleted)
 
-    def _record_copy_or_move(self, db: sqlite3.Connection, action: Action) -> None:
-        assert action.target is not None and action.dataset is not None
-        source_row = db.execute("SELECT size, image_id, width, height FROM files WHERE path=?",
-                                (action.source,)).fetchone()
-        item = db.execute("SELECT width, height FROM dataset_items WHERE path=? AND image_id=?",
-                          (action.source, action.image_id)).fetchone()
-        width, height = (source_row[2], source_row[3]) if source_row else (item or (None, None))
-        if action.action == "move" and action.target != action.source:
-            db.execute("DELETE FROM files WHERE path=?", (action.source,))
-            db.execute("DELETE FROM dataset_items WHERE path=?", (action.source,))
-        if source_row is not None:
-            st = os.stat(self._path(action.target))
-            db.execute(
-                "INSERT OR REPLACE INTO files(path, size, mtime_ns, image_id, width, height, error, indexed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                (action.target, st.st_size, st.st_mtime_ns, action.image_id, width, height, time.time()),
-            )
-        dataset_id = db.execute("SELECT id FROM datasets WHERE name=?", (action.dataset,)).fetchone()[0]
-        db.execute(
-            "INSERT OR REPLACE INTO dataset_items(dataset, path, image_id, width, height) VALUES (?, ?, ?, ?, ?)",
-            (dataset_id, action.target, action.image_id, width, height),
-        )
-
     # -- recovery ---------------------------------------------------------------------------------
     def pending(self) -> list[Action]:
-        return [Action(*r) for r in self.catalog.db.execute(
-            "SELECT id, action, source, target, image_id, dataset FROM file_actions ORDER BY id")]
+        return [Action(*r) for r in self.catalog.journal.pending()]
 
     def recover(self) -> int:
         """Finish or drop actions a crash left in the journal; returns how many there were.
@@ -248,7 +211,7 @@ class FileActions:
         self.record(done)
         if undone:
             with self.catalog.transaction() as db:
-                db.executemany("DELETE FROM file_actions WHERE id=?", [(a.id,) for a in undone])
+                Journal.clear(db, [a.id for a in undone])
         if actions:
             log.warning("finished %d and rolled back %d file actions interrupted earlier", len(done), len(undone))
         return len(actions)
@@ -289,17 +252,6 @@ def _copy_durably(source: Path, target: Path) -> None:
     except OSError as e:
         partial.unlink(missing_ok=True)
         raise PicsiftError(f"cannot copy {source} to {target}: {e.strerror or e}") from e
-
-
-def forget_images(db: sqlite3.Connection, ids: Iterable[str]) -> list[str]:
-    """Drop annotations and embeddings of those images no file or dataset item holds any more."""
-    gone = [i for i in ids if not db.execute(
-        "SELECT 1 FROM files WHERE image_id=? UNION ALL SELECT 1 FROM dataset_items WHERE image_id=? LIMIT 1",
-        (i, i)).fetchone()]
-    for table in ANNOTATION_TABLES:
-        db.executemany(f"DELETE FROM {table} WHERE image_id=?", [(i,) for i in gone])
-    EmbeddingStore.drop_unreferenced(db)
-    return gone
 
 
 def actions_frame(actions: list[Action], root: Path) -> pd.DataFrame:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from ..errors import ModelMismatchError
 from .catalog import Catalog
+from .catalog.embeddings import EmbeddingTables
 
 #: Rewrite the vectors file when fewer than this fraction of its rows are still in use.
 COMPACT_BELOW = 0.75
@@ -174,50 +174,32 @@ class EmbeddingStore:
         self.precision = precision
         self._snapshot: StoreSnapshot | None = None
         self.folder.mkdir(parents=True, exist_ok=True)
-        row = catalog.db.execute("SELECT dim FROM models WHERE identity=?", (identity,)).fetchone()
-        if row is None:
-            with catalog.transaction() as db:
-                db.execute(
-                    "INSERT INTO models(identity, spec, dim, vectors_file, next_row, version, created)"
-                    " VALUES (?, ?, ?, ?, 0, 0, ?)",
-                    (identity, spec, dim, f"vectors-0.{PRECISIONS[precision][0]}", time.time()),
-                )
-        elif row[0] != dim:
+        stored_dim = catalog.embeddings.model_dim(identity)
+        if stored_dim is None:
+            catalog.embeddings.add_model(identity, spec, dim, f"vectors-0.{PRECISIONS[precision][0]}")
+        elif stored_dim != dim:
             raise ModelMismatchError(
-                f"model {identity} produced {dim}-d vectors but its store holds {row[0]}-d ones; "
+                f"model {identity} produced {dim}-d vectors but its store holds {stored_dim}-d ones; "
                 f"delete {self.folder} to re-embed"
             )
 
     # -- reading ----------------------------------------------------------------------------------
     def _state(self) -> tuple[str, int, int]:
-        return self.catalog.db.execute(
-            "SELECT vectors_file, next_row, version FROM models WHERE identity=?", (self.identity,)
-        ).fetchone()
+        return self.catalog.embeddings.state(self.identity)
 
     @property
     def version(self) -> int:
         return int(self._state()[2])
 
     def __len__(self) -> int:
-        return int(
-            self.catalog.db.execute(
-                "SELECT COUNT(*) FROM embeddings WHERE model=?", (self.identity,)
-            ).fetchone()[0]
-        )
+        return self.catalog.embeddings.count(self.identity)
 
     def rows_of(self, ids: list[str]) -> dict[str, int]:
         """Rows of those of ``ids`` that are embedded, looked up in the catalog: for a page of results."""
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found.update(self.catalog.db.execute(
-                f"SELECT image_id, row FROM embeddings WHERE model=? AND image_id IN ({','.join('?' * len(chunk))})",
-                (self.identity, *chunk)).fetchall())
-        return found
+        return self.catalog.embeddings.rows_of(self.identity, ids)
 
     def embedded_ids(self) -> set[str]:
-        rows = self.catalog.db.execute("SELECT image_id FROM embeddings WHERE model=?", (self.identity,))
-        return {r[0] for r in rows}
+        return self.catalog.embeddings.embedded_ids(self.identity)
 
     def snapshot(self) -> StoreSnapshot:
         """Everything needed to score the whole store, consistent as of the last commit.
@@ -232,15 +214,8 @@ class EmbeddingStore:
         return self._snapshot
 
     def _read_snapshot(self) -> StoreSnapshot:
-        db = self.catalog.db
-        db.execute("BEGIN")  # one read transaction: rows and next_row from the same commit
-        try:
-            vectors_file, next_row, version = self._state()
-            pairs = db.execute(
-                "SELECT image_id, row FROM embeddings WHERE model=? ORDER BY row", (self.identity,)
-            ).fetchall()
-        finally:
-            db.execute("COMMIT")
+        # rows and next_row from the same commit
+        (vectors_file, next_row, version), pairs = self.catalog.embeddings.snapshot(self.identity)
         ids = np.array([p[0] for p in pairs], dtype="<U32")
         rows = np.array([p[1] for p in pairs], dtype=np.int64)
         path = self.folder / vectors_file
@@ -275,25 +250,12 @@ class EmbeddingStore:
         """Phase 2, inside the caller's transaction: record rows and advance ``next_row``."""
         if not ids:
             return
-        db.executemany(
-            "INSERT OR REPLACE INTO embeddings(model, image_id, row) VALUES (?, ?, ?)",
-            [(self.identity, i, int(r)) for i, r in zip(ids, rows, strict=True)],
-        )
-        db.execute(
-            "UPDATE models SET next_row=MAX(next_row, ?), version=version+1 WHERE identity=?",
-            (int(rows.max()) + 1, self.identity),
-        )
+        EmbeddingTables.commit_rows(db, self.identity, ids, [int(r) for r in rows])
 
     @staticmethod
     def drop_unreferenced(db: sqlite3.Connection) -> int:
         """Delete embeddings (of every model) whose image no file refers to any more."""
-        cursor = db.execute(
-            "DELETE FROM embeddings WHERE image_id NOT IN"
-            " (SELECT image_id FROM files WHERE image_id IS NOT NULL)"
-        )
-        if cursor.rowcount:
-            db.execute("UPDATE models SET version=version+1")
-        return cursor.rowcount
+        return EmbeddingTables.drop_unreferenced(db)
 
     def compact_if_sparse(self) -> bool:
         """Rewrite the vectors file without unused rows when they are a quarter or more of it."""
@@ -323,16 +285,8 @@ class EmbeddingStore:
                 f.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
             f.flush()
             os.fsync(f.fileno())
-        with self.catalog.transaction() as db:
-            if not keep_unused:
-                db.executemany(
-                    "UPDATE embeddings SET row=? WHERE model=? AND image_id=?",
-                    [(i, self.identity, image_id) for i, image_id in enumerate(snapshot.ids.tolist())],
-                )
-            db.execute(
-                "UPDATE models SET vectors_file=?, next_row=?, version=version+1 WHERE identity=?",
-                (new_file, count, self.identity),
-            )
+        self.catalog.embeddings.switch_file(self.identity, new_file, count,
+                                            None if keep_unused else snapshot.ids.tolist())
         self.remove_stray_files()
 
     def remove_stray_files(self) -> None:

@@ -415,7 +415,7 @@ class _VideoPass:
         orphans: list[str] = []
         for path in self.removed:
             orphans += video.forget(db, path)
-            db.execute("DELETE FROM videos WHERE path=?", (path,))
+            video.delete_video(db, path)
         Catalog.delete_files(db, self.removed)
         return orphans
 
@@ -424,9 +424,9 @@ class _VideoPass:
         self.delete_frame_files(orphans)
         if not (self.sampled or self.removed or self.catalog.get_meta(video.SWEEP_KEY)):
             return
-        linked = {str(self.root / r[0]) for r in self.catalog.db.execute("SELECT frame_path FROM video_frames")}
+        linked = {str(self.root / p) for p in self.catalog.videos.frame_paths()}
         self.frames.sweep(linked)
-        self.catalog.db.execute("DELETE FROM meta WHERE key=?", (video.SWEEP_KEY,))
+        self.catalog.videos.clear_sweep()
 
     def delete_frame_files(self, paths: Iterable[str]) -> None:
         """Delete these frames' files: only those picsift wrote (see :class:`picsift.core.video.FrameCache`)."""

@@ -18,9 +18,7 @@ import logging
 import math
 import os
 import re
-import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -36,6 +34,18 @@ from ..errors import PicsiftError
 from ..reading import open_regular_file, read_regular_file
 from ..terminal import printable
 from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
+from .catalog.videos import (  # noqa: F401  (the update writes video rows through these)
+    SWEEP_KEY,
+    VideoLink,
+    VideoRow,
+    delete_video,
+    forget,
+    known_videos,
+    links,
+    moments,
+    write_links,
+    write_video,
+)
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -53,8 +63,6 @@ MIN_SCENE_GAP = 0.5
 FRAME_MAX_SIDE = 1280
 FRAME_QUALITY = 90
 _THUMB_SIZE = (48, 27)
-#: A meta key set while frame files of forgotten frames may still be on disk.
-SWEEP_KEY = "frames_sweep"
 _HASH_CHUNK = 8 << 20
 
 
@@ -277,83 +285,6 @@ def _reason(e: BaseException) -> str:
     return str(text).rstrip(".")
 
 
-# -- catalog rows ----------------------------------------------------------------------------------
-@dataclass
-class VideoRow:
-    path: str
-    size: int
-    mtime_ns: int
-    video_id: str | None
-    sampling: str
-    duration: float | None
-    error: str | None
-
-
-@dataclass
-class VideoLink:
-    image_id: str
-    frame_path: str  # files.path of the frame JPEG
-    video_path: str  # relative to the library root
-    t: float
-
-
-def known_videos(db: sqlite3.Connection) -> dict[str, VideoRow]:
-    rows = db.execute("SELECT path, size, mtime_ns, video_id, sampling, duration, error FROM videos").fetchall()
-    return {r[0]: VideoRow(*r) for r in rows}
-
-
-def links(db: sqlite3.Connection) -> list[VideoLink]:
-    rows = db.execute("SELECT image_id, frame_path, video_path, t_seconds FROM video_frames").fetchall()
-    return [VideoLink(*r) for r in rows]
-
-
-def write_links(db: sqlite3.Connection, new: Iterable[VideoLink]) -> None:
-    db.executemany(
-        "INSERT OR REPLACE INTO video_frames(image_id, frame_path, video_path, t_seconds) VALUES (?, ?, ?, ?)",
-        [(k.image_id, k.frame_path, k.video_path, k.t) for k in new],
-    )
-
-
-def write_video(db: sqlite3.Connection, row: VideoRow) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO videos(path, size, mtime_ns, video_id, sampling, duration, error, indexed_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (row.path, row.size, row.mtime_ns, row.video_id, row.sampling, row.duration, row.error, time.time()),
-    )
-
-
-def forget(db: sqlite3.Connection, video_path: str, keep: Iterable[str] = ()) -> list[str]:
-    """Unlink the frames of ``video_path`` except ``keep``; returns frame paths no video links any more.
-
-    Their ``files`` rows go in the same transaction; the caller deletes the JPEGs after it commits.
-    """
-    keep = set(keep)
-    old = [r[0] for r in db.execute("SELECT frame_path FROM video_frames WHERE video_path=?", (video_path,))]
-    dropped = [p for p in old if p not in keep]
-    db.executemany("DELETE FROM video_frames WHERE video_path=? AND frame_path=?",
-                   [(video_path, p) for p in dropped])
-    orphans = [p for p in dropped
-               if not db.execute("SELECT 1 FROM video_frames WHERE frame_path=? LIMIT 1", (p,)).fetchone()]
-    db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in orphans])
-    if orphans:  # until their files are deleted: a killed process leaves the next update a note to sweep
-        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, '1')", (SWEEP_KEY,))
-    return orphans
-
-
-def moments(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, float]]:
-    """For each id that is a video frame: (video path relative to the root, seconds), its first link."""
-    found: dict[str, tuple[str, float]] = {}
-    for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-        chunk = ids[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        rows = db.execute(
-            f"SELECT image_id, video_path, t_seconds FROM video_frames WHERE image_id IN ({marks})"
-            " ORDER BY frame_path DESC, video_path DESC", chunk
-        ).fetchall()
-        found.update((image_id, (video, t)) for image_id, video, t in rows)  # the last wins: MIN(frame_path)
-    return found
-
-
 class VideoMixin:
     """Video methods of :class:`~picsift.Library` (which provides the attributes below)."""
 
@@ -365,11 +296,7 @@ class VideoMixin:
 
         ``t`` is seconds from the start of the video; rows are in video and time order.
         """
-        query = "SELECT image_id, frame_path, video_path, t_seconds FROM video_frames"
-        args: tuple[str, ...] = ()
-        if video is not None:
-            query, args = query + " WHERE video_path=?", (self._relative_video(video),)
-        rows = self.catalog.db.execute(query + " ORDER BY video_path, t_seconds", args).fetchall()
+        rows = self.catalog.videos.frames(None if video is None else self._relative_video(video))
         df = pd.DataFrame(rows, columns=["id", "path", "video", "t"])
         df["path"] = [str(self.root / p) for p in df["path"]]
         df["video"] = [str(self.root / p) for p in df["video"]]
@@ -380,7 +307,7 @@ class VideoMixin:
 
         Open it there with ``picsift.core.video.moment_url(video, t)`` (an HTML media fragment, ``...#t=12.5``).
         """
-        found = moments(self.catalog.db, [image_id]).get(image_id)
+        found = self.catalog.videos.moments([image_id]).get(image_id)
         return (self.root / found[0], found[1]) if found else None
 
     def _relative_video(self, video: str | os.PathLike[str]) -> str:
@@ -391,9 +318,9 @@ class VideoMixin:
 
     def _with_moments(self, df: pd.DataFrame) -> pd.DataFrame:
         """Add ``video`` and ``t`` columns to a result table when the library holds videos."""
-        if not len(df) or not self.catalog.db.execute("SELECT 1 FROM video_frames LIMIT 1").fetchone():
+        if not len(df) or not self.catalog.videos.has_frames():
             return df
-        found = moments(self.catalog.db, df["id"].tolist())
+        found = self.catalog.videos.moments(df["id"].tolist())
         df["video"] = [str(self.root / found[i][0]) if i in found else None for i in df["id"]]
         df["t"] = [found[i][1] if i in found else np.nan for i in df["id"]]
         return df

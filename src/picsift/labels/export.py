@@ -64,25 +64,11 @@ class ExportMixin:
         """
         base = self._base_frame(images)
         ids = base["id"].astype(str).tolist()
-        db = self.catalog.db
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS export_scope(image_id TEXT PRIMARY KEY)")
-        db.execute("DELETE FROM export_scope")
-        db.executemany("INSERT OR IGNORE INTO export_scope(image_id) VALUES (?)", [(i,) for i in ids])
-        join = "JOIN temp.export_scope s ON s.image_id = t.image_id"
-        sizes = dict((r[0], (r[1], r[2])) for r in db.execute(
-            f"SELECT t.image_id, MAX(t.width), MAX(t.height) FROM files t {join} GROUP BY t.image_id"))
-        datasets = dict(db.execute(
-            "SELECT t.image_id, MIN(d.name) FROM dataset_items t JOIN datasets d ON d.id = t.dataset"
-            f" {join} GROUP BY t.image_id").fetchall())
-        tags: dict[str, list[str]] = {}
-        for image_id, name, value in db.execute(f"SELECT t.image_id, t.name, t.value FROM image_tags t {join}"
-                                                " ORDER BY t.id"):
-            tags.setdefault(image_id, []).append(name if value is None else f"{name}={value}")
-        counts = pd.DataFrame(
-            db.execute(f"SELECT t.image_id, t.class, COUNT(*) FROM objects t {join} GROUP BY t.image_id, t.class")
-            .fetchall(), columns=["id", "class", "n"])
-        issues = dict(db.execute(f"SELECT t.image_id, COUNT(*) FROM issues t {join} WHERE t.status='open'"
-                                 " GROUP BY t.image_id").fetchall())
+        found = self.catalog.summaries.of(ids)
+        sizes, datasets, issues = found.sizes, found.datasets, found.open_issues
+        tags = {image_id: [name if value is None else f"{name}={value}" for name, value in pairs]
+                for image_id, pairs in found.tags.items()}
+        counts = pd.DataFrame(found.object_counts, columns=["id", "class", "n"])
         df = base.copy()
         df["dataset"] = [datasets.get(i) for i in ids]
         df["width"] = pd.array([sizes.get(i, (None, None))[0] for i in ids], dtype="Int64")

@@ -1,20 +1,20 @@
 """Labelled data in the catalog: datasets, image tags, objects, labelling jobs and issues.
 
 Every annotation is keyed by **image id** (the content hash), the key search results, collections and
-embeddings already use. Filters are then plain SQL over one table each (see :mod:`picsift.query.filters`),
-and a file that is moved or copied keeps its labels. Files belong to datasets through
+embeddings already use. Filters are then one indexed query over one table each (see
+:mod:`picsift.query.filters`), and a file that is moved or copied keeps its labels. Files belong to datasets through
 ``dataset_items(dataset, path, image_id)``, which records where each dataset's images live (a path
 relative to the library root) and is what the exporters read. Two byte-identical files share their
 annotations, as they share their embedding.
 
-Methods accept an image as its id, or as a path (absolute, or relative to the library root).
+Methods accept an image as its id, or as a path (absolute, or relative to the library root). What they
+write goes through the checks of :mod:`picsift.labels.checks` (imported projects go through the same ones);
+the rows themselves are read and written by :class:`picsift.core.catalog.labels.LabelTables`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,20 +22,28 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..core.catalog import content_id, looks_like_id
+from ..core.catalog.labels import forget_images
 from ..errors import PicsiftError, UnknownImageError, UnsafePathError
 from ..safe_paths import check_folder_name, library_path
+from . import formats
+from .checks import (  # noqa: F401  (the statuses and check_status are part of this module's API)
+    GEOMETRIES,
+    ISSUE_STATUSES,
+    JOB_STATUSES,
+    TagValue,
+    check_author,
+    check_object,
+    check_status,
+    check_tag,
+    check_tags,
+    check_text,
+)
 
 if TYPE_CHECKING:
     from ..core.catalog import Catalog
     from ..query.filters import Filter, Scope
 
-#: Statuses an image can have in a labelling job.
-JOB_STATUSES = ("pending", "in_progress", "labelled", "in_review", "accepted", "rejected", "skipped")
-ISSUE_STATUSES = ("open", "closed")
-GEOMETRIES = ("rectangle", "polygon")
-
 ImageKey = str | os.PathLike[str]
-TagValue = str | int | float | None
 
 
 class Metadata:
@@ -60,13 +68,9 @@ class Metadata:
         if isinstance(image, str) and looks_like_id(text):
             return text
         relative = self.relative_path(text)
-        if relative is not None:
-            db = self.catalog.db
-            for query in ("SELECT image_id FROM files WHERE path=? AND image_id IS NOT NULL",
-                          "SELECT image_id FROM dataset_items WHERE path=?"):
-                row = db.execute(query, (relative,)).fetchone()
-                if row:
-                    return str(row[0])
+        found = None if relative is None else self.catalog.file_table.image_id_at(relative)
+        if found is not None:
+            return found
         for candidate in (Path(text), self.root / text):
             if candidate.is_file():
                 return content_id(candidate.read_bytes())
@@ -101,26 +105,14 @@ class Metadata:
         check_folder_name(name)
         if folder is not None:
             library_path(self.root, folder, what=f"folder of dataset {name!r}")
-        with self.catalog.transaction() as db:
-            row = db.execute("SELECT id FROM datasets WHERE name=?", (name,)).fetchone()
-            if row:
-                return int(row[0])
-            cursor = db.execute(
-                "INSERT INTO datasets(name, folder, source, created) VALUES (?, ?, ?, ?)",
-                (name, folder, json.dumps(source or {}), time.time()),
-            )
-            return int(cursor.lastrowid or 0)
+        return self.catalog.labels.add_dataset(name, folder, source or {})
 
     def dataset_names(self) -> list[str]:
-        return [r[0] for r in self.catalog.db.execute("SELECT name FROM datasets ORDER BY id")]
+        return self.catalog.labels.dataset_names()
 
     def datasets(self) -> pd.DataFrame:
         """Datasets: name, folder, number of images, where they came from."""
-        rows = self.catalog.db.execute(
-            "SELECT d.name, d.folder, COUNT(i.path), d.source FROM datasets d"
-            " LEFT JOIN dataset_items i ON i.dataset = d.id GROUP BY d.id ORDER BY d.id"
-        ).fetchall()
-        return pd.DataFrame(rows, columns=["name", "folder", "size", "source"])
+        return pd.DataFrame(self.catalog.labels.datasets(), columns=["name", "folder", "size", "source"])
 
     def add_to_dataset(self, dataset: str, path: str, image_id: str | None = None,
                        size: tuple[int, int] | None = None) -> str:
@@ -131,62 +123,44 @@ class Metadata:
         image_id = image_id or content_id((self.root / relative).read_bytes())
         dataset_id = self._dataset_id(dataset)
         width, height = size or (None, None)
-        self.catalog.db.execute(
-            "INSERT OR REPLACE INTO dataset_items(dataset, path, image_id, width, height) VALUES (?, ?, ?, ?, ?)",
-            (dataset_id, relative, image_id, width, height),
-        )
+        self.catalog.labels.add_dataset_item(dataset_id, relative, image_id, width, height)
         return image_id
 
     def dataset_items(self, dataset: str) -> pd.DataFrame:
         """The images of a dataset: path (relative to the root), id, width, height."""
-        rows = self.catalog.db.execute(
-            "SELECT path, image_id, width, height FROM dataset_items WHERE dataset=? ORDER BY path",
-            (self._dataset_id(dataset),),
-        ).fetchall()
+        rows = self.catalog.labels.dataset_items(self._dataset_id(dataset))
         return pd.DataFrame(rows, columns=["path", "id", "width", "height"])
 
     def _dataset_id(self, name: str) -> int:
-        row = self.catalog.db.execute("SELECT id FROM datasets WHERE name=?", (name,)).fetchone()
-        if row is None:
+        found = self.catalog.labels.dataset_id(name)
+        if found is None:
             raise PicsiftError(f"no dataset named {name!r}; datasets: {', '.join(self.dataset_names()) or '(none)'}")
-        return int(row[0])
+        return found
 
     # -- tags -------------------------------------------------------------------------------------
     def add_tag(self, image: ImageKey, name: str, value: TagValue = None, author: str | None = None) -> None:
-        """Tag an image (a tag may repeat with different values)."""
-        _check_text("tag name", name)
-        image_id = self.image_id(image)
-        self.catalog.db.execute(
-            "INSERT INTO image_tags(image_id, name, value, author) VALUES (?, ?, ?, ?)",
-            (image_id, name, value, author),
-        )
+        """Tag an image (a tag may repeat with different values): a value is text, a finite number or None."""
+        check_tag(name, value)
+        check_author(author)
+        self.catalog.labels.add_tag(self.image_id(image), name, value, author)
 
     def remove_tag(self, image: ImageKey, name: str, value: TagValue = None) -> int:
         """Remove tag ``name`` from an image (only with this value, when given); returns how many went."""
-        query = "DELETE FROM image_tags WHERE image_id=? AND name=?"
-        params: list[TagValue] = [self.image_id(image), name]
-        if value is not None:
-            query += " AND value=?"
-            params.append(value)
-        return self.catalog.db.execute(query, params).rowcount
+        return self.catalog.labels.remove_tags(self.image_id(image), name, value)
 
     def tags(self, image: ImageKey) -> list[tuple[str, TagValue]]:
         """An image's tags as ``(name, value)`` pairs."""
-        return [tuple(r) for r in self.catalog.db.execute(
-            "SELECT name, value FROM image_tags WHERE image_id=? ORDER BY id", (self.image_id(image),))]
+        return self.catalog.labels.tags(self.image_id(image))
 
     def tag_names(self) -> list[str]:
         """Every image tag name in use."""
-        return [r[0] for r in self.catalog.db.execute("SELECT DISTINCT name FROM image_tags ORDER BY name")]
+        return self.catalog.labels.tag_names()
 
     def tag_values(self, *, objects: bool = False, limit: int = 50) -> dict[str, list[TagValue]]:
         """Every image tag name (object tag names with ``objects``) -> up to ``limit`` of its values,
         as stored (text or numbers, so a value chosen from them matches exactly)."""
-        table = "object_tags" if objects else "image_tags"
-        values: dict[str, list[TagValue]] = {
-            r[0]: [] for r in self.catalog.db.execute(f"SELECT DISTINCT name FROM {table} ORDER BY name")}
-        for name, value in self.catalog.db.execute(
-                f"SELECT DISTINCT name, value FROM {table} WHERE value IS NOT NULL ORDER BY name, value"):
+        values: dict[str, list[TagValue]] = {name: [] for name in self.catalog.labels.tag_names(objects=objects)}
+        for name, value in self.catalog.labels.tag_values(objects=objects):
             if len(values[name]) < limit:
                 values[name].append(value)
         return values
@@ -199,7 +173,6 @@ class Metadata:
     ) -> int:
         """Add an object of class ``cls``: a ``bbox`` ``(x1, y1, x2, y2)`` or a ``polygon`` ``[(x, y), ...]``
         in pixels. Returns the object's id."""
-        _check_text("class", cls)
         if (bbox is None) == (polygon is None):
             raise PicsiftError(f"an object needs exactly one of bbox or polygon (class {cls!r})")
         if bbox is not None:
@@ -207,145 +180,116 @@ class Metadata:
                 raise PicsiftError(f"bbox must be (x1, y1, x2, y2), got {list(bbox)!r}")
             geometry, points = "rectangle", [[bbox[0], bbox[1]], [bbox[2], bbox[3]]]
         else:
-            points = [[float(p[0]), float(p[1])] for p in polygon or []]
+            points = [[p[0], p[1]] for p in polygon or []]
             if len(points) < 3:
                 raise PicsiftError(f"a polygon needs at least 3 points, got {len(points)}")
             geometry = "polygon"
-        return self._insert_object(self.image_id(image), cls, geometry, points, list(tags), author)
+        return self._insert_object(self.image_id(image), cls, geometry, points, tags, author)
 
-    def _insert_object(self, image_id: str, cls: str, geometry: str, points: list[list[float]],
-                       tags: list[tuple[str, TagValue]], author: str | None) -> int:
-        if geometry not in GEOMETRIES:
-            raise PicsiftError(f"geometry {geometry!r}; valid choices: {', '.join(GEOMETRIES)}")
-        db = self.catalog.db
-        cursor = db.execute(
-            "INSERT INTO objects(image_id, class, geometry, points, author) VALUES (?, ?, ?, ?, ?)",
-            (image_id, cls, geometry, json.dumps([[float(x), float(y)] for x, y in points]), author),
-        )
-        object_id = int(cursor.lastrowid or 0)
-        db.executemany("INSERT INTO object_tags(object, name, value) VALUES (?, ?, ?)",
-                       [(object_id, n, v) for n, v in tags])
-        return object_id
+    def _insert_object(self, image_id: str, cls: str, geometry: str, points: Sequence[Sequence[float]],
+                       tags: Iterable[tuple[str, TagValue]], author: str | None, about: str = "") -> int:
+        """Check an object (the API's and the importers' one way in) and insert it; returns its id."""
+        checked = check_object(cls, geometry, points, about)
+        checked_tags = check_tags(tags, f"{about}object of class {cls!r}: ")
+        check_author(author, about)
+        return self.catalog.labels.add_object(image_id, cls, geometry, checked, checked_tags, author)
 
     def tag_object(self, object_id: int, name: str, value: TagValue = None, author: str | None = None) -> None:
         """Tag an object."""
-        _check_text("tag name", name)
+        check_tag(name, value)
+        check_author(author)
         self._check_object(object_id)
-        self.catalog.db.execute("INSERT INTO object_tags(object, name, value, author) VALUES (?, ?, ?, ?)",
-                                (object_id, name, value, author))
+        self.catalog.labels.tag_object(object_id, name, value, author)
 
     def remove_object(self, object_id: int) -> None:
         self._check_object(object_id)
-        self.catalog.db.execute("DELETE FROM objects WHERE id=?", (object_id,))
+        self.catalog.labels.remove_object(object_id)
 
     def _check_object(self, object_id: int) -> None:
-        if not self.catalog.db.execute("SELECT 1 FROM objects WHERE id=?", (object_id,)).fetchone():
+        if not self.catalog.labels.has_object(object_id):
             raise PicsiftError(f"no object with id {object_id!r}")
 
     def objects(self, image: ImageKey | None = None) -> pd.DataFrame:
         """Objects (of one image, or all): id, image id, class, geometry, points, author, tags."""
-        query = "SELECT id, image_id, class, geometry, points, author FROM objects"
-        params: tuple[str, ...] = ()
-        if image is not None:
-            query, params = query + " WHERE image_id=?", (self.image_id(image),)
-        rows = self.catalog.db.execute(query + " ORDER BY id", params).fetchall()
-        tags: dict[int, list[tuple[str, TagValue]]] = {}
-        if rows:
-            ids = [r[0] for r in rows]
-            for start in range(0, len(ids), 900):
-                chunk = ids[start : start + 900]
-                for object_id, name, value in self.catalog.db.execute(
-                    f"SELECT object, name, value FROM object_tags WHERE object IN ({','.join('?' * len(chunk))})"
-                    " ORDER BY rowid", chunk,
-                ):
-                    tags.setdefault(object_id, []).append((name, value))
-        return pd.DataFrame({
-            "id": [r[0] for r in rows],
-            "image_id": [r[1] for r in rows],
-            "class": [r[2] for r in rows],
-            "geometry": [r[3] for r in rows],
-            "points": [json.loads(r[4]) for r in rows],
-            "author": [r[5] for r in rows],
-            "tags": [tags.get(r[0], []) for r in rows],
-        })
+        rows = self.catalog.labels.objects(None if image is None else self.image_id(image))
+        columns = ["id", "image_id", "class", "geometry", "points", "author", "tags"]
+        return pd.DataFrame({name: [r[i] for r in rows] for i, name in enumerate(columns)})
 
     def object_tag_names(self) -> list[str]:
         """Every object tag name in use."""
-        return [r[0] for r in self.catalog.db.execute("SELECT DISTINCT name FROM object_tags ORDER BY name")]
+        return self.catalog.labels.tag_names(objects=True)
 
     def authors(self) -> list[str]:
         """Everyone who made an object (labeller logins)."""
-        return [r[0] for r in self.catalog.db.execute(
-            "SELECT DISTINCT author FROM objects WHERE author IS NOT NULL ORDER BY author")]
+        return self.catalog.labels.authors()
 
     def set_classes(self, classes: Iterable[tuple[str, str, str | None]]) -> None:
         """Declare object classes as ``(name, shape, color)``; shapes are rectangle, polygon or any."""
-        self.catalog.db.executemany("INSERT OR REPLACE INTO classes(name, shape, color) VALUES (?, ?, ?)",
-                                    list(classes))
+        classes = list(classes)
+        for name, shape, color in classes:
+            check_text(name, "class name")
+            check_text(shape, f"shape of class {name!r}")
+            if color is not None:
+                check_text(color, f"color of class {name!r}")
+        self.catalog.labels.set_classes(classes)
+
+    def declare(self, classes: Iterable[tuple[str, str]] = (), tag_types: Iterable[tuple[str, str]] = ()) -> None:
+        """Declare object classes ``(name, shape)`` and tag value types ``(name, value_type)`` that are not
+        declared yet (declared ones keep theirs), as importers do; nothing is written if one is invalid."""
+        classes, tag_types = list(classes), list(tag_types)
+        for name, shape in classes:
+            check_text(name, "class name")
+            check_text(shape, f"shape of class {name!r}")
+        for name, value_type in tag_types:
+            check_text(name, "tag name")
+            check_text(value_type, f"value type of tag {name!r}")
+        self.catalog.labels.add_classes(classes)
+        self.catalog.labels.add_tag_types(tag_types)
 
     def classes(self) -> list[tuple[str, str, str | None]]:
         """Declared classes, then classes only seen on objects (shape ``any``)."""
-        declared = [tuple(r) for r in self.catalog.db.execute("SELECT name, shape, color FROM classes ORDER BY rowid")]
+        declared = self.catalog.labels.declared_classes()
         known = {r[0] for r in declared}
-        seen = [r[0] for r in self.catalog.db.execute("SELECT DISTINCT class FROM objects ORDER BY class")]
-        return declared + [(c, "any", None) for c in seen if c not in known]
+        return declared + [(c, "any", None) for c in self.catalog.labels.object_classes() if c not in known]
 
     # -- jobs -------------------------------------------------------------------------------------
     def create_job(self, name: str, images: Iterable[ImageKey] = (), description: str | None = None) -> None:
         """Create labelling job ``name`` (if missing) with these images as pending."""
-        _check_text("job name", name)
-        self.catalog.db.execute("INSERT OR IGNORE INTO jobs(name, description, created) VALUES (?, ?, ?)",
-                                (name, description, time.time()))
+        check_text(name, "job name")
         ids = self._ids(list(images) if not isinstance(images, (str, os.PathLike)) else images)
-        self.catalog.db.executemany(
-            "INSERT OR IGNORE INTO job_items(job, image_id, status, updated) VALUES (?, ?, 'pending', ?)",
-            [(name, i, time.time()) for i in ids],
-        )
+        self.catalog.labels.create_job(name, description, ids)
 
     def set_status(self, job: str, images: ImageKey | Iterable[ImageKey], status: str) -> None:
         """Set the status of images in a job (created if missing); see :data:`JOB_STATUSES`."""
+        check_text(job, "job name")
         check_status(status)
-        ids = self._ids(images)
-        with self.catalog.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO jobs(name, created) VALUES (?, ?)", (job, time.time()))
-            db.executemany("INSERT OR REPLACE INTO job_items(job, image_id, status, updated) VALUES (?, ?, ?, ?)",
-                           [(job, i, status, time.time()) for i in ids])
+        self.catalog.labels.set_status(job, self._ids(images), status)
 
     def job_status(self, job: str) -> dict[str, str]:
         """Each image's status in ``job``."""
-        if not self.catalog.db.execute("SELECT 1 FROM jobs WHERE name=?", (job,)).fetchone():
+        if not self.catalog.labels.has_job(job):
             raise PicsiftError(f"no labelling job named {job!r}; jobs: {', '.join(self.job_names()) or '(none)'}")
-        return dict(self.catalog.db.execute("SELECT image_id, status FROM job_items WHERE job=?", (job,)).fetchall())
+        return self.catalog.labels.job_status(job)
 
     def job_names(self) -> list[str]:
-        return [r[0] for r in self.catalog.db.execute("SELECT name FROM jobs ORDER BY created")]
+        return self.catalog.labels.job_names()
 
     # -- issues -----------------------------------------------------------------------------------
     def open_issue(self, image: ImageKey, text: str, author: str | None = None) -> int:
         """Attach an open issue to an image; returns its id."""
-        _check_text("issue text", text)
-        cursor = self.catalog.db.execute(
-            "INSERT INTO issues(image_id, text, status, author, created) VALUES (?, ?, 'open', ?, ?)",
-            (self.image_id(image), text, author, time.time()),
-        )
-        return int(cursor.lastrowid or 0)
+        check_text(text, "issue text")
+        check_author(author)
+        return self.catalog.labels.open_issue(self.image_id(image), text, author)
 
     def close_issue(self, issue_id: int) -> None:
-        if not self.catalog.db.execute("UPDATE issues SET status='closed' WHERE id=?", (issue_id,)).rowcount:
+        if not self.catalog.labels.close_issue(issue_id):
             raise PicsiftError(f"no issue with id {issue_id!r}")
 
     def issues(self, image: ImageKey | None = None, status: str | None = None) -> pd.DataFrame:
         """Issues (of one image, with one status, or all): id, image id, text, status, author."""
         if status is not None and status not in ISSUE_STATUSES:
             raise PicsiftError(f"issue status {status!r}; valid choices: {', '.join(ISSUE_STATUSES)}")
-        query, params = "SELECT id, image_id, text, status, author FROM issues WHERE 1=1", []
-        if image is not None:
-            query += " AND image_id=?"
-            params.append(self.image_id(image))
-        if status is not None:
-            query += " AND status=?"
-            params.append(status)
-        rows = self.catalog.db.execute(query + " ORDER BY id", params).fetchall()
+        rows = self.catalog.labels.issues(None if image is None else self.image_id(image), status)
         return pd.DataFrame(rows, columns=["id", "image_id", "text", "status", "author"])
 
     # -- orphans ----------------------------------------------------------------------------------
@@ -354,15 +298,10 @@ class Metadata:
 
         They are kept on purpose: a folder moved away and back gets its labels back. See :meth:`prune`.
         """
-        held = "SELECT image_id FROM files WHERE image_id IS NOT NULL UNION SELECT image_id FROM dataset_items"
-        labelled = " UNION ".join(f"SELECT image_id FROM {t}" for t in ("image_tags", "objects", "job_items", "issues"))
-        return [r[0] for r in self.catalog.db.execute(
-            f"SELECT image_id FROM ({labelled}) WHERE image_id NOT IN ({held}) ORDER BY image_id")]
+        return self.catalog.labels.orphans()
 
     def prune(self) -> int:
         """Delete the labels of :meth:`orphans`; returns how many images lost their labels."""
-        from ..core.files import forget_images
-
         with self.catalog.transaction() as db:
             return len(forget_images(db, self.orphans()))
 
@@ -390,20 +329,18 @@ class Metadata:
 
         The project folder is untrusted input: only regular files inside it (after resolving links) are
         read, and a malformed or escaping entry raises :class:`~picsift.errors.PicsiftError` naming the
-        file and entry before anything is copied (see :mod:`picsift.labels.formats`).
+        file and entry before anything is copied (see :mod:`picsift.labels.formats`). Labels go through
+        the checks of this API: one it would refuse (a tag value that is a list, a corner that is NaN) is
+        skipped with a warning naming the file, the image and the value, and the rest is imported.
         copy
             ``False`` refuses projects whose images are not already under the library root.
 
         Run ``Library.update()`` afterwards to embed the new images.
         """
-        from .formats import import_project
-
-        return import_project(self, Path(source), format, target=target, copy=copy)
+        return formats.import_project(self, Path(source), format, target=target, copy=copy)
 
     def export(self, images: str | Iterable[str], out: str | os.PathLike[str], format: str) -> Path:
         """Write images (ids, or a collection's name) with their annotations as a project in ``format``."""
-        from .formats import export_project
-
         if isinstance(images, str):
             try:
                 _, items = self.catalog.collection_items(images)
@@ -412,7 +349,7 @@ class Metadata:
             ids = [i[0] for i in items]
         else:
             ids = list(images)
-        return export_project(self, ids, Path(out), format)
+        return formats.export_project(self, ids, Path(out), format)
 
     # -- colouring a map by a field -----------------------------------------------------------------
     def color_fields(self) -> list[str]:
@@ -425,42 +362,25 @@ class Metadata:
     def field_values(self, field: str, ids: Iterable[str]) -> list[str]:
         """Each image's value of ``field`` (one of :meth:`color_fields`) as a label, in the order of
         ``ids``; images without a value get a label in parentheses, e.g. ``(no objects)``."""
-        db = self.catalog.db
+        summaries = self.catalog.summaries
         kind, _, name = field.partition(":")
         if field == "dataset":
-            found = dict(db.execute("SELECT t.image_id, MIN(d.name) FROM dataset_items t"
-                                    " JOIN datasets d ON d.id = t.dataset GROUP BY t.image_id").fetchall())
+            found = summaries.first_dataset()
             missing = "(no dataset)"
         elif field in ("class", "author"):
-            column = "class" if field == "class" else "COALESCE(author, '(unknown author)')"
-            found = {}
-            for image_id, value, _n in db.execute(f"SELECT image_id, {column}, COUNT(*) FROM objects"
-                                                  " GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"):
-                found.setdefault(image_id, str(value))  # each image's rows come most frequent first
+            found = summaries.most_frequent_object(by_author=field == "author")
             missing = "(no objects)"
         elif field == "issues":
-            found = {r[0]: "open issues"
-                     for r in db.execute("SELECT DISTINCT image_id FROM issues WHERE status='open'")}
+            found = dict.fromkeys(summaries.with_open_issues(), "open issues")
             missing = "(no open issue)"
         elif kind == "tag" and name in self.tag_names():
             found = {}
-            for image_id, value in db.execute("SELECT image_id, value FROM image_tags WHERE name=? ORDER BY id",
-                                              (name,)):
+            for image_id, value in self.catalog.labels.tagged(name):
                 found.setdefault(image_id, name if value is None else f"{name}={value}")
             missing = f"(no {name})"
         elif kind == "job" and name in self.job_names():
-            found = dict(db.execute("SELECT image_id, status FROM job_items WHERE job=?", (name,)).fetchall())
+            found = self.catalog.labels.job_status(name)
             missing = "(not in job)"
         else:
             raise PicsiftError(f"unknown field {field!r}; fields: {', '.join(self.color_fields())}")
         return [found.get(str(i), missing) for i in ids]
-
-
-def check_status(status: str) -> None:
-    if status not in JOB_STATUSES:
-        raise PicsiftError(f"job status {status!r}; valid choices: {', '.join(JOB_STATUSES)}")
-
-
-def _check_text(what: str, text: str) -> None:
-    if not isinstance(text, str) or not text.strip():
-        raise PicsiftError(f"invalid {what} {text!r}: it must be a non-empty string")

@@ -1,8 +1,9 @@
 """Filters over labelled data, combined with AND, within a collection, search results or the whole library.
 
-Each filter is a small dataclass that turns into one SQL condition on ``image_id`` over an indexed table
-of the catalog (see :mod:`picsift.labels.metadata`), so a filter costs one index range scan, not a pass over
-Python objects. :func:`apply_filters` ANDs them inside a scope and returns image ids in scope order.
+Each filter is a small dataclass that asks the catalog for the image ids it selects
+(:mod:`picsift.core.catalog.selections`: one query over an indexed table each), so a filter costs one index
+range scan, not a pass over Python objects. :func:`apply_filters` ANDs them inside a scope and returns image
+ids in scope order.
 
 >>> from picsift.query.filters import Score, ObjectCount, ImageTag, JobStatus
 >>> results = lib.search("a red car", limit=None)
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
 
+from ..core.catalog import selections
+from ..core.catalog.selections import Selection
 from ..errors import PicsiftError
 from ..labels.metadata import check_status
 
@@ -33,13 +36,14 @@ Scope: TypeAlias = "str | Results | Iterable[str] | None"
 
 
 class Filter(Protocol):
-    def condition(self) -> tuple[str, list[Any]]:
-        """An SQL condition on the columns ``image_id`` and ``score`` of the scope, and its parameters."""
+    def selection(self) -> Selection | None:
+        """The image ids the filter keeps (or, negated, drops), as the catalog looks them up; None when it
+        keeps every image as far as labels go (a :class:`Score` filter, which looks at scores)."""
         ...
 
 
 class _LabelFilter:
-    """A filter on labels: one query selecting the image ids it keeps (or, negated, the ones it drops)."""
+    """A filter on labels: the catalog selects the image ids it keeps (or, negated, the ones it drops)."""
 
     def __post_init__(self) -> None:
         for item in fields(self):  # type: ignore[arg-type]
@@ -51,16 +55,9 @@ class _LabelFilter:
                     isinstance(value, bool) or not isinstance(value, int)):
                 raise PicsiftError(f"{type(self).__name__}: {item.name} must be a whole number, got {value!r}")
 
-    def ids_query(self) -> tuple[str, list[Any], bool] | None:
-        """``(SQL selecting image_id, parameters, negated)``; ``None`` when every image passes."""
+    def selection(self) -> Selection | None:
+        """The ids this filter selects; ``None`` when every image passes."""
         raise NotImplementedError
-
-    def condition(self) -> tuple[str, list[Any]]:
-        selected = self.ids_query()
-        if selected is None:
-            return "1=1", []
-        query, params, negated = selected
-        return f"image_id {'NOT IN' if negated else 'IN'} ({query})", params
 
 
 @dataclass(frozen=True)
@@ -70,17 +67,11 @@ class Score:
     min: float | None = None
     max: float | None = None
 
-    def condition(self) -> tuple[str, list[Any]]:
+    def selection(self) -> Selection | None:
+        """None: a score filter selects by score, not by label (it checks its bounds)."""
         if self.min is None and self.max is None:
             raise PicsiftError("Score() needs min, max or both")
-        parts, params = ["score IS NOT NULL"], []
-        if self.min is not None:
-            parts.append("score >= ?")
-            params.append(float(self.min))
-        if self.max is not None:
-            parts.append("score <= ?")
-            params.append(float(self.max))
-        return " AND ".join(parts), params
+        return None
 
 
 @dataclass(frozen=True)
@@ -91,16 +82,10 @@ class ObjectCount(_LabelFilter):
     min: int = 1
     max: int | None = None
 
-    def ids_query(self) -> tuple[str, list[Any], bool] | None:
+    def selection(self) -> Selection | None:
         if self.min < 0 or (self.max is not None and self.max < self.min):
             raise PicsiftError(f"ObjectCount({self.cls!r}): need 0 <= min <= max, got min={self.min}, max={self.max}")
-        counts = "SELECT image_id FROM objects WHERE class=? GROUP BY image_id HAVING COUNT(*)"
-        if self.min > 0:
-            upper = self.max if self.max is not None else 2**62
-            return f"{counts} BETWEEN ? AND ?", [self.cls, self.min, upper], False
-        if self.max is None:
-            return None
-        return f"{counts} > ?", [self.cls, self.max], True  # images with no object count as 0
+        return selections.object_count(self.cls, self.min, self.max)
 
 
 @dataclass(frozen=True)
@@ -111,13 +96,8 @@ class ImageTag(_LabelFilter):
     value: str | int | float | None = None
     negate: bool = False
 
-    def ids_query(self) -> tuple[str, list[Any], bool] | None:
-        query = "SELECT image_id FROM image_tags WHERE name=?"
-        params: list[Any] = [self.name]
-        if self.value is not None:
-            query += " AND value=?"
-            params.append(self.value)
-        return query, params, self.negate
+    def selection(self) -> Selection | None:
+        return selections.image_tag(self.name, self.value, self.negate)
 
 
 @dataclass(frozen=True)
@@ -129,16 +109,8 @@ class ObjectTag(_LabelFilter):
     negate: bool = False
     cls: str | None = None
 
-    def ids_query(self) -> tuple[str, list[Any], bool] | None:
-        query = "SELECT o.image_id FROM object_tags t JOIN objects o ON o.id = t.object WHERE t.name=?"
-        params: list[Any] = [self.name]
-        if self.value is not None:
-            query += " AND t.value=?"
-            params.append(self.value)
-        if self.cls is not None:
-            query += " AND o.class=?"
-            params.append(self.cls)
-        return query, params, self.negate
+    def selection(self) -> Selection | None:
+        return selections.object_tag(self.name, self.value, self.cls, self.negate)
 
 
 @dataclass(frozen=True)
@@ -148,15 +120,13 @@ class JobStatus(_LabelFilter):
     job: str
     status: str | Sequence[str] | None = None
 
-    def ids_query(self) -> tuple[str, list[Any], bool] | None:
-        query, params = "SELECT image_id FROM job_items WHERE job=?", [self.job]
-        if self.status is not None:
-            statuses = [self.status] if isinstance(self.status, str) else list(self.status)
-            for status in statuses:
-                check_status(status)
-            query += f" AND status IN ({','.join('?' * len(statuses))})"
-            params.extend(statuses)
-        return query, params, False
+    def selection(self) -> Selection | None:
+        if self.status is None:
+            return selections.job_status(self.job)
+        statuses = [self.status] if isinstance(self.status, str) else list(self.status)
+        for status in statuses:
+            check_status(status)
+        return selections.job_status(self.job, statuses)
 
 
 @dataclass(frozen=True)
@@ -165,8 +135,8 @@ class ObjectAuthor(_LabelFilter):
 
     author: str
 
-    def ids_query(self) -> tuple[str, list[Any], bool] | None:
-        return "SELECT image_id FROM objects WHERE author=?", [self.author], False
+    def selection(self) -> Selection | None:
+        return selections.object_author(self.author)
 
 
 @dataclass(frozen=True)
@@ -175,8 +145,8 @@ class HasOpenIssues(_LabelFilter):
 
     value: bool = True
 
-    def ids_query(self) -> tuple[str, list[Any], bool] | None:
-        return "SELECT image_id FROM issues WHERE status='open'", [], not self.value
+    def selection(self) -> Selection | None:
+        return selections.open_issues(self.value)
 
 
 FILTER_TYPES: dict[str, type] = {
@@ -210,7 +180,7 @@ def from_dict(data: dict[str, Any]) -> Filter:
         item: Filter = cls(**data)
     except TypeError as e:
         raise PicsiftError(f"bad {name} filter {data!r}: {e}") from e
-    item.condition()  # validates values now, not when the filter first runs
+    item.selection()  # validates values now, not when the filter first runs
     return item
 
 
@@ -246,70 +216,55 @@ def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = Non
     catalog
         The workspace catalog.
     filters
-        Filters from this module (or any object with a ``condition()`` method), ANDed.
+        Filters from this module (or any object with a ``selection()`` method), ANDed.
     within
         ``None``: every image of the library (catalogued files and dataset items); a collection's name
         (the temporary one, :data:`picsift.query.collections.TEMPORARY`, is the last search's results); a
         :class:`~picsift.Results` (every image it scored, so :class:`Score` sees the full distribution);
         or image ids (no scores).
 
-    Scopes held in SQLite (the library, collections) are filtered by one SQL query. Scopes held in
+    Scopes held in SQLite (the library, collections) are filtered by one query. Scopes held in
     memory (a search's results, ids) are not copied into SQLite: each label filter fetches the ids it
     selects (as many as carry that label, not as many as the scope holds) and marks them in a boolean
     mask over the scope, so editing filters on a search of 1M images costs milliseconds.
     """
     filters = list(filters)
     for item in filters:
-        if not hasattr(item, "condition"):
+        if not hasattr(item, "selection"):
             raise PicsiftError(f"{item!r} is not a filter; use the classes of picsift.query.filters "
                                "(Score, ObjectCount, ImageTag, ObjectTag, JobStatus, ObjectAuthor, HasOpenIssues)")
     if within is None or isinstance(within, str):
-        return _sql_filter(catalog, filters, *_sql_scope(catalog, within))
+        return _catalog_filter(catalog, filters, within)
     if isinstance(within, os.PathLike):
         raise PicsiftError(f"within={within!r}: give a collection name, a Results, image ids or None")
     scope = _memory_scope(within)
     keep = np.ones(len(scope.ids), bool)
     for item in filters:
         if isinstance(item, Score):
-            item.condition()  # validates
+            item.selection()  # validates
             with np.errstate(invalid="ignore"):
                 keep &= ~np.isnan(scope.scores)
                 if item.min is not None:
                     keep &= scope.scores >= item.min
                 if item.max is not None:
                     keep &= scope.scores <= item.max
-        elif isinstance(item, _LabelFilter):
-            selected = item.ids_query()
+        else:
+            selected = item.selection()
             if selected is not None:
-                query, params, negated = selected
-                marked = scope.mark(r[0] for r in catalog.db.execute(query, params))
-                keep &= ~marked if negated else marked
-        else:  # a filter known only by its SQL condition: run it over this scope, copied into SQLite
-            keep &= scope.mark(_sql_filter(catalog, [item], *_temporary_scope(catalog, scope)))
+                marked = scope.mark(catalog.selections.ids(selected))
+                keep &= ~marked if selected.negated else marked
     return scope.ordered(keep)
 
 
-def _sql_filter(catalog: Catalog, filters: list[Filter], scope: str, scope_params: list[Any]) -> list[str]:
-    conditions, params = [], []
-    for item in filters:
-        condition, values = item.condition()
-        conditions.append(f"({condition})")
-        params.extend(values)
-    where = " AND ".join(conditions) or "1=1"
-    rows = catalog.db.execute(f"SELECT image_id FROM ({scope}) WHERE {where} ORDER BY ord",
-                              scope_params + params).fetchall()
-    return [r[0] for r in rows]
-
-
-def _sql_scope(catalog: Catalog, within: str | None) -> tuple[str, list[Any]]:
-    """An SQL query with columns image_id, score and ord for the library or a collection."""
-    if within is None:
-        return ("SELECT image_id, NULL AS score, image_id AS ord FROM"
-                " (SELECT image_id FROM files WHERE image_id IS NOT NULL UNION SELECT image_id FROM dataset_items)"), []
-    if not catalog.db.execute("SELECT 1 FROM collections WHERE name=?", (within,)).fetchone():
+def _catalog_filter(catalog: Catalog, filters: list[Filter], within: str | None) -> list[str]:
+    """Filter the library (``within=None``) or a collection in the catalog, by one query."""
+    scores = [(item.min, item.max) for item in filters if isinstance(item, Score)]
+    selected = [s for s in (item.selection() for item in filters) if s is not None]
+    try:
+        return catalog.selections.filter(within, selected, scores)
+    except KeyError:
         names = [r[0] for r in catalog.collection_names()]
-        raise PicsiftError(f"no collection named {within!r}; collections: {', '.join(names) or '(none)'}")
-    return "SELECT image_id, score, rank AS ord FROM collection_items WHERE collection=?", [within]
+        raise PicsiftError(f"no collection named {within!r}; collections: {', '.join(names) or '(none)'}") from None
 
 
 class _MemoryScope:
@@ -362,12 +317,3 @@ def _memory_scope(within: Any) -> _MemoryScope:
     ids = np.array(list(dict.fromkeys(str(i) for i in within)), dtype=str)
     return _MemoryScope(ids, np.full(len(ids), np.nan), False)
 
-
-def _temporary_scope(catalog: Catalog, scope: _MemoryScope) -> tuple[str, list[Any]]:
-    db = catalog.db
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS filter_scope(image_id TEXT PRIMARY KEY, score REAL, ord INTEGER)")
-    db.execute("DELETE FROM filter_scope")
-    scores = [None if np.isnan(s) else float(s) for s in scope.scores.tolist()]
-    db.executemany("INSERT OR IGNORE INTO filter_scope(image_id, score, ord) VALUES (?, ?, ?)",
-                   zip(scope.ids.tolist(), scores, range(len(scope.ids)), strict=True))
-    return "SELECT image_id, score, ord FROM temp.filter_scope", []

@@ -8,9 +8,13 @@ YOLO splits).
 
 A project folder is untrusted input: readers open only regular files inside it (links are resolved, see
 :func:`picsift.safe_paths.project_file`), turn any malformed entry into a :class:`PicsiftError` naming the
-file and the entry (:func:`reading`), and :func:`check_project` checks the types and ranges of what they
+file and the entry (:func:`reading`), and :func:`check_project` checks the names and sizes of what they
 collected before anything is written. Every path written into the library or an export goes through
 :func:`picsift.safe_paths.library_path`.
+
+Labels are recorded through the :class:`~picsift.labels.metadata.Metadata` API, so they pass the checks of
+:mod:`picsift.labels.checks` like any other: a tag, object or class the API would refuse is skipped with a
+warning naming the file, the image and the value, and the rest of the project is imported.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -30,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 from ...core.catalog import content_id
 from ...errors import PicsiftError
 from ...safe_paths import check_folder_name, library_path
-from ..metadata import GEOMETRIES
+from ..checks import TagValue, short
 
 if TYPE_CHECKING:
-    from ..metadata import Metadata, TagValue
+    from ..metadata import Metadata
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class ItemRecord:
     height: int | None = None
     tags: list[tuple[str, TagValue]] = field(default_factory=list)
     objects: list[ObjectRecord] = field(default_factory=list)
+    annotations: Path | None = None  # the file its tags and objects were read from
 
 
 @dataclass
@@ -81,6 +85,7 @@ class Project:
     datasets: list[DatasetRecord] = field(default_factory=list)
     classes: dict[str, str] = field(default_factory=dict)
     tag_types: dict[str, str] = field(default_factory=dict)
+    meta_file: Path | None = None  # the file declaring the classes and tag types, when there is one
 
     def class_names(self) -> list[str]:
         """Declared classes, then any only seen on objects, in first-seen order."""
@@ -108,22 +113,49 @@ def import_project(meta: Metadata, source: Path, format: str, *, target: str | N
     check_project(project, source)
     folder = check_folder_name(project.name if target is None else target, "import target folder")
     names = [check_folder_name(f"{folder}/{d.name}") for d in project.datasets]  # the project keeps them unique
+    seen: dict[str, None] = {}  # classes of the objects recorded, in first-seen order
     for name, dataset in zip(names, project.datasets, strict=True):
         placed = [(item, _place(meta, item.source, name, item.name, copy)) for item in dataset.items]
         meta.add_dataset(name, name, {"format": format, "project": str(source)})
         with meta.catalog.transaction():
             for item, relative in placed:
                 image_id = meta.add_to_dataset(name, relative, size=_size(item))
-                for tag_name, value in item.tags:
-                    meta.catalog.db.execute("INSERT INTO image_tags(image_id, name, value) VALUES (?, ?, ?)",
-                                            (image_id, tag_name, value))
-                for obj in item.objects:
-                    meta._insert_object(image_id, obj.cls, obj.geometry, obj.points, obj.tags, obj.author)
-    with meta.catalog.transaction() as db:
-        db.executemany("INSERT OR IGNORE INTO classes(name, shape) VALUES (?, ?)",
-                       [(c, project.classes.get(c, "any")) for c in project.class_names()])
-        db.executemany("INSERT OR IGNORE INTO tag_names(name, value_type) VALUES (?, ?)", project.tag_types.items())
+                seen.update(dict.fromkeys(_record_labels(meta, image_id, item, source)))
+    declared = project.meta_file or source
+    classes = [(c, project.classes.get(c, "any")) for c in {**dict.fromkeys(project.classes), **seen}]
+    with meta.catalog.transaction():
+        for cls in classes:
+            _declare(meta.declare, declared, classes=[cls])
+        for tag_type in project.tag_types.items():
+            _declare(meta.declare, declared, tag_types=[tag_type])
     return names
+
+
+def _declare(declare: Any, where: Path, **what: Any) -> None:
+    try:
+        declare(**what)
+    except PicsiftError as e:
+        log.warning("%s: %s; skipped it", where, e)
+
+
+def _record_labels(meta: Metadata, image_id: str, item: ItemRecord, source: Path) -> list[str]:
+    """Record an item's tags and objects through the API; what it refuses is skipped with a warning naming
+    the file, the image and the value. Returns the classes of the objects recorded."""
+    about = f"{item.annotations or source}: image {item.name!r}"
+    for tag_name, value in item.tags:
+        try:
+            meta.add_tag(image_id, tag_name, value)
+        except PicsiftError as e:
+            log.warning("%s: %s; skipped it", about, e)
+    classes = []
+    for obj in item.objects:
+        try:
+            meta._insert_object(image_id, obj.cls, obj.geometry, obj.points, obj.tags, obj.author)
+        except PicsiftError as e:
+            log.warning("%s: %s; skipped it", about, e)
+        else:
+            classes.append(obj.cls)
+    return classes
 
 
 def _size(item: ItemRecord) -> tuple[int, int] | None:
@@ -155,20 +187,14 @@ def gather(meta: Metadata, ids: list[str]) -> Project:
     An image in several datasets is exported from the first; images in no dataset come from the
     library's files, in a dataset named ``images``.
     """
-    db = meta.catalog.db
+    labels = meta.catalog.labels
     workspace = meta.catalog.path.parent  # video frames live there, by absolute path when it is outside the root
     wanted = list(dict.fromkeys(ids))
     datasets: dict[str, DatasetRecord] = {}
     used_names: dict[str, set[str]] = {}
     for image_id in wanted:
-        row = db.execute(
-            "SELECT d.name, i.path, i.width, i.height FROM dataset_items i JOIN datasets d ON d.id = i.dataset"
-            " WHERE i.image_id=? ORDER BY d.id, i.path LIMIT 1", (image_id,),
-        ).fetchone()
+        row = labels.first_item(image_id)
         if row is None:
-            row = db.execute("SELECT 'images', MIN(path), width, height FROM files WHERE image_id=?",
-                             (image_id,)).fetchone()
-        if row is None or row[1] is None:
             raise PicsiftError(f"image {image_id} is not in this library's files or datasets")
         dataset_name, path, width, height = row
         source = library_path(meta.root, path, what=f"catalog path of image {image_id}", workspace=workspace)
@@ -181,15 +207,13 @@ def gather(meta: Metadata, ids: list[str]) -> Project:
         item = ItemRecord(name, source, width, height)
         if not (width and height):
             item.width, item.height = image_size(item.source)
-        item.tags = [tuple(r) for r in db.execute(
-            "SELECT name, value FROM image_tags WHERE image_id=? ORDER BY id", (image_id,))]
+        item.tags = labels.tags(image_id)
         objects = meta.objects(image_id)
         item.objects = [ObjectRecord(o["class"], o["geometry"], o["points"], list(o["tags"]), o["author"])
                         for o in objects.to_dict("records")]
         datasets.setdefault(dataset_name, DatasetRecord(dataset_name)).items.append(item)
-    classes = {r[0]: r[1] for r in db.execute("SELECT name, shape FROM classes ORDER BY rowid")}
-    tag_types = dict(db.execute("SELECT name, value_type FROM tag_names").fetchall())
-    return Project("export", list(datasets.values()), classes, tag_types)
+    classes = {name: shape for name, shape, _color in labels.declared_classes()}
+    return Project("export", list(datasets.values()), classes, labels.tag_types())
 
 
 def export_project(meta: Metadata, ids: list[str], out: Path, format: str) -> Path:
@@ -217,7 +241,7 @@ def listed(data: dict[str, Any], key: str, file: Path) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise PicsiftError(f"{file}: {key!r} must be a list, got {_short(value)}")
+        raise PicsiftError(f"{file}: {key!r} must be a list, got {short(value)}")
     return value
 
 
@@ -253,78 +277,18 @@ def image_size(path: Path) -> tuple[int, int]:
 
 # -- what a reader collected, checked before anything is written --------------------------------------------------
 _MAX_SIDE = 2**31 - 1
-_INT64 = 2**63
 
 
 def check_project(project: Project, where: Path) -> None:
-    """Raise a :class:`PicsiftError` naming the entry when anything a reader collected has a type or range
-    the catalog cannot hold: text that is not text, numbers that are not finite or overflow, bad names."""
-    for name, shape in project.classes.items():
-        _text(name, f"{where}: class name")
-        _text(shape, f"{where}: shape of class {name!r}")
-    for name, value_type in project.tag_types.items():
-        _text(name, f"{where}: tag name")
-        _text(value_type, f"{where}: value type of tag {name!r}")
+    """Raise a :class:`PicsiftError` naming the entry when a dataset or file name, or an image size, that a
+    reader collected is not one the library can hold (labels are checked as they are recorded)."""
     for dataset in project.datasets:
         check_folder_name(dataset.name, f"dataset name in {where}")
         for item in dataset.items:
             check_folder_name(item.name, f"image file name in {where}")
             if "/" in item.name:
                 raise PicsiftError(f"image file name {item.name!r} in {where} is not a plain file name")
-            about = f"{where}: image {item.name!r}"
             for side in (item.width, item.height):
                 if side is not None and (type(side) is not int or not 0 < side <= _MAX_SIDE):
-                    raise PicsiftError(f"{about}: width and height must be positive whole numbers, "
-                                       f"got {item.width!r} x {item.height!r}")
-            _tags(item.tags, about)
-            for obj in item.objects:
-                _object(obj, about)
-
-
-def _object(obj: ObjectRecord, about: str) -> None:
-    _text(obj.cls, f"{about}: object class")
-    if obj.geometry not in GEOMETRIES:
-        raise PicsiftError(f"{about}: geometry {obj.geometry!r}; valid choices: {', '.join(GEOMETRIES)}")
-    if obj.author is not None:
-        _text(obj.author, f"{about}: author")
-    minimum = 2 if obj.geometry == "rectangle" else 3
-    if not isinstance(obj.points, list) or len(obj.points) < minimum or not all(
-            isinstance(p, list) and len(p) == 2 and all(type(v) is float and math.isfinite(v) for v in p)
-            for p in obj.points):
-        raise PicsiftError(f"{about}: a {obj.geometry} of class {obj.cls!r} needs at least {minimum} points "
-                           f"of two finite numbers, got {_short(obj.points)}")
-    _tags(obj.tags, f"{about}: object of class {obj.cls!r}")
-
-
-def _tags(tags: list[tuple[str, TagValue]], about: str) -> None:
-    for name, value in tags:
-        _text(name, f"{about}: tag name")
-        if isinstance(value, str):
-            _text(value, f"{about}: value of tag {name!r}", empty=True)
-        elif not (value is None or (isinstance(value, int) and -_INT64 <= value < _INT64)
-                  or (isinstance(value, float) and math.isfinite(value))):
-            raise PicsiftError(f"{about}: tag {name!r} has the value {_short(value)}; "
-                               "a tag value is text, a finite number or nothing")
-
-
-def _text(value: object, what: str, *, empty: bool = False) -> None:
-    problem = None
-    if not isinstance(value, str):
-        problem = "is not text"
-    elif not empty and not value.strip():
-        problem = "is empty"
-    else:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            problem = "is not valid UTF-8"
-    if problem:
-        raise PicsiftError(f"{what} {_short(value)} {problem}")
-
-
-def _short(value: object, limit: int = 80) -> str:
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):  # an int of thousands of digits, a structure nested too deep
-        return f"(a {type(value).__name__} too large to show)"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+                    raise PicsiftError(f"{item.annotations or where}: image {item.name!r}: width and height must "
+                                       f"be positive whole numbers, got {item.width!r} x {item.height!r}")

@@ -65,7 +65,7 @@ def _read_file(file: Path, name: str, folders: list[Path], project: Project, roo
                                    f"{', '.join(str(f) for f in folders)}")
             path = project_file(root, candidates[0], f"{file}, images[{n}]: image")
             item = ItemRecord(Path(file_name).name, path, image.get("width"), image.get("height"),
-                              [(t["name"], t.get("value")) for t in image.get("tags") or []])
+                              [(t["name"], t.get("value")) for t in image.get("tags") or []], annotations=file)
             items[image["id"]] = item
             dataset.items.append(item)
     for n, ann in enumerate(listed(data, "annotations", file)):

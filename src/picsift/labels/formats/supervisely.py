@@ -36,7 +36,7 @@ def read(source: Path) -> Project:
         raise PicsiftError(f"{source} is not a Supervisely project: it has no meta.json")
     meta_file = project_file(source, meta_file, "Supervisely meta.json")
     meta = load_json(meta_file)
-    project = Project(source.name)
+    project = Project(source.name, meta_file=meta_file)
     with reading(meta_file):
         project.classes = {c["title"]: c.get("shape", "any") for c in meta.get("classes") or []}
         project.tag_types = {t["name"]: t.get("value_type", "none") for t in meta.get("tags") or []}
@@ -47,6 +47,7 @@ def read(source: Path) -> Project:
             ann_file = folder / "ann" / f"{image.name}.json"
             if os.path.lexists(ann_file):
                 ann_file = project_file(source, ann_file, "Supervisely annotation file")
+                item.annotations = ann_file
                 with reading(ann_file):
                     _read_annotation(item, load_json(ann_file), ann_file)
             else:

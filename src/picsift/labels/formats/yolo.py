@@ -49,6 +49,7 @@ def read(source: Path) -> Project:
             label_file = labels / Path(relative).with_suffix(".txt")
             if os.path.lexists(label_file):
                 label_file = project_file(source, label_file, "YOLO label file")
+                item.annotations = label_file
                 with reading(label_file):
                     item.objects = _read_labels(label_file, names, item.width, item.height)
             dataset.items.append(item)
