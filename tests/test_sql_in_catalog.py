@@ -15,9 +15,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "picsift"
 CATALOG = PACKAGE / "core" / "catalog"
-#: Modules another change of the same refactor empties of SQL (the widgets' data source moves onto the
-#: library's public API); each entry names the file and must still exist.
-NOT_YET = {PACKAGE / "widgets" / "_source.py"}
 
 _KEYWORDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "PRAGMA", "BEGIN",
              "COMMIT", "ROLLBACK", "SAVEPOINT", "VACUUM", "ANALYZE", "WITH", "FROM", "WHERE", "AND", "OR", "JOIN",
@@ -59,14 +56,9 @@ def modules_outside_catalog() -> list[Path]:
 
 def test_no_module_outside_the_catalog_writes_sql() -> None:
     findings = [f"{path.relative_to(PACKAGE.parent)}:{line}: {text[:70]!r}"
-                for path in modules_outside_catalog() if path not in NOT_YET
+                for path in modules_outside_catalog()
                 for line, text in sql_strings(path)]
     assert not findings, "SQL outside picsift.core.catalog:\n" + "\n".join(findings)
-
-
-def test_the_exemptions_still_exist() -> None:
-    for path in NOT_YET:
-        assert path.is_file(), f"{path} is gone: drop it from NOT_YET"
 
 
 @pytest.mark.parametrize("text", [

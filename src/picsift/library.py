@@ -386,9 +386,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
 
     def image_info(self, image_id: str) -> dict[str, Any]:
         """Size in bytes, width and height of an image (its first file), each None when unknown."""
-        row = self.catalog.db.execute(
-            "SELECT size, width, height FROM files WHERE image_id=? LIMIT 1", (image_id,)).fetchone()
-        return dict(zip(("bytes", "width", "height"), row or (None, None, None), strict=True))
+        return dict(zip(("bytes", "width", "height"), self.catalog.file_table.size_of(image_id), strict=True))
 
     def activity(self) -> tuple[dict[str, Any] | None, str | None]:
         """Cheap to poll: the update running now (any process; see ``status()["progress"]``) and when the

@@ -106,6 +106,11 @@ class FileTable:
             "SELECT path FROM dataset_items WHERE image_id=? UNION SELECT path FROM files WHERE image_id=?"
             " ORDER BY 1", (image_id, image_id))]
 
+    def size_of(self, image_id: str) -> tuple[int | None, int | None, int | None]:
+        """(bytes, width, height) of an image's first file; Nones when it has none."""
+        row = self._db.execute("SELECT size, width, height FROM files WHERE image_id=? LIMIT 1", (image_id,)).fetchone()
+        return tuple(row) if row else (None, None, None)
+
     def dataset_path_of(self, image_id: str) -> str | None:
         """The first dataset item path of image ``image_id``, if it is in a dataset."""
         return self._db.execute("SELECT MIN(path) FROM dataset_items WHERE image_id=?", (image_id,)).fetchone()[0]
