@@ -12,7 +12,7 @@ from PIL import Image
 
 import picsift
 import picsift.core.image_files
-import picsift.core.update
+import picsift.core.video_update
 from picsift.core.catalog import content_id
 from picsift.embedding import decode_image
 from picsift.errors import ModelMismatchError, NotIndexedError, PicsiftError, UnknownImageError
@@ -29,15 +29,15 @@ def library(image_folder: Path, tiny_model: str) -> picsift.Library:
 def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every file whose bytes the update hashes (every file it reads)."""
     calls: list[str] = []
-    real = picsift.core.update.content_id
+    real = content_id
 
     def spy(data: bytes) -> str:
         calls.append(real(data))
         return calls[-1]
 
-    # image files are hashed as they are read (core/image_files.py), video frames by the update itself
+    # image files are hashed as they are read (core/image_files.py), video frames as they are sampled
     monkeypatch.setattr(picsift.core.image_files, "content_id", spy)
-    monkeypatch.setattr(picsift.core.update, "content_id", spy)
+    monkeypatch.setattr(picsift.core.video_update, "content_id", spy)
     return calls
 
 

@@ -7,15 +7,20 @@ Nothing here raises for one bad file: the reason comes back as ``error`` text, r
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Container
+from collections import deque
+from collections.abc import Callable, Container, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..embedding.decode import ImageDecodeError, decode_image
 from ..reading import UnreadableFileError, read_regular_file
-from .catalog import FileState, content_id
+from .catalog import FileRow, FileState, content_id
+from .video import VideoLink
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,3 +76,41 @@ def prepare_image(data: bytes, embedded: Container[str], image_size: int,
     except Exception as e:  # a decoder bug must not end the run; record it like any bad file
         prepared.error = f"cannot decode image: {type(e).__name__}: {e}"
     return prepared
+
+
+@dataclass
+class PendingImage:
+    """One file (or sampled video frame) on its way into the store, after a worker has read it."""
+
+    path: str
+    state: FileState | None = None  # None: the file vanished before it could be read
+    image_id: str | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+    pixels: Any = None  # preprocessed tensor, when the image needs embedding
+    link: VideoLink | None = None  # for a video frame: where it came from
+    vector: Any = None  # embedded elsewhere already (a Ray worker: see picsift.core.ray_embed)
+
+    def row(self) -> FileRow:
+        assert self.state is not None
+        return FileRow(self.path, self.state.size, self.state.mtime_ns, None if self.error else self.image_id,
+                       self.width, self.height, self.error)
+
+
+def ordered_map(
+    pool: ThreadPoolExecutor, fn: Callable[[T], PendingImage], items: Iterable[T], window: int
+) -> Iterator[PendingImage]:
+    """``pool.map`` with at most ``window`` tasks in flight, so memory stays bounded."""
+    queue: deque[Future[PendingImage]] = deque()
+    iterator = iter(items)
+    for item in iterator:
+        queue.append(pool.submit(fn, item))
+        if len(queue) >= window:
+            break
+    while queue:
+        result = queue.popleft().result()
+        next_item = next(iterator, None)
+        if next_item is not None:
+            queue.append(pool.submit(fn, next_item))
+        yield result

@@ -266,7 +266,7 @@ class _EmbedActor:
     """One model replica: embeds the pixels a :class:`_Prepare` stage sent, or reads, decodes and embeds itself."""
 
     def __init__(self, model: str, root: str, embedded: Any, device: str, batch_size: int) -> None:
-        from .openclip import Embedder
+        from ..embedding.openclip import Embedder
 
         self.embedder = Embedder(model, device=device, batch_size=batch_size)
         self.decoder = _Decoder(root, embedded, self.embedder.preprocess, self.embedder.image_size)

@@ -7,15 +7,11 @@ loses at most the batch in flight; the next run sees those files as new and fini
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import sqlite3
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,10 +20,12 @@ import numpy as np
 from ..embedding.openclip import Embedder
 from ..errors import PicsiftError
 from . import video
-from .catalog import Catalog, FileRow, FileState, ScanResult, content_id, scan
-from .image_files import prepare_image, read_image_file
+from .catalog import Catalog, FileRow, FileState, ScanResult, scan
+from .image_files import PendingImage, ordered_map, prepare_image, read_image_file
+from .report import UpdateReport
 from .store import EmbeddingStore
-from .video import DEFAULT_EVERY, SampledFrame, VideoDecodeError, VideoLink, VideoRow
+from .video import DEFAULT_EVERY, VideoLink
+from .video_update import VideoPass
 
 log = logging.getLogger(__name__)
 
@@ -35,57 +33,6 @@ ProgressCallback = Callable[[int, int], None]
 #: Reads and embeds image files elsewhere: (paths relative to the root, ids embedded already) -> results.
 RemoteEmbed = Callable[[list[str], set[str]], Iterable[Any]]
 T = TypeVar("T")
-
-
-@dataclass
-class UpdateReport:
-    """What one :meth:`picsift.Library.update` did."""
-
-    added: int = 0
-    changed: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    embedded: int = 0
-    reused: int = 0  # files whose content already had an embedding (moved or duplicated files)
-    frames: int = 0  # frames sampled from new or changed videos (each an image; see picsift.core.video)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in this run
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        parts = [
-            f"{self.embedded} embedded",
-            f"{self.added} new",
-            f"{self.changed} changed",
-            f"{self.removed} removed",
-            f"{self.unchanged} unchanged",
-        ]
-        if self.reused:
-            parts.append(f"{self.reused} reused")
-        if self.frames:
-            parts.append(f"{self.frames} video frames")
-        if self.skipped:
-            parts.append(f"{len(self.skipped)} skipped")
-        return ", ".join(parts) + f" in {self.seconds:.1f}s"
-
-
-@dataclass
-class _Read:
-    """One file after a worker has read it."""
-
-    path: str
-    state: FileState | None = None  # None: the file vanished before it could be read
-    image_id: str | None = None
-    width: int | None = None
-    height: int | None = None
-    error: str | None = None
-    pixels: Any = None  # preprocessed tensor, when the image needs embedding
-    link: VideoLink | None = None  # for a video frame: where it came from
-    vector: Any = None  # embedded elsewhere already (a Ray worker: see picsift.core.ray_embed)
-
-    def row(self) -> FileRow:
-        assert self.state is not None
-        return FileRow(self.path, self.state.size, self.state.mtime_ns, None if self.error else self.image_id,
-                       self.width, self.height, self.error)
 
 
 def run_update(
@@ -147,7 +94,7 @@ def run_update(
     dims = {r.image_id: (r.width, r.height) for r in known.values() if r.image_id}
     pending_rows: list[FileRow] = []
     pending_links: list[VideoLink] = []
-    batch: list[_Read] = []
+    batch: list[PendingImage] = []
     vanished: list[str] = []
 
     def flush() -> None:
@@ -171,7 +118,7 @@ def run_update(
         pending_rows.clear()
         pending_links.clear()
 
-    def take(item: _Read) -> None:
+    def take(item: PendingImage) -> None:
         """Queue a read file (or prepared video frame) for embedding, or only for its row."""
         if item.state is None:
             vanished.append(item.path)
@@ -198,7 +145,7 @@ def run_update(
     workers = workers or min(4, (os.cpu_count() or 2) + 1)
     with ThreadPoolExecutor(workers, thread_name_prefix="picsift-read") as pool:
         items = (map(_from_remote, remote(todo, set(embedded))) if remote and todo
-                 else _ordered_map(pool, read, todo, window=max(8, 2 * embedder.batch_size)))
+                 else ordered_map(pool, read, todo, window=max(8, 2 * embedder.batch_size)))
         for done, item in enumerate(items, 1):
             take(item)
             bar.update(1)
@@ -206,7 +153,7 @@ def run_update(
                 on_progress(done, len(todo))
         flush()
         bar.close()
-        videos = _VideoPass(catalog, root, frames_dir or catalog.path.parent / "frames", video_every, videos_known,
+        videos = VideoPass(catalog, root, frames_dir or catalog.path.parent / "frames", video_every, videos_known,
                             video_links, embedded, report, progress)
         videos.run(found, pool, take, flush, window=max(8, 2 * embedder.batch_size),
                    preprocess=embedder.preprocess)
@@ -244,10 +191,10 @@ def _warn_about_kept(found: ScanResult, known: Iterable[str]) -> list[tuple[str,
     return notes
 
 
-def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str], _Read]:
-    def read(path: str) -> _Read:
+def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str], PendingImage]:
+    def read(path: str) -> PendingImage:
         file = read_image_file(root, path)
-        item = _Read(path, file.state, error=file.error)
+        item = PendingImage(path, file.state, error=file.error)
         if file.state is None or file.error:
             return item
         prepared = prepare_image(file.data, embedded, embedder.image_size, embedder.preprocess)
@@ -258,183 +205,8 @@ def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str
     return read
 
 
-def _from_remote(result: Any) -> _Read:
+def _from_remote(result: Any) -> PendingImage:
     """A file read and embedded elsewhere (a :class:`picsift.core.ray_embed.EmbeddedFile`)."""
     state = None if result.size is None else FileState(result.size, result.mtime_ns)
-    return _Read(result.path, state, result.image_id, result.width, result.height, result.error,
+    return PendingImage(result.path, state, result.image_id, result.width, result.height, result.error,
                  vector=result.vector)
-
-
-def _ordered_map(
-    pool: ThreadPoolExecutor, fn: Callable[[T], _Read], items: Iterable[T], window: int
-) -> Iterator[_Read]:
-    """``pool.map`` with at most ``window`` tasks in flight, so memory stays bounded."""
-    queue: deque[Future[_Read]] = deque()
-    iterator = iter(items)
-    for item in iterator:
-        queue.append(pool.submit(fn, item))
-        if len(queue) >= window:
-            break
-    while queue:
-        result = queue.popleft().result()
-        next_item = next(iterator, None)
-        if next_item is not None:
-            queue.append(pool.submit(fn, next_item))
-        yield result
-
-
-class _VideoPass:
-    """The videos of one update: sample new and changed ones into the embedding pipeline, drop removed ones.
-
-    A video's frames are committed batch by batch like images (files rows and ``video_frames`` links);
-    its ``videos`` row is written last, so a killed update samples it again next time (the frames come
-    out byte-identical, so their embeddings are reused). A video whose content is already sampled under
-    another path (moved or copied) reuses those frames without decoding.
-    """
-
-    def __init__(self, catalog: Catalog, root: Path, frames_dir: Path, every: float,
-                 known: dict[str, VideoRow], video_links: list[VideoLink], embedded: set[str],
-                 report: UpdateReport, progress: bool) -> None:
-        self.catalog, self.root, self.frames = catalog, root, video.FrameCache(frames_dir)
-        self.sampling, self.every = video.sampling_key(every), every
-        self.known, self.embedded = known, embedded
-        self.report, self.progress = report, progress
-        self.by_video: dict[str, list[VideoLink]] = {}
-        for link in video_links:
-            self.by_video.setdefault(link.video_path, []).append(link)
-        self.removed: list[str] = []
-        self.sampled = False
-
-    def run(self, scanned: ScanResult, pool: ThreadPoolExecutor,
-            take: Callable[[_Read], None], flush: Callable[[], None], window: int,
-            preprocess: Callable[[Any], Any]) -> None:
-        found = scanned.videos
-        todo: list[str] = []
-        for path, state in found.items():
-            row = self.known.get(path)
-            if row is None:
-                self.report.added += 1
-                todo.append(path)
-            elif (row.size, row.mtime_ns) != (state.size, state.mtime_ns):
-                self.report.changed += 1
-                todo.append(path)
-            else:
-                self.report.unchanged += 1
-                frames = self.by_video.get(path, [])
-                if row.error is None and (row.sampling != self.sampling
-                                          or any(k.image_id not in self.embedded for k in frames)):
-                    todo.append(path)  # new sampling settings or a new model: sample it again
-        self.removed = [p for p in self.known if p not in found and not scanned.keeps(p)]
-        if todo and not video.av_available():
-            log.warning("%d videos left out: reading videos needs PyAV", len(todo))
-            self.report.skipped.extend((p, 'reading videos needs PyAV: pip install "picsift[video]"') for p in todo)
-            return
-        for path in todo:
-            self._sample(path, pool, take, flush, window, preprocess)
-        self.sampled = bool(todo)
-
-    def _sample(self, path: str, pool: ThreadPoolExecutor, take: Callable[[_Read], None],
-                flush: Callable[[], None], window: int, preprocess: Callable[[Any], Any]) -> None:
-        full = self.root / path
-        try:
-            st = os.stat(full)
-            video_id = video.file_content_id(full)
-        except FileNotFoundError:
-            self.report.skipped.append((path, "file vanished before it could be read"))
-            self.removed.extend([path] if path in self.known else [])
-            return
-        except OSError as e:
-            self._failed(VideoRow(path, 0, 0, None, self.sampling, None, f"cannot read file: {e.strerror or e}"))
-            return
-        row = VideoRow(path, st.st_size, st.st_mtime_ns, video_id, self.sampling, None, None)
-        twin = self._twin(video_id, path)
-        if twin is not None:
-            copied = [VideoLink(k.image_id, k.frame_path, path, k.t) for k in self.by_video[twin.path]]
-            self.report.reused += len(copied)
-            self._finish(replace(row, duration=twin.duration), copied)
-            return
-        def prepare(frame: SampledFrame) -> _Read:
-            buffer = io.BytesIO()
-            frame.image.save(buffer, "JPEG", quality=video.FRAME_QUALITY)
-            data = buffer.getvalue()
-            file = self.frames.write(video_id, frame.t, data)
-            item = _Read(self._relative(file), FileState(len(data), os.stat(file).st_mtime_ns), content_id(data),
-                         frame.image.width, frame.image.height)
-            item.link = VideoLink(item.image_id or "", item.path, path, frame.t)
-            if item.image_id not in self.embedded:
-                item.pixels = preprocess(frame.image)
-            return item
-
-        new: list[VideoLink] = []
-        duration = 0.0
-        frames = video.sample_frames(full, self.every, progress=self.progress)
-        try:
-            for item in _ordered_map(pool, prepare, frames, window):
-                take(item)
-                assert item.link is not None
-                new.append(item.link)
-                duration = max(duration, item.link.t)
-        except VideoDecodeError as e:
-            self._failed(replace(row, error=str(e)))
-            return
-        flush()
-        self.report.frames += len(new)
-        self._finish(replace(row, duration=duration), new)
-
-    def _twin(self, video_id: str, path: str) -> VideoRow | None:
-        """Another path holding the same video, sampled the same way, whose frames are all in place."""
-        for other in self.known.values():
-            if other.path == path or other.video_id != video_id or other.error or other.sampling != self.sampling:
-                continue
-            frames = self.by_video.get(other.path, [])
-            if frames and all(k.image_id in self.embedded and (self.root / k.frame_path).is_file() for k in frames):
-                return other
-        return None
-
-    def _finish(self, row: VideoRow, new: list[VideoLink]) -> None:
-        with self.catalog.transaction() as db:
-            video.write_links(db, new)
-            video.write_video(db, row)
-            Catalog.delete_files(db, [row.path])  # the error row of an earlier, unreadable version
-            orphans = video.forget(db, row.path, keep={k.frame_path for k in new})
-        self.delete_frame_files(orphans)
-        self.known[row.path], self.by_video[row.path] = row, new
-
-    def _failed(self, row: VideoRow) -> None:
-        assert row.error is not None
-        self.report.skipped.append((row.path, row.error))
-        with self.catalog.transaction() as db:
-            video.write_video(db, row)
-            orphans = video.forget(db, row.path)
-            Catalog.upsert_files(db, [FileRow(row.path, row.size, row.mtime_ns, None, None, None, row.error)])
-        self.delete_frame_files(orphans)
-        self.known[row.path], self.by_video[row.path] = row, []
-
-    def remove(self, db: sqlite3.Connection) -> list[str]:
-        """Forget the removed videos inside ``db``'s transaction; returns the frame files to delete after it."""
-        orphans: list[str] = []
-        for path in self.removed:
-            orphans += video.forget(db, path)
-            video.delete_video(db, path)
-        Catalog.delete_files(db, self.removed)
-        return orphans
-
-    def tidy(self, orphans: list[str]) -> None:
-        """Delete the frame files of forgotten frames and, when videos changed, any a killed update left."""
-        self.delete_frame_files(orphans)
-        if not (self.sampled or self.removed or self.catalog.get_meta(video.SWEEP_KEY)):
-            return
-        linked = {str(self.root / p) for p in self.catalog.videos.frame_paths()}
-        self.frames.sweep(linked)
-        self.catalog.videos.clear_sweep()
-
-    def delete_frame_files(self, paths: Iterable[str]) -> None:
-        """Delete these frames' files: only those picsift wrote (see :class:`picsift.core.video.FrameCache`)."""
-        self.frames.delete(self.root / path for path in paths)
-
-    def _relative(self, file: Path) -> str:
-        """A frame's files.path: relative to the root when the workspace is inside it, else absolute."""
-        try:
-            return file.relative_to(self.root).as_posix()
-        except ValueError:
-            return file.as_posix()

@@ -1,0 +1,36 @@
+"""What an update did: :class:`UpdateReport` (``picsift.UpdateReport``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class UpdateReport:
+    """What one :meth:`picsift.Library.update` did."""
+
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    reused: int = 0  # files whose content already had an embedding (moved or duplicated files)
+    frames: int = 0  # frames sampled from new or changed videos (each an image; see picsift.core.video)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in this run
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.embedded} embedded",
+            f"{self.added} new",
+            f"{self.changed} changed",
+            f"{self.removed} removed",
+            f"{self.unchanged} unchanged",
+        ]
+        if self.reused:
+            parts.append(f"{self.reused} reused")
+        if self.frames:
+            parts.append(f"{self.frames} video frames")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        return ", ".join(parts) + f" in {self.seconds:.1f}s"
