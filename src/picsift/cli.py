@@ -234,9 +234,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         if args.command == "sample":
             sample = library.sample(args.n, method=args.method, clusters=args.clusters, seed=args.seed,
-                                    within=args.within, exclude=args.exclude, exclude_labelled=args.exclude_labelled)
+                                    within=args.within, exclude=args.exclude,
+                                    exclude_labelled=args.exclude_labelled).df[["rank", "id", "path"]]
             if args.json:
-                _print_json({"recipe": library.collection_recipe(), "results": sample.to_dict(orient="records")})
+                _print_json({"recipe": library.collections.recipe(), "results": sample.to_dict(orient="records")})
             else:
                 _say(f"{len(sample)} images, {args.method} sample  (model {library.spec.label()})")
                 for row in sample.itertuples():
@@ -244,14 +245,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         if args.command in ("outliers", "duplicates"):
             if args.command == "outliers":
-                table = library.outliers(args.n, args.k, within=args.within, save_as=args.save, progress=not args.json)
+                table = library.outliers(args.n, args.k, within=args.within, save_as=args.save,
+                                         progress=not args.json).df[["rank", "id", "path", "score"]]
             else:
                 if args.threshold is None:
                     args.threshold = library.spec.duplicate_threshold()
                 table = library.near_duplicates(args.threshold, within=args.within, save_as=args.save,
-                                                progress=not args.json)
+                                                progress=not args.json).df[["group", "id", "path", "similarity"]]
             if args.json:
-                _print_json({"recipe": library.collection_recipe(), "results": table.to_dict(orient="records")})
+                _print_json({"recipe": library.collections.recipe(), "results": table.to_dict(orient="records")})
             elif args.command == "outliers":
                 _say(f"{len(table)} most isolated images (score: 1 - mean similarity to {args.k} nearest neighbours)")
                 for row in table.itertuples():
@@ -284,12 +286,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         if args.command == "collections":
             if args.save:
-                library.save_collection(args.save)
+                library.collections.save(args.save)
             if args.delete:
-                library.delete_collection(args.delete)
+                library.collections.delete(args.delete)
             if args.rerun:
-                library.rerun_collection(args.rerun)
-            table = library.collections()
+                library.collections.rerun(args.rerun)
+            table = library.collections.table()
             if args.json:
                 _print_json(json.loads(table.to_json(orient="records", date_format="iso")))
             else:
@@ -306,9 +308,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                 _say(f"wrote {rows} images of {args.collection!r} as {args.format} to {out}")
             return 0
         if args.command == "import":
-            datasets = library.metadata.import_project(args.project, args.format, target=args.target)
+            datasets = library.labels.import_project(args.project, args.format, target=args.target)
             report = library.update(progress=not args.json)
-            table = library.metadata.datasets()
+            table = library.labels.datasets()
             sizes = dict(zip(table["name"], table["size"], strict=True))
             if args.json:
                 _print_json({"datasets": [{"name": d, "images": int(sizes[d])} for d in datasets],
