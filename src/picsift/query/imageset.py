@@ -169,10 +169,10 @@ class ImageSet:
                        columns={k: v[keep] for k, v in self.columns.items()})
 
     def head(self, n: int) -> ImageSet:
-        """The first ``n`` images (the recipe is unchanged: a search's limit is part of its recipe)."""
+        """The first ``n`` images (the recipe records it: a search's limit becomes ``n``)."""
         if n < 0:
             raise PicsiftError(f"head(n) needs n >= 0, got {n}")
-        return self._take(np.arange(min(n, len(self))))
+        return self._take(np.arange(min(n, len(self)))).with_recipe(self.recipe.with_step(self.recipe.step.headed(n)))
 
     def below(self, high: float) -> ImageSet:
         """The images scoring below ``high`` (all of them when there are no scores)."""

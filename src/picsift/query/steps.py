@@ -80,6 +80,10 @@ class Step:
         """This step followed by ``filters``."""
         return Filtered(self, filters)
 
+    def headed(self, n: int) -> Step:
+        """This step, then its first ``n`` images."""
+        return Head(self, n)
+
     def within_label(self) -> str | None:
         """What this step is as a ``within``: a collection's name, None for the library, else "ids"."""
         return UNRECORDED
@@ -142,6 +146,10 @@ class _Search(Step):
 
     def filtered(self, filters: tuple[Filter, ...]) -> Step:
         return replace(self, filters=self.filters + tuple(filters))
+
+    def headed(self, n: int) -> Step:  # replaying a search cuts to its limit after the range and filters
+        limit = n if self.options.limit is None else min(n, self.options.limit)
+        return replace(self, options=replace(self.options, limit=limit))
 
     def replay(self, on: Replayer) -> ImageSet:
         within = _within(self.within, "searched")
@@ -285,7 +293,7 @@ class Filtered(Step):
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind, "within": self.source.within_label()}
-        if not isinstance(self.source, (FromCollection, WholeLibrary)):
+        if not isinstance(self.source, (FromCollection, WholeLibrary, ByHand)):
             data["source"] = self.source.to_dict()
         return {**data, "filters": [filter_to_dict(f) for f in self.filters]}
 
@@ -347,9 +355,32 @@ class Combined(Step):
         return self.first.replay(on).combine(self.second.replay(on), self.how)
 
 
+@dataclass(frozen=True)
+class Head(Step):
+    """The first ``n`` images of ``source``."""
+
+    source: Step = field(default_factory=WholeLibrary)
+    n: int = 0
+    kind: ClassVar[str] = "head"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "n": self.n, "source": self.source.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Step:
+        return cls(step_from_dict(data.get("source") or {}), int(data.get("n", 0)))
+
+    def headed(self, n: int) -> Step:
+        return Head(self.source, min(n, self.n))
+
+    def replay(self, on: Replayer) -> ImageSet:
+        return self.source.replay(on).head(self.n)
+
+
 #: Every step, by the ``kind`` its dict carries; an unknown kind loads as :class:`ByHand`.
 STEPS: dict[str, type[Step]] = {cls.kind: cls for cls in (
     TextSearch, ImageSearch, Sample, Outliers, NearDuplicates, ByHand, FromCollection, WholeLibrary, Filtered, Combined,
+    Head,
 )}
 
 
