@@ -15,11 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import signing
 from .analysis.queries import Queries
 from .analysis.verbs import Analysis
 from .core.activity import announce_update, running_update
-from .core.catalog import WORKSPACE_DIRNAME, Catalog
 from .core.files import FileActions, Files
 from .core.store import EmbeddingStore
 from .core.update import ProgressCallback, UpdateReport, run_update
@@ -29,7 +27,7 @@ from .core.workspace import (
     check_model,
     default_model,
     estimate_embedding,
-    open_only_if_signed,
+    open_workspace,
     remaining,
     workspace_status,
 )
@@ -41,7 +39,7 @@ from .errors import (
     workspace_space,
 )
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
-from .index.sync import IndexKeeper
+from .index.sync import IndexKeeper, open_keeper
 from .labels.export import Export
 from .labels.metadata import Metadata
 from .query.collections import TEMPORARY, Collections
@@ -52,7 +50,7 @@ from .query.steps import SearchOptions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UNFINISHED_KEY", "Library", "default_model", "search_options"]
+__all__ = ["UNFINISHED_KEY", "Library", "default_model"]
 
 
 class Library:
@@ -81,18 +79,12 @@ class Library:
 
     Attributes
     ----------
-    collections
-        Saved collections (:class:`~picsift.query.collections.Collections`): ``save``, ``rename``, ``delete``,
-        ``names``, ``table``, ``combine``, ``rerun``, ``add``, ``remove``.
-    labels
-        Datasets, tags, objects, jobs and issues (:class:`~picsift.labels.metadata.Metadata`).
-    files
-        Copy, move and delete images (:class:`~picsift.core.files.Files`).
-    videos
-        Frames sampled from videos (:class:`~picsift.core.video.Videos`).
+    collections, labels, files, videos
+        Saved collections (:class:`~picsift.query.collections.Collections`); datasets, tags, objects, jobs and
+        issues (:class:`~picsift.labels.metadata.Metadata`); copying, moving and deleting images
+        (:class:`~picsift.core.files.Files`); video frames (:class:`~picsift.core.video.Videos`).
     queries
-        Every query, pure (:class:`~picsift.analysis.queries.Queries`): what the verbs below run before
-        :meth:`remember` keeps their result.
+        Every query, pure (:class:`~picsift.analysis.queries.Queries`): the verbs run them, then :meth:`remember`.
 
     Examples
     --------
@@ -113,25 +105,7 @@ class Library:
         batch_size: int | None = None,
         video_every: float | None = None,
     ):
-        self.root = Path(root).expanduser().resolve()
-        if not self.root.is_dir():
-            raise PicsiftError(f"image folder {self.root} does not exist or is not a folder")
-        self.workspace = Path(workspace).expanduser().resolve() if workspace else self.root / WORKSPACE_DIRNAME
-        if self.root.is_relative_to(self.workspace):
-            where = "is the image folder" if self.root == self.workspace else f"holds the image folder {self.root}"
-            raise PicsiftError(
-                f"workspace {self.workspace} {where}: picsift writes and deletes its own files there, so it needs "
-                f"a folder of its own; leave workspace out (default {self.root / WORKSPACE_DIRNAME}) or choose a "
-                "new folder (CLI: --workspace DIR)"
-            )
-        try:
-            self.workspace.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise PicsiftError(
-                f"cannot create workspace {self.workspace} ({e.strerror}); pass workspace=... (CLI: --workspace)"
-            ) from e
-        with workspace_space(self.workspace, "try again"):
-            self.catalog = Catalog(self.workspace / "catalog.sqlite")
+        self.root, self.workspace, self.catalog = open_workspace(root, workspace)
         self._model_text = model or self.catalog.get_meta("model")
         self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
         backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
@@ -212,21 +186,8 @@ class Library:
     def index(self) -> VectorIndex:
         """The vector index, brought in line with the embedding store (see :mod:`picsift.index.sync`)."""
         if self._index_keeper is None:
-            options = dict(self.index_options)
-            path = None
-            if self.index_name == "qdrant":
-                options.setdefault("collection", f"picsift_{slug(self.spec.identity())}")
-                if not options.get("url"):
-                    path = self._model_folder() / "qdrant"
-                    open_only_if_signed(path)
-            elif self.index_name != "exact":  # exact rebuilds from the store faster than it reloads
-                path = self._model_folder() / self.index_name
-            if self.index_name == "qdrant-edge":  # 512 B per vector: searches rescore its candidates from the store
-                options.setdefault("datatype", "uint8")
-            state_file = self._model_folder() / f"{self.index_name}.state.json"
-            # qdrant's local mode keeps pickles: sign what we wrote, so that only our own storage is ever opened
-            on_save = signing.sign_folder if self.index_name == "qdrant" else None
-            self._index_keeper = IndexKeeper(self.index_name, self.store.dim, path, state_file, options, on_save)
+            self._index_keeper = open_keeper(self.index_name, self.store.dim, self._model_folder(),
+                                             slug(self.spec.identity()), self.index_options)
             # A library nobody closes still closes its index at exit, while Python can still import: qdrant's
             # local client otherwise closes itself during interpreter shutdown and prints an ImportError.
             self._close_index = weakref.finalize(self, self._index_keeper.close)
@@ -357,8 +318,8 @@ class Library:
             Compute every image's score exactly (for :meth:`ImageSet.histogram`). ``False`` asks the
             index for the top results only, which is faster for very large libraries.
         """
-        options = search_options(limit, min_score, max_score, negative_text, negative_images, negative_weight,
-                                 combine, distribution)
+        options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
+                                   combine, distribution)
         return self.remember(self.queries.search(text, options, within))
 
     def similar(
@@ -371,8 +332,8 @@ class Library:
 
         With ``exclude_references`` the reference images themselves are left out of the results.
         """
-        options = search_options(limit, min_score, max_score, negative_text, negative_images, negative_weight,
-                                 combine, distribution)
+        options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
+                                   combine, distribution)
         return self.remember(self.queries.similar(images, options, within, exclude_references))
 
     def sample(
@@ -501,17 +462,8 @@ class Library:
         return sorted(self.catalog.errors() + self.catalog.scan_problems())
 
     def status(self) -> dict[str, Any]:
-        """Counts and settings, JSON-ready. Does not load the model.
-
-        ``ready`` means complete: every image found is embedded and no update (in any process) is
-        still embedding; ``searchable`` means some are (a search then says it is partial). While an
-        update runs, ``updating`` is True and ``progress`` holds ``{done, total}`` files once the scan
-        found what to read; ``pending`` counts images not embedded yet, including those the running
-        update has still to read. ``interrupted``: the last update did not finish (it was killed or
-        failed), so images it had still to read are not counted yet; the next update finishes the job.
-        ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
-        ``last_update``: when the last update finished (epoch seconds).
-        """
+        """Counts and settings, JSON-ready (``ready``, ``searchable``, ``pending``, ``updating``, ``progress``...:
+        see :func:`picsift.core.workspace.workspace_status`). Does not load the model."""
         return workspace_status(self.catalog, self.workspace, self.root, self._model_text, lambda: self.spec,
                                 self.index_name, self.collections.names())
 
@@ -541,13 +493,3 @@ _MOVED: dict[str, tuple[str, str]] = {
     "copy_images": ("files", "copy"), "move_images": ("files", "move"), "delete_images": ("files", "delete"),
     "frames": ("videos", "frames"), "video_moment": ("videos", "moment"),
 }
-
-
-def search_options(
-    limit: int | None, min_score: float | None, max_score: float | None, negative_text: str | Sequence[str] | None,
-    negative_images: Sequence[ImageRef] | None, negative_weight: float, combine: str, distribution: bool,
-) -> SearchOptions:
-    """The options of :meth:`Library.search` and :meth:`Library.similar`, in one value."""
-    negative = negative_text if negative_text is None or isinstance(negative_text, str) else tuple(negative_text)
-    return SearchOptions(limit, min_score, max_score, negative, tuple(negative_images or ()), negative_weight, combine,
-                         distribution)

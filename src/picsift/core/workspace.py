@@ -4,6 +4,7 @@ refusal to switch models silently), and the signed local index folders it opens.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -14,10 +15,10 @@ from .. import signing
 from ..embedding.decode import decode_image
 from ..embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
 from ..embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec
-from ..errors import ModelMismatchError, ModelUnavailableError
+from ..errors import ModelMismatchError, ModelUnavailableError, PicsiftError, workspace_space
 from ..reading import read_regular_file
 from .activity import running_update
-from .catalog import Catalog
+from .catalog import WORKSPACE_DIRNAME, Catalog
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,32 @@ def default_model() -> str:
         log.warning("%s: using picsift's offline model %r instead (--model to choose another)", reason, OFFLINE_MODEL)
         return OFFLINE_MODEL
     raise ModelUnavailableError(f"{reason}; choose a model with --model SPEC (Python: model=...)")
+
+
+def open_workspace(root: str | os.PathLike[str],
+                   workspace: str | os.PathLike[str] | None) -> tuple[Path, Path, Catalog]:
+    """The image folder, the workspace (made if missing; default ``ROOT/.picsift``) and its catalog, or an error
+    naming what is wrong with them."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise PicsiftError(f"image folder {root} does not exist or is not a folder")
+    workspace = Path(workspace).expanduser().resolve() if workspace else root / WORKSPACE_DIRNAME
+    if root.is_relative_to(workspace):
+        where = "is the image folder" if root == workspace else f"holds the image folder {root}"
+        raise PicsiftError(
+            f"workspace {workspace} {where}: picsift writes and deletes its own files there, so it needs "
+            f"a folder of its own; leave workspace out (default {root / WORKSPACE_DIRNAME}) or choose a "
+            "new folder (CLI: --workspace DIR)"
+        )
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PicsiftError(
+            f"cannot create workspace {workspace} ({e.strerror}); pass workspace=... (CLI: --workspace)"
+        ) from e
+    with workspace_space(workspace, "try again"):
+        catalog = Catalog(workspace / "catalog.sqlite")
+    return root, workspace, catalog
 
 
 def check_model(catalog: Catalog, spec: ModelSpec, estimate: Callable[[list[str]], str], *,

@@ -332,6 +332,8 @@ _POSITION_MAPS: dict[int, tuple[weakref.ref[np.ndarray], dict[str, int]]] = {}
 
 
 def _positions(ids: np.ndarray) -> dict[str, int]:
+    if isinstance(ids.base, np.ndarray) and ids.base.shape == ids.shape and ids.base.dtype == ids.dtype:
+        ids = ids.base  # a read-only view (an ImageSet's) of the same ids
     key = id(ids)
     cached = _POSITION_MAPS.get(key)
     if cached is not None and cached[0]() is ids:

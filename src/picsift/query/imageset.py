@@ -37,7 +37,9 @@ class Owner(Protocol):
 
 
 def _ids(values: Any) -> np.ndarray:
-    return np.asarray(values if len(values) else np.zeros(0, "<U32")).astype(str)
+    """Ids as a read-only string array: a view of a string array as given (no copy of a store's 1M ids)."""
+    array = np.asarray(values if len(values) else np.zeros(0, "<U32"))
+    return array.view() if array.dtype.kind == "U" else array.astype(str)
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,7 +9,7 @@ library's queries, without remembering anything). Recipes saved by earlier versi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -38,6 +38,15 @@ class SearchOptions:
     negative_weight: float = 0.5
     combine: str = "mean"
     distribution: bool = True
+
+    @classmethod
+    def of(cls, limit: int | None, min_score: float | None, max_score: float | None,
+           negative_text: str | Sequence[str] | None, negative_images: Sequence[Any] | None, negative_weight: float,
+           combine: str, distribution: bool) -> SearchOptions:
+        """The options as ``search`` and ``similar`` take them (sequences become tuples)."""
+        negative = negative_text if negative_text is None or isinstance(negative_text, str) else tuple(negative_text)
+        return cls(limit, min_score, max_score, negative, tuple(negative_images or ()), negative_weight, combine,
+                   distribution)
 
 
 class Replayer(Protocol):
