@@ -7,16 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..errors import PicsiftError
-from ..query.collections import TEMPORARY, Collections
 from ..query.filtering import filter_scope
 from ..query.filters import Filter
 from ..query.imageset import ImageSet
-from ..query.scope import Scope
+from ..query.scope import TEMPORARY, Scope
 from ..query.search import ImageRef, Searcher
 from ..query.steps import Recipe, SearchOptions
 from .verbs import Analysis
@@ -24,6 +23,15 @@ from .verbs import Analysis
 if TYPE_CHECKING:
     from ..core.catalog import Catalog
     from ..core.video import Videos
+
+
+class CollectionStore(Protocol):
+    """What queries need of the library's collections (:class:`~picsift.query.collections.Collections`)."""
+
+    def items(self, name: str) -> tuple[dict[str, Any], list[tuple[str, float | None, int]]]: ...
+    def get(self, name: str) -> ImageSet: ...
+    def recipe(self, name: str) -> dict[str, Any]: ...
+    def save(self, name: str, source: str | ImageSet) -> None: ...
 
 
 class Queries:
@@ -43,7 +51,7 @@ class Queries:
         The model spec's text (recipes made with another model do not re-run).
     """
 
-    def __init__(self, catalog: Catalog, searcher: Searcher, analysis: Analysis, collections: Collections,
+    def __init__(self, catalog: Catalog, searcher: Searcher, analysis: Analysis, collections: CollectionStore,
                  videos: Videos, paths: Callable[[Sequence[str]], dict[str, Path]], model: Callable[[], str]):
         self.catalog, self.searcher, self.analysis = catalog, searcher, analysis
         self.collections, self.videos, self._paths, self._model = collections, videos, paths, model

@@ -18,13 +18,14 @@ import pandas as pd
 
 from ..errors import PicsiftError
 from .imageset import ImageSet, by_hand
+from .scope import TEMPORARY
 from .steps import FromCollection, Recipe, Replayer
 
 if TYPE_CHECKING:
     from ..core.catalog import Catalog
 
-TEMPORARY = "_temporary"  # the collection holding the last remembered result
 COMBINE_OPERATORS = ("or", "and", "not")
+__all__ = ["COMBINE_OPERATORS", "TEMPORARY", "Collections", "check_name", "describe_recipe"]
 
 
 class Collections:

@@ -29,6 +29,8 @@ from .steps import ByHand, FromCollection, Step, WholeLibrary, _Search
 if TYPE_CHECKING:
     from ..core.store import StoreSnapshot
 
+#: The name of the temporary collection: the last result the library remembered.
+TEMPORARY = "_temporary"
 #: Reads a collection: ``name -> (recipe, [(id, score, rank), ...])``; an unknown name raises PicsiftError.
 CollectionItems = Callable[[str], tuple[Mapping[str, Any], list[tuple[str, float | None, int]]]]
 
