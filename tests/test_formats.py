@@ -178,7 +178,7 @@ def test_export_then_import_keeps_annotations(library: Library, tmp_path: Path, 
     meta.import_project(make_coco(tmp_path / "src", stamps_root), "coco")
     ids = [i for d in meta.dataset_names() for i in meta.dataset_items(d)["id"]]
     library.collections.write("picked", ids)
-    out = meta.export("picked", tmp_path / "out" / fmt, fmt)
+    out = library.export("picked", tmp_path / "out" / fmt, fmt)
 
     (tmp_path / "again").mkdir()
     again = Library(tmp_path / "again")
@@ -205,14 +205,14 @@ def test_export_of_images_outside_datasets_and_errors(tmp_path: Path, stamps_roo
         library.catalog.upsert_files(db, [FileRow(f"loose/{source.name}", image.stat().st_size, 0,
                                                   meta.image_id(image), None, None, None)])
     meta.add_object(f"loose/{source.name}", "cat", bbox=(1, 2, 3, 4), author="me")
-    out = meta.export([meta.image_id(folder / "loose" / source.name)], tmp_path / "out", "coco")
+    out = library.export([meta.image_id(folder / "loose" / source.name)], tmp_path / "out", "coco")
     data = json.loads((out / "annotations" / "instances_images.json").read_text())
     assert [a["bbox"] for a in data["annotations"]] == [[1, 2, 2, 2]]
     assert (out / "images" / "images" / source.name).read_bytes() == source.read_bytes()
     with pytest.raises(PicsiftError, match=r"'pascal'.*supervisely, coco, yolo"):
-        meta.export([], tmp_path / "x", "pascal")
+        library.export([], tmp_path / "x", "pascal")
     with pytest.raises(PicsiftError, match="not empty"):
-        meta.export([], out, "coco")
+        library.export([], out, "coco")
     with pytest.raises(PicsiftError, match=r"no meta\.json"):
         meta.import_project(out, "supervisely")
 

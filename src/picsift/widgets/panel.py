@@ -73,7 +73,7 @@ class App(ipywidgets.VBox):
         self.source = ImageSource(library)
         self.prompt = PromptBox(library, limit=limit)
         self.score_range = ScoreRange()
-        self.filters = FiltersPanel(library.metadata)
+        self.filters = FiltersPanel(library.labels)
         self.gallery = Gallery(self.source, limit=limit, layout=ipywidgets.Layout(flex="3 1 0", min_width="0"))
         self.sampler = Sampler(library)
         self.collections = CollectionsList(library, view=self.gallery.to_pandas, recipe=self._view_recipe)
