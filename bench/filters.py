@@ -13,7 +13,7 @@ search costs before any filter runs:
   snapshot (the id -> position map of the scope is built, once per snapshot);
 * ``first filter on a new search``: the same within another search of the same snapshot (the map is
   reused: searches share the snapshot's ids array);
-* ``changing filters``: then two and three filters on the same Results (what the app does as the
+* ``changing filters``: then two and three filters on the same ImageSet (what the app does as the
   user edits filters);
 * ``whole library``: three filters with no scope.
 
@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from common import header, median, table
 
 from picsift.core.catalog import Catalog
 from picsift.query.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, apply_filters
-from picsift.query.search import Results
+from picsift.query.imageset import ImageSet
+from picsift.query.scope import Scope
 
 
 def build_catalog(path: Path, n: int, seed: int = 0) -> list[str]:
@@ -84,20 +84,24 @@ def run(n: int, repeat: int, folder: Path) -> list[list[object]]:
     library_wide = [ObjectCount("class3", 1), JobStatus("review", ["accepted", "rejected"]), HasOpenIssues(False)]
     times: dict[str, list[float]] = {k: [] for k in ("baseline", "changed", "new", "two", "three", "library")}
     counts: dict[str, int] = {}
+
+    def scope_of(within: ImageSet | None) -> Scope:  # resolving the scope is part of filtering, as in the app
+        return Scope.resolve(within, catalog.collection_items, scored=True)
+
     for _ in range(repeat):
         fresh_ids = scope_ids.copy()  # what a new store snapshot brings
-        fresh = Results(pd.DataFrame({"rank": [], "id": [], "path": [], "score": []}), matrix[:, 0], fresh_ids, {})
+        fresh = ImageSet(np.zeros(0, str), np.zeros(0, np.float32), matrix[:, 0], fresh_ids)
         t = time.perf_counter()
-        counts["changed"] = len(apply_filters(catalog, one, fresh))
+        counts["changed"] = len(apply_filters(catalog, one, scope_of(fresh)))
         times["changed"].append(time.perf_counter() - t)
         t = time.perf_counter()
         scores = matrix @ query
         times["baseline"].append(time.perf_counter() - t)
-        results = Results(pd.DataFrame({"rank": [], "id": [], "path": [], "score": []}), scores, scope_ids, {})
+        results = ImageSet(np.zeros(0, str), np.zeros(0, np.float32), scores, scope_ids)
         for key, filters, within in (("new", one, results), ("two", two, results), ("three", three, results),
                                      ("library", library_wide, None)):
             t = time.perf_counter()
-            counts[key] = len(apply_filters(catalog, filters, within))
+            counts[key] = len(apply_filters(catalog, filters, scope_of(within)))
             times[key].append(time.perf_counter() - t)
     base = median(times["baseline"])
     labels = {"changed": "1 filter, first search after the library changed", "new": "1 filter, new search",

@@ -240,8 +240,8 @@ def test_malformed_annotations_get_an_error_naming_the_entry(
     (tmp_path / "lib").mkdir()
     library = picsift.Library(tmp_path / "lib")
     with pytest.raises(PicsiftError, match=message):
-        library.metadata.import_project(project, fmt)
-    assert library.metadata.dataset_names() == [] and library.metadata.objects().empty  # nothing half-imported
+        library.labels.import_project(project, fmt)
+    assert library.labels.dataset_names() == [] and library.labels.objects().empty  # nothing half-imported
 
 
 # -- special files, vanished disks, what status lists (issue 11) ----------------------------------------------

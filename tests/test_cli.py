@@ -89,10 +89,10 @@ def test_without_any_usable_model_the_error_names_the_model_option(
     image_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import picsift as package
-    import picsift.library
+    import picsift.core.workspace
     from picsift.errors import ModelUnavailableError
 
-    monkeypatch.setattr(picsift.library, "offline_model_available", lambda: False)
+    monkeypatch.setattr(picsift.core.workspace, "offline_model_available", lambda: False)
     with pytest.raises(ModelUnavailableError, match=r"are not cached .*choose a model with --model SPEC"):
         package.Library(image_folder).update(progress=False)
 

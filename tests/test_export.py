@@ -24,7 +24,7 @@ def labelled(image_folder: Path, tiny_model: str) -> picsift.Library:
     lib = picsift.Library(image_folder, model=tiny_model, index="exact")
     lib.update(progress=False)
     vehicles = lib.images().query("path.str.contains('/vehicles/')")["id"].tolist()
-    meta = lib.metadata
+    meta = lib.labels
     meta.add_object(vehicles[0], "car", bbox=(0, 0, 10, 10), author="ana")
     meta.add_object(vehicles[0], "car", bbox=(5, 5, 20, 20), author="ana")
     meta.add_object(vehicles[0], "wheel", bbox=(1, 1, 4, 4))
@@ -32,13 +32,13 @@ def labelled(image_folder: Path, tiny_model: str) -> picsift.Library:
     meta.add_tag(vehicles[1], "weather", "rain")
     meta.add_tag(vehicles[2], "night")
     meta.open_issue(vehicles[3], "wrong class")
-    lib.write_collection("vehicles", vehicles[:6])
+    lib.collections.write("vehicles", vehicles[:6])
     return lib
 
 
 def test_to_pandas_has_one_row_per_image_with_its_labels(labelled: picsift.Library) -> None:
     lib = labelled
-    ids = lib.collection("vehicles")["id"].tolist()
+    ids = lib.collection("vehicles").df["id"].tolist()
     df = lib.to_pandas("vehicles")
     assert df["id"].tolist() == ids and df["rank"].tolist() == list(range(1, 7))
     assert all(Path(p).is_file() for p in df["path"])
@@ -120,7 +120,7 @@ def test_cli_imports_a_project(labelled: picsift.Library, tmp_path: Path, capsys
     assert sum(d["images"] for d in report["datasets"]) == 6
     with picsift.Library(other, model=labelled.spec.text) as lib:
         assert lib.status()["embedded"] == 7
-        assert len(lib.metadata.objects()) == 4
+        assert len(lib.labels.objects()) == 4
 
 
 def two_images_of_one_stem(tmp_path: Path, stamps_root: Path) -> tuple[picsift.Library, str, str]:
@@ -132,7 +132,7 @@ def two_images_of_one_stem(tmp_path: Path, stamps_root: Path) -> tuple[picsift.L
     with Image.open(second) as image:
         image.convert("RGB").save(root / "pics" / "cat.jpg", quality=90)
     lib = picsift.Library(root)
-    meta = lib.metadata
+    meta = lib.labels
     meta.add_dataset("pics")
     png, jpg = meta.add_to_dataset("pics", "pics/cat.png"), meta.add_to_dataset("pics", "pics/cat.jpg")
     meta.add_object(png, "cat", bbox=(1, 2, 11, 12))
@@ -151,9 +151,9 @@ def test_yolo_export_keeps_the_labels_of_images_sharing_a_stem(tmp_path: Path, s
 
     (tmp_path / "again").mkdir()
     again = picsift.Library(tmp_path / "again")
-    again.metadata.import_project(out, "yolo")
+    again.labels.import_project(out, "yolo")
     boxes = {image_id: sorted((o["class"], [[round(v) for v in p] for p in o["points"]])
-                              for o in again.metadata.objects(image_id).to_dict("records")) for image_id in (png, jpg)}
+                              for o in again.labels.objects(image_id).to_dict("records")) for image_id in (png, jpg)}
     assert boxes == {png: [("cat", [[1, 2], [11, 12]])],
                      jpg: [("dog", [[3, 4], [23, 24]]), ("dog", [[5, 6], [25, 26]])]}
 
@@ -162,7 +162,7 @@ def test_yolo_export_keeps_the_labels_of_images_sharing_a_stem(tmp_path: Path, s
 def test_export_never_writes_beside_its_folder(tmp_path: Path, stamps_root: Path, fmt: str) -> None:
     lib, png, jpg = two_images_of_one_stem(tmp_path, stamps_root)
     with pytest.raises(PicsiftError, match="invalid dataset name"):
-        lib.metadata.add_dataset("pics/..")
+        lib.labels.add_dataset("pics/..")
     with lib.catalog.transaction() as db:  # a crafted workspace: a dataset whose last name part is '..'
         db.execute("UPDATE datasets SET name='pics/..' WHERE name='pics'")
     outside = sorted(tmp_path.rglob("*"))

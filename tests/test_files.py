@@ -54,21 +54,21 @@ def assert_consistent(lib: picsift.Library) -> None:
 def test_copy_puts_real_files_in_the_dataset_with_their_labels(library: picsift.Library) -> None:
     lib = library
     animals = ids_in(lib, "animals")[:3]
-    lib.metadata.add_tag(animals[0], "cute")
-    lib.metadata.add_object(animals[0], "cat", bbox=(1, 2, 30, 40), author="ana")
+    lib.labels.add_tag(animals[0], "cute")
+    lib.labels.add_object(animals[0], "cat", bbox=(1, 2, 30, 40), author="ana")
     before = disk(lib.root)
     embedded = len(lib.store)
 
-    copies = lib.copy_images(animals, "picked")
+    copies = lib.files.copy(animals, "picked")
 
     assert sorted(copies["id"]) == animals
     after = disk(lib.root)
     assert {p: i for p, i in after.items() if p in before} == before  # the originals are untouched
     new = {p: i for p, i in after.items() if p not in before}
     assert sorted(new.values()) == animals and all(p.startswith("picked/") for p in new)
-    assert set(lib.metadata.dataset_items("picked")["path"]) == set(new)
+    assert set(lib.labels.dataset_items("picked")["path"]) == set(new)
     copy_of_first = next(p for p, i in new.items() if i == animals[0])
-    assert lib.metadata.tags(copy_of_first) == [("cute", None)]  # labels follow the content
+    assert lib.labels.tags(copy_of_first) == [("cute", None)]  # labels follow the content
     assert len(lib.store) == embedded  # a copy shares its original's embedding
     assert_consistent(lib)
 
@@ -76,18 +76,18 @@ def test_copy_puts_real_files_in_the_dataset_with_their_labels(library: picsift.
 def test_move_relocates_files_and_keeps_search_and_labels(library: picsift.Library) -> None:
     lib = library
     vehicles = ids_in(lib, "vehicles")
-    lib.metadata.add_object(vehicles[0], "car", bbox=(0, 0, 10, 10))
-    lib.write_collection("wheels", vehicles[:3])
+    lib.labels.add_object(vehicles[0], "car", bbox=(0, 0, 10, 10))
+    lib.collections.write("wheels", vehicles[:3])
     before = disk(lib.root)
 
-    moved = lib.move_images("wheels", "cars")  # a collection's name works as well as ids
+    moved = lib.files.move("wheels", "cars")  # a collection's name works as well as ids
 
     after = disk(lib.root)
     assert sorted(after.values()) == sorted(before.values())  # nothing lost, nothing doubled
     assert sorted(p.split("/")[0] for p in after if after[p] in vehicles[:3]) == ["cars"] * 3
     assert all(Path(p).is_file() for p in moved["path"]) and not any(Path(p).exists() for p in moved["source"])
     assert {str(p) for p in lib.paths(vehicles[:3]).values()} == set(moved["path"])
-    assert len(lib.metadata.objects(vehicles[0])) == 1
+    assert len(lib.labels.objects(vehicles[0])) == 1
     results = lib.similar(vehicles[0], limit=1)
     assert results.df["path"][0] == str(lib.paths([vehicles[0]])[vehicles[0]])
     assert_consistent(lib)
@@ -100,7 +100,7 @@ def test_moving_two_files_of_one_name_keeps_both(library: picsift.Library) -> No
     shutil.copy2(next((lib.root / "food").iterdir()), twin)
     lib.update(progress=False)
     ids = [catalogued(lib)[f"animals/{twin.name}"], catalogued(lib)[f"food/{twin.name}"]]
-    moved = lib.move_images(ids, "together")
+    moved = lib.files.move(ids, "together")
     assert len({Path(p).name for p in moved["path"]}) == 2 and all(Path(p).is_file() for p in moved["path"])
     assert_consistent(lib)
 
@@ -110,22 +110,22 @@ def test_delete_removes_the_files_labels_and_embeddings_and_nothing_else(library
     food = ids_in(lib, "food")
     doomed, kept = food[:2], food[2:]
     for image_id in food:
-        lib.metadata.add_tag(image_id, "meal")
-    lib.metadata.open_issue(doomed[0], "blurry")
-    lib.write_collection("lunch", food)
+        lib.labels.add_tag(image_id, "meal")
+    lib.labels.open_issue(doomed[0], "blurry")
+    lib.collections.write("lunch", food)
     before = disk(lib.root)
     embedded = len(lib.store)
 
-    assert lib.delete_images(doomed) == 2
+    assert lib.files.delete(doomed) == 2
 
     after = disk(lib.root)
     assert after == {p: i for p, i in before.items() if i not in doomed}
-    assert lib.metadata.filter(picsift.ImageTag("meal")) == sorted(kept)
-    assert lib.metadata.issues().empty
-    assert lib.collection("lunch")["id"].tolist() == kept
+    assert lib.filter(picsift.ImageTag("meal"), within=None).ids.tolist() == sorted(kept)
+    assert lib.labels.issues().empty
+    assert lib.collection("lunch").df["id"].tolist() == kept
     assert len(lib.store) == embedded - 2
     with pytest.raises(PicsiftError, match="no file"):
-        lib.delete_images(doomed)
+        lib.files.delete(doomed)
     assert_consistent(lib)
 
 
@@ -133,7 +133,7 @@ def test_bad_dataset_names_are_refused_before_anything_moves(library: picsift.Li
     before = disk(library.root)
     for bad in ("", "../outside", "/abs", ".hidden"):
         with pytest.raises(PicsiftError, match="invalid dataset name"):
-            library.move_images(ids_in(library, "animals"), bad)
+            library.files.move(ids_in(library, "animals"), bad)
     assert disk(library.root) == before
 
 
@@ -150,9 +150,9 @@ CHILD = KILL_AFTER + textwrap.dedent(
     owner = {"rename": files_module.os, "unlink": files_module.Path, "plan": files_module.FileActions}[point]
     kill_after(owner, point, nth)
     if action == "move":
-        lib.move_images(ids, dataset)
+        lib.files.move(ids, dataset)
     else:
-        lib.delete_images(ids)
+        lib.files.delete(ids)
     """
 )
 
@@ -167,7 +167,7 @@ def test_a_crash_in_the_middle_of_an_action_loses_nothing(
     library: picsift.Library, tiny_model: str, action: str, point: str, nth: int,
 ) -> None:
     lib = library
-    lib.metadata.add_tag(ids_in(lib, "animals")[0], "kept-label")
+    lib.labels.add_tag(ids_in(lib, "animals")[0], "kept-label")
     before = disk(lib.root)
     lib.close()
     child = subprocess.run([sys.executable, "-c", CHILD, str(lib.root), tiny_model, action, point, str(nth)],
@@ -184,9 +184,9 @@ def test_a_crash_in_the_middle_of_an_action_loses_nothing(
     assert_consistent(reopened)
     survivors = set(after.values())
     first = sorted(i for p, i in before.items() if p.startswith("animals/"))[0]
-    assert (reopened.metadata.tags(first) == [("kept-label", None)]) == (first in survivors)
+    assert (reopened.labels.tags(first) == [("kept-label", None)]) == (first in survivors)
     if action == "move":  # and the interrupted move can simply be run again
-        reopened.move_images(sorted(i for p, i in before.items() if p.startswith("animals/")), "moved")
+        reopened.files.move(sorted(i for p, i in before.items() if p.startswith("animals/")), "moved")
         assert sorted(p.split("/")[0] for p in disk(reopened.root)) == ["food"] * 5 + ["moved"] * 5 + ["vehicles"] * 5
         assert_consistent(reopened)
 
@@ -194,21 +194,21 @@ def test_a_crash_in_the_middle_of_an_action_loses_nothing(
 def test_labels_of_files_removed_outside_picsift_are_kept_until_pruned(library: picsift.Library) -> None:
     lib = library
     gone = ids_in(lib, "food")[0]
-    lib.metadata.add_tag(gone, "meal")
-    lib.metadata.add_object(ids_in(lib, "animals")[0], "cat", bbox=(0, 0, 3, 3))
+    lib.labels.add_tag(gone, "meal")
+    lib.labels.add_object(ids_in(lib, "animals")[0], "cat", bbox=(0, 0, 3, 3))
     path = lib.paths([gone])[gone]
     data = path.read_bytes()
     path.unlink()
     lib.update(progress=False)
-    assert lib.metadata.orphans() == [gone]
+    assert lib.labels.orphans() == [gone]
     path.write_bytes(data)  # the file comes back: so do its labels
     lib.update(progress=False)
-    assert lib.metadata.orphans() == [] and lib.metadata.tags(gone) == [("meal", None)]
+    assert lib.labels.orphans() == [] and lib.labels.tags(gone) == [("meal", None)]
     path.unlink()
     lib.update(progress=False)
-    assert lib.metadata.prune() == 1
-    assert lib.metadata.orphans() == [] and lib.metadata.tags(gone) == []
-    assert len(lib.metadata.objects()) == 1  # the labels of images still here are untouched
+    assert lib.labels.prune() == 1
+    assert lib.labels.orphans() == [] and lib.labels.tags(gone) == []
+    assert len(lib.labels.objects()) == 1  # the labels of images still here are untouched
 
 
 # -- the only copy of an image is never lost, and nothing outside the library is touched --------------------------
@@ -219,10 +219,10 @@ def test_moving_into_a_folder_that_is_the_source_through_a_link_keeps_the_file(l
     animals = ids_in(lib, "animals")
     before = disk(lib.root / "animals")
 
-    lib.move_images(animals, "zoo")
+    lib.files.move(animals, "zoo")
 
     assert disk(lib.root / "animals") == before  # the files are where they were, none unlinked
-    assert sorted(lib.metadata.dataset_items("zoo")["id"]) == animals
+    assert sorted(lib.labels.dataset_items("zoo")["id"]) == animals
     assert all(p.is_file() for p in lib.paths(animals).values())
     lib.update(progress=False)
     assert ids_in(lib, "animals") == animals
@@ -260,8 +260,8 @@ def test_catalog_paths_outside_the_library_are_never_acted_on(library: picsift.L
         db.execute("INSERT INTO datasets(name, folder, source, created) VALUES ('evil', 'evil', '{}', 0)")
         db.execute("INSERT INTO dataset_items(dataset, path, image_id) VALUES (1, ?, ?)", (path, image_id))
     before = disk(lib.root)
-    for act in (lambda: lib.delete_images([image_id]), lambda: lib.move_images([image_id], "taken"),
-                lambda: lib.copy_images([image_id], "taken")):
+    for act in (lambda: lib.files.delete([image_id]), lambda: lib.files.move([image_id], "taken"),
+                lambda: lib.files.copy([image_id], "taken")):
         with pytest.raises(PicsiftError, match="outside the library"):
             act()
     assert outside.is_file() and disk(lib.root) == before
@@ -273,7 +273,7 @@ def test_crafted_dataset_folders_outside_the_library_are_refused(library: picsif
     with lib.catalog.transaction() as db:
         db.execute("INSERT INTO datasets(name, folder, source, created) VALUES ('away', '../away', '{}', 0)")
     with pytest.raises(PicsiftError, match="outside the library"):
-        lib.copy_images(ids_in(lib, "food")[:1], "away")
+        lib.files.copy(ids_in(lib, "food")[:1], "away")
     assert not (lib.root.parent / "away").exists()
 
 
@@ -307,10 +307,10 @@ def test_video_frames_in_a_workspace_outside_the_root_can_still_be_deleted(tmp_p
     with lib.catalog.transaction() as db:  # the row update() writes for a frame: an absolute path in the workspace
         lib.catalog.upsert_files(db, [picsift.core.catalog.FileRow(str(frame), frame.stat().st_size, 0, image_id,
                                                               None, None, None)])
-    assert lib.delete_images([image_id]) == 1
+    assert lib.files.delete([image_id]) == 1
     assert not frame.exists() and catalogued(lib) == {}
     with lib.catalog.transaction() as db:  # but not an absolute path beside the workspace
         lib.catalog.upsert_files(db, [picsift.core.catalog.FileRow(str(tmp_path / "work-other" / "x.jpg"), 1, 0,
                                                               image_id, None, None, None)])
     with pytest.raises(PicsiftError, match="outside the library"):
-        lib.delete_images([image_id])
+        lib.files.delete([image_id])

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from picsift import Library, PicsiftError, Results
+from picsift import ImageSet, Library, PicsiftError
 from picsift.query.collections import TEMPORARY
 from picsift.query.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
 
 from .conftest import stamp_files
 from .test_formats import make_coco, make_supervisely
+
+
+def passing(lib: Library) -> Callable[..., list[str]]:
+    """The ids of the images within a scope (default: the whole library) that pass the filters."""
+    return lambda *filters, within=None: lib.filter(*filters, within=within).ids.tolist()
 
 
 @pytest.fixture
@@ -28,7 +34,7 @@ def labelled(tmp_path: Path, stamps_root: Path) -> tuple[Library, dict[str, str]
     """
     (tmp_path / "lib").mkdir()
     lib = Library(tmp_path / "lib")
-    meta = lib.metadata
+    meta = lib.labels
     meta.import_project(make_supervisely(tmp_path / "src", stamps_root), "supervisely")
     meta.import_project(make_coco(tmp_path / "src", stamps_root), "coco")
     ids = {}
@@ -48,7 +54,7 @@ def names(found: list[str], ids: dict[str, str]) -> list[str]:
 
 def test_object_filters(labelled: tuple[Library, dict[str, str]]) -> None:
     lib, ids = labelled
-    run = lib.metadata.filter
+    run = passing(lib)
     assert sorted(names(run(ObjectCount("animal")), ids)) == ["a0", "a1", "a2"]
     assert sorted(names(run(ObjectCount("animal", 2, 3)), ids)) == ["a1", "a2"]
     assert sorted(names(run(ObjectCount("animal", 3, 3)), ids)) == ["a2"]
@@ -64,7 +70,7 @@ def test_object_filters(labelled: tuple[Library, dict[str, str]]) -> None:
 
 def test_tag_job_and_issue_filters(labelled: tuple[Library, dict[str, str]]) -> None:
     lib, ids = labelled
-    meta, run = lib.metadata, lib.metadata.filter
+    meta, run = lib.labels, passing(lib)
     assert sorted(names(run(ImageTag("outdoor")), ids)) == ["a0", "a1", "a2"]
     assert sorted(names(run(ImageTag("colour", "white")), ids)) == ["a1"]
     assert sorted(names(run(ImageTag("colour", "white", negate=True)), ids)) == [
@@ -87,7 +93,7 @@ def test_tag_job_and_issue_filters(labelled: tuple[Library, dict[str, str]]) -> 
 
 def test_filters_combine_with_and(labelled: tuple[Library, dict[str, str]]) -> None:
     lib, ids = labelled
-    run = lib.metadata.filter
+    run = passing(lib)
     assert names(run(ObjectAuthor("bob"), ImageTag("colour", "grey")), ids) == ["a2"]
     assert names(run(ImageTag("outdoor"), ObjectCount("animal", 0, 1), ObjectTag("legs", 4)), ids) == ["a0"]
     assert run(ImageTag("outdoor"), ObjectCount("wheel")) == []
@@ -96,22 +102,22 @@ def test_filters_combine_with_and(labelled: tuple[Library, dict[str, str]]) -> N
 
 def test_filters_within_collections_and_results(labelled: tuple[Library, dict[str, str]]) -> None:
     lib, ids = labelled
-    run = lib.metadata.filter
+    run = passing(lib)
     ranked = [ids["a2"], ids["a1"], ids["a0"], ids["v0"]]
-    lib.write_collection("ranked", ranked, [0.9, 0.5, 0.3, 0.1])
+    lib.collections.write("ranked", ranked, [0.9, 0.5, 0.3, 0.1])
     assert names(run(Score(min=0.4), within="ranked"), ids) == ["a2", "a1"]  # in rank order
     assert names(run(Score(max=0.3), ImageTag("outdoor"), within="ranked"), ids) == ["a0"]
     assert names(run(Score(0.2, 0.6), within="ranked"), ids) == ["a1", "a0"]
     assert names(run(ObjectCount("wheel"), within="ranked"), ids) == ["v0"]
 
-    lib.write_collection(TEMPORARY, [ids["f0"], ids["a1"]], [0.7, 0.2])  # what a search leaves behind
+    lib.remember(ImageSet(np.array([ids["f0"], ids["a1"]]), [0.7, 0.2]))  # what a search leaves behind
     assert names(run(Score(min=0.5), within=TEMPORARY), ids) == ["f0"]
 
-    # A search's Results: scores of every image in scope, so a threshold sees beyond the top rows.
+    # A search's ImageSet: scores of every image in scope, so a threshold sees beyond the top rows.
     scope = np.array(list(ids.values()))
     scores = np.linspace(0.1, 0.8, len(scope)).astype(np.float32)  # a0 0.1, a1 0.2, ..., f2 0.8
     top = pd.DataFrame({"rank": [1], "id": [scope[-1]], "path": [None], "score": [scores[-1]]})
-    results = Results(top, scores, scope, {})
+    results = ImageSet(top["id"], top["score"], scores, scope)
     assert names(run(Score(min=0.55), within=results), ids) == ["f2", "f1", "f0"]  # best first
     assert names(run(Score(min=0.25, max=0.45), ObjectAuthor("bob"), within=results), ids) == ["a2"]
     assert names(run(Score(max=0.25), ImageTag("outdoor"), within=results), ids) == ["a1", "a0"]
@@ -126,12 +132,12 @@ def test_a_search_in_memory_and_the_same_collection_in_sqlite_filter_alike(
     lib, ids = labelled
     scope = np.array(list(ids.values()))
     scores = np.random.default_rng(3).random(len(scope)).astype(np.float32)
-    results = Results(pd.DataFrame({"rank": [], "id": [], "path": [], "score": []}), scores, scope, {})
+    results = ImageSet(np.zeros(0, str), np.zeros(0, np.float32), scores, scope)
     order = np.argsort(-scores, kind="stable")
-    lib.write_collection("same", scope[order].tolist(), scores[order].tolist())
-    lib.metadata.create_job("review", [ids["a0"], ids["f1"]])
-    lib.metadata.set_status("review", ids["f1"], "accepted")
-    lib.metadata.open_issue(ids["v1"], "blurry")
+    lib.collections.write("same", scope[order].tolist(), scores[order].tolist())
+    lib.labels.create_job("review", [ids["a0"], ids["f1"]])
+    lib.labels.set_status("review", ids["f1"], "accepted")
+    lib.labels.open_issue(ids["v1"], "blurry")
     cases = [
         [ObjectCount("animal", 2)], [ObjectCount("animal", 0, 1)], [ObjectCount("animal", 0)],
         [ObjectTag("legs", 2, negate=True)], [ObjectTag("legs", 4, cls="animal")], [ImageTag("outdoor", negate=True)],
@@ -139,31 +145,30 @@ def test_a_search_in_memory_and_the_same_collection_in_sqlite_filter_alike(
         [HasOpenIssues()], [HasOpenIssues(False), Score(min=0.3)], [Score(0.2, 0.7), ObjectAuthor("ann")], [],
     ]
     for filters in cases:
-        in_memory, in_sql = lib.metadata.filter(*filters, within=results), lib.metadata.filter(*filters, within="same")
+        in_memory, in_sql = passing(lib)(*filters, within=results), passing(lib)(*filters, within="same")
         assert in_memory == in_sql, filters
-    assert lib.metadata.filter(ObjectCount("animal"), within=results) != []  # the cases are not all empty
+    assert passing(lib)(ObjectCount("animal"), within=results) != []  # the cases are not all empty
 
 
 def test_bad_filters_name_the_value_and_the_choices(labelled: tuple[Library, dict[str, str]]) -> None:
     lib, ids = labelled
-    meta = lib.metadata
     with pytest.raises(PicsiftError, match=r"'done'.*pending, in_progress"):
-        meta.filter(JobStatus("review", "done"))
+        lib.filter(JobStatus("review", "done"), within=None)
     with pytest.raises(PicsiftError, match=r"'done'.*accepted"):
-        meta.set_status("review", [ids["a0"]], "done")
+        lib.labels.set_status("review", [ids["a0"]], "done")
     with pytest.raises(PicsiftError, match="no collection named 'nope'"):
-        meta.filter(ImageTag("x"), within="nope")
+        lib.filter(ImageTag("x"), within="nope")
     with pytest.raises(PicsiftError, match="min, max or both"):
-        meta.filter(Score())
+        lib.filter(Score(), within=None)
     with pytest.raises(PicsiftError, match="min=3, max=1"):
-        meta.filter(ObjectCount("animal", 3, 1))
+        lib.filter(ObjectCount("animal", 3, 1), within=None)
     with pytest.raises(PicsiftError, match="'animal' is not a filter"):
-        meta.filter("animal")  # type: ignore[arg-type]
+        lib.filter("animal", within=None)  # type: ignore[arg-type]
 
 
 def test_metadata_edits_persist(labelled: tuple[Library, dict[str, str]], tmp_path: Path) -> None:
     lib, ids = labelled
-    meta = lib.metadata
+    meta = lib.labels
     items = meta.dataset_items("zoo/animals")
     path = items[items["id"] == ids["a0"]]["path"].item()
     meta.add_tag(path, "reviewed", "yes")
@@ -176,11 +181,11 @@ def test_metadata_edits_persist(labelled: tuple[Library, dict[str, str]], tmp_pa
     with pytest.raises(PicsiftError, match="no issue with id 99"):
         meta.close_issue(99)
 
-    reopened = Library(lib.root).metadata
-    assert sorted(reopened.tags(ids["a0"])) == [("outdoor", None), ("reviewed", "yes"), ("score", 3)]
-    assert reopened.filter(ObjectTag("cute", cls="cat"), ObjectAuthor("dee")) == [ids["a0"]]
+    reopened = Library(lib.root)
+    assert sorted(reopened.labels.tags(ids["a0"])) == [("outdoor", None), ("reviewed", "yes"), ("score", 3)]
+    assert passing(reopened)(ObjectTag("cute", cls="cat"), ObjectAuthor("dee")) == [ids["a0"]]
     meta.remove_object(object_id)
-    assert reopened.filter(ObjectTag("cute")) == []
+    assert passing(reopened)(ObjectTag("cute")) == []
 
 
 def test_filters_refuse_empty_names_and_fractional_counts() -> None:

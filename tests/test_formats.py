@@ -109,7 +109,7 @@ def make_yolo(root: Path, stamps_root: Path) -> Path:
 
 def annotations(lib: Library, *, tags: bool = True, authors: bool = True) -> dict[str, Any]:
     """Every image's annotations keyed by file name, in a form that compares across formats."""
-    meta = lib.metadata
+    meta = lib.labels
     found: dict[str, Any] = {}
     for dataset in meta.dataset_names():
         for item in meta.dataset_items(dataset).itertuples():
@@ -132,10 +132,10 @@ def test_supervisely_import(library: Library, tmp_path: Path, stamps_root: Path,
                             caplog: pytest.LogCaptureFixture) -> None:
     project = make_supervisely(tmp_path / "src", stamps_root)
     with caplog.at_level(logging.WARNING):
-        names = library.metadata.import_project(project, "supervisely")
+        names = library.labels.import_project(project, "supervisely")
     assert names == ["zoo/animals", "zoo/vehicles"]
     assert sum("bitmap" in r.getMessage() for r in caplog.records) == 2  # one per vehicle, with its reason
-    meta = library.metadata
+    meta = library.labels
     datasets = meta.datasets()
     assert datasets["size"].tolist() == [3, 2]
     first = stamp_files(stamps_root, ("animals",), 1)[0]
@@ -153,7 +153,7 @@ def test_supervisely_import(library: Library, tmp_path: Path, stamps_root: Path,
 
 
 def test_coco_and_yolo_import_several_datasets(library: Library, tmp_path: Path, stamps_root: Path) -> None:
-    meta = library.metadata
+    meta = library.labels
     assert meta.import_project(make_coco(tmp_path / "src", stamps_root), "coco") == ["kitchen/train", "kitchen/val"]
     assert meta.import_project(make_yolo(tmp_path / "src", stamps_root), "yolo") == ["garage/train", "garage/val"]
     found = annotations(library)
@@ -173,16 +173,16 @@ def test_coco_and_yolo_import_several_datasets(library: Library, tmp_path: Path,
 @pytest.mark.parametrize("fmt", ["supervisely", "coco", "yolo"])
 def test_export_then_import_keeps_annotations(library: Library, tmp_path: Path, stamps_root: Path,
                                               fmt: str) -> None:
-    meta = library.metadata
+    meta = library.labels
     meta.import_project(make_supervisely(tmp_path / "src", stamps_root), "supervisely")
     meta.import_project(make_coco(tmp_path / "src", stamps_root), "coco")
     ids = [i for d in meta.dataset_names() for i in meta.dataset_items(d)["id"]]
-    library.write_collection("picked", ids)
-    out = meta.export("picked", tmp_path / "out" / fmt, fmt)
+    library.collections.write("picked", ids)
+    out = library.export("picked", tmp_path / "out" / fmt, fmt)
 
     (tmp_path / "again").mkdir()
     again = Library(tmp_path / "again")
-    names = again.metadata.import_project(out, fmt)
+    names = again.labels.import_project(out, fmt)
     assert sorted(n.split("/")[1] for n in names) == ["animals", "train", "val", "vehicles"]
     full = fmt == "supervisely"  # COCO keeps tags (as attributes) but no authors; YOLO keeps geometry only
     keeps_tags = fmt != "yolo"
@@ -198,21 +198,21 @@ def test_export_of_images_outside_datasets_and_errors(tmp_path: Path, stamps_roo
     source = stamp_files(stamps_root, ("animals",), 1)[0]
     shutil.copy2(source, folder / "loose" / source.name)
     library = Library(folder)
-    meta = library.metadata
+    meta = library.labels
     image = folder / "loose" / source.name
     # what update() records for the file, without loading a model
     with library.catalog.transaction() as db:
         library.catalog.upsert_files(db, [FileRow(f"loose/{source.name}", image.stat().st_size, 0,
                                                   meta.image_id(image), None, None, None)])
     meta.add_object(f"loose/{source.name}", "cat", bbox=(1, 2, 3, 4), author="me")
-    out = meta.export([meta.image_id(folder / "loose" / source.name)], tmp_path / "out", "coco")
+    out = library.export([meta.image_id(folder / "loose" / source.name)], tmp_path / "out", "coco")
     data = json.loads((out / "annotations" / "instances_images.json").read_text())
     assert [a["bbox"] for a in data["annotations"]] == [[1, 2, 2, 2]]
     assert (out / "images" / "images" / source.name).read_bytes() == source.read_bytes()
     with pytest.raises(PicsiftError, match=r"'pascal'.*supervisely, coco, yolo"):
-        meta.export([], tmp_path / "x", "pascal")
+        library.export([], tmp_path / "x", "pascal")
     with pytest.raises(PicsiftError, match="not empty"):
-        meta.export([], out, "coco")
+        library.export([], out, "coco")
     with pytest.raises(PicsiftError, match=r"no meta\.json"):
         meta.import_project(out, "supervisely")
 
@@ -258,9 +258,9 @@ def test_coco_file_names_outside_the_project_are_refused(library: Library, tmp_p
     project = make_coco(tmp_path / "src", stamps_root)
     set_coco_file_name(project, file_name)
     with pytest.raises(PicsiftError, match=re.escape(repr(file_name))) as caught:
-        library.metadata.import_project(project, "coco")
+        library.labels.import_project(project, "coco")
     assert "instances_val.json" in str(caught.value)  # the error names the file and the entry
-    assert library_contents(library) == {} and library.metadata.dataset_names() == []
+    assert library_contents(library) == {} and library.labels.dataset_names() == []
     assert secret.read_bytes() not in library_contents(library).values()
 
 
@@ -283,9 +283,9 @@ def test_symlinks_out_of_the_project_are_refused(library: Library, tmp_path: Pat
         shutil.rmtree(folder)
         folder.symlink_to(secret.parent, target_is_directory=True)
     with pytest.raises(PicsiftError, match="outside the project"):
-        library.metadata.import_project(project, fmt)
+        library.labels.import_project(project, fmt)
     assert secret.read_bytes() not in library_contents(library).values()
-    assert library.metadata.dataset_names() == []
+    assert library.labels.dataset_names() == []
 
 
 def test_yolo_label_files_linked_out_of_the_project_are_refused(library: Library, tmp_path: Path,
@@ -298,8 +298,8 @@ def test_yolo_label_files_linked_out_of_the_project_are_refused(library: Library
     label.unlink()
     label.symlink_to(private)
     with pytest.raises(PicsiftError, match=r"labels/val.*outside the project"):
-        library.metadata.import_project(project, "yolo")
-    assert library.metadata.objects().empty
+        library.labels.import_project(project, "yolo")
+    assert library.labels.objects().empty
 
 
 def test_links_inside_the_project_are_followed(library: Library, tmp_path: Path, stamps_root: Path) -> None:
@@ -308,7 +308,7 @@ def test_links_inside_the_project_are_followed(library: Library, tmp_path: Path,
     train = sorted((project / "images" / "train").iterdir())[0]
     val.unlink()
     val.symlink_to(Path("..") / "train" / train.name)  # a relative link that stays in the project
-    assert library.metadata.import_project(project, "yolo") == ["garage/train", "garage/val"]
+    assert library.labels.import_project(project, "yolo") == ["garage/train", "garage/val"]
     assert library_contents(library)[f"garage/val/{val.name}"] == train.read_bytes()
 
 
@@ -317,9 +317,9 @@ def test_importing_the_current_folder_names_the_target_after_it(library: Library
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     project = make_yolo(tmp_path / "src", stamps_root)
     monkeypatch.chdir(project)
-    assert library.metadata.import_project(".", "yolo") == ["garage/train", "garage/val"]
+    assert library.labels.import_project(".", "yolo") == ["garage/train", "garage/val"]
     assert {p.split("/")[0] for p in library_contents(library)} == {"garage"} and len(library_contents(library)) == 3
-    assert set(library.metadata.datasets()["folder"]) == {"garage/train", "garage/val"}
+    assert set(library.labels.datasets()["folder"]) == {"garage/train", "garage/val"}
 
 
 @pytest.mark.parametrize("target", ["../escaped", "a/../../escaped", "ABSOLUTE", "", ".hidden", "a//b"])
@@ -329,15 +329,15 @@ def test_import_targets_outside_the_library_are_refused(library: Library, tmp_pa
     project = make_yolo(tmp_path / "src", stamps_root)
     outside = sorted(p for p in tmp_path.rglob("*") if library.root not in p.parents)
     with pytest.raises(PicsiftError, match=re.escape(repr(target))):
-        library.metadata.import_project(project, "yolo", target=target)
+        library.labels.import_project(project, "yolo", target=target)
     assert sorted(p for p in tmp_path.rglob("*") if library.root not in p.parents) == outside
     assert not (tmp_path / "escaped").exists()
-    assert library_contents(library) == {} and library.metadata.dataset_names() == []
+    assert library_contents(library) == {} and library.labels.dataset_names() == []
 
 
 def test_recorded_dataset_paths_stay_in_the_library(library: Library, tmp_path: Path, stamps_root: Path) -> None:
     secret = private_image(tmp_path, stamps_root)
-    meta = library.metadata
+    meta = library.labels
     meta.add_dataset("mine")
     for bad in ("../private/secret.png", f"{library.root.name}/../private/secret.png", str(secret)):
         with pytest.raises(PicsiftError, match="outside the library"):

@@ -249,7 +249,7 @@ def import_and_check(sandbox: Callable[[], Any], fmt: str, drawn: dict[str, Any]
         secret = (base / "outside" / "secret.png").read_bytes()
         with Library(base / "lib") as library:
             with suppress(PicsiftError):  # a clear refusal is fine; anything else fails the test
-                library.metadata.import_project(base / "project", fmt)
+                library.labels.import_project(base / "project", fmt)
             recorded = library.catalog.db.execute(
                 "SELECT path FROM dataset_items UNION ALL SELECT folder FROM datasets").fetchall()
         assert snapshot(base, skip=base / "lib") == before  # nothing outside the library read-modified or written

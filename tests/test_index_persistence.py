@@ -126,11 +126,11 @@ def test_an_empty_state_file_does_not_break_later_updates_or_searches(image_fold
     with picsift.Library(image_folder, model=tiny_model) as lib:
         lib.update(progress=False)
         state_file = lib._model_folder() / "hnsw.state.json"
-        expected = lib.search("a red thing", limit=5, distribution=False).ids
+        expected = lib.search("a red thing", limit=5, distribution=False).ids.tolist()
     state_file.write_text("")  # what a process killed while writing it in place left behind
     with picsift.Library(image_folder, model=tiny_model) as lib:
         lib.update(progress=False)
-        assert lib.search("a red thing", limit=5, distribution=False).ids == expected
+        assert lib.search("a red thing", limit=5, distribution=False).ids.tolist() == expected
     assert read_state(state_file)["count"] == 24
 
 
@@ -141,7 +141,7 @@ def test_an_unreadable_index_is_rebuilt_from_the_store_with_one_warning(
     with picsift.Library(image_folder, model=tiny_model) as lib:
         lib.update(progress=False)
         folder = lib._model_folder() / "hnsw"
-        expected = lib.search("a red thing", limit=10).ids  # exact
+        expected = lib.search("a red thing", limit=10).ids.tolist()  # exact
     if damage == "empty index.bin":
         (folder / "index.bin").write_bytes(b"")
     elif damage == "truncated index.bin":
@@ -153,7 +153,7 @@ def test_an_unreadable_index_is_rebuilt_from_the_store_with_one_warning(
         (folder / "labels.npz").unlink()
     caplog.set_level(logging.WARNING, logger="picsift")
     with picsift.Library(image_folder, model=tiny_model) as lib:
-        assert lib.search("a red thing", limit=10, distribution=False).ids == expected
+        assert lib.search("a red thing", limit=10, distribution=False).ids.tolist() == expected
         assert len(lib.index) == 24
         lib.update(progress=False)  # and updates go on working
     warnings = [r for r in caplog.records if "rebuilding it from the embedding store" in r.getMessage()]

@@ -130,7 +130,7 @@ def test_similar_by_id_path_and_pil_image_agree(library: picsift.Library, image_
     by_relative_path = library.similar(path.relative_to(image_folder).as_posix(), limit=5)
     by_pil = library.similar(Image.open(path), limit=5)
     assert by_id.ids[0] == image_id and by_id.df["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)
-    assert by_path.ids == by_id.ids == by_relative_path.ids
+    assert by_path.ids.tolist() == by_id.ids.tolist() == by_relative_path.ids.tolist()
     assert by_pil.ids[0] == image_id
     excluded = library.similar(image_id, limit=5, exclude_references=True)
     assert image_id not in excluded.ids and len(excluded) == 5
@@ -143,7 +143,7 @@ def test_an_image_outside_the_library_is_embedded_on_the_fly(library: picsift.Li
 
 
 def test_several_images_combine_by_mean_or_max(library: picsift.Library) -> None:
-    ids = library.search("x", limit=None).ids
+    ids = library.search("x", limit=None).ids.tolist()
     a, b = ids[0], ids[-1]
     mean = library.similar([a, b], limit=None, combine="mean")
     best = library.similar([a, b], limit=None, combine="max")
@@ -162,12 +162,12 @@ def test_several_images_combine_by_mean_or_max(library: picsift.Library) -> None
 
 
 def test_negative_examples_push_results_away(library: picsift.Library) -> None:
-    ids = library.search("x", limit=None).ids
+    ids = library.search("x", limit=None).ids.tolist()
     anchor = ids[0]
     plain = library.similar(anchor, limit=None)
     runner_up = plain.ids[1]
     pushed = library.similar(anchor, limit=None, negative_images=[runner_up], negative_weight=1.0)
-    assert pushed.ids.index(runner_up) > 1
+    assert pushed.ids.tolist().index(runner_up) > 1
     score = dict(zip(pushed.ids, pushed.df["score"], strict=True))
     assert score[runner_up] < dict(zip(plain.ids, plain.df["score"], strict=True))[runner_up]
 
@@ -176,25 +176,26 @@ def test_each_search_replaces_the_temporary_collection_which_can_be_saved(
     library: picsift.Library, image_folder: Path, tiny_model: str
 ) -> None:
     first = library.search("a bird", limit=4)
-    assert library.collection()["id"].tolist() == first.ids
-    library.save_collection("birds")
+    assert library.collection().ids.tolist() == first.ids.tolist()
+    library.collections.save("birds")
     second = library.search("a car", limit=6, min_score=-1)
-    assert library.collection()["id"].tolist() == second.ids
+    assert library.collection().ids.tolist() == second.ids.tolist()
     library.close()
     reopened = picsift.Library(image_folder, model=tiny_model)
-    saved = reopened.collection("birds")
-    assert saved["id"].tolist() == first.ids and saved["score"].tolist() == pytest.approx(first.df["score"].tolist())
-    recipe = reopened.collection_recipe("birds")
+    saved = reopened.collection("birds").df
+    assert saved["id"].tolist() == first.ids.tolist()
+    assert saved["score"].tolist() == pytest.approx(first.df["score"].tolist())
+    recipe = reopened.collections.recipe("birds")
     assert recipe["text"] == ["a bird"] and recipe["limit"] == 4 and recipe["model"] == reopened.spec.text
-    assert reopened.collections()["name"].tolist() == ["birds"]
+    assert reopened.collections.table()["name"].tolist() == ["birds"]
     within = reopened.search("a car", limit=None, within="birds")
     assert set(within.ids) == set(first.ids) and len(within.scores) == 4
     with pytest.raises(PicsiftError, match="no collection named 'nope'; collections: birds"):
         reopened.collection("nope")
     with pytest.raises(PicsiftError, match="invalid collection name"):
-        reopened.save_collection("_private")
-    reopened.delete_collection("birds")
-    assert reopened.collection_names() == []
+        reopened.collections.save("_private")
+    reopened.collections.delete("birds")
+    assert reopened.collections.names() == []
     reopened.close()
 
 
@@ -237,7 +238,7 @@ def test_every_backend_gives_the_exact_top_results(image_folder: Path, tiny_mode
         lib.update(progress=False)
         exact = lib.search("a red thing", limit=10)
         via_index = lib.search("a red thing", limit=10, distribution=False)
-        assert via_index.ids == exact.ids
+        assert via_index.ids.tolist() == exact.ids.tolist()
         np.testing.assert_allclose(via_index.df["score"], exact.df["score"], atol=1e-4)
         assert len(lib.index) == 24
     with picsift.Library(image_folder) as lib:  # reopened: the backend is remembered
@@ -269,21 +270,21 @@ def test_the_workspace_can_live_outside_a_read_only_image_folder(image_folder: P
 
 
 def test_collections_can_be_written_grown_and_shrunk_by_hand(library: picsift.Library) -> None:
-    ids = library.search("x", limit=None).ids
-    library.write_collection("picked", ids[:3], [0.9, 0.8, 0.7], {"note": "by hand"})
-    assert library.collection("picked")["id"].tolist() == ids[:3]
-    assert library.collection_recipe("picked")["note"] == "by hand"
-    assert library.add_to_collection("picked", [ids[1], ids[5], ids[5]]) == 4  # no duplicates
-    grown = library.collection("picked")
+    ids = library.search("x", limit=None).ids.tolist()
+    library.collections.write("picked", ids[:3], [0.9, 0.8, 0.7], {"note": "by hand"})
+    assert library.collection("picked").ids.tolist() == ids[:3]
+    assert library.collections.recipe("picked")["note"] == "by hand"
+    assert library.collections.add("picked", [ids[1], ids[5], ids[5]]) == 4  # no duplicates
+    grown = library.collection("picked").df
     assert grown["id"].tolist() == [*ids[:3], ids[5]]
     assert grown["score"].iloc[0] == pytest.approx(0.9) and np.isnan(grown["score"].iloc[3])
-    assert library.remove_from_collection("picked", [ids[0]]) == 3
-    assert library.collection("picked")["id"].tolist() == [ids[1], ids[2], ids[5]]
-    assert library.add_to_collection("fresh", ids[:2]) == 2
+    assert library.collections.remove("picked", [ids[0]]) == 3
+    assert library.collection("picked").ids.tolist() == [ids[1], ids[2], ids[5]]
+    assert library.collections.add("fresh", ids[:2]) == 2
     paths = library.paths([ids[0], "0" * 32])
     assert list(paths) == [ids[0]] and paths[ids[0]].is_file()
     with pytest.raises(PicsiftError, match="invalid collection name"):
-        library.write_collection("_x", ids[:1])
+        library.collections.write("_x", ids[:1])
 
 
 def test_results_carry_the_ids_of_every_score(library: picsift.Library) -> None:

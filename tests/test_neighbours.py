@@ -142,28 +142,29 @@ def with_copies(image_folder: Path, tiny_model: str) -> tuple[Library, list[tupl
 def test_library_near_duplicates_finds_the_planted_copies_only(with_copies: tuple[Library, list]) -> None:
     library, pairs = with_copies
     # a random-weights model puts every pair of images near 1 (median ~0.98): only copies pass 0.999
-    df = library.near_duplicates(threshold=0.999, save_as="copies", progress=False)
-    assert list(df.columns) == ["group", "id", "path", "similarity"]
+    df = library.near_duplicates(threshold=0.999, save_as="copies", progress=False).df
+    assert list(df.columns) == ["rank", "id", "path", "score", "group", "similarity"]
+    assert df["score"].tolist() == df["similarity"].tolist()
     found = {frozenset(relative(library, g["path"].tolist())) for _, g in df.groupby("group")}
     assert found == {frozenset(pair) for pair in pairs}
     assert df.groupby("group")["similarity"].first().eq(1.0).all()
-    assert library.collection()["id"].tolist() == df["id"].tolist()  # the temporary collection
-    saved = library.collection("copies")
+    assert library.collection().df["id"].tolist() == df["id"].tolist()  # the temporary collection
+    saved = library.collection("copies").df
     assert saved["id"].tolist() == df["id"].tolist()
     np.testing.assert_allclose(saved["score"], df["similarity"], atol=1e-6)
-    recipe = library.collection_recipe("copies")
+    recipe = library.collections.recipe("copies")
     assert recipe["kind"] == "near_duplicates" and recipe["threshold"] == 0.999 and recipe["group_sizes"] == [2, 2]
     # within a collection that holds one image of each pair, there is nothing to find
     others = [i for i in library.store.snapshot().ids.tolist() if i not in set(df["id"])]
-    library.write_collection("halves", [df["id"].iloc[0], df["id"].iloc[2], *others])
-    assert library.near_duplicates(threshold=0.999, within="halves", progress=False).empty
+    library.collections.write("halves", [df["id"].iloc[0], df["id"].iloc[2], *others])
+    assert library.near_duplicates(threshold=0.999, within="halves", progress=False).df.empty
     with pytest.raises(PicsiftError, match="valid range"):
         library.near_duplicates(threshold=0)
 
 
 def test_library_outliers_ranks_and_saves(with_copies: tuple[Library, list]) -> None:
     library, pairs = with_copies
-    df = library.outliers(n=5, k=3, save_as="odd", progress=False)
+    df = library.outliers(n=5, k=3, save_as="odd", progress=False).df
     assert list(df.columns) == ["rank", "id", "path", "score"] and df["rank"].tolist() == [1, 2, 3, 4, 5]
     assert df["score"].is_monotonic_decreasing and all(Path(p).is_file() for p in df["path"])
     copies = {c for _, c in pairs} | {o for o, _ in pairs}
@@ -172,8 +173,8 @@ def test_library_outliers_ranks_and_saves(with_copies: tuple[Library, list]) -> 
     vectors = snapshot.vectors()
     expected_positions, _ = outliers(vectors, k=3, n=5)
     assert df["id"].tolist() == snapshot.ids[expected_positions].tolist()
-    assert library.collection("odd")["id"].tolist() == df["id"].tolist()
-    assert library.collection_recipe()["kind"] == "outliers"
+    assert library.collection("odd").df["id"].tolist() == df["id"].tolist()
+    assert library.collections.recipe()["kind"] == "outliers"
     with pytest.raises(PicsiftError, match="invalid collection name"):
         library.outliers(save_as="_bad")
 
@@ -202,6 +203,6 @@ def test_default_threshold_with_a_trained_model(image_folder: Path) -> None:
     pairs = plant_duplicates(image_folder)
     with Library(image_folder, model="picsift-offline", index="exact") as library:
         library.update(progress=False)
-        df = library.near_duplicates(progress=False)  # threshold 0.95
+        df = library.near_duplicates(progress=False).df  # threshold 0.95
         found = {frozenset(relative(library, g["path"].tolist())) for _, g in df.groupby("group")}
         assert found == {frozenset(pair) for pair in pairs}

@@ -92,15 +92,15 @@ def test_a_library_on_qdrant_edge_finds_what_exact_search_finds(
         for prompt in ("a red thing", "an animal", "food on a plate"):
             exact = lib.search(prompt, limit=10)
             via_index = lib.search(prompt, limit=10, distribution=False)
-            assert via_index.ids == exact.ids
+            assert via_index.ids.tolist() == exact.ids.tolist()
             np.testing.assert_allclose(via_index.df["score"], exact.df["score"], atol=1e-6)  # rescored exactly
         caplog.set_level(logging.WARNING, logger="picsift")
         # another Library (another process, in effect) while this one holds the shard: same answers, from the store
         with picsift.Library(image_folder, model=tiny_model) as other:
             assert other.index_name == "qdrant-edge"
             again = other.search("food on a plate", limit=10, distribution=False)
-            assert again.ids == exact.ids
+            assert again.ids.tolist() == exact.ids.tolist()
         busy = [r for r in caplog.records if "open in another process" in r.getMessage()]
         assert len(busy) == 1
     with picsift.Library(image_folder, model=tiny_model) as lib:  # reopened from the workspace
-        assert lib.search("food on a plate", limit=10, distribution=False).ids == exact.ids
+        assert lib.search("food on a plate", limit=10, distribution=False).ids.tolist() == exact.ids.tolist()

@@ -194,27 +194,28 @@ def library(image_folder: Path, tiny_model: str) -> picsift.Library:
 
 
 def test_library_sample_writes_the_temporary_collection(library: picsift.Library) -> None:
-    df = library.sample(6, method="kcenter", seed=2)
-    assert list(df.columns) == ["rank", "id", "path"] and len(df) == len(set(df["id"])) == 6
+    df = library.sample(6, method="kcenter", seed=2).df
+    assert list(df.columns) == ["rank", "id", "path", "score"] and len(df) == len(set(df["id"])) == 6
+    assert df["score"].isna().all()  # a sample has no query, so no scores
     assert all(Path(p).is_file() for p in df["path"])
-    assert library.collection()["id"].tolist() == df["id"].tolist()
-    recipe = library.collection_recipe()
+    assert library.collection().df["id"].tolist() == df["id"].tolist()
+    recipe = library.collections.recipe()
     assert recipe["kind"] == "sample" and recipe["method"] == "kcenter" and recipe["seed"] == 2
-    assert library.sample(6, method="kcenter", seed=2)["id"].tolist() == df["id"].tolist()
+    assert library.sample(6, method="kcenter", seed=2).df["id"].tolist() == df["id"].tolist()
 
-    library.save_collection("first")
-    again = library.sample(6, method="typical", exclude="first")
+    library.collections.save("first")
+    again = library.sample(6, method="typical", exclude="first").df
     assert not set(again["id"]) & set(df["id"])
-    within = library.sample(3, method="random", within="first")
+    within = library.sample(3, method="random", within="first").df
     assert set(within["id"]) <= set(df["id"]) and len(within) == 3
 
-    library.metadata.add_tag(df["id"][0], "label", "cat")
-    unlabelled = library.sample(23, method="centroids", exclude_labelled=True)
+    library.labels.add_tag(df["id"][0], "label", "cat")
+    unlabelled = library.sample(23, method="centroids", exclude_labelled=True).df
     assert df["id"][0] not in set(unlabelled["id"]) and len(unlabelled) == 23
 
     scores = {i: (1.0 if i in set(df["id"][:3]) else 0.0) for i in library.images()["id"]}
-    uncertain = library.sample(3, method="kcenter", uncertainty=scores, pool=3)
-    assert set(uncertain["id"]) == set(df["id"][:3]) and library.collection_recipe()["uncertainty"]
+    uncertain = library.sample(3, method="kcenter", uncertainty=scores, pool=3).df
+    assert set(uncertain["id"]) == set(df["id"][:3]) and library.collections.recipe()["uncertainty"]
     with pytest.raises(picsift.errors.PicsiftError, match="valid choices"):
         library.sample(3, method="nearest")
 
@@ -222,10 +223,10 @@ def test_library_sample_writes_the_temporary_collection(library: picsift.Library
 def test_active_learning_from_library_keeps_labels_as_tags(library: picsift.Library) -> None:
     loop = ActiveLearningLoop.from_library(library, tag="kind")
     batch = loop.next_batch(4)
-    assert library.collection()["id"].tolist() == batch["id"].tolist()
+    assert library.collection().df["id"].tolist() == batch["id"].tolist()
     loop.label(batch["id"][:2], "a")
     loop.label(batch["id"][2:], "b")
-    assert library.metadata.tags(batch["id"][0]) == [("kind", "a")]
+    assert library.labels.tags(batch["id"][0]) == [("kind", "a")]
     reopened = ActiveLearningLoop.from_library(library, tag="kind")
     assert reopened.labels == loop.labels
     nxt = reopened.next_batch(4)
@@ -240,7 +241,7 @@ def test_cli_sample_json(library: picsift.Library) -> None:
     ids = [r["id"] for r in out["results"]]
     assert len(set(ids)) == 5 and [r["rank"] for r in out["results"]] == [1, 2, 3, 4, 5]
     assert out["recipe"]["kind"] == "sample" and out["recipe"]["method"] == "kcenter"
-    assert ids == library.sample(5, method="kcenter", seed=3)["id"].tolist()  # same as the Python API
+    assert ids == library.sample(5, method="kcenter", seed=3).df["id"].tolist()  # same as the Python API
     plain = run_cli("sample", folder, "--n", "2").stdout
     assert plain.count(folder) == 2
     bad = run_cli("sample", folder, "--method", "nearest", check=False)

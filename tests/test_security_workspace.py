@@ -167,12 +167,12 @@ def test_the_frame_cache_deletes_only_the_frames_picsift_wrote(
         report = library.update(progress=False)
         assert report.frames > 0 and report.removed == 1  # the ghost video is forgotten...
         assert all(path.exists() for path in mine)  # ...without deleting what picsift did not write
-        frames = library.frames()["path"].tolist()
+        frames = library.videos.frames()["path"].tolist()
         assert frames and all(Path(p).is_file() for p in frames)
 
         (root / "clip.mp4").unlink()  # the video's own frames do go with it
         assert library.update(progress=False).removed == 1
-        assert not any(Path(p).exists() for p in frames) and library.frames().empty
+        assert not any(Path(p).exists() for p in frames) and library.videos.frames().empty
         assert all(path.exists() for path in mine)
 
 

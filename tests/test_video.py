@@ -93,7 +93,7 @@ def test_update_embeds_frames_and_results_link_back_to_the_moment(
 ) -> None:
     with picsift.Library(folder, model=tiny_model) as lib:
         report = lib.update(progress=False)
-        frames = lib.frames()
+        frames = lib.videos.frames()
         # every 2 s from 0 to 18 (the cuts at 8 and 12 fall on that grid): 10 frames, each an image
         assert report.frames == len(frames) == 10, frames
         assert report.added == 4 and not report.skipped
@@ -110,14 +110,14 @@ def test_update_embeds_frames_and_results_link_back_to_the_moment(
         top = results.df.iloc[0]
         assert 8.0 <= top["t"] < 12.0 and top["video"] == str(folder / "cams" / "line.MP4")
         assert Path(top["path"]).is_file()  # the gallery shows the frame itself
-        video, t = lib.video_moment(top["id"])
+        video, t = lib.videos.moment(top["id"])
         assert video == folder / "cams" / "line.MP4" and 8.0 <= t < 12.0
         assert moment_url(video, t, base=folder).startswith("cams/line.MP4#t=")
 
         image = next(p for p in folder.glob("*.png"))
         image_results = lib.similar(image, limit=20)
         assert np.isnan(image_results.df.set_index("path").loc[str(image), "t"])
-        assert lib.video_moment(image_results.ids[0]) is None
+        assert lib.videos.moment(image_results.ids[0]) is None
 
 
 def test_unchanged_video_is_not_read_again_and_changes_replace_its_frames(
@@ -126,7 +126,7 @@ def test_unchanged_video_is_not_read_again_and_changes_replace_its_frames(
     video = folder / "cams" / "line.MP4"
     with picsift.Library(folder, model=tiny_model) as lib:
         lib.update(progress=False)
-        old = lib.frames()
+        old = lib.videos.frames()
 
         def refuse(*args: object, **kwargs: object) -> None:
             raise AssertionError("an unchanged video was decoded again")
@@ -134,21 +134,21 @@ def test_unchanged_video_is_not_read_again_and_changes_replace_its_frames(
         monkeypatch.setattr(picsift.core.video, "sample_frames", refuse)
         again = lib.update(progress=False)
         assert (again.embedded, again.frames, again.removed, again.unchanged) == (0, 0, 0, 4)
-        assert lib.frames().equals(old)
+        assert lib.videos.frames().equals(old)
         monkeypatch.undo()
 
         write_video(video, [(pictures["C"], 5)])  # different content under the same name
         changed = lib.update(progress=False)
         assert changed.changed == 1 and changed.frames == 3  # 0, 2, 4 s
-        new = lib.frames()
+        new = lib.videos.frames()
         assert sorted(new["t"]) == pytest.approx([0, 2, 4])
         assert not any(Path(p).exists() for p in old["path"])  # the old frames' files are gone
         assert not set(old["id"]) & set(lib.store.embedded_ids())  # and so are their embeddings
-        assert all(lib.video_moment(i) is None for i in old["id"])
+        assert all(lib.videos.moment(i) is None for i in old["id"])
 
         video.unlink()
         removed = lib.update(progress=False)
-        assert removed.removed == 1 and lib.frames().empty
+        assert removed.removed == 1 and lib.videos.frames().empty
         assert not any(Path(p).exists() for p in new["path"])
         assert set(lib.images()["path"]) == {str(p) for p in folder.glob("*.png")}
         assert lib.status()["videos"] == 0
@@ -158,13 +158,13 @@ def test_moved_or_copied_video_reuses_its_frames(folder: Path, tiny_model: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with picsift.Library(folder, model=tiny_model) as lib:
         lib.update(progress=False)
-        before = lib.frames()
+        before = lib.videos.frames()
         monkeypatch.setattr(picsift.core.video, "sample_frames", None)  # decoding again would fail
         (folder / "cams" / "line.MP4").rename(folder / "moved.mkv")
         shutil.copy2(folder / "moved.mkv", folder / "copy.mov")
         report = lib.update(progress=False)
         assert (report.added, report.removed, report.embedded, report.reused) == (2, 1, 0, 2 * len(before))
-        frames = lib.frames()
+        frames = lib.videos.frames()
         assert set(frames["video"]) == {str(folder / "moved.mkv"), str(folder / "copy.mov")}
         assert set(frames["path"]) == set(before["path"]) and all(Path(p).exists() for p in frames["path"])
 
@@ -196,7 +196,7 @@ def test_without_pyav_videos_are_reported_and_taken_up_once_it_is_installed(
         monkeypatch.setattr(picsift.core.video, "av_available", lambda: False)
         report = lib.update(progress=False)
         assert report.skipped == [("cams/line.MP4", 'reading videos needs PyAV: pip install "picsift[video]"')]
-        assert lib.frames().empty and lib.skipped() == []  # nothing recorded: it is not the file's fault
+        assert lib.videos.frames().empty and lib.skipped() == []  # nothing recorded: it is not the file's fault
         monkeypatch.undo()
         assert lib.update(progress=False).frames == 10
 
@@ -204,7 +204,7 @@ def test_without_pyav_videos_are_reported_and_taken_up_once_it_is_installed(
 def test_frames_outside_the_root_have_absolute_paths(folder: Path, tiny_model: str, tmp_path: Path) -> None:
     with picsift.Library(folder, model=tiny_model, workspace=tmp_path / "elsewhere") as lib:
         lib.update(progress=False)
-        frames = lib.frames()
+        frames = lib.videos.frames()
         assert all(Path(p).is_relative_to(tmp_path / "elsewhere" / "frames") and Path(p).is_file()
                    for p in frames["path"])
         assert lib.paths(frames["id"].tolist()[:1]) == {frames["id"][0]: Path(frames["path"][0])}
@@ -249,13 +249,13 @@ def test_an_update_killed_while_sampling_a_video_is_finished_by_the_next(
         write_video(video, [(pictures["C"], 5)])
     with picsift.Library(folder, model=tiny_model, workspace=tmp_path / "reference", batch_size=4) as lib:
         lib.update(progress=False)
-        reference = lib.frames()
+        reference = lib.videos.frames()
     child = subprocess.run([sys.executable, "-c", CHILD, str(folder), tiny_model, point, str(nth)],
                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     with picsift.Library(folder, model=tiny_model, batch_size=4) as lib:
         lib.update(progress=False)
-        frames = lib.frames()
+        frames = lib.videos.frames()
         assert frames[["id", "t"]].equals(reference[["id", "t"]])
         assert sorted(map(str, (lib.workspace / "frames").glob("*/*.jpg"))) == sorted(frames["path"])
         embedded = lib.store.embedded_ids()

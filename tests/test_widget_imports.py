@@ -16,8 +16,6 @@ WIDGETS = PACKAGE / "widgets"
 ALLOWED = ("picsift.library", "picsift.query.imageset", "picsift.query.filters", "picsift.errors", "picsift.widgets",
            # a base utility (layer 0): reads an image file without following links (thumbnails)
            "picsift.reading")
-#: Imports that the ImageSet change replaces (picsift.query.imageset): ``Results`` is its deprecated alias.
-PENDING = {("panel.py", "picsift.query.search"), ("prompt.py", "picsift.query.search")}
 
 
 def _public_names() -> set[str]:
@@ -52,7 +50,7 @@ def violations(source: str, module: str, file: str) -> list[str]:
             continue  # numpy, anywidget, ...
         if target == "picsift":
             bad += [f"{file}: from picsift import {name}" for name in names if name not in public]
-        elif not any(target == ok or target.startswith(ok + ".") for ok in ALLOWED) and (file, target) not in PENDING:
+        elif not any(target == ok or target.startswith(ok + ".") for ok in ALLOWED):
             bad.append(f"{file}: {target}")
     return bad
 

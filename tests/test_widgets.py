@@ -248,7 +248,7 @@ def test_sampler_widget_writes_a_collection(library: Library) -> None:
     sampler.on_sample(lambda ids, recipe: got.append(ids))
     message(sampler, {"type": "sample", "method": "random", "n_clusters": 3, "size": 6, "seed": 1})
     assert sampler.error == "" and len(sampler.sample) == 6 and got == [sampler.sample]
-    assert library.collection()["id"].tolist() == sampler.sample
+    assert library.collection().df["id"].tolist() == sampler.sample
     message(sampler, {"type": "sample", "method": "centroids", "n_clusters": 4})
     assert len(sampler.sample) == 4
 
@@ -348,9 +348,9 @@ def test_app_pick_sample_and_collections(panel: App, library: Library) -> None:
     assert panel.gallery._count == 7
     panel.gallery._selected = np.array([0, 1], np.int32)
     message(panel.gallery, {"type": "add_to_collection", "name": "keep"})
-    assert library.collection("keep")["id"].tolist() == panel.gallery.selection
+    assert library.collection("keep").df["id"].tolist() == panel.gallery.selection
     message(panel.gallery, {"type": "remove_from_collection", "name": "keep"})
-    assert library.collection("keep").empty
+    assert len(library.collection("keep")) == 0
     message(panel.collections, {"type": "save_collection", "name": "seven"})
     assert [r["name"] for r in panel.collections.rows] == ["keep", "seven"]
     assert len(library.collection("seven")) == 7
@@ -361,7 +361,7 @@ def test_app_pick_sample_and_collections(panel: App, library: Library) -> None:
     message(panel.collections, {"type": "show_collection", "name": "seven"})
     assert panel.gallery._count == 7 and panel.collections.current == "seven"
     message(panel.collections, {"type": "delete_collection", "name": "seven"})
-    assert library.collection_names() == ["keep"]
+    assert library.collections.names() == ["keep"]
 
 
 def test_mode_similar_needs_a_selection(panel: App) -> None:
@@ -388,7 +388,7 @@ OUTDOOR = {0, 2, 4, 6}
 def labelled(library: Library) -> dict[str, list[str]]:
     """Cars and an "outdoor" tag on the vehicles (see CARS, OUTDOOR); ids of each folder in path order."""
     by_folder = ids_by_folder(library)
-    meta = library.metadata
+    meta = library.labels
     for i, image_id in enumerate(by_folder["vehicles"]):
         for k in range(CARS[i]):
             meta.add_object(image_id, "car", bbox=(k, k, k + 10, k + 10), author="ann" if k else "bob")
@@ -434,7 +434,7 @@ def test_filters_panel_narrows_the_gallery_and_keeps_scores(panel: App, labelled
 
 def test_every_field_of_the_add_filter_row(panel: App, library: Library, labelled: dict[str, list[str]]) -> None:
     vehicles = labelled["vehicles"]
-    meta = library.metadata
+    meta = library.labels
     meta.set_status("review", vehicles[:3], "labelled")
     meta.set_status("review", vehicles[3:5], "pending")
     meta.open_issue(vehicles[1], "blurry")
@@ -488,7 +488,7 @@ def test_filters_apply_to_samples_and_collections(panel: App, library: Library,
     message(panel.sampler, {"type": "sample", "size": 24})  # every image, in sample order
     assert set(panel.gallery.ids) == outdoor and panel.filters.summary == "5 of 24 images pass 1 filter"
     assert panel.gallery.ids.tolist() == [i for i in panel.sampler.sample if i in outdoor]
-    library.write_collection("half", labelled["vehicles"][:4], [0.4, 0.3, 0.2, 0.1])
+    library.collections.write("half", labelled["vehicles"][:4], [0.4, 0.3, 0.2, 0.1])
     panel.collections.refresh()
     message(panel.collections, {"type": "show_collection", "name": "half"})
     assert panel.gallery.ids.tolist() == [labelled["vehicles"][0], labelled["vehicles"][2]]
@@ -505,8 +505,8 @@ def test_saving_a_filtered_view_records_filters_and_score_range(panel: App, libr
     assert 0 < len(shown) < 6
     message(panel.collections, {"type": "save_collection", "name": "some cars"})
     assert panel.collections.error == ""
-    assert library.collection("some cars")["id"].tolist() == shown["id"].tolist()
-    recipe = library.collection_recipe("some cars")
+    assert library.collection("some cars").df["id"].tolist() == shown["id"].tolist()
+    recipe = library.collections.recipe("some cars")
     assert recipe["filters"] == [{"type": "ObjectCount", "cls": "car", "min": 1, "max": None}]
     assert recipe["score_range"] == pytest.approx([edges[10], edges[-1]])
     assert recipe["kind"] == "text" and recipe["text"] == ["a red car"]
@@ -549,8 +549,8 @@ def test_copy_move_job_and_export_act_on_the_view(panel: App, library: Library, 
     panel.filters.add(ObjectCount("car", 2))
     assert panel.actions.n_shown == 4
     message(panel.actions, {"type": "create_job", "name": "check cars"})
-    assert library.metadata.job_names() == ["check cars"] and panel.filters._choices["jobs"] == ["check cars"]
-    assert set(library.metadata.job_status("check cars")) == set(panel.gallery.ids)
+    assert library.labels.job_names() == ["check cars"] and panel.filters._choices["jobs"] == ["check cars"]
+    assert set(library.labels.job_status("check cars")) == set(panel.gallery.ids)
     panel.gallery._selected = np.array([0, 1], np.int32)
     moved = panel.gallery.selection
     message(panel.actions, {"type": "move_images", "dataset": "cars"})
@@ -595,8 +595,8 @@ def test_explorer_colours_by_metadata_fields(library: Library, labelled: dict[st
     by_bob = {labelled["vehicles"][i] for i, n in enumerate(CARS) if n == 1}
     assert legend() == ["ann (4)", "bob (2)", "(no objects) (18)"]
     assert {i for i, name in shown().items() if name == "bob"} == by_bob
-    library.metadata.set_status("review", labelled["food"][:3], "labelled")  # a job made after the map opened
-    library.metadata.open_issue(labelled["food"][0], "blurry")
+    library.labels.set_status("review", labelled["food"][:3], "labelled")  # a job made after the map opened
+    library.labels.open_issue(labelled["food"][0], "blurry")
     explorer.color_by = "job:review"
     assert legend() == ["labelled (3)", "(not in job) (21)"]
     assert {i for i, name in shown().items() if name == "labelled"} == set(labelled["food"][:3])
@@ -606,7 +606,7 @@ def test_explorer_colours_by_metadata_fields(library: Library, labelled: dict[st
         explorer.color_by = "tag:nope"
     assert explorer.color_by == "issues"
     with pytest.raises(PicsiftError, match="unknown field 'tag:nope'; fields: dataset, class"):
-        library.metadata.field_values("tag:nope", explorer.ids)
+        library.labels.field_values("tag:nope", explorer.ids)
 
 
 def test_colour_categories_keep_the_most_frequent_and_merge_the_rest() -> None:
@@ -642,12 +642,12 @@ def test_collections_list_shows_the_temporary_collection_and_goes_back_to_it(pan
     message(panel.collections, {"type": "show_collection", "name": "two"})
     message(panel.collections, {"type": "show_collection", "name": "_temporary"})  # a sample has no scores
     assert panel.gallery._count == 4 and not panel.gallery._has_scores
-    assert panel.gallery.ids.tolist() == library.collection()["id"].tolist()
+    assert panel.gallery.ids.tolist() == library.collection().df["id"].tolist()
     panel.search("a red car", limit=5)
     library.search("a boat", limit=2)  # a search from code replaces the app's last one as the temporary
     panel.collections.refresh()
     message(panel.collections, {"type": "show_collection", "name": "_temporary"})
-    assert panel.gallery._count == 2 and panel.gallery.ids.tolist() == library.collection()["id"].tolist()
+    assert panel.gallery._count == 2 and panel.gallery.ids.tolist() == library.collection().df["id"].tolist()
     assert [row["name"] for row in panel.collections.rows] == ["two"]  # saved ones only
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 from .core.update import UpdateReport
 from .embedding import DEFAULT_MODEL, Embedder, parse_model_spec
 from .errors import PicsiftError
 from .index import available_backends, open_index
 from .library import Library, default_model
 from .query.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
-from .query.search import Results
+from .query.imageset import ImageSet
 from .service import Service, disable, enable
 from .widgets import app
 
@@ -16,6 +19,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Embedder",
     "HasOpenIssues",
+    "ImageSet",
     "ImageTag",
     "JobStatus",
     "Library",
@@ -23,7 +27,6 @@ __all__ = [
     "ObjectCount",
     "ObjectTag",
     "PicsiftError",
-    "Results",
     "Score",
     "Service",
     "UpdateReport",
@@ -36,3 +39,10 @@ __all__ = [
     "parse_model_spec",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Results":  # the name of ImageSet before 0.2
+        warnings.warn("picsift.Results is now picsift.ImageSet", DeprecationWarning, stacklevel=2)
+        return ImageSet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
+import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -17,57 +17,47 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import signing
 from .analysis.maps import Maps
+from .analysis.queries import Queries
 from .analysis.sampling import SAMPLING_METHODS
-from .analysis.verbs import AnalysisMixin
+from .analysis.verbs import Analysis
 from .core.activity import announce_update, running_update
-from .core.catalog import WORKSPACE_DIRNAME, Catalog
-from .core.files import FileActions, FileActionsMixin
+from .core.files import FileActions, Files
 from .core.store import EmbeddingStore
 from .core.update import ProgressCallback, UpdateReport, run_update
-from .core.video import DEFAULT_EVERY, VideoMixin
-from .embedding.decode import decode_image
-from .embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
-from .embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec, slug
+from .core.video import DEFAULT_EVERY, Videos
+from .core.workspace import (
+    UNFINISHED_KEY,
+    check_model,
+    default_model,
+    estimate_embedding,
+    open_workspace,
+    remaining,
+    workspace_status,
+)
+from .embedding.openclip import Embedder
+from .embedding.spec import ModelSpec, parse_model_spec, slug
 from .errors import (
-    ModelMismatchError,
-    ModelUnavailableError,
     PicsiftError,
     WorkspaceBusyError,
     workspace_space,
 )
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
-from .index.sync import IndexKeeper
-from .labels.export import EXPORT_FORMATS, ExportMixin
+from .index.sync import IndexKeeper, open_keeper
+from .labels.export import EXPORT_FORMATS, Export
 from .labels.metadata import JOB_STATUSES, Metadata
-from .query.collections import TEMPORARY, CollectionsMixin, describe_recipe
-from .query.search import SearchMixin
-from .reading import read_regular_file
+from .query.collections import TEMPORARY, Collections, describe_recipe
+from .query.filters import Filter
+from .query.imageset import ImageSet
+from .query.search import ImageRef, Searcher
+from .query.steps import SearchOptions
 
 log = logging.getLogger(__name__)
 
-#: A meta key present while an update runs, and left behind by one that was killed or failed.
-UNFINISHED_KEY = "update_unfinished"
+__all__ = ["UNFINISHED_KEY", "Library", "default_model"]
 
 
-def default_model() -> str:
-    """The model used when none is named.
-
-    :data:`DEFAULT_MODEL` (a standard CLIP) when its weights are cached or can be fetched; otherwise
-    picsift's own offline model, announced in one line; otherwise an error naming ``--model``.
-    """
-    spec = parse_model_spec(DEFAULT_MODEL)
-    ok, reason = pretrained_weights_available(spec)
-    if ok:
-        return DEFAULT_MODEL
-    if offline_model_available():
-        log.warning("%s: using picsift's offline model %r instead (--model to choose another)", reason, OFFLINE_MODEL)
-        return OFFLINE_MODEL
-    raise ModelUnavailableError(f"{reason}; choose a model with --model SPEC (Python: model=...)")
-
-
-class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, AnalysisMixin, VideoMixin):
+class Library:
     """A folder of images made searchable.
 
     Parameters
@@ -91,6 +81,15 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         Videos under ``root`` are sampled every this many seconds, and on scene changes (see
         :mod:`picsift.core.video`). Defaults to the value this workspace was last updated with, else 2.
 
+    Attributes
+    ----------
+    collections, labels, files, videos
+        Saved collections (:class:`~picsift.query.collections.Collections`); datasets, tags, objects, jobs and
+        issues (:class:`~picsift.labels.metadata.Metadata`); copying, moving and deleting images
+        (:class:`~picsift.core.files.Files`); video frames (:class:`~picsift.core.video.Videos`).
+    queries
+        Every query, pure (:class:`~picsift.analysis.queries.Queries`): the verbs run them, then :meth:`remember`.
+
     Examples
     --------
     >>> lib = Library("~/photos")
@@ -110,25 +109,7 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         batch_size: int | None = None,
         video_every: float | None = None,
     ):
-        self.root = Path(root).expanduser().resolve()
-        if not self.root.is_dir():
-            raise PicsiftError(f"image folder {self.root} does not exist or is not a folder")
-        self.workspace = Path(workspace).expanduser().resolve() if workspace else self.root / WORKSPACE_DIRNAME
-        if self.root.is_relative_to(self.workspace):
-            where = "is the image folder" if self.root == self.workspace else f"holds the image folder {self.root}"
-            raise PicsiftError(
-                f"workspace {self.workspace} {where}: picsift writes and deletes its own files there, so it needs "
-                f"a folder of its own; leave workspace out (default {self.root / WORKSPACE_DIRNAME}) or choose a "
-                "new folder (CLI: --workspace DIR)"
-            )
-        try:
-            self.workspace.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise PicsiftError(
-                f"cannot create workspace {self.workspace} ({e.strerror}); pass workspace=... (CLI: --workspace)"
-            ) from e
-        with workspace_space(self.workspace, "try again"):
-            self.catalog = Catalog(self.workspace / "catalog.sqlite")
+        self.root, self.workspace, self.catalog = open_workspace(root, workspace)
         self._model_text = model or self.catalog.get_meta("model")
         self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
         backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
@@ -144,6 +125,20 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         self._index_keeper: IndexKeeper | None = None
         self._paths: dict[str, str] | None = None
         self._image_count: tuple[tuple[int, str | None], int] | None = None  # (store version, last update), count
+        self._remembered: ImageSet | None = None
+        self.collections = Collections(self.catalog, lambda images: images.bound(self.queries), lambda: self.queries)
+        self.videos = Videos(self.catalog, self.root)
+        self.files = Files(self.catalog, self.root, self._exclusive, lambda images: self.queries.ids(images),
+                           self._forget_paths)
+        self.labels = Metadata(self.catalog, self.root, filter=lambda *f, within: self.filter(*f, within=within).ids
+                               .tolist(), export=self.export)
+        searcher = Searcher(lambda: self.store, lambda: self.embedder, lambda: self.index, self.root, self._pending,
+                            lambda: self.spec.text, lambda: self.spec.label())
+        analysis = Analysis(lambda: self.store, lambda: self.index, self.index_name, self.root, lambda: self.spec.text,
+                            self.labels.labelled)
+        self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
+                               lambda: self.spec.text)
+        self._export = Export(self.catalog, self.labels, lambda images: self.queries.image_set(images).df)
         if self.catalog.journal.has_pending():
             with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them
                 FileActions(self.catalog, self.root).recover()
@@ -194,21 +189,8 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
     def index(self) -> VectorIndex:
         """The vector index, brought in line with the embedding store (see :mod:`picsift.index.sync`)."""
         if self._index_keeper is None:
-            options = dict(self.index_options)
-            path = None
-            if self.index_name == "qdrant":
-                options.setdefault("collection", f"picsift_{slug(self.spec.identity())}")
-                if not options.get("url"):
-                    path = self._model_folder() / "qdrant"
-                    _open_only_if_signed(path)
-            elif self.index_name != "exact":  # exact rebuilds from the store faster than it reloads
-                path = self._model_folder() / self.index_name
-            if self.index_name == "qdrant-edge":  # 512 B per vector: searches rescore its candidates from the store
-                options.setdefault("datatype", "uint8")
-            state_file = self._model_folder() / f"{self.index_name}.state.json"
-            # qdrant's local mode keeps pickles: sign what we wrote, so that only our own storage is ever opened
-            on_save = signing.sign_folder if self.index_name == "qdrant" else None
-            self._index_keeper = IndexKeeper(self.index_name, self.store.dim, path, state_file, options, on_save)
+            self._index_keeper = open_keeper(self.index_name, self.store.dim, self._model_folder(),
+                                             slug(self.spec.identity()), self.index_options)
             # A library nobody closes still closes its index at exit, while Python can still import: qdrant's
             # local client otherwise closes itself during interpreter shutdown and prints an ImportError.
             self._close_index = weakref.finalize(self, self._index_keeper.close)
@@ -290,53 +272,9 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         Raises :class:`~picsift.errors.ModelMismatchError` naming the number of images, an estimate
         of the time (measured on a few of them with the new model) and how to confirm.
         """
-        previous_spec = self.catalog.get_meta("model")
-        if not previous_spec:
-            return
-        previous = self.catalog.get_meta("model_identity") or self.catalog.embeddings.latest_identity(previous_spec)
-        identity = self.spec.identity()
-        if previous is None or previous == identity:
-            return
-        again = self.catalog.embeddings.missing_from(identity, previous)
-        if not again:  # back to a model whose embeddings are all there: only new images get embedded
-            return
-        if reembed:
-            log.warning("model changed from %s to %s: embedding %d images again (the embeddings of %s are kept)",
-                        previous_spec, self.spec.text, len(again), previous_spec)
-            return
-        if previous_spec == self.spec.text:  # the same name, new weights (e.g. a new picsift-offline)
-            raise ModelMismatchError(
-                f"this workspace was embedded with an earlier version of {previous_spec}; the installed one "
-                f"embeds {len(again)} images again{self._estimate(again)} (the earlier embeddings are kept). "
-                f"Confirm with update(reembed=True) (CLI: picsift update FOLDER --reembed)"
-            )
-        raise ModelMismatchError(
-            f"this workspace was embedded with {previous_spec}; switching to {self.spec.text} embeds "
-            f"{len(again)} images again{self._estimate(again)} (the embeddings of {previous_spec} are kept). "
-            f"Confirm with update(reembed=True) (CLI: picsift update FOLDER --model {self.spec.text} --reembed), "
-            "or open the library without model= to keep the current model"
-        )
-
-    def _estimate(self, ids: list[str], sample: int = 8) -> str:
-        """", about 3 min at 120 images/s measured just now", from embedding a few of ``ids``."""
-        try:
-            paths = self.catalog.paths_for(ids[:sample])
-            embedder = self.embedder
-            started: float | None = None
-            for attempt in range(2):  # the first pass warms the model up and is not timed
-                started = time.perf_counter() if attempt else None
-                images = [decode_image(read_regular_file(self.root / p)[0], embedder.image_size).image
-                          for p in paths.values()]
-                if not images:
-                    return ""
-                embedder.embed_images(images if attempt else images[:1])
-            assert started is not None
-            rate = len(paths) / max(time.perf_counter() - started, 1e-6)
-        except Exception as e:  # an estimate is a courtesy; the refusal stands without it
-            log.debug("no time estimate for re-embedding: %s", e)
-            return ""
-        seconds = len(ids) / rate
-        return f", about {_duration(seconds)} at {rate:.1f} images/s measured just now"
+        check_model(self.catalog, self.spec, lambda ids: estimate_embedding(self.catalog, self.root,
+                                                                            lambda: self.embedder, ids),
+                    reembed=reembed)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -368,10 +306,164 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
             self._paths = self.catalog.paths_by_id()
         return self._paths
 
+    def _forget_paths(self) -> None:
+        self._paths = None
+
+
+    # -- the verbs people use most ----------------------------------------------------------------
+    def search(
+        self, text: str | Sequence[str], *, limit: int | None = 100, min_score: float | None = None,
+        max_score: float | None = None, negative_text: str | Sequence[str] | None = None,
+        negative_images: Sequence[ImageRef] | None = None, negative_weight: float = 0.5, combine: str = "mean",
+        within: Any = None, distribution: bool = True,
+    ) -> ImageSet:
+        """Images matching a text prompt (or several prompts, combined like image references), remembered as
+        the temporary collection.
+
+        Parameters
+        ----------
+        limit
+            At most this many results (``None``: all that qualify).
+        min_score, max_score
+            Keep scores in ``[min_score, max_score]``: ``min_score`` alone finds the most similar,
+            ``max_score`` alone the edge cases below a threshold.
+        negative_text, negative_images
+            Push results away from these: ``score = sim(query) - negative_weight * sim(negatives)``.
+        combine
+            ``"mean"`` or ``"max"`` over several prompts or images (see :mod:`picsift.query.search`).
+        within
+            Search only these images: a collection's name, an image set, a DataFrame with an ``id`` column or
+            image ids (see :class:`~picsift.query.scope.Scope`).
+        distribution
+            Compute every image's score exactly (for :meth:`ImageSet.histogram`). ``False`` asks the
+            index for the top results only, which is faster for very large libraries.
+        """
+        options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
+                                   combine, distribution)
+        return self.remember(self.queries.search(text, options, within))
+
+    def similar(
+        self, images: ImageRef | Sequence[ImageRef], *, limit: int | None = 100, min_score: float | None = None,
+        max_score: float | None = None, negative_text: str | Sequence[str] | None = None,
+        negative_images: Sequence[ImageRef] | None = None, negative_weight: float = 0.5, combine: str = "mean",
+        within: Any = None, distribution: bool = True, exclude_references: bool = False,
+    ) -> ImageSet:
+        """Images similar to one or several images: ids, paths or PIL images (see :meth:`search`).
+
+        With ``exclude_references`` the reference images themselves are left out of the results.
+        """
+        options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
+                                   combine, distribution)
+        return self.remember(self.queries.similar(images, options, within, exclude_references))
+
+    def sample(
+        self, n: int = 50, *, method: str = "random", clusters: int | None = None, seed: int = 0, within: Any = None,
+        exclude: Any = None, exclude_labelled: bool = False,
+        uncertainty: Mapping[str, float] | Sequence[float] | np.ndarray | None = None, pool: int | None = None,
+    ) -> ImageSet:
+        """A diverse sample of ``n`` images, remembered as the temporary collection (see
+        :mod:`picsift.analysis.sampling`).
+
+        Parameters
+        ----------
+        method
+            ``"random"`` (evenly across clusters), ``"centroids"``, ``"kcenter"`` or ``"typical"``.
+        clusters
+            Number of k-means clusters (default: ``sqrt(n_scope / 2)`` for random, ``n`` otherwise).
+        within
+            Sample only these images (a collection's name, an image set, ids...; see :meth:`search`).
+        exclude, exclude_labelled
+            Images already labelled or sampled (the same kinds as ``within``; with ``exclude_labelled`` also
+            every image with objects or image tags): never picked, and they count as covered.
+        uncertainty
+            Active learning: a score per image (higher = less certain), as ``{id: score}`` or aligned with
+            ``within``; the sample is then drawn diversely among the ``pool`` most uncertain images.
+        """
+        return self.remember(self.queries.sample(n, method=method, clusters=clusters, seed=seed, within=within,
+                                                 exclude=exclude, exclude_labelled=exclude_labelled,
+                                                 uncertainty=uncertainty, pool=pool))
+
+    def outliers(self, n: int = 50, k: int = 10, within: Any = None, save_as: str | None = None, *,
+                 progress: bool = True) -> ImageSet:
+        """The ``n`` images farthest from their ``k`` nearest neighbours, most isolated first, remembered (and,
+        with ``save_as``, saved under that name). ``score`` is ``1 - mean cosine similarity`` to those neighbours;
+        ``within`` limits the images (neighbours are found among them)."""
+        return self._keep(self.queries.outliers(n, k, within, progress=progress), save_as)
+
+    def near_duplicates(self, threshold: float | None = None, within: Any = None, save_as: str | None = None, *,
+                        progress: bool = True) -> ImageSet:
+        """Groups of near-identical images (cosine similarity >= ``threshold``, joined transitively), remembered
+        (and, with ``save_as``, saved under that name).
+
+        ``threshold`` defaults to the model's own (``ModelSpec.duplicate_threshold``: 0.95 for CLIP models,
+        0.99 for ``picsift-offline``, whose embeddings sit closer together). Largest groups first; in each
+        group the first image is the one the store holds first. The table has ``group`` (1, 2, ...) and
+        ``similarity`` (to that first image, also the ``score``) columns.
+        """
+        threshold = self.spec.duplicate_threshold() if threshold is None else threshold
+        return self._keep(self.queries.near_duplicates(threshold, within, progress=progress), save_as)
+
+    def _keep(self, images: ImageSet, save_as: str | None) -> ImageSet:
+        if save_as is not None:
+            images.save(save_as)  # first: a bad name fails before any write
+        return self.remember(images)
+
+    def filter(self, *filters: Filter, within: Any = TEMPORARY, save_as: str | None = None) -> ImageSet:
+        """The images of ``within`` that pass every filter (AND), in ``within``'s order, with their scores.
+
+        Parameters
+        ----------
+        filters
+            Filters from :mod:`picsift.query.filters` (``Score``, ``ObjectCount``, ``ImageTag``...).
+        within
+            A collection's name (default: the temporary one, the last result), an image set (a search's
+            every scored image, so ``Score`` sees the full distribution), a DataFrame, image ids, or
+            ``None`` for the whole library.
+        save_as
+            Also save the result as this collection, with a recipe that can be re-run.
+        """
+        found = self.queries.filter(*filters, within=within)
+        return found.save(save_as) if save_as is not None else found
+
+    def collection(self, name: str = TEMPORARY) -> ImageSet:
+        """A saved collection (or the temporary one: the last result remembered)."""
+        return self.queries.collection(name)
+
+    def remember(self, images: ImageSet) -> ImageSet:
+        """Keep ``images`` as the temporary collection (what the app shows as the last result) and return it.
+
+        The one place that writes the temporary collection: :meth:`search`, :meth:`similar`, :meth:`sample`,
+        :meth:`outliers`, :meth:`near_duplicates` and the app call it; the queries below the library are pure.
+        """
+        self.collections.write_temporary(images)
+        self._remembered = images
+        return images
+
     @property
-    def metadata(self) -> Metadata:
-        """Datasets, tags, objects, labelling jobs, issues, filters and formats: see :mod:`picsift.labels.metadata`."""
-        return Metadata(self.catalog, self.root)
+    def last(self) -> ImageSet | None:
+        """The image set this library remembered last (None before the first), as it was returned."""
+        return self._remembered
+
+    def to_pandas(self, images: Any = TEMPORARY) -> pd.DataFrame:
+        """One row per image with its labels: see :meth:`picsift.labels.export.Export.to_pandas`. ``images``: a
+        collection's name (default: the temporary one), an image set, a DataFrame or image ids."""
+        return self._export.to_pandas(images)
+
+    def export(self, images: Any, out: str | os.PathLike[str], format: str) -> Path:
+        """Write images as a table (``csv``, ``parquet``) or a labelled project (``coco``, ``yolo``,
+        ``supervisely``): see :meth:`picsift.labels.export.Export.export`."""
+        return self._export.export(images, out, format)
+
+    def __getattr__(self, name: str) -> Any:
+        moved = _MOVED.get(name)
+        if moved is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        service, attribute = moved
+        warnings.warn(f"Library.{name} is now Library.{service}{'.' + attribute if attribute else ''}",
+                      DeprecationWarning, stacklevel=2)
+        found = getattr(self, service)
+        return getattr(found, attribute) if attribute else found
+
 
     # -- maps, and what front ends (the widgets) read --------------------------------------------
     @property
@@ -423,64 +515,14 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         return sorted(self.catalog.errors() + self.catalog.scan_problems())
 
     def status(self) -> dict[str, Any]:
-        """Counts and settings, JSON-ready. Does not load the model.
-
-        ``ready`` means complete: every image found is embedded and no update (in any process) is
-        still embedding; ``searchable`` means some are (a search then says it is partial). While an
-        update runs, ``updating`` is True and ``progress`` holds ``{done, total}`` files once the scan
-        found what to read; ``pending`` counts images not embedded yet, including those the running
-        update has still to read. ``interrupted``: the last update did not finish (it was killed or
-        failed), so images it had still to read are not counted yet; the next update finishes the job.
-        ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
-        ``last_update``: when the last update finished (epoch seconds).
-        """
-        files = self.catalog.file_table.counts()
-        unique = self.catalog.file_table.image_count()
-        models = self.catalog.embeddings.counts_by_spec()
-        model = self._model_text
-        spec = self.spec if model else None  # parsed once per Library: a checkpoint is hashed once
-        embedded = 0
-        if spec is not None:
-            embedded = self.catalog.embeddings.count(spec.identity())
-        running = running_update(self.workspace)
-        pending = max(0, unique - embedded, _remaining(running))
-        meta: dict[str, Any] = self.catalog.meta_values(
-            ["enabled", "interval", "watch", "last_update", "last_report", UNFINISHED_KEY])
-        interrupted = UNFINISHED_KEY in meta and running is None
-        automatic = {
-            "enabled": meta.get("enabled") == "1",
-            "interval": float(meta["interval"]) if meta.get("interval") else None,
-            "watch": meta.get("watch") == "1",
-            "last_update": float(meta["last_update"]) if meta.get("last_update") else None,
-            "last_report": meta.get("last_report"),
-            "updating": running is not None,
-            "interrupted": interrupted,
-        }
-        if running is not None and running.get("total") is not None:
-            automatic["progress"] = {"done": int(running["done"]), "total": int(running["total"])}
-        return {
-            "root": str(self.root),
-            "workspace": str(self.workspace),
-            "model": model,
-            "model_label": spec.label() if spec else None,
-            "index": self.index_name,
-            "files": files[0],
-            "images": unique,
-            "embedded": embedded,
-            "pending": pending,
-            "skipped": files[2] + len(self.catalog.scan_problems()),
-            "videos": self.catalog.videos.counts()[0],
-            "video_frames": self.catalog.videos.counts()[1],
-            "ready": bool(model) and embedded > 0 and pending == 0 and not interrupted,
-            "searchable": bool(model) and embedded > 0,
-            "models": {spec: count for spec, count in models},
-            "collections": self.collection_names(),
-            **automatic,
-        }
+        """Counts and settings, JSON-ready (``ready``, ``searchable``, ``pending``, ``updating``, ``progress``...:
+        see :func:`picsift.core.workspace.workspace_status`). Does not load the model."""
+        return workspace_status(self.catalog, self.workspace, self.root, self._model_text, lambda: self.spec,
+                                self.index_name, self.collections.names())
 
     def _pending(self, embedded: int) -> int:
         """Images not embedded yet with this model: in the catalog, or still to be read by a running update."""
-        return max(0, self._catalogued_images() - embedded, _remaining(running_update(self.workspace)))
+        return max(0, self._catalogued_images() - embedded, remaining(running_update(self.workspace)))
 
     def _catalogued_images(self) -> int:
         """Distinct images in the catalog. Every search asks (110 ms at 1M files), so the count is kept until
@@ -491,32 +533,14 @@ class Library(SearchMixin, CollectionsMixin, FileActionsMixin, ExportMixin, Anal
         return self._image_count[1]
 
 
-def _open_only_if_signed(folder: Path) -> None:
-    """Delete a local index folder this user's picsift did not sign, before anything reads it.
-
-    qdrant's local mode unpickles its points when it opens a folder, so a crafted folder in a shared
-    workspace would run code; the index is only an accelerator, rebuilt from the embedding store.
-    """
-    if not (folder.exists() or folder.is_symlink()) or signing.verify_folder(folder):
-        return
-    log.warning("%s was not written by picsift for this user (or an update stopped while writing it): "
-                "rebuilding it from the embedding store", folder)
-    if folder.is_symlink() or not folder.is_dir():
-        folder.unlink()
-    else:
-        shutil.rmtree(folder)
-    signing.signature_file(folder).unlink(missing_ok=True)
-
-
-def _remaining(running: dict[str, Any] | None) -> int:
-    """Files a running update has still to read (0 while it scans: nothing is known to be missing yet)."""
-    if running is None or running.get("total") is None:
-        return 0
-    return max(0, int(running["total"]) - int(running["done"]))
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
+#: Methods that moved to a service, for one release: old name -> (service, new name).
+_MOVED: dict[str, tuple[str, str]] = {
+    "metadata": ("labels", ""),
+    "collection_recipe": ("collections", "recipe"), "save_collection": ("collections", "save"),
+    "write_collection": ("collections", "write"), "add_to_collection": ("collections", "add"),
+    "remove_from_collection": ("collections", "remove"), "rename_collection": ("collections", "rename"),
+    "delete_collection": ("collections", "delete"), "collection_names": ("collections", "names"),
+    "combine_collections": ("collections", "combine"), "rerun_collection": ("collections", "rerun"),
+    "copy_images": ("files", "copy"), "move_images": ("files", "move"), "delete_images": ("files", "delete"),
+    "frames": ("videos", "frames"), "video_moment": ("videos", "moment"),
+}

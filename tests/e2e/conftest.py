@@ -48,7 +48,7 @@ def labelled_counts() -> dict[str, int]:
 def label(library: Any) -> None:
     """Car objects and "outdoor" tags (see VEHICLE_CARS) on the e2e library's images."""
     folders = ids_by_folder(library)
-    meta = library.metadata
+    meta = library.labels
     for i, image_id in enumerate(folders["vehicles"]):
         for k in range(VEHICLE_CARS[i]):
             meta.add_object(image_id, "car", bbox=(10 * k, 10, 10 * k + 8, 18), author="ann")

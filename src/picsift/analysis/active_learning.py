@@ -24,7 +24,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,16 @@ import pandas as pd
 from .clustering import Vectors, rows_view
 from .sampling import SAMPLING_METHODS, sample_positions
 
-if TYPE_CHECKING:
-    from ..library import Library
+
+class Library(Protocol):
+    """What the loop uses of a :class:`picsift.Library` (a protocol: analysis sits below the facade)."""
+
+    store: Any
+    queries: Any
+    catalog: Any
+    labels: Any
+
+    def sample(self, n: int, **options: Any) -> Any: ...
 
 UNCERTAINTY_MEASURES = ("margin", "entropy", "least_confident")
 
@@ -111,7 +119,7 @@ class ActiveLearningLoop:
         Each batch becomes the library's temporary collection.
         """
         snapshot = library.store.snapshot()
-        scope = library._scope_positions(snapshot, within)
+        scope = library.queries.scope(within).positions(snapshot)
         positions = np.arange(len(snapshot)) if scope is None else scope
         known = dict(labels or {})
         if tag:
@@ -135,8 +143,8 @@ class ActiveLearningLoop:
             raise ValueError(f"{len(unknown)} ids are not in this loop's images, e.g. {unknown[0]!r}")
         for image_id, name in zip(ids, names, strict=True):
             if _write and self.library is not None and self.tag and self.labels.get(image_id) != name:
-                self.library.metadata.remove_tag(image_id, self.tag)
-                self.library.metadata.add_tag(image_id, self.tag, name)
+                self.library.labels.remove_tag(image_id, self.tag)
+                self.library.labels.add_tag(image_id, self.tag, name)
             self.labels[image_id] = name
         self._model = None
 
@@ -188,7 +196,7 @@ class ActiveLearningLoop:
             within = self._within if self._within is None or isinstance(self._within, str) else self.ids.tolist()
             by_id = None if scores is None else dict(zip(self.ids.tolist(), scores.tolist(), strict=True))
             df = self.library.sample(n, method=method, seed=seed, within=within, exclude=list(self.labels),
-                                     uncertainty=by_id, pool=self.pool)
+                                     uncertainty=by_id, pool=self.pool).to_pandas()
             picked = np.array([self._position[i] for i in df["id"]], dtype=np.int64)
         else:
             picked = sample_positions(self.vectors, n, method=method, seed=seed, exclude=labelled,

@@ -136,9 +136,9 @@ def search(library: Any, args: argparse.Namespace) -> int:
 
 def sample(library: Any, args: argparse.Namespace) -> int:
     table = library.sample(args.n, method=args.method, clusters=args.clusters, seed=args.seed, within=args.within,
-                           exclude=args.exclude, exclude_labelled=args.exclude_labelled)
+                           exclude=args.exclude, exclude_labelled=args.exclude_labelled).df[["rank", "id", "path"]]
     if args.json:
-        print_json({"recipe": library.collection_recipe(), "results": table.to_dict(orient="records")})
+        print_json({"recipe": library.collections.recipe(), "results": table.to_dict(orient="records")})
         return 0
     say(f"{len(table)} images, {args.method} sample  (model {library.spec.label()})")
     for row in table.itertuples():
@@ -147,9 +147,10 @@ def sample(library: Any, args: argparse.Namespace) -> int:
 
 
 def outliers(library: Any, args: argparse.Namespace) -> int:
-    table = library.outliers(args.n, args.k, within=args.within, save_as=args.save, progress=not args.json)
+    table = library.outliers(args.n, args.k, within=args.within, save_as=args.save,
+                             progress=not args.json).df[["rank", "id", "path", "score"]]
     if args.json:
-        print_json({"recipe": library.collection_recipe(), "results": table.to_dict(orient="records")})
+        print_json({"recipe": library.collections.recipe(), "results": table.to_dict(orient="records")})
         return 0
     say(f"{len(table)} most isolated images (score: 1 - mean similarity to {args.k} nearest neighbours)")
     for row in table.itertuples():
@@ -159,9 +160,10 @@ def outliers(library: Any, args: argparse.Namespace) -> int:
 
 def duplicates(library: Any, args: argparse.Namespace) -> int:
     threshold = library.spec.duplicate_threshold() if args.threshold is None else args.threshold
-    table = library.near_duplicates(threshold, within=args.within, save_as=args.save, progress=not args.json)
+    table = library.near_duplicates(threshold, within=args.within, save_as=args.save,
+                                    progress=not args.json).df[["group", "id", "path", "similarity"]]
     if args.json:
-        print_json({"recipe": library.collection_recipe(), "results": table.to_dict(orient="records")})
+        print_json({"recipe": library.collections.recipe(), "results": table.to_dict(orient="records")})
         return 0
     say(f"{table['group'].nunique()} groups of near-identical images (similarity >= {threshold})")
     for row in table.itertuples():
@@ -195,12 +197,12 @@ def status(library: Any, args: argparse.Namespace) -> int:
 
 def collections(library: Any, args: argparse.Namespace) -> int:
     if args.save:
-        library.save_collection(args.save)
+        library.collections.save(args.save)
     if args.delete:
-        library.delete_collection(args.delete)
+        library.collections.delete(args.delete)
     if args.rerun:
-        library.rerun_collection(args.rerun)
-    table = library.collections()
+        library.collections.rerun(args.rerun)
+    table = library.collections.table()
     if args.json:
         print_json(json.loads(table.to_json(orient="records", date_format="iso")))
         return 0
@@ -221,9 +223,9 @@ def export(library: Any, args: argparse.Namespace) -> int:
 
 
 def import_project(library: Any, args: argparse.Namespace) -> int:
-    datasets = library.metadata.import_project(args.project, args.format, target=args.target)
+    datasets = library.labels.import_project(args.project, args.format, target=args.target)
     report = library.update(progress=not args.json)
-    table = library.metadata.datasets()
+    table = library.labels.datasets()
     sizes = dict(zip(table["name"], table["size"], strict=True))
     if args.json:
         print_json({"datasets": [{"name": d, "images": int(sizes[d])} for d in datasets], "update": report.summary()})

@@ -31,7 +31,7 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,29 +263,29 @@ def actions_frame(actions: list[Action], root: Path) -> pd.DataFrame:
     })
 
 
-def resolve_images(images: Any, collection_items: Any) -> list[str]:
-    """Image ids from a collection name (via ``collection_items(name)``) or an iterable of ids."""
-    if isinstance(images, str):
-        return [item[0] for item in collection_items(images)[1]]
-    if isinstance(images, os.PathLike):
-        raise PicsiftError(f"give image ids or a collection name, not a path ({images})")
-    return [str(i) for i in images]
+class Files:
+    """Copying, moving and deleting a library's images (``Library.files``).
 
+    Parameters
+    ----------
+    catalog, root
+        The workspace catalog and the image folder.
+    exclusive
+        Holds the workspace lock while files change (one process at a time acts on them).
+    resolve
+        Image ids of what a caller passes as ``images`` (ids, a collection's name...: see
+        :class:`picsift.query.scope.Scope`); default: ids only.
+    changed
+        Called after files changed (the library forgets the paths it keeps).
+    """
 
-class FileActionsMixin:
-    """File actions of :class:`~picsift.Library` (which provides the attributes below)."""
+    def __init__(self, catalog: Catalog, root: Path, exclusive: Callable[[], AbstractContextManager[None]],
+                 resolve: Callable[[Any], list[str]] | None = None, changed: Callable[[], None] = lambda: None):
+        self.catalog, self.root, self._exclusive = catalog, root, exclusive
+        self._resolve = resolve or _ids_only
+        self._changed = changed
 
-    catalog: Catalog
-    root: Path
-    _paths: dict[str, str] | None
-
-    if TYPE_CHECKING:
-
-        def _exclusive(self) -> AbstractContextManager[None]: ...
-
-        def _collection_items(self, name: str) -> tuple[dict[str, Any], list[tuple[str, float | None, int]]]: ...
-
-    def copy_images(self, images: str | Iterable[str], dataset: str) -> pd.DataFrame:
+    def copy(self, images: str | Iterable[str], dataset: str) -> pd.DataFrame:
         """Copy images (ids, or a collection's name) into dataset ``dataset`` (a folder under the root).
 
         Annotations follow by content (they are keyed by image id) and the copies share the originals'
@@ -293,17 +293,17 @@ class FileActionsMixin:
         """
         return self._file_action("copy", images, dataset)
 
-    def move_images(self, images: str | Iterable[str], dataset: str) -> pd.DataFrame:
-        """Move images (ids, or a collection's name) into dataset ``dataset``; see :meth:`copy_images`."""
+    def move(self, images: str | Iterable[str], dataset: str) -> pd.DataFrame:
+        """Move images (ids, or a collection's name) into dataset ``dataset``; see :meth:`copy`."""
         return self._file_action("move", images, dataset)
 
-    def delete_images(self, images: str | Iterable[str]) -> int:
+    def delete(self, images: str | Iterable[str]) -> int:
         """Delete every file of these images (ids, or a collection's name), with their annotations and
         embeddings. Returns the number of files deleted. Irreversible: the app asks first."""
         return len(self._file_action("delete", images, None))
 
-    def _file_action(self, action: str, images: str | Iterable[str], dataset: str | None) -> pd.DataFrame:
-        ids = resolve_images(images, self._collection_items)
+    def _file_action(self, action: str, images: Any, dataset: str | None) -> pd.DataFrame:
+        ids = self._resolve(images)
         files = FileActions(self.catalog, self.root)
         with self._exclusive():
             files.recover()
@@ -311,8 +311,14 @@ class FileActionsMixin:
             try:
                 files.run(planned)
             finally:
-                self._paths = None
+                self._changed()
                 if files.pending():  # an error part-way: record what happened, drop the rest
                     files.recover()
         log.info("%s: %d file(s)%s", action, len(planned), f" into {dataset!r}" if dataset else "")
         return actions_frame(planned, self.root)
+
+
+def _ids_only(images: Any) -> list[str]:
+    if isinstance(images, (str, os.PathLike)) or not all(isinstance(i, str) for i in images):
+        raise PicsiftError(f"give image ids, got {images!r}")
+    return list(images)

@@ -285,11 +285,17 @@ def _reason(e: BaseException) -> str:
     return str(text).rstrip(".")
 
 
-class VideoMixin:
-    """Video methods of :class:`~picsift.Library` (which provides the attributes below)."""
+class Videos:
+    """The frames sampled from a library's videos (``Library.videos``).
 
-    catalog: Catalog
-    root: Path
+    Parameters
+    ----------
+    catalog, root
+        The workspace catalog and the image folder.
+    """
+
+    def __init__(self, catalog: Catalog, root: Path):
+        self.catalog, self.root = catalog, root
 
     def frames(self, video: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         """Frames sampled from videos (all, or one video's): ``id``, ``path`` (the frame JPEG), ``video``, ``t``.
@@ -302,7 +308,7 @@ class VideoMixin:
         df["video"] = [str(self.root / p) for p in df["video"]]
         return df
 
-    def video_moment(self, image_id: str) -> tuple[Path, float] | None:
+    def moment(self, image_id: str) -> tuple[Path, float] | None:
         """The video and second an image was sampled from, or None for an image that is no video frame.
 
         Open it there with ``picsift.core.video.moment_url(video, t)`` (an HTML media fragment, ``...#t=12.5``).
@@ -316,11 +322,8 @@ class VideoMixin:
             return path.resolve().relative_to(self.root).as_posix() if path.is_absolute() else path.as_posix()
         return path.as_posix()
 
-    def _with_moments(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Add ``video`` and ``t`` columns to a result table when the library holds videos."""
-        if not len(df) or not self.catalog.videos.has_frames():
-            return df
-        found = self.catalog.videos.moments(df["id"].tolist())
-        df["video"] = [str(self.root / found[i][0]) if i in found else None for i in df["id"]]
-        df["t"] = [found[i][1] if i in found else np.nan for i in df["id"]]
-        return df
+    def moments(self, ids: list[str]) -> dict[str, tuple[Path, float]] | None:
+        """The video and second of each of ``ids`` that is a video frame; None when the library holds no videos."""
+        if not ids or not self.catalog.videos.has_frames():
+            return None
+        return {i: (self.root / video, t) for i, (video, t) in self.catalog.videos.moments(ids).items()}

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import signing
 from ..atomic import write_atomic
+from ..core.workspace import open_only_if_signed
 from . import backend_class
 from .base import IndexBusyError, UnreadableIndexError, VectorIndex, folder_lock, remove_folder, top_k
 
@@ -232,3 +234,22 @@ def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100
 
 __all__ = ["CALIBRATE_FROM", "IndexKeeper", "StoreIndex", "calibrate_for_text_queries", "read_state", "wider_k",
            "write_state"]
+
+
+def open_keeper(name: str, dim: int, folder: Path, slug: str, options: dict[str, Any]) -> IndexKeeper:
+    """The keeper of backend ``name``'s index for one model, stored under its folder ``folder`` of the workspace
+    (a Qdrant server's collection is named after the model's ``slug``)."""
+    options = dict(options)
+    path = None
+    if name == "qdrant":
+        options.setdefault("collection", f"picsift_{slug}")
+        if not options.get("url"):
+            path = folder / "qdrant"
+            open_only_if_signed(path)
+    elif name != "exact":  # exact rebuilds from the store faster than it reloads
+        path = folder / name
+    if name == "qdrant-edge":  # 512 B per vector: searches rescore its candidates from the store
+        options.setdefault("datatype", "uint8")
+    # qdrant's local mode keeps pickles: sign what we wrote, so that only our own storage is ever opened
+    on_save = signing.sign_folder if name == "qdrant" else None
+    return IndexKeeper(name, dim, path, folder / f"{name}.state.json", options, on_save)

@@ -1,7 +1,7 @@
 """Handing images on: one DataFrame row per image with its labels, and files in CSV, Parquet, COCO, YOLO
 or Supervisely.
 
-:meth:`ExportMixin.to_pandas` joins a collection (or search results, or ids) with the catalog's labels:
+:meth:`Export.to_pandas` joins a collection (or an image set, or ids) with the catalog's labels:
 path, score, dataset, size, tags, object count per class and open issues. CSV and Parquet write that
 table; the project formats write the images with their annotations (see :mod:`picsift.labels.formats`).
 """
@@ -9,7 +9,7 @@ table; the project formats write the images with their annotations (see :mod:`pi
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PicsiftError
-from ..query.collections import TEMPORARY
-from .formats import FORMATS
+from .formats import FORMATS, export_project
 
 if TYPE_CHECKING:
     from ..core.catalog import Catalog
@@ -29,31 +28,31 @@ EXPORT_FORMATS = TABLE_FORMATS + FORMATS
 #: Per-class object counts are columns named ``objects.<class>``.
 CLASS_COLUMN = "objects.{}"
 
-Images = Any  # a collection's name, a Results, or image ids
+class Export:
+    """``to_pandas`` and ``export`` of a library's images (``Library.to_pandas``, ``Library.export``).
 
+    Parameters
+    ----------
+    catalog
+        The workspace catalog.
+    labels
+        The library's labels (project formats write their annotations).
+    frame
+        The ``rank, id, path, score`` table of what a caller passes as ``images`` (a collection's name, an
+        image set, ids...: see :class:`picsift.query.scope.Scope`).
+    """
 
-class ExportMixin:
-    """``to_pandas`` and ``export`` of :class:`~picsift.Library` (which provides the attributes below)."""
+    def __init__(self, catalog: Catalog, labels: Metadata, frame: Callable[[Any], pd.DataFrame]):
+        self.catalog, self.labels, self._frame = catalog, labels, frame
 
-    catalog: Catalog
-
-    if TYPE_CHECKING:
-
-        @property
-        def metadata(self) -> Metadata: ...
-
-        def collection(self, name: str = TEMPORARY) -> pd.DataFrame: ...
-
-        def paths(self, ids: Sequence[str]) -> dict[str, Path]: ...
-
-    def to_pandas(self, images: Images = TEMPORARY) -> pd.DataFrame:
+    def to_pandas(self, images: Any) -> pd.DataFrame:
         """One row per image with what picsift knows about it.
 
         Parameters
         ----------
         images
-            A collection's name (default: the temporary one, i.e. the last search or sample), a
-            :class:`~picsift.Results`, or image ids.
+            A collection's name, an :class:`~picsift.query.imageset.ImageSet`, a DataFrame with an ``id``
+            column or image ids.
 
         Returns
         -------
@@ -62,7 +61,7 @@ class ExportMixin:
             image), ``width, height``, ``tags`` (a list of ``name`` or ``name=value``), ``objects``
             (how many), ``objects.<class>`` (how many of each class) and ``open_issues``.
         """
-        base = self._base_frame(images)
+        base = self._frame(images)[["rank", "id", "path", "score"]].reset_index(drop=True)
         ids = base["id"].astype(str).tolist()
         found = self.catalog.summaries.of(ids)
         sizes, datasets, issues = found.sizes, found.datasets, found.open_issues
@@ -82,30 +81,15 @@ class ExportMixin:
         df["open_issues"] = [int(issues.get(i, 0)) for i in ids]
         return df
 
-    def _base_frame(self, images: Images) -> pd.DataFrame:
-        if isinstance(images, str):
-            return self.collection(images)
-        if hasattr(images, "df") and hasattr(images, "scope_ids"):  # a Results
-            return images.df[["rank", "id", "path", "score"]].reset_index(drop=True)
-        if isinstance(images, os.PathLike):
-            raise PicsiftError(f"give a collection name, a Results or image ids, not a path ({images})")
-        ids = list(dict.fromkeys(str(i) for i in images))
-        paths = self.paths(ids)
-        return pd.DataFrame({
-            "rank": np.arange(1, len(ids) + 1),
-            "id": ids,
-            "path": [str(paths[i]) if i in paths else None for i in ids],
-            "score": np.full(len(ids), np.nan),
-        })
-
-    def export(self, images: Images, out: str | os.PathLike[str], format: str) -> Path:
+    def export(self, images: Any, out: str | os.PathLike[str], format: str) -> Path:
         """Write images as a table (``csv``, ``parquet``) or a labelled project (``coco``, ``yolo``,
         ``supervisely``, with the image files and their annotations).
 
         Parameters
         ----------
         images
-            A collection's name, a :class:`~picsift.Results` or image ids.
+            A collection's name, an :class:`~picsift.query.imageset.ImageSet`, a DataFrame with an ``id``
+            column or image ids.
         out
             A file for tables, a new (or empty) folder for projects.
         format
@@ -120,7 +104,7 @@ class ExportMixin:
             raise PicsiftError(f"unknown export format {format!r}; valid choices: {', '.join(EXPORT_FORMATS)}")
         out = Path(out).expanduser()
         if format in FORMATS:
-            return self.metadata.export(self._base_frame(images)["id"].astype(str).tolist(), out, format)
+            return export_project(self.labels, self._frame(images)["id"].astype(str).tolist(), out, format)
         df = self.to_pandas(images)
         if out.is_dir():
             raise PicsiftError(f"{out} is a folder; give a file name for {format} (e.g. {out / ('export.' + format)})")

@@ -15,7 +15,8 @@ the rows themselves are read and written by :class:`picsift.core.catalog.labels.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,6 @@ from .checks import (  # noqa: F401  (the statuses and check_status are part of 
 
 if TYPE_CHECKING:
     from ..core.catalog import Catalog
-    from ..query.filters import Filter, Scope
 
 ImageKey = str | os.PathLike[str]
 
@@ -57,9 +57,11 @@ class Metadata:
         The library's image folder; paths are stored relative to it.
     """
 
-    def __init__(self, catalog: Catalog, root: Path):
+    def __init__(self, catalog: Catalog, root: Path, *, filter: Callable[..., list[str]] | None = None,
+                 export: Callable[[Any, str | os.PathLike[str], str], Path] | None = None):
         self.catalog = catalog
         self.root = Path(root)
+        self._filter, self._export = filter, export  # the library's, behind the deprecated names below
 
     # -- images -----------------------------------------------------------------------------------
     def image_id(self, image: ImageKey) -> str:
@@ -306,11 +308,17 @@ class Metadata:
             return len(forget_images(db, self.orphans()))
 
     # -- filters, import, export ------------------------------------------------------------------
-    def filter(self, *filters: Filter, within: Scope = None) -> list[str]:
-        """Image ids passing every filter (AND); see :func:`picsift.query.filters.apply_filters`."""
-        from ..query.filters import apply_filters
+    def labelled(self) -> set[str]:
+        """Ids of the images with objects or image tags."""
+        return self.catalog.labels.labelled_ids()
 
-        return apply_filters(self.catalog, filters, within)
+    def filter(self, *filters: Any, within: Any = None) -> list[str]:
+        """Deprecated: ``Library.filter(*filters, within=...).ids`` (one ``filter``, returning an image set)."""
+        warnings.warn("Library.labels.filter(...) is now Library.filter(..., within=...).ids", DeprecationWarning,
+                      stacklevel=2)
+        if self._filter is None:
+            raise PicsiftError("filter with Library.filter(...); these labels belong to no library")
+        return self._filter(*filters, within=within)
 
     def import_project(self, source: str | os.PathLike[str], format: str, *, target: str | None = None,
                        copy: bool = True) -> list[str]:
@@ -339,17 +347,12 @@ class Metadata:
         """
         return formats.import_project(self, Path(source), format, target=target, copy=copy)
 
-    def export(self, images: str | Iterable[str], out: str | os.PathLike[str], format: str) -> Path:
-        """Write images (ids, or a collection's name) with their annotations as a project in ``format``."""
-        if isinstance(images, str):
-            try:
-                _, items = self.catalog.collection_items(images)
-            except KeyError:
-                raise PicsiftError(f"no collection named {images!r}") from None
-            ids = [i[0] for i in items]
-        else:
-            ids = list(images)
-        return formats.export_project(self, ids, Path(out), format)
+    def export(self, images: Any, out: str | os.PathLike[str], format: str) -> Path:
+        """Deprecated: ``Library.export(images, out, format)`` (the one ``export``, tables and projects)."""
+        warnings.warn("Library.labels.export(...) is now Library.export(...)", DeprecationWarning, stacklevel=2)
+        if self._export is None:
+            raise PicsiftError("export with Library.export(...); these labels belong to no library")
+        return self._export(images, out, format)
 
     # -- colouring a map by a field -----------------------------------------------------------------
     def color_fields(self) -> list[str]:

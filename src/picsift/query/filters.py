@@ -2,22 +2,20 @@
 
 Each filter is a small dataclass that asks the catalog for the image ids it selects
 (:mod:`picsift.core.catalog.selections`: one query over an indexed table each), so a filter costs one index
-range scan, not a pass over Python objects. :func:`apply_filters` ANDs them inside a scope and returns image
-ids in scope order.
+range scan, not a pass over Python objects. :func:`apply_filters` ANDs them inside a resolved
+:class:`~picsift.query.scope.Scope` and returns image ids in scope order.
 
 >>> from picsift.query.filters import Score, ObjectCount, ImageTag, JobStatus
 >>> results = lib.search("a red car", limit=None)
->>> lib.metadata.filter(Score(min=0.25), ObjectCount("car", min=2), ImageTag("weather", "rain"),
-...                     within=results)
+>>> results.filter(Score(min=0.25), ObjectCount("car", min=2), ImageTag("weather", "rain"))
 """
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -28,11 +26,7 @@ from ..labels.metadata import check_status
 
 if TYPE_CHECKING:
     from ..core.catalog import Catalog
-    from .search import Results
-
-#: What a filter runs within: ``None`` (every image of the library), a collection's name, a search's
-#: :class:`~picsift.Results` (scores of every image in its scope), or image ids.
-Scope: TypeAlias = "str | Results | Iterable[str] | None"
+    from .scope import Scope
 
 
 class Filter(Protocol):
@@ -208,8 +202,8 @@ def describe(item: Filter) -> str:
     return repr(item)
 
 
-def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = None) -> list[str]:
-    """Ids of the images in ``within`` that pass every filter, in scope order.
+def apply_filters(catalog: Catalog, filters: Iterable[Filter], scope: Scope) -> list[str]:
+    """Ids of the images in ``scope`` that pass every filter, in scope order.
 
     Parameters
     ----------
@@ -217,11 +211,10 @@ def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = Non
         The workspace catalog.
     filters
         Filters from this module (or any object with a ``selection()`` method), ANDed.
-    within
-        ``None``: every image of the library (catalogued files and dataset items); a collection's name
-        (the temporary one, :data:`picsift.query.collections.TEMPORARY`, is the last search's results); a
-        :class:`~picsift.Results` (every image it scored, so :class:`Score` sees the full distribution);
-        or image ids (no scores).
+    scope
+        An already resolved :class:`~picsift.query.scope.Scope`: the whole library (catalogued files and
+        dataset items), a collection, a search's scored scope (so :class:`Score` sees the full distribution;
+        results go best score first), or ids (no scores).
 
     Scopes held in SQLite (the library, collections) are filtered by one query. Scopes held in
     memory (a search's results, ids) are not copied into SQLite: each label filter fetches the ids it
@@ -233,27 +226,26 @@ def apply_filters(catalog: Catalog, filters: Iterable[Filter], within: Any = Non
         if not hasattr(item, "selection"):
             raise PicsiftError(f"{item!r} is not a filter; use the classes of picsift.query.filters "
                                "(Score, ObjectCount, ImageTag, ObjectTag, JobStatus, ObjectAuthor, HasOpenIssues)")
-    if within is None or isinstance(within, str):
-        return _catalog_filter(catalog, filters, within)
-    if isinstance(within, os.PathLike):
-        raise PicsiftError(f"within={within!r}: give a collection name, a Results, image ids or None")
-    scope = _memory_scope(within)
-    keep = np.ones(len(scope.ids), bool)
+    if scope.ids is None or scope.collection is not None:
+        return _catalog_filter(catalog, filters, scope.collection)
+    memory = _MemoryScope(scope.ids, np.full(len(scope.ids), np.nan) if scope.scores is None else scope.scores,
+                          scope.ranked)
+    keep = np.ones(len(memory.ids), bool)
     for item in filters:
         if isinstance(item, Score):
             item.selection()  # validates
             with np.errstate(invalid="ignore"):
-                keep &= ~np.isnan(scope.scores)
+                keep &= ~np.isnan(memory.scores)
                 if item.min is not None:
-                    keep &= scope.scores >= item.min
+                    keep &= memory.scores >= item.min
                 if item.max is not None:
-                    keep &= scope.scores <= item.max
+                    keep &= memory.scores <= item.max
         else:
             selected = item.selection()
             if selected is not None:
-                marked = scope.mark(catalog.selections.ids(selected))
+                marked = memory.mark(catalog.selections.ids(selected))
                 keep &= ~marked if selected.negated else marked
-    return scope.ordered(keep)
+    return memory.ordered(keep)
 
 
 def _catalog_filter(catalog: Catalog, filters: list[Filter], within: str | None) -> list[str]:
@@ -294,6 +286,8 @@ _POSITION_MAPS: dict[int, tuple[weakref.ref[np.ndarray], dict[str, int]]] = {}
 
 
 def _positions(ids: np.ndarray) -> dict[str, int]:
+    if isinstance(ids.base, np.ndarray) and ids.base.shape == ids.shape and ids.base.dtype == ids.dtype:
+        ids = ids.base  # a read-only view (an ImageSet's) of the same ids
     key = id(ids)
     cached = _POSITION_MAPS.get(key)
     if cached is not None and cached[0]() is ids:
@@ -306,14 +300,4 @@ def _positions(ids: np.ndarray) -> dict[str, int]:
     _POSITION_MAPS[key] = (weakref.ref(ids), positions)
     return positions
 
-
-def _memory_scope(within: Any) -> _MemoryScope:
-    """A search's scope (every image it scored), or plain ids in the order given."""
-    if hasattr(within, "scope_ids") and hasattr(within, "scores"):
-        if len(within.scope_ids):
-            return _MemoryScope(np.asarray(within.scope_ids), np.asarray(within.scores, dtype=np.float64), True)
-        # an index-only search carries its top rows alone
-        return _MemoryScope(within.df["id"].to_numpy().astype(str), within.df["score"].to_numpy(np.float64), True)
-    ids = np.array(list(dict.fromkeys(str(i) for i in within)), dtype=str)
-    return _MemoryScope(ids, np.full(len(ids), np.nan), False)
 

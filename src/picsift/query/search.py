@@ -1,5 +1,5 @@
-"""Scoring the store against a query, the :class:`Results` a search returns, and :class:`SearchMixin`,
-which gives :class:`~picsift.Library` its ``search`` and ``similar``.
+"""Scoring the store against a query, and :class:`Searcher`, the pure ``search`` and ``similar`` behind
+:class:`~picsift.Library`'s (which returns an :class:`~picsift.query.imageset.ImageSet` and writes nothing).
 
 Scores are cosine similarities. For several reference vectors, ``combine="mean"`` scores against the
 normalised mean of the references (one direction that sits between them) and ``combine="max"``
@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from ..core.catalog import content_id, looks_like_id
@@ -29,13 +29,13 @@ from ..errors import NotIndexedError, PicsiftError, UnknownImageError
 from ..index.base import top_k
 from ..index.sync import wider_k
 from ..reading import read_regular_file
-from .collections import TEMPORARY
+from .imageset import ImageSet
+from .scope import Scope
+from .steps import ImageSearch, Recipe, SearchOptions, TextSearch
 
 if TYPE_CHECKING:
-    from ..core.catalog import Catalog
     from ..core.store import EmbeddingStore
     from ..embedding.openclip import Embedder
-    from ..embedding.spec import ModelSpec
     from ..index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -137,263 +137,119 @@ def select(scores: np.ndarray, limit: int | None, min_score: float | None, max_s
     return candidates[order]
 
 
-@dataclass
-class Results:
-    """A search's results and the score distribution it was drawn from.
+class Searcher:
+    """``search`` and ``similar`` over an embedding store: pure queries that return an
+    :class:`~picsift.query.imageset.ImageSet` and write nothing (the library remembers results).
 
-    Attributes
+    Parameters
     ----------
-    df
-        One row per result, best first: ``rank``, ``id``, ``path``, ``score``.
-    scores
-        The score of every image in scope (not only the results), for histograms.
-    scope_ids
-        The image ids those scores belong to, aligned with :attr:`scores`.
-    query
-        How the search was made (the recipe saved with collections). ``complete`` is False when the
-        library still had images to embed: see :attr:`partial`.
+    store, embedder, index
+        Give the embedding store, the loaded model and the vector index when asked (they load lazily).
+    root
+        The image folder (query images may be given relative to it).
+    pending
+        How many images are not embedded yet, given how many are: a search then says it is partial.
+    model
+        The model spec's text, recorded in recipes.
     """
 
-    df: pd.DataFrame
-    scores: np.ndarray
-    scope_ids: np.ndarray
-    query: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, store: Callable[[], EmbeddingStore], embedder: Callable[[], Embedder],
+                 index: Callable[[], VectorIndex], root: Path, pending: Callable[[int], int],
+                 model: Callable[[], str], label: Callable[[], str]):
+        self._store, self._embedder, self._index = store, embedder, index
+        self.root, self._pending, self._model, self._label = root, pending, model, label
 
-    def __len__(self) -> int:
-        return len(self.df)
-
-    @property
-    def partial(self) -> bool:
-        """True when some images were not embedded yet at search time (an update was running or pending):
-        the results cover ``query["searched_images"]`` of ``query["total_images"]``."""
-        return self.query.get("complete") is False
-
-    @property
-    def ids(self) -> list[str]:
-        return self.df["id"].tolist()
-
-    @property
-    def paths(self) -> list[str]:
-        return self.df["path"].tolist()
-
-    def to_pandas(self) -> pd.DataFrame:
-        """A copy of the result table (``rank``, ``id``, ``path``, ``score``)."""
-        return self.df.copy()
-
-    def histogram(self, bins: int = 50, range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Counts and bin edges of the scores of every image in scope."""
-        if not len(self.scores):
-            return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
-        return np.histogram(self.scores, bins=bins, range=range)
-
-    def distribution(self, bins: int = 50) -> dict[str, Any]:
-        """Summary statistics and a histogram of all scores in scope, JSON-ready."""
-        counts, edges = self.histogram(bins)
-        stats: dict[str, Any] = {"count": len(self.scores)}
-        if len(self.scores):
-            stats.update(
-                min=float(self.scores.min()), max=float(self.scores.max()),
-                mean=float(self.scores.mean()), median=float(np.median(self.scores)),
-            )
-        stats["histogram"] = {"counts": counts.tolist(), "edges": [round(float(e), 6) for e in edges]}
-        return stats
-
-    def __repr__(self) -> str:
-        partial = (f", partial: {self.query.get('searched_images')} of {self.query.get('total_images')} images"
-                   if self.partial else "")
-        return f"<Results: {len(self)} of {len(self.scores)} images, query={self.query.get('summary')!r}{partial}>"
-
-    def _repr_html_(self) -> str:
-        partial = (f" (partial: {self.query.get('searched_images')} of {self.query.get('total_images')} images "
-                   "embedded so far)") if self.partial else ""
-        return f"<p>{len(self)} of {len(self.scores)} images{partial}</p>" + self.df.head(50).to_html(index=False)
-
-
-class SearchMixin:
-    """``search`` and ``similar`` of :class:`~picsift.Library` (which provides the attributes below)."""
-
-    catalog: Catalog
-    root: Path
-    if TYPE_CHECKING:
-        @property
-        def spec(self) -> ModelSpec: ...
-        @property
-        def embedder(self) -> Embedder: ...
-        @property
-        def store(self) -> EmbeddingStore: ...
-        @property
-        def index(self) -> VectorIndex: ...
-        def _pending(self, embedded: int) -> int: ...
-        def _id_paths(self, ids: list[str]) -> dict[str, str]: ...
-        def _with_moments(self, df: pd.DataFrame) -> pd.DataFrame: ...
-        def _collection_items(self, name: str) -> tuple[dict[str, Any], list[tuple[str, float | None, int]]]: ...
-
-    def search(
-        self,
-        text: str | Sequence[str],
-        *,
-        limit: int | None = 100,
-        min_score: float | None = None,
-        max_score: float | None = None,
-        negative_text: str | Sequence[str] | None = None,
-        negative_images: Sequence[ImageRef] | None = None,
-        negative_weight: float = 0.5,
-        combine: str = "mean",
-        within: str | Iterable[str] | None = None,
-        distribution: bool = True,
-    ) -> Results:
-        """Images matching a text prompt (or several prompts, combined like image references).
-
-        Parameters
-        ----------
-        limit
-            At most this many results (``None``: all that qualify).
-        min_score, max_score
-            Keep scores in ``[min_score, max_score]``: ``min_score`` alone finds the most similar,
-            ``max_score`` alone the edge cases below a threshold.
-        negative_text, negative_images
-            Push results away from these: ``score = sim(query) - negative_weight * sim(negatives)``.
-        combine
-            ``"mean"`` or ``"max"`` over several prompts or images (see :mod:`picsift.query.search`).
-        within
-            Search only these image ids, or the images of this collection name.
-        distribution
-            Compute every image's score exactly (for :meth:`Results.histogram`). ``False`` asks the
-            index for the top results only, which is faster for very large libraries.
-        """
+    def search(self, text: str | Sequence[str], options: SearchOptions, scope: Scope) -> ImageSet:
+        """Images matching a text prompt (or several prompts, combined like image references)."""
         prompts = [text] if isinstance(text, str) else list(text)
-        if not prompts or not all(p.strip() for p in prompts):
-            raise PicsiftError("empty search prompt")
-        positives = self.embedder.embed_text(prompts)
-        recipe = {"kind": "text", "text": prompts}
-        return self._run(positives, recipe, limit, min_score, max_score, negative_text, negative_images,
-                         negative_weight, combine, within, distribution, exclude=())
+        if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+            raise PicsiftError(f"empty search prompt: {text!r}")
+        positives = self._embedder().embed_text(prompts)
+        return self._run(positives, TextSearch(text=tuple(prompts)), options, scope, exclude=())
 
-    def similar(
-        self,
-        images: ImageRef | Sequence[ImageRef],
-        *,
-        limit: int | None = 100,
-        min_score: float | None = None,
-        max_score: float | None = None,
-        negative_text: str | Sequence[str] | None = None,
-        negative_images: Sequence[ImageRef] | None = None,
-        negative_weight: float = 0.5,
-        combine: str = "mean",
-        within: str | Iterable[str] | None = None,
-        distribution: bool = True,
-        exclude_references: bool = False,
-    ) -> Results:
-        """Images similar to one or several images: ids, paths or PIL images (see :meth:`search`).
-
-        With ``exclude_references`` the reference images themselves are left out of the results.
-        """
+    def similar(self, images: ImageRef | Sequence[ImageRef], options: SearchOptions, scope: Scope,
+                exclude_references: bool = False) -> ImageSet:
+        """Images similar to one or several images: ids, paths or PIL images."""
         refs = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
         if not refs:
             raise PicsiftError("similar() needs at least one image")
-        positives, ids = self._reference_vectors(refs)
-        recipe = {"kind": "images", "images": [_describe(r) for r in refs]}
-        return self._run(positives, recipe, limit, min_score, max_score, negative_text, negative_images,
-                         negative_weight, combine, within, distribution,
-                         exclude=ids if exclude_references else ())
+        positives, ids = self.reference_vectors(refs)
+        step = ImageSearch(images=tuple(_describe(r) for r in refs))
+        return self._run(positives, step, options, scope, exclude=ids if exclude_references else ())
 
-    def _run(
-        self, positives: np.ndarray, recipe: dict[str, Any], limit: int | None, min_score: float | None,
-        max_score: float | None, negative_text: str | Sequence[str] | None,
-        negative_images: Sequence[ImageRef] | None, negative_weight: float, combine: str,
-        within: str | Iterable[str] | None, distribution: bool, exclude: Iterable[str],
-    ) -> Results:
-        if combine not in COMBINE_CHOICES:
-            raise PicsiftError(f"combine={combine!r}; valid choices: {', '.join(COMBINE_CHOICES)}")
-        if limit is not None and limit < 0:
-            raise PicsiftError(f"limit must be positive, got {limit}")
+    def _run(self, positives: np.ndarray, step: TextSearch | ImageSearch, options: SearchOptions, scope: Scope,
+             exclude: Iterable[str]) -> ImageSet:
+        o = options
+        if o.combine not in COMBINE_CHOICES:
+            raise PicsiftError(f"combine={o.combine!r}; valid choices: {', '.join(COMBINE_CHOICES)}")
+        if o.limit is not None and o.limit < 0:
+            raise PicsiftError(f"limit must be positive, got {o.limit}")
         negatives = []
-        if negative_text:
-            negatives.append(self.embedder.embed_text([negative_text] if isinstance(negative_text, str)
-                                                      else list(negative_text)))
-        if negative_images:
-            negatives.append(self._reference_vectors(list(negative_images))[0])
+        if o.negative_text:
+            negatives.append(self._embedder().embed_text([o.negative_text] if isinstance(o.negative_text, str)
+                                                         else list(o.negative_text)))
+        if o.negative_images:
+            negatives.append(self.reference_vectors(list(o.negative_images))[0])
         negative = np.concatenate(negatives) if negatives else None
-        snapshot = self.store.snapshot()
+        snapshot = self._store().snapshot()
         if not len(snapshot):
             raise NotIndexedError(
-                f"no images of {self.root} are embedded with {self.spec.label()} yet; "
+                f"no images of {self.root} are embedded with {self._label()} yet; "
                 "run update() (CLI: picsift index FOLDER) first"
             )
         pending = self._pending(len(snapshot))
         if pending:
             log.warning("partial results: %d of %d images are embedded; embedding continues (search again when "
                         "status()['ready'])", len(snapshot), len(snapshot) + pending)
-        scope = self._scope_positions(snapshot, within)
+        positions = scope.positions(snapshot)
         exclude = set(exclude)
-        use_index = (not distribution and max_score is None and scope is None and not exclude
-                     and negative is None and combine == "mean" and limit is not None)
+        use_index = (not o.distribution and o.max_score is None and positions is None and not exclude
+                     and negative is None and o.combine == "mean" and o.limit is not None)
         if use_index:
-            result_ids, result_scores = self._index_top(snapshot, positives, limit or 0)
-            keep = result_scores >= min_score if min_score is not None else np.ones(len(result_ids), bool)
+            result_ids, result_scores = self._index_top(snapshot, positives, o.limit or 0)
+            keep = result_scores >= o.min_score if o.min_score is not None else np.ones(len(result_ids), bool)
             result_ids, result_scores = result_ids[keep], result_scores[keep]
             all_scores, scope_ids = np.zeros(0, np.float32), np.zeros(0, "<U32")
         else:
-            all_scores = score_scope(snapshot, scope, positives, negative, combine=combine,
-                                     negative_weight=negative_weight)
-            all_scores = exact_top(snapshot, scope, all_scores, None if limit is None else limit + len(exclude),
-                                   min_score, max_score, positives, negative, combine, negative_weight)
-            scope_ids = snapshot.ids if scope is None else snapshot.ids[scope]
+            all_scores = score_scope(snapshot, positions, positives, negative, combine=o.combine,
+                                     negative_weight=o.negative_weight)
+            all_scores = exact_top(snapshot, positions, all_scores, None if o.limit is None else o.limit + len(exclude),
+                                   o.min_score, o.max_score, positives, negative, o.combine, o.negative_weight)
+            scope_ids = snapshot.ids if positions is None else snapshot.ids[positions]
             if exclude:
                 eligible = ~np.isin(scope_ids, list(exclude))
-                picked = select(np.where(eligible, all_scores, -np.inf), limit, min_score, max_score)
+                picked = select(np.where(eligible, all_scores, -np.inf), o.limit, o.min_score, o.max_score)
                 picked = picked[eligible[picked]]
             else:
-                picked = select(all_scores, limit, min_score, max_score)
+                picked = select(all_scores, o.limit, o.min_score, o.max_score)
             result_ids, result_scores = scope_ids[picked], all_scores[picked]
-        paths = self._id_paths(result_ids.tolist())
-        df = pd.DataFrame({
-            "rank": np.arange(1, len(result_ids) + 1),
-            "id": result_ids.astype(str),
-            "path": [str(self.root / paths[i]) if i in paths else None for i in result_ids],
-            "score": np.asarray(result_scores, dtype=np.float32),
-        })
-        recipe.update(
-            model=self.spec.text, limit=limit, min_score=min_score, max_score=max_score, combine=combine,
-            negative_text=negative_text, negative_images=[_describe(r) for r in negative_images or []],
-            negative_weight=negative_weight, time=time.time(), complete=not pending,
-            searched_images=len(snapshot), total_images=len(snapshot) + pending,
-            within=within if isinstance(within, str) or within is None else "ids",
-            summary=recipe.get("text") or recipe.get("images"),
-        )
-        df = self._with_moments(df)
-        results = Results(df, all_scores, scope_ids, recipe)
-        self.catalog.write_collection(TEMPORARY, df["id"].tolist(), df["score"].tolist(), recipe)
-        return results
+        recorded = replace(o, negative_images=tuple(_describe(r) for r in o.negative_images))
+        step = replace(step, options=recorded, within=scope.label, model=self._model())
+        info = {"time": time.time(), "complete": not pending, "searched_images": len(snapshot),
+                "total_images": len(snapshot) + pending, "summary": step.query}
+        return ImageSet(result_ids, result_scores, all_scores, scope_ids, Recipe(step, info))
 
     def _index_top(self, snapshot: StoreSnapshot, positives: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The index's ``limit`` best, rescored exactly from the store (an index may hold coarser vectors,
         e.g. float16 or 8-bit: then it is asked for a few more, and the exact scores pick and order them)."""
-        index = self.index
+        index = self._index()
         query = query_vectors(positives, "mean")
         wider = wider_k(limit) if index.score_error else limit
         ids, _ = index.search(query[0], wider)
-        rows = self.store.rows_of(ids)
+        rows = self._store().rows_of(ids)
         ids = [i for i in ids if i in rows and rows[i] < snapshot.matrix.shape[0]]
         scores = snapshot.exact_rows(query, np.array([rows[i] for i in ids], dtype=np.int64))[:, 0]
         order = top_k(scores, limit)
         return np.array(ids, dtype="<U32")[order], scores[order]
 
-    def _scope_positions(self, snapshot: StoreSnapshot, within: str | Iterable[str] | None) -> np.ndarray | None:
-        if within is None:
-            return None
-        if isinstance(within, str):
-            within = [item[0] for item in self._collection_items(within)[1]]
-        return np.flatnonzero(np.isin(snapshot.ids, list(within)))
-
-    def _reference_vectors(self, refs: Sequence[ImageRef]) -> tuple[np.ndarray, list[str]]:
+    def reference_vectors(self, refs: Sequence[ImageRef]) -> tuple[np.ndarray, list[str]]:
         """Vectors for image references, from the store when the image is in the library."""
-        snapshot = self.store.snapshot()
+        snapshot = self._store().snapshot()
         position = snapshot.position
         vectors, ids = [], []
         for ref in refs:
             if isinstance(ref, Image.Image):
-                vectors.append(self.embedder.embed_images([to_rgb(ref)])[0])
+                vectors.append(self._embedder().embed_images([to_rgb(ref)])[0])
                 continue
             text = os.fspath(ref)
             if isinstance(ref, str) and looks_like_id(text) and text in position:
@@ -411,10 +267,10 @@ class SearchMixin:
                 vectors.append(snapshot.vectors(np.array([position[image_id]]))[0])
                 continue
             try:
-                decoded = decode_image(data, self.embedder.image_size)
+                decoded = decode_image(data, self._embedder().image_size)
             except ImageDecodeError as e:
                 raise UnknownImageError(f"cannot use {path} as a query image: {e}") from e
-            vectors.append(self.embedder.embed_images([decoded.image])[0])
+            vectors.append(self._embedder().embed_images([decoded.image])[0])
         return np.stack(vectors), ids
 
     def _locate(self, text: str) -> Path:
@@ -430,3 +286,11 @@ def _describe(ref: Any) -> str:
     if isinstance(ref, Image.Image):
         return f"<PIL image {ref.width}x{ref.height}>"
     return os.fspath(ref)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Results":  # the name of ImageSet before 0.2
+        warnings.warn("picsift.query.search.Results is now picsift.query.imageset.ImageSet", DeprecationWarning,
+                      stacklevel=2)
+        return ImageSet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ collection), so changing the filters re-runs them at once without searching agai
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ipywidgets
@@ -20,7 +20,7 @@ import pandas as pd
 import traitlets
 
 from ..library import Library
-from ..query.search import Results
+from ..query.imageset import ImageSet
 from ._source import ImageSource
 from .actions import Actions
 from .collections_list import CollectionsList
@@ -43,19 +43,15 @@ class View:
     title: str
     recipe: dict[str, Any] = field(default_factory=dict)
     #: the scored scope the filters run within (a search, or a collection with scores); else the ids
-    results: Results | None = None
+    results: ImageSet | None = None
 
-    def scope(self) -> Results | list[str]:
+    def scope(self) -> ImageSet | list[str]:
         return self.results if self.results is not None else self.ids.tolist()
 
     def without(self, gone: set[str]) -> View:
         """This view less the images in ``gone`` (deleted ones)."""
         keep = ~np.isin(self.ids, list(gone))
-        results = self.results
-        if results is not None:
-            in_scope = ~np.isin(results.scope_ids, list(gone))
-            results = Results(results.df[~results.df["id"].isin(gone)].reset_index(drop=True),
-                              results.scores[in_scope], results.scope_ids[in_scope], results.query)
+        results = None if self.results is None else self.results.without(list(gone))
         return View(self.ids[keep], None if self.scores is None else self.scores[keep], self.title, self.recipe,
                     results)
 
@@ -78,13 +74,13 @@ class App(ipywidgets.VBox):
         self.source = ImageSource(library)
         self.prompt = PromptBox(library, limit=limit)
         self.score_range = ScoreRange()
-        self.filters = FiltersPanel(library.metadata)
+        self.filters = FiltersPanel(library.labels)
         self.gallery = Gallery(self.source, limit=limit, layout=ipywidgets.Layout(flex="3 1 0", min_width="0"))
         self.sampler = Sampler(library)
         self.collections = CollectionsList(library, view=self.gallery.to_pandas, recipe=self._view_recipe)
         self.actions = Actions(library, target=self._action_target)
         self.explorer: Explorer | None = None
-        self.results: Results | None = None
+        self.results: ImageSet | None = None
         self.view: View | None = None
 
         self.prompt.on_submit(self._submit)
@@ -100,7 +96,7 @@ class App(ipywidgets.VBox):
         self._range_link = ipywidgets.jsdlink((self.score_range, "score_range"), (self.gallery, "score_range"))
         self.score_range.observe(self._on_score_range, "score_range")
         traitlets.dlink((self.prompt, "limit"), (self.gallery, "limit"))
-        self.gallery.collection_names = library.collection_names()
+        self.gallery.collection_names = library.collections.names()
         self.collections.observe(self._on_collections_rows, "rows")
 
         side = [self.score_range, self.filters, self.sampler, self.collections]
@@ -170,9 +166,9 @@ class App(ipywidgets.VBox):
             return
         name = str(content.get("name", "")).strip()
         if action == "add_to_collection":
-            size = self.library.add_to_collection(name, ids)
+            size = self.library.collections.add(name, ids)
         else:
-            size = self.library.remove_from_collection(name, ids)
+            size = self.library.collections.remove(name, ids)
         self.collections.notice = f"{name!r} now holds {size} images"
         self.collections.refresh()
 
@@ -191,16 +187,14 @@ class App(ipywidgets.VBox):
 
     def _show_collection(self, name: str) -> None:
         last = self.results
-        if name == TEMPORARY and last is not None and (  # the app's last search, with every score in scope,
-                last.query.get("time") == self.library.collection_recipe(TEMPORARY).get("time")):  # still the last
-            self.show_results(last, self.collections.temporary.get("query") or "last search")
+        if name == TEMPORARY and last is not None and self.library.last is last:  # the app's search, still the last
+            self.show_results(last, self.collections.temporary.get("query") or "last search")  # all scores in scope
             return
-        df = self.library.collection(name)
-        recipe = self.library.collection_recipe(name)
-        ids = df["id"].to_numpy(dtype="<U32")
-        scores = None if df["score"].isna().any() else df["score"].to_numpy(np.float32)
-        results = None if scores is None else Results(df, scores, ids, recipe)
-        self.show(View(ids, scores, f"collection {name!r}", dict(recipe), results))
+        found = self.library.collection(name)
+        ids = found.ids.astype("<U32")
+        scores = None if found.result_scores is None or np.isnan(found.result_scores).any() else found.result_scores
+        results = None if scores is None else replace(found, scores=scores, scope_ids=ids)
+        self.show(View(ids, scores, f"collection {name!r}", found.query, results))
 
     def _temporary_shown(self) -> None:
         """The gallery shows the temporary collection, which the last search or sample just replaced."""
@@ -245,7 +239,7 @@ class App(ipywidgets.VBox):
         return recipe
 
     # -- public -----------------------------------------------------------------------------------
-    def show_results(self, results: Results, title: str = "") -> None:
+    def show_results(self, results: ImageSet, title: str = "") -> None:
         """Show a search's results everywhere: histogram, gallery (all of the scope), explorer colours."""
         self.results = results
         if len(results.scope_ids):  # every image in scope, with its score
@@ -274,7 +268,7 @@ class App(ipywidgets.VBox):
         active = self.filters.active
         ids, scores = view.ids, view.scores
         if active:
-            passed = self.library.metadata.filter(*active, within=view.scope())
+            passed = self.library.filter(*active, within=view.scope()).ids
             index = pd.Index(view.ids)
             positions = index.get_indexer(passed) if index.is_unique else index.get_indexer_for(passed)
             positions = positions[positions >= 0]
@@ -285,7 +279,7 @@ class App(ipywidgets.VBox):
         self.filters.set_counts(len(ids), len(view.ids))
         self._count_targets()
 
-    def search(self, text: str, limit: int | None = None) -> Results:
+    def search(self, text: str, limit: int | None = None) -> ImageSet:
         """Search as if ``text`` was typed into the prompt box."""
         self.prompt.text = text
         if limit:

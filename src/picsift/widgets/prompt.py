@@ -14,7 +14,7 @@ from ._base import PicsiftWidget
 
 if TYPE_CHECKING:
     from ..library import Library
-    from ..query.search import Results
+    from ..query.imageset import ImageSet
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class PromptBox(PicsiftWidget):
     def __init__(self, library: Library | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.library = library
-        self.results: Results | None = None
+        self.results: ImageSet | None = None
         self._update_thread: threading.Thread | None = None
         self._follower: threading.Thread | None = None
         self._closed = threading.Event()

@@ -1,0 +1,211 @@
+"""What a library's workspace records about itself: its status, the model it was embedded with (and the
+refusal to switch models silently), and the signed local index folders it opens."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import signing
+from ..embedding.decode import decode_image
+from ..embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
+from ..embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec
+from ..errors import ModelMismatchError, ModelUnavailableError, PicsiftError, workspace_space
+from ..reading import read_regular_file
+from .activity import running_update
+from .catalog import WORKSPACE_DIRNAME, Catalog
+
+log = logging.getLogger(__name__)
+
+#: A meta key present while an update runs, and left behind by one that was killed or failed.
+UNFINISHED_KEY = "update_unfinished"
+
+
+def default_model() -> str:
+    """The model used when none is named.
+
+    :data:`DEFAULT_MODEL` (a standard CLIP) when its weights are cached or can be fetched; otherwise
+    picsift's own offline model, announced in one line; otherwise an error naming ``--model``.
+    """
+    spec = parse_model_spec(DEFAULT_MODEL)
+    ok, reason = pretrained_weights_available(spec)
+    if ok:
+        return DEFAULT_MODEL
+    if offline_model_available():
+        log.warning("%s: using picsift's offline model %r instead (--model to choose another)", reason, OFFLINE_MODEL)
+        return OFFLINE_MODEL
+    raise ModelUnavailableError(f"{reason}; choose a model with --model SPEC (Python: model=...)")
+
+
+def open_workspace(root: str | os.PathLike[str],
+                   workspace: str | os.PathLike[str] | None) -> tuple[Path, Path, Catalog]:
+    """The image folder, the workspace (made if missing; default ``ROOT/.picsift``) and its catalog, or an error
+    naming what is wrong with them."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise PicsiftError(f"image folder {root} does not exist or is not a folder")
+    workspace = Path(workspace).expanduser().resolve() if workspace else root / WORKSPACE_DIRNAME
+    if root.is_relative_to(workspace):
+        where = "is the image folder" if root == workspace else f"holds the image folder {root}"
+        raise PicsiftError(
+            f"workspace {workspace} {where}: picsift writes and deletes its own files there, so it needs "
+            f"a folder of its own; leave workspace out (default {root / WORKSPACE_DIRNAME}) or choose a "
+            "new folder (CLI: --workspace DIR)"
+        )
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PicsiftError(
+            f"cannot create workspace {workspace} ({e.strerror}); pass workspace=... (CLI: --workspace)"
+        ) from e
+    with workspace_space(workspace, "try again"):
+        catalog = Catalog(workspace / "catalog.sqlite")
+    return root, workspace, catalog
+
+
+def check_model(catalog: Catalog, spec: ModelSpec, estimate: Callable[[list[str]], str], *,
+                reembed: bool = False) -> None:
+    """Refuse a model change that would embed images again, unless ``reembed`` confirms it (see
+    :meth:`picsift.Library.check_model`); ``estimate`` says how long embedding some ids again takes."""
+    previous_spec = catalog.get_meta("model")
+    if not previous_spec:
+        return
+    previous = catalog.get_meta("model_identity") or catalog.embeddings.latest_identity(previous_spec)
+    identity = spec.identity()
+    if previous is None or previous == identity:
+        return
+    again = catalog.embeddings.missing_from(identity, previous)
+    if not again:  # back to a model whose embeddings are all there: only new images get embedded
+        return
+    if reembed:
+        log.warning("model changed from %s to %s: embedding %d images again (the embeddings of %s are kept)",
+                    previous_spec, spec.text, len(again), previous_spec)
+        return
+    if previous_spec == spec.text:  # the same name, new weights (e.g. a new picsift-offline)
+        raise ModelMismatchError(
+            f"this workspace was embedded with an earlier version of {previous_spec}; the installed one "
+            f"embeds {len(again)} images again{estimate(again)} (the earlier embeddings are kept). "
+            f"Confirm with update(reembed=True) (CLI: picsift update FOLDER --reembed)"
+        )
+    raise ModelMismatchError(
+        f"this workspace was embedded with {previous_spec}; switching to {spec.text} embeds "
+        f"{len(again)} images again{estimate(again)} (the embeddings of {previous_spec} are kept). "
+        f"Confirm with update(reembed=True) (CLI: picsift update FOLDER --model {spec.text} --reembed), "
+        "or open the library without model= to keep the current model"
+    )
+
+
+def estimate_embedding(catalog: Catalog, root: Path, embedder: Callable[[], Embedder], ids: list[str],
+                       sample: int = 8) -> str:
+    """", about 3 min at 120 images/s measured just now", from embedding a few of ``ids``."""
+    try:
+        paths = catalog.paths_for(ids[:sample])
+        model = embedder()
+        started: float | None = None
+        for attempt in range(2):  # the first pass warms the model up and is not timed
+            started = time.perf_counter() if attempt else None
+            images = [decode_image(read_regular_file(root / p)[0], model.image_size).image
+                      for p in paths.values()]
+            if not images:
+                return ""
+            model.embed_images(images if attempt else images[:1])
+        assert started is not None
+        rate = len(paths) / max(time.perf_counter() - started, 1e-6)
+    except Exception as e:  # an estimate is a courtesy; the refusal stands without it
+        log.debug("no time estimate for re-embedding: %s", e)
+        return ""
+    seconds = len(ids) / rate
+    return f", about {_duration(seconds)} at {rate:.1f} images/s measured just now"
+
+
+def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str | None, spec: Callable[[], ModelSpec],
+                     index_name: str, collections: list[str]) -> dict[str, Any]:
+    """Counts and settings, JSON-ready (see :meth:`picsift.Library.status`). Does not load the model.
+
+    ``ready`` means complete: every image found is embedded and no update (in any process) is
+    still embedding; ``searchable`` means some are (a search then says it is partial). While an
+    update runs, ``updating`` is True and ``progress`` holds ``{done, total}`` files once the scan
+    found what to read; ``pending`` counts images not embedded yet, including those the running
+    update has still to read. ``interrupted``: the last update did not finish (it was killed or
+    failed), so images it had still to read are not counted yet; the next update finishes the job.
+    ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
+    ``last_update``: when the last update finished (epoch seconds).
+    """
+    files = catalog.file_table.counts()
+    unique = catalog.file_table.image_count()
+    models = catalog.embeddings.counts_by_spec()
+    spec_ = spec() if model else None  # parsed once per Library: a checkpoint is hashed once
+    embedded = 0
+    if spec_ is not None:
+        embedded = catalog.embeddings.count(spec_.identity())
+    running = running_update(workspace)
+    pending = max(0, unique - embedded, remaining(running))
+    meta: dict[str, Any] = catalog.meta_values(
+        ["enabled", "interval", "watch", "last_update", "last_report", UNFINISHED_KEY])
+    interrupted = UNFINISHED_KEY in meta and running is None
+    automatic = {
+        "enabled": meta.get("enabled") == "1",
+        "interval": float(meta["interval"]) if meta.get("interval") else None,
+        "watch": meta.get("watch") == "1",
+        "last_update": float(meta["last_update"]) if meta.get("last_update") else None,
+        "last_report": meta.get("last_report"),
+        "updating": running is not None,
+        "interrupted": interrupted,
+    }
+    if running is not None and running.get("total") is not None:
+        automatic["progress"] = {"done": int(running["done"]), "total": int(running["total"])}
+    return {
+        "root": str(root),
+        "workspace": str(workspace),
+        "model": model,
+        "model_label": spec_.label() if spec_ else None,
+        "index": index_name,
+        "files": files[0],
+        "images": unique,
+        "embedded": embedded,
+        "pending": pending,
+        "skipped": files[2] + len(catalog.scan_problems()),
+        "videos": catalog.videos.counts()[0],
+        "video_frames": catalog.videos.counts()[1],
+        "ready": bool(model) and embedded > 0 and pending == 0 and not interrupted,
+        "searchable": bool(model) and embedded > 0,
+        "models": {name: count for name, count in models},
+        "collections": collections,
+        **automatic,
+    }
+
+
+def open_only_if_signed(folder: Path) -> None:
+    """Delete a local index folder this user's picsift did not sign, before anything reads it.
+
+    qdrant's local mode unpickles its points when it opens a folder, so a crafted folder in a shared
+    workspace would run code; the index is only an accelerator, rebuilt from the embedding store.
+    """
+    if not (folder.exists() or folder.is_symlink()) or signing.verify_folder(folder):
+        return
+    log.warning("%s was not written by picsift for this user (or an update stopped while writing it): "
+                "rebuilding it from the embedding store", folder)
+    if folder.is_symlink() or not folder.is_dir():
+        folder.unlink()
+    else:
+        shutil.rmtree(folder)
+    signing.signature_file(folder).unlink(missing_ok=True)
+
+
+def remaining(running: dict[str, Any] | None) -> int:
+    """Files a running update has still to read (0 while it scans: nothing is known to be missing yet)."""
+    if running is None or running.get("total") is None:
+        return 0
+    return max(0, int(running["total"]) - int(running["done"]))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
