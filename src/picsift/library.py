@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -484,15 +483,6 @@ class Library:
         """Cheap to poll: the update running now (any process; see ``status()["progress"]``) and when the
         last one finished. A change means :meth:`status` has news."""
         return running_update(self.workspace), self.catalog.get_meta("last_update")
-
-    def collection_rows(self) -> list[tuple[str, dict[str, Any], int]]:
-        """Every collection, the temporary one included, oldest first: (name, recipe, size)."""
-        rows = self.catalog.collection_names()
-        return [(name, json.loads(recipe), int(size)) for name, _created, recipe, size in rows]
-
-    def collection_summary(self, name: str) -> tuple[dict[str, Any], int]:
-        """One collection's recipe and size, without reading its images (KeyError if there is none)."""
-        return self.catalog.collection_summary(name)
 
     #: Values the widgets offer as choices (each module's own list).
     TEMPORARY = TEMPORARY

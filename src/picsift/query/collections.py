@@ -68,6 +68,15 @@ class Collections:
         """How a collection was made: query, model, thresholds, time."""
         return self.items(name)[0]
 
+    def rows(self) -> list[tuple[str, dict[str, Any], int]]:
+        """Every collection, the temporary one included, oldest first: (name, recipe, size)."""
+        rows = self.catalog.collection_names()
+        return [(name, json.loads(recipe), int(size)) for name, _created, recipe, size in rows]
+
+    def summary(self, name: str) -> tuple[dict[str, Any], int]:
+        """One collection's recipe and size, without reading its images (KeyError if there is none)."""
+        return self.catalog.collection_summary(name)
+
     def names(self) -> list[str]:
         """The names of the saved collections, oldest first."""
         return [row[0] for row in self.catalog.collection_names() if row[0] != TEMPORARY]

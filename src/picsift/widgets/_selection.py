@@ -122,8 +122,8 @@ class SelectionMixin:
         if not len(self._positions):
             raise ValueError(f"nothing to add to {collection!r}: select some points first")
         library = self.source.library
-        library.add_to_collection(collection, self.ids[self._positions].tolist())
-        return library.collection(collection)
+        library.collections.add(collection, self.ids[self._positions].tolist())
+        return library.collection(collection).df
 
     def select_category(self, index: int) -> list[str]:
         """Select every point of legend entry ``index`` (a folder, a tag value, a cluster...); returns their ids."""

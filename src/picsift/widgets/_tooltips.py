@@ -100,7 +100,7 @@ class Tooltips:
         if field not in self._values:  # one query per field and point set, not one per hover
             assert e.source is not None
             self._values[field] = (e.source.folders(e.ids) if field == "folder"
-                                   else e.source.library.metadata.field_values(field, e.ids))
+                                   else e.source.library.labels.field_values(field, e.ids))
         return self._values[field][index]
 
     def _point_fields(self, index: int) -> list[list[str]]:

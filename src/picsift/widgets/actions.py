@@ -53,7 +53,7 @@ class Actions(PicsiftWidget):
 
     def refresh(self) -> None:
         """Reload the dataset names offered for copy / move."""
-        self.dataset_names = self.library.metadata.dataset_names()
+        self.dataset_names = self.library.labels.dataset_names()
 
     def images(self) -> list[str]:
         """The ids the next action applies to."""
@@ -77,14 +77,14 @@ class Actions(PicsiftWidget):
     def copy(self, dataset: str) -> Any:
         """Copy the image files into dataset ``dataset`` (a folder under the library root)."""
         ids = self.images()
-        result = self.library.copy_images(ids, _dataset_name(dataset))
+        result = self.library.files.copy(ids, _dataset_name(dataset))
         self.refresh()
         return self._done("copy", ids, result, f"copied {self._what(ids)} to {dataset.strip()!r}")
 
     def move(self, dataset: str) -> Any:
         """Move the image files into dataset ``dataset``."""
         ids = self.images()
-        result = self.library.move_images(ids, _dataset_name(dataset))
+        result = self.library.files.move(ids, _dataset_name(dataset))
         self.refresh()
         return self._done("move", ids, result, f"moved {self._what(ids)} to {dataset.strip()!r}")
 
@@ -100,7 +100,7 @@ class Actions(PicsiftWidget):
         if count is not None and int(count) != len(ids):
             raise PicsiftError(f"you confirmed deleting {count} images but the view now holds {len(ids)}; "
                                "nothing was deleted: press Delete again")
-        deleted = int(self.library.delete_images(ids))
+        deleted = int(self.library.files.delete(ids))
         return int(self._done("delete", ids, deleted, f"deleted {deleted} image file{'s' if deleted != 1 else ''}"))
 
     def create_job(self, name: str) -> str:
@@ -109,7 +109,7 @@ class Actions(PicsiftWidget):
         if not name:
             raise PicsiftError("a labelling job needs a name")
         ids = self.images()
-        self.library.metadata.create_job(name, ids)
+        self.library.labels.create_job(name, ids)
         return str(self._done("create_job", ids, name, f"labelling job {name!r}: added {self._what(ids)}"))
 
     def export(self, out: str | os.PathLike[str], format: str) -> Path:

@@ -50,19 +50,19 @@ class CollectionsList(PicsiftWidget):
         self.on("show", callback)
 
     def refresh(self) -> None:
-        rows = [_row(name, recipe, size) for name, recipe, size in self.library.collection_rows()]
+        rows = [_row(name, recipe, size) for name, recipe, size in self.library.collections.rows()]
         self.rows = [row for row in rows if row["name"] != TEMPORARY]
         self.temporary = next((row for row in rows if row["name"] == TEMPORARY), {})
 
     def refresh_temporary(self) -> None:
         """Re-read the temporary row only: a search or sample replaced it, the saved ones are as they were."""
         try:
-            self.temporary = _row(TEMPORARY, *self.library.collection_summary(TEMPORARY))
+            self.temporary = _row(TEMPORARY, *self.library.collections.summary(TEMPORARY))
         except KeyError:
             self.temporary = {}
 
     def view(self) -> pd.DataFrame:
-        return self._view() if self._view is not None else self.library.collection()
+        return self._view() if self._view is not None else self.library.collection().df
 
     def save(self, name: str) -> None:
         """Save the current view as collection ``name`` (replacing one of that name)."""
@@ -71,12 +71,12 @@ class CollectionsList(PicsiftWidget):
             raise ValueError(f"invalid collection name {name!r}: it must be non-empty and not start with '_'")
         df = self.view()
         try:
-            recipe = dict(self._recipe() if self._recipe is not None else self.library.collection_recipe())
+            recipe = dict(self._recipe() if self._recipe is not None else self.library.collections.recipe())
         except PicsiftError:  # no search yet
             recipe = {}
         recipe["summary"] = recipe.get("summary") or name
         scores = [None if pd.isna(s) else float(s) for s in df["score"]]
-        self.library.write_collection(name, df["id"].tolist(), scores, recipe)
+        self.library.collections.write(name, df["id"].tolist(), scores, recipe)
         self.current = name
         self.notice = f"saved {len(df)} images as {name!r}"
         self.refresh()
@@ -86,7 +86,7 @@ class CollectionsList(PicsiftWidget):
 
     def _on_delete_collection(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         name = str(content.get("name", ""))
-        self.library.delete_collection(name)
+        self.library.collections.delete(name)
         self.notice = f"deleted {name!r}"
         self.refresh()
 

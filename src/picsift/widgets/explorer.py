@@ -157,7 +157,7 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
         """Re-read the metadata fields the map can be coloured by (new tags, jobs)."""
         source = getattr(self, "source", None)  # None while __init__ sets the traits given
         if source is not None:
-            self.color_fields = source.library.metadata.color_fields()
+            self.color_fields = source.library.labels.color_fields()
         self._color_choices = self._choices()
 
     def _choices(self) -> list[str]:
@@ -327,7 +327,7 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
         if field == "folder" and self.source is not None:
             return category_colors(self.source.folders(self.ids), "folder")
         if field in self.color_fields and self.source is not None:
-            return category_colors(self.source.library.metadata.field_values(field, self.ids), field)
+            return category_colors(self.source.library.labels.field_values(field, self.ids), field)
         if self._clusters is not None and field == "cluster":
             labels = self._clusters
             if np.issubdtype(labels.dtype, np.integer):

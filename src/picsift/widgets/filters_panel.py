@@ -21,7 +21,7 @@ JOB_STATUSES = Library.JOB_STATUSES
 
 
 class LabelSource(Protocol):
-    """What the pickers read from a library's labels (``library.metadata``)."""
+    """What the pickers read from a library's labels (``library.labels``)."""
 
     def classes(self) -> Any: ...
 

@@ -51,9 +51,9 @@ class Sampler(PicsiftWidget):
         """Draw a sample with the current settings (from ``within`` ids, default the whole library)."""
         if self.library is None:
             raise ValueError("this Sampler has no library to sample from")
-        df = self.library.sample(self.size, method=self.method, clusters=self.n_clusters or None, seed=self.seed,
-                                 within=within)
-        self.sample = df["id"].tolist()
-        recipe = self.library.collection_recipe(SAMPLE_COLLECTION)
+        drawn = self.library.sample(self.size, method=self.method, clusters=self.n_clusters or None, seed=self.seed,
+                                    within=within)
+        self.sample = drawn.ids.tolist()
+        recipe = self.library.collections.recipe(SAMPLE_COLLECTION)
         self.emit("sample", self.sample, recipe)
         return self.sample
