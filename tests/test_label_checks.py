@@ -62,13 +62,13 @@ def test_a_bad_label_is_skipped_with_the_apis_words_and_the_rest_imports(
     (tmp_path / "lib").mkdir()
     library = Library(tmp_path / "lib")
     with caplog.at_level(logging.WARNING):
-        assert library.metadata.import_project(project, "supervisely") == ["zoo/animals", "zoo/vehicles"]
+        assert library.labels.import_project(project, "supervisely") == ["zoo/animals", "zoo/vehicles"]
     image = ann.name.removesuffix(".json")
     warned = [r.getMessage() for r in caplog.records if message in r.getMessage()]
     assert len(warned) == 1, [r.getMessage() for r in caplog.records]
     assert warned[0].startswith(f"{ann}: image {image!r}: {message}") and warned[0].endswith("; skipped it")
     assert value in warned[0]  # the bad value itself
-    meta = library.metadata
+    meta = library.labels
     assert meta.datasets()["size"].tolist() == [3, 2]  # every image came in
     first = library.root / "zoo" / "animals" / image
     tags, objects = sorted(meta.tags(first)), meta.objects(first)
@@ -82,7 +82,7 @@ def test_a_bad_label_is_skipped_with_the_apis_words_and_the_rest_imports(
 def test_the_api_refuses_what_the_import_skips(tmp_path: Path, stamps_root: Path) -> None:
     (tmp_path / "lib").mkdir()
     library = Library(tmp_path / "lib")
-    meta = library.metadata
+    meta = library.labels
     image = stamp_files(stamps_root, ("animals",), 1)[0]
     for call, message in (
         (lambda: meta.add_tag(image, "colour", {"a": 1}), BAD_LABELS[0][2]),
@@ -114,14 +114,14 @@ def test_bad_class_declarations_and_coco_tags_are_skipped_naming_their_file(
     (tmp_path / "lib").mkdir()
     library = Library(tmp_path / "lib")
     with caplog.at_level(logging.WARNING):
-        library.metadata.import_project(zoo, "supervisely")
-        library.metadata.import_project(kitchen, "coco")
+        library.labels.import_project(zoo, "supervisely")
+        library.labels.import_project(kitchen, "coco")
     messages = [r.getMessage() for r in caplog.records]
     assert f"{zoo / 'meta.json'}: class name 3 is not text; skipped it" in messages
     second = json.loads(train.read_text())["images"][1]["file_name"]
     assert (f"{train}: image {second!r}: tag 'ripe' has the value [1, 2]; "
             "a tag value is text, a finite number or nothing; skipped it") in messages
-    meta = library.metadata
+    meta = library.labels
     assert meta.tags(library.root / "kitchen" / "train" / second) == [("ripe", "yes")]
     assert [c for c in meta.classes() if c[0] == "animal"] == [("animal", "any", None)]  # seen on objects only
     assert len(meta.objects()) == 1 + 2 + 3 + 2 + 3 + 1
