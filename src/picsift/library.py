@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from functools import partial
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +20,24 @@ from .analysis.sampling import SAMPLING_METHODS
 from .analysis.verbs import Analysis
 from .core.activity import announce_update, running_update
 from .core.files import FileActions, Files
+from .core.lookups import ImageLookups
 from .core.store import EmbeddingStore
-from .core.update import ProgressCallback, UpdateReport, run_update
+from .core.update import ProgressCallback, UpdateReport
 from .core.video import DEFAULT_EVERY, Videos
 from .core.workspace import (
     UNFINISHED_KEY,
     check_model,
     default_model,
     estimate_embedding,
+    exclusive,
     open_workspace,
     remaining,
+    update_workspace,
     workspace_status,
 )
 from .embedding.openclip import Embedder
 from .embedding.spec import ModelSpec, parse_model_spec, slug
-from .errors import (
-    PicsiftError,
-    WorkspaceBusyError,
-    workspace_space,
-)
+from .errors import PicsiftError, WorkspaceBusyError, workspace_space
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
 from .index.sync import IndexKeeper, open_keeper
 from .labels.export import EXPORT_FORMATS, Export
@@ -48,8 +45,8 @@ from .labels.metadata import JOB_STATUSES, Metadata
 from .query.collections import TEMPORARY, Collections, describe_recipe
 from .query.filters import Filter
 from .query.imageset import ImageSet
+from .query.options import SearchOptions
 from .query.search import ImageRef, Searcher
-from .query.steps import SearchOptions
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +94,9 @@ class Library:
     """
 
     def __init__(
-        self,
-        root: str | os.PathLike[str],
-        *,
-        workspace: str | os.PathLike[str] | None = None,
-        model: str | None = None,
-        index: str | None = None,
-        index_options: dict[str, Any] | None = None,
-        device: str | None = None,
-        batch_size: int | None = None,
-        video_every: float | None = None,
+        self, root: str | os.PathLike[str], *, workspace: str | os.PathLike[str] | None = None,
+        model: str | None = None, index: str | None = None, index_options: dict[str, Any] | None = None,
+        device: str | None = None, batch_size: int | None = None, video_every: float | None = None,
     ):
         self.root, self.workspace, self.catalog = open_workspace(root, workspace)
         self._model_text = model or self.catalog.get_meta("model")
@@ -122,13 +112,12 @@ class Library:
         self._store: EmbeddingStore | None = None
         self._index: VectorIndex | None = None
         self._index_keeper: IndexKeeper | None = None
-        self._paths: dict[str, str] | None = None
-        self._image_count: tuple[tuple[int, str | None], int] | None = None  # (store version, last update), count
+        self._lookups = ImageLookups(self.catalog)
         self._remembered: ImageSet | None = None
         self.collections = Collections(self.catalog, lambda images: images.bound(self.queries), lambda: self.queries)
         self.videos = Videos(self.catalog, self.root)
         self.files = Files(self.catalog, self.root, self._exclusive, lambda images: self.queries.ids(images),
-                           self._forget_paths)
+                           self._lookups.forget)
         self.labels = Metadata(self.catalog, self.root, filter=lambda *f, within: self.filter(*f, within=within).ids
                                .tolist(), export=self.export)
         searcher = Searcher(lambda: self.store, lambda: self.embedder, lambda: self.index, self.root, self._pending,
@@ -226,44 +215,15 @@ class Library:
         """
         resume = "run the update again: it continues where it stopped"
         with workspace_space(self.workspace, resume), self._exclusive(), announce_update(self.workspace) as announce:
-            FileActions(self.catalog, self.root).recover()
-            self.check_model(reembed=reembed)
-            self.store.remove_stray_files()
-            with self.catalog.transaction() as db:  # now, so that even a killed first update names its model
-                self._record_settings(db)
-                self.catalog.set_meta(UNFINISHED_KEY, repr(time.time()), db)  # until it finishes
-
-            def report_progress(done: int, total: int) -> None:
-                announce(done, total)
-                if on_progress is not None:
-                    on_progress(done, total)
-
-            remote = None
-            if ray is not None:
-                from .core import ray_embed
-
-                remote = partial(ray_embed.embed_on_ray, ray, self.spec.text, self.root,
-                                 batch_size=self._batch_size, send_files=ray_send_files,
-                                 preprocess=self.embedder.preprocess, image_size=self.embedder.image_size)
-            report = run_update(self.catalog, self.store, self.embedder, self.root, [self.workspace],
-                                progress=progress, on_progress=report_progress,
-                                frames_dir=self.workspace / "frames", video_every=self.video_every, remote=remote)
-            with self.catalog.transaction() as db:
-                self._record_settings(db)
-                self.catalog.set_meta("last_update", repr(time.time()), db)
-                self.catalog.set_meta("last_report", report.summary(), db)
-                self.catalog.delete_meta(UNFINISHED_KEY, db)
-            self._paths = None
+            report = update_workspace(
+                self.catalog, self.root, self.workspace, lambda: self.spec, lambda: self.store, lambda: self.embedder,
+                announce, reembed=reembed, index_name=self.index_name, video_every=self.video_every,
+                progress=progress, on_progress=on_progress, ray=ray, ray_send_files=ray_send_files,
+                batch_size=self._batch_size)
+            self._lookups.forget()
             if self._index is not None or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
             return report
-
-    def _record_settings(self, db: Any) -> None:
-        """The model, index and video sampling this workspace is updated with (read when they are not given)."""
-        self.catalog.set_meta("video_every", repr(self.video_every), db)
-        self.catalog.set_meta("model", self.spec.text, db)
-        self.catalog.set_meta("model_identity", self.spec.identity(), db)
-        self.catalog.set_meta("index", self.index_name, db)
 
     def check_model(self, *, reembed: bool = False) -> None:
         """Refuse a model change that would embed images again, unless ``reembed`` confirms it.
@@ -275,39 +235,14 @@ class Library:
                                                                             lambda: self.embedder, ids),
                     reembed=reembed)
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
+    def _exclusive(self) -> AbstractContextManager[None]:
         """Hold the workspace lock: one process at a time updates it or acts on its files."""
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(str(self.workspace / "update.lock"), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout as e:
-            raise WorkspaceBusyError(
-                f"another process is updating {self.workspace} or acting on its files; wait for it to finish"
-            ) from e
-        try:
-            yield
-        finally:
-            lock.release()
+        return exclusive(self.workspace)
 
     def paths(self, ids: Sequence[str]) -> dict[str, Path]:
         """Absolute path of each id a file holds (the first file, for duplicated content)."""
-        found = self._id_paths(list(ids))
+        found = self._lookups.paths(list(ids))
         return {i: self.root / found[i] for i in ids if i in found}
-
-    def _id_paths(self, ids: list[str]) -> dict[str, str]:
-        """Paths of these ids: looked up one by one for a page of results, from a full map for many."""
-        if self._paths is None and len(ids) <= 20_000:
-            return self.catalog.paths_for(ids)
-        if self._paths is None:
-            self._paths = self.catalog.paths_by_id()
-        return self._paths
-
-    def _forget_paths(self) -> None:
-        self._paths = None
-
 
     # -- the verbs people use most ----------------------------------------------------------------
     def search(
@@ -463,7 +398,6 @@ class Library:
         found = getattr(self, service)
         return getattr(found, attribute) if attribute else found
 
-
     # -- maps, and what front ends (the widgets) read --------------------------------------------
     @property
     def maps(self) -> Maps:
@@ -512,15 +446,8 @@ class Library:
 
     def _pending(self, embedded: int) -> int:
         """Images not embedded yet with this model: in the catalog, or still to be read by a running update."""
-        return max(0, self._catalogued_images() - embedded, remaining(running_update(self.workspace)))
-
-    def _catalogued_images(self) -> int:
-        """Distinct images in the catalog. Every search asks (110 ms at 1M files), so the count is kept until
-        the store or the catalog's files change: an update (which records ``last_update``) or a delete."""
-        key = (self.store.version, self.catalog.get_meta("last_update"))
-        if self._image_count is None or self._image_count[0] != key:
-            self._image_count = (key, self.catalog.file_table.image_count())
-        return self._image_count[1]
+        catalogued = self._lookups.image_count(self.store.version)
+        return max(0, catalogued - embedded, remaining(running_update(self.workspace)))
 
 
 #: Methods that moved to a service, for one release: old name -> (service, new name).

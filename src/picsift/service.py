@@ -34,13 +34,13 @@ from typing import Any
 from .core import catalog as _catalog
 from .core.catalog import WORKSPACE_DIRNAME
 from .core.update import UpdateReport
+from .core.workspace import DEFAULT_INTERVAL, automatic_settings, record_automatic
 from .embedding.decode import IMAGE_EXTENSIONS
 from .errors import MissingDependencyError, PicsiftError, WorkspaceBusyError
 from .library import Library
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 600.0
 #: a run skipped because another process holds the workspace is retried after at most this long
 BUSY_RETRY = 10.0
 
@@ -335,7 +335,7 @@ def enable(
     """
     library = folder if isinstance(folder, Library) else Library(folder, **library_options)
     library.check_model(reembed=reembed)
-    interval, watch = _settings(library, interval, watch)
+    interval, watch = automatic_settings(library.catalog, interval, watch)
     service = Service(library, interval=interval, watch=watch, debounce=debounce, reembed=reembed, on_run=on_run)
     record_settings(library, interval=interval, watch=watch)
     with _services_lock:
@@ -368,23 +368,7 @@ def disable(folder: str | os.PathLike[str] | Library, **library_options: Any) ->
 def record_settings(library: Library, *, interval: float | None = None, watch: bool | None = None,
                     enabled: bool = True) -> None:
     """Record automatic-update settings in the workspace (``None``: keep the recorded value or default)."""
-    interval, watch = _settings(library, interval, watch)
-    if not interval > 0:
-        raise PicsiftError(f"interval={interval!r}; give seconds > 0")
-    catalog = library.catalog
-    with catalog.transaction() as db:
-        catalog.set_meta("enabled", "1" if enabled else "0", db)
-        catalog.set_meta("interval", repr(interval), db)
-        catalog.set_meta("watch", "1" if watch else "0", db)
-
-
-def _settings(library: Library, interval: float | None, watch: bool | None) -> tuple[float, bool]:
-    if interval is None:
-        recorded = library.catalog.get_meta("interval")
-        interval = float(recorded) if recorded else DEFAULT_INTERVAL
-    if watch is None:
-        watch = library.catalog.get_meta("watch") == "1"
-    return interval, watch
+    record_automatic(library.catalog, interval, watch, enabled)
 
 
 def service_for(folder: str | os.PathLike[str] | Library, workspace: str | os.PathLike[str] | None = None

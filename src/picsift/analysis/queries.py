@@ -15,9 +15,10 @@ from ..errors import PicsiftError
 from ..query.filtering import filter_scope
 from ..query.filters import Filter
 from ..query.imageset import ImageSet
+from ..query.options import SearchOptions
 from ..query.scope import TEMPORARY, Scope
 from ..query.search import ImageRef, Searcher
-from ..query.steps import Recipe, SearchOptions
+from ..query.steps import Recipe
 from .verbs import Analysis
 
 if TYPE_CHECKING:

@@ -1,5 +1,6 @@
 """What a library's workspace records about itself: its status, the model it was embedded with (and the
-refusal to switch models silently), and the signed local index folders it opens."""
+refusal to switch models silently), the signed local index folders it opens, the lock that lets one process at
+a time update it, and an update's bookkeeping around :func:`~picsift.core.update.run_update`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +18,20 @@ from .. import signing
 from ..embedding.decode import decode_image
 from ..embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_available
 from ..embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec
-from ..errors import ModelMismatchError, ModelUnavailableError, PicsiftError, workspace_space
+from ..errors import ModelMismatchError, ModelUnavailableError, PicsiftError, WorkspaceBusyError, workspace_space
 from ..reading import read_regular_file
 from .activity import running_update
 from .catalog import WORKSPACE_DIRNAME, Catalog
+from .files import FileActions
+from .store import EmbeddingStore
+from .update import ProgressCallback, UpdateReport, run_update
 
 log = logging.getLogger(__name__)
 
 #: A meta key present while an update runs, and left behind by one that was killed or failed.
 UNFINISHED_KEY = "update_unfinished"
+#: Seconds between automatic updates (see :mod:`picsift.service`) when the workspace has none recorded.
+DEFAULT_INTERVAL = 600.0
 
 
 def default_model() -> str:
@@ -66,6 +74,77 @@ def open_workspace(root: str | os.PathLike[str],
     with workspace_space(workspace, "try again"):
         catalog = Catalog(workspace / "catalog.sqlite")
     return root, workspace, catalog
+
+
+@contextmanager
+def exclusive(workspace: Path) -> Iterator[None]:
+    """Hold the workspace lock: one process at a time updates it or acts on its files."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(workspace / "update.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as e:
+        raise WorkspaceBusyError(
+            f"another process is updating {workspace} or acting on its files; wait for it to finish"
+        ) from e
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def update_workspace(
+    catalog: Catalog, root: Path, workspace: Path, spec: Callable[[], ModelSpec], store: Callable[[], EmbeddingStore],
+    embedder: Callable[[], Embedder], announce: ProgressCallback, *, reembed: bool, index_name: str,
+    video_every: float, progress: bool, on_progress: ProgressCallback | None, ray: str | None, ray_send_files: bool,
+    batch_size: int | None,
+) -> UpdateReport:
+    """One update of the workspace (see :meth:`picsift.Library.update`), called while holding :func:`exclusive`.
+
+    Finishes interrupted file actions, refuses an unconfirmed model change (:func:`check_model`), records the
+    settings and an unfinished marker before embedding (so that even a killed first update names its model), runs
+    :func:`~picsift.core.update.run_update` (on a Ray cluster with ``ray``, see :mod:`picsift.core.ray_embed`), then
+    records ``last_update`` and ``last_report`` and clears the marker. ``spec``, ``store`` and ``embedder`` are
+    called when needed, so a refused model change loads no model; ``announce`` publishes the progress to other
+    processes.
+    """
+    FileActions(catalog, root).recover()
+    check_model(catalog, spec(), lambda ids: estimate_embedding(catalog, root, embedder, ids), reembed=reembed)
+    store().remove_stray_files()
+    with catalog.transaction() as db:
+        _record_settings(catalog, db, spec(), index_name, video_every)
+        catalog.set_meta(UNFINISHED_KEY, repr(time.time()), db)  # until it finishes
+
+    def report_progress(done: int, total: int) -> None:
+        announce(done, total)
+        if on_progress is not None:
+            on_progress(done, total)
+
+    remote = None
+    if ray is not None:
+        from . import ray_embed
+
+        remote = partial(ray_embed.embed_on_ray, ray, spec().text, root, batch_size=batch_size,
+                         send_files=ray_send_files, preprocess=embedder().preprocess,
+                         image_size=embedder().image_size)
+    report = run_update(catalog, store(), embedder(), root, [workspace], progress=progress,
+                        on_progress=report_progress, frames_dir=workspace / "frames", video_every=video_every,
+                        remote=remote)
+    with catalog.transaction() as db:
+        _record_settings(catalog, db, spec(), index_name, video_every)
+        catalog.set_meta("last_update", repr(time.time()), db)
+        catalog.set_meta("last_report", report.summary(), db)
+        catalog.delete_meta(UNFINISHED_KEY, db)
+    return report
+
+
+def _record_settings(catalog: Catalog, db: Any, spec: ModelSpec, index_name: str, video_every: float) -> None:
+    """The model, index and video sampling this workspace is updated with (read when they are not given)."""
+    catalog.set_meta("video_every", repr(video_every), db)
+    catalog.set_meta("model", spec.text, db)
+    catalog.set_meta("model_identity", spec.identity(), db)
+    catalog.set_meta("index", index_name, db)
 
 
 def check_model(catalog: Catalog, spec: ModelSpec, estimate: Callable[[list[str]], str], *,
@@ -178,6 +257,28 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
         "collections": collections,
         **automatic,
     }
+
+
+def automatic_settings(catalog: Catalog, interval: float | None, watch: bool | None) -> tuple[float, bool]:
+    """The automatic-update ``interval`` and ``watch`` (see :mod:`picsift.service`); ``None``: as recorded in the
+    workspace, else the default."""
+    if interval is None:
+        recorded = catalog.get_meta("interval")
+        interval = float(recorded) if recorded else DEFAULT_INTERVAL
+    if watch is None:
+        watch = catalog.get_meta("watch") == "1"
+    return interval, watch
+
+
+def record_automatic(catalog: Catalog, interval: float | None, watch: bool | None, enabled: bool) -> None:
+    """Record the automatic-update settings in the workspace (``None``: keep the recorded value or default)."""
+    interval, watch = automatic_settings(catalog, interval, watch)
+    if not interval > 0:
+        raise PicsiftError(f"interval={interval!r}; give seconds > 0")
+    with catalog.transaction() as db:
+        catalog.set_meta("enabled", "1" if enabled else "0", db)
+        catalog.set_meta("interval", repr(interval), db)
+        catalog.set_meta("watch", "1" if watch else "0", db)
 
 
 def open_only_if_signed(folder: Path) -> None:

@@ -18,8 +18,9 @@ import pandas as pd
 
 from ..errors import PicsiftError
 from .imageset import ImageSet, by_hand
+from .options import Replayer
 from .scope import TEMPORARY
-from .steps import FromCollection, Recipe, Replayer
+from .steps import FromCollection, Recipe
 
 if TYPE_CHECKING:
     from ..core.catalog import Catalog

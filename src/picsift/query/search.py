@@ -30,8 +30,9 @@ from ..index.base import top_k
 from ..index.sync import wider_k
 from ..reading import read_regular_file
 from .imageset import ImageSet
+from .options import SearchOptions
 from .scope import Scope
-from .steps import ImageSearch, Recipe, SearchOptions, TextSearch
+from .steps import ImageSearch, Recipe, TextSearch
 
 if TYPE_CHECKING:
     from ..core.store import EmbeddingStore

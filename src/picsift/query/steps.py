@@ -9,14 +9,15 @@ library's queries, without remembering anything). Recipes saved by earlier versi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import PicsiftError
 from .filters import Filter, Score
 from .filters import from_dict as filter_from_dict
 from .filters import to_dict as filter_to_dict
+from .options import Replayer, SearchOptions
 
 if TYPE_CHECKING:
     from .imageset import ImageSet
@@ -24,44 +25,6 @@ if TYPE_CHECKING:
 COMBINE_OPERATORS = ("or", "and", "not")
 #: What ``within`` was when it was neither the library (None) nor a collection: not recorded.
 UNRECORDED = "ids"
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """The options ``search`` and ``similar`` share (see :meth:`picsift.Library.search`)."""
-
-    limit: int | None = 100
-    min_score: float | None = None
-    max_score: float | None = None
-    negative_text: str | tuple[str, ...] | None = None
-    negative_images: tuple[Any, ...] = ()
-    negative_weight: float = 0.5
-    combine: str = "mean"
-    distribution: bool = True
-
-    @classmethod
-    def of(cls, limit: int | None, min_score: float | None, max_score: float | None,
-           negative_text: str | Sequence[str] | None, negative_images: Sequence[Any] | None, negative_weight: float,
-           combine: str, distribution: bool) -> SearchOptions:
-        """The options as ``search`` and ``similar`` take them (sequences become tuples)."""
-        negative = negative_text if negative_text is None or isinstance(negative_text, str) else tuple(negative_text)
-        return cls(limit, min_score, max_score, negative, tuple(negative_images or ()), negative_weight, combine,
-                   distribution)
-
-
-class Replayer(Protocol):
-    """What replaying a step needs: the library's queries, none of which remembers its result."""
-
-    model: str
-
-    def search(self, text: list[str], options: SearchOptions, within: Any) -> ImageSet: ...
-    def similar(self, images: list[str], options: SearchOptions, within: Any) -> ImageSet: ...
-    def sample(self, n: int, *, method: str, clusters: int | None, seed: int, within: Any, exclude: Any,
-               exclude_labelled: bool) -> ImageSet: ...
-    def outliers(self, n: int, k: int, within: Any) -> ImageSet: ...
-    def near_duplicates(self, threshold: float, within: Any) -> ImageSet: ...
-    def collection(self, name: str) -> ImageSet: ...
-    def filter(self, *filters: Filter, within: Any) -> ImageSet: ...
 
 
 class Step:
@@ -108,7 +71,7 @@ def _within(within: str | None, what: str) -> str | None:
 class _Search(Step):
     """A search; ``filters``, ``score_range`` (``[low, high)``) and ``limit`` apply after it on replay."""
 
-    options: SearchOptions = SearchOptions()
+    options: SearchOptions = field(default_factory=SearchOptions)
     within: str | None = None
     model: str | None = None
     filters: tuple[Filter, ...] = ()
