@@ -12,6 +12,7 @@ from .index import available_backends, open_index
 from .library import Library, default_model
 from .query.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
 from .query.imageset import ImageSet
+from .query.scope import Scope
 from .service import Service, disable, enable
 from .widgets import app
 
@@ -27,6 +28,7 @@ __all__ = [
     "ObjectCount",
     "ObjectTag",
     "PicsiftError",
+    "Scope",
     "Score",
     "Service",
     "UpdateReport",

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
-from .connection import Database
+from .connection import TableGroup
 
 
 def _float_or_none(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-class CollectionTables:
+class CollectionTables(TableGroup):
     """Reading and writing collections (``Catalog.collections``)."""
-
-    def __init__(self, database: Database):
-        self._database = database
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._database.db
 
     def write(self, name: str, ids: list[str], scores: list[float | None] | None, recipe: dict[str, object]) -> None:
         """Create or replace a collection; ``ids`` in rank order (duplicates keep their first place)."""

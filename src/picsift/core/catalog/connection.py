@@ -97,3 +97,13 @@ class Database:
         marks = ",".join("?" * len(keys))
         return dict(self.db.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})", keys).fetchall())
 
+
+class TableGroup:
+    """Base of the catalog's table groups (``Catalog.files``, ``.labels``...): SQL over one connection."""
+
+    def __init__(self, database: Database):
+        self._database = database
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._database.db

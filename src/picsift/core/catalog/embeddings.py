@@ -6,19 +6,12 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from .connection import Database
+from .connection import TableGroup
 from .files import CHUNK
 
 
-class EmbeddingTables:
+class EmbeddingTables(TableGroup):
     """Rows of the embedding stores (``Catalog.embeddings``)."""
-
-    def __init__(self, database: Database):
-        self._database = database
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._database.db
 
     # -- models -----------------------------------------------------------------------------------
     def model_dim(self, identity: str) -> int | None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .connection import Database
+from .connection import TableGroup
 
 #: The meta key holding what the last scan could not look at (see :meth:`FileTable.scan_problems`).
 SCAN_PROBLEMS_KEY = "scan_problems"
@@ -28,15 +28,8 @@ class FileRow:
     error: str | None
 
 
-class FileTable:
+class FileTable(TableGroup):
     """Reading and writing the ``files`` table (``Catalog.file_table``)."""
-
-    def __init__(self, database: Database):
-        self._database = database
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._database.db
 
     def rows(self) -> dict[str, FileRow]:
         """Every row, by path."""

@@ -8,17 +8,14 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from .connection import Database
+from .connection import TableGroup
 
 #: ``(action, source, target, image_id, dataset)`` of one journalled action.
 PlannedAction = tuple[str, str, str | None, str, str | None]
 
 
-class Journal:
+class Journal(TableGroup):
     """The file-action journal (``Catalog.journal``)."""
-
-    def __init__(self, database: Database):
-        self._database = database
 
     def append(self, rows: list[PlannedAction]) -> int:
         """Journal actions in one transaction; returns the id of the first (the others follow in order)."""

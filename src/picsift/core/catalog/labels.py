@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .connection import Database
+from .connection import TableGroup
 from .embeddings import EmbeddingTables
 from .files import CHUNK
 
@@ -23,15 +23,8 @@ ANNOTATION_TABLES = ("image_tags", "objects", "job_items", "issues", "collection
 ObjectRow = tuple[int, str, str, str, list[list[float]], str | None, list[tuple[str, TagValue]]]
 
 
-class LabelTables:
+class LabelTables(TableGroup):
     """Reading and writing labels (``Catalog.labels``). Writes taking ``db`` join the caller's transaction."""
-
-    def __init__(self, database: Database):
-        self._database = database
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._database.db
 
     # -- datasets ---------------------------------------------------------------------------------
     def add_dataset(self, name: str, folder: str | None, source: dict[str, Any]) -> int:

@@ -7,12 +7,11 @@ reads a selection's query.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .connection import Database
+from .connection import TableGroup
 from .labels import TagValue
 
 #: An upper bound no object count reaches, for "at least ``min``".
@@ -82,15 +81,8 @@ _LIBRARY = ("SELECT image_id, NULL AS score, image_id AS ord FROM"
 _COLLECTION = "SELECT image_id, score, rank AS ord FROM collection_items WHERE collection=?"
 
 
-class Selections:
+class Selections(TableGroup):
     """Running selections (``Catalog.selections``)."""
-
-    def __init__(self, database: Database):
-        self._database = database
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._database.db
 
     def ids(self, selection: Selection) -> Iterator[str]:
         """The ids ``selection`` picks (as many as carry the label, whatever the scope), ignoring ``negated``."""

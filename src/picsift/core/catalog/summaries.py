@@ -3,12 +3,11 @@ a map is coloured by)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .connection import Database
+from .connection import TableGroup
 from .labels import TagValue
 
 
@@ -23,15 +22,8 @@ class ImageSummaries:
     open_issues: dict[str, int] = field(default_factory=dict)
 
 
-class Summaries:
+class Summaries(TableGroup):
     """Per-image summaries of labels (``Catalog.summaries``)."""
-
-    def __init__(self, database: Database):
-        self._database = database
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._database.db
 
     @contextmanager
     def _scope(self, ids: list[str]) -> Iterator[str]:

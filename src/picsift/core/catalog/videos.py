@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .connection import Database
+from .connection import TableGroup
 from .files import CHUNK
 
 #: A meta key set while frame files of forgotten frames may still be on disk.
@@ -95,15 +95,8 @@ def moments(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, floa
     return found
 
 
-class VideoTables:
+class VideoTables(TableGroup):
     """Reading videos and their frames (``Catalog.videos``); the update writes with the functions above."""
-
-    def __init__(self, database: Database):
-        self._database = database
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._database.db
 
     def has_frames(self) -> bool:
         """Whether any frame of a video is catalogued."""
