@@ -152,7 +152,7 @@ def picsift_update(
     workspace = Path(tempfile.mkdtemp(prefix="ws-", dir=workspace_parent))
     try:
         lib = Library(folder, workspace=workspace, model=embedder.spec.text, index="exact", batch_size=batch_size)
-        lib._embedder = embedder  # the already-loaded model: the same object the baselines use
+        lib._engine._embedder = embedder  # the already-loaded model: the same object the baselines use
         seconds, report = timed(lambda: lib.update(progress=False))
         lib.close()
         if report.skipped:

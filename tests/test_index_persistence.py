@@ -125,7 +125,7 @@ def test_the_state_file_is_replaced_whole_and_an_unreadable_one_reads_as_empty(t
 def test_an_empty_state_file_does_not_break_later_updates_or_searches(image_folder: Path, tiny_model: str) -> None:
     with picsift.Library(image_folder, model=tiny_model) as lib:
         lib.update(progress=False)
-        state_file = lib._model_folder() / "hnsw.state.json"
+        state_file = lib.store.folder / "hnsw.state.json"
         expected = lib.search("a red thing", limit=5, distribution=False).ids.tolist()
     state_file.write_text("")  # what a process killed while writing it in place left behind
     with picsift.Library(image_folder, model=tiny_model) as lib:
@@ -140,7 +140,7 @@ def test_an_unreadable_index_is_rebuilt_from_the_store_with_one_warning(
 ) -> None:
     with picsift.Library(image_folder, model=tiny_model) as lib:
         lib.update(progress=False)
-        folder = lib._model_folder() / "hnsw"
+        folder = lib.store.folder / "hnsw"
         expected = lib.search("a red thing", limit=10).ids.tolist()  # exact
     if damage == "empty index.bin":
         (folder / "index.bin").write_bytes(b"")

@@ -233,7 +233,7 @@ def test_a_crafted_local_qdrant_index_in_the_workspace_never_runs(
     with picsift.Library(image_folder, model=tiny_model, index="qdrant") as library:
         library.update(progress=False)
         ids = set(library.store.snapshot().ids.tolist())
-        storage = next((library._model_folder() / "qdrant").rglob("storage.sqlite"))
+        storage = next((library.store.folder / "qdrant").rglob("storage.sqlite"))
     with picsift.Library(image_folder) as library:  # a clean reopen uses the signed index as it is
         assert library.index.ids() == ids and not marker.exists()
     assert "rebuilding it" not in caplog.text

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
-import weakref
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
@@ -35,11 +33,12 @@ from .core.workspace import (
     update_workspace,
     workspace_status,
 )
+from .deprecated import moved_attribute
 from .embedding.openclip import Embedder
-from .embedding.spec import ModelSpec, parse_model_spec, slug
+from .embedding.spec import ModelSpec
 from .errors import PicsiftError, WorkspaceBusyError, workspace_space
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
-from .index.sync import IndexKeeper, open_keeper
+from .index.engine import ModelEngine
 from .labels.export import EXPORT_FORMATS, Export
 from .labels.metadata import JOB_STATUSES, Metadata
 from .query.collections import TEMPORARY, Collections, describe_recipe
@@ -99,19 +98,13 @@ class Library:
         device: str | None = None, batch_size: int | None = None, video_every: float | None = None,
     ):
         self.root, self.workspace, self.catalog = open_workspace(root, workspace)
-        self._model_text = model or self.catalog.get_meta("model")
         self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
         backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
-        self.index_options = index_options or {}
-        self._device, self._batch_size = device, batch_size
+        self._engine = ModelEngine(self.catalog, self.workspace, model or self.catalog.get_meta("model"),
+                                   self.index_name, index_options or {}, device, batch_size)
         self.video_every = float(video_every or self.catalog.get_meta("video_every") or DEFAULT_EVERY)
         if not self.video_every > 0:
             raise PicsiftError(f"video_every must be a positive number of seconds, got {video_every!r}")
-        self._spec: ModelSpec | None = None
-        self._embedder: Embedder | None = None
-        self._store: EmbeddingStore | None = None
-        self._index: VectorIndex | None = None
-        self._index_keeper: IndexKeeper | None = None
         self._lookups = ImageLookups(self.catalog)
         self._remembered: ImageSet | None = None
         self.collections = Collections(self.catalog, lambda images: images.bound(self.queries), lambda: self.queries)
@@ -132,7 +125,7 @@ class Library:
                 FileActions(self.catalog, self.root).recover()
 
     def __repr__(self) -> str:
-        return f"Library({str(self.root)!r}, model={self._model_text!r}, index={self.index_name!r})"
+        return f"Library({str(self.root)!r}, model={self._engine.model_text!r}, index={self.index_name!r})"
 
     def __enter__(self) -> Library:
         return self
@@ -141,49 +134,29 @@ class Library:
         self.close()
 
     def close(self) -> None:
-        if self._index_keeper is not None:
-            self._close_index()  # the finalizer: closes the index once, and no more at exit
-            self._index_keeper = None
-        self._index = None
+        self._engine.close()
         self.catalog.close()
 
     # -- model, store, index ----------------------------------------------------------------------
     @property
     def spec(self) -> ModelSpec:
-        if self._spec is None:
-            self._model_text = self._model_text or default_model()
-            self._spec = parse_model_spec(self._model_text)
-        return self._spec
+        """The parsed model spec (the workspace's model, else :func:`default_model`)."""
+        return self._engine.spec
 
     @property
     def embedder(self) -> Embedder:
         """The loaded model (loaded on first use)."""
-        if self._embedder is None:
-            self._embedder = Embedder(self.spec, device=self._device, batch_size=self._batch_size)
-        return self._embedder
+        return self._engine.embedder
 
     @property
     def store(self) -> EmbeddingStore:
-        if self._store is None:
-            identity = self.spec.identity()
-            dim = self.catalog.embeddings.model_dim(identity) or self.embedder.dim
-            self._store = EmbeddingStore(self.catalog, self._model_folder(), identity, self.spec.text, dim)
-        return self._store
-
-    def _model_folder(self) -> Path:
-        return self.workspace / "models" / slug(self.spec.identity())
+        """This model's embedding store (:class:`~picsift.core.store.EmbeddingStore`)."""
+        return self._engine.store
 
     @property
     def index(self) -> VectorIndex:
         """The vector index, brought in line with the embedding store (see :mod:`picsift.index.sync`)."""
-        if self._index_keeper is None:
-            self._index_keeper = open_keeper(self.index_name, self.store.dim, self._model_folder(),
-                                             slug(self.spec.identity()), self.index_options)
-            # A library nobody closes still closes its index at exit, while Python can still import: qdrant's
-            # local client otherwise closes itself during interpreter shutdown and prints an ImportError.
-            self._close_index = weakref.finalize(self, self._index_keeper.close)
-        self._index = self._index_keeper.sync(self.store)
-        return self._index
+        return self._engine.index
 
     # -- updating ---------------------------------------------------------------------------------
     def update(
@@ -219,9 +192,9 @@ class Library:
                 self.catalog, self.root, self.workspace, lambda: self.spec, lambda: self.store, lambda: self.embedder,
                 announce, reembed=reembed, index_name=self.index_name, video_every=self.video_every,
                 progress=progress, on_progress=on_progress, ray=ray, ray_send_files=ray_send_files,
-                batch_size=self._batch_size)
+                batch_size=self._engine.batch_size)
             self._lookups.forget()
-            if self._index is not None or len(self.store):
+            if self._engine.index_opened or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
             return report
 
@@ -389,14 +362,7 @@ class Library:
         return self._export.export(images, out, format)
 
     def __getattr__(self, name: str) -> Any:
-        moved = _MOVED.get(name)
-        if moved is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        service, attribute = moved
-        warnings.warn(f"Library.{name} is now Library.{service}{'.' + attribute if attribute else ''}",
-                      DeprecationWarning, stacklevel=2)
-        found = getattr(self, service)
-        return getattr(found, attribute) if attribute else found
+        return moved_attribute(self, name)  # a name that moved to a service, for one release
 
     # -- maps, and what front ends (the widgets) read --------------------------------------------
     @property
@@ -441,23 +407,10 @@ class Library:
     def status(self) -> dict[str, Any]:
         """Counts and settings, JSON-ready (``ready``, ``searchable``, ``pending``, ``updating``, ``progress``...:
         see :func:`picsift.core.workspace.workspace_status`). Does not load the model."""
-        return workspace_status(self.catalog, self.workspace, self.root, self._model_text, lambda: self.spec,
+        return workspace_status(self.catalog, self.workspace, self.root, self._engine.model_text, lambda: self.spec,
                                 self.index_name, self.collections.names())
 
     def _pending(self, embedded: int) -> int:
         """Images not embedded yet with this model: in the catalog, or still to be read by a running update."""
         catalogued = self._lookups.image_count(self.store.version)
         return max(0, catalogued - embedded, remaining(running_update(self.workspace)))
-
-
-#: Methods that moved to a service, for one release: old name -> (service, new name).
-_MOVED: dict[str, tuple[str, str]] = {
-    "metadata": ("labels", ""),
-    "collection_recipe": ("collections", "recipe"), "save_collection": ("collections", "save"),
-    "write_collection": ("collections", "write"), "add_to_collection": ("collections", "add"),
-    "remove_from_collection": ("collections", "remove"), "rename_collection": ("collections", "rename"),
-    "delete_collection": ("collections", "delete"), "collection_names": ("collections", "names"),
-    "combine_collections": ("collections", "combine"), "rerun_collection": ("collections", "rerun"),
-    "copy_images": ("files", "copy"), "move_images": ("files", "move"), "delete_images": ("files", "delete"),
-    "frames": ("videos", "frames"), "video_moment": ("videos", "moment"),
-}
