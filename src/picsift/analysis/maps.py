@@ -101,7 +101,7 @@ class Maps:
                  seed: int = 0) -> np.ndarray | None:
         """The k-means cluster (int32) of each image: every embedded image in store order, or ``ids``.
 
-        k-means (:func:`~picsift.analysis.sampling.cluster`, ``k`` clusters, default ``sqrt(n / 2)`` of the
+        k-means (:func:`~picsift.analysis.clustering.cluster`, ``k`` clusters, default ``sqrt(n / 2)`` of the
         fitted sample) is fitted on a seeded sample of at most :data:`CLUSTER_FIT_ROWS` images; every image
         is then given its nearest centre (largest dot product). None for fewer than 2 images.
         """

@@ -122,7 +122,7 @@ class ImageSet:
     def df(self) -> pd.DataFrame:
         """One row per image, in order: ``rank``, ``id``, ``path`` (None when unknown), ``score`` (NaN without
         a query), then :attr:`columns` and, in a library holding videos, ``video`` and ``t`` (see
-        :meth:`picsift.Library.video_moment`)."""
+        :meth:`picsift.core.video.Videos.moment`)."""
         ids = self.ids.tolist()
         paths = self._owner.paths(ids) if self._owner is not None and ids else {}
         df = pd.DataFrame({
