@@ -220,9 +220,9 @@ def test_moment_url() -> None:
 # The child SIGKILLs itself right after the nth call of one function, mid-way through sampling a video.
 CHILD = KILL_AFTER + """
 import sys
-import picsift, picsift.core.store, picsift.core.update, picsift.core.video, picsift.core.video_update
+import picsift, picsift.core.catalog.videos, picsift.core.store, picsift.core.video_update
 folder, spec, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-owners = {"commit_rows": picsift.core.store.EmbeddingStore, "write_video": picsift.core.video,
+owners = {"commit_rows": picsift.core.store.EmbeddingStore, "write_video": picsift.core.catalog.videos,
           "delete_frame_files": picsift.core.video_update.VideoPass}
 kill_after(owners[point], point, nth)
 picsift.Library(folder, model=spec, batch_size=4).update(progress=False)

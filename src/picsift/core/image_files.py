@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from ..embedding.decode import ImageDecodeError, decode_image
 from ..reading import UnreadableFileError, read_regular_file
 from .catalog import FileRow, FileState, content_id
-from .video import VideoLink
+from .catalog.videos import VideoLink
 
 T = TypeVar("T")
 

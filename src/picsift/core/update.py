@@ -19,12 +19,13 @@ import numpy as np
 
 from ..embedding.openclip import Embedder
 from ..errors import PicsiftError
-from . import video
 from .catalog import Catalog, FileRow, FileState, ScanResult, scan
+from .catalog import videos as video_rows
+from .catalog.videos import VideoLink
 from .image_files import PendingImage, ordered_map, prepare_image, read_image_file
 from .report import UpdateReport
 from .store import EmbeddingStore
-from .video import DEFAULT_EVERY, VideoLink
+from .video import DEFAULT_EVERY
 from .video_update import VideoPass
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def run_update(
     report.skipped.extend(found.problems)
     if "." in found.unreadable:
         raise PicsiftError(f"cannot read the image folder {root} ({found.unreadable['.']}); nothing was changed")
-    videos_known, video_links = video.known_videos(catalog.db), video.links(catalog.db)
+    videos_known, video_links = video_rows.known_videos(catalog.db), video_rows.links(catalog.db)
     # Frame JPEGs and unreadable videos have files rows too, but the video pass below looks after them.
     owned = {k.frame_path for k in video_links} | set(videos_known)
     known = {p: r for p, r in catalog.files().items() if p not in owned}
@@ -111,7 +112,7 @@ def run_update(
             if vectors_rows is not None:
                 store.commit_rows(db, ids, vectors_rows)  # type: ignore[arg-type]
             Catalog.upsert_files(db, rows_needed + pending_rows)
-            video.write_links(db, pending_links + [b.link for b in batch if b.link])
+            video_rows.write_links(db, pending_links + [b.link for b in batch if b.link])
         embedded.update(i for i in ids if i)
         report.embedded += len(batch)
         batch.clear()

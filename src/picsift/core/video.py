@@ -34,18 +34,6 @@ from ..errors import PicsiftError
 from ..reading import open_regular_file, read_regular_file
 from ..terminal import printable
 from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
-from .catalog.videos import (  # noqa: F401  (the update writes video rows through these)
-    SWEEP_KEY,
-    VideoLink,
-    VideoRow,
-    delete_video,
-    forget,
-    known_videos,
-    links,
-    moments,
-    write_links,
-    write_video,
-)
 
 if TYPE_CHECKING:
     from .catalog import Catalog

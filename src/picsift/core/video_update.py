@@ -14,9 +14,11 @@ from typing import Any
 
 from . import video
 from .catalog import Catalog, FileRow, FileState, ScanResult, content_id
+from .catalog import videos as video_rows
+from .catalog.videos import VideoLink, VideoRow
 from .image_files import PendingImage, ordered_map
 from .report import UpdateReport
-from .video import SampledFrame, VideoDecodeError, VideoLink, VideoRow
+from .video import SampledFrame, VideoDecodeError
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +133,10 @@ class VideoPass:
 
     def _finish(self, row: VideoRow, new: list[VideoLink]) -> None:
         with self.catalog.transaction() as db:
-            video.write_links(db, new)
-            video.write_video(db, row)
+            video_rows.write_links(db, new)
+            video_rows.write_video(db, row)
             Catalog.delete_files(db, [row.path])  # the error row of an earlier, unreadable version
-            orphans = video.forget(db, row.path, keep={k.frame_path for k in new})
+            orphans = video_rows.forget(db, row.path, keep={k.frame_path for k in new})
         self.delete_frame_files(orphans)
         self.known[row.path], self.by_video[row.path] = row, new
 
@@ -142,8 +144,8 @@ class VideoPass:
         assert row.error is not None
         self.report.skipped.append((row.path, row.error))
         with self.catalog.transaction() as db:
-            video.write_video(db, row)
-            orphans = video.forget(db, row.path)
+            video_rows.write_video(db, row)
+            orphans = video_rows.forget(db, row.path)
             Catalog.upsert_files(db, [FileRow(row.path, row.size, row.mtime_ns, None, None, None, row.error)])
         self.delete_frame_files(orphans)
         self.known[row.path], self.by_video[row.path] = row, []
@@ -152,15 +154,15 @@ class VideoPass:
         """Forget the removed videos inside ``db``'s transaction; returns the frame files to delete after it."""
         orphans: list[str] = []
         for path in self.removed:
-            orphans += video.forget(db, path)
-            video.delete_video(db, path)
+            orphans += video_rows.forget(db, path)
+            video_rows.delete_video(db, path)
         Catalog.delete_files(db, self.removed)
         return orphans
 
     def tidy(self, orphans: list[str]) -> None:
         """Delete the frame files of forgotten frames and, when videos changed, any a killed update left."""
         self.delete_frame_files(orphans)
-        if not (self.sampled or self.removed or self.catalog.get_meta(video.SWEEP_KEY)):
+        if not (self.sampled or self.removed or self.catalog.get_meta(video_rows.SWEEP_KEY)):
             return
         linked = {str(self.root / p) for p in self.catalog.videos.frame_paths()}
         self.frames.sweep(linked)
