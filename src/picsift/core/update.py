@@ -51,9 +51,10 @@ class RemoteStopped(PicsiftError):
     def __str__(self) -> str:
         if self.committed is None:
             return self.reason
-        images = f"{self.committed} image{'' if self.committed == 1 else 's'}"
-        return (f"{self.reason}; {images} embedded in this run are committed and kept: run the same update again to "
-                "resume (images committed already are skipped)")
+        images = "1 image embedded in this run is" if self.committed == 1 else \
+            f"{self.committed} images embedded in this run are"
+        return (f"{self.reason}; {images} committed and kept: run the same update again to resume (images committed "
+                "already are skipped)")
 
 
 def run_update(
