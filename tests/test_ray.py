@@ -180,6 +180,9 @@ def start_cluster(*, hide_a_folder: bool, slow_embed_s: float = 0) -> Iterator[C
     address = f"127.0.0.1:{port}"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
                RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1",
+               # a ~/.ray/auth_token (any ray.init() that starts a cluster writes one) would turn on token auth
+               # for `ray start` but not for `ray status`, and the nodes would never be seen to come up
+               RAY_AUTH_MODE="disabled",
                # a driver starts the pipeline once every actor is ready, so both nodes get batches to embed
                RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S="120")
     (temp / "hook").mkdir()
