@@ -24,7 +24,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -255,7 +255,7 @@ class _GcsWatch:
                                    f"not answered for {now - self._failing_since:.0f} s (the head node is down or "
                                    "cannot be reached)")
 
-    def follow(self, batches: Iterator[Any]) -> Iterator[Any]:
+    def follow(self, batches: Iterable[Any]) -> Generator[Any, None, None]:
         """``batches``, taken from Ray on a thread that a lost cluster leaves blocked until ``ray.shutdown()``."""
         handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
         stop = threading.Event()
