@@ -1,5 +1,5 @@
 """Embedding on a real two-node Ray cluster (issue 13): same vectors as a local update, crash-safe driver,
-a killed worker survived, bad files skipped.
+a killed worker survived, bad files skipped, a lost head node reported with everything committed kept.
 
 The fixture starts ``ray start --head`` and a second node on this machine, each with its own temp dir and
 its own process group, and kills exactly those processes (and their children) at the end, even on failure:
@@ -55,14 +55,45 @@ DRIVER = KILL_AFTER + textwrap.dedent(
     """
 )
 
+# A CLI process whose first commit SIGKILLs a Ray head node's processes (argv[1]: the head's process group), the
+# way kill_after hooks in; the rest of argv is the command line.
+HEAD_KILLER = textwrap.dedent(
+    """
+    import contextlib, os, signal, sys
+    import psutil
+    import picsift.core.store
+    from picsift.cli import main
+    head = int(sys.argv[1])
+    real = picsift.core.store.EmbeddingStore.commit_rows
+    calls = [0]
 
-# On the second node only: while the file $PICSIFT_TEST_KILL_MARK exists, the first embedding actor call to
-# find it deletes it and SIGKILLs its own process after computing its batch (before returning it to Ray).
+    def commit_rows(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == 1:  # only the fixture's head node: its process group and whatever it started
+            root = psutil.Process(head)
+            procs = [root, *root.children(recursive=True)]
+            os.killpg(head, signal.SIGKILL)
+            for proc in procs:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+        return result
+
+    picsift.core.store.EmbeddingStore.commit_rows = commit_rows
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+
+# On the nodes that have it: while the file $PICSIFT_TEST_KILL_MARK exists, the first embedding actor call to
+# find it deletes it and SIGKILLs its own process after computing its batch (before returning it to Ray); with
+# $PICSIFT_TEST_SLOW_EMBED_S, every embedding actor call first sleeps that long.
 WORKER_HOOK = textwrap.dedent(
     """
-    import importlib.abc, importlib.machinery, os, signal, sys
+    import importlib.abc, importlib.machinery, os, signal, sys, time
 
-    MARK = os.environ["PICSIFT_TEST_KILL_MARK"]
+    MARK = os.environ.get("PICSIFT_TEST_KILL_MARK", "")
+    SLOW = float(os.environ.get("PICSIFT_TEST_SLOW_EMBED_S", "0"))
 
 
     class KillHook(importlib.abc.MetaPathFinder):
@@ -78,6 +109,7 @@ WORKER_HOOK = textwrap.dedent(
                 real_call = module._EmbedActor.__call__
 
                 def call(actor, batch):
+                    time.sleep(SLOW)
                     result = real_call(actor, batch)
                     try:
                         os.unlink(MARK)
@@ -102,6 +134,7 @@ class Cluster:
     env: dict[str, str]
     kill_mark: Path  # see WORKER_HOOK
     hidden: Path | None  # a folder the second node sees empty (a tmpfs over it in its mount namespace)
+    head: int  # the head node's process group: its `ray start --block` process, the GCS, raylet and workers
 
 
 def can_mount_a_tmpfs() -> bool:
@@ -135,25 +168,33 @@ def _stop(node: subprocess.Popen[bytes]) -> None:
     psutil.wait_procs(procs, timeout=15)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """A real two-node Ray cluster on loopback, one CPU per node."""
+@contextlib.contextmanager
+def start_cluster(*, hide_a_folder: bool, slow_embed_s: float = 0) -> Iterator[Cluster]:
+    """A real two-node Ray cluster on loopback, one CPU per node, stopped (only its own processes) at the end.
+
+    ``hide_a_folder``: the second node runs in a mount namespace of its own, see :attr:`Cluster.hidden`;
+    ``slow_embed_s``: each embedding actor call on either node first sleeps that long (see WORKER_HOOK).
+    """
     temp = Path(tempfile.mkdtemp(prefix="psr", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
     address = f"127.0.0.1:{port}"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
                RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1",
+               # a ~/.ray/auth_token (any ray.init() that starts a cluster writes one) would turn on token auth
+               # for `ray start` but not for `ray status`, and the nodes would never be seen to come up
+               RAY_AUTH_MODE="disabled",
                # a driver starts the pipeline once every actor is ready, so both nodes get batches to embed
                RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S="120")
     (temp / "hook").mkdir()
     (temp / "hook" / "sitecustomize.py").write_text(WORKER_HOOK)
-    second = dict(env, PYTHONPATH=os.pathsep.join([str(temp / "hook"), env["PYTHONPATH"]]),
-                  PICSIFT_TEST_KILL_MARK=str(temp / "kill-mark"))
+    hooked = dict(env, PYTHONPATH=os.pathsep.join([str(temp / "hook"), env["PYTHONPATH"]]))
+    head = dict(hooked, PICSIFT_TEST_SLOW_EMBED_S=str(slow_embed_s)) if slow_embed_s else env
+    second = dict(hooked, PICSIFT_TEST_KILL_MARK=str(temp / "kill-mark"), PICSIFT_TEST_SLOW_EMBED_S=str(slow_embed_s))
     common = ["--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
-    hidden = temp / "hidden" if shutil.which("unshare") and can_mount_a_tmpfs() else None
+    hidden = temp / "hidden" if hide_a_folder and shutil.which("unshare") and can_mount_a_tmpfs() else None
     nodes: list[subprocess.Popen[bytes]] = []
     try:
-        for i, (where, node_env) in enumerate([(["--head", f"--port={port}", "--include-dashboard=false"], env),
+        for i, (where, node_env) in enumerate([(["--head", f"--port={port}", "--include-dashboard=false"], head),
                                                ([f"--address={address}"], second)]):
             log = temp / f"node{i}.log"
             command = [str(RAY), "start", *where, *common, f"--temp-dir={temp / f'n{i}'}"]
@@ -170,11 +211,18 @@ def cluster() -> Iterator[Cluster]:
                 assert nodes[i].poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, f"Ray node {i} did not come up in 180 s"
                 time.sleep(0.5)
-        yield Cluster(address, env, temp / "kill-mark", hidden)
+        yield Cluster(address, env, temp / "kill-mark", hidden, nodes[0].pid)
     finally:
         for node in reversed(nodes):
             _stop(node)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A real two-node Ray cluster on loopback, one CPU per node (its second node can be made to hide a folder)."""
+    with start_cluster(hide_a_folder=True) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +343,44 @@ def test_a_killed_worker_is_retried_by_ray(
         cluster.kill_mark.unlink(missing_ok=True)
     assert report["embedded"] == len(reference)
     assert_same_as_local(source, tmp_path / "ws", tiny_model, reference)
+
+
+def test_a_lost_head_node_ends_the_update_with_a_clear_error_and_keeps_every_commit(
+    source: Path, tiny_model: str, reference: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    # A cluster of its own (this one loses its head); slow actors, so the head goes while most batches are to do.
+    with start_cluster(hide_a_folder=False, slow_embed_s=3) as doomed:
+        lost = subprocess.run([sys.executable, "-c", HEAD_KILLER, str(doomed.head), "update", str(source),
+                               "--workspace", str(workspace), "--model", tiny_model, "--batch-size", "4", "--ray",
+                               doomed.address], capture_output=True, text=True, env=doomed.env, timeout=180)
+    # One line from picsift (not Ray's "Failed to connect to GCS" a minute later), exit status 1, no traceback.
+    assert lost.returncode == 1, lost.stderr[-3000:]
+    errors = [line for line in lost.stderr.splitlines() if line.startswith("picsift: error:")]
+    assert len(errors) == 1 and "Traceback" not in lost.stderr, lost.stderr[-3000:]
+    assert "Failed to connect to GCS" not in lost.stderr
+    with sqlite3.connect(workspace / "catalog.sqlite") as db:
+        committed = db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    assert 0 < committed < len(reference)  # it really was cut off half way
+    message = errors[0]
+    assert f"lost the Ray cluster at {doomed.address!r}" in message
+    assert f"{committed} images embedded in this run are committed and kept" in message
+    assert "run the same update again to resume (images committed already are skipped)" in message
+
+    with picsift.Library(source, workspace=workspace, model=tiny_model, batch_size=8) as lib:
+        assert lib.status()["interrupted"]
+        pairs = lib.catalog.db.execute("SELECT image_id, row FROM embeddings WHERE model=?",
+                                       (lib.spec.identity(),)).fetchall()
+        ids = {i for i, _ in pairs}
+        assert len(pairs) == len(ids) == len({r for _, r in pairs}) == committed  # no duplicates
+        snapshot = lib.store.snapshot()
+        vectors = dict(zip(snapshot.ids.tolist(), snapshot.vectors(), strict=True))
+        assert set(vectors) == ids <= set(reference)
+        assert min(float(np.dot(vectors[i], reference[i])) for i in ids) >= 0.9999
+        # A file's row is committed together with its embedding, never without it.
+        assert {row.image_id for row in lib.catalog.files().values() if row.image_id} == ids
+        # A local update finishes the job: it embeds only what the cluster did not.
+        report = lib.update(progress=False)
+        assert report.embedded == len(reference) - committed
+        assert not lib.status()["interrupted"]
+    assert_same_as_local(source, workspace, tiny_model, reference)

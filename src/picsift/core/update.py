@@ -36,6 +36,27 @@ RemoteEmbed = Callable[[list[str], set[str]], Iterable[Any]]
 T = TypeVar("T")
 
 
+class RemoteStopped(PicsiftError):
+    """A :data:`RemoteEmbed` that cannot go on (e.g. its cluster is gone) raises this while it yields.
+
+    :func:`run_update` then commits every result it had received and raises it again with :attr:`committed` set,
+    so that the message says how much of the work this run kept and how to finish it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.committed: int | None = None  # images this run embedded and committed, once known
+
+    def __str__(self) -> str:
+        if self.committed is None:
+            return self.reason
+        images = "1 image embedded in this run is" if self.committed == 1 else \
+            f"{self.committed} images embedded in this run are"
+        return (f"{self.reason}; {images} committed and kept: run the same update again to resume (images committed "
+                "already are skipped)")
+
+
 def run_update(
     catalog: Catalog,
     store: EmbeddingStore,
@@ -147,11 +168,17 @@ def run_update(
     with ThreadPoolExecutor(workers, thread_name_prefix="picsift-read") as pool:
         items = (map(_from_remote, remote(todo, set(embedded))) if remote and todo
                  else ordered_map(pool, read, todo, window=max(8, 2 * embedder.batch_size)))
-        for done, item in enumerate(items, 1):
-            take(item)
-            bar.update(1)
-            if on_progress:
-                on_progress(done, len(todo))
+        try:
+            for done, item in enumerate(items, 1):
+                take(item)
+                bar.update(1)
+                if on_progress:
+                    on_progress(done, len(todo))
+        except RemoteStopped as stopped:  # what came back before is embedded already: keep it
+            flush()
+            bar.close()
+            stopped.committed = report.embedded
+            raise
         flush()
         bar.close()
         videos = VideoPass(catalog, root, frames_dir or catalog.path.parent / "frames", video_every, videos_known,
