@@ -11,8 +11,8 @@ skips contents already embedded, decodes and preprocesses on a few threads, and 
 cannot be read or decoded comes back with its reason, like in a local update.
 
 A lost cluster (its head node gone, or the way to it) ends the update with :class:`ClusterLostError` once
-its control store (GCS) has not answered for :data:`CLUSTER_LOST_AFTER_S`; everything that came back before is
-committed. Without this watch Ray would end the driver process itself, 60 s later (see :class:`_GcsWatch`).
+its control store (GCS) has not answered for :data:`.ray_watch.CLUSTER_LOST_AFTER_S`; everything that came back before is
+committed. Without this watch Ray would end the driver process itself, 60 s later (see :class:`.ray_watch.GcsWatch`).
 
 Install Ray on every node together with picsift: ``pip install "picsift[ray]"``.
 """
@@ -20,13 +20,9 @@ Install Ray on every node together with picsift: ``pip install "picsift[ray]"``.
 from __future__ import annotations
 
 import logging
-import queue
-import socket
-import threading
-import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +31,7 @@ import numpy as np
 
 from ..errors import PicsiftError
 from .image_files import prepare_image, read_image_file
+from .ray_watch import ClusterLostError, GcsWatch
 from .update import RemoteStopped
 
 log = logging.getLogger(__name__)
@@ -43,24 +40,8 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 #: Files read and sent per task on the driver's node when the workers cannot see the image folder.
 SEND_BATCH = 64
-#: Seconds the cluster's control store (GCS, on the head node) may stay unreachable before the update gives up on
-#: the cluster. A network hiccup or a GCS restart (with GCS fault tolerance) lasts a few seconds and is ridden
-#: out; it must stay well below Ray's own limit (``gcs_rpc_server_reconnect_timeout_s``, 60 s by default), after
-#: which Ray ends the whole driver process (see :class:`_GcsWatch`; so do not lower that one below ~2x this).
-CLUSTER_LOST_AFTER_S = 10.0
-#: How often the driver checks that the control store still answers (a TCP connection to it, with this timeout).
-_PROBE_EVERY_S = 1.0
 _DECODE_THREADS = 4
 _NONE = -1  # integer columns: no value (Arrow columns stay plain int64)
-
-
-class ClusterLostError(RemoteStopped):
-    """The Ray cluster went away during an update: its head node, or the way from this process to it.
-
-    This process is disconnected from Ray by then. Ray may still end it about a minute after the loss (a Ray Data
-    thread can stay blocked on the lost control store, and Ray ends a process in that state; see :class:`_GcsWatch`);
-    everything committed stays committed either way.
-    """
 
 
 @dataclass
@@ -188,7 +169,7 @@ def embed_on_ray(
                                "device": "cuda" if gpus else "cpu", "batch_size": batch_size})
     log.info("embedding %d files on Ray (%d model actors on %s%s)", len(paths), count, "GPUs" if gpus else "CPUs",
              ", a decode stage on the other CPUs" if decode_stage else "")
-    watch = _GcsWatch(address, ray.get_runtime_context().gcs_address)
+    watch = GcsWatch(address, ray.get_runtime_context().gcs_address, on_lost=disconnect)
     results = watch.follow(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1))
     try:
         with _quiet(("ray.data", logging.WARNING), ("ray.data._internal.progress", logging.ERROR)), closing(results):
@@ -207,90 +188,6 @@ def embed_on_ray(
             disconnect()
             raise ClusterLostError(f"lost the Ray cluster at {address!r} ({failure})") from e
         raise RemoteStopped(f"the Ray cluster at {address!r} failed during the update ({failure})") from e
-
-
-class _GcsWatch:
-    """Whether the cluster's control store (GCS) still answers, judged as Ray does: can it be connected to.
-
-    Ray does not tell Python that the GCS is gone. Its GCS client retries while its gRPC channel cannot connect
-    and, after ``gcs_rpc_server_reconnect_timeout_s`` (60 s by default), logs "Failed to connect to GCS within 60
-    seconds" and calls ``std::_Exit(EXIT_FAILURE)`` (``src/ray/gcs_rpc_client/rpc_client.h``, the
-    ``server_unavailable_timeout_callback`` of ``GcsRpcClient``): no exception, no ``finally``, the process is gone,
-    while calls waiting on the cluster wait until then. So the driver takes Ray's results on a thread of its own,
-    checks the GCS while it waits, and disconnects well before then: ``ray.shutdown()`` ends the countdown of the
-    driver's own GCS client, not that of a GCS call a Ray Data thread may be blocked in (:class:`ClusterLostError`).
-    """
-
-    def __init__(self, cluster: str, address: str) -> None:
-        self.cluster, self.address = cluster, address
-        host, _, port = address.rpartition(":")
-        self._host, self._port = host.strip("[]"), int(port)
-        self._failing_since: float | None = None
-        self._checked = 0.0
-        self.enabled = self.reachable()  # else not from here (a Ray Client's cluster): Ray Client reports a loss
-
-    def reachable(self) -> bool:
-        """One attempt to connect to the control store."""
-        try:
-            socket.create_connection((self._host, self._port), timeout=_PROBE_EVERY_S).close()
-        except OSError:
-            return False
-        return True
-
-    def check(self) -> None:
-        """Disconnect and raise :class:`ClusterLostError` once the control store has not answered for a while."""
-        now = time.monotonic()
-        if not self.enabled or now - self._checked < _PROBE_EVERY_S:
-            return
-        self._checked = now
-        if self.reachable():
-            self._failing_since = None
-        elif self._failing_since is None:
-            self._failing_since = now
-            log.warning("the Ray cluster's control store at %s does not answer; waiting %g s for it", self.address,
-                        CLUSTER_LOST_AFTER_S)
-        elif now - self._failing_since >= CLUSTER_LOST_AFTER_S:
-            disconnect()  # now: Ray's own countdown would end this process
-            raise ClusterLostError(f"lost the Ray cluster at {self.cluster!r}: its control store at {self.address} has "
-                                   f"not answered for {now - self._failing_since:.0f} s (the head node is down or "
-                                   "cannot be reached)")
-
-    def follow(self, batches: Iterable[Any]) -> Generator[Any, None, None]:
-        """``batches``, taken from Ray on a thread that a lost cluster leaves blocked until ``ray.shutdown()``."""
-        handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-        stop = threading.Event()
-
-        def hand(kind: str, value: Any = None) -> bool:
-            while not stop.is_set():
-                with suppress(queue.Full):
-                    handoff.put((kind, value), timeout=_PROBE_EVERY_S)
-                    return True
-            return False
-
-        def pump() -> None:
-            try:
-                if all(hand("batch", batch) for batch in batches):
-                    hand("end")
-            except BaseException as e:  # handed to the consumer, which raises it
-                hand("error", e)
-            if stop.is_set():  # the consumer stopped early: so does Ray Data's executor
-                getattr(batches, "close", lambda: None)()
-
-        threading.Thread(target=pump, name="picsift-ray-results", daemon=True).start()
-        try:
-            while True:
-                self.check()
-                try:
-                    kind, value = handoff.get(timeout=_PROBE_EVERY_S)
-                except queue.Empty:
-                    continue
-                if kind == "end":
-                    return
-                if kind == "error":
-                    raise value
-                yield value
-        finally:
-            stop.set()
 
 
 @contextmanager
