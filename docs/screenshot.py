@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     stamps = fetch_tuxpaint()
     with picsift.Library(stamps, model="picsift-offline") as library:
-        library.update()
+        library.update(reembed=True)  # the demo cache: a new offline model version embeds it again
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_notebook(root / "app.ipynb", [

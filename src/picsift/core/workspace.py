@@ -162,8 +162,12 @@ def check_model(catalog: Catalog, spec: ModelSpec, estimate: Callable[[list[str]
     if not again:  # back to a model whose embeddings are all there: only new images get embedded
         return
     if reembed:
-        log.warning("model changed from %s to %s: embedding %d images again (the embeddings of %s are kept)",
-                    previous_spec, spec.text, len(again), previous_spec)
+        if previous_spec == spec.text:
+            log.warning("new weights of %s: embedding %d images again (the earlier embeddings are kept)",
+                        spec.text, len(again))
+        else:
+            log.warning("model changed from %s to %s: embedding %d images again (the embeddings of %s are kept)",
+                        previous_spec, spec.text, len(again), previous_spec)
         return
     if previous_spec == spec.text:  # the same name, new weights (e.g. a new picsift-offline)
         raise ModelMismatchError(
