@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +244,19 @@ def filtered(edge: object, snapshot: StoreSnapshot, ids: list[str], data: np.nda
     log(table(rows, ["in scope", "how", "median ms", "recall@100", "vs exact"]))
 
 
+@contextmanager
+def numpy_top() -> Iterator[None]:
+    """The search's top-k picked by numpy's argpartition, as before torch's top-k took over large scopes."""
+    from picsift.query import search
+
+    fast = search._top
+    search._top = lambda scores, limit: np.argpartition(-scores, limit - 1)[:limit]
+    try:
+        yield
+    finally:
+        search._top = fast
+
+
 # -- one size -------------------------------------------------------------------------------------
 def run_size(n: int, args: argparse.Namespace) -> dict:
     log(f"\n== N = {n:,} vectors, {DIM}-d, {args.clusters} clusters ==")
@@ -262,7 +277,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         qs = queries["text-like"][: min(20, args.queries)]
         score_scope(snap32, None, qs[:1])
         score_scope(snap16, None, qs[:1])
-        t32, t16 = [], []
+        t32, t16, t16_np = [], [], []
         for q in qs:
             t, sc = timed(lambda q=q: score_scope(snap32, None, q[None, :]))
             t32.append(t + timed(lambda sc=sc: np.histogram(sc, bins=50))[0])
@@ -272,12 +287,20 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
                 return exact_top(snap16, None, scores, K, None, None, q[None, :], None, "mean", 0.5)
             t, sc = timed(compact)
             t16.append(t + timed(lambda sc=sc: np.histogram(sc, bins=50))[0])
+            with numpy_top():  # the same, picking the top K with numpy's argpartition (before 2026-11-30)
+                t, sc = timed(compact)
+            t16_np.append(t + timed(lambda sc=sc: np.histogram(sc, bins=50))[0])
         s["dist32_ms"], s["dist16_ms"] = 1000 * median(t32), 1000 * median(t16)
+        s["dist16_numpy_top_ms"] = 1000 * median(t16_np)
         log("\nfull score distribution (every image's score + 50-bin histogram), median of "
             f"{len(qs)} text-like queries, interleaved:")
         log(table([["float32 store: score_scope", s["dist32_ms"], "1.00x"],
+                   ["float16 store: score_scope + exact_top(100), top-k by numpy", s["dist16_numpy_top_ms"],
+                    f"{s['dist16_numpy_top_ms'] / s['dist32_ms']:.2f}x"],
                    ["float16 store: score_scope + exact_top(100)", s["dist16_ms"],
                     f"{s['dist16_ms'] / s['dist32_ms']:.2f}x"]], ["layout", "median ms", "vs float32"]))
+        if args.only_distribution:
+            return s
 
         # -- index builds ---------------------------------------------------------------------------
         m = min(n, args.hnsw_max)
@@ -374,6 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="temporary workspaces go here (default: system temp)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
+    parser.add_argument("--only-distribution", action="store_true", help="stop after the full-distribution part")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.queries, args.clusters = "20000", 20, 100

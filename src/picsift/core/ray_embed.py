@@ -11,8 +11,9 @@ skips contents already embedded, decodes and preprocesses on a few threads, and 
 cannot be read or decoded comes back with its reason, like in a local update.
 
 A lost cluster (its head node gone, or the way to it) ends the update with :class:`ClusterLostError` once
-its control store (GCS) has not answered for :data:`.ray_watch.CLUSTER_LOST_AFTER_S`; everything that came back before is
-committed. Without this watch Ray would end the driver process itself, 60 s later (see :class:`.ray_watch.GcsWatch`).
+its control store (GCS) has not answered for :data:`.ray_watch.CLUSTER_LOST_AFTER_S`; everything that came
+back before is committed. Without this watch Ray would end the driver process itself, 60 s later (see
+:class:`.ray_watch.GcsWatch`).
 
 Install Ray on every node together with picsift: ``pip install "picsift[ray]"``.
 """

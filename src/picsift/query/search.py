@@ -123,8 +123,24 @@ def exact_top(
     return refined
 
 
+def _top(scores: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of ``limit`` highest scores, in no order (ties at the edge: any of them)."""
+    if len(scores) < 65_536:
+        return np.argpartition(-scores, limit - 1)[:limit]
+    import torch  # its top-k is 8x numpy's argpartition on a million scores (1.7 vs 14 ms)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a read-only array: torch only reads it
+        values = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
+    return values.topk(limit, sorted=False).indices.numpy()
+
+
 def select(scores: np.ndarray, limit: int | None, min_score: float | None, max_score: float | None) -> np.ndarray:
     """Positions of the images that pass the thresholds (both inclusive), best first, at most ``limit``."""
+    if min_score is None and max_score is None:  # every image: no mask to build
+        candidates = np.arange(len(scores)) if limit is None or limit >= len(scores) else _top(scores, limit)
+        order = np.lexsort((candidates, -scores[candidates]))
+        return candidates[order]
     keep = np.ones(len(scores), dtype=bool)
     if min_score is not None:
         keep &= scores >= min_score
