@@ -19,6 +19,9 @@ from .update import RemoteStopped
 
 log = logging.getLogger(__name__)
 
+#: Seconds an ending update waits for the thread that takes Ray's results to stop.
+_JOIN_S = 10.0
+
 #: Seconds the cluster's control store (GCS, on the head node) may stay unreachable before the update gives up on
 #: the cluster. A network hiccup or a GCS restart (with GCS fault tolerance) lasts a few seconds and is ridden
 #: out; it must stay well below Ray's own limit (``gcs_rpc_server_reconnect_timeout_s``, 60 s by default), after
@@ -100,10 +103,11 @@ class GcsWatch:
                     hand("end")
             except BaseException as e:  # handed to the consumer, which raises it
                 hand("error", e)
-            if stop.is_set():  # the consumer stopped early: so does Ray Data's executor
+            finally:  # Ray Data's executor stops here, on this thread, before the consumer may disconnect
                 getattr(batches, "close", lambda: None)()
 
-        threading.Thread(target=pump, name="picsift-ray-results", daemon=True).start()
+        puller = threading.Thread(target=pump, name="picsift-ray-results", daemon=True)
+        puller.start()
         try:
             while True:
                 self.check()
@@ -118,6 +122,10 @@ class GcsWatch:
                 yield value
         finally:
             stop.set()
+            # Let the thread close Ray Data's executor before the caller disconnects: a Ray call made after
+            # ray.shutdown() makes Ray end the process, before the caller's error is even printed. A thread
+            # blocked on a lost cluster is not waited for longer than this.
+            puller.join(timeout=_JOIN_S)
 
 
 __all__ = ["CLUSTER_LOST_AFTER_S", "ClusterLostError", "GcsWatch"]
