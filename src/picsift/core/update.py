@@ -99,13 +99,11 @@ def run_update(
     vanished: list[str] = []
 
     def flush() -> None:
-        import torch
-
         ids, rows_needed = [b.image_id for b in batch], [b.row() for b in batch]
         vectors_rows = None
         if batch:
             local = [b.pixels for b in batch if b.vector is None]
-            computed = iter(embedder.embed_batch(torch.stack(local)) if local else ())
+            computed = iter(embedder.embed_prepared(local))
             vectors = np.stack([next(computed) if b.vector is None else b.vector for b in batch])
             vectors_rows = store.write_vectors(vectors)
         with catalog.transaction() as db:
@@ -157,7 +155,7 @@ def run_update(
         videos = VideoPass(catalog, root, frames_dir or catalog.path.parent / "frames", video_every, videos_known,
                             video_links, embedded, report, progress)
         videos.run(found, pool, take, flush, window=max(8, 2 * embedder.batch_size),
-                   preprocess=embedder.preprocess)
+                   preprocess=embedder.prepare)
 
     for path in vanished:
         report.skipped.append((path, "file vanished before it could be read"))
@@ -198,7 +196,7 @@ def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str
         item = PendingImage(path, file.state, error=file.error)
         if file.state is None or file.error:
             return item
-        prepared = prepare_image(file.data, embedded, embedder.image_size, embedder.preprocess)
+        prepared = prepare_image(file.data, embedded, embedder.image_size, embedder.prepare)
         item.image_id, item.width, item.height = prepared.image_id, prepared.width, prepared.height
         item.error, item.pixels = prepared.error, prepared.pixels
         return item
