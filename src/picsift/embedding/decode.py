@@ -174,7 +174,7 @@ class SplitPreprocess:
         several times slower in torch than an elementwise pass against a plane laid out like the batch."""
         planes = self._plane_cache.get((height, width))
         if planes is None:
-            planes = tuple(v.expand(1, v.shape[1], height, width).contiguous(memory_format=self.memory_format)
-                           for v in (self.mean, self.std))
-            self._plane_cache[(height, width)] = planes
+            mean, std = (v.expand(1, v.shape[1], height, width).contiguous(memory_format=self.memory_format)
+                         for v in (self.mean, self.std))
+            planes = self._plane_cache[(height, width)] = (mean, std)
         return planes
