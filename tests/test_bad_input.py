@@ -378,3 +378,19 @@ def test_control_characters_in_file_names_are_escaped_for_people_and_exact_in_js
     status = cli("status", str(folder), "--skipped")
     assert_inert(status.stdout)
     assert "pwned\\x07notes.png" in status.stdout
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P"])
+def test_transparency_is_composited_on_white_exactly_like_alpha_composite(mode: str) -> None:
+    """Every value under every alpha: the same pixels as Pillow's alpha_composite onto opaque white."""
+    from picsift.embedding.decode import to_rgb
+
+    value, alpha = (a.astype(np.uint8) for a in np.meshgrid(np.arange(256), np.arange(256)))
+    rgba = Image.fromarray(np.stack([value, 255 - value, value // 2, alpha], axis=-1), "RGBA")
+    if mode == "P":  # a palette with one transparent entry, as GIFs and many PNGs carry it
+        image = rgba.convert("RGB").quantize(64)
+        image.info["transparency"] = 5
+    else:
+        image = rgba.convert(mode)
+    expected = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA")).convert("RGB")
+    assert np.array_equal(np.asarray(to_rgb(image)), np.asarray(expected))

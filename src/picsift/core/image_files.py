@@ -7,10 +7,11 @@ Nothing here raises for one bad file: the reason comes back as ``error`` text, r
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,20 +63,66 @@ def read_image_file(root: Path, path: str) -> FileRead:
 
 
 def prepare_image(data: bytes, embedded: Container[str], image_size: int,
-                  preprocess: Callable[[Any], Any]) -> PreparedImage:
-    """The content id of ``data``; unless it is ``embedded`` already, the decoded size and model-ready pixels."""
+                  preprocess: Callable[[Any], Any], turns: CpuTurns | None = None) -> PreparedImage:
+    """The content id of ``data``; unless it is ``embedded`` already, the decoded size and model-ready pixels.
+
+    With ``turns``, the decoding waits while a forward pass has the CPU (see :class:`CpuTurns`).
+    """
     prepared = PreparedImage(content_id(data))
     if prepared.image_id in embedded:
         return prepared
-    try:
-        decoded = decode_image(data, image_size)
-        prepared.width, prepared.height = decoded.width, decoded.height
-        prepared.pixels = preprocess(decoded.image)
-    except ImageDecodeError as e:
-        prepared.error = str(e)
-    except Exception as e:  # a decoder bug must not end the run; record it like any bad file
-        prepared.error = f"cannot decode image: {type(e).__name__}: {e}"
+    with turns.decoding() if turns else nullcontext():
+        try:
+            decoded = decode_image(data, image_size)
+            prepared.width, prepared.height = decoded.width, decoded.height
+            prepared.pixels = preprocess(decoded.image)
+        except ImageDecodeError as e:
+            prepared.error = str(e)
+        except Exception as e:  # a decoder bug must not end the run; record it like any bad file
+            prepared.error = f"cannot decode image: {type(e).__name__}: {e}"
     return prepared
+
+
+class CpuTurns:
+    """Lets the forward passes and the decoding take turns at the CPU instead of running at the same time.
+
+    A forward pass on the CPU keeps every core busy (torch runs one thread per core), and its threads wait
+    for each other after every layer: a decoding thread that takes a core from one of them stalls them all,
+    so on a machine whose cores torch already uses, overlapping the two is slower than taking turns
+    (bench/ingest.py). Decoding starts only while no forward pass runs or waits; a forward pass waits for
+    the decodes under way (one picture each) and holds off new ones. Reading files is not held off.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._decoding = 0
+        self._forward = False
+
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Hold while one picture is decoded and preprocessed."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._forward)
+            self._decoding += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._decoding -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def forward(self) -> Iterator[None]:
+        """Hold while a forward pass runs (from one thread at a time)."""
+        with self._changed:
+            self._forward = True
+            self._changed.wait_for(lambda: self._decoding == 0)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._forward = False
+                self._changed.notify_all()
 
 
 @dataclass

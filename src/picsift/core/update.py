@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from ..errors import PicsiftError
 from .catalog import Catalog, FileRow, FileState, ScanResult, scan
 from .catalog import videos as video_rows
 from .catalog.videos import VideoLink
-from .image_files import PendingImage, ordered_map, prepare_image, read_image_file
+from .image_files import CpuTurns, PendingImage, ordered_map, prepare_image, read_image_file
 from .report import UpdateReport
 from .store import EmbeddingStore
 from .video import DEFAULT_EVERY
@@ -120,13 +121,12 @@ def run_update(
     vanished: list[str] = []
 
     def flush() -> None:
-        import torch
-
         ids, rows_needed = [b.image_id for b in batch], [b.row() for b in batch]
         vectors_rows = None
         if batch:
             local = [b.pixels for b in batch if b.vector is None]
-            computed = iter(embedder.embed_batch(torch.stack(local)) if local else ())
+            with turns.forward() if turns else nullcontext():
+                computed = iter(embedder.embed_prepared(local))
             vectors = np.stack([next(computed) if b.vector is None else b.vector for b in batch])
             vectors_rows = store.write_vectors(vectors)
         with catalog.transaction() as db:
@@ -160,11 +160,14 @@ def run_update(
             if len(batch) >= embedder.batch_size:
                 flush()
 
-    read = _reader(root, embedded, embedder)
+    turns = _cpu_turns(embedder)
+    read = _reader(root, embedded, embedder, turns)
     bar = tqdm(total=len(todo), desc="Embedding images", unit="img", disable=not progress or not todo)
     if on_progress and todo:
         on_progress(0, len(todo))  # the scan is done: now it is known how much there is to read
-    workers = workers or min(4, (os.cpu_count() or 2) + 1)
+    cores = _usable_cores()
+    # Taking turns, every core decodes while no forward pass runs; a few more threads keep slow disks busy.
+    workers = workers or max(min(4, cores + 1), cores if turns else 0)
     with ThreadPoolExecutor(workers, thread_name_prefix="picsift-read") as pool:
         items = (map(_from_remote, remote(todo, set(embedded))) if remote and todo
                  else ordered_map(pool, read, todo, window=max(8, 2 * embedder.batch_size)))
@@ -184,7 +187,7 @@ def run_update(
         videos = VideoPass(catalog, root, frames_dir or catalog.path.parent / "frames", video_every, videos_known,
                             video_links, embedded, report, progress)
         videos.run(found, pool, take, flush, window=max(8, 2 * embedder.batch_size),
-                   preprocess=embedder.preprocess)
+                   preprocess=embedder.prepare)
 
     for path in vanished:
         report.skipped.append((path, "file vanished before it could be read"))
@@ -219,13 +222,28 @@ def _warn_about_kept(found: ScanResult, known: Iterable[str]) -> list[tuple[str,
     return notes
 
 
-def _reader(root: Path, embedded: set[str], embedder: Embedder) -> Callable[[str], PendingImage]:
+def _usable_cores() -> int:
+    sched_getaffinity = getattr(os, "sched_getaffinity", None)
+    return len(sched_getaffinity(0)) if sched_getaffinity else os.cpu_count() or 1
+
+
+def _cpu_turns(embedder: Embedder) -> CpuTurns | None:
+    """Turns between decoding and forward passes when these run on every core this process may use."""
+    import torch
+
+    if embedder.device != "cpu" or torch.get_num_threads() < _usable_cores():
+        return None  # a GPU computes, or torch leaves cores free: decoding overlaps the forward passes
+    return CpuTurns()
+
+
+def _reader(root: Path, embedded: set[str], embedder: Embedder,
+            turns: CpuTurns | None = None) -> Callable[[str], PendingImage]:
     def read(path: str) -> PendingImage:
         file = read_image_file(root, path)
         item = PendingImage(path, file.state, error=file.error)
         if file.state is None or file.error:
             return item
-        prepared = prepare_image(file.data, embedded, embedder.image_size, embedder.preprocess)
+        prepared = prepare_image(file.data, embedded, embedder.image_size, embedder.prepare, turns)
         item.image_id, item.width, item.height = prepared.image_id, prepared.width, prepared.height
         item.error, item.pixels = prepared.error, prepared.pixels
         return item

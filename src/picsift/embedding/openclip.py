@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelUnavailableError
+from .decode import SplitPreprocess
 from .spec import ModelSpec, parse_model_spec
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Embedder:
         self._model, self.preprocess, self._tokenizer = _load(self.spec, self.device)
         self.channels_last = _use_channels_last(self._model, self.device)
         self.image_size = _image_size(self.preprocess)
+        self._split = SplitPreprocess(self.preprocess, self.channels_last)
         self.dim = int(self.embed_text(["a"]).shape[1])
         if self.spec.is_random:
             log.warning("model %s", self.spec.label())
@@ -99,16 +101,26 @@ class Embedder:
             features = self._model.encode_image(pixels)
         return _normalise(features)
 
+    def prepare(self, image: Image.Image) -> Any:
+        """The per-image half of :attr:`preprocess` for a decoded RGB picture, for :meth:`embed_prepared`.
+
+        Safe to call from several threads at once; see :class:`picsift.embedding.decode.SplitPreprocess`.
+        """
+        return self._split.prepare(image)
+
+    def embed_prepared(self, items: Sequence[Any]) -> np.ndarray:
+        """Embed one batch of :meth:`prepare`'s results; the same vectors as ``preprocess`` + :meth:`embed_batch`."""
+        if not items:
+            return np.zeros((0, self.dim), np.float32)
+        return self.embed_batch(self._split.collate(items))
+
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed RGB PIL images (decoded already; see :func:`picsift.embedding.decode.decode_image`)."""
-        import torch
-
         if not images:
             return np.zeros((0, self.dim), np.float32)
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.preprocess(img) for img in images[start : start + self.batch_size]])
-            chunks.append(self.embed_batch(batch))
+            chunks.append(self.embed_prepared([self.prepare(img) for img in images[start : start + self.batch_size]]))
         return np.concatenate(chunks)
 
 
