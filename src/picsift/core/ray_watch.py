@@ -53,6 +53,7 @@ class GcsWatch:
 
     def __init__(self, cluster: str, address: str, on_lost: Callable[[], None]) -> None:
         self.cluster, self.address, self._on_lost = cluster, address, on_lost
+        self.lost = False
         host, _, port = address.rpartition(":")
         self._host, self._port = host.strip("[]"), int(port)
         self._failing_since: float | None = None
@@ -80,6 +81,7 @@ class GcsWatch:
             log.warning("the Ray cluster's control store at %s does not answer; waiting %g s for it", self.address,
                         CLUSTER_LOST_AFTER_S)
         elif now - self._failing_since >= CLUSTER_LOST_AFTER_S:
+            self.lost = True
             self._on_lost()  # disconnect now: Ray's own countdown would end this process
             raise ClusterLostError(f"lost the Ray cluster at {self.cluster!r}: its control store at {self.address} has "
                                    f"not answered for {now - self._failing_since:.0f} s (the head node is down or "
@@ -104,7 +106,8 @@ class GcsWatch:
             except BaseException as e:  # handed to the consumer, which raises it
                 hand("error", e)
             finally:  # Ray Data's executor stops here, on this thread, before the consumer may disconnect
-                getattr(batches, "close", lambda: None)()
+                if not self.lost:  # after a loss there is no cluster left to stop it on
+                    getattr(batches, "close", lambda: None)()
 
         puller = threading.Thread(target=pump, name="picsift-ray-results", daemon=True)
         puller.start()
@@ -122,6 +125,8 @@ class GcsWatch:
                 yield value
         finally:
             stop.set()
+            if self.lost:  # the thread is blocked on the lost cluster: do not wait for it
+                return
             # Let the thread close Ray Data's executor before the caller disconnects: a Ray call made after
             # ray.shutdown() makes Ray end the process, before the caller's error is even printed. A thread
             # blocked on a lost cluster is not waited for longer than this.
