@@ -125,12 +125,11 @@ class GcsWatch:
                 yield value
         finally:
             stop.set()
-            if self.lost:  # the thread is blocked on the lost cluster: do not wait for it
-                return
             # Let the thread close Ray Data's executor before the caller disconnects: a Ray call made after
             # ray.shutdown() makes Ray end the process, before the caller's error is even printed. A thread
             # blocked on a lost cluster is not waited for longer than this.
-            puller.join(timeout=_JOIN_S)
+            if not self.lost:  # after a loss the thread is blocked on the lost cluster: do not wait for it
+                puller.join(timeout=_JOIN_S)
 
 
 __all__ = ["CLUSTER_LOST_AFTER_S", "ClusterLostError", "GcsWatch"]
