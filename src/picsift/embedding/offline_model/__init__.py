@@ -131,14 +131,21 @@ def minilm_state(minilm: Path | None = None) -> dict:
 def model_spec() -> str:
     """Write (once, atomically) the config + full checkpoint; return "CONFIG_JSON:CHECKPOINT".
 
+    Also registers the image tower's timm architecture (:func:`register_architecture`), so the
+    returned files load through open_clip right away.
+    """
+    register_architecture()
+    return model_files()
+
+
+def model_files() -> str:
+    """:func:`model_spec` without registering the architecture (no timm import: for naming the model).
+
     The config is ``<cache>/<ARCH_NAME>.json`` so its stem is the architecture name. The
     checkpoint name carries the sha256 of the shipped head, of the ImageNet trunk weights and of
     the MiniLM weights, so a new training run or a new package gives a new file.
     """
-    import torch
-
     minilm = _require_minilm()
-    register_architecture()
     trunk_weights = backbone.require_weights_file(backbone_arch())
     if not WEIGHTS_PATH.is_file():
         raise FileNotFoundError(f"picsift offline model weights missing: {WEIGHTS_PATH}")
@@ -159,6 +166,8 @@ def model_spec() -> str:
         state.update(trunk_state())
         state.update(load_image_tower_state())
         import io
+
+        import torch
 
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -198,6 +207,7 @@ __all__ = [
     "is_available",
     "minilm_dir",
     "model_config",
+    "model_files",
     "model_spec",
     "register_architecture",
     "trunk_state",
