@@ -19,9 +19,6 @@ from .update import RemoteStopped
 
 log = logging.getLogger(__name__)
 
-#: Seconds an ending update waits for the thread that takes Ray's results to stop.
-_JOIN_S = 10.0
-
 #: Seconds the cluster's control store (GCS, on the head node) may stay unreachable before the update gives up on
 #: the cluster. A network hiccup or a GCS restart (with GCS fault tolerance) lasts a few seconds and is ridden
 #: out; it must stay well below Ray's own limit (``gcs_rpc_server_reconnect_timeout_s``, 60 s by default), after
@@ -29,6 +26,9 @@ _JOIN_S = 10.0
 CLUSTER_LOST_AFTER_S = 10.0
 #: How often the driver checks that the control store still answers (a TCP connection to it, with this timeout).
 _PROBE_EVERY_S = 1.0
+#: Seconds an ending update waits for the thread that takes Ray's results to stop.
+_JOIN_S = 10.0
+
 
 class ClusterLostError(RemoteStopped):
     """The Ray cluster went away during an update: its head node, or the way from this process to it.
@@ -126,9 +126,9 @@ class GcsWatch:
         finally:
             stop.set()
             # Let the thread close Ray Data's executor before the caller disconnects: a Ray call made after
-            # ray.shutdown() makes Ray end the process, before the caller's error is even printed. A thread
-            # blocked on a lost cluster is not waited for longer than this.
-            if not self.lost:  # after a loss the thread is blocked on the lost cluster: do not wait for it
+            # ray.shutdown() makes Ray end the process, before the caller's error is even printed. After a loss
+            # the thread is blocked on the lost cluster: it is not waited for.
+            if not self.lost:
                 puller.join(timeout=_JOIN_S)
 
 

@@ -137,19 +137,18 @@ def _top(scores: np.ndarray, limit: int) -> np.ndarray:
 
 def select(scores: np.ndarray, limit: int | None, min_score: float | None, max_score: float | None) -> np.ndarray:
     """Positions of the images that pass the thresholds (both inclusive), best first, at most ``limit``."""
-    if min_score is None and max_score is None:  # every image: no mask to build
-        candidates = np.arange(len(scores)) if limit is None or limit >= len(scores) else _top(scores, limit)
-        order = np.lexsort((candidates, -scores[candidates]))
-        return candidates[order]
-    keep = np.ones(len(scores), dtype=bool)
+    keep = None  # no threshold: every image, and no mask to build
     if min_score is not None:
-        keep &= scores >= min_score
+        keep = scores >= min_score
     if max_score is not None:
-        keep &= scores <= max_score
-    candidates = np.flatnonzero(keep)
-    if limit is not None and limit < len(candidates):
-        part = np.argpartition(-scores[candidates], limit - 1)[:limit]
-        candidates = candidates[part]
+        keep = scores <= max_score if keep is None else keep & (scores <= max_score)
+    candidates = None if keep is None else np.flatnonzero(keep)
+    pool = scores if candidates is None else scores[candidates]
+    if limit is not None and limit < len(pool):
+        top = _top(pool, limit)
+        candidates = top if candidates is None else candidates[top]
+    elif candidates is None:
+        candidates = np.arange(len(scores))
     order = np.lexsort((candidates, -scores[candidates]))
     return candidates[order]
 
