@@ -303,6 +303,8 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
 
         # -- index builds ---------------------------------------------------------------------------
         m = min(n, args.hnsw_max)
+        edge_graph = {"m": args.edge_m, "ef_construct": args.edge_ef_construct}
+        graph = f"uint8, m={args.edge_m}, ef_construct={args.edge_ef_construct}"
         hnsw_path = store32.folder / "hnsw"
         edge_path = store16.folder / "qdrant-edge"
         hnsw, s["hnsw_build_s"] = build("hnsw", hnsw_path if m == n else root / "hnsw-small", ids[:m], data[:m])
@@ -310,15 +312,15 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
             f"({m / s['hnsw_build_s']:,.0f} vectors/s)")
         if m < n:
             small, s["edge_small_build_s"] = build("qdrant-edge", root / "edge-small", ids[:m], data[:m],
-                                                   datatype="uint8")
+                                                   datatype="uint8", **edge_graph)
             small.close()  # type: ignore[attr-defined]
-            log(f"qdrant-edge (uint8, m=16, ef_construct=64): built the same {m:,} in {s['edge_small_build_s']:.0f}s: "
+            log(f"qdrant-edge ({graph}): built the same {m:,} in {s['edge_small_build_s']:.0f}s: "
                 f"{s['hnsw_build_s'] / s['edge_small_build_s']:.1f}x faster than hnsw")
             hnsw.close()  # type: ignore[attr-defined]
             hnsw = None
             gc.collect()
-        edge, s["edge_build_s"] = build("qdrant-edge", edge_path, ids, data, datatype="uint8")
-        log(f"qdrant-edge (uint8, m=16, ef_construct=64): built {n:,} in {s['edge_build_s']:.0f}s "
+        edge, s["edge_build_s"] = build("qdrant-edge", edge_path, ids, data, datatype="uint8", **edge_graph)
+        log(f"qdrant-edge ({graph}): built {n:,} in {s['edge_build_s']:.0f}s "
             f"({n / s['edge_build_s']:,.0f} vectors/s)" + (
                 f": {s['hnsw_build_s'] / s['edge_build_s']:.1f}x faster than hnsw" if m == n else ""))
         t, _ = timed(lambda: calibrate_for_text_queries(edge, snap16))
@@ -396,6 +398,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="temporary workspaces go here (default: system temp)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
+    parser.add_argument("--edge-m", type=int, default=16, help="qdrant-edge graph degree")
+    parser.add_argument("--edge-ef-construct", type=int, default=64, help="qdrant-edge build-time beam width")
     parser.add_argument("--only-distribution", action="store_true", help="stop after the full-distribution part")
     args = parser.parse_args(argv)
     if args.quick:
