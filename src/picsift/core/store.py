@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import ModelMismatchError
 from .catalog import Catalog
 from .catalog.embeddings import EmbeddingTables
+from .id_index import IdIndex
 
 #: Rewrite the vectors file when fewer than this fraction of its rows are still in use.
 COMPACT_BELOW = 0.75
@@ -69,6 +70,18 @@ class StoreSnapshot:
     def position(self) -> dict[str, int]:
         """Image id -> position in :attr:`ids` (built once per snapshot)."""
         return {image_id: i for i, image_id in enumerate(self.ids.tolist())}
+
+    @functools.cached_property
+    def id_index(self) -> IdIndex:
+        """Finds many ids at once (built once per snapshot): see :meth:`positions_of`."""
+        return IdIndex(self.ids)
+
+    def positions_of(self, ids: np.ndarray) -> np.ndarray:
+        """Positions in :attr:`ids` of those of ``ids`` this snapshot holds: ascending (store order), each once.
+
+        Ids it does not hold are left out.
+        """
+        return self.id_index.positions(ids)
 
     @property
     def scan_error(self) -> float:
