@@ -84,6 +84,12 @@ class StoreSnapshot:
         return self.id_index.positions(ids)
 
     @property
+    def sum_error(self) -> float:
+        """How far two float32 sums of one inner product, in different orders, may be apart (BLAS orders its
+        sums by where a row sits in the matrix): ``dim`` float32 roundings of terms whose magnitudes add to <= 1."""
+        return self.dim * 2.0**-24
+
+    @property
     def scan_error(self) -> float:
         """How far a score from :meth:`scan` may be from the exact one (0 for a float32 store)."""
         return FLOAT16_SCAN_ERROR if self.matrix.dtype == np.float16 else 0.0
@@ -111,11 +117,12 @@ class StoreSnapshot:
         if not len(rows) or not len(queries):
             return np.zeros((len(rows), len(queries)), np.float32)
         gather = len(rows) < 0.3 * self.matrix.shape[0]
-        matrix = np.asarray(self.matrix[rows]) if gather else self.matrix
+        if gather and self.matrix.dtype == np.float16 and len(rows) <= 65_536:
+            # small: converting is cheap, and torch's float16 kernels pay off only on big scans
+            return _float32_rows(self.matrix, rows) @ queries.T
+        matrix = np.asarray(self.matrix).take(rows, axis=0) if gather else self.matrix
         if matrix.dtype != np.float16:
             scores = np.asarray(matrix @ queries.T, dtype=np.float32)
-        elif len(matrix) <= 65_536:  # small: converting is cheap, and torch's float16 kernels pay off only on big scans
-            scores = _float32(matrix) @ queries.T
         else:
             scores = _scan_float16(matrix, queries)
         return scores if gather else scores[rows]
@@ -133,14 +140,15 @@ class StoreSnapshot:
     def exact_rows(self, queries: np.ndarray, rows: np.ndarray, chunk: int = 65_536) -> np.ndarray:
         """Exact float32 scores of the vectors in ``rows`` of the matrix with each query.
 
-        Inner products with the vectors :meth:`vectors` gives (unit length for a float16 store).
+        Inner products with the vectors :meth:`vectors` gives (unit length for a float16 store). For a
+        search's few queries, copies of one vector score the same wherever their rows are (see :func:`_dots`).
         """
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         out = np.empty((len(rows), len(queries)), np.float32)
         for start in range(0, len(rows), chunk):
             part = np.asarray(rows[start : start + chunk])
             order = np.argsort(part, kind="stable")  # sorted reads are sequential on a memory map
-            out[start + order] = _float32(self.matrix[part[order]]) @ queries.T
+            out[start + order] = _dots(_float32_rows(self.matrix, part[order]), queries)
         return out
 
 
@@ -149,6 +157,39 @@ def _float32(block: np.ndarray) -> np.ndarray:
     out = np.asarray(block, dtype=np.float32)
     if block.dtype == np.float16 and out.size:
         out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+    return out
+
+
+def _float32_rows(matrix: np.ndarray, rows: np.ndarray, block: int = 1024) -> np.ndarray:
+    """``_float32(matrix[rows])``, the same values, gathered and converted a cache-sized block of rows at a time
+    (each block is converted and rescaled while it is in cache; ``take`` gathers faster than memmap indexing)."""
+    source = np.asarray(matrix)  # a plain view of the memory map
+    if source.dtype != np.float16:
+        return np.asarray(source.take(rows, axis=0), dtype=np.float32)
+    out = np.empty((len(rows), source.shape[1]), np.float32)
+    for start in range(0, len(rows), block):
+        part = out[start : start + block]
+        np.copyto(part, source.take(rows[start : start + block], axis=0))
+        part /= np.maximum(np.linalg.norm(part, axis=-1, keepdims=True), 1e-12)
+    return out
+
+
+def _dots(vectors: np.ndarray, queries: np.ndarray, block: int = 1024) -> np.ndarray:
+    """``vectors @ queries.T`` (float32), each score summed in one order wherever its row sits, for a few queries.
+
+    BLAS sums a block's last rows in another order than the others, so two copies of one vector could score a
+    float32 ulp apart and a tie be broken out of store order. A product and a pairwise sum per row cost about
+    what BLAS's matrix-vector product does; many queries (calibration, analysis) still go to BLAS.
+    """
+    if len(queries) > 8:
+        return np.asarray(vectors @ queries.T, dtype=np.float32)
+    out = np.empty((len(vectors), len(queries)), np.float32)
+    product = np.empty((min(block, len(vectors)), vectors.shape[1]), np.float32)
+    for start in range(0, len(vectors), block):
+        part = vectors[start : start + block]
+        for j, query in enumerate(queries):
+            np.multiply(part, query, out=product[: len(part)])
+            out[start : start + len(part), j] = product[: len(part)].sum(axis=1)
     return out
 
 
