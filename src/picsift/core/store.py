@@ -117,7 +117,7 @@ class StoreSnapshot:
         if not len(rows) or not len(queries):
             return np.zeros((len(rows), len(queries)), np.float32)
         gather = len(rows) < 0.3 * self.matrix.shape[0]
-        if gather and self.matrix.dtype == np.float16 and len(rows) <= 65_536:
+        if self.matrix.dtype == np.float16 and (len(rows) if gather else len(self.matrix)) <= 65_536:
             # small: converting is cheap, and torch's float16 kernels pay off only on big scans
             return _float32_rows(self.matrix, rows) @ queries.T
         matrix = np.asarray(self.matrix).take(rows, axis=0) if gather else self.matrix
