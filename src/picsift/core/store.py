@@ -160,16 +160,22 @@ def _float32(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def _float32_rows(matrix: np.ndarray, rows: np.ndarray, block: int = 1024) -> np.ndarray:
-    """``_float32(matrix[rows])``, the same values, gathered and converted a cache-sized block of rows at a time
-    (each block is converted and rescaled while it is in cache; ``take`` gathers faster than memmap indexing)."""
+def _float32_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``_float32(matrix[rows])``, the same values, gathered with ``take`` (faster than memmap indexing) and
+    converted by torch a few rows at a time: its float16 conversion is vectorised (numpy's is about 5x slower
+    here), and a copy below torch's parallel grain (32,768 elements) never wakes its thread pool, which on a busy
+    machine costs milliseconds per call."""
     source = np.asarray(matrix)  # a plain view of the memory map
     if source.dtype != np.float16:
         return np.asarray(source.take(rows, axis=0), dtype=np.float32)
+    import torch
+
     out = np.empty((len(rows), source.shape[1]), np.float32)
+    converted = torch.from_numpy(out)
+    block = max(1, 16_384 // max(1, source.shape[1]))
     for start in range(0, len(rows), block):
+        converted[start : start + block].copy_(torch.from_numpy(source.take(rows[start : start + block], axis=0)))
         part = out[start : start + block]
-        np.copyto(part, source.take(rows[start : start + block], axis=0))
         part /= np.maximum(np.linalg.norm(part, axis=-1, keepdims=True), 1e-12)
     return out
 
