@@ -41,8 +41,8 @@ FLOAT16_SCAN_ERROR = 3 * 2.0**-11 + 2.0**-14
 
 
 #: Up to this many rows, a float16 scan converts them to float32; above, torch's float16 mat-vec is faster (10k
-#: rows: 1.6 ms on one thread vs 8-13 ms converting; the call itself costs ~0.1 ms idle, milliseconds on a busy
-#: machine when it wakes its second thread).
+#: rows: 1.6 ms on one thread vs 8-13 ms converting; on a busy machine, waking its second thread can add
+#: milliseconds to a call).
 SMALL_SCAN = 2048
 
 
