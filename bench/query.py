@@ -20,10 +20,16 @@ For each ``--sizes`` N (default 100k and 1M), in one process:
 * **full score distribution**: ``score_scope`` over the float32 store vs over the float16 store plus
   ``exact_top`` (what a search with ``limit=100`` computes), each + a 50-bin histogram, interleaved.
 * **bytes per image**: vectors file + index folder + catalog, apparent and allocated (sparse files).
+* **filtered top-100**: a search ``within`` a random 1/10/30% of the images, from the scope's ids, exactly
+  (today's path vs the one before the id index, ``bench/scoped.py``), and pushed down to qdrant-edge.
+  ``--only-filtered`` builds only the float16 workspace and times before vs today (add ``--edge`` to build
+  qdrant-edge too and time the push-down: at 100k, not 1M).
 
     python bench/query.py --sizes 100000
     nohup nice -n 10 python bench/query.py --sizes 1000000 > /tmp/picsift-query-1m.log 2>&1 &
     python bench/query.py --quick
+    nice -n 10 python bench/query.py --sizes 1000000 --only-filtered
+    python bench/query.py --sizes 100000 --only-filtered --edge
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 from common import header, median, percentile, table, timed
+from scoped import HEADERS, compare, filtered
 
 from picsift.core.catalog import Catalog, FileRow
 from picsift.core.store import EmbeddingStore, StoreSnapshot
@@ -191,59 +198,6 @@ def build(name: str, path: Path, ids: list[str], data: np.ndarray, **options: ob
     return index, time.perf_counter() - started
 
 
-def filtered(edge: object, snapshot: StoreSnapshot, ids: list[str], data: np.ndarray, queries: np.ndarray) -> None:
-    """Top-100 among a random 1% / 10% / 30% of the images: scored exactly (what a search ``within`` a scope
-    does today) vs pushed down to the engine, by id (``restrict_to``) and by a payload field with a keyword
-    index (what dataset, tag or collection filters would become if their values were kept in the shard)."""
-    import qdrant_edge as qe
-
-    from picsift.index.qdrant_edge import image_id, point_id
-
-    shard = edge._shard  # type: ignore[attr-defined]
-    shard.update(qe.UpdateOperation.create_field_index("part", qe.PayloadSchemaType.Keyword))
-    rng = np.random.default_rng(5)
-    rows = []
-    for fraction in (0.01, 0.1, 0.3):
-        chosen = np.sort(rng.choice(len(ids), int(fraction * len(ids)), replace=False))
-        allowed = [ids[i] for i in chosen]
-        label = f"p{fraction}"
-        for start in range(0, len(allowed), 10_000):
-            shard.update(qe.UpdateOperation.set_payload([point_id(i) for i in allowed[start : start + 10_000]],
-                                                        {"part": label}))
-        payload_filter = qe.Filter(must=[qe.FieldCondition("part", match=qe.MatchValue(label))])
-        truth = [set(np.array(allowed)[np.argsort(-(data[chosen] @ q))[:K]].tolist()) for q in queries]
-        times: dict[str, list[float]] = {"exact": [], "ids": [], "payload": []}
-        found: dict[str, list[set[str]]] = {"exact": [], "ids": [], "payload": []}
-        for q in queries:
-            def exact(q: np.ndarray = q, chosen: np.ndarray = chosen, allowed: list[str] = allowed) -> set[str]:
-                scores = score_scope(snapshot, chosen, q[None, :])
-                scores = exact_top(snapshot, chosen, scores, K, None, None, q[None, :], None, "mean", 0.5)
-                return set(np.array(allowed)[np.argsort(-scores)[:K]].tolist())
-
-            def by_ids(q: np.ndarray = q, allowed: list[str] = allowed) -> set[str]:
-                return set(edge.search(q, K, restrict_to=allowed)[0])  # type: ignore[attr-defined]
-
-            def by_payload(q: np.ndarray = q, payload_filter: object = payload_filter) -> set[str]:
-                coded = edge._encode(q[None, :], clip=False)[0].astype(np.float32)  # type: ignore[attr-defined]
-                hits = shard.query(qe.QueryRequest(limit=K, query=qe.Query.Nearest(coded), filter=payload_filter,
-                                                   params=qe.SearchParams(hnsw_ef=edge.ef)))  # type: ignore[attr-defined]
-                return {image_id(h.id) for h in hits}
-
-            for name, fn in (("exact", exact), ("ids", by_ids), ("payload", by_payload)):
-                t, result = timed(fn)
-                times[name].append(t)
-                found[name].append(result)
-        base = median(times["exact"])
-        for name, what in (("exact", "scope scored exactly (float16 scan + exact_top)"),
-                           ("ids", "qdrant-edge, restrict_to ids (HasIdCondition)"),
-                           ("payload", "qdrant-edge, payload keyword filter")):
-            rec = float(np.mean([len(f & t) / K for f, t in zip(found[name], truth, strict=True)]))
-            ms = 1000 * median(times[name])
-            rows.append([f"{fraction:.0%}", what, ms, rec, f"{ms / 1000 / base:.2f}x"])
-    log(f"\nfiltered top-{K} (text-like queries; a random 1/10/30% of the images in scope):")
-    log(table(rows, ["in scope", "how", "median ms", "recall@100", "vs exact"]))
-
-
 @contextmanager
 def numpy_top() -> Iterator[None]:
     """The search's top-k picked by numpy's argpartition, as before torch's top-k took over large scopes."""
@@ -265,10 +219,25 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
     ids = make_ids(n, args.seed)
     queries = {"image": image_queries(centres, spread, args.queries, args.seed + 1),
                "text-like": text_like_queries(centres, args.queries, args.seed + 2)}
-    truth = {kind: ground_truth(data, q, K) for kind, q in queries.items()}
-    log(f"data generated in {t:.1f}s; ground truth for {2 * args.queries} held-out queries computed")
+    truth = {} if args.only_filtered else {kind: ground_truth(data, q, K) for kind, q in queries.items()}
+    log(f"data generated in {t:.1f}s; ground truth for {len(truth) * args.queries} held-out queries computed")
     with tempfile.TemporaryDirectory(prefix="picsift-bench-query-", dir=args.workdir) as tmp:
         root = Path(tmp)
+        if args.only_filtered:
+            cat16, store16 = build_workspace(root / "float16", data, ids, "float16")
+            snap16 = store16.snapshot()
+            log(f"\nsearch within a scope, top-{K} from the scope's ids: before the id index vs today, "
+                f"{min(20, args.queries)} text-like queries, alternating which runs first:")
+            log(table(compare(snap16, queries["text-like"][: min(20, args.queries)], K), HEADERS))
+            if args.edge:
+                edge, s["edge_build_s"] = build("qdrant-edge", store16.folder / "qdrant-edge", ids, data,
+                                                datatype="uint8")
+                calibrate_for_text_queries(edge, snap16)
+                log(f"qdrant-edge (uint8) built in {s['edge_build_s']:.0f}s, calibrated to ef={edge.ef}")  # type: ignore[attr-defined]
+                filtered(edge, snap16, ids, data, queries["text-like"][: min(20, args.queries)], K)
+                edge.close()  # type: ignore[attr-defined]
+            cat16.close()
+            return s
         cat32, store32 = build_workspace(root / "float32", data, ids, "float32")
         cat16, store16 = build_workspace(root / "float16", data, ids, "float16")
         snap32, snap16 = store32.snapshot(), store16.snapshot()
@@ -381,7 +350,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         log(table(parts, ["layout", "vectors", "index (apparent)", "index (allocated)", "catalog", "total"]))
         if m < n:
             log("(hnsw was not built at this size: its folder is ~2,333 bytes/image at any size, see bench/README.md)")
-        filtered(edge, snap16, ids, data, queries["text-like"][: min(20, args.queries)])
+        filtered(edge, snap16, ids, data, queries["text-like"][: min(20, args.queries)], K)
         edge.close()  # type: ignore[attr-defined]
         cat32.close()
         cat16.close()
@@ -401,6 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--edge-m", type=int, default=16, help="qdrant-edge graph degree")
     parser.add_argument("--edge-ef-construct", type=int, default=64, help="qdrant-edge build-time beam width")
     parser.add_argument("--only-distribution", action="store_true", help="stop after the full-distribution part")
+    parser.add_argument("--only-filtered", action="store_true",
+                        help="only searches within a scope: before vs today (float16 store, no index)")
+    parser.add_argument("--edge", action="store_true", help="with --only-filtered: also qdrant-edge's push-down")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.queries, args.clusters = "20000", 20, 100

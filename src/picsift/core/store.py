@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import ModelMismatchError
 from .catalog import Catalog
 from .catalog.embeddings import EmbeddingTables
+from .id_index import IdIndex
 
 #: Rewrite the vectors file when fewer than this fraction of its rows are still in use.
 COMPACT_BELOW = 0.75
@@ -37,6 +38,12 @@ DEFAULT_PRECISION = "float16"
 #: it by <= 2^-11; exact scores divide by it), the score rounded to float16 (<= 2^-11 below 1.0) and float32
 #: accumulation over a few thousand terms.
 FLOAT16_SCAN_ERROR = 3 * 2.0**-11 + 2.0**-14
+
+
+#: Up to this many rows, a float16 scan converts them to float32; above, torch's float16 mat-vec is faster (10k
+#: rows: 1.6 ms on one thread vs 8-13 ms converting; on a busy machine, waking its second thread can add
+#: milliseconds to a call).
+SMALL_SCAN = 2048
 
 
 def file_dtype(name: str) -> type[np.floating]:
@@ -70,6 +77,24 @@ class StoreSnapshot:
         """Image id -> position in :attr:`ids` (built once per snapshot)."""
         return {image_id: i for i, image_id in enumerate(self.ids.tolist())}
 
+    @functools.cached_property
+    def id_index(self) -> IdIndex:
+        """Finds many ids at once (built once per snapshot): see :meth:`positions_of`."""
+        return IdIndex(self.ids)
+
+    def positions_of(self, ids: np.ndarray) -> np.ndarray:
+        """Positions in :attr:`ids` of those of ``ids`` this snapshot holds: ascending (store order), each once.
+
+        Ids it does not hold are left out.
+        """
+        return self.id_index.positions(ids)
+
+    @property
+    def sum_error(self) -> float:
+        """How far two float32 sums of one inner product, in different orders, may be apart (BLAS orders its
+        sums by where a row sits in the matrix): ``dim`` float32 roundings of terms whose magnitudes add to <= 1."""
+        return self.dim * 2.0**-24
+
     @property
     def scan_error(self) -> float:
         """How far a score from :meth:`scan` may be from the exact one (0 for a float32 store)."""
@@ -98,11 +123,12 @@ class StoreSnapshot:
         if not len(rows) or not len(queries):
             return np.zeros((len(rows), len(queries)), np.float32)
         gather = len(rows) < 0.3 * self.matrix.shape[0]
-        matrix = np.asarray(self.matrix[rows]) if gather else self.matrix
+        if self.matrix.dtype == np.float16 and (len(rows) if gather else len(self.matrix)) <= SMALL_SCAN:
+            # a few rows: converting them costs less than a call to torch's float16 kernel
+            return _float32_rows(self.matrix, rows) @ queries.T
+        matrix = np.asarray(self.matrix).take(rows, axis=0) if gather else self.matrix
         if matrix.dtype != np.float16:
             scores = np.asarray(matrix @ queries.T, dtype=np.float32)
-        elif len(matrix) <= 65_536:  # small: converting is cheap, and torch's float16 kernels pay off only on big scans
-            scores = _float32(matrix) @ queries.T
         else:
             scores = _scan_float16(matrix, queries)
         return scores if gather else scores[rows]
@@ -120,14 +146,15 @@ class StoreSnapshot:
     def exact_rows(self, queries: np.ndarray, rows: np.ndarray, chunk: int = 65_536) -> np.ndarray:
         """Exact float32 scores of the vectors in ``rows`` of the matrix with each query.
 
-        Inner products with the vectors :meth:`vectors` gives (unit length for a float16 store).
+        Inner products with the vectors :meth:`vectors` gives (unit length for a float16 store). For a
+        search's few queries, copies of one vector score the same wherever their rows are (see :func:`_dots`).
         """
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         out = np.empty((len(rows), len(queries)), np.float32)
         for start in range(0, len(rows), chunk):
             part = np.asarray(rows[start : start + chunk])
             order = np.argsort(part, kind="stable")  # sorted reads are sequential on a memory map
-            out[start + order] = _float32(self.matrix[part[order]]) @ queries.T
+            out[start + order] = _dots(_float32_rows(self.matrix, part[order]), queries)
         return out
 
 
@@ -136,6 +163,45 @@ def _float32(block: np.ndarray) -> np.ndarray:
     out = np.asarray(block, dtype=np.float32)
     if block.dtype == np.float16 and out.size:
         out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+    return out
+
+
+def _float32_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``_float32(matrix[rows])``, the same values, gathered with ``take`` (faster than memmap indexing) and
+    converted by torch a few rows at a time: its float16 conversion is vectorised (numpy's is about 5x slower
+    here), and a copy below torch's parallel grain (32,768 elements) never wakes its thread pool, which on a busy
+    machine costs milliseconds per call."""
+    source = np.asarray(matrix)  # a plain view of the memory map
+    if source.dtype != np.float16:
+        return np.asarray(source.take(rows, axis=0), dtype=np.float32)
+    import torch
+
+    out = np.empty((len(rows), source.shape[1]), np.float32)
+    converted = torch.from_numpy(out)
+    block = max(1, 16_384 // max(1, source.shape[1]))
+    for start in range(0, len(rows), block):
+        converted[start : start + block].copy_(torch.from_numpy(source.take(rows[start : start + block], axis=0)))
+        part = out[start : start + block]
+        part /= np.maximum(np.linalg.norm(part, axis=-1, keepdims=True), 1e-12)
+    return out
+
+
+def _dots(vectors: np.ndarray, queries: np.ndarray, block: int = 1024) -> np.ndarray:
+    """``vectors @ queries.T`` (float32), each score summed in one order wherever its row sits, for a few queries.
+
+    BLAS sums a block's last rows in another order than the others, so two copies of one vector could score a
+    float32 ulp apart and a tie be broken out of store order. A product and a pairwise sum per row cost about
+    what BLAS's matrix-vector product does; many queries (calibration, analysis) still go to BLAS.
+    """
+    if len(queries) > 8:
+        return np.asarray(vectors @ queries.T, dtype=np.float32)
+    out = np.empty((len(vectors), len(queries)), np.float32)
+    product = np.empty((min(block, len(vectors)), vectors.shape[1]), np.float32)
+    for start in range(0, len(vectors), block):
+        part = vectors[start : start + block]
+        for j, query in enumerate(queries):
+            np.multiply(part, query, out=product[: len(part)])
+            out[start : start + len(part), j] = product[: len(part)].sum(axis=1)
     return out
 
 

@@ -120,7 +120,7 @@ class Scope:
         """Positions of the scope's images in ``snapshot`` (store order); None for the whole library."""
         if self.ids is None:
             return None
-        return np.flatnonzero(np.isin(snapshot.ids, self.ids))
+        return snapshot.positions_of(self.ids)
 
     def score_of(self, ids: Iterable[str]) -> list[float | None]:
         """The scope's score of each of ``ids`` (None where it has none)."""

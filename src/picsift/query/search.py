@@ -102,13 +102,14 @@ def exact_top(
 ) -> np.ndarray:
     """``scores`` with every score that could be selected recomputed exactly (float32).
 
-    A float16 scan is off by at most ``error``; an image can be among the ``limit`` best, or pass a
-    threshold, only if its scanned score is within twice that of the last one selected or of the
-    threshold. Those few are rescored exactly, so the results, their order and the scores shown
-    are those of an exact search.
+    A float16 scan is off by at most ``error`` (a float32 one by BLAS's order of sums); an image can be among
+    the ``limit`` best, or pass a threshold, only if its scanned score is within twice that of the last one
+    selected or of the threshold. Those few are rescored exactly, so the results, their order (ties in store
+    order) and the scores shown are those of an exact search.
     """
-    error = (1 + (negative_weight if negatives is not None and len(negatives) else 0)) * snapshot.scan_error
-    if not error or not len(scores):
+    terms = 1 + (negative_weight if negatives is not None and len(negatives) else 0)
+    error = terms * (snapshot.scan_error + snapshot.sum_error)
+    if not len(scores):
         return scores
     picked = select(scores, limit, min_score, max_score)
     lower = -np.inf if min_score is None else min_score - 2 * error
