@@ -7,7 +7,9 @@ so a killed driver resumes without duplicates. Ray restarts a killed actor and r
 Each actor (:class:`_EmbedActor`) loads the model once from its spec string, then for every batch reads
 the files (when the workers see the image folder at the same path: a shared file system) or takes the
 bytes that a reader pinned to the driver's node read for it (``send_files=True``), computes the content ids,
-skips contents already embedded, decodes and preprocesses on a few threads, and embeds. A file that
+skips contents already embedded, decodes, resizes and crops on a few threads, and embeds (the per-image
+and per-batch halves of the model's transform, as a local update runs them: ``Embedder.prepare`` and
+``Embedder.embed_prepared``). A file that
 cannot be read or decoded comes back with its reason, like in a local update.
 
 A lost cluster (its head node gone, or the way to it) ends the update with :class:`ClusterLostError` once
@@ -98,7 +100,7 @@ def embed_on_ray(
     batch_size: int | None = None,
     send_files: bool = False,
     actors: int | None = None,
-    preprocess: Callable[[Any], Any] | None = None,
+    prepare: Callable[[Any], Any] | None = None,
     image_size: int | None = None,
     decode_stage: bool | None = None,
 ) -> Iterator[EmbeddedFile]:
@@ -120,13 +122,13 @@ def embed_on_ray(
     actors
         Model replicas; default one per GPU when the cluster has GPUs, else one per CPU (half of them
         with a decode stage).
-    preprocess, image_size
-        The model's preprocessing transform and input side (``Embedder.preprocess``, ``.image_size``), for
-        the decode stage.
+    prepare, image_size
+        The model's per-image preparation and input side (``Embedder.preparer.prepare``, ``.image_size``),
+        for the decode stage.
     decode_stage
-        Decode and preprocess in a stage of CPU actors on every node, whose pixels travel to the model
-        actors, instead of inside the model actors (default: when the cluster has GPUs, so that they only
-        embed; then ``preprocess`` and ``image_size`` are needed).
+        Decode, resize and crop in a stage of CPU actors on every node, whose 8-bit pixels travel to the
+        model actors, instead of inside the model actors (default: when the cluster has GPUs, so that they
+        only embed; then ``prepare`` and ``image_size`` are needed).
 
     Yields
     ------
@@ -141,9 +143,9 @@ def embed_on_ray(
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
     decode_stage = bool(gpus) if decode_stage is None else decode_stage
-    if decode_stage and (preprocess is None or image_size is None):
-        raise ValueError("a decode stage needs the model's preprocess and image_size (Embedder.preprocess, "
-                         ".image_size)")
+    if decode_stage and (prepare is None or image_size is None):
+        raise ValueError("a decode stage needs the model's prepare and image_size (Embedder.preparer.prepare, "
+                         "Embedder.image_size)")
     count = actors or max(1, gpus or (cpus // 2 if decode_stage else cpus))
     batch_size = batch_size or (256 if gpus else 32)
     context = ray.data.DataContext.get_current()
@@ -162,7 +164,7 @@ def embed_on_ray(
         dataset = dataset.map_batches(
             _Prepare, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=max(1, cpus - count)),
             num_cpus=1, fn_constructor_kwargs={"root": str(root), "embedded": skip,
-                                               "preprocess": preprocess, "image_size": image_size})
+                                               "prepare": prepare, "image_size": image_size})
     dataset = dataset.map_batches(
         _EmbedActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=count), num_cpus=1,
         num_gpus=1 if gpus else None,
@@ -220,14 +222,14 @@ class _ReadOnDriverNode:
 
 
 class _Decoder:
-    """Reads (or receives), hashes, decodes and preprocesses batches of files on a few threads."""
+    """Reads (or receives), hashes, decodes and prepares (resize, crop) batches of files on a few threads."""
 
-    def __init__(self, root: str, embedded: Any, preprocess: Callable[[Any], Any], image_size: int) -> None:
+    def __init__(self, root: str, embedded: Any, prepare: Callable[[Any], Any], image_size: int) -> None:
         import ray
 
         self.root = Path(root)
         self.embedded: frozenset[str] = ray.get(embedded) if isinstance(embedded, ray.ObjectRef) else embedded
-        self.preprocess, self.image_size = preprocess, image_size
+        self.prepare, self.image_size = prepare, image_size
         self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-decode")
 
     def decode(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[Any]]:
@@ -254,21 +256,27 @@ class _Decoder:
         size, _, error, data = read
         if size == _NONE or error:
             return "", _NONE, _NONE, error, None
-        image = prepare_image(data, self.embedded, self.image_size, self.preprocess)
+        image = prepare_image(data, self.embedded, self.image_size, self.prepare)
         width, height = (_NONE, _NONE) if image.width is None or image.height is None else (image.width, image.height)
         return image.image_id, width, height, image.error or "", image.pixels
 
 
 class _Prepare(_Decoder):
-    """The CPU stage in front of GPU actors: decoded, preprocessed pixels travel on to :class:`_EmbedActor`."""
+    """The CPU stage in front of GPU actors: decoded, cropped pixels travel on to :class:`_EmbedActor`.
+
+    They travel as the 8-bit ``(H, W, 3)`` arrays ``prepare`` gives (150 KB for 224 px, a quarter of float32
+    pixels); a model whose transform cannot be split sends its float tensors.
+    """
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         columns, pixels = self.decode(batch)
-        shape = next((tuple(p.shape) for p in pixels if p is not None), (3, self.image_size, self.image_size))
-        stacked = np.zeros((len(pixels), *shape), np.float32)
+        first = next((np.asarray(p) for p in pixels if p is not None), None)
+        shape, dtype = ((3, self.image_size, self.image_size), np.uint8) if first is None else (first.shape,
+                                                                                                  first.dtype)
+        stacked = np.zeros((len(pixels), *shape), dtype)
         for i, p in enumerate(pixels):
             if p is not None:
-                stacked[i] = p.numpy()
+                stacked[i] = np.asarray(p)
         return {**columns, "pixels": stacked, "has_pixels": np.array([p is not None for p in pixels])}
 
 
@@ -279,7 +287,7 @@ class _EmbedActor:
         from ..embedding.openclip import Embedder
 
         self.embedder = Embedder(model, device=device, batch_size=batch_size)
-        self.decoder = _Decoder(root, embedded, self.embedder.preprocess, self.embedder.image_size)
+        self.decoder = _Decoder(root, embedded, self.embedder.prepare, self.embedder.image_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -287,14 +295,17 @@ class _EmbedActor:
         if "pixels" in batch:
             has = batch["has_pixels"].astype(bool)
             columns = {k: v for k, v in batch.items() if k not in ("pixels", "has_pixels")}
-            pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][has])) if has.any() else None
+            pixels = batch["pixels"][has]
+            if pixels.dtype != np.uint8:  # float tensors from a transform that cannot be split
+                pixels = torch.from_numpy(np.ascontiguousarray(pixels))
         else:
             columns, prepared = self.decoder.decode(batch)
             has = np.array([p is not None for p in prepared])
-            pixels = torch.stack([p for p in prepared if p is not None]) if has.any() else None
+            pixels = [p for p in prepared if p is not None]
         vectors = np.zeros((len(has), self.embedder.dim), np.float32)
-        if pixels is not None:
-            vectors[has] = self.embedder.embed_batch(pixels)
+        if has.any():
+            vectors[has] = (self.embedder.embed_batch(pixels) if isinstance(pixels, torch.Tensor)
+                            else self.embedder.embed_prepared(list(pixels)))
         return {**columns, "has_vector": has, "vector": vectors}
 
 

@@ -126,7 +126,7 @@ def update_workspace(
         from . import ray_embed
 
         remote = partial(ray_embed.embed_on_ray, ray, spec().text, root, batch_size=batch_size,
-                         send_files=ray_send_files, preprocess=embedder().preprocess,
+                         send_files=ray_send_files, prepare=embedder().preparer.prepare,
                          image_size=embedder().image_size)
     report = run_update(catalog, store(), embedder(), root, [workspace], progress=progress,
                         on_progress=report_progress, frames_dir=workspace / "frames", video_every=video_every,

@@ -109,6 +109,12 @@ class Embedder:
         """
         return self._split.prepare(image)
 
+    @property
+    def preparer(self) -> SplitPreprocess:
+        """The per-image half of :attr:`preprocess` as a small picklable object (its ``prepare`` is
+        :meth:`prepare`), for workers that decode without the model (a Ray decode stage)."""
+        return self._split
+
     def embed_prepared(self, items: Sequence[Any]) -> np.ndarray:
         """Embed one batch of :meth:`prepare`'s results; the same vectors as ``preprocess`` + :meth:`embed_batch`."""
         if not items:
