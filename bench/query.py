@@ -10,7 +10,7 @@ For each ``--sizes`` N (default 100k and 1M), in one process:
   before float16, with the ``hnsw`` index: "today") and *float16* (the current store, with the
   ``qdrant-edge`` index in its uint8 mode: "compact").
 * **index build**: hnswlib (M=16, ef_construction=200, 2 threads) and qdrant-edge (uint8, m=16,
-  ef_construct=64, 2 threads), each filled in 10k chunks as ``IndexKeeper.sync`` does and saved. Above
+  ef_construct=128, 2 threads), each filled in 10k chunks as ``IndexKeeper.sync`` does and saved. Above
   ``--hnsw-max`` vectors the 26-minute hnsw build is not repeated: both are then built on the first
   ``--hnsw-max`` vectors for a same-run ratio, and only qdrant-edge on all N.
 * **top-100**: each index's ef is calibrated as the library does (``calibrate_for_text_queries``, target
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default=None, help="temporary workspaces go here (default: system temp)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
     parser.add_argument("--edge-m", type=int, default=16, help="qdrant-edge graph degree")
-    parser.add_argument("--edge-ef-construct", type=int, default=64, help="qdrant-edge build-time beam width")
+    parser.add_argument("--edge-ef-construct", type=int, default=128, help="qdrant-edge build-time beam width")
     parser.add_argument("--only-distribution", action="store_true", help="stop after the full-distribution part")
     parser.add_argument("--only-filtered", action="store_true",
                         help="only searches within a scope: before vs today (float16 store, no index)")
