@@ -211,7 +211,8 @@ class StoreIndex(VectorIndex):
         return len(self.snapshot)
 
 
-def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100, queries: int = 50) -> None:
+def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100, queries: int = 100,
+                               target: float = 0.95, margin: float = 0.02) -> None:
     """Tune an approximate index (its ``calibrate(queries, exact_ids, k)``) on queries shaped like text prompts.
 
     A stored vector is its own nearest neighbour, which flatters recall. A CLIP text query points at a
@@ -220,6 +221,10 @@ def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100
     to cosine 0.35. (Mixing the stored vector itself with noise, as before 2026-12-01, asks for its own
     neighbourhood blurred by noise: at 1M clustered vectors that needed ef 1600 where held-out concept
     queries reach recall 0.97 at ef 600; bench/README.md.)
+
+    The recall of a sample of ``queries`` is an estimate, and two graph builds of the same vectors differ
+    (at 1M, held-out recall at one ef moved by 0.07 between builds), so the index is tuned to ``target +
+    margin`` on the sample for ``target`` to hold on queries it has not seen.
     """
     rng = np.random.default_rng(0)
     sample = rng.choice(len(snapshot), size=min(queries, len(snapshot)), replace=False)
@@ -234,9 +239,9 @@ def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100
     scores = snapshot.scores(vectors)
     exact = [snapshot.ids[top_k(scores[:, j], k)].tolist() for j in range(len(vectors))]
     if index.score_error:  # a compact index whose candidates the library rescores exactly
-        index.calibrate(vectors, exact, k=k, target=0.95, wider=wider_k(k))
+        index.calibrate(vectors, exact, k=k, target=target + margin, wider=wider_k(k))
     else:
-        index.calibrate(vectors, exact, k=k, target=0.95)
+        index.calibrate(vectors, exact, k=k, target=target + margin)
 
 
 __all__ = ["CALIBRATE_FROM", "IndexKeeper", "StoreIndex", "calibrate_for_text_queries", "read_state", "wider_k",
