@@ -108,7 +108,7 @@ class StoreSnapshot:
         image's similarity to itself is 1 and every score is a cosine.
         """
         rows = self.rows if positions is None else self.rows[positions]
-        return _float32(self.matrix[rows])
+        return _float32_rows(self.matrix, rows)
 
     def scan(self, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Inner products of the vectors in ``rows`` (default: every live one) with each query.
@@ -158,19 +158,12 @@ class StoreSnapshot:
         return out
 
 
-def _float32(block: np.ndarray) -> np.ndarray:
-    """Rows of the matrix as float32; float16 rows are scaled back to unit length (rounding moved their norm)."""
-    out = np.asarray(block, dtype=np.float32)
-    if block.dtype == np.float16 and out.size:
-        out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
-    return out
-
-
 def _float32_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``_float32(matrix[rows])``, the same values, gathered with ``take`` (faster than memmap indexing) and
-    converted by torch a few rows at a time: its float16 conversion is vectorised (numpy's is about 5x slower
-    here), and a copy below torch's parallel grain (32,768 elements) never wakes its thread pool, which on a busy
-    machine costs milliseconds per call."""
+    """Rows of the matrix as float32; float16 rows are scaled back to unit length (rounding moved their norm).
+
+    Gathered with ``take`` (faster than memmap indexing) and converted by torch a few rows at a time: its
+    float16 conversion is vectorised (numpy's is about 5x slower here), and a copy below torch's parallel grain
+    (32,768 elements) never wakes its thread pool, which on a busy machine costs milliseconds per call."""
     source = np.asarray(matrix)  # a plain view of the memory map
     if source.dtype != np.float16:
         return np.asarray(source.take(rows, axis=0), dtype=np.float32)
