@@ -193,8 +193,7 @@ class StoreIndex(VectorIndex):
         if restrict_to is None:
             positions = np.arange(len(snapshot))
         else:
-            positions = np.array(sorted({snapshot.position[i] for i in restrict_to if i in snapshot.position}),
-                                 dtype=np.int64)
+            positions = snapshot.positions_of(np.asarray(list(restrict_to), dtype=str))
         if not len(positions) or k <= 0:
             return [], np.zeros(0, np.float32)
         scores = snapshot.scan(query, snapshot.rows[positions])[:, 0]
@@ -228,20 +227,25 @@ def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100
     """
     rng = np.random.default_rng(0)
     sample = rng.choice(len(snapshot), size=min(queries, len(snapshot)), replace=False)
-    near = snapshot.scores(snapshot.vectors(sample))
-    centres = np.stack([snapshot.vectors(top_k(near[:, j], min(k, len(snapshot)))).mean(axis=0)
-                        for j in range(len(sample))])
+    neighbourhoods = _exact_top_k(snapshot, snapshot.vectors(sample), k)
+    centres = np.stack([snapshot.vectors(near).mean(axis=0) for near in neighbourhoods])
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     away = rng.normal(size=centres.shape).astype(np.float32)
     away -= (away * centres).sum(axis=1, keepdims=True) * centres
     away /= np.linalg.norm(away, axis=1, keepdims=True)
     vectors = (0.35 * centres + np.sqrt(1 - 0.35**2) * away).astype(np.float32)
-    scores = snapshot.scores(vectors)
-    exact = [snapshot.ids[top_k(scores[:, j], k)].tolist() for j in range(len(vectors))]
+    exact = [snapshot.ids[positions].tolist() for positions in _exact_top_k(snapshot, vectors, k)]
     if index.score_error:  # a compact index whose candidates the library rescores exactly
         index.calibrate(vectors, exact, k=k, target=target + margin, wider=wider_k(k))
     else:
         index.calibrate(vectors, exact, k=k, target=target + margin)
+
+
+def _exact_top_k(snapshot: StoreSnapshot, queries: np.ndarray, k: int, chunk: int = 16) -> list[np.ndarray]:
+    """Positions of each query's exact ``k`` best, best first; ``chunk`` queries at a time, so that the scores
+    held at once stay ``chunk`` columns of the store (64 MB at 1M images), not one per query."""
+    return [top_k(column, k) for start in range(0, len(queries), chunk)
+            for column in snapshot.scores(queries[start : start + chunk]).T]
 
 
 __all__ = ["CALIBRATE_FROM", "IndexKeeper", "StoreIndex", "calibrate_for_text_queries", "read_state", "wider_k",
