@@ -268,12 +268,17 @@ class _Prepare(_Decoder):
     pixels); a model whose transform cannot be split sends its float tensors.
     """
 
+    def __init__(self, root: str, embedded: Any, prepare: Callable[[Any], Any], image_size: int) -> None:
+        from PIL import Image
+
+        super().__init__(root, embedded, prepare, image_size)
+        # the shape and type of every image's pixels, also for a batch without any (all embedded already), so
+        # that Ray Data can put any batches together
+        self.blank = np.asarray(prepare(Image.new("RGB", (image_size, image_size))))
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         columns, pixels = self.decode(batch)
-        first = next((np.asarray(p) for p in pixels if p is not None), None)
-        shape, dtype = ((3, self.image_size, self.image_size), np.uint8) if first is None else (first.shape,
-                                                                                                  first.dtype)
-        stacked = np.zeros((len(pixels), *shape), dtype)
+        stacked = np.zeros((len(pixels), *self.blank.shape), self.blank.dtype)
         for i, p in enumerate(pixels):
             if p is not None:
                 stacked[i] = np.asarray(p)
