@@ -134,12 +134,13 @@ def fake_path(i: int) -> str:
     return f"Pictures/{year}/{year}-{month:02d} Trip {i % 97:02d}/IMG_{i:08d}.jpg"
 
 
-def build_workspace(ws: Path, data: np.ndarray, ids: list[str], precision: str) -> tuple[Catalog, EmbeddingStore]:
-    """A picsift workspace holding ``data`` as the embeddings of ``MODEL``: what update() would leave."""
-    spec = parse_model_spec(MODEL)
+def build_workspace(ws: Path, data: np.ndarray, ids: list[str], precision: str,
+                    model: str = MODEL) -> tuple[Catalog, EmbeddingStore]:
+    """A picsift workspace holding ``data`` as the embeddings of ``model``: what update() would leave."""
+    spec = parse_model_spec(model)
     catalog = Catalog(ws / "catalog.sqlite")
-    store = EmbeddingStore(catalog, ws / "models" / slug(spec.identity()), spec.identity(), spec.text, DIM,
-                           precision=precision)
+    store = EmbeddingStore(catalog, ws / "models" / slug(spec.identity()), spec.identity(), spec.text,
+                           data.shape[1], precision=precision)
     rows = store.write_vectors(data)
     now = time.time_ns()
     with catalog.transaction() as db:
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated vector counts")
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=100, help="held-out queries of each kind")
-    parser.add_argument("--hnsw-max", type=int, default=200_000, help="largest N to build hnsw at (26 min at 1M)")
+    parser.add_argument("--hnsw-max", type=int, default=200_000, help="largest N to build hnsw at (6-26 min at 1M)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="temporary workspaces go here (default: system temp)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")

@@ -15,16 +15,14 @@ import argparse
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from common import header, median, table, timed
+from query import build_workspace, make_ids
 
 from picsift import Library
-from picsift.core.catalog import Catalog, FileRow
-from picsift.core.store import EmbeddingStore
-from picsift.embedding.spec import parse_model_spec, slug
+from picsift.core.store import DEFAULT_PRECISION
 
 MODEL = "picsift-offline"
 PROMPTS = ["a bird", "a red bicycle", "a dog on a beach", "a musical instrument", "a house", "a flower",
@@ -38,16 +36,8 @@ def fill(root: Path, n: int, dim: int, seed: int = 0) -> None:
     centres = rng.standard_normal((max(1, n // 1000), dim)).astype(np.float32)
     data = centres[rng.integers(0, len(centres), n)] + 0.05 * rng.standard_normal((n, dim)).astype(np.float32)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
-    spec = parse_model_spec(MODEL)
-    workspace = root / ".picsift"
-    catalog = Catalog(workspace / "catalog.sqlite")
-    store = EmbeddingStore(catalog, workspace / "models" / slug(spec.identity()), spec.identity(), spec.text, dim)
-    rows = store.write_vectors(data)
-    ids = [f"{i:032x}" for i in range(n)]
-    now = time.time_ns()
-    with catalog.transaction() as db:
-        Catalog.upsert_files(db, (FileRow(f"img/{i:07d}.png", 1000 + i, now, ids[i], 64, 64, None) for i in range(n)))
-        store.commit_rows(db, ids, rows)
+    catalog, _ = build_workspace(root / ".picsift", data, make_ids(n, seed), DEFAULT_PRECISION, model=MODEL)
+    catalog.close()
 
 
 def main(argv: list[str] | None = None) -> int:
