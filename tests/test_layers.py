@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "picsift"
 #: Lowest first. A module may import its own layer or a lower one.
 LAYERS: list[tuple[str, ...]] = [
     ("picsift.errors", "picsift.atomic", "picsift.reading", "picsift.safe_paths", "picsift.signing",
-     "picsift.terminal", "picsift.deprecated"),
+     "picsift.workspace_files", "picsift.terminal", "picsift.deprecated"),
     ("picsift.embedding",),
     ("picsift.core",),
     ("picsift.index",),
