@@ -237,7 +237,8 @@ class WorkspaceFiles:
     def save_arrays(self, path: str | os.PathLike[str], *, fsync: bool = False, **arrays: np.ndarray) -> None:
         """An ``.npz`` of plain arrays (object arrays are refused: a workspace never holds pickles)."""
         out = io.BytesIO()
-        np.savez(out, **{key: np.asarray(value) for key, value in arrays.items()})
+        plain: dict[str, Any] = {key: np.asarray(value) for key, value in arrays.items()}
+        np.savez(out, **plain)
         self.write_bytes(path, out.getvalue(), fsync=fsync)
 
     def save_array(self, path: str | os.PathLike[str], array: np.ndarray, *, fsync: bool = False) -> None:
