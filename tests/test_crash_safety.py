@@ -26,13 +26,13 @@ CHILD = KILL_AFTER + textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    import picsift, picsift.core.catalog, picsift.core.store
+    import picsift, picsift.core.catalog, picsift.core.store, picsift.workspace_files
     folder, spec, point, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     owners = {
         "write_vectors": picsift.core.store.EmbeddingStore,  # vectors on disk, rows not committed
         "commit_rows": picsift.core.store.EmbeddingStore,    # inside the batch transaction
         "delete_files": picsift.core.catalog.Catalog,        # inside the removal transaction
-        "rename": Path,                                 # between the index folder's two renames
+        "rename": picsift.workspace_files.WorkspaceFiles,  # between the index folder's two renames
     }
     kill_after(owners[point], point, nth, static=point == "delete_files")
     picsift.Library(folder, model=spec, batch_size=8).update(progress=False)

@@ -52,8 +52,9 @@ CHILD = textwrap.dedent(
 
     if role == "slow-write":
         np.savez = pausing(np.savez)
-    elif role == "slow-swap":
-        Path.rename = pausing(Path.rename)
+    elif role == "slow-swap":  # folders are renamed through the workspace's file layer
+        from picsift.workspace_files import WorkspaceFiles
+        WorkspaceFiles.rename = pausing(WorkspaceFiles.rename)
     else:
         deadline = time.time() + 60
         while not marker.exists() and time.time() < deadline:

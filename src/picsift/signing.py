@@ -18,8 +18,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from .atomic import write_atomic
-from .reading import open_regular_file, read_regular_file
+from .reading import open_regular_file
+from .workspace_files import WorkspaceFiles
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def sign_folder(folder: Path) -> None:
     digest = folder_digest(folder, user_secret())
     if digest is None:
         return
-    write_atomic(signature_file(folder), digest)
+    WorkspaceFiles(folder.parent).write_bytes(signature_file(folder).name, digest)
 
 
 def verify_folder(folder: Path) -> bool:
@@ -103,7 +103,7 @@ def verify_folder(folder: Path) -> bool:
     if folder.is_symlink() or not folder.is_dir():
         return False
     try:
-        recorded = read_regular_file(signature_file(folder), 1024)[0].decode().strip()
+        recorded = WorkspaceFiles(folder.parent).read_bytes(signature_file(folder).name, 1024).decode().strip()
         digest = folder_digest(folder, user_secret())
     except (OSError, UnicodeDecodeError):
         return False

@@ -266,7 +266,7 @@ class WorkspaceFiles:
         try:
             _regular(fd, where)
             os.set_blocking(fd, True)
-            return os.fdopen(fd, "r+b" if not append else "ab", buffering=0)
+            return os.fdopen(fd, "r+b" if not append else "ab")
         except BaseException:
             os.close(fd)
             raise

@@ -19,7 +19,6 @@ coordinates and the numbers its ``transform`` uses. No file of a workspace can r
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import zipfile
 from collections.abc import Callable
@@ -30,12 +29,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..workspace_files import WorkspaceFiles
 from .clustering import RowsView as RowsView
 from .projection_umap import SampleSearch as SampleSearch
 from .projection_umap import UmapModel
 
 if TYPE_CHECKING:
-    from ..core.store import StoreSnapshot
+    from ..workspace_files import WorkspaceFiles
+from ..core.store import StoreSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -215,18 +216,31 @@ def map_files(folder: Path, method: str, dims: int) -> tuple[Path, Path]:
 _UNREADABLE = (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, MemoryError, zipfile.BadZipFile)
 
 
+#: A saved map or projection model larger than this is not one picsift wrote (1M points in 3D: about 45 MB).
+MAP_FILE_LIMIT = 2**30
+
+
+def _files(folder: Path) -> WorkspaceFiles:
+    """The model folder's files, through which the maps folder is reached without following links."""
+    return WorkspaceFiles(Path(folder).parent)
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    return _files(path.parent).load_arrays(f"{path.parent.name}/{path.name}", MAP_FILE_LIMIT)
+
+
 def load_map(folder: Path, method: str, dims: int) -> ProjectionMap | None:
     """The saved map (coordinates only, the model is not read), or None when there is none or it is unusable."""
     path = map_files(folder, method, dims)[0]
-    if not path.exists():
+    if not _files(folder).exists(f"{Path(folder).name}/{path.name}"):
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            state = ProjectionMap(
-                method, dims, data["ids"].astype("<U32"), data["coords"].astype(np.float32),
-                int(data["version"]), int(data["fitted"]), data["centre"].astype(np.float32),
-                float(data["extent"]), str(data["token"]),
-            )
+        data = _read_arrays(path)
+        state = ProjectionMap(
+            method, dims, data["ids"].astype("<U32"), data["coords"].astype(np.float32),
+            int(data["version"]), int(data["fitted"]), data["centre"].astype(np.float32),
+            float(data["extent"]), str(data["token"]),
+        )
         if (state.ids.ndim != 1 or state.coords.shape != (len(state.ids), dims) or state.centre.shape != (dims,)
                 or not np.isfinite(state.extent) or state.extent <= 0):
             raise ValueError(f"ids {state.ids.shape}, coords {state.coords.shape}, centre {state.centre.shape}")
@@ -239,14 +253,14 @@ def load_map(folder: Path, method: str, dims: int) -> ProjectionMap | None:
 def _load_model(folder: Path, method: str, dims: int, token: str) -> Model | None:
     path = map_files(folder, method, dims)[1]
     try:
-        with np.load(path, allow_pickle=False) as data:  # plain arrays: a workspace is untrusted input
-            if str(data["token"]) != token:  # a crash between writing the model and the map
-                log.warning("projection model %s does not match its map: refitting", path)
-                return None
-            kind = str(data["kind"])  # a "umap" map of under 5 images has a PCA model
-            if kind not in _MODEL_KINDS:
-                raise ValueError(f"model kind {kind!r}; valid: {', '.join(_MODEL_KINDS)}")
-            model: Model = _MODEL_KINDS[kind].from_arrays(data)
+        data = _read_arrays(path)  # plain arrays, bounded, no link followed: a workspace is untrusted input
+        if str(data["token"]) != token:  # a crash between writing the model and the map
+            log.warning("projection model %s does not match its map: refitting", path)
+            return None
+        kind = str(data["kind"])  # a "umap" map of under 5 images has a PCA model
+        if kind not in _MODEL_KINDS:
+            raise ValueError(f"model kind {kind!r}; valid: {', '.join(_MODEL_KINDS)}")
+        model: Model = _MODEL_KINDS[kind].from_arrays(data)
     except _UNREADABLE as e:
         log.warning("cannot read the projection model %s (%s): refitting", path, e)
         return None
@@ -256,26 +270,20 @@ def _load_model(folder: Path, method: str, dims: int, token: str) -> Model | Non
     return model
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)  # a reader never sees half a file
-
-
 def _save_map(folder: Path, state: ProjectionMap, model: Model | None) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    files, name = _files(folder), Path(folder).name
     coords_file, model_file = map_files(folder, state.method, state.dims)
     if model is not None:  # first the model, then the map naming its token
         arrays: dict[str, Any] = {"token": state.token, "kind": model.method, **model.arrays()}
-        _atomic_write(model_file, lambda f: np.savez(f, **arrays))
-    _atomic_write(coords_file, lambda f: np.savez(
-        f, ids=state.ids.astype("S32"), coords=state.coords, version=state.version, fitted=state.fitted,
-        centre=state.centre, extent=state.extent, token=state.token))
+        files.save_arrays(f"{name}/{model_file.name}", **arrays)
+    files.save_arrays(f"{name}/{coords_file.name}", ids=state.ids.astype("S32"), coords=state.coords,
+                      version=np.asarray(state.version), fitted=np.asarray(state.fitted), centre=state.centre,
+                      extent=np.asarray(state.extent), token=np.asarray(state.token))
     # Files of older releases: version-keyed coordinates, and pickled models (never read: they could run code).
-    for stale in [*folder.glob(f"{state.method}-{state.dims}d-v*.npy"),
-                  folder / f"{state.method}-{state.dims}d.model.pkl"]:
-        stale.unlink(missing_ok=True)
+    prefix = f"{state.method}-{state.dims}d"
+    for stale in files.list(name):
+        if (stale.startswith(f"{prefix}-v") and stale.endswith(".npy")) or stale == f"{prefix}.model.pkl":
+            files.remove(f"{name}/{stale}")
 
 
 def _locate(known: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -379,15 +387,16 @@ def cached_projection(
     Recomputes everything for a new version; :func:`update_map` places only new images.
     """
     path = cache_file(folder, version, method, dims) if folder is not None else None
-    if path is not None and path.exists():
+    if path is not None and _files(path.parent).exists(f"{path.parent.name}/{path.name}"):
         try:
-            return np.asarray(np.load(path, allow_pickle=False), np.float32)
+            return np.asarray(_read_arrays(path)[""], np.float32)
         except _UNREADABLE:
             log.warning("ignoring unreadable projection cache %s", path)
     coords = project(vectors(), method, dims)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f"{method}-{dims}d-v*.npy"):
-            stale.unlink(missing_ok=True)
-        _atomic_write(path, lambda f: np.save(f, coords))
+        files, name = _files(path.parent), path.parent.name
+        for stale in files.list(name):
+            if stale.startswith(f"{method}-{dims}d-v") and stale.endswith(".npy"):
+                files.remove(f"{name}/{stale}")
+        files.save_array(f"{name}/{path.name}", coords)
     return coords

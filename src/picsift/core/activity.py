@@ -9,13 +9,15 @@ the running lock can at worst delay the updater's own acquisition of it, which w
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
 
 RUNNING_LOCK = "update.running.lock"
 PROGRESS_FILE = "update.progress.json"
@@ -33,9 +35,9 @@ def announce_update(workspace: Path) -> Iterator[ProgressWriter]:
     """
     from filelock import FileLock
 
-    lock = FileLock(str(workspace / RUNNING_LOCK), timeout=10)
+    files = WorkspaceFiles(workspace)
+    lock = FileLock(files.lock_file(RUNNING_LOCK), timeout=10)
     lock.acquire()
-    path = workspace / PROGRESS_FILE
     state: dict[str, Any] = {"pid": os.getpid(), "started": time.time(), "done": 0, "total": None}
     last = [0.0]
 
@@ -45,14 +47,14 @@ def announce_update(workspace: Path) -> Iterator[ProgressWriter]:
             return
         last[0] = now
         state.update(done=done, total=total)
-        _write_json(path, state)
+        files.write_json(PROGRESS_FILE, state)
 
     try:
-        _write_json(path, state)
+        files.write_json(PROGRESS_FILE, state)
         yield write
     finally:
         with suppress(OSError):
-            path.unlink()
+            files.remove(PROGRESS_FILE)
         lock.release()
 
 
@@ -63,10 +65,13 @@ def running_update(workspace: Path) -> dict[str, Any] | None:
     """
     from filelock import FileLock, Timeout
 
-    path = workspace / RUNNING_LOCK
-    if not path.exists():  # no update ever ran here (and a read-only workspace stays untouched)
+    files = WorkspaceFiles(workspace)
+    info = files.lstat(RUNNING_LOCK)
+    if info is None:  # no update ever ran here (and a read-only workspace stays untouched)
         return None
-    lock = FileLock(str(path), timeout=0)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # planted: nobody can be updating through it
+        return None
+    lock = FileLock(str(files.path(RUNNING_LOCK)), timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -78,16 +83,10 @@ def running_update(workspace: Path) -> dict[str, Any] | None:
         return None
     idle = {"pid": None, "started": None, "done": 0, "total": None}
     try:
-        state = json.loads((workspace / PROGRESS_FILE).read_text())
+        state = files.read_json(PROGRESS_FILE, SMALL_LIMIT)
     except (OSError, ValueError):  # between taking the lock and the first write
         return idle
     if not isinstance(state, dict) or not all(isinstance(state.get(k), (int, type(None))) for k in ("done", "total")):
         return idle  # not what announce_update writes
     return {**idle, **state, "done": state.get("done") or 0}
 
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    # write then rename: a reader never sees half a file
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(value))
-    os.replace(temporary, path)

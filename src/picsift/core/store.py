@@ -14,6 +14,7 @@ the two leaves only unreferenced bytes past ``next_row``, which the next write o
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sqlite3
 import warnings
@@ -23,9 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelMismatchError
+from ..workspace_files import VECTORS_FILE, UnsafeWorkspaceFileError, WorkspaceFiles, checked_name
 from .catalog import Catalog
 from .catalog.embeddings import EmbeddingTables
 from .id_index import IdIndex
+
+log = logging.getLogger(__name__)
 
 #: Rewrite the vectors file when fewer than this fraction of its rows are still in use.
 COMPACT_BELOW = 0.75
@@ -220,10 +224,13 @@ class EmbeddingStore:
     precision
         Element type of the vectors files this store writes: ``"float16"`` (default) or ``"float32"``.
         A file of the other precision is read as it is and rewritten by the next :meth:`write_vectors`.
+    files
+        The workspace's files (:class:`~picsift.workspace_files.WorkspaceFiles`), through which the vectors
+        files are reached without following links; default: rooted at ``folder``'s parent.
     """
 
     def __init__(self, catalog: Catalog, folder: Path, identity: str, spec: str, dim: int,
-                 precision: str = DEFAULT_PRECISION):
+                 precision: str = DEFAULT_PRECISION, files: WorkspaceFiles | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"unknown store precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         self.catalog = catalog
@@ -232,19 +239,54 @@ class EmbeddingStore:
         self.dim = dim
         self.precision = precision
         self._snapshot: StoreSnapshot | None = None
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.files = files if files is not None else WorkspaceFiles(self.folder.parent)
+        self.files.make_folder(self.folder)
         stored_dim = catalog.embeddings.model_dim(identity)
         if stored_dim is None:
-            catalog.embeddings.add_model(identity, spec, dim, f"vectors-0.{PRECISIONS[precision][0]}")
+            catalog.embeddings.add_model(identity, spec, dim, self._first_file())
         elif stored_dim != dim:
             raise ModelMismatchError(
                 f"model {identity} produced {dim}-d vectors but its store holds {stored_dim}-d ones; "
                 f"delete {self.folder} to re-embed"
             )
+        else:
+            self._check_vectors_file()
+
+    def _first_file(self) -> str:
+        return f"vectors-0.{PRECISIONS[self.precision][0]}"
+
+    def _check_vectors_file(self) -> None:
+        """Start this model's store afresh (its images are embedded again) when the catalog names a vectors file
+        that is no picsift name, or the file is a link, special, hard-linked or shorter than the rows recorded.
+
+        A workspace may come from anyone: such a file is never followed or written through, and nothing outside
+        the workspace is touched; embeddings are derived data, so the next update makes them again.
+        """
+        vectors_file, next_row, _ = self.catalog.embeddings.state(self.identity)
+        try:
+            checked_name(vectors_file, VECTORS_FILE, "vectors file")
+            info = self.files.lstat(self.folder / vectors_file)
+            if info is None:
+                if next_row == 0:
+                    return
+                raise UnsafeWorkspaceFileError(f"{self.folder / vectors_file} is missing")
+            f, info = self.files.open_read(self.folder / vectors_file)
+            f.close()
+            needed = next_row * self.dim * np.dtype(file_dtype(vectors_file)).itemsize
+            if info.st_size < needed:
+                raise UnsafeWorkspaceFileError(f"{self.folder / vectors_file} holds {info.st_size} bytes where "
+                                               f"{next_row} rows need {needed}")
+        except UnsafeWorkspaceFileError as e:
+            log.warning("%s: embedding this model's images again (nothing outside the workspace is touched)", e)
+            if isinstance(vectors_file, str) and VECTORS_FILE.fullmatch(vectors_file):
+                self.files.remove(self.folder / vectors_file)
+            self.catalog.embeddings.reset_model(self.identity, self._first_file())
+            self.files.remove(self.folder / self._first_file())
 
     # -- reading ----------------------------------------------------------------------------------
     def _state(self) -> tuple[str, int, int]:
-        return self.catalog.embeddings.state(self.identity)
+        vectors_file, next_row, version = self.catalog.embeddings.state(self.identity)
+        return checked_name(vectors_file, VECTORS_FILE, "vectors file"), next_row, version
 
     @property
     def version(self) -> int:
@@ -275,14 +317,17 @@ class EmbeddingStore:
     def _read_snapshot(self) -> StoreSnapshot:
         # rows and next_row from the same commit
         (vectors_file, next_row, version), pairs = self.catalog.embeddings.snapshot(self.identity)
+        checked_name(vectors_file, VECTORS_FILE, "vectors file")
         ids = np.array([p[0] for p in pairs], dtype="<U32")
         rows = np.array([p[1] for p in pairs], dtype=np.int64)
         path = self.folder / vectors_file
         dtype = file_dtype(vectors_file)
-        if next_row == 0 or not path.exists():
+        if next_row == 0 or not self.files.exists(path):
             matrix = np.zeros((0, self.dim), dtype)
         else:
-            matrix = np.memmap(path, dtype=dtype, mode="r", shape=(next_row, self.dim))
+            f, _ = self.files.open_read(path)  # a regular file with one link, reached without following links
+            with f:
+                matrix = np.memmap(f, dtype=dtype, mode="r", shape=(next_row, self.dim))
         return StoreSnapshot(ids, rows, matrix, version)
 
     # -- writing ----------------------------------------------------------------------------------
@@ -297,8 +342,7 @@ class EmbeddingStore:
             vectors_file, next_row, _ = self._state()
         dtype = file_dtype(vectors_file)
         vectors = np.ascontiguousarray(vectors, dtype=dtype)
-        path = self.folder / vectors_file
-        with open(path, "r+b" if path.exists() else "w+b") as f:
+        with self.files.open_update(self.folder / vectors_file) as f:  # never through a link or a hard link
             f.seek(next_row * self.dim * np.dtype(dtype).itemsize)
             f.write(vectors.tobytes())
             f.flush()
@@ -337,7 +381,8 @@ class EmbeddingStore:
         tag, dtype = PRECISIONS[self.precision]
         new_file = f"vectors-{generation}.{tag}"
         count = snapshot.matrix.shape[0] if keep_unused else len(snapshot)
-        with open(self.folder / new_file, "wb") as f:
+        self.files.remove(self.folder / new_file)  # left by a killed rewrite: start it anew
+        with self.files.open_update(self.folder / new_file) as f:
             for start in range(0, count, 65536):
                 chunk = np.arange(start, min(start + 65536, count))
                 block = snapshot.matrix[chunk if keep_unused else snapshot.rows[chunk]]  # as stored, not rescaled
@@ -351,6 +396,6 @@ class EmbeddingStore:
     def remove_stray_files(self) -> None:
         """Delete vectors files left by a killed compaction. Call only while holding the update lock."""
         current = self._state()[0]
-        for path in self.folder.glob("vectors-*.f[13][26]"):
-            if path.name != current:
-                path.unlink(missing_ok=True)
+        for name in self.files.list(self.folder):
+            if VECTORS_FILE.fullmatch(name) and name != current:
+                self.files.remove(self.folder / name)

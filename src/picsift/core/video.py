@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
@@ -29,10 +28,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..atomic import write_atomic
 from ..errors import PicsiftError
-from ..reading import open_regular_file, read_regular_file
+from ..reading import open_regular_file
 from ..terminal import printable
+from ..workspace_files import FRAME_FILE, FRAME_FOLDER, WorkspaceFiles, checked_name
 from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
 
 if TYPE_CHECKING:
@@ -96,38 +95,54 @@ class FrameCache:
     Each video's folder (``<video id[:16]>``) holds a manifest (:attr:`MANIFEST`) naming every frame file
     written there, appended before the file itself is written, so a process killed in between leaves a
     name without a file, never a file without a name. Only files that a manifest names, in a video
-    folder of this cache (no symlinks), are ever deleted: whatever a catalog or a workspace says, a
-    file picsift did not write is never removed.
+    folder of this cache, are ever deleted: whatever a catalog or a workspace says, a file picsift did not
+    write is never removed. Every file is reached through :class:`~picsift.workspace_files.WorkspaceFiles`:
+    a link planted anywhere in the cache is never followed (a frame is written under a new name and renamed
+    into place; the manifest must be a regular file with one link).
     """
 
     MANIFEST = "written.txt"
-    _FOLDER = re.compile(r"[0-9a-f]{16}")
-    _NAME = re.compile(r"[0-9]{9}\.jpg")
+    _FOLDER = FRAME_FOLDER
+    _NAME = FRAME_FILE
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self._files = WorkspaceFiles(self.folder.parent)
         self._lock = threading.Lock()
+        self._checked = False
+
+    def _relative(self, *names: str) -> str:
+        return "/".join((self.folder.name, *names))
+
+    def _own_folder(self) -> None:
+        """Replace a link or file planted where the cache's folder belongs by a folder of its own (once)."""
+        if self._checked:
+            return
+        name = self.folder.name
+        if self._files.exists(name) and not self._files.is_folder(name):
+            log.warning("%s is not a folder picsift made (a link or a file): replacing it with a new frame cache; "
+                        "nothing it points to is touched", self.folder)
+            self._files.remove(name)
+        self._checked = True
 
     def write(self, video_id: str, t: float, data: bytes) -> Path:
         """Write the frame of ``video_id`` at ``t`` seconds; returns its path."""
-        if self.folder.is_symlink():
-            raise PicsiftError(f"{self.folder} is a symlink: picsift writes video frames only into a folder of "
-                               "its own inside the workspace; remove the link and update again")
-        folder = self.folder / video_id[:16]
-        file = folder / frame_name(t)
+        video_folder = checked_name(video_id[:16], self._FOLDER, "video id")
+        name = frame_name(t)
         with self._lock:  # frames are written from several threads
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / self.MANIFEST, "a", encoding="utf-8") as manifest:
-                manifest.write(file.name + "\n")
-        file.write_bytes(data)
-        return file
+            self._own_folder()
+            manifest = self._files.open_update(self._relative(video_folder, self.MANIFEST), append=True)
+            with manifest:
+                manifest.write(f"{name}\n".encode())
+        self._files.write_bytes(self._relative(video_folder, name), data)
+        return self.folder / video_folder / name
 
     def written(self, folder: Path) -> set[str]:
         """Names of the frame files the manifest of ``folder`` lists (an empty set for any other folder)."""
-        if folder.parent != self.folder or not self._FOLDER.fullmatch(folder.name) or folder.is_symlink():
+        if folder.parent != self.folder or not self._FOLDER.fullmatch(folder.name):
             return set()
-        try:  # a regular file of reasonable size: a shared workspace could hold a pipe there
-            data, _ = read_regular_file(folder / self.MANIFEST, 64 * 2**20)
+        try:  # a regular file of reasonable size, reached without links: a shared workspace could hold anything
+            data = self._files.read_bytes(self._relative(folder.name, self.MANIFEST), 64 * 2**20)
         except OSError:
             return set()
         lines = data.decode("utf-8", errors="replace").splitlines()
@@ -144,27 +159,30 @@ class FrameCache:
             for file in group:
                 if file.name in written:
                     with suppress(OSError):
-                        file.unlink(missing_ok=True)
+                        self._files.remove(self._relative(folder.name, file.name))
             self._tidy(folder, written)
 
     def sweep(self, keep: set[str]) -> None:
         """Delete the frame files this cache wrote that are not in ``keep`` (paths as strings)."""
-        if not self.folder.is_dir() or self.folder.is_symlink():
+        if not self._files.is_folder(self.folder.name):
             return
-        for folder in self.folder.iterdir():
-            self.delete(folder / name for name in self.written(folder) if str(folder / name) not in keep)
+        for name in self._files.list(self.folder.name):
+            folder = self.folder / name
+            self.delete(folder / frame for frame in self.written(folder) if str(folder / frame) not in keep)
 
     def _tidy(self, folder: Path, written: set[str]) -> None:
         """Rewrite ``folder``'s manifest to the frames still there; remove the folder when none are."""
         if not written:
             return
-        left = sorted(name for name in written if (folder / name).exists())
+        left = sorted(name for name in written if self._files.exists(self._relative(folder.name, name)))
         with suppress(OSError):
             if left:
-                write_atomic(folder / self.MANIFEST, "".join(f"{name}\n" for name in left))
+                self._files.write_bytes(self._relative(folder.name, self.MANIFEST),
+                                        "".join(f"{name}\n" for name in left))
             else:
-                (folder / self.MANIFEST).unlink(missing_ok=True)
-                folder.rmdir()  # only when empty: anything else in it stays
+                self._files.remove(self._relative(folder.name, self.MANIFEST))
+                if not self._files.list(self._relative(folder.name)):  # only when empty: anything else stays
+                    self._files.remove(self._relative(folder.name))
 
 
 def moment_url(video: str | os.PathLike[str], t: float, base: str | os.PathLike[str] | None = None) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from ..embedding.openclip import DEFAULT_MODEL, Embedder, pretrained_weights_ava
 from ..embedding.spec import OFFLINE_MODEL, ModelSpec, offline_model_available, parse_model_spec
 from ..errors import ModelMismatchError, ModelUnavailableError, PicsiftError, WorkspaceBusyError, workspace_space
 from ..reading import read_regular_file
+from ..workspace_files import WorkspaceFiles
 from .activity import running_update
 from .catalog import WORKSPACE_DIRNAME, Catalog
 from .files import FileActions
@@ -81,7 +81,7 @@ def exclusive(workspace: Path) -> Iterator[None]:
     """Hold the workspace lock: one process at a time updates it or acts on its files."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(workspace / "update.lock"), timeout=0)
+    lock = FileLock(WorkspaceFiles(workspace).lock_file("update.lock"), timeout=0)
     try:
         lock.acquire()
     except Timeout as e:
@@ -295,11 +295,9 @@ def open_only_if_signed(folder: Path) -> None:
         return
     log.warning("%s was not written by picsift for this user (or an update stopped while writing it): "
                 "rebuilding it from the embedding store", folder)
-    if folder.is_symlink() or not folder.is_dir():
-        folder.unlink()
-    else:
-        shutil.rmtree(folder)
-    signing.signature_file(folder).unlink(missing_ok=True)
+    files = WorkspaceFiles(folder.parent)
+    files.remove(folder.name)  # a link is removed, never followed
+    files.remove(signing.signature_file(folder).name)
 
 
 def remaining(running: dict[str, Any] | None) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from filelock import FileLock
 
 from ..errors import PicsiftError
+from ..workspace_files import WorkspaceFiles
 
 
 class UnreadableIndexError(PicsiftError):
@@ -121,7 +121,7 @@ def folder_lock(path: Path, timeout: float = 600.0) -> FileLock:
     Every process that reads or writes ``path`` takes it, so a save never runs into another save or
     a load. One lock object per path and process, so a thread that holds it can take it again.
     """
-    return _lock_for(str(path.with_name(path.name + ".lock")), timeout)
+    return _lock_for(WorkspaceFiles(path.parent).lock_file(path.name + ".lock"), timeout)
 
 
 @functools.lru_cache(maxsize=64)
@@ -137,22 +137,24 @@ def replace_folder(path: Path, write: Any) -> None:
     or the old one under ``<path>.old`` (which :func:`recover_folder` brings back); never a mix of old
     and new files. Temporary folders left by killed saves are removed by the next save.
     """
+    files = WorkspaceFiles(path.parent)
     with folder_lock(path):
         recover_folder(path)
-        for stale in path.parent.glob(f"{path.name}.tmp*"):  # only the lock holder writes one: these are dead
-            shutil.rmtree(stale, ignore_errors=True)
-        temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-        previous = path.with_name(path.name + ".old")
-        temporary.mkdir(parents=True)
+        for stale in files.list():  # only the lock holder writes one: these are dead
+            if stale.startswith(f"{path.name}.tmp"):
+                files.remove(stale)
+        temporary = f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        previous = path.name + ".old"
+        os.mkdir(files.path(temporary), 0o755)  # new: nothing planted can be in it
         try:
-            write(temporary)
-            shutil.rmtree(previous, ignore_errors=True)
-            if path.exists():
-                path.rename(previous)
-            temporary.rename(path)
+            write(files.path(temporary))
+            files.remove(previous)
+            if files.exists(path.name):
+                files.rename(path.name, previous)
+            files.rename(temporary, path.name)
         finally:
-            shutil.rmtree(temporary, ignore_errors=True)
-        shutil.rmtree(previous, ignore_errors=True)
+            files.remove(temporary)
+        files.remove(previous)
 
 
 def recover_folder(path: Path) -> None:
@@ -160,13 +162,14 @@ def recover_folder(path: Path) -> None:
 
     Call it holding :func:`folder_lock` (a running save's ``.old`` folder is not a dead one's).
     """
-    previous = path.with_name(path.name + ".old")
-    if not path.exists() and previous.exists():
-        previous.rename(path)
+    files = WorkspaceFiles(path.parent)
+    if not files.exists(path.name) and files.is_folder(path.name + ".old"):
+        files.rename(path.name + ".old", path.name)
 
 
 def remove_folder(path: Path) -> None:
     """Delete an index folder (to rebuild it), under :func:`folder_lock`."""
+    files = WorkspaceFiles(path.parent)
     with folder_lock(path):
-        for folder in (path, path.with_name(path.name + ".old")):
-            shutil.rmtree(folder, ignore_errors=True)
+        for folder in (path.name, path.name + ".old"):
+            files.remove(folder)

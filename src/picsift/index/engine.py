@@ -12,6 +12,7 @@ from ..core.store import EmbeddingStore
 from ..core.workspace import default_model
 from ..embedding.openclip import Embedder
 from ..embedding.spec import ModelSpec, parse_model_spec, slug
+from ..workspace_files import WorkspaceFiles
 from .base import VectorIndex
 from .sync import IndexKeeper, open_keeper
 
@@ -53,7 +54,8 @@ class ModelEngine:
         if self._store is None:
             identity = self.spec.identity()
             dim = self.catalog.embeddings.model_dim(identity) or self.embedder.dim
-            self._store = EmbeddingStore(self.catalog, self.model_folder(), identity, self.spec.text, dim)
+            self._store = EmbeddingStore(self.catalog, self.model_folder(), identity, self.spec.text, dim,
+                                         files=WorkspaceFiles(self.workspace))
         return self._store
 
     def model_folder(self) -> Path:

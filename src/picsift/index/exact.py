@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import VectorIndex, check_vectors, top_k
+from ..workspace_files import WorkspaceFiles
+from .base import UnreadableIndexError, VectorIndex, check_vectors, top_k
 
 
 class ExactIndex(VectorIndex):
@@ -24,10 +24,13 @@ class ExactIndex(VectorIndex):
         self._positions: dict[str, int] = {}
         self._vectors = np.zeros((0, dim), np.float32)
         self._count = 0
-        if self.path is not None and (self.path / "exact.npz").exists():
-            with np.load(self.path / "exact.npz") as data:
-                self._ids = data["ids"].tolist()
-                self._vectors = np.array(data["vectors"], dtype=np.float32)
+        if self.path is not None and WorkspaceFiles(self.path.parent).exists(f"{self.path.name}/exact.npz"):
+            try:
+                data = WorkspaceFiles(self.path).load_arrays("exact.npz")
+                self._ids = [str(i) for i in data["ids"].tolist()]
+                self._vectors = np.array(data["vectors"], dtype=np.float32).reshape(len(self._ids), dim)
+            except (OSError, ValueError, KeyError) as e:
+                raise UnreadableIndexError(f"exact index at {self.path} cannot be read ({e})") from e
             self._count = len(self._ids)
             self._positions = {image_id: i for i, image_id in enumerate(self._ids)}
 
@@ -86,7 +89,5 @@ class ExactIndex(VectorIndex):
     def save(self) -> None:
         if self.path is None:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        temporary = self.path / "exact.tmp.npz"
-        np.savez(temporary, ids=np.array(self._ids, dtype="<U32"), vectors=self._vectors[: self._count])
-        os.replace(temporary, self.path / "exact.npz")
+        WorkspaceFiles(self.path).save_arrays("exact.npz", ids=np.array(self._ids, dtype="<U32"),
+                                              vectors=self._vectors[: self._count])

@@ -1,8 +1,12 @@
-"""``hnsw``: hnswlib in memory, persisted to the workspace. Fast approximate search at any size."""
+"""``hnsw``: hnswlib in memory, persisted to the workspace. Fast approximate search at any size.
+
+hnswlib's loader trusts its file (a crafted entry point or neighbour list crashes the process), so a saved
+folder is signed with this user's secret (:mod:`picsift.signing`) and loaded only when the signature holds;
+anything else is rebuilt from the embedding store.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -11,6 +15,8 @@ from typing import Any
 import hnswlib
 import numpy as np
 
+from .. import signing
+from ..workspace_files import JSON_LIMIT, WorkspaceFiles
 from .base import UnreadableIndexError, VectorIndex, check_vectors, folder_lock, recover_folder, replace_folder, top_k
 
 log = logging.getLogger(__name__)
@@ -44,7 +50,9 @@ class HnswIndex(VectorIndex):
         if self.path is not None:
             with folder_lock(self.path):  # not while another process swaps the folder
                 recover_folder(self.path)
-                if self.path.exists() and any(self.path.iterdir()):
+                parent = WorkspaceFiles(self.path.parent)
+                if parent.exists(self.path.name) and (not parent.is_folder(self.path.name)
+                                                      or parent.list(self.path.name)):
                     self._load()
                     loaded = True
         if not loaded:
@@ -54,11 +62,15 @@ class HnswIndex(VectorIndex):
 
     def _load(self) -> None:
         assert self.path is not None
+        if not signing.verify_folder(self.path):
+            raise UnreadableIndexError(f"hnsw index at {self.path} was not saved by picsift for this user (or a save "
+                                       "stopped half-way)")
+        files = WorkspaceFiles(self.path)
         try:
-            meta = json.loads((self.path / "meta.json").read_text())
+            meta = files.read_json("meta.json", JSON_LIMIT)
             dim = meta["dim"]
-            with np.load(self.path / "labels.npz") as data:
-                labels, ids = data["labels"].tolist(), data["ids"].tolist()
+            data = files.load_arrays("labels.npz")
+            labels, ids = data["labels"].tolist(), data["ids"].tolist()
             if dim == self.dim:
                 self._index.load_index(str(self.path / "index.bin"), max_elements=max(1024, meta["capacity"]),
                                        allow_replace_deleted=True)
@@ -160,12 +172,15 @@ class HnswIndex(VectorIndex):
             return
 
         def write(folder: Path) -> None:
-            self._index.save_index(str(folder / "index.bin"))
+            self._index.save_index(str(folder / "index.bin"))  # a folder just made: nothing planted in it
             labels = np.array(list(self._label_of.values()), dtype=np.int64)
             ids = np.array(list(self._label_of.keys()), dtype="<U32")
-            np.savez(folder / "labels.npz", labels=labels, ids=ids)
+            files = WorkspaceFiles(folder)
+            files.save_arrays("labels.npz", labels=labels, ids=ids)
             meta = {"dim": self.dim, "M": self.M, "ef_construction": self.ef_construction, "ef": self.ef,
                     "next_label": self._next_label, "capacity": self._index.get_max_elements()}
-            (folder / "meta.json").write_text(json.dumps(meta))
+            files.write_json("meta.json", meta)
 
-        replace_folder(self.path, write)
+        with folder_lock(self.path):  # readers see the folder and its signature from the same save
+            replace_folder(self.path, write)
+            signing.sign_folder(self.path)

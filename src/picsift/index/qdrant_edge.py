@@ -26,8 +26,8 @@ The engine allows one open handle per shard folder: a second process gets
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import tempfile
 import uuid
 from collections.abc import Collection, Iterator, Sequence
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
+from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
 from .base import IndexBusyError, UnreadableIndexError, VectorIndex, check_vectors, folder_lock
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,20 @@ class QdrantEdgeIndex(VectorIndex):
             yield self._shard
 
     def _load(self) -> Any:
-        settings = self._folder / "picsift.json"
-        if not (self._folder / "segments").exists():
-            self._folder.mkdir(parents=True, exist_ok=True)
-            settings.write_text(json.dumps({"dim": self.dim, "datatype": self.datatype}))
+        files = WorkspaceFiles(self._folder.parent)
+        name = self._folder.name
+        if files.exists(name) and not files.is_folder(name):
+            files.remove(name)  # a link or a file where the shard's folder belongs: never followed
+        if not files.exists(f"{name}/segments"):
+            files.make_folder(name)
+            files.write_json(f"{name}/picsift.json", {"dim": self.dim, "datatype": self.datatype})
             return qe.EdgeShard.create(str(self._folder), self._config)
+        # The engine opens its files by name: hand it only a folder of real folders and single-link regular files.
+        problem = files.tree_problem(name)
+        if problem is not None:
+            raise UnreadableIndexError(f"qdrant-edge index at {self._folder} cannot be used ({problem})")
         try:
-            saved = json.loads(settings.read_text())
+            saved = self._settings(files.read_json(f"{name}/picsift.json", SMALL_LIMIT + 64 * self.dim))
             shard = qe.EdgeShard.load(str(self._folder))
         except (OSError, ValueError) as e:
             raise UnreadableIndexError(f"qdrant-edge index at {self._folder} cannot be read ({e})") from e
@@ -138,8 +146,29 @@ class QdrantEdgeIndex(VectorIndex):
                 f"qdrant-edge index at {self._folder} holds {saved.get('dim')}-d {saved.get('datatype')} vectors, "
                 f"not {self.dim}-d {self.datatype}")
         if "centre" in saved:
-            self._centre, self._scale = np.asarray(saved["centre"], np.float32), float(saved["scale"])
+            self._centre, self._scale = saved["centre"], saved["scale"]
         return shard
+
+    def _settings(self, saved: Any) -> dict[str, Any]:
+        """``picsift.json`` checked: a mapping whose centre (if any) has ``dim`` finite numbers and whose scale is
+        a finite positive number; ``ValueError`` naming what is wrong otherwise (the index is then rebuilt)."""
+        if not isinstance(saved, dict):
+            raise ValueError(f"picsift.json holds {type(saved).__name__}, not an object")
+        checked = {"dim": saved.get("dim"), "datatype": saved.get("datatype")}
+        if checked["dim"] != self.dim or checked["datatype"] != self.datatype:
+            return checked  # refused with its own message
+        if "centre" in saved or "scale" in saved:
+            try:
+                centre = np.asarray(saved["centre"], np.float64)
+                scale = float(saved["scale"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"picsift.json's centre and scale are not numbers ({e})") from e
+            if centre.shape != (self.dim,) or not np.isfinite(centre).all():
+                raise ValueError(f"picsift.json's centre has shape {centre.shape}, not {self.dim} finite numbers")
+            if not (math.isfinite(scale) and scale > 0):
+                raise ValueError(f"picsift.json's scale is {scale!r}, not a finite number > 0")
+            checked.update(centre=centre.astype(np.float32), scale=scale)
+        return checked
 
     def release(self) -> None:
         """Close the shard (flushing it) so another process can open it; the next call reopens it."""
@@ -160,7 +189,7 @@ class QdrantEdgeIndex(VectorIndex):
             self._scale = 127.0 / (_SPAN_MARGIN * max(span, 4.0 / np.sqrt(self.dim)))
             settings = {"dim": self.dim, "datatype": self.datatype, "centre": self._centre.tolist(),
                         "scale": self._scale}
-            (self._folder / "picsift.json").write_text(json.dumps(settings))
+            WorkspaceFiles(self._folder).write_json("picsift.json", settings)
         coded = (vectors - self._centre) * self._scale + 128.0
         return np.clip(np.rint(coded), 0, 255) if clip else coded  # the query keeps its fractions
 

@@ -9,7 +9,6 @@ two always match, and a process never saves an older index over a newer one.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -19,8 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import signing
-from ..atomic import write_atomic
 from ..core.workspace import open_only_if_signed
+from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
 from . import backend_class
 from .base import IndexBusyError, UnreadableIndexError, VectorIndex, folder_lock, remove_folder, top_k
 
@@ -52,18 +51,22 @@ class Store(Protocol):
 def read_state(path: Path) -> dict[str, Any]:
     """The state saved next to an index; ``{}`` when missing or unreadable (the index is then checked id by id)."""
     try:
-        state = json.loads(path.read_text())
+        state = WorkspaceFiles(path.parent).read_json(path.name, SMALL_LIMIT)
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
         log.info("index state %s is unreadable (%s); checking the index against the store", path, e)
         return {}
-    return state if isinstance(state, dict) else {}
+    if not isinstance(state, dict):
+        return {}
+    # only the counters picsift writes, as whole numbers: anything else in a shared workspace is ignored
+    return {key: value for key, value in state.items()
+            if key in ("version", "count", "calibrated_count") and type(value) is int and value >= 0}
 
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Replace the state file atomically: a reader sees the old state or the new one, never a part."""
-    write_atomic(path, json.dumps(state), fsync=True)
+    WorkspaceFiles(path.parent).write_json(path.name, state, fsync=True)
 
 
 class IndexKeeper:
@@ -110,7 +113,7 @@ class IndexKeeper:
                     raise
                 log.warning("%s; rebuilding it from the embedding store", e)
                 remove_folder(self.path)
-                self.state_file.unlink(missing_ok=True)
+                WorkspaceFiles(self.state_file.parent).remove(self.state_file.name)
                 index = cls(self.dim, self.path, **self.options)
             state = read_state(self.state_file) if index.persistent else {}
         self.index = index

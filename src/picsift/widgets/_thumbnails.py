@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from ..reading import read_regular_file
+from ..workspace_files import IMAGE_ID, WorkspaceFiles, checked_name
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,17 @@ def encode(path: Path | str, size: int) -> bytes:
 
 
 class ThumbnailCache:
-    """``get(image_id, path)`` -> WebP bytes; an LRU in memory over files in ``folder`` (optional)."""
+    """``get(image_id, path)`` -> WebP bytes; an LRU in memory over files in ``folder`` (optional).
+
+    Files are reached through :class:`~picsift.workspace_files.WorkspaceFiles` rooted at ``folder``'s parent
+    (the workspace): an image id becomes a file name only when it is one (32 hex digits), a cached file is
+    read only when it is a regular file of reasonable size, and a new one is written under a random name
+    and renamed into place, so a link planted in the cache is never followed.
+    """
 
     def __init__(self, folder: Path | None = None, size: int = THUMBNAIL_SIZE, capacity: int = 4096):
         self.folder = Path(folder) / str(size) if folder is not None else None
+        self._files = WorkspaceFiles(Path(folder).parent) if folder is not None else None
         self.size = size
         self.capacity = capacity
         self._memory: OrderedDict[str, bytes] = OrderedDict()
@@ -63,19 +71,19 @@ class ThumbnailCache:
         return data
 
     def _load_or_make(self, image_id: str, path: Path | str) -> bytes:
-        cached = self.folder / f"{image_id}.webp" if self.folder is not None else None
-        if cached is not None and cached.exists():
-            try:  # the workspace's own file, but a shared workspace could hold a pipe or device there
-                return read_regular_file(cached, THUMBNAIL_FILE_LIMIT)[0]
-            except OSError as e:
-                log.warning("ignoring cached thumbnail %s (%s)", cached, e)
+        cached = None
+        if self.folder is not None and self._files is not None:
+            name = checked_name(image_id, IMAGE_ID, "image id")  # an id from a catalog is untrusted
+            cached = f"{self.folder.parent.name}/{self.folder.name}/{name}.webp"
+            if self._files.exists(cached):
+                try:  # the workspace's own file, but a shared workspace could hold a link, pipe or device there
+                    return self._files.read_bytes(cached, THUMBNAIL_FILE_LIMIT)
+                except OSError as e:
+                    log.warning("ignoring cached thumbnail %s (%s)", self._files.path(cached), e)
         data = encode(path, self.size)
-        if cached is not None:
+        if cached is not None and self._files is not None:
             try:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(".tmp")
-                tmp.write_bytes(data)
-                tmp.replace(cached)
+                self._files.write_bytes(cached, data)
             except OSError as e:  # a read-only workspace still gets thumbnails, just not cached on disk
                 log.debug("cannot cache thumbnail %s: %s", cached, e)
         return data

@@ -7,13 +7,39 @@ with the groups attached.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ...errors import PicsiftError
+from ...workspace_files import UnsafeWorkspaceFileError, WorkspaceFiles
 from .schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+#: Files SQLite keeps beside the database (opened by name, following links): checked before it opens them.
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _check_database_files(path: Path) -> None:
+    """Refuse a database file that is a link, special or hard-linked (SQLite would write through it); remove such a
+    file planted where SQLite keeps its journal (a link is removed, never followed; a real journal is kept)."""
+    files = WorkspaceFiles(path.parent)
+    try:
+        files.checked_file_path(path.name)
+    except UnsafeWorkspaceFileError as e:
+        raise PicsiftError(
+            f"{e}: picsift does not open a catalog through a link. Replace {path} with the real file (or move "
+            "the workspace away to start afresh)") from e
+    for suffix in _COMPANIONS:
+        try:
+            files.checked_file_path(path.name + suffix)
+        except UnsafeWorkspaceFileError as e:
+            log.warning("%s: removing it (SQLite makes a new one)", e)
+            files.remove(path.name + suffix)
 
 
 class Database:
@@ -22,6 +48,7 @@ class Database:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_database_files(self.path)
         # One connection per thread: a background update and searches from the notebook each get
         # their own, and SQLite's WAL mode lets readers proceed while the writer commits.
         self._local = threading.local()

@@ -102,3 +102,10 @@ class EmbeddingTables(TableGroup):
                                [(i, identity, image_id) for i, image_id in enumerate(packed)])
             db.execute("UPDATE models SET vectors_file=?, next_row=?, version=version+1 WHERE identity=?",
                        (vectors_file, next_row, identity))
+
+    def reset_model(self, identity: str, vectors_file: str) -> None:
+        """Forget every vector of model ``identity`` (its images are embedded again) and start ``vectors_file``."""
+        with self._database.transaction() as db:
+            db.execute("DELETE FROM embeddings WHERE model=?", (identity,))
+            db.execute("UPDATE models SET vectors_file=?, next_row=0, version=version+1 WHERE identity=?",
+                       (vectors_file, identity))
