@@ -45,15 +45,17 @@ def test_a_write_replaces_a_planted_hard_link(files: WorkspaceFiles, outside: Pa
     assert outside.read_text() == "precious"
 
 
-def test_no_folder_on_the_way_may_be_a_link(files: WorkspaceFiles, tmp_path: Path) -> None:
+def test_a_folder_on_the_way_that_is_a_link_is_never_entered(files: WorkspaceFiles, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    (elsewhere / "meta.json").write_text("{}")
     (files.root / "models").symlink_to(elsewhere)
     with pytest.raises(UnsafeWorkspaceFileError, match="link"):
-        files.write_bytes("models/m/vectors-0.f16", b"x")
-    with pytest.raises(UnsafeWorkspaceFileError, match="link"):
-        files.make_folder("models/m")
-    assert list(elsewhere.iterdir()) == []
+        files.read_json("models/meta.json")
+    assert files.list("models") == [] and not files.exists("models/meta.json")
+    files.write_bytes("models/m/vectors-0.f16", b"x")  # a write replaces the link with a folder of its own
+    assert not (files.root / "models").is_symlink() and files.read_bytes("models/m/vectors-0.f16", 10) == b"x"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["meta.json"]
 
 
 def test_reads_refuse_links_pipes_devices_hard_links_and_oversized_files(

@@ -7,6 +7,8 @@ through :class:`WorkspaceFiles`, which promises:
 
 - **No link is followed.** Every folder below the workspace is opened with ``O_NOFOLLOW`` relative to its
   parent's descriptor, and so is the file itself: a symlink anywhere on the way is refused, never followed.
+  Where picsift writes, a link or file planted in place of one of its folders is removed (with a warning) and
+  the folder made anew.
 - **New content never lands in an existing file.** A file is written under a random name created with
   ``O_CREAT | O_EXCL`` and renamed into place (a planted link or hard link at the name is replaced, not
   written through). The few files updated in place (the store's vectors, a manifest) must be regular files
@@ -28,6 +30,7 @@ import contextlib
 import errno
 import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -38,6 +41,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -148,12 +153,25 @@ class WorkspaceFiles:
                     os.mkdir(name, 0o755, dir_fd=parent)
                 child = os.open(name, flags, dir_fd=parent)
         except OSError as e:
-            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                os.close(parent)
+                raise
+            if not create:
+                os.close(parent)
                 raise UnsafeWorkspaceFileError(
                     f"{where} is a link or not a folder; picsift follows no link inside its workspace") from e
-            raise
-        finally:
-            os.close(parent)
+            # picsift is about to write into a folder of its own: what was planted in its place goes (a link is
+            # removed, never followed), and the folder is made anew
+            log.warning("%s is a link or not a folder: replacing it with a new folder (what it points to is not "
+                        "touched)", where)
+            try:
+                os.unlink(name, dir_fd=parent)
+                os.mkdir(name, 0o755, dir_fd=parent)
+                child = os.open(name, flags, dir_fd=parent)
+            finally:
+                os.close(parent)
+            return child
+        os.close(parent)
         return child
 
     def _split(self, path: str | os.PathLike[str]) -> tuple[tuple[str, ...], str]:
@@ -302,12 +320,13 @@ class WorkspaceFiles:
             os.rename(name, target_name, src_dir_fd=parent, dst_dir_fd=parent)
 
     def lstat(self, path: str | os.PathLike[str]) -> os.stat_result | None:
-        """The file's own stat (a link is not followed), or None when it (or a folder on the way) is missing."""
+        """The file's own stat (a link is not followed), or None when it is missing, or a folder on the way is
+        missing or no real folder (nothing behind a link is part of the workspace)."""
         folder, name = self._split(path)
         try:
             with self._folder(folder) as parent:
                 return os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, UnsafeWorkspaceFileError):
             return None
 
     def exists(self, path: str | os.PathLike[str]) -> bool:

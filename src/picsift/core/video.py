@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
@@ -31,7 +32,7 @@ from PIL import Image
 from ..errors import PicsiftError
 from ..reading import open_regular_file
 from ..terminal import printable
-from ..workspace_files import FRAME_FILE, FRAME_FOLDER, WorkspaceFiles, checked_name
+from ..workspace_files import FRAME_FILE, FRAME_FOLDER, UnsafeWorkspaceFileError, WorkspaceFiles, checked_name
 from .catalog import ID_HEX_LENGTH, VIDEO_EXTENSIONS
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ MIN_SCENE_GAP = 0.5
 #: Cached frames are reduced to this longest side; the video itself keeps the full picture.
 FRAME_MAX_SIDE = 1280
 FRAME_QUALITY = 90
+#: A cached frame larger than this is not one picsift wrote (a 1280 px JPEG at quality 90 is under 1 MB).
+FRAME_FILE_LIMIT = 64 * 2**20
 _THUMB_SIZE = (48, 27)
 _HASH_CHUNK = 8 << 20
 
@@ -131,11 +134,29 @@ class FrameCache:
         name = frame_name(t)
         with self._lock:  # frames are written from several threads
             self._own_folder()
-            manifest = self._files.open_update(self._relative(video_folder, self.MANIFEST), append=True)
+            manifest_file = self._relative(video_folder, self.MANIFEST)
+            try:
+                manifest = self._files.open_update(manifest_file, append=True)
+            except UnsafeWorkspaceFileError as e:  # planted: it lists nothing picsift wrote
+                log.warning("%s: starting a new frame manifest (what it points to is not touched)", e)
+                self._files.remove(manifest_file)
+                manifest = self._files.open_update(manifest_file, append=True)
             with manifest:
                 manifest.write(f"{name}\n".encode())
         self._files.write_bytes(self._relative(video_folder, name), data)
         return self.folder / video_folder / name
+
+    def intact(self, file: Path) -> bool:
+        """Whether the frame ``file`` is in place as picsift wrote it: a regular file with one link, of a frame's
+        size, in a video folder of this cache (anything else is sampled again from its video)."""
+        file = Path(os.path.normpath(file))
+        folder = file.parent
+        if folder.parent != self.folder or not self._FOLDER.fullmatch(folder.name) or not self._NAME.fullmatch(
+                file.name):
+            return False
+        info = self._files.lstat(self._relative(folder.name, file.name))
+        return (info is not None and stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+                and 0 < info.st_size <= FRAME_FILE_LIMIT)
 
     def written(self, folder: Path) -> set[str]:
         """Names of the frame files the manifest of ``folder`` lists (an empty set for any other folder)."""

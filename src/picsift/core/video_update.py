@@ -62,8 +62,9 @@ class VideoPass:
                 self.report.unchanged += 1
                 frames = self.by_video.get(path, [])
                 if row.error is None and (row.sampling != self.sampling
-                                          or any(k.image_id not in self.embedded for k in frames)):
-                    todo.append(path)  # new sampling settings or a new model: sample it again
+                                          or any(k.image_id not in self.embedded for k in frames)
+                                          or not all(self.frames.intact(self.root / k.frame_path) for k in frames)):
+                    todo.append(path)  # new sampling settings, a new model, or frame files not as written: again
         self.removed = [p for p in self.known if p not in found and not scanned.keeps(p)]
         if todo and not video.av_available():
             log.warning("%d videos left out: reading videos needs PyAV", len(todo))
@@ -127,7 +128,8 @@ class VideoPass:
             if other.path == path or other.video_id != video_id or other.error or other.sampling != self.sampling:
                 continue
             frames = self.by_video.get(other.path, [])
-            if frames and all(k.image_id in self.embedded and (self.root / k.frame_path).is_file() for k in frames):
+            if frames and all(k.image_id in self.embedded and self.frames.intact(self.root / k.frame_path)
+                              for k in frames):
                 return other
         return None
 

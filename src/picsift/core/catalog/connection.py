@@ -54,7 +54,14 @@ class Database:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._migrate()
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # locked, disk full...: said as it is
+                raise
+            self.close()
+            raise PicsiftError(f"the catalog {self.path} is not a picsift catalog ({e}); move the workspace away to "
+                               "start afresh") from e
 
     @property
     def db(self) -> sqlite3.Connection:
