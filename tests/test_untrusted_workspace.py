@@ -280,7 +280,7 @@ def test_a_catalog_that_is_a_link_is_refused_with_a_clear_error(library_copy: Pa
 
 
 # -- every path of the layout ----------------------------------------------------------------------------------
-HUGE = 9 * 2**30  # sparse: takes no disk, larger than any limit picsift reads
+HUGE = 2**31 + 4096  # sparse: takes no disk, larger than any limit picsift reads (2 GiB at most)
 
 
 def plant(path: Path, kind: str, victim: Path) -> None:

@@ -53,7 +53,7 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: Size limits per kind of workspace file (bytes). A file larger than its limit is not one picsift wrote.
 JSON_LIMIT = 16 * 2**20
 SMALL_LIMIT = 64 * 2**10
-ARRAYS_LIMIT = 8 * 2**30
+ARRAYS_LIMIT = 2 * 2**30
 
 #: Patterns of names that come from the catalog or a manifest before they become paths.
 IMAGE_ID = re.compile(r"[0-9a-f]{32}")

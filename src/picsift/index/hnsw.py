@@ -16,7 +16,7 @@ import hnswlib
 import numpy as np
 
 from .. import signing
-from ..workspace_files import JSON_LIMIT, WorkspaceFiles
+from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
 from .base import UnreadableIndexError, VectorIndex, check_vectors, folder_lock, recover_folder, replace_folder, top_k
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class HnswIndex(VectorIndex):
                                        "stopped half-way)")
         files = WorkspaceFiles(self.path)
         try:
-            meta = files.read_json("meta.json", JSON_LIMIT)
+            meta = files.read_json("meta.json", SMALL_LIMIT)
             dim = meta["dim"]
             data = files.load_arrays("labels.npz")
             labels, ids = data["labels"].tolist(), data["ids"].tolist()
