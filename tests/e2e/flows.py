@@ -32,6 +32,12 @@ def search_and_see_thumbnails(page: Any, text: str, nth: int = 0) -> int:
         " && g.querySelector('.picsift-title').textContent.includes(title)"
         " && g.querySelectorAll('.picsift-tile.loaded img[src^=blob]').length >= Math.min(3, Number(g.dataset.shown))",
         arg=[gallery, before, text])
+    page.wait_for_function(  # each tile shows its score, best first
+        "g => { const s = [...g.querySelectorAll('.picsift-tile')].sort((a, b) => a.dataset.rank - b.dataset.rank)"
+        ".map(t => t.querySelector('.picsift-score').textContent);"
+        " return s.length > 0 && s.every(x => x !== '')"
+        " && s.every((x, i) => i === 0 || Number(x) <= Number(s[i - 1])); }",
+        arg=gallery)
     return int(gallery.get_attribute("data-count") or -1)
 
 
