@@ -108,10 +108,10 @@ def served_page(stamps: Path, prompt: str, out: str) -> None:
                 box = page.locator(".picsift-explorer canvas.picsift-map").bounding_box()
                 page.locator(".picsift-tool[data-mode=box]").click()
                 drag_through(page, [(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1),
-                                    (box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.6)])
+                                    (box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.45)])
                 page.wait_for_function("() => Number(document.querySelector('.picsift-actions').dataset.selected) > 0")
                 page.wait_for_timeout(1500)  # let the map finish its full frame
-                page.screenshot(path=out, full_page=True)
+                page.locator(".picsift-page").screenshot(path=out)
         finally:
             server.send_signal(2)  # SIGINT: Voila shuts its kernels down
             try:
