@@ -63,3 +63,42 @@ def test_a_bit_selection_sent_as_json_reads_like_a_buffer() -> None:
     assert selection_from_json(as_json).tolist() == [0, 3, 19]
     with pytest.raises(TypeError, match="arrived as str"):
         selection_from_json({**as_json, "view": "AAAA"})
+
+
+def test_a_second_page_follows_an_update_another_process_runs(tmp_path: Path, stamps_root: Path,
+                                                               tiny_model: str) -> None:
+    """Two tabs of ``picsift serve`` open on a folder not embedded yet: the second one's update finds the
+    workspace busy and follows the first one's progress instead of showing an error."""
+    import shutil
+    import time
+
+    from picsift import Library
+    from picsift.widgets.prompt import PromptBox
+
+    folder = tmp_path / "images"
+    for path in sorted((stamps_root / "animals").rglob("*.png"))[:4]:
+        folder.mkdir(exist_ok=True)
+        shutil.copy2(path, folder / path.name)
+    with Library(folder, model=tiny_model, index="exact") as library:
+        holder = subprocess.Popen(  # another process holds the workspace, as a running update does
+            [sys.executable, "-c", "import sys\nfrom pathlib import Path\n"
+             "from picsift.core.workspace import exclusive\n"
+             f"with exclusive(Path({str(library.workspace)!r})):\n"
+             "    print('held', flush=True); sys.stdin.read()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            prompt = PromptBox(library)
+            prompt.update_library(background=False)
+            assert prompt.error == "" and not prompt.ready
+            assert prompt._follower is not None and prompt._follower.is_alive()
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.close()
+            holder.wait(timeout=60)
+        library.update(progress=False)  # the other process's update, done
+        deadline = time.monotonic() + 60
+        while not prompt.ready and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert prompt.ready and prompt.error == ""
+        prompt.close()
