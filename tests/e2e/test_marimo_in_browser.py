@@ -1,5 +1,6 @@
-"""The app's widgets in marimo (``mo.ui.anywidget``, laid out by :func:`picsift.widgets.marimo.layout`), served
-by a real ``marimo run`` and driven in Chromium: search, thumbnails, score range, the map's selection in Python."""
+"""The app in marimo (its widgets as ``mo.ui.anywidget`` elements, laid out by
+:func:`picsift.widgets.marimo.layout`), served by a real ``marimo run`` and driven in Chromium: search,
+thumbnails, score range, the map's selection in Python."""
 
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ app = marimo.App(width="full")
 def _():
     import marimo as mo
     import picsift
-    from picsift.widgets.marimo import elements, layout
+    from picsift.widgets.marimo import elements
 
     panel = picsift.app({folder!r}, model={model!r}, index="exact", limit=100)
     explorer = elements(panel)["explorer"]
-    layout(panel)
+    panel  # marimo shows it with picsift.widgets.marimo.layout
     return explorer, mo, panel
 
 

@@ -9,7 +9,7 @@ In a marimo notebook::
 
     panel = picsift.app("~/photos")
     explorer = elements(panel)["explorer"]   # bound to a name: cells that read it re-run when it changes
-    layout(panel)                            # the same composition as in Jupyter
+    panel                                    # shown by layout(panel): the same composition as in Jupyter
 
 and, in another cell, anything that reads the map re-runs when its selection changes::
 
@@ -19,10 +19,12 @@ and, in another cell, anything that reads the map re-runs when its selection cha
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependencyError
-from .panel import App
+
+if TYPE_CHECKING:  # the app shows itself through layout() in marimo (App._display_)
+    from .panel import App
 
 PARTS = ("prompt", "score_range", "filters", "sampler", "collections", "actions", "gallery", "explorer")
 

@@ -27,6 +27,7 @@ from .collections_list import CollectionsList
 from .explorer import Explorer
 from .filters_panel import FiltersPanel
 from .gallery import Gallery
+from .marimo import layout as marimo_layout
 from .prompt import PromptBox
 from .sampler import Sampler
 from .score_range import ScoreRange
@@ -149,6 +150,10 @@ class App(ipywidgets.VBox):
     def _on_prompt_status(self, change: dict[str, Any]) -> None:
         if change["new"].get("ready") and not change["old"].get("ready") and self.explorer is not None:
             self.explorer.load()
+
+    def _display_(self) -> Any:
+        """How marimo shows the app (it shows anywidgets, not ipywidgets' boxes): :func:`marimo_layout`."""
+        return marimo_layout(self)
 
     def link_in_kernel(self) -> None:
         """Link the score range to the gallery through Python only, for front ends that show each widget
