@@ -67,6 +67,7 @@ def stop(pids: set[int]) -> None:
 
 @pytest.fixture(scope="module")
 def served(shared_folder: Path, tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    pytest.importorskip("voila")  # pip install "picsift[serve]" (in .[dev])
     root = tmp_path_factory.mktemp("serve")
     log = root / "serve.log"
     port, token = free_port(), secrets.token_urlsafe(16)
