@@ -35,6 +35,20 @@ def test_serving_a_missing_folder_fails_in_one_line_naming_it(tmp_path: Path) ->
         result.stderr)
 
 
+def test_serving_on_a_port_in_use_fails_in_one_line_naming_it(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "picsift", "serve", str(tmp_path), "--no-browser", "--port",
+                                 str(port)], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+
+
 def test_the_page_notebook_carries_options_as_data_not_code(tmp_path: Path) -> None:
     tricky = "x'); import os; os.remove('y"  # a quote in a path must not become code
     notebook = page_notebook(tmp_path / "images", {"model": tricky, "index": None}, tmp_path)

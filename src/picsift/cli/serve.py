@@ -34,6 +34,17 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail now, naming the address, if ``host:port`` cannot be listened on (in use, no such address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ValueError(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port or --host, "
+                             "or leave --port out for a free one") from e
+
+
 def page_notebook(folder: Path, options: dict[str, Any], cwd: Path) -> dict[str, Any]:
     """The one-cell notebook Voila runs per tab: the page for ``folder`` with the library ``options``.
 
@@ -65,6 +76,8 @@ def serve(args: argparse.Namespace, open_library: Callable[[argparse.Namespace],
     folder = Path(args.folder).expanduser().resolve()
     if not folder.is_dir():
         raise ValueError(f"{args.folder!r} is not a folder: give the image folder to serve")
+    port = args.port or free_port(args.host)
+    check_port(args.host, port)
     with open_library(args) as library:  # errors (a bad --model, --index, workspace) show here, not in the page
         status = library.status()
         workspace = str(library.workspace)
@@ -73,7 +86,6 @@ def serve(args: argparse.Namespace, open_library: Callable[[argparse.Namespace],
     if args.qdrant_url:
         options["index_options"] = {"url": args.qdrant_url}
     token = args.token or secrets.token_urlsafe(24)
-    port = args.port or free_port(args.host)
     with tempfile.TemporaryDirectory(prefix="picsift-serve-") as root:
         notebook = Path(root) / NOTEBOOK
         notebook.write_text(json.dumps(page_notebook(folder, options, Path.cwd())))
