@@ -6,22 +6,28 @@ Writes docs/images/app.png (the whole app after a search), docs/images/map.png (
 coloured by folder, with a lasso being drawn), and two pictures of the explorer on a DataFrame built from
 the same map: docs/images/explorer-legend.png (coloured by folder: names and counts in the legend, the
 toolbar, a tooltip with fields and a thumbnail) and docs/images/explorer-colorbar.png (coloured by a
-search's score: a colour bar with its range, axes, a lasso selection).
+search's score: a colour bar with its range, axes, a lasso selection). ``--only serve`` takes just
+docs/images/serve.png: the page ``picsift serve`` shows, in Chromium, after a search and a box selection
+on the map.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
+import secrets
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from harness import chromium, drag_through, jupyterlab, open_and_run, write_notebook  # noqa: E402
+from harness import chromium, drag_through, free_port, jupyterlab, open_and_run, write_notebook  # noqa: E402
 
 import picsift  # noqa: E402
 from picsift.demo import fetch_tuxpaint  # noqa: E402
@@ -34,10 +40,16 @@ def main() -> None:
     parser.add_argument("--map-out", default=str(REPO / "docs" / "images" / "map.png"))
     parser.add_argument("--explorer-out", default=str(REPO / "docs" / "images" / "explorer-legend.png"))
     parser.add_argument("--colorbar-out", default=str(REPO / "docs" / "images" / "explorer-colorbar.png"))
+    parser.add_argument("--serve-out", default=str(REPO / "docs" / "images" / "serve.png"))
+    parser.add_argument("--only", choices=["all", "serve"], default="all", help="serve: only the served page")
     args = parser.parse_args()
     stamps = fetch_tuxpaint()
     with picsift.Library(stamps, model="picsift-offline") as library:
         library.update(reembed=True)  # the demo cache: a new offline model version embeds it again
+    served_page(stamps, args.prompt, args.serve_out)
+    print(f"wrote {args.serve_out}")
+    if args.only == "serve":
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_notebook(root / "app.ipynb", [
@@ -66,6 +78,46 @@ def main() -> None:
             open_and_run(page, lab, "explorer.ipynb")
             explorers_on_a_dataframe(page, args.explorer_out, args.colorbar_out)
             print(f"wrote {args.explorer_out} and {args.colorbar_out}")
+
+
+def served_page(stamps: Path, prompt: str, out: str) -> None:
+    """``picsift serve`` on the demo images (127.0.0.1, a free port), photographed after a search and a box
+    selection on the map; the server is stopped with Ctrl-C (SIGINT), as a person would."""
+    port, token = free_port(), secrets.token_urlsafe(16)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "serve.log"
+        with open(log, "wb") as output:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "picsift", "serve", str(stamps), "--model", "picsift-offline", "--no-browser",
+                 "--port", str(port), "--token", token], stdout=output, stderr=subprocess.STDOUT, cwd=tmp)
+        try:
+            while not re.search(r"picsift: open (\S+)", log.read_text()):
+                if server.poll() is not None:
+                    raise RuntimeError(f"picsift serve exited:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+            with chromium(viewport=(1500, 1400)) as page:
+                page.set_default_timeout(180_000)
+                page.goto(f"http://127.0.0.1:{port}/?token={token}")
+                page.wait_for_selector(".picsift-prompt[data-ready='true']")
+                page.wait_for_selector(".picsift-explorer[data-first-frame]")
+                prompt_box = page.locator(".picsift-prompt-input")
+                prompt_box.fill(prompt)
+                prompt_box.press("Enter")
+                page.wait_for_function(
+                    "() => document.querySelectorAll('.picsift-tile.loaded img[src^=blob]').length >= 12")
+                box = page.locator(".picsift-explorer canvas.picsift-map").bounding_box()
+                page.locator(".picsift-tool[data-mode=box]").click()
+                drag_through(page, [(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1),
+                                    (box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.45)])
+                page.wait_for_function("() => Number(document.querySelector('.picsift-actions').dataset.selected) > 0")
+                page.wait_for_timeout(1500)  # let the map finish its full frame
+                page.locator(".picsift-page").screenshot(path=out)
+        finally:
+            server.send_signal(2)  # SIGINT: Voila shuts its kernels down
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 EXPLORERS = """

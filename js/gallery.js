@@ -155,15 +155,20 @@ function render({ model, el }) {
     }
   };
 
+  let scoresSource = null;
   const update = () => {
     const newVersion = model.get("_version");
-    if (newVersion !== version) {
+    // Some widget managers (marimo's) announce each changed trait of one update as it lands, so a new
+    // _version can arrive before its _scores: new scores redraw the tiles too.
+    const newScores = model.get("_has_scores") ? model.get("_scores") : null;
+    if (newVersion !== version || newScores !== scoresSource) {
+      if (newVersion !== version) scroller.scrollTop = 0;
       version = newVersion;
+      scoresSource = newScores;
       for (const tile of tiles.values()) tile.remove();
       tiles.clear();
       pending.clear();
-      scroller.scrollTop = 0;
-      scores = model.get("_has_scores") ? toArray(model.get("_scores")) : null;
+      scores = newScores ? toArray(newScores) : null;
     }
     const count = model.get("_count");
     const [a, b] = scores ? rangeSlice(scores, model.get("score_range")) : [0, count];
@@ -235,7 +240,8 @@ function render({ model, el }) {
   const resize = new ResizeObserver(schedule);
   resize.observe(scroller);
 
-  const names = ["change:_version", "change:_count", "change:score_range", "change:limit", "change:title", "change:_scores", "change:tile_size"];
+  const names = ["change:_version", "change:_count", "change:score_range", "change:limit", "change:title", "change:_scores",
+    "change:_has_scores", "change:tile_size"];
   for (const name of names) model.on(name, update);
   const onNames = () => datalist.replaceChildren(...model.get("collection_names").map((n) => h("option", { value: n })));
   model.on("change:_selected", onSelectedTrait);

@@ -26,9 +26,10 @@ export function toArray(value) {
   return new Type(buffer.slice(offset, offset + length));
 }
 
-/** A typed array -> {view, dtype, shape} for Python (sent as a binary buffer). */
+/** A typed array -> {view, dtype, shape} for Python (sent as a binary buffer). The view is a DataView:
+ * Jupyter's widget managers send any ArrayBuffer view as a binary frame, marimo's only a DataView. */
 export function fromArray(array, dtype) {
-  return { view: array, dtype, shape: [array.length] };
+  return { view: new DataView(array.buffer, array.byteOffset, array.byteLength), dtype, shape: [array.length] };
 }
 
 let counter = 0;

@@ -91,3 +91,20 @@ def lab_page(e2e_ready: None, tmp_path_factory: pytest.TempPathFactory, tiny_mod
             raise
         yield page
         page.screenshot(path=str(ARTIFACTS / "99-final.png"))
+
+
+@pytest.fixture(scope="session")
+def shared_folder(e2e_ready: None, tmp_path_factory: pytest.TempPathFactory, tiny_model: str,
+                  stamps_root: Path) -> Path:
+    """36 real images in four folders, embedded with the tiny model (exact index): shared, read-mostly, by the
+    tests of the other front ends (picsift serve, Notebook 7, marimo), which open it one server at a time."""
+    from picsift import Library
+
+    folder = tmp_path_factory.mktemp("shared") / "images"
+    for path in stamp_files(stamps_root, ("animals", "vehicles", "food", "plants"), 9):
+        target = folder / path.relative_to(stamps_root).parts[0] / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    with Library(folder, model=tiny_model, index="exact") as library:
+        library.update(progress=False)
+    return folder

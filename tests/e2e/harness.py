@@ -46,16 +46,19 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 
 class JupyterLab:
-    def __init__(self, root: Path, port: int, token: str, process: subprocess.Popen[bytes], log: Path):
-        self.root, self.port, self.token, self.process, self.log = root, port, token, process, log
+    def __init__(self, root: Path, port: int, token: str, process: subprocess.Popen[bytes], log: Path,
+                 app: str = "lab"):
+        self.root, self.port, self.token, self.process, self.log, self.app = root, port, token, process, log, app
 
     def url(self, notebook: str) -> str:
-        return f"http://127.0.0.1:{self.port}/lab/tree/{notebook}?token={self.token}"
+        where = "lab/tree" if self.app == "lab" else "notebooks"
+        return f"http://127.0.0.1:{self.port}/{where}/{notebook}?token={self.token}"
 
 
 @contextmanager
-def jupyterlab(root: Path, timeout: float = 120) -> Iterator[JupyterLab]:
-    """JupyterLab on 127.0.0.1 (random free port, random token) serving ``root``."""
+def jupyterlab(root: Path, timeout: float = 120, app: str = "lab") -> Iterator[JupyterLab]:
+    """JupyterLab (or with ``app="notebook"``, Jupyter Notebook 7) on 127.0.0.1 (random free port, random
+    token) serving ``root``."""
     settings = root / ".lab-settings"
     for name, value in LAB_SETTINGS.items():
         target = settings / name
@@ -67,12 +70,12 @@ def jupyterlab(root: Path, timeout: float = 120) -> Iterator[JupyterLab]:
     log = root / "jupyterlab.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+            [sys.executable, "-m", "jupyter", app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
              f"--IdentityProvider.token={token}", "--allow-root", f"--ServerApp.root_dir={root}",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+             *(["--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"] if app == "lab" else [])],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
         )
-    lab = JupyterLab(root, port, token, process, log)
+    lab = JupyterLab(root, port, token, process, log, app)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -124,9 +127,10 @@ def open_and_run(page: Any, lab: JupyterLab, notebook: str, timeout_ms: int = 12
     """Open ``notebook`` in JupyterLab, wait for its kernel to be idle, and run every cell."""
     page.goto(lab.url(notebook))
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
-    idle = ("() => [...document.querySelectorAll('.jp-StatusBar-TextItem, .jp-StatusBar-GroupItem')]"
-            ".some(e => /\\|\\s*Idle/.test(e.textContent))")
-    page.wait_for_function(idle, timeout=timeout_ms)
+    if lab.app == "lab":  # Notebook 7 has no status bar; a cell run before the kernel is up waits for it
+        idle = ("() => [...document.querySelectorAll('.jp-StatusBar-TextItem, .jp-StatusBar-GroupItem')]"
+                ".some(e => /\\|\\s*Idle/.test(e.textContent))")
+        page.wait_for_function(idle, timeout=timeout_ms)
     cells = page.locator(".jp-Notebook .jp-CodeCell")
     for attempt in range(3):
         cells.first.locator(".jp-InputPrompt").click()

@@ -1,5 +1,5 @@
 """The ``picsift`` command line: index (update), enable, disable, watch, search, similar, sample, outliers,
-duplicates, status, collections, export, import, demo.
+duplicates, status, collections, export, import, serve, demo.
 
 Every command accepts ``--json`` for scripts (exact values: JSON escapes control characters itself). Output
 for people escapes control characters, so a file name cannot move the cursor or print a line of its own.
@@ -20,7 +20,7 @@ from ..analysis.sampling import SAMPLING_METHODS
 from ..errors import PicsiftError, workspace_space
 from ..index import available_backends
 from ..terminal import PrintableFormatter
-from . import commands
+from . import commands, serve
 from .commands import say
 
 
@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=["supervisely", "coco", "yolo"], help="the project's format")
     p.add_argument("--target", help="folder under FOLDER for the images (default: the project's name)")
     p.set_defaults(handler=commands.import_project)
+
+    serve.add_parser(subcommands, _library_args, _open)
 
     p = subcommands.add_parser("demo", help="fetch the demo images, index them and run a few searches")
     p.add_argument("--model", help="model spec (default: the default model, else the offline one)")

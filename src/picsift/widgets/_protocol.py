@@ -5,7 +5,10 @@
 echoes it, and a failure answers with ``{"type": "error", "request_id": ..., "message": ...}``.
 
 Arrays travel as ``{"view": <buffer>, "dtype": "float32", "shape": [n, 3]}``: the buffer goes as a
-binary frame of the comm message, never as a JSON list.
+binary frame of the comm message, never as a JSON list. The browser side wraps each array in a
+``DataView``: Jupyter's widget managers (JupyterLab, Notebook 7, Voila, VS Code, Colab) take any
+``ArrayBuffer`` view as a binary frame, marimo's only a ``DataView``. A typed array that reaches Python
+as JSON anyway (``{"0": v0, "1": v1, ...}``) is still read (:func:`view_bytes`).
 """
 
 from __future__ import annotations
@@ -65,9 +68,23 @@ def array_from_json(value: dict[str, Any] | None, _widget: Any = None) -> np.nda
     dtype = value.get("dtype", "float32")
     if dtype not in ARRAY_DTYPES:
         raise TypeError(f"unknown dtype {dtype!r} from JavaScript; valid dtypes: {', '.join(ARRAY_DTYPES)}")
-    array = np.frombuffer(bytes(value["view"]), dtype=dtype)
+    array = np.frombuffer(view_bytes(value), dtype=dtype)
     shape = value.get("shape")
     return array.reshape(shape) if shape else array
+
+
+def view_bytes(value: dict[str, Any]) -> bytes:
+    """The bytes of an array's ``view``: a binary buffer, or a typed array that a widget manager sent as JSON
+    (an object of index -> element, elements of ``value["dtype"]``)."""
+    view = value["view"]
+    if isinstance(view, dict):
+        dtype = value.get("dtype", "float32")
+        if dtype not in ARRAY_DTYPES:
+            raise TypeError(f"unknown dtype {dtype!r} from JavaScript; valid dtypes: {', '.join(ARRAY_DTYPES)}")
+        return np.asarray([view[str(i)] for i in range(len(view))], dtype=dtype).tobytes()
+    if isinstance(view, str | list):
+        raise TypeError(f"an array's view arrived as {type(view).__name__}, not as a binary buffer")
+    return bytes(view)
 
 
 ARRAY_SERIALIZERS = {"to_json": array_to_json, "from_json": array_from_json}

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ._map_data import bounds
+from ._protocol import view_bytes
 
 if TYPE_CHECKING:
     from ._source import ImageSource
@@ -42,7 +43,7 @@ def selection_from_json(value: dict[str, Any] | None, _widget: Any = None) -> np
     """The inverse of :func:`selection_to_json` (what the browser sends): sorted int32 positions."""
     if value is None:
         return None
-    data = bytes(value["view"])
+    data = view_bytes({**value, "dtype": "uint8" if value.get("bits") is not None else value.get("dtype", "int32")})
     if value.get("bits") is not None:
         mask = np.unpackbits(np.frombuffer(data, np.uint8), count=int(value["bits"]), bitorder="little")
         return np.flatnonzero(mask).astype(np.int32)

@@ -27,6 +27,7 @@ from .collections_list import CollectionsList
 from .explorer import Explorer
 from .filters_panel import FiltersPanel
 from .gallery import Gallery
+from .marimo import layout as marimo_layout
 from .prompt import PromptBox
 from .sampler import Sampler
 from .score_range import ScoreRange
@@ -80,6 +81,7 @@ class App(ipywidgets.VBox):
         self.collections = CollectionsList(library, view=self.gallery.to_pandas, recipe=self._view_recipe)
         self.actions = Actions(library, target=self._action_target)
         self.explorer: Explorer | None = None
+        self._marimo_elements: dict[str, Any] | None = None  # picsift.widgets.marimo.elements()
         self.results: ImageSet | None = None
         self.view: View | None = None
 
@@ -93,7 +95,8 @@ class App(ipywidgets.VBox):
         self.gallery.on("show", self._count_targets)
         # linked in the browser (no kernel round trip while dragging; the gallery's front-end then saves
         # the range back to Python) and, for ranges set from Python, here
-        self._range_link = ipywidgets.jsdlink((self.score_range, "score_range"), (self.gallery, "score_range"))
+        self._range_link: ipywidgets.Widget | None = ipywidgets.jsdlink((self.score_range, "score_range"),
+                                                                         (self.gallery, "score_range"))
         self.score_range.observe(self._on_score_range, "score_range")
         traitlets.dlink((self.prompt, "limit"), (self.gallery, "limit"))
         self.gallery.collection_names = library.collections.names()
@@ -130,7 +133,7 @@ class App(ipywidgets.VBox):
     def _on_score_range(self, change: dict[str, Any]) -> None:
         # A range dragged in the browser already reached the gallery there. Forwarding it from here too
         # would send the gallery older ranges than the one on screen while the user drags.
-        if self.score_range.set_by_browser("score_range"):
+        if self._range_link is not None and self.score_range.set_by_browser("score_range"):
             return
         self.gallery.score_range = change["new"]
 
@@ -147,6 +150,18 @@ class App(ipywidgets.VBox):
     def _on_prompt_status(self, change: dict[str, Any]) -> None:
         if change["new"].get("ready") and not change["old"].get("ready") and self.explorer is not None:
             self.explorer.load()
+
+    def _display_(self) -> Any:
+        """How marimo shows the app (it shows anywidgets, not ipywidgets' boxes): :func:`marimo_layout`."""
+        return marimo_layout(self)
+
+    def link_in_kernel(self) -> None:
+        """Link the score range to the gallery through Python only, for front ends that show each widget
+        on its own and run no link widgets in the page (marimo): the page then needs no ipywidgets link model."""
+        if self._range_link is not None:
+            self._range_link.unlink()
+            self._range_link.close()
+            self._range_link = None
 
     # -- what the parts ask for -------------------------------------------------------------------
     def _submit(self, text: str, limit: int, mode: str) -> None:

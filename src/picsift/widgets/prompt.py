@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets
 
+from ..errors import WorkspaceBusyError
 from ._base import PicsiftWidget
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ class PromptBox(PicsiftWidget):
         def run() -> None:
             try:
                 library.update(progress=False, on_progress=progress)
+            except WorkspaceBusyError:  # another process embeds (a second page of picsift serve, a service):
+                self.follow_updates()   # show its progress; search enables itself when it is done
             except Exception as e:
                 self.report(e)
             finally:
