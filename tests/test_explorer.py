@@ -90,13 +90,24 @@ def test_bad_dataframe_columns_are_named() -> None:
         Explorer(data=df, x="x", y="y", tooltip=["nope"])
 
 
-def test_a_million_2d_points_cross_in_9_mb() -> None:
+def test_a_million_2d_points_cross_in_5_mb_within_half_a_step_of_their_place() -> None:
     rng = np.random.default_rng(0)
     n = 1_000_000
-    e = Explorer(points=rng.normal(size=(n, 2)).astype(np.float32), clusters=rng.integers(0, 8, n))
+    points = rng.normal(size=(n, 2)).astype(np.float32)
+    e = Explorer(points=points, clusters=rng.integers(0, 8, n))
     sent = sum(array_to_json(getattr(e, name))["view"].nbytes for name in ("_points", "_colors"))
-    assert sent == 9 * n  # float32 x, y (no zero z) and a uint8 category slot per point
+    assert sent == 5 * n  # uint16 x, y steps between the bounds and a uint8 category slot per point
     assert e._legend[:2] == ["cluster 0", "cluster 1"]
+    (lo, hi), steps = np.array(e._points_bounds), e._points.astype(np.float64)
+    step = (hi - lo) / 65535
+    back = lo + steps * step  # what the browser draws (js/explorer/points.js)
+    assert (np.abs(back - points) <= step / 2 * 1.0001).all()  # the browser caps the zoom at half a pixel per half step
+    assert np.array_equal(e.selected_indices, np.zeros(0, np.int32)) and len(e.ids) == n
+
+
+def test_small_maps_keep_float32_points() -> None:
+    e = Explorer(points=np.random.default_rng(0).normal(size=(1000, 2)))
+    assert e._points.dtype == np.float32 and e._points_bounds == []
 
 
 def test_given_points_have_no_umap_and_keep_their_dimension() -> None:

@@ -58,6 +58,14 @@ export class Grid {
     return best;
   }
 
+  /** How many points the cells touching the rectangle hold (at least as many as lie inside it): O(rows). */
+  countRect(ax, ay, bx, by) {
+    const c0 = this.column(ax), c1 = this.column(bx);
+    let total = 0;
+    for (let r = this.row(ay); r <= this.row(by); r++) total += this.start[r * this.nx + c1 + 1] - this.start[r * this.nx + c0];
+    return total;
+  }
+
   /** Indices of the points with ax <= x <= bx and ay <= y <= by. */
   inRect(ax, ay, bx, by) {
     const { coords, stride, start, order } = this;
