@@ -264,6 +264,7 @@ function render({ model, el }) {
   const picker = createPicker(canvas, camera, () => ({ points, dims: pointDims, count }));
   el.__picsiftScreen = (i) => picker.pageOf(i); // for tests: where point i is on the page
   el.__picsiftThumbs = () => thumbs.debug(); // for tests
+  el.__picsiftThumbSide = () => thumbs.side;
   el.__picsiftView = (state) => { if (camera.apply(state)) { lastInteraction = performance.now(); writeCamera(true); schedule(); } };
   // over thumbnails, the pointer finds a point anywhere on its picture
   const nearest = (x, y, r = 10) => picker.nearest(x, y, thumbs.active ? Math.max(r, thumbs.side / 2) : r);
@@ -331,8 +332,9 @@ function render({ model, el }) {
   canvas.addEventListener("dblclick", () => fitTo(null, true));
   canvas.addEventListener("wheel", (event) => {
     event.preventDefault();
-    const [px, py, w, hgt] = local(event.clientX, event.clientY);
-    camera.zoomBy(Math.exp(-event.deltaY * 0.001), px - w / 2, py - hgt / 2, hgt);
+    const rect = canvas.getBoundingClientRect(); // zoom around the pointer
+    const px = event.clientX - rect.left, py = event.clientY - rect.top;
+    camera.zoomBy(Math.exp(-event.deltaY * 0.001), px - rect.width / 2, py - rect.height / 2, rect.height);
     lastInteraction = performance.now();
     writeCamera(true);
     schedule();

@@ -44,7 +44,8 @@ export function createThumbs({ rpc, redraw }) {
           ? createImageBitmap(new Blob([buffers[k]], { type: "image/webp" })).catch(() => null) : null)));
         if (mine !== generation) { for (const p of pictures) if (p) p.close(); return; }
         batch.forEach((i, k) => store(i, pictures[k]));
-      }).catch(() => { // no answer (an unreadable image, a closed kernel): show the points, ask again later
+      }).catch(() => { // an error answer: these stay points (asked again once the points change)
+        if (mine === generation) for (const i of batch) store(i, null);
       }).finally(() => {
         inFlight--;
         for (const i of batch) pending.delete(i);
