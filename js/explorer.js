@@ -21,7 +21,7 @@ import { Camera } from "./explorer/camera.js";
 import { codeColor, legendItems } from "./explorer/colors.js";
 import { densityCells } from "./explorer/density.js";
 import { createPicker, downloadPng } from "./explorer/picking.js";
-import { boundsOf, maxZoomFor, readPoints } from "./explorer/points.js";
+import { boundsOf, createRefiner, maxZoomFor, readPoints } from "./explorer/points.js";
 import { createRenderer } from "./explorer/renderer.js";
 import { decodeSelection, encodeSelection } from "./explorer/selection.js";
 import { toolbar } from "./explorer/toolbar.js";
@@ -44,6 +44,7 @@ function render({ model, el }) {
   lasso.append(outline);
   lasso.style.display = "none";
   const thumbs = createThumbs({ rpc, redraw: () => schedule() });
+  const refiner = createRefiner({ rpc, refined: () => { renderer.updatePoints(points); schedule(); } });
   const area = h("div", { class: "picsift-explorer-canvas" }, canvas, thumbs.el, axesCanvas, box, lasso);
   const dims = h("select", { class: "picsift-dims", "aria-label": "dimensions" }, h("option", { value: "3" }, "3D"), h("option", { value: "2" }, "2D"));
   const colorBy = h("select", { class: "picsift-color-by", "aria-label": "colour by" });
@@ -138,8 +139,9 @@ function render({ model, el }) {
       else if (interval < FRAME_TARGET * 0.6) budget = Math.min(count, Math.round(budget * 1.25));
     }
     lastFrameAt = now;
-    if (pointDims === 2) camera.maxZoom = maxZoomFor(steps, camera.stretch, height);
-    const shown = onScreen(moving), subset = shown && count > LOD_FROM ? shown : null;
+    const shown = onScreen(moving), subset = shown && count > LOD_FROM ? shown : null, cap = maxZoomFor(steps, camera.stretch, height);
+    if (shown && pointDims === 2 && camera.zoom > cap / 2) refiner.want(shown); // exact places before a step shows
+    camera.maxZoom = pointDims === 2 && !(shown && refiner.exactAll(shown)) ? cap : Infinity;
     const sampled = !subset && moving && count > LOD_FROM && budget < count;
     const drawn = subset ? subset.length : sampled ? budget : count;
     if (sampled && !density) { density = densityCells(points, pointDims, count, codes, chosen); renderer.setDensity(density); }
@@ -200,6 +202,7 @@ function render({ model, el }) {
     warmed = false;
     picker.reset();
     thumbs.reset();
+    refiner.reset(points, pointDims, steps[0] > 0 || steps[1] > 0);
     allBounds = count ? boundsOf(points, pointDims, count) : null;
     const first = el.dataset.pointsVersion === undefined;
     camera.dims = pointDims;
@@ -263,8 +266,7 @@ function render({ model, el }) {
 
   const picker = createPicker(canvas, camera, () => ({ points, dims: pointDims, count }));
   el.__picsiftScreen = (i) => picker.pageOf(i); // for tests: where point i is on the page
-  el.__picsiftThumbs = () => thumbs.debug(); // for tests
-  el.__picsiftThumbSide = () => thumbs.side;
+  [el.__picsiftThumbs, el.__picsiftThumbSide] = [() => thumbs.debug(), () => thumbs.side]; // for tests
   el.__picsiftView = (state) => { if (camera.apply(state)) { lastInteraction = performance.now(); writeCamera(true); schedule(); } };
   // over thumbnails, the pointer finds a point anywhere on its picture
   const nearest = (x, y, r = 10) => picker.nearest(x, y, thumbs.active ? Math.max(r, thumbs.side / 2) : r);

@@ -110,6 +110,29 @@ def test_small_maps_keep_float32_points() -> None:
     assert e._points.dtype == np.float32 and e._points_bounds == []
 
 
+def test_exact_coordinates_of_quantised_points_come_on_request() -> None:
+    points = np.random.default_rng(1).normal(size=(200_000, 2)).astype(np.float32)
+    e = Explorer(points=points)
+    assert e._points.dtype == np.uint16
+    sent = Sent(e)
+    message(e, {"type": "coordinates", "request_id": "c1", "indices": [5, 199_999, 0]})
+    content, buffers = sent.last("coordinates")
+    assert content["indices"] == [5, 199_999, 0] and content["request_id"] == "c1"
+    assert np.array_equal(np.frombuffer(buffers[0], np.float32).reshape(-1, 2), points[[5, 199_999, 0]])
+    message(e, {"type": "coordinates", "request_id": "c2", "indices": [200_000]})
+    assert "out of range" in sent.last("error")[0]["message"] and sent.last("error")[0]["request_id"] == "c2"
+
+
+def test_thumbnails_on_the_map_need_an_image_column_or_a_library(image_folder: Path) -> None:
+    df = pd.DataFrame({"x": [0.0, 1.0], "y": [1.0, 0.0], "path": [str(p) for p in sorted(image_folder.rglob("*.png"))[:2]]})
+    assert Explorer(data=df, x="x", y="y", image="path")._has_images
+    assert not Explorer(data=df, x="x", y="y")._has_images
+    assert not Explorer(points=np.zeros((3, 2)))._has_images
+    e = Explorer(data=df, x="x", y="y", image="path")
+    e.set_points(np.zeros((3, 2)))  # bare points replace the DataFrame: no images behind them
+    assert not e._has_images and e.map_thumbnails
+
+
 def test_given_points_have_no_umap_and_keep_their_dimension() -> None:
     e = Explorer(points=np.random.default_rng(0).random((50, 2)))
     assert e._own_points and e.projection == "" and e.dims == 2 and e._color_choices == ["none"]

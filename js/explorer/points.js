@@ -59,3 +59,46 @@ export function boundsOf(points, dims, count, pick = null) {
   }
   return [lo, hi, Math.sqrt(far)];
 }
+
+/**
+ * Exact coordinates for quantised points, asked of Python (`coordinates` requests, one at a time) for the
+ * points on screen once the view comes within reach of the zoom where a step could show: the zoom cap then
+ * lifts for a view whose points are all exact.
+ * @param {{rpc: {request: (c: object) => Promise<{buffers: (ArrayBuffer | DataView)[]}>}, refined: () => void}} options
+ */
+export function createRefiner({ rpc, refined }) {
+  let exact = null, target = null, dims = 2, busy = false, generation = 0;
+  return {
+    /** New points: `quantised` ones (a Float32Array written in place as answers come) can be refined. */
+    reset(points, d, quantised) {
+      generation++;
+      busy = false;
+      [target, dims] = [quantised ? points : null, d];
+      exact = quantised && points ? new Uint8Array(points.length / d) : null;
+    },
+    /** Whether every point of `indices` is where float32 would put it. */
+    exactAll(indices) {
+      if (!exact) return true;
+      for (let k = 0; k < indices.length; k++) if (!exact[indices[k]]) return false;
+      return true;
+    },
+    /** Ask for the exact coordinates of the points of `indices` that are not exact yet. */
+    want(indices) {
+      if (!exact || busy) return;
+      const missing = [];
+      for (let k = 0; k < indices.length && missing.length < 8192; k++) if (!exact[indices[k]]) missing.push(indices[k]);
+      if (!missing.length) return;
+      busy = true;
+      const mine = generation;
+      rpc.request({ type: "coordinates", indices: missing }).then(({ buffers }) => {
+        if (mine !== generation) return;
+        const b = buffers[0], values = new Float32Array(b.buffer ? b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) : b);
+        missing.forEach((i, k) => {
+          for (let j = 0; j < dims; j++) target[i * dims + j] = values[k * dims + j];
+          exact[i] = 1;
+        });
+        refined();
+      }).catch(() => {}).finally(() => { if (mine === generation) busy = false; });
+    },
+  };
+}

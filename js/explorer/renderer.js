@@ -98,6 +98,8 @@ export function createRenderer(gl) {
       perm = null;
       points.count = count;
     },
+    /** The same points, some moved (exact coordinates arrived): only the positions are uploaded again. */
+    updatePoints(data) { upload(points, "position", data, dims, gl.FLOAT, false); },
     /** Colour codes: Uint8Array (category slots) or Uint16Array (continuous steps). */
     setValues(codes) {
       valueType = codes instanceof Uint16Array ? gl.UNSIGNED_SHORT : gl.UNSIGNED_BYTE;

@@ -304,7 +304,8 @@ def test_zoomed_in_points_become_thumbnails_that_hover_and_select_like_points(pa
     setosa = [p for p in points[: PER_SPECIES[0]] if p]
     centre = (sum(p[0] for p in setosa) / len(setosa), sum(p[1] for p in setosa) / len(setosa))
     page.mouse.move(*centre)
-    isolated = None
+    isolated, seen = None, set()  # seen: points on screen (or within 40 px of it) at some zoom
+    box = e.locator("canvas.picsift-map").bounding_box()
     for _ in range(8):  # zoom in around setosa until one drawn thumbnail stands clear of the others
         page.mouse.wheel(0, -600)  # x1.8 a turn
         page.wait_for_function("el => Number(el.dataset.thumbs) > 0 && el.dataset.thumbsMissing === '0'",
@@ -314,8 +315,9 @@ def test_zoomed_in_points_become_thumbnails_that_hover_and_select_like_points(pa
         drawn = shown["debug"]["drawn"]
         assert len(drawn) == shown["thumbs"]  # every row has an image: every point on screen is a picture
         side = e.evaluate("el => el.__picsiftThumbSide()")
+        seen |= {i for i, p in enumerate(screen_points(page, 0)) if p and box["x"] - 41 <= p[0] <= box["x"] + box["width"] + 41
+                 and box["y"] - 41 <= p[1] <= box["y"] + box["height"] + 41}
         at = {i: e.evaluate(f"el => el.__picsiftScreen({i})") for i in drawn}
-        box = e.locator("canvas.picsift-map").bounding_box()
         inner = [i for i, p in at.items() if box["x"] + side < p[0] < box["x"] + box["width"] - side
                  and box["y"] + side < p[1] < box["y"] + box["height"] - side]
         clear = [i for i in inner if all(max(abs(at[i][0] - q[0]), abs(at[i][1] - q[1])) > side * 1.05
@@ -324,12 +326,8 @@ def test_zoomed_in_points_become_thumbnails_that_hover_and_select_like_points(pa
             isolated = clear[0]
             break
     assert isolated is not None
-    debug = e.evaluate("el => el.__picsiftThumbs()")
-    box = e.locator("canvas.picsift-map").bounding_box()
-    for i in debug["requested"]:  # thumbnails are asked for what is on screen only (a 40 px margin)
-        x, y = e.evaluate(f"el => el.__picsiftScreen({i})")
-        assert box["x"] - 41 <= x <= box["x"] + box["width"] + 41 and box["y"] - 41 <= y <= box["y"] + box["height"] + 41
-    assert len(debug["requested"]) < len(points)
+    requested = set(e.evaluate("el => el.__picsiftThumbs().requested"))
+    assert requested <= seen and len(requested) < len(points)  # asked for what was on screen only
     x, y = at[isolated]
     colours = {tuple(thumbs_canvas(e, x + dx * side / 5, y + dy * side / 5)) for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
     assert all(c[3] == 255 for c in colours) and len(colours) > 1  # an opaque picture, not a flat dot

@@ -45,6 +45,7 @@ __all__ = ["COLOR_MODES", "MAX_CATEGORIES", "Explorer", "categories"]
 
 COLOR_MODES = ("cluster", "score", "folder")  # and every metadata field of the library (Metadata.color_fields)
 PickCallback = Callable[[str], None]
+MAX_EXACT = 8192  # exact coordinates of at most this many points per request (a zoomed-in view of a big map)
 
 
 class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
@@ -398,6 +399,14 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
         names, fields, buffers = self._tooltips.answer(indices)
         self.send({"type": "thumbnails", "request_id": content.get("request_id"), "indices": indices,
                    "ids": self.ids[indices].tolist(), "names": names, "fields": fields}, buffers)
+
+    def _on_coordinates(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        indices = np.asarray(content.get("indices", [])[:MAX_EXACT], dtype=np.int64)
+        if len(indices) and not (indices.min() >= 0 and indices.max() < len(self._coords)):
+            raise IndexError(f"points out of range 0..{len(self._coords) - 1} in a coordinates request")
+        exact = np.ascontiguousarray(self._coords[indices], dtype=np.float32)
+        self.send({"type": "coordinates", "request_id": content.get("request_id"), "indices": indices.tolist()},
+                  [exact.tobytes()])
 
     def _on_compute_umap(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         self.compute_umap(refit=bool(content.get("refit", False)))
