@@ -5,6 +5,11 @@
   frame time while it rotates (rAF interval and draw time), at 100k and 1M points (random 3D
   coordinates; the point count is what matters to the renderer).
   Baseline: the same measurement at 1k points in the same browser session, as a ratio.
+* **thumbs**: a 1M-point 2D DataFrame explorer with an image column (the Tux Paint stamps, cycled): first
+  frame; frames while panning the fitted view (points drawn per frame); a lasso in 2D (in the page); then the
+  view set on a region of about 300 points: time until every one is drawn as its thumbnail, cold (the kernel
+  encodes each WebP) and warm (zoomed out and back: the browser's cache); frames while panning there with
+  thumbnails, against the same pan with ``map_thumbnails = False`` (points only) as the baseline.
 * **gallery**: 10k results (ids cycling over the ~800 Tux Paint stamps, so thumbnails are real WebP
   bytes: the first screens encode them, later ones hit the memory cache): time from running the
   cell to the first screen of thumbnails, and to scroll through all 10k a screen at a time, waiting
@@ -22,6 +27,7 @@ upper bound for any machine with a GPU.
 
     python bench/widgets.py            # everything but the peers (a few minutes)
     python bench/widgets.py --quick    # 100k points only, 2k gallery results
+    python bench/widgets.py --parts thumbs   # only the thumbnails on a 1M-point map
     python bench/widgets.py --parts peers --peers   # only the comparison with jupyter-scatter
 """
 
@@ -70,13 +76,27 @@ source = StampSource()
 '''
 
 
-def cells(sizes: list[int], gallery_n: int, parts: set[str]) -> list[tuple[str, str]]:
+THUMBS = '''
+import pandas as pd
+XY = rng.normal(size=(N_POINTS, 2)).astype(np.float32)
+names = np.array([str(p) for p in source.files], dtype=object)
+tdf = pd.DataFrame({"x": XY[:, 0], "y": XY[:, 1], "c": rng.integers(0, 8, N_POINTS),
+                    "image": names[np.arange(N_POINTS) % len(names)]})
+t = Explorer(data=tdf, x="x", y="y", color_by="c", image="image", layout={"width": "900px"}); t
+'''
+
+
+def cells(sizes: list[int], gallery_n: int, parts: set[str], thumbs_n: int = 1_000_000) -> list[tuple[str, str]]:
     """(name, source) of each notebook cell, run one at a time."""
     out = [("setup", SETUP.replace("MAX_POINTS", str(max(sizes))))]
     for n in [1000, *sizes] if "explorer" in parts else []:
         out.append((f"explorer-{n}", f"e{n} = Explorer(points=POINTS[:{n}], layout={{'width': '900px'}}); e{n}"))
         out.append((f"rotate-{n}", f"e{n}._autorotate = True"))
         out.append((f"stop-{n}", f"e{n}._autorotate = False; e{n}.close()"))
+    if "thumbs" in parts:
+        out.append(("thumbs", THUMBS.replace("N_POINTS", str(thumbs_n))))
+        out.append(("thumbs-off", "t.map_thumbnails = False"))
+        out.append(("thumbs-close", "t.close()"))
     if "gallery" in parts:
         out.append(("gallery", f"g = Gallery(source, limit={gallery_n});"
                                f" g.show([f'i{{k}}' for k in range({gallery_n})],"
@@ -151,6 +171,77 @@ def lasso(page: Any, explorer: Any, vertices: int = 64) -> dict[str, float]:
     return result
 
 
+def pan(page: Any, explorer: Any, seconds: float) -> dict[str, float]:
+    """Drag the map slowly for ``seconds``; frame intervals (rAF) and points drawn per frame meanwhile."""
+    box = explorer.locator("canvas.picsift-map").bounding_box()
+    x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5
+    page.mouse.move(x, y)
+    page.mouse.down()
+    since = explorer.evaluate("el => performance.now()")
+    t0, k = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        k += 1
+        page.mouse.move(x + 2 * (k % 150), y + (k % 150) // 2)
+        page.wait_for_timeout(8)
+    page.mouse.up()
+    frames, drawn = explorer.evaluate(
+        "(el, t) => { const s = el.__picsift, keep = s.frames.map((f) => f > t + 100);"
+        " return [s.frames.filter((_, i) => keep[i]), s.drawn.filter((_, i) => keep[i])]; }", since)
+    intervals = [b - a for a, b in itertools.pairwise(frames)]
+    return {"frame_ms": median(intervals), "frame_p90_ms": percentile(intervals, 90), "frames": len(intervals),
+            "drawn": median(drawn) if drawn else 0}
+
+
+def thumbs(nb: Notebook, n: int, seconds: float) -> dict[str, Any]:
+    page = nb.page
+    start = nb.run_next()
+    e = page.locator(f".picsift-explorer[data-points='{n}']")
+    e.wait_for(timeout=300_000)
+    page.wait_for_selector(f".picsift-explorer[data-points='{n}'][data-first-frame]", timeout=300_000)
+    first = float(e.evaluate("el => Number(el.dataset.firstFrame)")) - start
+    e.locator("canvas.picsift-map").scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)  # the lasso/hover index is built when the page is idle
+    fitted = pan(page, e, seconds)
+    select = lasso(page, e)
+    e.locator(".picsift-tool[data-tool=fit]").click()
+    view = {"center": [2.0, 1.5], "zoom": 12.0, "stretch": 1}  # about 300 of the 1M normal points on screen
+    done = ("el => Number(el.dataset.thumbs) > 0 && el.dataset.thumbsMissing === '0'"
+            " && el.dataset.thumbsDrawn === el.dataset.thumbs && performance.now()")
+    times = []
+    for _ in ("cold", "warm"):
+        page.wait_for_function("el => el.dataset.thumbs === '0'", arg=e.element_handle())
+        t0 = e.evaluate("(el, v) => { const t = performance.now(); el.__picsiftView(v); return t; }", view)
+        times.append(float(page.wait_for_function(done, arg=e.element_handle(), polling=10).json_value()) - t0)
+        shown = int(e.evaluate("el => Number(el.dataset.thumbs)"))
+        if len(times) == 1:
+            e.locator(".picsift-tool[data-tool=fit]").click()
+    with_thumbs = pan(page, e, seconds)
+    with_thumbs["shown"] = int(e.evaluate("el => Number(el.dataset.thumbs)"))
+    nb.run_next()  # map_thumbnails = False
+    page.wait_for_function("el => el.dataset.thumbs === '0'", arg=e.element_handle())
+    e.evaluate("(el, v) => el.__picsiftView(v)", view)
+    points_only = pan(page, e, seconds)
+    nb.run_next()  # close
+    return {"first_frame_ms": first, "fitted": fitted, "lasso_ms": select["ms"], "lasso_found": select["found"],
+            "cold_ms": times[0], "warm_ms": times[1], "shown": shown, "thumbs": with_thumbs, "points": points_only}
+
+
+def report_thumbs(nb: Notebook, n: int, seconds: float) -> None:
+    r = thumbs(nb, n, seconds)
+    print(f"\n## Thumbnails on a {n:,}-point 2D map (DataFrame with an image column)\n")
+    fitted = r["fitted"]
+    print(table([[f"{n:,}", r["first_frame_ms"], fitted["frame_ms"], fitted["frame_p90_ms"],
+                  f"{fitted['drawn']:,.0f} ({fitted['drawn'] / n:.0%})", r["lasso_ms"], f"{r['lasso_found']:,}"]],
+                ["points", "first frame ms", "pan frame ms (median)", "p90 ms", "points drawn per moving frame",
+                 "lasso 2D ms (in the page)", "points inside"]))
+    print()
+    t, p = r["thumbs"], r["points"]
+    print(table([[f"{r['shown']:,}", r["cold_ms"], r["warm_ms"], t["frame_ms"], t["frame_p90_ms"],
+                  1000 / t["frame_ms"], p["frame_ms"], t["frame_ms"] / p["frame_ms"]]],
+                ["thumbnails on screen", "zoom -> all drawn ms (cold)", "... (warm)", "pan frame ms (median)",
+                 "p90 ms", "frames/s", "points-only pan frame ms", "x points only"]))
+
+
 def gallery(nb: Notebook, n: int) -> dict[str, float]:
     page = nb.page
     start = nb.run_next()
@@ -218,7 +309,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rotate-seconds", type=float, default=4.0)
-    parser.add_argument("--parts", default="explorer,gallery,slider", help="comma-separated subset to run")
+    parser.add_argument("--parts", default="explorer,thumbs,gallery,slider", help="comma-separated subset to run")
     parser.add_argument("--peers", action="store_true", help="also compare the explorer with jupyter-scatter")
     parser.add_argument("--peer-sizes", default="100000,1000000", help="point counts of the peer comparison")
     parser.add_argument("--pan-seconds", type=float, default=3.0)
@@ -235,7 +326,7 @@ def main(argv: list[str]) -> None:
             raise SystemExit('--peers needs jupyter-scatter: pip install -e ".[dev]"') from e
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        if parts & {"explorer", "gallery", "slider"}:
+        if parts & {"explorer", "thumbs", "gallery", "slider"}:
             run_own(root, sizes, gallery_n, parts, args.rotate_seconds)
         if "peers" in parts:  # a lab of its own (a lab restores the last one's open notebooks from its folder)
             (root / "peers").mkdir()
@@ -261,6 +352,8 @@ def run_own(root: Path, sizes: list[int], gallery_n: int, parts: set[str], rotat
         nb.run_next()  # setup
         if "explorer" in parts:
             report_explorer(nb, sizes, rotate_seconds)
+        if "thumbs" in parts:
+            report_thumbs(nb, 1_000_000, rotate_seconds)
         if "gallery" in parts:
             report_gallery(nb, gallery_n)
         if "slider" in parts:

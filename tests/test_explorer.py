@@ -124,7 +124,8 @@ def test_exact_coordinates_of_quantised_points_come_on_request() -> None:
 
 
 def test_thumbnails_on_the_map_need_an_image_column_or_a_library(image_folder: Path) -> None:
-    df = pd.DataFrame({"x": [0.0, 1.0], "y": [1.0, 0.0], "path": [str(p) for p in sorted(image_folder.rglob("*.png"))[:2]]})
+    paths = [str(p) for p in sorted(image_folder.rglob("*.png"))[:2]]
+    df = pd.DataFrame({"x": [0.0, 1.0], "y": [1.0, 0.0], "path": paths})
     assert Explorer(data=df, x="x", y="y", image="path")._has_images
     assert not Explorer(data=df, x="x", y="y")._has_images
     assert not Explorer(points=np.zeros((3, 2)))._has_images

@@ -315,8 +315,9 @@ def test_zoomed_in_points_become_thumbnails_that_hover_and_select_like_points(pa
         drawn = shown["debug"]["drawn"]
         assert len(drawn) == shown["thumbs"]  # every row has an image: every point on screen is a picture
         side = e.evaluate("el => el.__picsiftThumbSide()")
-        seen |= {i for i, p in enumerate(screen_points(page, 0)) if p and box["x"] - 41 <= p[0] <= box["x"] + box["width"] + 41
-                 and box["y"] - 41 <= p[1] <= box["y"] + box["height"] + 41}
+        box = e.locator("canvas.picsift-map").bounding_box()
+        seen |= {i for i, p in enumerate(screen_points(page, 0)) if p and box["x"] - 41 <= p[0]
+                 <= box["x"] + box["width"] + 41 and box["y"] - 41 <= p[1] <= box["y"] + box["height"] + 41}
         at = {i: e.evaluate(f"el => el.__picsiftScreen({i})") for i in drawn}
         inner = [i for i, p in at.items() if box["x"] + side < p[0] < box["x"] + box["width"] - side
                  and box["y"] + side < p[1] < box["y"] + box["height"] - side]
@@ -327,7 +328,8 @@ def test_zoomed_in_points_become_thumbnails_that_hover_and_select_like_points(pa
             break
     assert isolated is not None
     requested = set(e.evaluate("el => el.__picsiftThumbs().requested"))
-    assert requested <= seen and len(requested) < len(points)  # asked for what was on screen only
+    extra = {i: e.evaluate(f"el => el.__picsiftScreen({i})") for i in requested - seen}
+    assert requested <= seen and len(requested) < len(points), (extra, box)  # asked for what was on screen only
     x, y = at[isolated]
     colours = {tuple(thumbs_canvas(e, x + dx * side / 5, y + dy * side / 5)) for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
     assert all(c[3] == 255 for c in colours) and len(colours) > 1  # an opaque picture, not a flat dot

@@ -7,9 +7,9 @@ coloured by any column: names in the legend for categories, a colour bar for num
 What crosses to the browser is small and binary (see :mod:`._map_data`): float32 ``(n, 2|3)`` points once
 (uint16 steps between their bounds from 100k points on), one uint8/uint16 code per point per colouring.
 Zoomed in until a few hundred points are on screen, the browser draws them as their images' thumbnails,
-asked for with the same ``thumbnails`` messages as the hover tooltip (``map_thumbnails`` turns this off). A box or lasso selection comes back as int32 positions or
-a bit per point, whichever is smaller (``_selected``, see :mod:`._selection`); ids are built only when
-someone asks for :attr:`Explorer.selection`.
+asked for with the same ``thumbnails`` messages as the hover tooltip (``map_thumbnails`` turns this off).
+A box or lasso selection comes back as int32 positions or a bit per point, whichever is smaller
+(``_selected``, see :mod:`._selection`); ids are built only when someone asks for :attr:`Explorer.selection`.
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
     Public traits: ``dims`` (2 or 3), ``projection`` (``"pca"``, ``"umap"``; ``""`` for given points),
     ``projection_state``, ``color_by``, ``point_size``, ``drag_mode`` (``"move"``, ``"box"``,
     ``"lasso"``), ``axes`` (2D axes with ticks), ``equal_axes`` (2D: a unit of x as long as one of y; off,
-    each axis fills the frame), ``map_thumbnails`` (zoomed in far enough, points with an image are drawn as its thumbnail; a
-    library's map, or ``data`` with ``image``), ``camera`` (the view, written by the browser:
+    each axis fills the frame), ``map_thumbnails`` (zoomed in far enough, points with an image are drawn as
+    its thumbnail: a library's map, or ``data`` with ``image``), ``camera`` (the view, written by the browser:
     ``{"center": [...], "zoom": z, "stretch": s}`` in 2D, ``{"center", "distance", "yaw", "pitch"}`` in 3D) and
     ``selection`` (ids). :attr:`selected_indices` gives the selection as row positions without
     building ids; :meth:`on_select` calls back with them.
