@@ -96,7 +96,8 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
     selection = traitlets.List(traitlets.Unicode())  # not synced: the browser sends positions (_selected)
     exported = traitlets.Instance(pd.DataFrame, allow_none=True)
     _points = traitlets.Any(None).tag(sync=True, **ARRAY_SERIALIZERS)
-    _points_bounds = traitlets.List().tag(sync=True)  # [lo, hi] per axis when _points are uint16 steps
+    # [lo, hi] (one value per axis each) when _points are uint16 steps between them; [] for float32 points
+    _points_bounds = traitlets.List(traitlets.List(traitlets.Float())).tag(sync=True)
     _has_images = traitlets.Bool(False).tag(sync=True)  # a thumbnail source: a library or an image column
     _colors = traitlets.Any(None).tag(sync=True, **ARRAY_SERIALIZERS)
     _color_kind = traitlets.Unicode("category").tag(sync=True)
