@@ -216,6 +216,8 @@ def thumbs(nb: Notebook, n: int, seconds: float) -> dict[str, Any]:
     page.wait_for_timeout(1500)  # the lasso/hover index is built when the page is idle
     fitted = pan(page, e, seconds)
     tenth = pan(page, e, seconds, budget=n // 10)
+    e.locator(".picsift-tool[data-tool=fit]").click()
+    page.wait_for_timeout(500)
     select = lasso(page, e)
     e.locator(".picsift-tool[data-tool=fit]").click()
     view = {"center": [2.0, 1.5], "zoom": 12.0, "stretch": 1}  # about 300 of the 1M normal points on screen

@@ -147,7 +147,7 @@ export function createRenderer(gl) {
         gl.bindVertexArray(points.vao);
         gl.vertexAttrib1f(loc.weight, 1);
         gl.uniform1f(u.cellPixels, 0);
-        gl.uniform1i(u.square, 0);
+        gl.uniform1i(u.square, frame.pointSize < 2.5 ? 1 : 0); // a dot of 2 pixels is as round as a square
         gl.drawArrays(gl.POINTS, 0, count);
         gl.bindVertexArray(null);
         return;
@@ -169,7 +169,7 @@ export function createRenderer(gl) {
       gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, indexBuffer);
       gl.vertexAttrib1f(loc.weight, 1);
       gl.uniform1f(u.cellPixels, 0);
-      gl.uniform1i(u.square, 0);
+      gl.uniform1i(u.square, frame.pointSize < 2.5 ? 1 : 0);
       gl.drawElements(gl.POINTS, frame.drawn, gl.UNSIGNED_INT, 0);
       gl.bindVertexArray(null);
     },

@@ -2,7 +2,8 @@
 // its image's thumbnail, a square with the point's colour as its border, on a 2D canvas over the WebGL one.
 // Thumbnails are asked of Python for the points on screen only (the `thumbnails` request the tooltip uses,
 // 16 at a time, a few requests in flight, nearest the centre first), decoded once into ImageBitmaps and kept
-// in a least-recently-used cache in the browser; zoomed out, nothing is drawn or asked for.
+// in a least-recently-used cache in the browser; zoomed out, nothing is drawn or asked for. Each picture is
+// scaled once per zoom into a sprite of the thumbnail's inner size, so a panning frame only copies pixels.
 import { h } from "../protocol.js";
 import { toScreen } from "./camera.js";
 
@@ -17,6 +18,7 @@ export function createThumbs({ rpc, redraw }) {
   /** index -> ImageBitmap, or null: no picture (the point stays a point) */
   const cache = new Map();
   const pending = new Set(), requested = new Set();
+  let sprites = new Map(), spriteSide = 0; // index -> canvas of the picture fitted into (side - 4) pixels squared
   let inFlight = 0, wanted = [], generation = 0, shown = 0, drawnLast = [], side = 0, sideZoom = 0;
 
   const store = (index, bitmap) => {
@@ -25,8 +27,20 @@ export function createThumbs({ rpc, redraw }) {
     for (const [old, picture] of cache) { // the least recently drawn go first
       if (cache.size <= CAPACITY) break;
       cache.delete(old);
+      sprites.delete(old);
       if (picture) picture.close();
     }
+  };
+  const spriteOf = (index, inner) => { // the picture fitted (centred) into a white square, drawn once per zoom
+    const picture = cache.get(index), sprite = document.createElement("canvas");
+    sprite.width = sprite.height = inner;
+    const c = sprite.getContext("2d"), fit = inner / Math.max(picture.width, picture.height);
+    c.fillStyle = "#fff";
+    c.fillRect(0, 0, inner, inner);
+    const pw = picture.width * fit, ph = picture.height * fit;
+    c.drawImage(picture, (inner - pw) / 2, (inner - ph) / 2, pw, ph);
+    sprites.set(index, sprite);
+    return sprite;
   };
   const pump = () => {
     while (inFlight < IN_FLIGHT && wanted.length) {
@@ -61,6 +75,7 @@ export function createThumbs({ rpc, redraw }) {
       generation++;
       for (const picture of cache.values()) if (picture) picture.close();
       cache.clear();
+      sprites.clear();
       pending.clear();
       requested.clear();
       wanted = [];
@@ -88,7 +103,7 @@ export function createThumbs({ rpc, redraw }) {
       }
       const zoom = dims === 2 ? camera.zoom : camera.distance;
       if (!side || zoom !== sideZoom) {
-        side = Math.max(28, Math.min(80, 0.8 * Math.sqrt((width * height) / indices.length)));
+        side = Math.round(Math.max(28, Math.min(80, 0.8 * Math.sqrt((width * height) / indices.length))));
         sideZoom = zoom;
       }
       const m = camera.matrix(width / height);
@@ -102,17 +117,17 @@ export function createThumbs({ rpc, redraw }) {
         else if (cache.get(i)) places.push([i, at]);
       }
       places.sort((a, b) => (chosen[a[0]] ? 1 : 0) - (chosen[b[0]] ? 1 : 0)); // the selected on top
+      const inner = Math.max(1, Math.round((side - 4) * dpr));
+      if (inner !== spriteSide) { sprites = new Map(); spriteSide = inner; }
       for (const [i, [x, y]] of places) {
-        const picture = cache.get(i), on = chosen[i] > 0, border = on ? 4 : 2;
-        store(i, picture);
+        const on = chosen[i] > 0;
+        store(i, cache.get(i));
         ctx.globalAlpha = anySelected && !on ? 0.35 : 1;
         ctx.fillStyle = color(i);
         ctx.fillRect(x - side / 2, y - side / 2, side, side);
-        const inner = side - 2 * border, fit = inner / Math.max(picture.width, picture.height);
-        ctx.fillStyle = "#fff";
-        ctx.fillRect(x - inner / 2, y - inner / 2, inner, inner);
-        const pw = picture.width * fit, ph = picture.height * fit;
-        ctx.drawImage(picture, x - pw / 2, y - ph / 2, pw, ph);
+        const sprite = sprites.get(i) || spriteOf(i, inner), cut = on ? 2 : 0; // selected: a 4 px frame
+        const s = inner / dpr - 2 * cut, from = cut * dpr, size = inner - 2 * from;
+        ctx.drawImage(sprite, from, from, size, size, x - s / 2, y - s / 2, s, s);
         drawnLast.push(i);
       }
       ctx.globalAlpha = 1;
@@ -131,6 +146,7 @@ export function createThumbs({ rpc, redraw }) {
       generation++;
       for (const picture of cache.values()) if (picture) picture.close();
       cache.clear();
+      sprites.clear();
     },
   };
 }
