@@ -241,8 +241,8 @@ def thumbs(nb: Notebook, n: int, seconds: float) -> dict[str, Any]:
     points_only = pan(page, e, seconds)
     nb.run_next()  # close
     return {"first_frame_ms": first, "fitted": fitted, "tenth": tenth, "lasso_ms": select["ms"],
-            "lasso_found": select["found"],
-            "cold_ms": times[0], "warm_ms": times[1], "first_cold_ms": firsts[0], "shown": shown, "thumbs": with_thumbs, "points": points_only}
+            "lasso_found": select["found"], "cold_ms": times[0], "warm_ms": times[1], "first_cold_ms": firsts[0],
+            "shown": shown, "thumbs": with_thumbs, "points": points_only}
 
 
 def report_thumbs(nb: Notebook, n: int, seconds: float) -> None:
@@ -257,8 +257,8 @@ def report_thumbs(nb: Notebook, n: int, seconds: float) -> None:
     t, p = r["thumbs"], r["points"]
     print(table([[f"{r['shown']:,}", r["first_cold_ms"], r["cold_ms"], r["warm_ms"], t["frame_ms"], t["frame_p90_ms"],
                   1000 / t["frame_ms"], p["frame_ms"], t["frame_ms"] / p["frame_ms"]]],
-                ["thumbnails on screen", "zoom -> first drawn ms (cold)", "-> all drawn ms (cold)", "... (warm)", "pan frame ms (median)",
-                 "p90 ms", "frames/s", "points-only pan frame ms", "x points only"]))
+                ["thumbnails on screen", "zoom -> first drawn ms (cold)", "-> all drawn ms (cold)", "... (warm)",
+                 "pan frame ms (median)", "p90 ms", "frames/s", "points-only pan frame ms", "x points only"]))
 
 
 def gallery(nb: Notebook, n: int) -> dict[str, float]:
