@@ -152,7 +152,7 @@ def map_with_thumbnails(page: Any, out: str) -> None:
         page.mouse.wheel(0, -300)
         page.wait_for_timeout(200)
         shown = int(explorer.evaluate("el => Number(el.dataset.thumbs)"))
-        if 0 < shown <= 60:
+        if 0 < shown <= 45:
             break
     page.wait_for_function("el => el.dataset.thumbsMissing === '0' && Number(el.dataset.thumbsDrawn) > 0",
                            arg=explorer.element_handle(), timeout=60_000)

@@ -122,7 +122,7 @@ export function createThumbs({ rpc, redraw }) {
       for (const [i, [x, y]] of places) {
         const on = chosen[i] > 0;
         store(i, cache.get(i));
-        ctx.globalAlpha = anySelected && !on ? 0.35 : 1;
+        ctx.globalAlpha = anySelected && !on ? 0.5 : 1;
         ctx.fillStyle = color(i);
         ctx.fillRect(x - side / 2, y - side / 2, side, side);
         const sprite = sprites.get(i) || spriteOf(i, inner), cut = on ? 2 : 0; // selected: a 4 px frame
