@@ -1,13 +1,13 @@
 // Pictures on the map: zoomed in until few enough points are on screen to stand apart, each is drawn as
 // its image's thumbnail, a square with the point's colour as its border, on a 2D canvas over the WebGL one.
 // Thumbnails are asked of Python for the points on screen only (the `thumbnails` request the tooltip uses,
-// 8 at a time, a few requests in flight, nearest the centre first), decoded once into ImageBitmaps and kept
+// 16 at a time, a few requests in flight, nearest the centre first), decoded once into ImageBitmaps and kept
 // in a least-recently-used cache in the browser; zoomed out, nothing is drawn or asked for. Each picture is
 // scaled once per zoom into a sprite of the thumbnail's inner size, so a panning frame only copies pixels.
 import { h } from "../protocol.js";
 import { toScreen } from "./camera.js";
 
-const PER_REQUEST = 8, IN_FLIGHT = 4, CAPACITY = 3000; // small requests: the first pictures come sooner
+const PER_REQUEST = 16, IN_FLIGHT = 4, CAPACITY = 3000;
 
 /**
  * @param {{rpc: {request: (c: object) => Promise<{msg: object, buffers: ArrayBuffer[]}>}, redraw: () => void}} options
