@@ -5,6 +5,11 @@
   frame time while it rotates (rAF interval and draw time), at 100k and 1M points (random 3D
   coordinates; the point count is what matters to the renderer).
   Baseline: the same measurement at 1k points in the same browser session, as a ratio.
+* **thumbs**: a 1M-point 2D DataFrame explorer with an image column (the Tux Paint stamps, cycled): first
+  frame; frames while panning the fitted view (points drawn per frame); a lasso in 2D (in the page); then the
+  view set on a region of about 300 points: time until every one is drawn as its thumbnail, cold (the kernel
+  encodes each WebP) and warm (zoomed out and back: the browser's cache); frames while panning there with
+  thumbnails, against the same pan with ``map_thumbnails = False`` (points only) as the baseline.
 * **gallery**: 10k results (ids cycling over the ~800 Tux Paint stamps, so thumbnails are real WebP
   bytes: the first screens encode them, later ones hit the memory cache): time from running the
   cell to the first screen of thumbnails, and to scroll through all 10k a screen at a time, waiting
@@ -22,6 +27,7 @@ upper bound for any machine with a GPU.
 
     python bench/widgets.py            # everything but the peers (a few minutes)
     python bench/widgets.py --quick    # 100k points only, 2k gallery results
+    python bench/widgets.py --parts thumbs   # only the thumbnails on a 1M-point map
     python bench/widgets.py --parts peers --peers   # only the comparison with jupyter-scatter
 """
 
@@ -29,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import os
 import sys
 import tempfile
@@ -41,8 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import widgets_thumbs  # noqa: E402
 from common import header, median, percentile, table  # noqa: E402
-from tests.e2e.harness import chromium, drag_through, jupyterlab, write_notebook  # noqa: E402
+from tests.e2e.harness import chromium, jupyterlab, write_notebook  # noqa: E402
+from widgets_thumbs import lasso  # noqa: E402
 
 SETUP = '''
 import numpy as np, traitlets, ipywidgets
@@ -70,13 +77,17 @@ source = StampSource()
 '''
 
 
-def cells(sizes: list[int], gallery_n: int, parts: set[str]) -> list[tuple[str, str]]:
+def cells(sizes: list[int], gallery_n: int, parts: set[str], thumbs_n: int = 1_000_000) -> list[tuple[str, str]]:
     """(name, source) of each notebook cell, run one at a time."""
     out = [("setup", SETUP.replace("MAX_POINTS", str(max(sizes))))]
     for n in [1000, *sizes] if "explorer" in parts else []:
         out.append((f"explorer-{n}", f"e{n} = Explorer(points=POINTS[:{n}], layout={{'width': '900px'}}); e{n}"))
         out.append((f"rotate-{n}", f"e{n}._autorotate = True"))
         out.append((f"stop-{n}", f"e{n}._autorotate = False; e{n}.close()"))
+    if "thumbs" in parts:
+        out.append(("thumbs", widgets_thumbs.CELL.replace("N_POINTS", str(thumbs_n))))
+        out.append(("thumbs-off", "t.map_thumbnails = False"))
+        out.append(("thumbs-close", "t.close()"))
     if "gallery" in parts:
         out.append(("gallery", f"g = Gallery(source, limit={gallery_n});"
                                f" g.show([f'i{{k}}' for k in range({gallery_n})],"
@@ -132,23 +143,6 @@ def explorer(nb: Notebook, n: int, seconds: float) -> dict[str, float]:
     return {"first_frame_ms": first - start, "frame_ms": median(intervals), "frame_p90_ms": percentile(intervals, 90),
             "draw_ms": median(stats["draws"][3:]), "frames": len(intervals), "drawn": median(stats["drawn"][-20:]),
             "lasso_ms": select["ms"], "lasso_found": select["found"]}
-
-
-def lasso(page: Any, explorer: Any, vertices: int = 64) -> dict[str, float]:
-    """Drag a round lasso (``vertices`` corners, radius 12% of the map's side) over the middle of the 3D map
-    (the view fits every point, so the gaussian's core is small); the front-end's time to
-    find the points inside (a grid of the points' screen positions, then a point-in-polygon test only in
-    the cells the outline crosses)."""
-    explorer.locator(".picsift-tool[data-mode=lasso]").click()
-    box = explorer.locator("canvas.picsift-map").bounding_box()
-    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.12
-    corners = [(cx + r * math.cos(2 * math.pi * k / vertices), cy + r * math.sin(2 * math.pi * k / vertices))
-               for k in range(vertices + 1)]
-    drag_through(page, corners)
-    page.wait_for_function("el => el.__picsift.select", arg=explorer.element_handle())
-    result = explorer.evaluate("el => el.__picsift.select")
-    explorer.locator(".picsift-tool[data-mode=move]").click()
-    return result
 
 
 def gallery(nb: Notebook, n: int) -> dict[str, float]:
@@ -218,7 +212,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rotate-seconds", type=float, default=4.0)
-    parser.add_argument("--parts", default="explorer,gallery,slider", help="comma-separated subset to run")
+    parser.add_argument("--parts", default="explorer,thumbs,gallery,slider", help="comma-separated subset to run")
     parser.add_argument("--peers", action="store_true", help="also compare the explorer with jupyter-scatter")
     parser.add_argument("--peer-sizes", default="100000,1000000", help="point counts of the peer comparison")
     parser.add_argument("--pan-seconds", type=float, default=3.0)
@@ -235,7 +229,7 @@ def main(argv: list[str]) -> None:
             raise SystemExit('--peers needs jupyter-scatter: pip install -e ".[dev]"') from e
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        if parts & {"explorer", "gallery", "slider"}:
+        if parts & {"explorer", "thumbs", "gallery", "slider"}:
             run_own(root, sizes, gallery_n, parts, args.rotate_seconds)
         if "peers" in parts:  # a lab of its own (a lab restores the last one's open notebooks from its folder)
             (root / "peers").mkdir()
@@ -261,6 +255,8 @@ def run_own(root: Path, sizes: list[int], gallery_n: int, parts: set[str], rotat
         nb.run_next()  # setup
         if "explorer" in parts:
             report_explorer(nb, sizes, rotate_seconds)
+        if "thumbs" in parts:
+            widgets_thumbs.report(nb, 1_000_000, rotate_seconds)
         if "gallery" in parts:
             report_gallery(nb, gallery_n)
         if "slider" in parts:

@@ -6,9 +6,12 @@ Writes docs/images/app.png (the whole app after a search), docs/images/map.png (
 coloured by folder, with a lasso being drawn), and two pictures of the explorer on a DataFrame built from
 the same map: docs/images/explorer-legend.png (coloured by folder: names and counts in the legend, the
 toolbar, a tooltip with fields and a thumbnail) and docs/images/explorer-colorbar.png (coloured by a
-search's score: a colour bar with its range, axes, a lasso selection). ``--only serve`` takes just
-docs/images/serve.png: the page ``picsift serve`` shows, in Chromium, after a search and a box selection
+search's score: a colour bar with its range, axes, a lasso selection), and docs/images/explorer-thumbnails.png
+(the folder map zoomed in until its points are drawn as their images' thumbnails, one selected). ``--only serve``
+takes just docs/images/serve.png: the page ``picsift serve`` shows, in Chromium, after a search and a box selection
 on the map.
+
+    .venv/bin/python docs/screenshot.py --thumbnails-only   # only explorer-thumbnails.png
 """
 
 from __future__ import annotations
@@ -42,16 +45,28 @@ def main() -> None:
     parser.add_argument("--colorbar-out", default=str(REPO / "docs" / "images" / "explorer-colorbar.png"))
     parser.add_argument("--serve-out", default=str(REPO / "docs" / "images" / "serve.png"))
     parser.add_argument("--only", choices=["all", "serve"], default="all", help="serve: only the served page")
+    parser.add_argument("--thumbnails-out", default=str(REPO / "docs" / "images" / "explorer-thumbnails.png"))
+    parser.add_argument("--thumbnails-only", action="store_true")
     args = parser.parse_args()
     stamps = fetch_tuxpaint()
     with picsift.Library(stamps, model="picsift-offline") as library:
         library.update(reembed=True)  # the demo cache: a new offline model version embeds it again
-    served_page(stamps, args.prompt, args.serve_out)
-    print(f"wrote {args.serve_out}")
-    if args.only == "serve":
-        return
+    if not args.thumbnails_only:
+        served_page(stamps, args.prompt, args.serve_out)
+        print(f"wrote {args.serve_out}")
+        if args.only == "serve":
+            return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        if args.thumbnails_only:
+            write_notebook(root / "explorer.ipynb", [EXPLORERS.format(folder=str(stamps), prompt=args.prompt)])
+            with jupyterlab(root) as lab, chromium(viewport=(1500, 1700)) as page:
+                open_and_run(page, lab, "explorer.ipynb")
+                page.wait_for_function("() => document.querySelectorAll('.picsift-explorer[data-first-frame]')"
+                                       ".length === 2", timeout=300_000)
+                map_with_thumbnails(page, args.thumbnails_out)
+            print(f"wrote {args.thumbnails_out}")
+            return
         write_notebook(root / "app.ipynb", [
             f"import picsift\npanel = picsift.app({str(stamps)!r}, model='picsift-offline')\npanel",
         ])
@@ -77,7 +92,8 @@ def main() -> None:
         with jupyterlab(second) as lab, chromium(viewport=(1500, 1700)) as page:
             open_and_run(page, lab, "explorer.ipynb")
             explorers_on_a_dataframe(page, args.explorer_out, args.colorbar_out)
-            print(f"wrote {args.explorer_out} and {args.colorbar_out}")
+            map_with_thumbnails(page, args.thumbnails_out)
+            print(f"wrote {args.explorer_out}, {args.colorbar_out} and {args.thumbnails_out}")
 
 
 def served_page(stamps: Path, prompt: str, out: str) -> None:
@@ -171,6 +187,43 @@ def explorers_on_a_dataframe(page: Any, legend_out: str, colorbar_out: str) -> N
     page.wait_for_function("el => Number(el.dataset.selected) > 0", arg=by_score.element_handle())
     page.wait_for_timeout(500)
     by_score.screenshot(path=colorbar_out)
+
+
+def map_with_thumbnails(page: Any, out: str) -> None:
+    """The folder map zoomed in (the wheel, around a point right of the centre) until a few dozen points are
+    on screen: each drawn as its thumbnail framed in its folder's colour; one is selected, another hovered."""
+    explorer = page.locator(".picsift-explorer").nth(0)
+    explorer.scroll_into_view_if_needed()
+    page.mouse.move(5, 5)
+    explorer.locator(".picsift-tool[data-tool=fit]").click()
+    box = explorer.locator("canvas.picsift-map").bounding_box()
+    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    points = explorer.evaluate("el => Array.from({length: Number(el.dataset.points)}, (_, i) => el.__picsiftScreen(i))")
+    x, y = min((p for p in points if p), key=lambda p: (p[0] - centre[0] - 120) ** 2 + (p[1] - centre[1]) ** 2)
+    page.mouse.move(x, y)
+    for _ in range(20):
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(200)
+        shown = int(explorer.evaluate("el => Number(el.dataset.thumbs)"))
+        if 0 < shown <= 45:
+            break
+    page.wait_for_function("el => el.dataset.thumbsMissing === '0' && Number(el.dataset.thumbsDrawn) > 0",
+                           arg=explorer.element_handle(), timeout=60_000)
+    drawn = explorer.evaluate("el => el.__picsiftThumbs().drawn")
+    at = {i: explorer.evaluate(f"el => el.__picsiftScreen({i})") for i in drawn}
+    inside = [i for i, p in at.items() if box["x"] + 80 < p[0] < box["x"] + box["width"] - 80
+              and box["y"] + 80 < p[1] < box["y"] + box["height"] - 80]
+    chosen, hovered = inside[0], inside[len(inside) // 2]
+    explorer.locator(".picsift-tool[data-mode=box]").click()
+    cx, cy = at[chosen]
+    drag_through(page, [(cx - 4, cy - 4), (cx + 4, cy + 4)])
+    page.wait_for_function("el => el.dataset.selected === '1'", arg=explorer.element_handle())
+    explorer.locator(".picsift-tool[data-mode=move]").click()
+    page.mouse.move(*at[hovered])
+    page.wait_for_selector(".picsift-explorer .picsift-tooltip:not([hidden]) img", timeout=60_000)
+    page.wait_for_timeout(300)
+    explorer.screenshot(path=out)
+    page.mouse.move(5, 5)
 
 
 def map_with_lasso(page: Any, out: str) -> None:

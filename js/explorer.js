@@ -7,49 +7,29 @@
 // Python as int32 positions or a bit per point (./explorer/selection.js). Hover shows a tooltip (fields and
 // a thumbnail from Python, ./explorer/tooltip.js); click picks.
 // Level of detail: while the view moves and a full frame would take longer than FRAME_TARGET ms, a uniform
-// sample is drawn over a density layer of every point, and the status line says so.
+// sample is drawn over a density layer of every point, and the status line says so. Zoomed in, only the
+// points on screen are drawn (all of them); with a few hundred on screen and images behind them, each is
+// drawn as its thumbnail (./explorer/thumbs.js).
 /** @typedef {{dims: 2|3, projection: string, projection_state: string, color_by: string, color_fields: string[],
  *   drag_mode: "move"|"box"|"lasso", point_size: number, axes: boolean, equal_axes: boolean, camera: object, _points: object,
  *   _colors: object, _color_kind: string, _color_span: number[], _color_label: string, _color_choices: string[],
- *   _legend: string[], _selected: object, _own_points: boolean, _autorotate: boolean}} ExplorerTraits */
+ *   _legend: string[], _selected: object, _own_points: boolean, _autorotate: boolean, map_thumbnails: boolean,
+ *   _points_bounds: number[][], _has_images: boolean}} ExplorerTraits */
 import { errorLine, formatCount, h, requester, send, toArray } from "./protocol.js";
 import { drawAxes } from "./explorer/axes.js";
 import { Camera } from "./explorer/camera.js";
-import { legendItems } from "./explorer/colors.js";
+import { codeColor, legendItems } from "./explorer/colors.js";
 import { densityCells } from "./explorer/density.js";
 import { createPicker, downloadPng } from "./explorer/picking.js";
+import { boundsOf, createRefiner, maxZoomFor, readPoints } from "./explorer/points.js";
 import { createRenderer } from "./explorer/renderer.js";
 import { decodeSelection, encodeSelection } from "./explorer/selection.js";
 import { toolbar } from "./explorer/toolbar.js";
+import { createThumbs } from "./explorer/thumbs.js";
 import { createTooltip } from "./explorer/tooltip.js";
 
-const LOD_FROM = 50000, FRAME_TARGET = 50, IDLE_MS = 150;
+const LOD_FROM = 50000, FRAME_TARGET = 50, IDLE_MS = 150, THUMBS_MAX = 500;
 
-/** [min, max] of the points (or of those in `pick`), and in 3D the radius of the sphere about the box's
- * centre that holds them all (tighter than the box's half-diagonal: the view can come closer). */
-function boundsOf(points, dims, count, pick = null) {
-  const lo = Array(dims).fill(Infinity), hi = Array(dims).fill(-Infinity);
-  const n = pick ? pick.length : count;
-  for (let j = 0; j < n; j++) {
-    const i = pick ? pick[j] : j;
-    for (let k = 0; k < dims; k++) {
-      const v = points[i * dims + k];
-      if (v < lo[k]) lo[k] = v;
-      if (v > hi[k]) hi[k] = v;
-    }
-  }
-  if (!n) return null;
-  if (dims !== 3) return [lo, hi];
-  const c = lo.map((v, k) => (v + hi[k]) / 2);
-  let far = 0;
-  for (let j = 0; j < n; j++) {
-    const i = pick ? pick[j] : j;
-    const dx = points[3 * i] - c[0], dy = points[3 * i + 1] - c[1], dz = points[3 * i + 2] - c[2];
-    const d = dx * dx + dy * dy + dz * dz;
-    if (d > far) far = d;
-  }
-  return [lo, hi, Math.sqrt(far)];
-}
 
 function render({ model, el }) {
   el.classList.add("picsift", "picsift-explorer");
@@ -63,7 +43,9 @@ function render({ model, el }) {
   const outline = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
   lasso.append(outline);
   lasso.style.display = "none";
-  const area = h("div", { class: "picsift-explorer-canvas" }, canvas, axesCanvas, box, lasso);
+  const thumbs = createThumbs({ rpc, redraw: () => schedule() });
+  const refiner = createRefiner({ rpc, refined: () => { renderer.updatePoints(points); schedule(); } });
+  const area = h("div", { class: "picsift-explorer-canvas" }, canvas, thumbs.el, axesCanvas, box, lasso);
   const dims = h("select", { class: "picsift-dims", "aria-label": "dimensions" }, h("option", { value: "3" }, "3D"), h("option", { value: "2" }, "2D"));
   const colorBy = h("select", { class: "picsift-color-by", "aria-label": "colour by" });
   const fieldLabel = (field) => field.startsWith("tag:") ? `tag ${field.slice(4)}`
@@ -86,7 +68,7 @@ function render({ model, el }) {
     onFit: () => fitTo(null, true),
     onZoomSelection: () => fitTo(selected),
     onAxes: () => { model.set("axes", !model.get("axes")); model.save_changes(); },
-    onDownload: () => { draw(performance.now(), true); downloadPng(canvas, axesCanvas, getComputedStyle(el).backgroundColor); },
+    onDownload: () => { draw(performance.now(), true); downloadPng(canvas, [thumbs.el, axesCanvas], getComputedStyle(el).backgroundColor); },
     onExport: () => send(model, "export"),
   });
   dims.addEventListener("change", () => { model.set("dims", Number(dims.value)); model.save_changes(); });
@@ -102,7 +84,7 @@ function render({ model, el }) {
   }
   const renderer = createRenderer(gl);
   const camera = new Camera();
-  let points = null, pointDims = 3, count = 0, codes = null, chosen = new Uint8Array(0), selected = new Int32Array(0);
+  let points = null, pointDims = 3, count = 0, steps = [0, 0, 0], codes = null, chosen = new Uint8Array(0), selected = new Int32Array(0);
   let warmed = false, ownSelection = false, density = null, allBounds = null, pendingFit = false, ownCamera = false;
   let drag = null, budget = 250000, lastInteraction = -Infinity, lastFrameAt = 0;
   let frame = 0, idleTimer = 0, saveTimer = 0, noticeTimer = 0;
@@ -157,11 +139,14 @@ function render({ model, el }) {
       else if (interval < FRAME_TARGET * 0.6) budget = Math.min(count, Math.round(budget * 1.25));
     }
     lastFrameAt = now;
-    const sampled = moving && count > LOD_FROM && budget < count;
-    const drawn = sampled ? budget : count;
+    const shown = onScreen(moving), subset = shown && count > LOD_FROM ? shown : null, cap = maxZoomFor(steps, camera.stretch, height);
+    if (shown && pointDims === 2 && camera.zoom > cap / 2) refiner.want(shown); // exact places before a step shows
+    camera.maxZoom = pointDims === 2 && !(shown && refiner.exactAll(shown)) ? cap : Infinity;
+    const sampled = !subset && moving && count > LOD_FROM && budget < count;
+    const drawn = subset ? subset.length : sampled ? budget : count;
     if (sampled && !density) { density = densityCells(points, pointDims, count, codes, chosen); renderer.setDensity(density); }
     const t0 = performance.now();
-    renderer.draw({ width, height, transform: camera.matrix(width / height), drawn,
+    renderer.draw({ width, height, transform: camera.matrix(width / height), drawn, subset,
       pointSize: model.get("point_size") * (window.devicePixelRatio || 1) * (count < 5000 ? 2 : count > 200000 ? 0.6 : 1),
       continuous: model.get("_color_kind") === "continuous", anySelected: selected.length > 0,
       pixelsPerUnit: [camera.pixelsPerUnitX(height), camera.pixelsPerUnit(height)] });
@@ -183,24 +168,41 @@ function render({ model, el }) {
     el.dataset.sampled = String(sampled);
     el.dataset.frames = String(stats.frames.length);
     el.dataset.draws = String(Number(el.dataset.draws || 0) + 1); // every frame drawn (tests wait on it)
+    drawThumbs(shown);
     drawAxes(axesCanvas, camera, area.clientWidth, area.clientHeight, model.get("axes") && pointDims === 2);
     if (rotating) schedule();
-    else if (drawn < count) { // one full frame once the view has been still for a moment
+    else if (sampled || (moving && !shown)) { // one full frame once the view has been still for a moment
       clearTimeout(idleTimer);
       idleTimer = setTimeout(schedule, IDLE_MS);
     }
   };
   const schedule = () => { if (!frame) frame = requestAnimationFrame(draw); };
+  // Zoomed in, the points on screen (a Uint32Array), or null: draw them alone, as thumbnails if few enough.
+  const onScreen = (moving) => {
+    const thumbsOn = model.get("map_thumbnails") && model.get("_has_images");
+    const zoomedIn = pointDims === 2 ? camera.zoom > camera.fitZoom * 1.5 : camera.distance < camera.fitDistance / 1.5;
+    if (!count || !zoomedIn || (!thumbsOn && count <= LOD_FROM)) return null;
+    const found = picker.onScreen(Math.max(THUMBS_MAX, count > LOD_FROM ? LOD_FROM : 0), 40, pointDims === 2 || !moving);
+    return found && Uint32Array.from(found);
+  };
+  const drawThumbs = (shown) => {
+    const few = shown && shown.length <= THUMBS_MAX && model.get("map_thumbnails") && model.get("_has_images") ? shown : null;
+    const continuous = model.get("_color_kind") === "continuous";
+    const result = thumbs.draw({ indices: few, camera, points, dims: pointDims, width: area.clientWidth, height: area.clientHeight,
+      dpr: window.devicePixelRatio || 1, color: (i) => codeColor(codes[i], continuous), chosen, anySelected: selected.length > 0 });
+    Object.assign(el.dataset, { thumbs: result.shown, thumbsDrawn: result.drawn, thumbsMissing: result.missing });
+  };
 
   const loadPoints = () => {
     const value = model.get("_points");
-    points = toArray(value);
-    pointDims = value && value.shape && value.shape[1] === 2 ? 2 : 3;
+    ({ points, dims: pointDims, steps } = readPoints(value, model.get("_points_bounds")));
     count = points ? points.length / pointDims : 0;
     renderer.setPoints(points || new Float32Array(0), pointDims);
     density = null;
     warmed = false;
     picker.reset();
+    thumbs.reset();
+    refiner.reset(points, pointDims, steps[0] > 0 || steps[1] > 0);
     allBounds = count ? boundsOf(points, pointDims, count) : null;
     const first = el.dataset.pointsVersion === undefined;
     camera.dims = pointDims;
@@ -264,7 +266,11 @@ function render({ model, el }) {
 
   const picker = createPicker(canvas, camera, () => ({ points, dims: pointDims, count }));
   el.__picsiftScreen = (i) => picker.pageOf(i); // for tests: where point i is on the page
-  const tooltip = createTooltip({ area, rpc, nearest: (x, y, r) => picker.nearest(x, y, r), busy: () => drag !== null,
+  [el.__picsiftThumbs, el.__picsiftThumbSide] = [() => thumbs.debug(), () => thumbs.side]; // for tests
+  el.__picsiftView = (state) => { if (camera.apply(state)) { lastInteraction = performance.now(); writeCamera(true); schedule(); } };
+  // over thumbnails, the pointer finds a point anywhere on its picture
+  const nearest = (x, y, r = 10) => picker.nearest(x, y, thumbs.active ? Math.max(r, thumbs.side / 2) : r);
+  const tooltip = createTooltip({ area, rpc, nearest, busy: () => drag !== null,
     delay: () => (count > 200000 ? 150 : 60) });
   area.append(tooltip.el);
 
@@ -317,7 +323,7 @@ function render({ model, el }) {
       model.save_changes();
       stats.select.sent = performance.now() - t0;
     } else if (!ended.moved) {
-      const index = picker.nearest(event.clientX, event.clientY);
+      const index = nearest(event.clientX, event.clientY);
       if (index >= 0) {
         el.dataset.picked = String(index);
         send(model, "pick", { index });
@@ -328,8 +334,9 @@ function render({ model, el }) {
   canvas.addEventListener("dblclick", () => fitTo(null, true));
   canvas.addEventListener("wheel", (event) => {
     event.preventDefault();
-    const [px, py, w, hgt] = local(event.clientX, event.clientY);
-    camera.zoomBy(Math.exp(-event.deltaY * 0.001), px - w / 2, py - hgt / 2, hgt);
+    const rect = canvas.getBoundingClientRect(); // zoom around the pointer
+    const px = event.clientX - rect.left, py = event.clientY - rect.top;
+    camera.zoomBy(Math.exp(-event.deltaY * 0.001), px - rect.width / 2, py - rect.height / 2, rect.height);
     lastInteraction = performance.now();
     writeCamera(true);
     schedule();
@@ -373,7 +380,8 @@ function render({ model, el }) {
     ["change:color_by", syncControls], ["change:_color_choices", colorOptions], ["change:drag_mode", syncControls],
     ["change:axes", syncControls], ["change:_own_points", syncControls], ["change:projection", syncControls],
     ["change:projection_state", syncControls], ["change:point_size", schedule], ["change:_autorotate", schedule],
-    ["change:camera", onCamera], ["change:equal_axes", onEqualAxes]];
+    ["change:camera", onCamera], ["change:equal_axes", onEqualAxes], ["change:map_thumbnails", schedule],
+    ["change:_has_images", schedule]];
   for (const [name, f] of handlers) model.on(name, f);
   colorOptions();
   loadPoints();
@@ -383,6 +391,7 @@ function render({ model, el }) {
     cancelAnimationFrame(frame);
     for (const timer of [idleTimer, saveTimer, noticeTimer]) clearTimeout(timer);
     tooltip.dispose();
+    thumbs.dispose();
     resize.disconnect();
     rpc.dispose();
     disposeError();

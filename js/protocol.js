@@ -5,7 +5,7 @@ export const MESSAGE_TYPES = [
   "submit", "thumbnails", "detail", "find_similar", "add_to_collection", "remove_from_collection",
   "sample", "pick", "compute_umap", "select_category", "save_collection", "show_collection", "delete_collection", "export",
   "add_filter", "remove_filter", "refresh_choices", "copy_images", "move_images", "delete_images", "create_job",
-  "export_images", "fit", "error", "notice",
+  "export_images", "coordinates", "fit", "error", "notice",
 ];
 
 const ARRAYS = {

@@ -90,13 +90,48 @@ def test_bad_dataframe_columns_are_named() -> None:
         Explorer(data=df, x="x", y="y", tooltip=["nope"])
 
 
-def test_a_million_2d_points_cross_in_9_mb() -> None:
+def test_a_million_2d_points_cross_in_5_mb_within_half_a_step_of_their_place() -> None:
     rng = np.random.default_rng(0)
     n = 1_000_000
-    e = Explorer(points=rng.normal(size=(n, 2)).astype(np.float32), clusters=rng.integers(0, 8, n))
+    points = rng.normal(size=(n, 2)).astype(np.float32)
+    e = Explorer(points=points, clusters=rng.integers(0, 8, n))
     sent = sum(array_to_json(getattr(e, name))["view"].nbytes for name in ("_points", "_colors"))
-    assert sent == 9 * n  # float32 x, y (no zero z) and a uint8 category slot per point
+    assert sent == 5 * n  # uint16 x, y steps between the bounds and a uint8 category slot per point
     assert e._legend[:2] == ["cluster 0", "cluster 1"]
+    (lo, hi), steps = np.array(e._points_bounds), e._points.astype(np.float64)
+    step = (hi - lo) / 65535
+    back = lo + steps * step  # what the browser draws (js/explorer/points.js)
+    assert (np.abs(back - points) <= step / 2 * 1.0001).all()  # the browser caps the zoom at half a pixel per half step
+    assert np.array_equal(e.selected_indices, np.zeros(0, np.int32)) and len(e.ids) == n
+
+
+def test_small_maps_keep_float32_points() -> None:
+    e = Explorer(points=np.random.default_rng(0).normal(size=(1000, 2)))
+    assert e._points.dtype == np.float32 and e._points_bounds == []
+
+
+def test_exact_coordinates_of_quantised_points_come_on_request() -> None:
+    points = np.random.default_rng(1).normal(size=(200_000, 2)).astype(np.float32)
+    e = Explorer(points=points)
+    assert e._points.dtype == np.uint16
+    sent = Sent(e)
+    message(e, {"type": "coordinates", "request_id": "c1", "indices": [5, 199_999, 0]})
+    content, buffers = sent.last("coordinates")
+    assert content["indices"] == [5, 199_999, 0] and content["request_id"] == "c1"
+    assert np.array_equal(np.frombuffer(buffers[0], np.float32).reshape(-1, 2), points[[5, 199_999, 0]])
+    message(e, {"type": "coordinates", "request_id": "c2", "indices": [200_000]})
+    assert "out of range" in sent.last("error")[0]["message"] and sent.last("error")[0]["request_id"] == "c2"
+
+
+def test_thumbnails_on_the_map_need_an_image_column_or_a_library(image_folder: Path) -> None:
+    paths = [str(p) for p in sorted(image_folder.rglob("*.png"))[:2]]
+    df = pd.DataFrame({"x": [0.0, 1.0], "y": [1.0, 0.0], "path": paths})
+    assert Explorer(data=df, x="x", y="y", image="path")._has_images
+    assert not Explorer(data=df, x="x", y="y")._has_images
+    assert not Explorer(points=np.zeros((3, 2)))._has_images
+    e = Explorer(data=df, x="x", y="y", image="path")
+    e.set_points(np.zeros((3, 2)))  # bare points replace the DataFrame: no images behind them
+    assert not e._has_images and e.map_thumbnails
 
 
 def test_given_points_have_no_umap_and_keep_their_dimension() -> None:

@@ -30,6 +30,7 @@ export class Camera {
     this.fitZoom = 0.9; // what "fit" chose: bounds for zooming in and out
     this.fitDistance = 3.2;
     this.radius = 1;
+    this.maxZoom = Infinity; // 2D: where quantised points would stop being exact (./points.js)
     this.version = 0; // bumped on every change (screen-space caches key on it)
   }
 
@@ -73,7 +74,7 @@ export class Camera {
       const w = size[0] * 1.08, h = size[1] * 1.08;
       if (!partial) this.stretch = !this.equalAxes && w > 0 && h > 0 ? (aspect * h) / w : 1;
       const zoom = Math.min(h > 0 ? 2 / h : Infinity, w > 0 ? (2 * aspect) / (w * this.stretch) : Infinity);
-      this.zoom = Number.isFinite(zoom) ? zoom : partial ? this.fitZoom * 20 : 1;
+      this.zoom = Math.min(Number.isFinite(zoom) ? zoom : partial ? this.fitZoom * 20 : 1, this.maxZoom);
       if (!partial) this.fitZoom = this.zoom;
     } else {
       const radius = Math.max(bounds[2] ?? Math.hypot(...size) / 2, 1e-6); // [2]: the points' bounding sphere
@@ -107,7 +108,7 @@ export class Camera {
   zoomBy(factor, px = 0, py = 0, height = 1) {
     if (this.dims === 2) {
       const before = this.pixelsPerUnit(height), s = this.stretch;
-      this.zoom = Math.max(this.fitZoom / 50, Math.min(this.fitZoom * 1e5, this.zoom * factor));
+      this.zoom = Math.max(this.fitZoom / 50, Math.min(this.fitZoom * 1e5, this.maxZoom, this.zoom * factor));
       const after = this.pixelsPerUnit(height);
       this.center = [this.center[0] + px / (before * s) - px / (after * s), this.center[1] - py / before + py / after,
         this.center[2]];

@@ -17,6 +17,12 @@ export function viridis(t) {
   });
 }
 
+/** The CSS colour of a point's code (a palette slot, or a continuous step; 65535: no value). */
+export function codeColor(code, continuous) {
+  if (!continuous) return css(PALETTE[code % 10]);
+  return code === 65535 ? css([0.6, 0.6, 0.6]) : css(viridis(code / 65534));
+}
+
 const css = (rgb) => `rgb(${rgb.map((c) => Math.round(c * 255)).join(",")})`;
 
 export function formatNumber(x) {

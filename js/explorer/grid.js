@@ -31,7 +31,7 @@ export class Grid {
       if (c >= 0) start[c + 1]++;
     }
     for (let c = 0; c < this.nx * this.ny; c++) start[c + 1] += start[c];
-    const fill = start.slice(0, -1), order = new Uint32Array(start[this.nx * this.ny]);
+    const fill = start.slice(0, -1), order = new Int32Array(start[this.nx * this.ny]); // int32: copied as is into results
     for (let i = 0; i < count; i++) if (cellOf[i] >= 0) order[fill[cellOf[i]]++] = i;
     this.start = start;
     this.order = order;
@@ -58,24 +58,35 @@ export class Grid {
     return best;
   }
 
+  /** How many points the cells touching the rectangle hold (at least as many as lie inside it): O(rows). */
+  countRect(ax, ay, bx, by) {
+    const c0 = this.column(ax), c1 = this.column(bx);
+    let total = 0;
+    for (let r = this.row(ay); r <= this.row(by); r++) total += this.start[r * this.nx + c1 + 1] - this.start[r * this.nx + c0];
+    return total;
+  }
+
   /** Indices of the points with ax <= x <= bx and ay <= y <= by. */
   inRect(ax, ay, bx, by) {
     const { coords, stride, start, order } = this;
-    const found = [];
+    const found = new Int32Array(this.countRect(ax, ay, bx, by));
+    let n = 0;
     const c0 = this.column(ax), c1 = this.column(bx), r0 = this.row(ay), r1 = this.row(by);
     for (let r = r0; r <= r1; r++) {
       for (let c = c0; c <= c1; c++) {
         const cell = r * this.nx + c;
-        const inside = c > c0 && c < c1 && r > r0 && r < r1; // strictly inner cells lie within the rectangle
+        if (c > c0 && c < c1 && r > r0 && r < r1) { // strictly inner cells lie within the rectangle
+          found.set(order.subarray(start[cell], start[cell + 1]), n);
+          n += start[cell + 1] - start[cell];
+          continue;
+        }
         for (let k = start[cell]; k < start[cell + 1]; k++) {
-          const i = order[k];
-          if (inside) { found.push(i); continue; }
-          const x = coords[i * stride], y = coords[i * stride + 1];
-          if (x >= ax && x <= bx && y >= ay && y <= by) found.push(i);
+          const i = order[k], x = coords[i * stride], y = coords[i * stride + 1];
+          if (x >= ax && x <= bx && y >= ay && y <= by) found[n++] = i;
         }
       }
     }
-    return Int32Array.from(found);
+    return found.slice(0, n);
   }
 
   /** Indices of the points inside the polygon with vertices (xs[k], ys[k]) (even-odd rule). */
@@ -101,24 +112,26 @@ export class Grid {
         }
       }
     }
-    const found = [];
+    const found = new Int32Array(this.countRect(Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)));
+    let n = 0;
     for (let r = r0; r <= r1; r++) {
       for (let c = c0; c <= c1; c++) {
         const cell = r * this.nx + c;
         if (start[cell] === start[cell + 1]) continue;
         if (!crossed[(r - r0) * cols + (c - c0)]) { // wholly inside or wholly outside: its centre decides
           if (insidePolygon(this.x0 + (c + 0.5) * this.cw, this.y0 + (r + 0.5) * this.ch, xs, ys)) {
-            for (let k = start[cell]; k < start[cell + 1]; k++) found.push(order[k]);
+            found.set(order.subarray(start[cell], start[cell + 1]), n);
+            n += start[cell + 1] - start[cell];
           }
           continue;
         }
         for (let k = start[cell]; k < start[cell + 1]; k++) {
           const i = order[k];
-          if (insidePolygon(coords[i * stride], coords[i * stride + 1], xs, ys)) found.push(i);
+          if (insidePolygon(coords[i * stride], coords[i * stride + 1], xs, ys)) found[n++] = i;
         }
       }
     }
-    return Int32Array.from(found);
+    return found.slice(0, n);
   }
 }
 

@@ -75,6 +75,29 @@ export function createPicker(canvas, camera, current) {
       const data = corners.map(([px, py]) => toGrid(px, py, w, hgt));
       return grid2d().inPolygon(data.map((d) => d[0]), data.map((d) => d[1]));
     },
+    /**
+     * Indices of the points within the canvas grown by `margin` CSS pixels, or null when more than `limit`
+     * may lie there. Without `build`, it answers only from a grid built already (2D: over the data, once;
+     * 3D: for this very view): projecting or sorting every point is too slow for a first or a moving frame.
+     */
+    onScreen(limit, margin = 0, build = true) {
+      if (!current().count) return new Int32Array(0);
+      const rect = canvas.getBoundingClientRect();
+      const w = rect.width, hgt = rect.height;
+      if (current().dims === 3) {
+        if (!build && !(screen && screen.version === camera.version && screen.w === w && screen.h === hgt)) return null;
+        const grid = projected(w, hgt);
+        if (grid.countRect(-margin, -margin, w + margin, hgt + margin) > limit * 4) return null;
+        const found = grid.inRect(-margin, -margin, w + margin, hgt + margin);
+        return found.length <= limit ? found : null;
+      }
+      const [x0, y1] = toGrid(-margin, -margin, w, hgt), [x1, y0] = toGrid(w + margin, hgt + margin, w, hgt);
+      if (!build && !(dataGrid && dataGrid.stretch === camera.stretch)) return null;
+      const grid = grid2d();
+      if (grid.countRect(x0, y0, x1, y1) > limit * 4) return null;
+      const found = grid.inRect(x0, y0, x1, y1);
+      return found.length <= limit ? found : null;
+    },
     /** Where point i is on the page (for tests), or null. */
     pageOf(i) {
       const { points, dims, count } = current();
@@ -87,8 +110,8 @@ export function createPicker(canvas, camera, current) {
   };
 }
 
-/** Save the WebGL canvas (just drawn, in this task) as a PNG on an opaque background, with an overlay. */
-export function downloadPng(canvas, overlay, background, name = "picsift-map.png") {
+/** Save the WebGL canvas (just drawn, in this task) as a PNG on an opaque background, with overlays. */
+export function downloadPng(canvas, overlays, background, name = "picsift-map.png") {
   const out = document.createElement("canvas");
   out.width = canvas.width;
   out.height = canvas.height;
@@ -96,7 +119,7 @@ export function downloadPng(canvas, overlay, background, name = "picsift-map.png
   ctx.fillStyle = !background || background === "rgba(0, 0, 0, 0)" ? "#fff" : background;
   ctx.fillRect(0, 0, out.width, out.height);
   ctx.drawImage(canvas, 0, 0);
-  if (overlay && !overlay.hidden) ctx.drawImage(overlay, 0, 0, out.width, out.height);
+  for (const overlay of overlays) if (!overlay.hidden) ctx.drawImage(overlay, 0, 0, out.width, out.height);
   out.toBlob((blob) => {
     const url = URL.createObjectURL(blob);
     const link = document.createElement("a");

@@ -78,7 +78,7 @@ export function createRenderer(gl) {
     return { vao, buffers, count: 0 };
   };
   const points = layer(), density = layer();
-  let dims = 3, count = 0, perm = null, indexBuffer = null, valueType = gl.UNSIGNED_BYTE;
+  let dims = 3, count = 0, perm = null, indexBuffer = null, subsetBuffer = null, valueType = gl.UNSIGNED_BYTE;
 
   const upload = (target, name, data, size, type, normalized) => {
     gl.bindVertexArray(target.vao);
@@ -98,6 +98,8 @@ export function createRenderer(gl) {
       perm = null;
       points.count = count;
     },
+    /** The same points, some moved (exact coordinates arrived): only the positions are uploaded again. */
+    updatePoints(data) { upload(points, "position", data, dims, gl.FLOAT, false); },
     /** Colour codes: Uint8Array (category slots) or Uint16Array (continuous steps). */
     setValues(codes) {
       valueType = codes instanceof Uint16Array ? gl.UNSIGNED_SHORT : gl.UNSIGNED_BYTE;
@@ -114,9 +116,11 @@ export function createRenderer(gl) {
       density.cellSize = cells.cellSize;
     },
     /**
-     * Draw a frame. `drawn` < count draws that many points of a shuffled order over the density layer.
+     * Draw a frame. `drawn` < count draws that many points of a shuffled order over the density layer;
+     * `subset` (a Uint32Array of point indices: those on screen) draws exactly those points instead.
      * @param {{width: number, height: number, transform: Float32Array, pointSize: number, continuous: boolean,
-     *   anySelected: boolean, drawn: number, pixelsPerUnit: number[]}} frame (pixelsPerUnit: [x, y] at w = 1)
+     *   anySelected: boolean, drawn: number, pixelsPerUnit: number[], subset?: Uint32Array}} frame
+     *   (pixelsPerUnit: [x, y] at w = 1)
      */
     draw(frame) {
       gl.viewport(0, 0, frame.width, frame.height);
@@ -127,11 +131,23 @@ export function createRenderer(gl) {
       gl.uniform1i(u.continuous, frame.continuous ? 1 : 0);
       gl.uniform1i(u.anySelected, frame.anySelected ? 1 : 0);
       if (!count) return;
+      if (frame.subset) { // zoomed in: only the points on screen, every one of them
+        gl.bindVertexArray(points.vao);
+        subsetBuffer = subsetBuffer || gl.createBuffer();
+        gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, subsetBuffer);
+        gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, frame.subset, gl.STREAM_DRAW);
+        gl.vertexAttrib1f(loc.weight, 1);
+        gl.uniform1f(u.cellPixels, 0);
+        gl.uniform1i(u.square, 0);
+        gl.drawElements(gl.POINTS, frame.subset.length, gl.UNSIGNED_INT, 0);
+        gl.bindVertexArray(null);
+        return;
+      }
       if (frame.drawn >= count) {
         gl.bindVertexArray(points.vao);
         gl.vertexAttrib1f(loc.weight, 1);
         gl.uniform1f(u.cellPixels, 0);
-        gl.uniform1i(u.square, 0);
+        gl.uniform1i(u.square, frame.pointSize < 2.5 ? 1 : 0); // a dot of 2 pixels is as round as a square
         gl.drawArrays(gl.POINTS, 0, count);
         gl.bindVertexArray(null);
         return;
@@ -153,7 +169,7 @@ export function createRenderer(gl) {
       gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, indexBuffer);
       gl.vertexAttrib1f(loc.weight, 1);
       gl.uniform1f(u.cellPixels, 0);
-      gl.uniform1i(u.square, 0);
+      gl.uniform1i(u.square, frame.pointSize < 2.5 ? 1 : 0);
       gl.drawElements(gl.POINTS, frame.drawn, gl.UNSIGNED_INT, 0);
       gl.bindVertexArray(null);
     },

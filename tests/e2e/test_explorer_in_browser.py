@@ -280,3 +280,82 @@ def test_a_big_map_says_when_it_draws_a_sample_while_moving(page: Any) -> None:
     page.mouse.up()
     page.wait_for_function("el => el.dataset.sampled === 'false'", arg=big.element_handle())
     assert lod.is_hidden()
+
+
+def thumbs_canvas(e: Any, x: float, y: float, dx: int = 0) -> list[int]:
+    """RGBA of the thumbnail layer's pixel that holds page position (x, y), moved ``dx`` pixels right."""
+    return list(e.evaluate("""(el, [x, y, dx]) => {
+        const c = el.querySelector('canvas.picsift-thumbs'), r = c.getBoundingClientRect(), k = c.width / r.width;
+        const px = Math.floor((x - r.left) * k) + dx, py = Math.floor((y - r.top) * k);
+        return Array.from(c.getContext('2d').getImageData(px, py, 1, 1).data);
+    }""", [x, y, dx]))
+
+
+def test_zoomed_in_points_become_thumbnails_that_hover_and_select_like_points(page: Any) -> None:
+    e = explorer(page, 0)
+    e.scroll_into_view_if_needed()
+    assert e.evaluate("el => el.dataset.thumbs") == "0"  # the fitted view: points
+    e.locator(".picsift-tool[data-mode=box]").click()  # a box around nothing clears the selection
+    corner = e.locator("canvas.picsift-map").bounding_box()
+    drag_lasso(page, [(corner["x"] + 2, corner["y"] + 2), (corner["x"] + 12, corner["y"] + 12)])
+    page.wait_for_function("el => el.dataset.selected === '0'", arg=e.element_handle())
+    e.locator(".picsift-tool[data-mode=move]").click()
+    points = screen_points(page, 0)
+    setosa = [p for p in points[: PER_SPECIES[0]] if p]
+    centre = (sum(p[0] for p in setosa) / len(setosa), sum(p[1] for p in setosa) / len(setosa))
+    page.mouse.move(*centre)
+    isolated, seen = None, set()  # seen: points on screen (or within 40 px of it) at some zoom
+    earlier = set(e.evaluate("el => el.__picsiftThumbs().requested"))  # zoom to selection in an earlier test
+    box = e.locator("canvas.picsift-map").bounding_box()
+    for _ in range(8):  # zoom in around setosa until one drawn thumbnail stands clear of the others
+        page.mouse.wheel(0, -600)  # x1.8 a turn
+        page.wait_for_function("el => Number(el.dataset.thumbs) > 0 && el.dataset.thumbsMissing === '0'",
+                               arg=e.element_handle())
+        page.wait_for_timeout(300)  # let the view settle (the wheel ends)
+        shown = e.evaluate("el => ({debug: el.__picsiftThumbs(), thumbs: Number(el.dataset.thumbs)})")
+        drawn = shown["debug"]["drawn"]
+        assert len(drawn) == shown["thumbs"]  # every row has an image: every point on screen is a picture
+        side = e.evaluate("el => el.__picsiftThumbSide()")
+        box = e.locator("canvas.picsift-map").bounding_box()
+        seen |= {i for i, p in enumerate(screen_points(page, 0)) if p and box["x"] - 41 <= p[0]
+                 <= box["x"] + box["width"] + 41 and box["y"] - 41 <= p[1] <= box["y"] + box["height"] + 41}
+        at = {i: e.evaluate(f"el => el.__picsiftScreen({i})") for i in drawn}
+        inner = [i for i, p in at.items() if box["x"] + side < p[0] < box["x"] + box["width"] - side
+                 and box["y"] + side < p[1] < box["y"] + box["height"] - side]
+        clear = [i for i in inner if all(max(abs(at[i][0] - q[0]), abs(at[i][1] - q[1])) > side * 1.05
+                                         for j, q in at.items() if j != i)]
+        if clear:
+            isolated = clear[0]
+            break
+    assert isolated is not None
+    requested = set(e.evaluate("el => el.__picsiftThumbs().requested")) - earlier
+    assert requested <= seen and len(requested) < len(points)  # asked for what was on screen only
+    assert set(drawn) <= requested | earlier  # each picture came from the kernel
+    x, y = at[isolated]
+    colours = {tuple(thumbs_canvas(e, x + dx * side / 5, y + dy * side / 5)) for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+    assert all(c[3] == 255 for c in colours) and len(colours) > 1  # an opaque picture, not a flat dot
+    border = thumbs_canvas(e, x - side / 2, y, 1)
+    assert border == [31, 120, 181, 255]  # setosa's palette colour frames it
+    assert thumbs_canvas(e, x - side / 2, y, 3) != border  # in a 2 px frame
+    page.mouse.move(5, 5)  # off the map: the tooltip of a point hovered while zooming goes
+    e.locator(".picsift-tooltip").wait_for(state="hidden")
+    page.mouse.move(x + side * 0.35, y + side * 0.35)  # on the picture, far from its point's centre
+    tooltip = e.locator(".picsift-tooltip:not([hidden])")
+    tooltip.wait_for()
+    assert tooltip.locator(".picsift-tooltip-title").inner_text() == f"flower-{isolated}"
+    e.screenshot(path=str(ARTIFACTS / "explorer-06-thumbnails.png"))
+    e.locator(".picsift-tool[data-mode=box]").click()
+    half = side * 0.45
+    drag_lasso(page, [(x - half, y - half), (x + half, y + half)])
+    page.wait_for_function("el => el.dataset.selected === '1'", arg=e.element_handle())
+    assert e.evaluate("el => el.__picsiftSelected()") == [isolated]
+    page.wait_for_function("() => document.querySelector('.widget-label').textContent.startsWith('[1,')")
+    assert json.loads(echo(page))[1] == [f"flower-{isolated}"]
+    page.wait_for_function("el => el.__picsiftThumbs().drawn.length > 0", arg=e.element_handle())
+    assert thumbs_canvas(e, x - side / 2, y, 3) == border  # a selected thumbnail: a thicker frame
+    e.screenshot(path=str(ARTIFACTS / "explorer-07-thumbnail-selected.png"))
+    e.locator(".picsift-tool[data-mode=move]").click()
+    e.locator(".picsift-tool[data-tool=fit]").click()  # zoomed out: points again, no pictures
+    page.wait_for_function("el => el.dataset.thumbs === '0'", arg=e.element_handle())
+    assert thumbs_canvas(e, x, y)[3] == 0
+    page.mouse.move(5, 5)

@@ -1,8 +1,10 @@
 """What the explorer draws, in the shape it crosses to the browser: points, colour codes, legends, tooltips.
 
-Points cross as float32 ``(n, 2)`` or ``(n, 3)``. Colours cross as one small code per point: ``uint8``
-category slots (a palette entry each) or ``uint16`` steps of a continuous value between ``span[0]`` and
-``span[1]`` (:data:`MISSING_STEP` = no value). 1M 2D points with a categorical colour are 9 MB.
+Points cross as float32 ``(n, 2)`` or ``(n, 3)``; from :data:`QUANTISE_FROM` points on, as uint16 steps
+between their bounds (:func:`quantise`: 4 bytes a 2D point). Colours cross as one small code per point:
+``uint8`` category slots (a palette entry each) or ``uint16`` steps of a continuous value between
+``span[0]`` and ``span[1]`` (:data:`MISSING_STEP` = no value). 1M 2D points with a categorical colour are
+5 MB.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import pandas as pd
 MAX_CATEGORIES = 10
 #: Continuous values are quantised to this many steps (uint16); the last code means "no value".
 MISSING_STEP = 65535
+#: From this many points on, coordinates cross as uint16 steps (:func:`quantise`) instead of float32.
+QUANTISE_FROM = 100_000
+#: Coordinate steps per axis: 0..QUANTISE_STEPS.
+QUANTISE_STEPS = 65535
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,20 @@ def frame_points(data: pd.DataFrame, x: str, y: str, z: str | None = None) -> np
         raise ValueError(f"{int(bad.sum()):,} rows have a missing or infinite coordinate in {names}"
                          f" (the first is row {int(np.flatnonzero(bad)[0])}); drop or fill them first")
     return points
+
+
+def quantise(points: np.ndarray) -> tuple[np.ndarray, list[list[float]]]:
+    """``points`` as uint16 steps from their minimum to their maximum on each axis, and those bounds.
+
+    A coordinate comes back as ``lo + step * (hi - lo) / QUANTISE_STEPS``, at most half a step from the
+    original: the browser caps the 2D zoom where half a step is half a pixel (see ``js/explorer/camera.js``),
+    so no point is drawn more than a pixel from where float32 would put it.
+    """
+    lo = points.min(axis=0).astype(np.float64)
+    hi = points.max(axis=0).astype(np.float64)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    steps = np.rint((points - lo) * (QUANTISE_STEPS / span))
+    return steps.astype(np.uint16), [lo.tolist(), hi.tolist()]
 
 
 def format_value(value: Any) -> str:

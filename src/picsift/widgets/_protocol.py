@@ -42,6 +42,8 @@ MESSAGE_TYPES: dict[str, tuple[str, str]] = {
     "delete_images": ("in", "actions: delete the target images' files {confirmed: true, count}"),
     "create_job": ("in", "actions: create labelling job {name} with the target images"),
     "export_images": ("in", "actions: export the target images {format, path}"),
+    "coordinates": ("in/out", "explorer: request {request_id, indices} / answer {request_id, indices} + one"
+                              " float32 buffer of those points' exact coordinates (a big map, zoomed in)"),
     "fit": ("out", "explorer: fit the view to {bounds: [[min...], [max...]]} (null: every point)"),
     "error": ("out", "a readable error {message, request_id?}"),
     "notice": ("out", "a transient message {message}"),

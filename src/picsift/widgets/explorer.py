@@ -4,10 +4,12 @@ A library's map shows every embedded image (PCA at once, UMAP on request), colou
 folder or a metadata field. The same widget shows a user's own DataFrame (``data=df, x=..., y=...``),
 coloured by any column: names in the legend for categories, a colour bar for numbers.
 
-What crosses to the browser is small and binary (see :mod:`._map_data`): float32 ``(n, 2|3)`` points once,
-one uint8/uint16 code per point per colouring. A box or lasso selection comes back as int32 positions or
-a bit per point, whichever is smaller (``_selected``, see :mod:`._selection`); ids are built only when
-someone asks for :attr:`Explorer.selection`.
+What crosses to the browser is small and binary (see :mod:`._map_data`): float32 ``(n, 2|3)`` points once
+(uint16 steps between their bounds from 100k points on), one uint8/uint16 code per point per colouring.
+Zoomed in until a few hundred points are on screen, the browser draws them as their images' thumbnails,
+asked for with the same ``thumbnails`` messages as the hover tooltip (``map_thumbnails`` turns this off).
+A box or lasso selection comes back as int32 positions or a bit per point, whichever is smaller
+(``_selected``, see :mod:`._selection`); ids are built only when someone asks for :attr:`Explorer.selection`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import traitlets
 from ._base import PicsiftWidget, SelectionSync
 from ._map_data import (
     MAX_CATEGORIES,
+    QUANTISE_FROM,
     Colors,
     categories,
     category_colors,
@@ -29,6 +32,7 @@ from ._map_data import (
     continuous_colors,
     equal_ranges,
     frame_points,
+    quantise,
 )
 from ._protocol import ARRAY_SERIALIZERS
 from ._selection import SELECTION_SERIALIZERS, SelectCallback, SelectionMixin
@@ -41,6 +45,7 @@ __all__ = ["COLOR_MODES", "MAX_CATEGORIES", "Explorer", "categories"]
 
 COLOR_MODES = ("cluster", "score", "folder")  # and every metadata field of the library (Metadata.color_fields)
 PickCallback = Callable[[str], None]
+MAX_EXACT = 8192  # exact coordinates of at most this many points per request (a zoomed-in view of a big map)
 
 
 class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
@@ -66,7 +71,8 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
     Public traits: ``dims`` (2 or 3), ``projection`` (``"pca"``, ``"umap"``; ``""`` for given points),
     ``projection_state``, ``color_by``, ``point_size``, ``drag_mode`` (``"move"``, ``"box"``,
     ``"lasso"``), ``axes`` (2D axes with ticks), ``equal_axes`` (2D: a unit of x as long as one of y; off,
-    each axis fills the frame), ``camera`` (the view, written by the browser:
+    each axis fills the frame), ``map_thumbnails`` (zoomed in far enough, points with an image are drawn as
+    its thumbnail: a library's map, or ``data`` with ``image``), ``camera`` (the view, written by the browser:
     ``{"center": [...], "zoom": z, "stretch": s}`` in 2D, ``{"center", "distance", "yaw", "pitch"}`` in 3D) and
     ``selection`` (ids). :attr:`selected_indices` gives the selection as row positions without
     building ids; :meth:`on_select` calls back with them.
@@ -85,10 +91,14 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
     axes = traitlets.Bool(False).tag(sync=True)
     equal_axes = traitlets.Bool(True).tag(sync=True)
     camera = traitlets.Dict().tag(sync=True)
+    map_thumbnails = traitlets.Bool(True).tag(sync=True)
     tooltip = traitlets.List(traitlets.Unicode())
     selection = traitlets.List(traitlets.Unicode())  # not synced: the browser sends positions (_selected)
     exported = traitlets.Instance(pd.DataFrame, allow_none=True)
     _points = traitlets.Any(None).tag(sync=True, **ARRAY_SERIALIZERS)
+    # [lo, hi] (one value per axis each) when _points are uint16 steps between them; [] for float32 points
+    _points_bounds = traitlets.List(traitlets.List(traitlets.Float())).tag(sync=True)
+    _has_images = traitlets.Bool(False).tag(sync=True)  # a thumbnail source: a library or an image column
     _colors = traitlets.Any(None).tag(sync=True, **ARRAY_SERIALIZERS)
     _color_kind = traitlets.Unicode("category").tag(sync=True)
     _color_span = traitlets.List(traitlets.Float(), [0.0, 1.0]).tag(sync=True)
@@ -225,7 +235,14 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
                 self.color_by = self._color_choices[0]
             self._positions = np.zeros(0, np.int32)
             self._selected = None
-            self._points = points
+            self._has_images = self.source is not None or (
+                self._frame is not None and self._tooltips.image_column is not None)
+            if len(points) >= QUANTISE_FROM:
+                steps, self._points_bounds = quantise(points)
+                self._points = steps
+            else:
+                self._points_bounds = []
+                self._points = points
             self._recolor()
 
     def set_data(self, data: Any, x: str, y: str, z: str | None = None, *, color_by: str | None = None,
@@ -247,7 +264,7 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
         if self.source is not None:
             raise ValueError("this explorer shows a library's map; make another Explorer(data=...) for a DataFrame")
         self._frame = frame
-        self._tooltips.image_column = image
+        self._tooltips.image_column = image  # before _show_points, which tells the browser
         with self.hold_sync():
             self.equal_axes = equal_axes if equal_axes is not None else equal_ranges(points)
             self.color_by = "none"
@@ -383,6 +400,14 @@ class Explorer(SelectionMixin, SelectionSync, PicsiftWidget):
         names, fields, buffers = self._tooltips.answer(indices)
         self.send({"type": "thumbnails", "request_id": content.get("request_id"), "indices": indices,
                    "ids": self.ids[indices].tolist(), "names": names, "fields": fields}, buffers)
+
+    def _on_coordinates(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        indices = np.asarray(content.get("indices", [])[:MAX_EXACT], dtype=np.int64)
+        if len(indices) and not (indices.min() >= 0 and indices.max() < len(self._coords)):
+            raise IndexError(f"points out of range 0..{len(self._coords) - 1} in a coordinates request")
+        exact = np.ascontiguousarray(self._coords[indices], dtype=np.float32)
+        self.send({"type": "coordinates", "request_id": content.get("request_id"), "indices": indices.tolist()},
+                  [exact.tobytes()])
 
     def _on_compute_umap(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         self.compute_umap(refit=bool(content.get("refit", False)))
