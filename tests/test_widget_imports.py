@@ -14,8 +14,9 @@ PACKAGE = Path(picsift.__file__).resolve().parent
 WIDGETS = PACKAGE / "widgets"
 #: What a widget may import from picsift (a module or anything below it).
 ALLOWED = ("picsift.library", "picsift.query.imageset", "picsift.query.filters", "picsift.errors", "picsift.widgets",
-           # a base utility (layer 0): reads an image file without following links (thumbnails)
-           "picsift.reading")
+           # base utilities (layer 0): read an image file safely; reach the workspace's thumbnail cache without
+           # following links
+           "picsift.reading", "picsift.workspace_files")
 
 
 def _public_names() -> set[str]:
