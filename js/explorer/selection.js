@@ -8,7 +8,7 @@ export function encodeSelection(found, count) {
   if (found.length * 32 <= count) return fromArray(found, "int32");
   const bytes = new Uint8Array(Math.ceil(count / 8));
   for (let k = 0; k < found.length; k++) bytes[found[k] >> 3] |= 1 << (found[k] & 7);
-  return { view: bytes, dtype: "uint8", shape: [bytes.length], bits: count };
+  return { ...fromArray(bytes, "uint8"), bits: count }; // a DataView: binary in every widget manager (marimo too)
 }
 
 /** The `_selected` trait value -> positions (an Int32Array, ascending for bits). */
