@@ -187,11 +187,12 @@ class Library:
             how long) unless ``reembed=True``. Each model keeps its own embeddings: switching back to a
             model whose embeddings are still there only embeds what is new, without confirmation.
         ray
-            Embed the images on a Ray cluster (``pip install "picsift[ray]"``): ``"auto"`` for ``ray.init()``
-            defaults, or a cluster address (``"HOST:PORT"``) to join. Reading, decoding and embedding run on
-            the cluster's workers (one model per actor; with GPUs, a GPU per model actor and CPU actors on
-            every node decode for them); this process commits the results as a local update does (see
-            :mod:`picsift.core.ray_embed`).
+            Embed the images on a Ray cluster (``pip install "picsift[ray]"``): a cluster address (``"HOST:PORT"``)
+            to join, or ``"auto"`` for the one ``ray.init()`` finds (``RAY_ADDRESS``, or a running ``ray start``
+            cluster of this machine; picsift starts none). Every node of it is trusted (SECURITY.md). Reading,
+            decoding and embedding run on the cluster's workers (one model per actor; with GPUs, a GPU per model
+            actor and CPU actors on every node decode for them); this process commits the results as a local
+            update does (see :mod:`picsift.core.ray_embed`).
         ray_send_files
             With ``ray``: the workers cannot see the image folder at the same path, so tasks on this
             machine's node read the files and send their bytes (default: the workers read them).
