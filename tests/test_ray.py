@@ -436,16 +436,15 @@ def test_results_a_hostile_node_forges_are_skipped_and_reported_never_used(
     assert_same_as_local(source, workspace, tiny_model, reference)
 
 
-def test_ray_without_an_address_joins_a_running_cluster_and_starts_none(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ray_without_an_address_joins_a_running_cluster_and_starts_none(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ray cluster listens on the machine's network interfaces: picsift starts none on its own."""
     import ray
 
     from picsift.core import ray_embed
 
+    temp = tempfile.mkdtemp(prefix="psn", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # where `ray start` would have left a running cluster's address
+    monkeypatch.setenv("RAY_TMPDIR", temp)  # where `ray start` would have left a running cluster's address: none
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     try:
         with pytest.raises(picsift.PicsiftError, match=r"no running Ray cluster found.*picsift starts none itself"):
@@ -455,6 +454,7 @@ def test_ray_without_an_address_joins_a_running_cluster_and_starts_none(
     finally:
         if ray.is_initialized():  # as an older picsift did: stop the cluster ray.init() started here
             ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_results_are_checked_before_they_are_used(caplog: pytest.LogCaptureFixture) -> None:
