@@ -63,7 +63,7 @@ def scan(root: Path, skip: Iterable[Path] = ()) -> ScanResult:
     device named like an image is a problem, never opened.
     """
     root = Path(root)
-    skipped = {_identity(p) for p in skip if os.path.isdir(p)}
+    skipped = {key for key in map(_identity, skip) if key is not None}
     result = ScanResult()
     seen_dirs: set[tuple[int, int]] = set()
 
@@ -138,9 +138,12 @@ def scan(root: Path, skip: Iterable[Path] = ()) -> ScanResult:
     return result
 
 
-def _identity(folder: str | os.PathLike[str]) -> tuple[int, int]:
-    """A folder's device and inode: the same folder however it is reached (links, ``..``, mounts of it)."""
-    info = os.stat(folder)
+def _identity(folder: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """A folder's device and inode (the same folder however it is reached), or None when it cannot be read."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
     return info.st_dev, info.st_ino
 
 
