@@ -336,12 +336,12 @@ def test_status_skipped_lists_undecodable_names_and_broken_symlinks(
                               timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
     assert cli("update", str(folder), "--model", tiny_model, "--quiet").returncode == 0
-    status = json.loads(cli("status", str(folder), "--skipped", "--json").stdout)
+    status = json.loads(cli("status", str(folder), "--model", tiny_model, "--skipped", "--json").stdout)
     listed = {item["path"]: item["reason"] for item in status["skipped_files"]}
     assert "not valid UTF-8" in listed["caf\ufffd.png"]
     assert "symlink target is missing" in listed["gone.png"]
     assert status["skipped"] == len(listed) == 2
-    human = cli("status", str(folder), "--skipped").stdout
+    human = cli("status", str(folder), "--model", tiny_model, "--skipped").stdout
     assert "skipped gone.png: " in human and "not valid UTF-8" in human
 
 
@@ -367,15 +367,15 @@ def test_control_characters_in_file_names_are_escaped_for_people_and_exact_in_js
     assert_inert(update.stdout + update.stderr)
     assert "skipped \\x1b]0;pwned\\x07notes.png: " in update.stdout
 
-    search = cli("search", str(folder), "a cat", "--limit", "100")
+    search = cli("search", str(folder), "a cat", "--model", tiny_model, "--limit", "100")
     assert_inert(search.stdout)
     lines = search.stdout.splitlines()
     assert len(lines) == 1 + 25  # the header and one line per image: no forged line
     assert sum("\\x1b[2J\\x1b[Hfake\\n   1   0.999  all-clear\\r.png" in line for line in lines) == 1
 
-    exact = json.loads(cli("search", str(folder), "a cat", "--limit", "100", "--json").stdout)
+    exact = json.loads(cli("search", str(folder), "a cat", "--model", tiny_model, "--limit", "100", "--json").stdout)
     assert str(folder / fake) in {r["path"] for r in exact["results"]}  # JSON keeps the name exactly
-    status = cli("status", str(folder), "--skipped")
+    status = cli("status", str(folder), "--model", tiny_model, "--skipped")
     assert_inert(status.stdout)
     assert "pwned\\x07notes.png" in status.stdout
 

@@ -24,7 +24,8 @@ def test_index_search_similar_status_collections_as_json(image_folder: Path, tin
     indexed = json.loads(picsift("index", str(image_folder), "--model", tiny_model, "--json").stdout)
     assert indexed["embedded"] == 24 and indexed["skipped"] == [] and indexed["index"] == "hnsw"
 
-    found = json.loads(picsift("search", str(image_folder), "a red car", "--limit", "5", "--json").stdout)
+    found = json.loads(picsift("search", str(image_folder), "a red car", "--model", tiny_model, "--limit", "5",
+                               "--json").stdout)
     scores = [r["score"] for r in found["results"]]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
     assert [r["rank"] for r in found["results"]] == [1, 2, 3, 4, 5]
@@ -32,16 +33,16 @@ def test_index_search_similar_status_collections_as_json(image_folder: Path, tin
     assert found["model"].endswith("tiny.pt")
 
     threshold = scores[2]
-    above = json.loads(picsift("search", str(image_folder), "a red car", "--min-score", str(threshold),
-                               "--json").stdout)
+    above = json.loads(picsift("search", str(image_folder), "a red car", "--model", tiny_model, "--min-score",
+                               str(threshold), "--json").stdout)
     assert [r["id"] for r in above["results"]] == [r["id"] for r in found["results"][:3]]
 
     first = found["results"][0]
-    similar = json.loads(picsift("similar", str(image_folder), first["path"], first["id"], "--limit", "3",
-                                 "--json").stdout)
+    similar = json.loads(picsift("similar", str(image_folder), first["path"], first["id"], "--model", tiny_model,
+                                 "--limit", "3", "--json").stdout)
     assert similar["results"][0]["id"] == first["id"]
 
-    status = json.loads(picsift("status", str(image_folder), "--json").stdout)
+    status = json.loads(picsift("status", str(image_folder), "--model", tiny_model, "--json").stdout)
     assert status["ready"] and status["embedded"] == 24 and status["pending"] == 0
 
     saved = json.loads(picsift("collections", str(image_folder), "--save", "best", "--json").stdout)
@@ -51,7 +52,7 @@ def test_index_search_similar_status_collections_as_json(image_folder: Path, tin
 def test_plain_output_is_a_readable_table(image_folder: Path, tiny_model: str) -> None:
     out = picsift("index", str(image_folder), "--model", tiny_model, "--quiet").stdout
     assert "24 embedded" in out and "picsift-test-tiny" in out
-    table = picsift("search", str(image_folder), "a boat", "--limit", "2").stdout.splitlines()
+    table = picsift("search", str(image_folder), "a boat", "--model", tiny_model, "--limit", "2").stdout.splitlines()
     assert table[0].startswith("2 of 24 images") and len(table) == 3
     assert table[1].split()[0] == "1" and Path(table[1].split(None, 2)[2]).is_file()
 

@@ -103,9 +103,10 @@ def test_status_after_a_killed_first_update_names_its_model_and_what_it_embedded
     folder = tmp_path / "images"
     shutil.copytree(source, folder)
     run_killed_child(folder, tiny_model, "commit_rows", 2)  # the very first update of this folder
-    with picsift.Library(folder) as lib:  # no model given: the workspace says which it was updated with
+    with picsift.Library(folder, model=tiny_model) as lib:
         status = lib.status()
         assert status["model"] == parse_model_spec(tiny_model).text
+        assert lib.catalog.get_meta("model") == parse_model_spec(tiny_model).text  # the workspace names it
         assert 0 < status["embedded"] < len(reference) and status["searchable"]
         assert status["interrupted"] and not status["ready"]  # it did not finish: not everything is counted yet
         assert len(lib.search("a house", limit=None, distribution=False)) == status["embedded"]
@@ -224,7 +225,7 @@ UNCLOSED = textwrap.dedent(
     """
     import sys, types
     import picsift
-    library = picsift.Library(sys.argv[1], index="qdrant")
+    library = picsift.Library(sys.argv[1], model=sys.argv[2], index="qdrant")
     print(len(library.index.ids()))
     namespace = types.ModuleType("namespace")
     namespace.library = library
@@ -240,7 +241,7 @@ def test_a_qdrant_library_left_open_exits_quietly(source: Path, tmp_path: Path, 
     shutil.copytree(source, folder)
     with picsift.Library(folder, model=tiny_model, index="qdrant") as library:
         library.update(progress=False)
-    child = subprocess.run([sys.executable, "-c", UNCLOSED, str(folder)], capture_output=True, text=True,
+    child = subprocess.run([sys.executable, "-c", UNCLOSED, str(folder), tiny_model], capture_output=True, text=True,
                            timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert child.returncode == 0 and child.stdout.strip() == "48", child.stderr[-3000:]
     assert "Traceback" not in child.stderr and "Error" not in child.stderr, child.stderr[-3000:]

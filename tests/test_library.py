@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import picsift.core.image_files
 import picsift.core.video_update
 from picsift.core.catalog import content_id
 from picsift.embedding import decode_image
-from picsift.errors import ModelMismatchError, NotIndexedError, PicsiftError, UnknownImageError
+from picsift.errors import ModelMismatchError, NotIndexedError, PicsiftError, UnknownImageError, UnnamedModelError
 
 
 @pytest.fixture
@@ -224,8 +225,11 @@ def test_a_different_model_never_mixes_with_stored_embeddings(image_folder: Path
         report = lib.update(progress=False, reembed=True)
         assert report.embedded == 24
         assert set(lib.status()["models"].values()) == {24}
-    with picsift.Library(image_folder) as lib:  # no model named: the one last used
-        assert lib.spec.text == spec
+    refused = pytest.raises(UnnamedModelError, match=f"embedded with the model {re.escape(repr(spec))}.*--model")
+    with picsift.Library(image_folder) as lib, refused:  # no model named: the one last used, a checkpoint, must be
+        _ = lib.spec  # named
+    with picsift.Library(image_folder, model=spec) as lib:
+        assert lib.spec.text == spec and lib.update(progress=False).embedded == 0
     with picsift.Library(image_folder, model=tiny_model) as lib:  # the first model's store is intact
         np.testing.assert_array_equal(lib.store.snapshot().vectors(), before)
         # and switching back needs no confirmation: nothing is embedded again
@@ -241,7 +245,7 @@ def test_every_backend_gives_the_exact_top_results(image_folder: Path, tiny_mode
         assert via_index.ids.tolist() == exact.ids.tolist()
         np.testing.assert_allclose(via_index.df["score"], exact.df["score"], atol=1e-4)
         assert len(lib.index) == 24
-    with picsift.Library(image_folder) as lib:  # reopened: the backend is remembered
+    with picsift.Library(image_folder, model=tiny_model) as lib:  # reopened: the backend is remembered
         assert lib.index_name == backend and len(lib.index) == 24
 
 

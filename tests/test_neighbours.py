@@ -182,19 +182,20 @@ def test_library_outliers_ranks_and_saves(with_copies: tuple[Library, list]) -> 
 def test_cli_outliers_and_duplicates_as_json(image_folder: Path, tiny_model: str) -> None:
     pairs = plant_duplicates(image_folder)
     picsift("index", str(image_folder), "--model", tiny_model, "--quiet")
-    odd = json.loads(picsift("outliers", str(image_folder), "--n", "4", "--k", "3", "--json").stdout)
+    odd = json.loads(picsift("outliers", str(image_folder), "--model", tiny_model, "--n", "4", "--k", "3",
+                             "--json").stdout)
     assert [r["rank"] for r in odd["results"]] == [1, 2, 3, 4] and odd["recipe"]["kind"] == "outliers"
     scores = [r["score"] for r in odd["results"]]
     assert scores == sorted(scores, reverse=True) and all(isinstance(s, float) for s in scores)
-    dups = json.loads(picsift("duplicates", str(image_folder), "--threshold", "0.999", "--save", "dups",
-                              "--json").stdout)
+    dups = json.loads(picsift("duplicates", str(image_folder), "--model", tiny_model, "--threshold", "0.999",
+                              "--save", "dups", "--json").stdout)
     groups: dict[int, set[str]] = {}
     for row in dups["results"]:
         groups.setdefault(row["group"], set()).add(str(Path(row["path"]).relative_to(image_folder)))
     assert sorted(map(sorted, groups.values())) == sorted(map(sorted, pairs))
     saved = json.loads(picsift("collections", str(image_folder), "--json").stdout)
     assert {"name": "dups", "size": 4} in [{"name": c["name"], "size": c["size"]} for c in saved]
-    plain = picsift("duplicates", str(image_folder), "--threshold", "0.999").stdout.splitlines()
+    plain = picsift("duplicates", str(image_folder), "--model", tiny_model, "--threshold", "0.999").stdout.splitlines()
     assert plain[0].startswith("2 groups") and len(plain) == 5
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -87,13 +88,31 @@ HEAD_KILLER = textwrap.dedent(
 
 # On the nodes that have it: while the file $PICSIFT_TEST_KILL_MARK exists, the first embedding actor call to
 # find it deletes it and SIGKILLs its own process after computing its batch (before returning it to Ray); with
-# $PICSIFT_TEST_SLOW_EMBED_S, every embedding actor call first sleeps that long.
+# $PICSIFT_TEST_SLOW_EMBED_S, every embedding actor call first sleeps that long; with $PICSIFT_TEST_FORGE, every
+# embedding actor call returns forged results, as a hostile node of the cluster could (see forge_results).
 WORKER_HOOK = textwrap.dedent(
     """
     import importlib.abc, importlib.machinery, os, signal, sys, time
 
     MARK = os.environ.get("PICSIFT_TEST_KILL_MARK", "")
     SLOW = float(os.environ.get("PICSIFT_TEST_SLOW_EMBED_S", "0"))
+    FORGE = os.environ.get("PICSIFT_TEST_FORGE", "")
+
+
+    def forge_results(result):
+        # Of the files this batch embedded: the first gets a path as its id, the second's path becomes one the
+        # driver never asked for, the third's vector NaN, and the fourth comes back twice.
+        import numpy as np
+
+        embedded = [i for i, has in enumerate(result["has_vector"].tolist()) if has]
+        if len(embedded) < 4:
+            return result
+        result = {key: value.copy() for key, value in result.items()}
+        first, second, third, fourth = embedded[:4]
+        result["image_id"][first] = "/home/victim/planted"
+        result["path"][second] = "/etc/passwd"
+        result["vector"][third] = np.nan
+        return {key: np.concatenate([value, value[fourth:fourth + 1]]) for key, value in result.items()}
 
 
     class KillHook(importlib.abc.MetaPathFinder):
@@ -111,6 +130,8 @@ WORKER_HOOK = textwrap.dedent(
                 def call(actor, batch):
                     time.sleep(SLOW)
                     result = real_call(actor, batch)
+                    if FORGE:
+                        return forge_results(result)
                     try:
                         os.unlink(MARK)
                     except FileNotFoundError:
@@ -169,11 +190,12 @@ def _stop(node: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def start_cluster(*, hide_a_folder: bool, slow_embed_s: float = 0) -> Iterator[Cluster]:
+def start_cluster(*, hide_a_folder: bool, slow_embed_s: float = 0, forge: bool = False) -> Iterator[Cluster]:
     """A real two-node Ray cluster on loopback, one CPU per node, stopped (only its own processes) at the end.
 
     ``hide_a_folder``: the second node runs in a mount namespace of its own, see :attr:`Cluster.hidden`;
-    ``slow_embed_s``: each embedding actor call on either node first sleeps that long (see WORKER_HOOK).
+    ``slow_embed_s``: each embedding actor call on either node first sleeps that long; ``forge``: returns forged
+    results (see WORKER_HOOK).
     """
     temp = Path(tempfile.mkdtemp(prefix="psr", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
@@ -188,9 +210,13 @@ def start_cluster(*, hide_a_folder: bool, slow_embed_s: float = 0) -> Iterator[C
     (temp / "hook").mkdir()
     (temp / "hook" / "sitecustomize.py").write_text(WORKER_HOOK)
     hooked = dict(env, PYTHONPATH=os.pathsep.join([str(temp / "hook"), env["PYTHONPATH"]]))
-    head = dict(hooked, PICSIFT_TEST_SLOW_EMBED_S=str(slow_embed_s)) if slow_embed_s else env
+    if forge:
+        hooked["PICSIFT_TEST_FORGE"] = "1"
+    head = dict(hooked, PICSIFT_TEST_SLOW_EMBED_S=str(slow_embed_s)) if slow_embed_s or forge else env
     second = dict(hooked, PICSIFT_TEST_KILL_MARK=str(temp / "kill-mark"), PICSIFT_TEST_SLOW_EMBED_S=str(slow_embed_s))
-    common = ["--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
+    # Every node's address is loopback's. (Ray 2.60 still binds its GCS and raylet gRPC servers to every
+    # interface, and resolves 127.0.0.1 to the machine's address for what it advertises: see SECURITY.md.)
+    common = ["--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
     hidden = temp / "hidden" if hide_a_folder and shutil.which("unshare") and can_mount_a_tmpfs() else None
     nodes: list[subprocess.Popen[bytes]] = []
     try:
@@ -384,3 +410,70 @@ def test_a_lost_head_node_ends_the_update_with_a_clear_error_and_keeps_every_com
         assert report.embedded == len(reference) - committed
         assert not lib.status()["interrupted"]
     assert_same_as_local(source, workspace, tiny_model, reference)
+
+
+def test_results_a_hostile_node_forges_are_skipped_and_reported_never_used(
+    source: Path, tiny_model: str, reference: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    """Every node of the cluster is trusted with the images, not with naming files or ids: a forged path, id or
+    vector is skipped with a warning, and the next update reads those files again."""
+    workspace = tmp_path / "ws"
+    with start_cluster(hide_a_folder=False, forge=True) as forging:
+        driver = run_driver(forging, source, workspace, tiny_model)
+    finish(driver, workspace)
+    assert "a Ray worker returned '/home/victim/planted' as the content id of" in driver.stderr
+    assert "a result for '/etc/passwd', a path the driver did not ask for" in driver.stderr
+    assert "that is not one row of finite numbers" in driver.stderr and "a second result for" in driver.stderr
+    with picsift.Library(source, workspace=workspace, model=tiny_model) as lib:
+        files = lib.catalog.files()
+        assert set(files) <= {p.name for p in source.iterdir()}  # no path it did not ask for
+        for name, row in files.items():  # every id recorded is the content's own
+            assert row.image_id in (None, content_id((source / name).read_bytes()))
+        snapshot = lib.store.snapshot()
+        assert set(snapshot.ids.tolist()) < set(reference)  # the forged ones are missing, nothing else came in
+        assert np.isfinite(snapshot.vectors()).all()
+        assert lib.update(progress=False).embedded > 0  # the skipped files are read again
+    assert_same_as_local(source, workspace, tiny_model, reference)
+
+
+def test_ray_without_an_address_joins_a_running_cluster_and_starts_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ray cluster listens on the machine's network interfaces: picsift starts none on its own."""
+    import ray
+
+    from picsift.core import ray_embed
+
+    temp = tempfile.mkdtemp(prefix="psn", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", temp)  # where `ray start` would have left a running cluster's address: none
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    try:
+        with pytest.raises(picsift.PicsiftError, match=r"no running Ray cluster found.*picsift starts none itself"):
+            ray_embed.connect(ray_embed.AUTO)
+        assert not ray.is_initialized()
+        assert {p.pid for p in psutil.Process().children(recursive=True)} == before  # no Ray process was started
+    finally:
+        if ray.is_initialized():  # as an older picsift did: stop the cluster ray.init() started here
+            ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_results_are_checked_before_they_are_used(caplog: pytest.LogCaptureFixture) -> None:
+    from picsift.core.ray_embed import EmbeddedFile, checked_results
+
+    vector = np.ones(4, np.float32)
+    good = EmbeddedFile("a.png", 10, 1, "0123456789abcdef0123456789abcdef", 4, 4, None, vector)
+    unreadable = EmbeddedFile("d.png", 5, 1, None, None, None, "cannot decode", None)
+    forged = [
+        EmbeddedFile("/etc/passwd", 10, 1, good.image_id, 4, 4, None, vector),  # not asked for
+        EmbeddedFile("b.png", 10, 1, "/home/victim/planted", 4, 4, None, vector),  # an id that is a path
+        EmbeddedFile("b.png", 10, 1, "0123456789ABCDEF0123456789ABCDEF", 4, 4, None, vector),  # not picsift's form
+        EmbeddedFile("b.png", 10, 1, None, 4, 4, None, vector),  # no id, no error
+        EmbeddedFile("c.png", 10, 1, good.image_id, 4, 4, None, np.full(4, np.nan, np.float32)),
+        EmbeddedFile("c.png", 10, 1, good.image_id, 4, 4, None, np.ones((2, 4), np.float32)),
+        EmbeddedFile("a.png", 10, 1, good.image_id, 4, 4, None, vector),  # a second answer
+    ]
+    taken: set[str] = set()
+    with caplog.at_level(logging.WARNING):
+        kept = list(checked_results([good, *forged, unreadable], {"a.png", "b.png", "c.png", "d.png"}, taken))
+    assert kept == [good, unreadable] and taken == {"a.png", "d.png"}
+    assert caplog.text.count("a Ray worker returned") == len(forged)

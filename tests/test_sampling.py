@@ -237,12 +237,13 @@ def test_cli_sample_json(library: picsift.Library) -> None:
     from tests.test_cli import picsift as run_cli
 
     folder = str(library.root)
-    out = json.loads(run_cli("sample", folder, "--method", "kcenter", "--n", "5", "--seed", "3", "--json").stdout)
+    out = json.loads(run_cli("sample", folder, "--model", library.spec.text, "--method", "kcenter", "--n", "5",
+                             "--seed", "3", "--json").stdout)
     ids = [r["id"] for r in out["results"]]
     assert len(set(ids)) == 5 and [r["rank"] for r in out["results"]] == [1, 2, 3, 4, 5]
     assert out["recipe"]["kind"] == "sample" and out["recipe"]["method"] == "kcenter"
     assert ids == library.sample(5, method="kcenter", seed=3).df["id"].tolist()  # same as the Python API
-    plain = run_cli("sample", folder, "--n", "2").stdout
+    plain = run_cli("sample", folder, "--model", library.spec.text, "--n", "2").stdout
     assert plain.count(folder) == 2
-    bad = run_cli("sample", folder, "--method", "nearest", check=False)
+    bad = run_cli("sample", folder, "--model", library.spec.text, "--method", "nearest", check=False)
     assert bad.returncode != 0 and "kcenter" in bad.stderr

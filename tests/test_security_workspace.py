@@ -189,7 +189,12 @@ def test_a_checkpoint_named_by_a_shared_workspace_is_loaded_as_weights_only(
     torch.save({"state_dict": WritesMarker(marker)}, weights)
     with Catalog(image_folder / WORKSPACE_DIRNAME / "catalog.sqlite") as catalog:
         catalog.set_meta("model", f"{config}:{weights}")
-    with picsift.Library(image_folder) as library, pytest.raises(ValueError, match="weights only") as error:
+    with picsift.Library(image_folder) as library, pytest.raises(picsift.errors.UnnamedModelError, match="--model"):
+        library.update(progress=False)  # a checkpoint the workspace names is never loaded unless named
+    assert not marker.exists()
+    # named (the user trusts it), it is still loaded as weights only
+    with picsift.Library(image_folder, model=f"{config}:{weights}") as library, \
+            pytest.raises(ValueError, match="weights only") as error:
         library.update(progress=False)
     assert str(weights) in str(error.value)
     assert not marker.exists()
@@ -234,13 +239,13 @@ def test_a_crafted_local_qdrant_index_in_the_workspace_never_runs(
         library.update(progress=False)
         ids = set(library.store.snapshot().ids.tolist())
         storage = next((library.store.folder / "qdrant").rglob("storage.sqlite"))
-    with picsift.Library(image_folder) as library:  # a clean reopen uses the signed index as it is
+    with picsift.Library(image_folder, model=tiny_model) as library:  # a clean reopen uses the signed index as it is
         assert library.index.ids() == ids and not marker.exists()
     assert "rebuilding it" not in caplog.text
 
     with sqlite3.connect(storage) as db:  # as a shared workspace may hold it
         db.execute("INSERT INTO points (id, point) VALUES (?, ?)", ("crafted", pickle.dumps(WritesMarker(marker))))
-    with picsift.Library(image_folder) as library:  # the workspace's meta picks qdrant
+    with picsift.Library(image_folder, model=tiny_model) as library:  # the workspace's meta picks qdrant
         assert library.index_name == "qdrant"
         assert library.index.ids() == ids and "rebuilding it" in caplog.text  # from the embedding store
         assert len(library.search("a cat", limit=5)) == 5

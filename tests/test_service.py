@@ -184,7 +184,7 @@ def test_without_watchfiles_watching_names_the_extra(
 def test_the_schedule_updates_again_on_its_own(
     image_folder: Path, tiny_model: str, stamps_root: Path, services: list[picsift.Service]
 ) -> None:
-    service = picsift.enable(image_folder, model=tiny_model, interval=0.5)
+    service = picsift.enable(image_folder, model=tiny_model, interval=1)
     services.append(service)
     assert service.wait(timeout=300)
     assert eventually(lambda: service.runs >= 3, timeout=30)
@@ -210,22 +210,22 @@ def test_update_now_runs_at_once_and_wait_waits_for_it(
 def test_disable_stops_automatic_updates_keeps_embeddings_and_enable_resumes(
     image_folder: Path, tiny_model: str, stamps_root: Path, services: list[picsift.Service]
 ) -> None:
-    service = picsift.enable(image_folder, model=tiny_model, interval=0.3)
+    service = picsift.enable(image_folder, model=tiny_model, interval=1)
     services.append(service)
     assert service.wait(timeout=300)
     picsift.disable(image_folder)
     assert not service.running and service.status()["state"] == "stopped"
     assert picsift.service.service_for(image_folder) is None
     add_images(image_folder, stamps_root, "space", 1)
-    time.sleep(1.5)  # five intervals: nothing runs any more
-    with picsift.Library(image_folder) as library:
+    time.sleep(3.5)  # three intervals: nothing runs any more
+    with picsift.Library(image_folder, model=tiny_model) as library:
         status = library.status()
         assert not status["enabled"] and status["embedded"] == 24 and status["ready"]
         assert len(library.search("a dog", limit=3)) == 3  # embeddings kept, search works
 
-    again = picsift.enable(image_folder)  # the recorded model and interval
+    again = picsift.enable(image_folder, model=tiny_model)  # the recorded interval
     services.append(again)
-    assert again.wait(timeout=300) and again.interval == 0.3
+    assert again.wait(timeout=300) and again.interval == 1
     report = again.last_report
     assert report is not None and report.embedded == 1 and report.unchanged == 24  # resumed, nothing re-embedded
     assert again.library.status()["enabled"]
@@ -234,7 +234,7 @@ def test_disable_stops_automatic_updates_keeps_embeddings_and_enable_resumes(
 def test_disable_from_another_process_stops_a_running_service(
     image_folder: Path, tiny_model: str, services: list[picsift.Service]
 ) -> None:
-    service = picsift.enable(image_folder, model=tiny_model, interval=0.3)
+    service = picsift.enable(image_folder, model=tiny_model, interval=1)
     services.append(service)
     assert service.wait(timeout=300)
     assert run_cli("disable", str(image_folder), "--json").returncode == 0
@@ -244,7 +244,7 @@ def test_disable_from_another_process_stops_a_running_service(
 def test_a_failing_run_is_reported_and_the_service_keeps_going(
     image_folder: Path, tiny_model: str, tmp_path: Path, services: list[picsift.Service]
 ) -> None:
-    service = picsift.enable(image_folder, model=tiny_model, workspace=tmp_path / "ws", interval=0.3)
+    service = picsift.enable(image_folder, model=tiny_model, workspace=tmp_path / "ws", interval=1)
     services.append(service)
     assert service.wait(timeout=300) and service.runs == 1
     away = image_folder.with_name("unmounted")
@@ -298,12 +298,12 @@ def test_a_second_process_cannot_update_a_workspace_being_updated(
     worker.start()
     try:
         assert gate.entered.wait(120)
-        second = run_cli("update", str(image_folder), "--json", check=False)
+        second = run_cli("update", str(image_folder), "--model", tiny_model, "--json", check=False)
         assert second.returncode == 1 and second.stdout == ""
         assert second.stderr.startswith("picsift: error: another process is updating")
         assert second.stderr.strip().count("\n") == 0
         # ... and it sees the first one's progress
-        seen = json.loads(run_cli("status", str(image_folder), "--json").stdout)
+        seen = json.loads(run_cli("status", str(image_folder), "--model", tiny_model, "--json").stdout)
         assert seen["updating"] and seen["progress"]["total"] == 40 and not seen["ready"]
     finally:
         gate.released.set()
@@ -315,7 +315,7 @@ def test_a_second_process_cannot_update_a_workspace_being_updated(
     rows = library.catalog.db.execute("SELECT COUNT(*), COUNT(DISTINCT image_id) FROM embeddings WHERE model=?",
                                       (library.spec.identity(),)).fetchone()
     assert rows == (distinct, distinct)
-    after = json.loads(run_cli("update", str(image_folder), "--json").stdout)
+    after = json.loads(run_cli("update", str(image_folder), "--model", tiny_model, "--json").stdout)
     assert after["embedded"] == 0 and after["added"] == 0 and after["removed"] == 0
     library.close()
 
@@ -324,13 +324,13 @@ def test_cli_update_enable_disable_and_status(image_folder: Path, tiny_model: st
     enabled = json.loads(run_cli("enable", str(image_folder), "--model", tiny_model, "--interval", "30",
                                  "--watch", "--json").stdout)
     assert enabled["embedded"] == 24 and enabled["enabled"] and enabled["interval"] == 30 and enabled["watch"]
-    status = json.loads(run_cli("status", str(image_folder), "--json").stdout)
+    status = json.loads(run_cli("status", str(image_folder), "--model", tiny_model, "--json").stdout)
     assert status["enabled"] and status["interval"] == 30 and status["last_update"] > 0 and not status["updating"]
-    updated = json.loads(run_cli("update", str(image_folder), "--json").stdout)
+    updated = json.loads(run_cli("update", str(image_folder), "--model", tiny_model, "--json").stdout)
     assert updated["embedded"] == 0 and updated["unchanged"] == 24
     plain = run_cli("disable", str(image_folder)).stdout
     assert "automatic updates off" in plain and "embeddings kept" in plain
-    status = json.loads(run_cli("status", str(image_folder), "--json").stdout)
+    status = json.loads(run_cli("status", str(image_folder), "--model", tiny_model, "--json").stdout)
     assert not status["enabled"] and status["embedded"] == 24 and status["interval"] == 30
 
     # a different model: refused in one line that says how to confirm, then confirmed
@@ -372,5 +372,5 @@ def test_cli_watch_embeds_a_new_file_and_stops_on_ctrl_c(
         if process.poll() is None:
             process.kill()
     assert "stopped watching" in (process.stderr.read() if process.stderr else "")
-    with picsift.Library(image_folder) as library:
+    with picsift.Library(image_folder, model=tiny_model) as library:
         assert library.status()["embedded"] == 25 and library.status()["enabled"]

@@ -17,6 +17,10 @@ class ModelUnavailableError(PicsiftError):
     """A model's weights are neither cached locally nor reachable."""
 
 
+class UnnamedModelError(PicsiftError):
+    """The workspace records a model that picsift loads only when the user names it (``model=``, ``--model``)."""
+
+
 class ModelMismatchError(PicsiftError):
     """Embeddings made with one model were about to be used with another."""
 

@@ -34,7 +34,7 @@ from .core.workspace import (
     workspace_status,
 )
 from .deprecated import moved_attribute
-from .embedding.openclip import Embedder
+from .embedding.openclip import Embedder, refuse_unnamed_model
 from .embedding.spec import ModelSpec
 from .errors import PicsiftError, WorkspaceBusyError, workspace_space
 from .index import DEFAULT_BACKEND, VectorIndex, backend_class
@@ -64,7 +64,8 @@ class Library:
         elsewhere for read-only image folders.
     model
         A model spec (see :mod:`picsift.embedding.spec`). Defaults to the model this workspace was
-        last updated with, else :func:`default_model`.
+        last updated with when that is picsift's own or open_clip's pretrained ``ARCH:TAG`` (any other must
+        be named: :class:`~picsift.errors.UnnamedModelError`), else :func:`default_model`.
     index
         ``"hnsw"`` (default), ``"qdrant-edge"`` (Qdrant's engine in-process; a quarter of hnsw's bytes), ``"qdrant"``
         (a Qdrant server) or ``"exact"``; see :mod:`picsift.index`.
@@ -100,7 +101,8 @@ class Library:
         self.root, self.workspace, self.catalog = open_workspace(root, workspace)
         self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
         backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
-        self._engine = ModelEngine(self.catalog, self.workspace, model or self.catalog.get_meta("model"),
+        self._unnamed_model = None if model else self.catalog.get_meta("model")  # checked before it is used
+        self._engine = ModelEngine(self.catalog, self.workspace, model or self._unnamed_model,
                                    self.index_name, index_options or {}, device, batch_size)
         self.video_every = float(video_every or self.catalog.get_meta("video_every") or DEFAULT_EVERY)
         if not self.video_every > 0:
@@ -138,25 +140,33 @@ class Library:
         self.catalog.close()
 
     # -- model, store, index ----------------------------------------------------------------------
+    def _model(self, *, loading: bool = False) -> ModelEngine:
+        """The engine, once its model is one the user named or one a workspace may choose (SECURITY.md)."""
+        if self._unnamed_model is not None:
+            refuse_unnamed_model(self._unnamed_model)
+            if loading:  # now that open_clip is imported anyway: does it ship these weights?
+                refuse_unnamed_model(self._unnamed_model, self._engine.spec)
+        return self._engine
+
     @property
     def spec(self) -> ModelSpec:
         """The parsed model spec (the workspace's model, else :func:`default_model`)."""
-        return self._engine.spec
+        return self._model().spec
 
     @property
     def embedder(self) -> Embedder:
         """The loaded model (loaded on first use)."""
-        return self._engine.embedder
+        return self._model(loading=True).embedder
 
     @property
     def store(self) -> EmbeddingStore:
         """This model's embedding store (:class:`~picsift.core.store.EmbeddingStore`)."""
-        return self._engine.store
+        return self._model().store
 
     @property
     def index(self) -> VectorIndex:
         """The vector index, brought in line with the embedding store (see :mod:`picsift.index.sync`)."""
-        return self._engine.index
+        return self._model().index
 
     # -- updating ---------------------------------------------------------------------------------
     def update(
@@ -177,11 +187,12 @@ class Library:
             how long) unless ``reembed=True``. Each model keeps its own embeddings: switching back to a
             model whose embeddings are still there only embeds what is new, without confirmation.
         ray
-            Embed the images on a Ray cluster (``pip install "picsift[ray]"``): ``"auto"`` for ``ray.init()``
-            defaults, or a cluster address (``"HOST:PORT"``) to join. Reading, decoding and embedding run on
-            the cluster's workers (one model per actor; with GPUs, a GPU per model actor and CPU actors on
-            every node decode for them); this process commits the results as a local update does (see
-            :mod:`picsift.core.ray_embed`).
+            Embed the images on a Ray cluster (``pip install "picsift[ray]"``): a cluster address (``"HOST:PORT"``)
+            to join, or ``"auto"`` for the one ``ray.init()`` finds (``RAY_ADDRESS``, or a running ``ray start``
+            cluster of this machine; picsift starts none). Every node of it is trusted (SECURITY.md). Reading,
+            decoding and embedding run on the cluster's workers (one model per actor; with GPUs, a GPU per model
+            actor and CPU actors on every node decode for them); this process commits the results as a local
+            update does (see :mod:`picsift.core.ray_embed`).
         ray_send_files
             With ``ray``: the workers cannot see the image folder at the same path, so tasks on this
             machine's node read the files and send their bytes (default: the workers read them).

@@ -34,7 +34,7 @@ from typing import Any
 from .core import catalog as _catalog
 from .core.catalog import WORKSPACE_DIRNAME
 from .core.update import UpdateReport
-from .core.workspace import DEFAULT_INTERVAL, automatic_settings, record_automatic
+from .core.workspace import DEFAULT_INTERVAL, automatic_settings, checked_interval, record_automatic
 from .embedding.decode import IMAGE_EXTENSIONS
 from .errors import MissingDependencyError, PicsiftError, WorkspaceBusyError
 from .library import Library
@@ -60,8 +60,9 @@ class Service:
     library
         The library to keep current. The service shares it: search it as usual meanwhile.
     interval
-        Seconds between the end of one run and the start of the next; ``None``: no schedule
-        (runs at start, on :meth:`update_now` and on file changes only).
+        Seconds between the end of one run and the start of the next, at least
+        :data:`~picsift.core.workspace.MIN_INTERVAL` (1 s); ``None``: no schedule (runs at start, on
+        :meth:`update_now` and on file changes only).
     watch
         Also update soon after files change under the folder (needs ``pip install "picsift[watch]"``).
     debounce
@@ -90,8 +91,8 @@ class Service:
         reembed: bool = False,
         on_run: Callable[[Service], None] | None = None,
     ):
-        if interval is not None and not interval > 0:
-            raise PicsiftError(f"interval={interval!r}; give seconds > 0, or None for no schedule")
+        if interval is not None:
+            interval = checked_interval(interval)
         if watch:
             _require_watchfiles()
         self.library = library
@@ -318,7 +319,8 @@ def enable(
     folder
         An image folder or an open :class:`~picsift.Library`.
     interval
-        Seconds between updates (re-scans); default: the workspace's recorded interval, else 600.
+        Seconds between updates (re-scans), at least 1; default: the workspace's recorded interval (raised to
+        1 s, with a warning, when it records less), else 600.
     watch
         Also update soon after files change (``pip install "picsift[watch]"``); default: as recorded, else False.
     reembed

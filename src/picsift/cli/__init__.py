@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         _update_args(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
-                       help="embed on a Ray cluster: join ADDRESS (HOST:PORT), or ray.init() defaults when omitted "
+                       help="embed on a Ray cluster: join ADDRESS (HOST:PORT), or when omitted the running cluster "
+                            "ray.init() finds (RAY_ADDRESS, or `ray start` on this machine; picsift starts none) "
                             '(pip install "picsift[ray]")')
         p.add_argument("--ray-send-files", action="store_true",
                        help="with --ray: the workers cannot see FOLDER, so send them the files' bytes")

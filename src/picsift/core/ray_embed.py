@@ -12,6 +12,12 @@ and per-batch halves of the model's transform, as a local update runs them: ``Em
 ``Embedder.embed_prepared``). A file that
 cannot be read or decoded comes back with its reason, like in a local update.
 
+Every node of the cluster is trusted with the images it reads and the results it returns, but each result is
+checked before it is used (:func:`checked_results`): its path must be one the driver asked for (once) and its id
+a content id; a vector must be finite. A result that is not is skipped with a warning (the next update reads that
+file again). picsift starts no cluster itself: ``ray="auto"`` joins a running one (``RAY_ADDRESS``, or one started
+on this machine with ``ray start``), since a Ray cluster's processes listen on the machine's network interfaces.
+
 A lost cluster (its head node gone, or the way to it) ends the update with :class:`ClusterLostError` once
 its control store (GCS) has not answered for :data:`.ray_watch.CLUSTER_LOST_AFTER_S`; everything that came
 back before is committed. Without this watch Ray would end the driver process itself, 60 s later (see
@@ -23,7 +29,8 @@ Install Ray on every node together with picsift: ``pip install "picsift[ray]"``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -33,13 +40,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import PicsiftError
+from ..workspace_files import IMAGE_ID
 from .image_files import prepare_image, read_image_file
 from .ray_watch import ClusterLostError, GcsWatch
 from .update import RemoteStopped
 
 log = logging.getLogger(__name__)
 
-#: ``ray=AUTO``: ``ray.init()`` with its defaults (an existing local cluster or ``RAY_ADDRESS``, else a new one).
+#: ``ray=AUTO``: the cluster ``ray.init()`` finds (``RAY_ADDRESS``, else one ``ray start`` started on this machine);
+#: never a new one.
 AUTO = "auto"
 #: Files read and sent per task on the driver's node when the workers cannot see the image folder.
 SEND_BATCH = 64
@@ -64,7 +73,8 @@ class EmbeddedFile:
 def connect(address: str) -> None:
     """Connect this process to a Ray cluster unless it is connected already.
 
-    ``address`` is :data:`AUTO` (``ray.init()`` defaults) or a cluster address such as ``"10.0.0.1:6379"``.
+    ``address`` is :data:`AUTO` (the cluster ``ray.init()`` finds; an error when there is none, rather than a new
+    cluster listening on the network) or a cluster address such as ``"10.0.0.1:6379"``.
     """
     try:
         import ray
@@ -72,6 +82,12 @@ def connect(address: str) -> None:
         raise PicsiftError('embedding on a Ray cluster needs Ray: pip install "picsift[ray]"') from e
     if ray.is_initialized():
         return
+    if address == AUTO and not _running_cluster_found():
+        raise PicsiftError(
+            "no running Ray cluster found (RAY_ADDRESS is not set and no `ray start` cluster runs on this machine), "
+            "and picsift starts none itself: a Ray cluster's processes listen on this machine's network interfaces. "
+            "Start one (ray start --head --port=6379) and give its address (CLI: --ray 127.0.0.1:6379, Python: "
+            "update(ray=\"127.0.0.1:6379\")), or update without Ray")
     try:
         ray.init(address=None if address == AUTO else address, logging_level=logging.WARNING,
                  log_to_driver=False, configure_logging=False)
@@ -80,6 +96,55 @@ def connect(address: str) -> None:
             f"cannot join the Ray cluster at {address!r}: {e}; give a running cluster's address "
             f"(ray start --head prints it) or {AUTO!r} for ray.init() defaults"
         ) from e
+
+
+def _running_cluster_found() -> bool:
+    """Whether ``ray.init()`` would join a cluster (``RAY_ADDRESS``, or the one ``ray start`` last started here)."""
+    if os.environ.get("RAY_ADDRESS"):
+        return True
+    try:
+        from ray._private.services import canonicalize_bootstrap_address  # how ray.init() itself decides
+    except ImportError:  # another Ray: only RAY_ADDRESS says for sure
+        return False
+    try:
+        return canonicalize_bootstrap_address(None) is not None  # type: ignore[arg-type]  # None: find one
+    except (ConnectionError, ValueError):
+        return False
+
+
+def checked_results(rows: Iterable[EmbeddedFile], asked: Collection[str], taken: set[str]) -> Iterator[EmbeddedFile]:
+    """The results of the cluster that answer what the driver asked, each path once (recorded in ``taken``).
+
+    A result for a path not asked for (or already answered), with an id that is not a content id, or with a
+    vector that is not finite is skipped with a warning: a node of the cluster is not trusted to name files or
+    ids. The file it stood for is read again by the next update.
+    """
+    for row in rows:
+        problem = _result_problem(row, asked, taken)
+        if problem is not None:
+            log.warning("a Ray worker returned %s: skipped it (the next update reads that file again)", problem)
+            continue
+        taken.add(row.path)
+        yield row
+
+
+def _result_problem(row: EmbeddedFile, asked: Collection[str], taken: set[str]) -> str | None:
+    if not isinstance(row.path, str) or row.path not in asked:
+        return f"a result for {_shown(row.path)}, a path the driver did not ask for"
+    if row.path in taken:
+        return f"a second result for {_shown(row.path)}"
+    if row.image_id is not None and not (isinstance(row.image_id, str) and IMAGE_ID.fullmatch(row.image_id)):
+        return f"{_shown(row.image_id)} as the content id of {_shown(row.path)}, not an id (32 hex digits)"
+    if row.image_id is None and row.size is not None and row.error is None:
+        return f"no content id and no error for {_shown(row.path)}"
+    if row.vector is not None and not (row.vector.ndim == 1 and np.isfinite(row.vector).all()):
+        return f"a vector for {_shown(row.path)} that is not one row of finite numbers"
+    return None
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:120] + "..."
 
 
 def disconnect() -> None:
@@ -174,10 +239,11 @@ def embed_on_ray(
              ", a decode stage on the other CPUs" if decode_stage else "")
     watch = GcsWatch(address, ray.get_runtime_context().gcs_address, on_lost=disconnect)
     results = watch.follow(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1))
+    asked, taken = frozenset(paths), set[str]()
     try:
         with _quiet(("ray.data", logging.WARNING), ("ray.data._internal.progress", logging.ERROR)), closing(results):
             for batch in results:
-                for row in _rows(batch):
+                for row in checked_results(_rows(batch), asked, taken):
                     if row.size is None and not send_files and (root / row.path).exists():
                         raise PicsiftError(
                             f"a Ray worker did not find {root / row.path}, which exists here: the workers do not see "

@@ -5,6 +5,7 @@ a time update it, and an update's bookkeeping around :func:`~picsift.core.update
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 UNFINISHED_KEY = "update_unfinished"
 #: Seconds between automatic updates (see :mod:`picsift.service`) when the workspace has none recorded.
 DEFAULT_INTERVAL = 600.0
+#: The shortest interval between automatic updates (seconds): each one scans the whole folder.
+MIN_INTERVAL = 1.0
 
 
 def default_model() -> str:
@@ -57,7 +60,15 @@ def open_workspace(root: str | os.PathLike[str],
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise PicsiftError(f"image folder {root} does not exist or is not a folder")
-    workspace = Path(workspace).expanduser().resolve() if workspace else root / WORKSPACE_DIRNAME
+    if not workspace and (root / WORKSPACE_DIRNAME).is_symlink():
+        # ROOT/.picsift came with the folder: a link there would make picsift write wherever it points
+        link = root / WORKSPACE_DIRNAME
+        raise PicsiftError(
+            f"workspace {link} is a symbolic link (to {os.readlink(link)!r}); picsift keeps its workspace in a "
+            "real folder and follows no link to one: remove the link, or name the workspace you want "
+            "(workspace=..., CLI: --workspace DIR)")
+    # resolved before the checks below, so that no link can make the image folder pass for a workspace
+    workspace = Path(workspace or root / WORKSPACE_DIRNAME).expanduser().resolve()
     if root.is_relative_to(workspace):
         where = "is the image folder" if root == workspace else f"holds the image folder {root}"
         raise PicsiftError(
@@ -265,20 +276,50 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
 
 def automatic_settings(catalog: Catalog, interval: float | None, watch: bool | None) -> tuple[float, bool]:
     """The automatic-update ``interval`` and ``watch`` (see :mod:`picsift.service`); ``None``: as recorded in the
-    workspace, else the default."""
-    if interval is None:
-        recorded = catalog.get_meta("interval")
-        interval = float(recorded) if recorded else DEFAULT_INTERVAL
+    workspace, else the default.
+
+    A given ``interval`` below :data:`MIN_INTERVAL` is an error; a recorded one (the workspace may come from
+    anyone) is raised to it with a warning, and one that is no number of seconds is replaced by the default.
+    """
+    interval = recorded_interval(catalog) if interval is None else checked_interval(interval)
     if watch is None:
         watch = catalog.get_meta("watch") == "1"
     return interval, watch
 
 
+def checked_interval(interval: float) -> float:
+    """``interval`` when it is a number of seconds from :data:`MIN_INTERVAL` on, else an error naming it."""
+    if not (isinstance(interval, (int, float)) and math.isfinite(interval) and interval >= MIN_INTERVAL):
+        raise PicsiftError(
+            f"interval={interval!r}: automatic updates run at most every {MIN_INTERVAL:g} s (each one scans the "
+            f"whole folder); give a number of seconds >= {MIN_INTERVAL:g} (CLI: --interval SECONDS), or None for "
+            "no schedule")
+    return float(interval)
+
+
+def recorded_interval(catalog: Catalog) -> float:
+    """The interval recorded in the workspace (else :data:`DEFAULT_INTERVAL`), never below :data:`MIN_INTERVAL`."""
+    recorded = catalog.get_meta("interval")
+    if not recorded:
+        return DEFAULT_INTERVAL
+    try:
+        interval = float(recorded)
+    except ValueError:
+        interval = math.nan
+    if math.isnan(interval) or math.isinf(interval):
+        log.warning("the workspace records interval %r, not a number of seconds: using %g s (set another with "
+                    "enable(interval=...), CLI: --interval)", recorded[:40], DEFAULT_INTERVAL)
+        return DEFAULT_INTERVAL
+    if interval < MIN_INTERVAL:
+        log.warning("the workspace records interval %r, below the minimum of %g s between automatic updates: "
+                    "using %g s", recorded[:40], MIN_INTERVAL, MIN_INTERVAL)
+        return MIN_INTERVAL
+    return interval
+
+
 def record_automatic(catalog: Catalog, interval: float | None, watch: bool | None, enabled: bool) -> None:
     """Record the automatic-update settings in the workspace (``None``: keep the recorded value or default)."""
     interval, watch = automatic_settings(catalog, interval, watch)
-    if not interval > 0:
-        raise PicsiftError(f"interval={interval!r}; give seconds > 0")
     with catalog.transaction() as db:
         catalog.set_meta("enabled", "1" if enabled else "0", db)
         catalog.set_meta("interval", repr(interval), db)

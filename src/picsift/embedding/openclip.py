@@ -15,10 +15,10 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
-from ..errors import ModelUnavailableError
+from ..errors import ModelUnavailableError, UnnamedModelError
 from . import offline_model
 from .decode import SplitPreprocess
-from .spec import ModelSpec, parse_model_spec
+from .spec import OFFLINE_MODEL, ModelSpec, may_load_unnamed, parse_model_spec, unnamed_model_message
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,24 @@ def _load(spec: ModelSpec, device: str) -> tuple[Any, Any, Any]:
         tokenizer = open_clip.get_tokenizer(name)
     model.eval()
     return model, preprocess, tokenizer
+
+
+def refuse_unnamed_model(text: str, spec: ModelSpec | None = None) -> None:
+    """:class:`~picsift.errors.UnnamedModelError` unless the model spec ``text``, read from a workspace, may be
+    loaded without the user naming it (:func:`~picsift.embedding.spec.may_load_unnamed`); with its parsed
+    ``spec`` (about to load), also unless it is picsift's own or in ``open_clip.list_pretrained()``."""
+    if not may_load_unnamed(text):
+        raise UnnamedModelError(unnamed_model_message(text))
+    if spec is not None and spec.text != OFFLINE_MODEL and not _ships_with_open_clip(spec):
+        raise UnnamedModelError(unnamed_model_message(text, ", which open_clip does not ship"))
+
+
+def _ships_with_open_clip(spec: ModelSpec) -> bool:
+    import open_clip
+
+    if spec.kind != "pretrained" or spec.config_json is not None or spec.tag is None:
+        return False
+    return (spec.arch, spec.tag.lower().replace("-", "_")) in set(open_clip.list_pretrained())  # open_clip's tag form
 
 
 def pretrained_weights_available(spec: ModelSpec) -> tuple[bool, str]:

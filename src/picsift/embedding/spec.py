@@ -125,6 +125,35 @@ def parse_model_spec(text: str) -> ModelSpec:
     return ModelSpec(text=f"{head}:{tag}", kind="pretrained", arch=arch, tag=tag, config_json=config_json)
 
 
+#: What a model spec recorded in a workspace looks like when it may name weights that ship with open_clip.
+_SHIPPED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*:[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def may_load_unnamed(text: str) -> bool:
+    """Whether the model spec ``text``, read from a workspace, may be loaded without the user naming it: picsift's
+    own offline model, or an ``ARCH:TAG`` name of pretrained weights open_clip may ship.
+
+    A workspace may come from anyone, and only the model the user chooses is trusted (SECURITY.md): a hub
+    repository, a checkpoint or a config file is someone's code and data. Whether open_clip really ships
+    ``ARCH:TAG`` is checked before it loads (:func:`picsift.embedding.openclip.refuse_unnamed_model`).
+    """
+    if text == OFFLINE_MODEL:
+        return True
+    arch, _, tag = text.partition(":")
+    return bool(_SHIPPED_NAME.fullmatch(text) and tag != RANDOM_TAG and not arch.lower().endswith(".json")
+                and not tag.lower().endswith(CHECKPOINT_SUFFIXES))
+
+
+def unnamed_model_message(text: str, why: str = "") -> str:
+    """What to do when a workspace records the model ``text`` that picsift does not load unnamed."""
+    shown = text if len(text) <= 300 else text[:300] + "..."
+    return (f"this workspace was embedded with the model {shown!r}{why}; picsift loads the model a workspace records "
+            f"only when it is picsift's own ({OFFLINE_MODEL!r}) or pretrained weights that ship with open_clip "
+            "(ARCH:TAG): a workspace may come from anyone, and a hub repository, a checkpoint or a config file is code "
+            f"and data you choose to trust. Name the model to use it (model={shown!r}, CLI: --model SPEC), or name "
+            "another")
+
+
 def offline_model_available() -> bool:
     return offline_model.is_available()
 

@@ -27,6 +27,10 @@ TABLE_FORMATS = ("csv", "parquet")
 EXPORT_FORMATS = TABLE_FORMATS + FORMATS
 #: Per-class object counts are columns named ``objects.<class>``.
 CLASS_COLUMN = "objects.{}"
+#: A spreadsheet opening a CSV runs a cell that starts with one of these as a formula: such text cells (and those
+#: starting with the escape itself, so that :func:`read_table` can undo it) are written after a ``'``.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPE = "'"
 
 class Export:
     """``to_pandas`` and ``export`` of a library's images (``Library.to_pandas``, ``Library.export``).
@@ -112,7 +116,7 @@ class Export:
         partial = out.with_name(f".{out.name}.partial")  # a failed export leaves no half-written file
         try:
             if format == "csv":
-                df.assign(tags=[";".join(t) for t in df["tags"]]).to_csv(partial, index=False)
+                _text_escaped(df.assign(tags=[";".join(t) for t in df["tags"]])).to_csv(partial, index=False)
             else:
                 _require_pyarrow()
                 df.to_parquet(partial, index=False)
@@ -131,8 +135,22 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         df["tags"] = [list(t) for t in df["tags"]]
         return df
     df = pd.read_csv(path)
+    for column in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[column]):
+            df[column] = [v[1:] if isinstance(v, str) and v.startswith(_ESCAPE) else v for v in df[column]]
     df["tags"] = [[] if pd.isna(t) or t == "" else str(t).split(";") for t in df["tags"]]
     return df
+
+
+def _text_escaped(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every text cell a spreadsheet would run as a formula escaped with ``'`` (numbers, negative
+    scores included, stay numbers: only text columns are touched)."""
+    escaped = df.copy()
+    for column in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[column]):
+            escaped[column] = [_ESCAPE + v if isinstance(v, str) and v.startswith((*FORMULA_STARTS, _ESCAPE)) else v
+                               for v in df[column]]
+    return escaped
 
 
 def _require_pyarrow() -> None:

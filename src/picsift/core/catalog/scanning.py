@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +63,7 @@ def scan(root: Path, skip: Iterable[Path] = ()) -> ScanResult:
     device named like an image is a problem, never opened.
     """
     root = Path(root)
-    skipped = {os.path.realpath(p) for p in skip}
+    skipped = {key for key in map(_identity, skip) if key is not None}
     result = ScanResult()
     seen_dirs: set[tuple[int, int]] = set()
 
@@ -72,58 +72,79 @@ def scan(root: Path, skip: Iterable[Path] = ()) -> ScanResult:
         if report:
             result.problems.append((relative or ".", reason))
 
-    def walk(folder: str, relative: str) -> None:
+    def enter(folder: str, relative: str) -> Iterator[os.DirEntry[str]] | None:
+        """The sorted entries of a folder not entered before, or None (unreadable, or already scanned)."""
         try:
             info = os.stat(folder)
         except OSError as e:
             unreadable(relative, f"cannot read folder: {e.strerror}")
-            return
+            return None
         key = (info.st_dev, info.st_ino)
+        if key in skipped:
+            return None  # the workspace
         if key in seen_dirs:
-            return  # a symlink loop or a second link to a folder already scanned
+            return None  # a symlink loop or a second link to a folder already scanned
         seen_dirs.add(key)
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            return iter(sorted(os.scandir(folder), key=lambda e: e.name))
         except OSError as e:
             unreadable(relative, f"cannot list folder: {e.strerror}")
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            rel = f"{relative}/{entry.name}" if relative else entry.name
-            extension = os.path.splitext(entry.name)[1].lower()
-            media = extension in IMAGE_EXTENSIONS or extension in VIDEO_EXTENSIONS
-            try:
-                is_dir = entry.is_dir(follow_symlinks=True)
-                target = entry.stat(follow_symlinks=True) if not is_dir and (media or entry.is_symlink()) else None
-            except OSError as e:
-                # A symlink whose target is gone or cannot be reached: an unplugged disk is not a deletion.
-                # A link without an image's name may be a folder: its rows are kept quietly (the update
-                # warns when the catalog holds images under it).
-                reason = ("cannot read folder or file: symlink target is missing (a disk that is not mounted?)"
-                          if isinstance(e, FileNotFoundError) else f"cannot read folder or file: {e.strerror}")
-                unreadable(_printable_path(rel), reason, report=media)
-                continue
-            if is_dir:
-                if os.path.realpath(entry.path) not in skipped:
-                    walk(entry.path, rel)
-                continue
-            if not media or target is None:
-                continue
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                result.problems.append((_printable_path(rel), "file name is not valid UTF-8"))
-                continue
-            kind = special_file_kind(target.st_mode)
-            if kind is not None:
-                result.problems.append((rel, f"not a regular file ({kind}); only regular files are read"))
-                continue
-            (result.videos if extension in VIDEO_EXTENSIONS else result.files)[rel] = FileState(
-                target.st_size, target.st_mtime_ns)
+            return None
 
-    walk(str(root), "")
+    # Depth first with a stack of its own, in the order a recursive walk would take: a folder nested
+    # thousands deep (Python's recursion limit is 1,000) is scanned like any other.
+    first = enter(str(root), "")
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", first)] if first is not None else []
+    while stack:
+        relative, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        if entry.name.startswith("."):
+            continue
+        rel = f"{relative}/{entry.name}" if relative else entry.name
+        extension = os.path.splitext(entry.name)[1].lower()
+        media = extension in IMAGE_EXTENSIONS or extension in VIDEO_EXTENSIONS
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+            target = entry.stat(follow_symlinks=True) if not is_dir and (media or entry.is_symlink()) else None
+        except OSError as e:
+            # A symlink whose target is gone or cannot be reached: an unplugged disk is not a deletion.
+            # A link without an image's name may be a folder: its rows are kept quietly (the update
+            # warns when the catalog holds images under it).
+            reason = ("cannot read folder or file: symlink target is missing (a disk that is not mounted?)"
+                      if isinstance(e, FileNotFoundError) else f"cannot read folder or file: {e.strerror}")
+            unreadable(_printable_path(rel), reason, report=media)
+            continue
+        if is_dir:
+            inside = enter(entry.path, rel)
+            if inside is not None:
+                stack.append((rel, inside))
+            continue
+        if not media or target is None:
+            continue
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            result.problems.append((_printable_path(rel), "file name is not valid UTF-8"))
+            continue
+        kind = special_file_kind(target.st_mode)
+        if kind is not None:
+            result.problems.append((rel, f"not a regular file ({kind}); only regular files are read"))
+            continue
+        (result.videos if extension in VIDEO_EXTENSIONS else result.files)[rel] = FileState(
+            target.st_size, target.st_mtime_ns)
     return result
+
+
+def _identity(folder: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """A folder's device and inode (the same folder however it is reached), or None when it cannot be read."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _printable_path(relative: str) -> str:
