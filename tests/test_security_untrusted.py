@@ -288,3 +288,16 @@ def test_a_picsift_folder_that_is_a_link_is_refused(
     if target != "elsewhere":
         with pytest.raises(picsift.PicsiftError, match=r"is the image folder|holds the image folder"):
             picsift.Library(few_images, workspace=link, model=tiny_model)
+
+
+def test_status_reads_recorded_numbers_that_are_no_numbers_as_missing(image_folder: Path, tiny_model: str) -> None:
+    import sqlite3
+
+    with picsift.Library(image_folder, model=tiny_model, index="exact") as library:
+        library.update(progress=False)
+        workspace = library.workspace
+    with sqlite3.connect(workspace / "catalog.sqlite") as db:
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('interval', 'abc'), ('last_update', 'nan')")
+    with picsift.Library(image_folder, model=tiny_model, index="exact") as library:
+        status = library.status()
+    assert status["interval"] is None and status["last_update"] is None and status["ready"]

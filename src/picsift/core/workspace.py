@@ -244,9 +244,9 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
     interrupted = UNFINISHED_KEY in meta and running is None
     automatic = {
         "enabled": meta.get("enabled") == "1",
-        "interval": float(meta["interval"]) if meta.get("interval") else None,
+        "interval": _number(meta.get("interval")),
         "watch": meta.get("watch") == "1",
-        "last_update": float(meta["last_update"]) if meta.get("last_update") else None,
+        "last_update": _number(meta.get("last_update")),
         "last_report": meta.get("last_report"),
         "updating": running is not None,
         "interrupted": interrupted,
@@ -353,3 +353,12 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
+
+def _number(recorded: str | None) -> float | None:
+    """A number recorded in the workspace, or None when it is missing or no finite number (status never fails on
+    what a shared workspace holds)."""
+    try:
+        value = float(recorded) if recorded else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
