@@ -1,0 +1,265 @@
+"""Pascal VOC, CVAT for images 1.1 and Label Studio: round trips from COCO and Supervisely, what the formats' own
+tools make of what picsift writes, and XML that must not be trusted (entities, external references)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from picsift import Library, PicsiftError
+
+from .conftest import stamp_files
+from .test_formats import annotations, library_contents, make_coco, make_supervisely, private_image
+
+NEW_FORMATS = ["voc", "cvat", "labelstudio"]
+#: How far a coordinate may move in a round trip: VOC holds whole pixels, CVAT hundredths, Label Studio percentages.
+TOLERANCE = {"voc": 0.5, "cvat": 0.005, "labelstudio": 1e-6}
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Library:
+    (tmp_path / "lib").mkdir()
+    return Library(tmp_path / "lib")
+
+
+def objects_by_image(lib: Library) -> dict[str, list[tuple[str, str, list[list[float]]]]]:
+    meta = lib.labels
+    return {Path(item.path).name: sorted((o["class"], o["geometry"], o["points"])
+                                         for o in meta.objects(item.id).to_dict("records"))
+            for d in meta.dataset_names() for item in meta.dataset_items(d).itertuples()}
+
+
+def assert_same_objects(after: dict[str, Any], before: dict[str, Any], tolerance: float) -> None:
+    assert sorted(after) == sorted(before)
+    for name, objects in before.items():
+        assert [(c, g, len(p)) for c, g, p in after[name]] == [(c, g, len(p)) for c, g, p in objects], name
+        for (_, _, points_after), (_, _, points_before) in zip(after[name], objects, strict=True):
+            for a, b in zip(points_after, points_before, strict=True):
+                assert a == pytest.approx(b, abs=tolerance), (name, points_before, points_after)
+
+
+def export_and_reimport(library: Library, tmp_path: Path, fmt: str) -> tuple[Path, Library]:
+    ids = [i for d in library.labels.dataset_names() for i in library.labels.dataset_items(d)["id"]]
+    library.collections.write("picked", ids)
+    out = library.export("picked", tmp_path / "out" / fmt, fmt)
+    (tmp_path / f"again-{fmt}").mkdir()
+    again = Library(tmp_path / f"again-{fmt}")
+    again.labels.import_project(out, fmt)
+    return out, again
+
+
+@pytest.mark.parametrize("fmt", NEW_FORMATS)
+def test_coco_round_trip_keeps_every_object(library: Library, tmp_path: Path, stamps_root: Path, fmt: str) -> None:
+    library.labels.import_project(make_coco(tmp_path / "src", stamps_root), "coco")
+    before = objects_by_image(library)
+    assert sum(len(v) for v in before.values()) == 4
+    out, again = export_and_reimport(library, tmp_path, fmt)
+    after = objects_by_image(again)
+    assert_same_objects(after, before, TOLERANCE[fmt])
+    assert after == before  # whole-pixel boxes come back exactly, in every format
+    assert sorted(n.split("/")[1] for n in again.labels.dataset_names()) == ["train", "val"]
+    for name in before:  # the image files travel byte for byte
+        assert next(out.rglob(name)).read_bytes() == next((library.root).rglob(name)).read_bytes()
+
+
+@pytest.mark.parametrize("fmt", NEW_FORMATS)
+def test_tags_polygons_and_numbers_survive(library: Library, tmp_path: Path, stamps_root: Path, fmt: str) -> None:
+    library.labels.import_project(make_supervisely(tmp_path / "src", stamps_root), "supervisely")
+    _, again = export_and_reimport(library, tmp_path, fmt)
+    assert_same_objects(objects_by_image(again), objects_by_image(library), TOLERANCE[fmt])
+    keeps_authors = fmt == "labelstudio"
+    before = annotations(library, authors=keeps_authors)
+    after = annotations(again, authors=keeps_authors)
+    if fmt == "voc":  # whole pixels: compare everything but the coordinates
+        before = {k: (t, [(c, g, [], tags, a) for c, g, _, tags, a in o]) for k, (t, o) in before.items()}
+        after = {k: (t, [(c, g, [], tags, a) for c, g, _, tags, a in o]) for k, (t, o) in after.items()}
+    assert after == before
+    legs = [t for ts in again.labels.objects()["tags"] for t in ts if t[0] == "legs"]
+    assert sorted(legs) == [("legs", 2)] * 2 + [("legs", 4)] * 4  # numbers stay numbers
+
+
+def test_cli_imports_and_exports_the_new_formats(library: Library, tmp_path: Path, stamps_root: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from picsift.cli import build_parser
+
+    parser = build_parser()
+    for fmt in (*NEW_FORMATS, "hf"):
+        assert parser.parse_args(["import", "lib", "proj", "--format", fmt]).format == fmt
+        assert parser.parse_args(["export", "lib", "--format", fmt, "--out", "x"]).format == fmt
+    with pytest.raises(SystemExit):
+        parser.parse_args(["import", "lib", "proj", "--format", "pascal"])
+    assert "invalid choice: 'pascal'" in capsys.readouterr().err
+
+
+# -- the formats' own tools read what picsift writes ------------------------------------------------------------
+def test_label_studio_converter_reads_the_export(library: Library, tmp_path: Path, stamps_root: Path) -> None:
+    converter_module = pytest.importorskip("label_studio_sdk.converter")
+    library.labels.import_project(make_coco(tmp_path / "src", stamps_root), "coco")
+    out, _ = export_and_reimport(library, tmp_path, "labelstudio")
+    converter = converter_module.Converter(config=(out / "label_config.xml").read_text(), project_dir=str(out),
+                                           download_resources=False)
+    converter.convert_to_coco(str(out / "tasks.json"), str(tmp_path / "ls-coco"), is_dir=False)
+    coco = json.loads((tmp_path / "ls-coco" / "result.json").read_text())
+    boxes = sorted(({c["id"]: c["name"] for c in coco["categories"]}[a["category_id"]],
+                    [round(v, 3) for v in a["bbox"]]) for a in coco["annotations"])
+    source = json.loads((tmp_path / "src" / "kitchen" / "annotations" / "instances_train.json").read_text())
+    val = json.loads((tmp_path / "src" / "kitchen" / "annotations" / "instances_val.json").read_text())
+    names = {7: "fruit", 9: "plate"}
+    expected = sorted((names[a["category_id"]], [float(v) for v in a["bbox"]])
+                      for a in source["annotations"] + val["annotations"])
+    assert boxes == expected
+
+
+def test_pycocotools_reads_a_coco_export(library: Library, tmp_path: Path, stamps_root: Path) -> None:
+    coco_module = pytest.importorskip("pycocotools.coco")
+    library.labels.import_project(make_supervisely(tmp_path / "src", stamps_root), "supervisely")
+    out, _ = export_and_reimport(library, tmp_path, "coco")
+    coco = coco_module.COCO(str(out / "annotations" / "instances_vehicles.json"))
+    wheel = coco.getCatIds(catNms=["wheel"])
+    anns = coco.loadAnns(coco.getAnnIds(catIds=wheel))
+    assert len(anns) == 2
+    mask = coco.annToMask(anns[0])
+    assert mask.shape == (coco.imgs[anns[0]["image_id"]]["height"], coco.imgs[anns[0]["image_id"]]["width"])
+    assert 80 <= mask.sum() <= 140  # the polygon (0,0) (10,0) (10.5,12) (0,8): about 111 pixels
+
+
+def test_voc_export_has_the_published_structure(library: Library, tmp_path: Path, stamps_root: Path) -> None:
+    """The fields of VOC2012's Annotations/2007_000027.xml, read the way torchvision's VOCDetection reads them."""
+    library.labels.import_project(make_coco(tmp_path / "src", stamps_root), "coco")
+    out, _ = export_and_reimport(library, tmp_path, "voc")
+    for split in ("train", "val"):
+        stems = (out / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
+        for stem in stems:
+            root = ET.parse(out / "Annotations" / f"{stem}.xml").getroot()
+            assert root.tag == "annotation"
+            image = out / "JPEGImages" / root.findtext("filename")
+            with Image.open(image) as opened:
+                assert (int(root.findtext("size/width")), int(root.findtext("size/height"))) == opened.size
+            for obj in root.findall("object"):
+                assert obj.findtext("name") in ("fruit", "plate")
+                assert obj.findtext("difficult") == "0" and obj.findtext("truncated") == "0"
+                box = [int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+                assert box[0] < box[2] and box[1] < box[3]
+
+
+def test_cvat_export_has_the_published_structure(library: Library, tmp_path: Path, stamps_root: Path) -> None:
+    """CVAT for images 1.1 as CVAT's docs show it: version, meta/task/labels, image elements with box/polygon."""
+    library.labels.import_project(make_supervisely(tmp_path / "src", stamps_root), "supervisely")
+    out, _ = export_and_reimport(library, tmp_path, "cvat")
+    root = ET.parse(out / "annotations.xml").getroot()
+    assert root.findtext("version") == "1.1"
+    labels = {label.findtext("name") for label in root.findall("meta/task/labels/label")}
+    assert {"animal", "wheel"} <= labels
+    images = root.findall("image")
+    assert len(images) == 5 and {i.get("subset") for i in images} == {"animals", "vehicles"}
+    for image in images:
+        assert (out / "images" / image.get("subset") / image.get("name")).is_file()
+        for box in image.findall("box"):
+            xtl, ytl, xbr, ybr = (float(box.get(k)) for k in ("xtl", "ytl", "xbr", "ybr"))
+            assert xtl < xbr and ytl < ybr and box.get("occluded") in ("0", "1")
+        for polygon in image.findall("polygon"):
+            assert all(len(p.split(",")) == 2 for p in polygon.get("points").split(";"))
+    assert root.find("image/box/attribute[@name='legs']") is not None
+
+
+# -- untrusted XML and paths --------------------------------------------------------------------------------------
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">]>
+<{root}><filename>&lol4;</filename></{root}>
+"""
+XXE = """<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY secret SYSTEM "file://{secret}">]>
+<{root}><filename>&secret;</filename><image name="&secret;" width="1" height="1"/></{root}>
+"""
+
+
+def xml_project(tmp_path: Path, stamps_root: Path, fmt: str, text: str) -> Path:
+    project = tmp_path / "project"
+    image = stamp_files(stamps_root, ("animals",), 1)[0]
+    if fmt == "voc":
+        (project / "Annotations").mkdir(parents=True)
+        (project / "JPEGImages").mkdir()
+        shutil.copy2(image, project / "JPEGImages" / "a.png")
+        (project / "Annotations" / "a.xml").write_text(text.format(root="annotation", secret=tmp_path / "secret"))
+    else:
+        (project / "images").mkdir(parents=True)
+        shutil.copy2(image, project / "images" / "a.png")
+        (project / "annotations.xml").write_text(text.format(root="annotations", secret=tmp_path / "secret"))
+    return project
+
+
+@pytest.mark.parametrize("fmt", ["voc", "cvat"])
+@pytest.mark.parametrize("attack", ["billion laughs", "external entity"])
+def test_xml_entities_are_refused(library: Library, tmp_path: Path, stamps_root: Path, fmt: str, attack: str) -> None:
+    (tmp_path / "secret").write_text("s3cr3t")
+    project = xml_project(tmp_path, stamps_root, fmt, BILLION_LAUGHS if attack == "billion laughs" else XXE)
+    with pytest.raises(PicsiftError, match=r"refused XML.*no entities") as caught:
+        library.labels.import_project(project, fmt)
+    assert ("a.xml" if fmt == "voc" else "annotations.xml") in str(caught.value)
+    assert library_contents(library) == {} and library.labels.dataset_names() == []
+
+
+@pytest.mark.parametrize("fmt", NEW_FORMATS)
+def test_image_paths_out_of_the_project_are_refused(library: Library, tmp_path: Path, stamps_root: Path,
+                                                    fmt: str) -> None:
+    secret = private_image(tmp_path, stamps_root)
+    library.labels.import_project(make_coco(tmp_path / "src", stamps_root), "coco")
+    out, _ = export_and_reimport(library, tmp_path, fmt)
+    (tmp_path / "victim").mkdir()
+    victim = Library(tmp_path / "victim")
+    for bad in (str(secret), "../../private/secret.png"):
+        if fmt == "voc":
+            xml = next((out / "Annotations").glob("*.xml"))
+            xml.write_text(__import__("re").sub(r"<filename>.*</filename>", f"<filename>{bad}</filename>",
+                                                xml.read_text()))
+        elif fmt == "cvat":
+            text = (out / "annotations.xml").read_text()
+            first = ET.fromstring(text).find("image").get("name")
+            (out / "annotations.xml").write_text(text.replace(f'name="{first}"', f'name="{bad}"', 1))
+        else:
+            tasks = json.loads((out / "tasks.json").read_text())
+            tasks[0]["data"]["image"] = bad if bad.startswith("..") else f"/data/local-files/?d={bad}"
+            (out / "tasks.json").write_text(json.dumps(tasks))
+        with pytest.raises(PicsiftError, match=r"absolute|'\.\.'|outside|not found in the project") as caught:
+            victim.labels.import_project(out, fmt)
+        assert str(out) in str(caught.value)  # names the file
+        assert library_contents(victim) == {} and victim.labels.dataset_names() == []
+
+
+def test_label_studio_urls_and_odd_results(library: Library, tmp_path: Path, stamps_root: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    project = tmp_path / "ls"
+    image = stamp_files(stamps_root, ("animals",), 1)[0]
+    (project / "media").mkdir(parents=True)
+    shutil.copy2(image, project / "media" / "cat.png")
+    with Image.open(image) as opened:
+        width, height = opened.size
+    task = {"id": 7, "data": {"image": "/data/local-files/?d=home/me/media/cat.png"}, "annotations": [{"result": [
+        {"id": "a", "type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": width,
+         "original_height": height, "value": {"x": 0, "y": 0, "width": 50, "height": 50, "rotation": 90,
+                                              "rectanglelabels": ["cat"]}},
+        {"id": "b", "type": "keypointlabels", "value": {"x": 1, "y": 1, "keypointlabels": ["nose"]}},
+        {"type": "choices", "from_name": "weather", "value": {"choices": ["rain", "wind"]}},
+    ]}]}
+    (project / "tasks.json").write_text(json.dumps([task]))
+    with caplog.at_level(logging.WARNING):
+        library.labels.import_project(project, "labelstudio")
+    assert any("keypointlabels" in r.getMessage() for r in caplog.records)
+    (obj,) = library.labels.objects().to_dict("records")
+    assert obj["geometry"] == "polygon"  # turned 90 degrees about its top-left corner
+    assert obj["points"][2] == pytest.approx([-height / 2, width / 2])
+    assert sorted(library.labels.tags(library.labels.objects()["image_id"][0])) == [("weather", "rain"),
+                                                                                   ("weather", "wind")]
+    task["data"]["image"] = "https://example.com/cat.png"
+    (project / "tasks.json").write_text(json.dumps([task]))
+    with pytest.raises(PicsiftError, match=r"tasks\.json, task 7 .*is a URL"):
+        Library(tmp_path / "lib").labels.import_project(project, "labelstudio")
