@@ -334,7 +334,8 @@ def cvat_files(draw: st.DrawFn) -> dict[str, Any]:
 def labelstudio_files(draw: st.DrawFn) -> dict[str, Any]:
     c = Chaos(draw)
     odd_types = st.sampled_from(["brushlabels", "textarea", "number"]) | JSON
-    results = [{"id": c.value(f"r{n}"), "type": c.value(["rectanglelabels", "polygonlabels", "choices"][n % 3], odd_types),
+    kinds = ["rectanglelabels", "polygonlabels", "choices"]
+    results = [{"id": c.value(f"r{n}"), "type": c.value(kinds[n % 3], odd_types),
                 "from_name": c.value("label"), "original_width": c.value(64, HUGE | JSON), "original_height": 48,
                 "value": c.value({"x": c.value(10, HUGE | JSON), "y": 5, "width": 50, "height": c.value(25),
                                   "rotation": c.value(0, HUGE | JSON), "points": c.points(), "choices": c.value(["a"]),
