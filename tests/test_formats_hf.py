@@ -154,6 +154,44 @@ def with_image_paths(folder: Path, paths: list[str]) -> None:
         writer.write_table(table)
 
 
+def test_a_dataset_of_image_paths_under_the_library_is_indexed_in_place(tmp_path: Path, stamps_root: Path) -> None:
+    root = tmp_path / "lib"
+    folder = root / "hfdata"
+    files = stamp_files(stamps_root, ("food",), 2)
+    (folder / "pictures").mkdir(parents=True)
+    for f in files:
+        shutil.copy2(f, folder / "pictures" / f.name)
+    feature = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["x", "y"])})
+    rows = {"image": [{"bytes": f.read_bytes(), "path": f.name} for f in files], "label": [0, 1]}
+    datasets.Dataset.from_dict(rows, features=feature).save_to_disk(str(folder))
+    library = Library(root)
+    with pytest.raises(PicsiftError, match="bytes inside the dataset's files.*copy=True"):
+        library.labels.import_project(folder, "hf", copy=False)
+    with_image_paths(folder, [f"pictures/{f.name}" for f in files])
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    library.labels.import_project(folder, "hf", copy=False)
+    assert sorted(library.labels.dataset_items("hfdata/default")["path"]) == before  # the files where they are
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png")) == before  # and no copies
+    tags = {Path(item.path).name: library.labels.tags(item.id)
+            for item in library.labels.dataset_items("hfdata/default").itertuples()}
+    assert tags == {files[0].name: [("label", "x")], files[1].name: [("label", "y")]}
+
+
+def test_class_labels_survive_supervisely(library: Library, tmp_path: Path, stamps_root: Path) -> None:
+    source, _ = make_hf(tmp_path / "pets", stamps_root)
+    library.labels.import_project(source, "hf")
+    ids = list(library.labels.dataset_items("pets/default")["id"])
+    out = library.export(ids, tmp_path / "sly", "supervisely")
+    meta = json.loads((out / "meta.json").read_text())
+    colour = next(t for t in meta["tags"] if t["name"] == "colour")
+    assert (colour["value_type"], colour["values"]) == ("oneof_string", COLOURS)  # Supervisely's own fixed-values tag
+    (tmp_path / "again").mkdir()
+    again = Library(tmp_path / "again")
+    again.labels.import_project(out, "supervisely")
+    back = datasets.load_from_disk(str(again.export(ids, tmp_path / "hf", "hf")))
+    assert back.features["colour"] == datasets.ClassLabel(names=COLOURS)
+
+
 @pytest.mark.parametrize("attack", ["state", "dict", "link"])
 def test_a_layout_naming_files_outside_is_refused(library: Library, tmp_path: Path, stamps_root: Path,
                                                   attack: str) -> None:

@@ -169,6 +169,10 @@ def _place(meta: Metadata, item: ItemRecord, folder: str, copy: bool) -> str:
     """Put an image under the library root (unless it is there already); returns its relative path."""
     source, name = item.source, item.name
     if item.load is not None:
+        if not copy:
+            raise PicsiftError(f"image {name!r} of {source} is bytes inside the dataset's files, not a file picsift "
+                               "can index in place; import with copy=True (each image becomes a file under the "
+                               "target folder)")
         return _write_bytes(meta, item.load(), f"{folder}/{name}", source)
     if not source.is_file():
         raise PicsiftError(f"image {source} named by the annotations does not exist")
