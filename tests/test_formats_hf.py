@@ -165,7 +165,7 @@ def test_a_dataset_of_image_paths_under_the_library_is_indexed_in_place(tmp_path
     rows = {"image": [{"bytes": f.read_bytes(), "path": f.name} for f in files], "label": [0, 1]}
     datasets.Dataset.from_dict(rows, features=feature).save_to_disk(str(folder))
     library = Library(root)
-    with pytest.raises(PicsiftError, match="bytes inside the dataset's files.*copy=True"):
+    with pytest.raises(PicsiftError, match=r"bytes inside the dataset's files.*copy=True"):
         library.labels.import_project(folder, "hf", copy=False)
     with_image_paths(folder, [f"pictures/{f.name}" for f in files])
     before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
