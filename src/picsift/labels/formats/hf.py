@@ -16,8 +16,9 @@ Hugging Face's detection datasets (``{"bbox": [x, y, w, h], "category": ClassLab
 ``polygon`` of ``[x, y]`` points) gives objects. Other columns are skipped with a logged reason.
 
 Export writes the same layout (a Dataset, or a DatasetDict with a split per dataset): ``image`` (an ``Image``
-column with the file's bytes and name), one column per image tag (``ClassLabel`` where the tag came from one,
-a bool for tags without a value, a list where an image has several values), and ``objects``.
+column with the file's bytes and name, read file by file as ``save_to_disk`` writes its shards), one column per
+image tag (``ClassLabel`` where the tag came from one, a bool for tags without a value, a list where an image has
+several values), and ``objects``.
 
 The folder is untrusted: before ``datasets`` opens it, every file its ``state.json`` and ``dataset_dict.json``
 name must be a plain name of a regular file inside it.
@@ -239,7 +240,9 @@ def write(project: Project, out: Path) -> None:
 def _columns(project: Project, dataset: DatasetRecord, datasets: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     classes = project.class_names()
     features: dict[str, Any] = {"image": datasets.Image()}
-    columns: dict[str, list[Any]] = {"image": [{"bytes": i.source.read_bytes(), "path": i.name} for i in dataset.items]}
+    # paths, not bytes: save_to_disk reads each file into its shard as it writes it (bounded memory), keeping
+    # the file's name as the image's path
+    columns: dict[str, list[Any]] = {"image": [{"bytes": None, "path": str(i.source)} for i in dataset.items]}
     names = list(dict.fromkeys(n for d in project.datasets for i in d.items for n, _ in i.tags))
     for name in names:
         if name in (OBJECTS, "image"):
