@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from picsift import Library, PicsiftError
+from picsift.cli import main
 
 from .conftest import stamp_files
 from .test_formats import annotations, library_contents, make_coco, make_supervisely, private_image
@@ -263,3 +264,32 @@ def test_label_studio_urls_and_odd_results(library: Library, tmp_path: Path, sta
     (project / "tasks.json").write_text(json.dumps([task]))
     with pytest.raises(PicsiftError, match=r"tasks\.json, task 7 .*is a URL"):
         Library(tmp_path / "lib").labels.import_project(project, "labelstudio")
+
+
+@pytest.mark.parametrize("fmt", ["cvat", "hf"])
+def test_cli_round_trip(image_folder: Path, tiny_model: str, tmp_path: Path, fmt: str,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    if fmt == "hf":
+        pytest.importorskip("datasets")
+    with Library(image_folder, model=tiny_model, index="exact") as lib:
+        lib.update(progress=False)
+        ids = lib.images()["id"].tolist()[:3]
+        lib.labels.add_object(ids[0], "car", bbox=(1, 2, 11, 12))
+        lib.labels.add_object(ids[1], "wheel", polygon=[(0, 0), (9, 0), (4, 7)])
+        lib.labels.add_tag(ids[2], "weather", "rain")
+        lib.collections.write("picked", ids)
+    out = tmp_path / fmt
+    assert main(["export", str(image_folder), "--model", tiny_model, "--collection", "picked", "--format", fmt,
+                 "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 3
+    other = tmp_path / "other"
+    other.mkdir()
+    assert main(["import", str(other), str(out), "--format", fmt, "--model", tiny_model, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sum(d["images"] for d in report["datasets"]) == 3
+    with Library(other, model=tiny_model) as again:
+        assert again.status()["embedded"] == 3
+        objects = again.labels.objects().to_dict("records")
+        assert sorted((o["image_id"], o["class"], o["points"]) for o in objects) == sorted(
+            [(ids[0], "car", [[1, 2], [11, 12]]), (ids[1], "wheel", [[0, 0], [9, 0], [4, 7]])])
+        assert again.labels.tags(ids[2]) == [("weather", "rain")]
