@@ -293,3 +293,99 @@ def test_cli_round_trip(image_folder: Path, tiny_model: str, tmp_path: Path, fmt
         assert sorted((o["image_id"], o["class"], o["points"]) for o in objects) == sorted(
             [(ids[0], "car", [[1, 2], [11, 12]]), (ids[1], "wheel", [[0, 0], [9, 0], [4, 7]])])
         assert again.labels.tags(ids[2]) == [("weather", "rain")]
+
+
+# -- files shaped like the formats' published examples import as their authors meant ----------------------------
+def write_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, (name, size) in enumerate(sizes.items()):
+        Image.new("RGB", size, (40 * n, 90, 160)).save(folder / name)
+
+
+def test_a_voc2012_style_project(library: Library, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """VOC2012's layout: Annotations/2007_000027.xml (an object with <part>s), ImageSets/Main with train, val,
+    trainval and per-class lists (``person_train.txt``: ``stem  1``)."""
+    project = tmp_path / "VOC2012"
+    write_images(project / "JPEGImages", {"2007_000027.jpg": (486, 500), "2007_000032.jpg": (500, 281)})
+    (project / "Annotations").mkdir()
+    (project / "Annotations" / "2007_000027.xml").write_text("""<annotation>
+	<folder>VOC2012</folder>
+	<filename>2007_000027.jpg</filename>
+	<source><database>The VOC2007 Database</database><annotation>PASCAL VOC2007</annotation><image>flickr</image>
+	</source>
+	<size><width>486</width><height>500</height><depth>3</depth></size>
+	<segmented>0</segmented>
+	<object>
+		<name>person</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>
+		<bndbox><xmin>174</xmin><ymin>101</ymin><xmax>349</xmax><ymax>351</ymax></bndbox>
+		<part><name>head</name><bndbox><xmin>169</xmin><ymin>104</ymin><xmax>209</xmax><ymax>146</ymax></bndbox></part>
+	</object>
+</annotation>""")
+    (project / "Annotations" / "2007_000032.xml").write_text("""<annotation>
+	<folder>VOC2012</folder><filename>2007_000032.jpg</filename>
+	<size><width>500</width><height>281</height><depth>3</depth></size><segmented>1</segmented>
+	<object><name>aeroplane</name><pose>Frontal</pose><truncated>0</truncated><difficult>0</difficult>
+		<bndbox><xmin>104</xmin><ymin>78</ymin><xmax>375</xmax><ymax>183</ymax></bndbox></object>
+	<object><name>person</name><pose>Rear</pose><truncated>1</truncated><difficult>1</difficult>
+		<bndbox><xmin>195</xmin><ymin>180</ymin><xmax>213</xmax><ymax>229</ymax></bndbox></object>
+</annotation>""")
+    main_sets = project / "ImageSets" / "Main"
+    main_sets.mkdir(parents=True)
+    (main_sets / "train.txt").write_text("2007_000032\n")
+    (main_sets / "val.txt").write_text("2007_000027\n")
+    (main_sets / "trainval.txt").write_text("2007_000027\n2007_000032\n")
+    (main_sets / "person_train.txt").write_text("2007_000032  1\n")
+    assert library.labels.import_project(project, "voc") == ["VOC2012/train", "VOC2012/val"]
+    found = {Path(k).name: v for k, v in objects_by_image(library).items()}
+    assert found["2007_000027.jpg"] == [("person", "rectangle", [[174, 101], [349, 351]])]  # not its head part
+    assert found["2007_000032.jpg"] == [("aeroplane", "rectangle", [[104, 78], [375, 183]]),
+                                        ("person", "rectangle", [[195, 180], [213, 229]])]
+    tags = sorted((o["class"], sorted(o["tags"])) for o in library.labels.objects().to_dict("records"))
+    assert tags == [("aeroplane", [("pose", "Frontal")]), ("person", []),
+                    ("person", [("difficult", None), ("pose", "Rear"), ("truncated", None)])]
+
+
+def test_a_cvat_for_images_file_as_cvat_writes_it(library: Library, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The shapes of CVAT for images 1.1 (as in Datumaro's CVAT test assets): checkbox, radio, text and number
+    attributes, a polyline, points, a skeleton and a polygon without a label; images named without a subset."""
+    project = tmp_path / "cvat-task"
+    write_images(project / "images", {"img0.jpg": (8, 8), "img1.jpg": (10, 10)})
+    attributes = "".join(f"<attribute><name>{n}</name><input_type>{t}</input_type><default_value>{d}</default_value>"
+                         f"<values>{v}</values></attribute>" for n, t, d, v in (
+                             ("a1", "checkbox", "false", "false true"), ("a2", "radio", "v1", "v1 v2 v3"),
+                             ("a3", "text", "0000", "0001 0002 0003"), ("a4", "number", "0", "2.4 1 -5.6")))
+    (project / "annotations.xml").write_text(f"""<annotations><version>1.1</version>
+  <meta><task><z_order>True</z_order><mode>annotation</mode><labels>
+    <label><name>label1</name><attributes>{attributes}</attributes></label><label><name>label2</name></label>
+    <label><name>skeleton</name><type>skeleton</type></label>
+    <label><name>1</name><type>points</type><parent>skeleton</parent></label>
+  </labels></task></meta>
+  <image height="8" id="0" name="img0.jpg" width="8">
+    <box label="label1" occluded="1" xbr="4" xtl="0" ybr="4" ytl="2" z_order="1">
+      <attribute name="a1">true</attribute><attribute name="a2">v3</attribute>
+      <attribute name="a3">0003</attribute><attribute name="a4">2.4</attribute>
+    </box>
+    <polyline label="" points="1.0,2;3,4;5,6;7,8"/>
+    <skeleton label="skeleton" occluded="0" points="" rotation="0.00" z_order="0">
+      <points label="1" occluded="0" outside="1" points="1,1" z_order="0"></points>
+    </skeleton>
+  </image>
+  <image height="10" id="1" name="img1.jpg" width="10">
+    <polygon label="" points="1,2;3,4;6,5" z_order="1"/>
+    <points label="label2" points="1,2;3,4;5,6" z_order="2"/>
+    <polygon label="label2" points="1,2;3,4;6,5" z_order="1"/>
+  </image>
+</annotations>""")
+    with caplog.at_level(logging.WARNING):
+        assert library.labels.import_project(project, "cvat") == ["cvat-task/default"]
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "<polyline>" in warned and "<skeleton>" in warned and "<points>" in warned
+    assert "object class ''" in warned  # the polygon without a label, skipped with the reason
+    (box,) = library.labels.objects(next(library.root.rglob("img0.jpg"))).to_dict("records")
+    assert (box["class"], box["points"]) == ("label1", [[0, 2], [4, 4]])
+    assert sorted(box["tags"]) == [("a1", "true"), ("a2", "v3"), ("a3", "0003"), ("a4", 2.4), ("occluded", None)]
+    (polygon,) = library.labels.objects(next(library.root.rglob("img1.jpg"))).to_dict("records")
+    assert (polygon["class"], polygon["geometry"], polygon["points"]) == ("label2", "polygon",
+                                                                          [[1, 2], [3, 4], [6, 5]])
+    assert [c for c, _, _ in library.labels.classes()] == ["label1", "label2"]

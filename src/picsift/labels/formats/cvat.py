@@ -14,8 +14,9 @@
 Each ``subset`` is a dataset (``default`` without one). Boxes and polygons are imported; other shapes
 (points, polylines, masks, ellipses, cuboids) are skipped with a logged reason. ``occluded="1"`` becomes the
 object tag ``occluded``; shape ``<attribute>`` elements become object tags. An image ``<tag label="L">``
-becomes image tag ``L``, its value in ``<attribute name="value">``. Attributes declared with
-``<input_type>number</input_type>`` read back as numbers. XML is parsed with entities refused.
+becomes image tag ``L``, its value in ``<attribute name="value">``. Attribute values are text, except those of
+attributes declared ``<input_type>number</input_type>``, which read back as numbers (the export declares
+attributes whose values are all numbers so). XML is parsed with entities refused.
 """
 
 from __future__ import annotations
@@ -48,15 +49,18 @@ def read(source: Path) -> Project:
     if root.tag != "annotations":
         raise PicsiftError(f"{file} is not CVAT for images XML: its root element is <{root.tag}>")
     project = Project(root_folder.name, meta_file=file)
+    numbers: set[tuple[str, str]] = set()  # (label, attribute) declared as numbers
     for label in root.iter("label"):
         with reading(file, "meta labels"):
             name = label.findtext("name")
-            if name and (label.findtext("type") or "") != "tag":
+            if name and (label.findtext("type") or "") not in ("tag", "skeleton", "points"):
                 project.classes.setdefault(name, "any")
+            numbers.update((name or "", a.findtext("name") or "") for a in label.iter("attribute")
+                           if a.findtext("input_type") == "number")
     datasets: dict[str, DatasetRecord] = {}
     for n, image in enumerate(root.findall("image")):
         with reading(file, f"image {image.get('name')!r} (#{n + 1})"):
-            item = _read_image(image, file, root_folder)
+            item = _read_image(image, file, root_folder, numbers)
             subset = check_folder_name(image.get("subset") or DEFAULT_DATASET, f"{file}: subset")
             datasets.setdefault(subset, DatasetRecord(subset)).items.append(item)
     if not datasets:
@@ -66,19 +70,19 @@ def read(source: Path) -> Project:
     return project
 
 
-def _read_image(image: Any, file: Path, root: Path) -> ItemRecord:
+def _read_image(image: Any, file: Path, root: Path, numbers: set[tuple[str, str]]) -> ItemRecord:
     name = check_relative(image.get("name"), f"{file}: image name")
     subset = image.get("subset") or ""
     candidates = [root / "images" / subset / name, root / "images" / name, root / name]
-    found = [c for c in candidates if subset or c != candidates[0]]
-    found = [c for c in found if os.path.lexists(c)]
+    found = [c for c in candidates if os.path.lexists(c)]
     if not found:
         raise PicsiftError(f"{file}: image {name!r} not found in {root / 'images'} or {root}")
     item = ItemRecord(Path(name).name, project_file(root, found[0], f"{file}: image"), annotations=file)
     item.width, item.height = int(image.get("width")), int(image.get("height"))
     for tag in image.findall("tag"):
+        label = _required(tag, "label")
         values = [a.text for a in tag.findall("attribute") if a.get("name") == "value"]
-        item.tags.append((_required(tag, "label"), text_value(values[0]) if values else None))
+        item.tags.append((label, _value(values[0], (label, "value") in numbers) if values else None))
     for shape in image:
         if shape.tag in ("tag",):
             continue
@@ -86,11 +90,11 @@ def _read_image(image: Any, file: Path, root: Path) -> ItemRecord:
             log.warning("%s: image %r: skipped a <%s> of label %r: only box and polygon are supported",
                         file, name, shape.tag, shape.get("label"))
             continue
-        item.objects.append(_read_shape(shape))
+        item.objects.append(_read_shape(shape, numbers))
     return item
 
 
-def _read_shape(shape: Any) -> ObjectRecord:
+def _read_shape(shape: Any, numbers: set[tuple[str, str]]) -> ObjectRecord:
     cls = _required(shape, "label")
     if shape.tag == "box":
         x1, y1, x2, y2 = (float(_required(shape, k)) for k in ("xtl", "ytl", "xbr", "ybr"))
@@ -98,8 +102,18 @@ def _read_shape(shape: Any) -> ObjectRecord:
     else:
         points = [[float(v) for v in pair.split(",", 1)] for pair in _required(shape, "points").split(";")]
     tags: list[tuple[str, TagValue]] = [("occluded", None)] if shape.get("occluded") == "1" else []
-    tags += [(_required(a, "name"), text_value(a.text)) for a in shape.findall("attribute")]
+    tags += [(_required(a, "name"), _value(a.text, (cls, a.get("name")) in numbers))
+             for a in shape.findall("attribute")]
     return ObjectRecord(cls, SHAPES[shape.tag], points, tags, author=None)
+
+
+def _value(text: str | None, number: bool) -> TagValue:
+    if text is None:
+        return None
+    value = text_value(text) if number else text
+    if number and isinstance(value, str):
+        raise PicsiftError(f"attribute value {text[:80]!r} is declared a number")
+    return value
 
 
 def _required(element: Any, key: str) -> str:
@@ -122,18 +136,37 @@ def write(project: Project, out: Path) -> None:
         _sub(label, "name", cls)
         _sub(label, "type", "any")
         attributes = _sub(label, "attributes")
-        for name in dict.fromkeys(n for d in project.datasets for i in d.items for o in i.objects if o.cls == cls
-                                  for n, _ in o.tags if n != "occluded"):
+        values: dict[str, list[TagValue]] = {}
+        for d in project.datasets:
+            for i in d.items:
+                for o in i.objects:
+                    for n, v in o.tags if o.cls == cls else []:
+                        if (n, v) != ("occluded", None):
+                            values.setdefault(n, []).append(v)
+        for name, seen in values.items():
             attribute = _sub(attributes, "attribute")
             _sub(attribute, "name", name)
             _sub(attribute, "mutable", "False")
-            _sub(attribute, "input_type", "text")
+            _sub(attribute, "input_type", "number" if seen and all(_is_number(v) for v in seen) else "text")
             _sub(attribute, "default_value", "")
             _sub(attribute, "values", "")
-    for tag_name in dict.fromkeys(n for d in project.datasets for i in d.items for n, _ in i.tags):
+    tag_values: dict[str, list[TagValue]] = {}
+    for d in project.datasets:
+        for i in d.items:
+            for n, v in i.tags:
+                tag_values.setdefault(n, []).append(v)
+    for tag_name, seen in tag_values.items():
         label = _sub(labels, "label")
         _sub(label, "name", tag_name)
         _sub(label, "type", "tag")
+        given = [v for v in seen if v is not None]
+        if given:
+            attribute = _sub(_sub(label, "attributes"), "attribute")
+            _sub(attribute, "name", "value")
+            _sub(attribute, "mutable", "False")
+            _sub(attribute, "input_type", "number" if all(_is_number(v) for v in given) else "text")
+            _sub(attribute, "default_value", "")
+            _sub(attribute, "values", "")
     _sub(task, "subsets", "\n".join(d.name for d in project.datasets))
     number = 0
     for dataset in project.datasets:
@@ -164,6 +197,10 @@ def _write_shape(image: ET.Element, obj: ObjectRecord) -> None:
     for name, value in obj.tags:
         if (name, value) != ("occluded", None):
             _sub(shape, "attribute", None if value is None else str(value), name=name)
+
+
+def _is_number(value: TagValue) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _number(value: float) -> str:
