@@ -223,3 +223,36 @@ def test_errors_name_what_is_missing(library: Library, tmp_path: Path) -> None:
     datasets.Dataset.from_dict({"text": ["a"]}).save_to_disk(str(folder))
     with pytest.raises(PicsiftError, match="no Image column; columns: text"):
         library.labels.import_project(folder, "hf")
+
+
+@pytest.mark.parametrize("damage", ["state not json", "info not json", "features wrong", "arrow cut",
+                                    "arrow garbage", "no data files", "image bytes not an image", "splits not list"])
+def test_damaged_dataset_folders_are_clear_errors(library: Library, tmp_path: Path, stamps_root: Path,
+                                                  damage: str) -> None:
+    source, _ = make_hf(tmp_path / "pets", stamps_root, splits=damage == "splits not list")
+    arrow = next(source.rglob("*.arrow"))
+    if damage == "state not json":
+        (source / "state.json").write_text("{" * 100_000)
+    elif damage == "info not json":
+        (source / "dataset_info.json").write_bytes(b"\xff\xfe{")
+    elif damage == "features wrong":
+        info = json.loads((source / "dataset_info.json").read_text())
+        info["features"]["image"] = {"_type": "NoSuchFeature"}
+        (source / "dataset_info.json").write_text(json.dumps(info))
+    elif damage == "arrow cut":
+        arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+    elif damage == "arrow garbage":
+        arrow.write_bytes(b"\x00" * 4096)
+    elif damage == "no data files":
+        (source / "state.json").write_text(json.dumps({"_data_files": []}))
+    elif damage == "image bytes not an image":
+        feature = datasets.Features({"image": datasets.Image()})
+        shutil.rmtree(source)
+        datasets.Dataset.from_dict({"image": [{"bytes": b"not an image", "path": "x.png"}]},
+                                   features=feature).save_to_disk(str(source))
+    else:
+        (source / "dataset_dict.json").write_text(json.dumps({"splits": "train"}))
+    with pytest.raises(PicsiftError) as caught:
+        library.labels.import_project(source, "hf")
+    assert str(source) in str(caught.value)  # the error names the folder (and the row, for a row's problem)
+    assert library_contents(library) == {} and library.labels.dataset_names() == []

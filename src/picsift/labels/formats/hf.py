@@ -150,7 +150,7 @@ def _item(source: Path, image: Any, row: int, taken: set[str], where: str) -> It
     name = Path(path).name if isinstance(path, str) and path else ""
     if data is not None:
         file = source  # the bytes are in its arrow files; read again when the image is placed
-        width, height, kind = _size_of(data, where)
+        width, height, kind = _size_of(data, f"{source}, {where}")
     elif name:
         candidate = Path(path) if os.path.isabs(path) else source / check_relative(path, f"{source}, {where}: image")
         file = project_file(source, candidate, f"{source}, {where}: image")
