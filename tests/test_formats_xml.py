@@ -156,8 +156,9 @@ def test_cvat_export_has_the_published_structure(library: Library, tmp_path: Pat
     out, _ = export_and_reimport(library, tmp_path, "cvat")
     root = ET.parse(out / "annotations.xml").getroot()
     assert root.findtext("version") == "1.1"
-    labels = {label.findtext("name") for label in root.findall("meta/task/labels/label")}
+    labels = {label.findtext("name") for label in root.findall("meta/project/labels/label")}  # a project export
     assert {"animal", "wheel"} <= labels
+    assert [t.findtext("subset") for t in root.findall("meta/project/tasks/task")] == ["animals", "vehicles"]
     images = root.findall("image")
     assert len(images) == 5 and {i.get("subset") for i in images} == {"animals", "vehicles"}
     for image in images:
@@ -168,6 +169,38 @@ def test_cvat_export_has_the_published_structure(library: Library, tmp_path: Pat
         for polygon in image.findall("polygon"):
             assert all(len(p.split(",")) == 2 for p in polygon.get("points").split(";"))
     assert root.find("image/box/attribute[@name='legs']") is not None
+
+
+def test_datumaro_reads_the_voc_and_cvat_exports(library: Library, tmp_path: Path, stamps_root: Path) -> None:
+    """Datumaro (the CVAT team's dataset library) imports what picsift wrote: every object, class and box.
+
+    It pins older pandas, numpy and pyarrow, so it is not in the dev extra; this runs where it is installed
+    (``pip install --target DIR --no-deps datumaro`` and its small dependencies, on ``PYTHONPATH``)."""
+    dataset_module = pytest.importorskip("datumaro.components.dataset")
+    from datumaro.components.annotation import AnnotationType
+
+    library.labels.import_project(make_supervisely(tmp_path / "src", stamps_root), "supervisely")
+    library.labels.import_project(make_coco(tmp_path / "src", stamps_root), "coco")
+    ids = [i for d in library.labels.dataset_names() for i in library.labels.dataset_items(d)["id"]]
+    objects = library.labels.objects().to_dict("records")
+    ours = sorted((o["class"], [round(v) for v in _box(o["points"])]) for o in objects)
+    for fmt in ("voc", "cvat"):
+        out = library.export(ids, tmp_path / fmt, fmt)
+        dataset = dataset_module.Dataset.import_from(str(out), fmt)
+        labels = dataset.categories()[AnnotationType.label]
+        theirs = []
+        for item in dataset:
+            for ann in item.annotations:
+                if ann.type in (AnnotationType.bbox, AnnotationType.polygon):
+                    x, y, w, h = ann.get_bbox()
+                    theirs.append((labels[ann.label].name, [round(x), round(y), round(x + w), round(y + h)]))
+        assert sorted(theirs) == ours, fmt
+        assert sorted(dataset.subsets()) == ["animals", "train", "val", "vehicles"]
+
+
+def _box(points: list[list[float]]) -> list[float]:
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return [min(xs), min(ys), max(xs), max(ys)]
 
 
 # -- untrusted XML and paths --------------------------------------------------------------------------------------

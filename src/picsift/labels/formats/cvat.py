@@ -11,12 +11,12 @@
                                 <tag label="outdoor"/></image></annotations>
       images/SUBSET/a.png   (or images/a.png, or a.png: the image's ``name`` relative to the project)
 
-Each ``subset`` is a dataset (``default`` without one). Boxes and polygons are imported; other shapes
-(points, polylines, masks, ellipses, cuboids) are skipped with a logged reason. ``occluded="1"`` becomes the
-object tag ``occluded``; shape ``<attribute>`` elements become object tags. An image ``<tag label="L">``
-becomes image tag ``L``, its value in ``<attribute name="value">``. Attribute values are text, except those of
-attributes declared ``<input_type>number</input_type>``, which read back as numbers (the export declares
-attributes whose values are all numbers so). XML is parsed with entities refused.
+Each ``subset`` is a dataset (an image's, else the task's ``meta/task/subset``, else ``default``). Boxes and
+polygons are imported; other shapes (points, polylines, masks, ellipses, cuboids) are skipped with a logged reason.
+``occluded="1"`` becomes the object tag ``occluded``; shape ``<attribute>`` elements become object tags. An image
+``<tag label="L">`` becomes image tag ``L``, its value in ``<attribute name="value">``. Attribute values are text,
+except those of attributes declared ``<input_type>number</input_type>``, which read back as numbers (the export
+declares attributes whose values are all numbers so). XML is parsed with entities refused.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,11 @@ def read(source: Path) -> Project:
             numbers.update((name or "", a.findtext("name") or "") for a in label.iter("attribute")
                            if a.findtext("input_type") == "number")
     datasets: dict[str, DatasetRecord] = {}
+    task_subset = (root.findtext("meta/task/subset") or "").strip() or DEFAULT_DATASET
     for n, image in enumerate(root.findall("image")):
         with reading(file, f"image {image.get('name')!r} (#{n + 1})"):
             item = _read_image(image, file, root_folder, numbers)
-            subset = check_folder_name(image.get("subset") or DEFAULT_DATASET, f"{file}: subset")
+            subset = check_folder_name(image.get("subset") or task_subset, f"{file}: subset")
             datasets.setdefault(subset, DatasetRecord(subset)).items.append(item)
     if not datasets:
         raise PicsiftError(f"{file} holds no <image> element (CVAT for video XML has <track>s: export it as "
@@ -124,66 +126,77 @@ def _required(element: Any, key: str) -> str:
 
 
 def write(project: Project, out: Path) -> None:
+    """One dataset: a task export (``meta/task`` with its ``subset``, images in ``images/``); several: a project
+    export (``meta/project`` with a task per dataset, ``subset`` on each image, images in ``images/SUBSET/``),
+    as CVAT writes them and Datumaro reads them."""
+    single = len(project.datasets) == 1
     root = ET.Element("annotations")
     _sub(root, "version", "1.1")
-    task = _sub(_sub(root, "meta"), "task")
+    task = _sub(_sub(root, "meta"), "task" if single else "project")
     _sub(task, "name", project.name)
     _sub(task, "size", str(sum(len(d.items) for d in project.datasets)))
     _sub(task, "mode", "annotation")
-    labels = _sub(task, "labels")
+    _write_labels(_sub(task, "labels"), project)
+    if single:
+        _sub(task, "subset", project.datasets[0].name)
+    else:
+        tasks = _sub(task, "tasks")
+        for n, dataset in enumerate(project.datasets, start=1):
+            entry = _sub(tasks, "task")
+            for key, value in (("id", str(n)), ("name", dataset.name), ("size", str(len(dataset.items))),
+                               ("mode", "annotation"), ("subset", dataset.name)):
+                _sub(entry, key, value)
+    number = 0
+    for dataset in project.datasets:
+        for item in dataset.items:
+            copy_image(item, out / "images" if single else out / "images" / dataset.name)
+            image = _sub(root, "image", id=str(number), name=item.name, width=str(item.width),
+                         height=str(item.height), **({} if single else {"subset": dataset.name}))
+            number += 1
+            for tag_name, tag_value in item.tags:
+                tag = _sub(image, "tag", label=tag_name, source="manual")
+                if tag_value is not None:
+                    _sub(tag, "attribute", str(tag_value), name="value")
+            for obj in item.objects:
+                _write_shape(image, obj)
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    tree.write(out / FILE, encoding="utf-8", xml_declaration=True)
+
+
+def _write_labels(labels: ET.Element, project: Project) -> None:
+    """A label per class (its attributes: the object tags seen on it) and per image tag (type ``tag``)."""
     for cls in project.class_names():
         label = _sub(labels, "label")
         _sub(label, "name", cls)
         _sub(label, "type", "any")
-        attributes = _sub(label, "attributes")
         values: dict[str, list[TagValue]] = {}
-        for d in project.datasets:
-            for i in d.items:
-                for o in i.objects:
-                    for n, v in o.tags if o.cls == cls else []:
-                        if (n, v) != ("occluded", None):
-                            values.setdefault(n, []).append(v)
+        for obj in (o for d in project.datasets for i in d.items for o in i.objects if o.cls == cls):
+            for name, value in obj.tags:
+                if (name, value) != ("occluded", None):
+                    values.setdefault(name, []).append(value)
+        attributes = _sub(label, "attributes")
         for name, seen in values.items():
-            attribute = _sub(attributes, "attribute")
-            _sub(attribute, "name", name)
-            _sub(attribute, "mutable", "False")
-            _sub(attribute, "input_type", "number" if seen and all(_is_number(v) for v in seen) else "text")
-            _sub(attribute, "default_value", "")
-            _sub(attribute, "values", "")
+            _write_attribute(attributes, name, seen)
     tag_values: dict[str, list[TagValue]] = {}
-    for d in project.datasets:
-        for i in d.items:
-            for n, v in i.tags:
-                tag_values.setdefault(n, []).append(v)
+    for name, value in (t for d in project.datasets for i in d.items for t in i.tags):
+        tag_values.setdefault(name, []).append(value)
     for tag_name, seen in tag_values.items():
         label = _sub(labels, "label")
         _sub(label, "name", tag_name)
         _sub(label, "type", "tag")
         given = [v for v in seen if v is not None]
         if given:
-            attribute = _sub(_sub(label, "attributes"), "attribute")
-            _sub(attribute, "name", "value")
-            _sub(attribute, "mutable", "False")
-            _sub(attribute, "input_type", "number" if all(_is_number(v) for v in given) else "text")
-            _sub(attribute, "default_value", "")
-            _sub(attribute, "values", "")
-    _sub(task, "subsets", "\n".join(d.name for d in project.datasets))
-    number = 0
-    for dataset in project.datasets:
-        for item in dataset.items:
-            copy_image(item, out / "images" / dataset.name)
-            image = _sub(root, "image", id=str(number), name=item.name, subset=dataset.name,
-                         width=str(item.width), height=str(item.height))
-            number += 1
-            for name, value in item.tags:
-                tag = _sub(image, "tag", label=name, source="manual")
-                if value is not None:
-                    _sub(tag, "attribute", str(value), name="value")
-            for obj in item.objects:
-                _write_shape(image, obj)
-    tree = ET.ElementTree(root)
-    ET.indent(tree)
-    tree.write(out / FILE, encoding="utf-8", xml_declaration=True)
+            _write_attribute(_sub(label, "attributes"), "value", given)
+
+
+def _write_attribute(attributes: ET.Element, name: str, seen: Sequence[TagValue]) -> None:
+    attribute = _sub(attributes, "attribute")
+    _sub(attribute, "name", name)
+    _sub(attribute, "mutable", "False")
+    _sub(attribute, "input_type", "number" if seen and all(_is_number(v) for v in seen) else "text")
+    _sub(attribute, "default_value", "")
+    _sub(attribute, "values", "")
 
 
 def _write_shape(image: ET.Element, obj: ObjectRecord) -> None:

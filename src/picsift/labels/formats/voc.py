@@ -8,6 +8,8 @@
                                       <bndbox><xmin/><ymin/><xmax/><ymax/></bndbox></object></annotation>
       JPEGImages/NAME.jpg
       ImageSets/Main/SPLIT.txt    one image stem a line; each SPLIT is a dataset (without them: "default")
+      labelmap.txt                "# label:color_rgb:parts:actions" then "NAME:R,G,B::" a class (CVAT's and
+                                  Datumaro's declaration of classes beyond VOC's 20; written on export)
 
 Boxes are whole pixels in VOC: picsift writes its coordinates rounded to the nearest pixel, as they are (the
 top-left corner of the image is 0, as CVAT and LabelImg write them). A polygon is written as its ``bndbox`` (what
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "default"
 FLAGS = ("difficult", "truncated", "occluded")
+LABELMAP = "labelmap.txt"
 
 
 def read(source: Path) -> Project:
@@ -56,6 +59,13 @@ def read(source: Path) -> Project:
     if not files:
         raise PicsiftError(f"{source} is not a Pascal VOC project: Annotations/ holds no .xml file")
     project = Project(source.name)
+    if os.path.lexists(source / LABELMAP):
+        project.meta_file = project_file(source, source / LABELMAP, "VOC label map")
+        with reading(project.meta_file):
+            for line in project.meta_file.read_text(encoding="utf-8").splitlines():
+                name = line.split(":", 1)[0].strip()
+                if name and not line.startswith("#") and name != "background":
+                    project.classes.setdefault(name, "any")
     items = {stem: _read_file(source, file) for stem, file in files.items()}
     for name, stems in _splits(source, files):
         dataset = DatasetRecord(name)
@@ -166,6 +176,12 @@ def _text(element: Any, tag: str) -> str | None:
 
 def write(project: Project, out: Path) -> None:
     names = unique_names(project)
+    classes = [c for c in project.class_names() if ":" not in c]
+    if len(classes) < len(project.class_names()):
+        log.warning("classes with a ':' are left out of %s (its field separator)", LABELMAP)
+    lines = ["# label:color_rgb:parts:actions", "background:0,0,0::"]
+    lines += [f"{c}:{(37 * n) % 256},{(91 * n) % 256},{(173 * n) % 256}::" for n, c in enumerate(classes, start=1)]
+    (out / LABELMAP).write_text("\n".join(lines) + "\n")
     (out / "Annotations").mkdir(parents=True, exist_ok=True)
     (out / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
     for dataset in project.datasets:
