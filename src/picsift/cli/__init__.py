@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = subcommands.add_parser("import", help="import a labelled project (images, tags, objects) into the library")
     _library_args(p)
-    p.add_argument("project", help="the project folder (COCO: a folder or an instances JSON file)")
+    p.add_argument("project", help="the project folder (COCO, CVAT, Label Studio: or its annotation file; "
+                                    "hf: a folder written by save_to_disk)")
     p.add_argument("--format", required=True, choices=list(FORMATS), help="the project's format")
     p.add_argument("--target", help="folder under FOLDER for the images (default: the project's name)")
     p.set_defaults(handler=commands.import_project)
