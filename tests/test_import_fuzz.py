@@ -1,4 +1,5 @@
-"""Hostile projects: random and crafted annotation files for the three importers (COCO, YOLO, Supervisely).
+"""Hostile projects: random and crafted annotation files for the importers (COCO, YOLO, Supervisely, Pascal VOC,
+CVAT, Label Studio).
 
 Whatever a project holds (wrong types, huge or non-finite numbers, deep nesting, odd paths, links out of the
 project, a named pipe), an import either succeeds or raises picsift's own :class:`PicsiftError`; and it reads
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -277,3 +279,118 @@ def test_hostile_yolo_projects(sandbox: Callable[[], Any], drawn: dict[str, Any]
 @given(drawn=supervisely_files())
 def test_hostile_supervisely_projects(sandbox: Callable[[], Any], drawn: dict[str, Any]) -> None:
     import_and_check(sandbox, "supervisely", drawn, build_supervisely)
+
+
+# -- Pascal VOC, CVAT and Label Studio: the same promises, and XML that carries entities is refused ------------------
+#: XML no parser should take on trust: entity expansion (billion laughs), external entities and DTDs, broken text.
+RAW_XML = st.sampled_from([
+    '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xxxxxxxxxx"><!ENTITY y "&x;&x;&x;&x;&x;&x;&x;&x;">]><a>&y;</a>',
+    f'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY s SYSTEM "file://{SECRET}">]><annotation>&s;</annotation>',
+    '<?xml version="1.0"?><!DOCTYPE a SYSTEM "http://127.0.0.1:9/x.dtd"><annotations/>',
+    "<annotation>" * 100_000, "<a><b></a>", "", "\x00", b"\xff\xfe<\x00a\x00>", "<annotations/>", "<annotation/>",
+])
+
+
+def xml_text(value: Any) -> str:
+    return escape(str(value))
+
+
+@st.composite
+def voc_files(draw: st.DrawFn) -> dict[str, Any]:
+    c = Chaos(draw)
+    objects = "".join(
+        f"<object><name>{xml_text(c.value('cat'))}</name><difficult>{xml_text(c.value(0))}</difficult>"
+        + (f"<polygon><x1>1</x1><y1>2</y1><x2>{xml_text(c.value(20, HUGE | JSON))}</x2><y2>25</y2>"
+           f"<x3>4</x3><y3>30</y3></polygon>" if n % 2 else
+           "<bndbox>" + "".join(f"<{k}>{xml_text(c.value(v, HUGE | JSON))}</{k}>"
+                                for k, v in (("xmin", 1), ("ymin", 2), ("xmax", 20), ("ymax", 25))) + "</bndbox>")
+        + f"<attributes><attribute><name>{xml_text(c.value('colour'))}</name><value>{xml_text(c.value('red'))}"
+          "</value></attribute></attributes></object>"
+        for n in range(draw(st.integers(0, 3))))
+    document = (f"<annotation><filename>{xml_text(c.value('a.png', NAMES | JSON))}</filename><size><width>"
+                f"{xml_text(c.value(64, HUGE | JSON))}</width><height>48</height></size>{objects}</annotation>")
+    return {"xml": c.value(document, RAW_XML), "split": c.value("a\n", NAMES.map(lambda n: f"{n}\n") | JSON),
+            "links": c.hit(), "link_xml": c.hit(), "link_folder": c.hit()}
+
+
+@st.composite
+def cvat_files(draw: st.DrawFn) -> dict[str, Any]:
+    c = Chaos(draw)
+    shapes = "".join(
+        (f'<box label="{xml_text(c.value("cat"))}" xtl="{xml_text(c.value(1, HUGE | JSON))}" ytl="2" '
+         f'xbr="{xml_text(c.value(20, HUGE | JSON))}" ybr="25" occluded="{xml_text(c.value(1))}">'
+         if n % 2 == 0 else
+         f'<polygon label="cat" points="{xml_text(c.value("1,2;20,25;4,30", st.text(max_size=20) | JSON))}">')
+        + f'<attribute name="{xml_text(c.value("colour"))}">{xml_text(c.value("red"))}</attribute>'
+        + ("</box>" if n % 2 == 0 else "</polygon>")
+        for n in range(draw(st.integers(0, 3))))
+    document = (f'<annotations><version>1.1</version><image id="0" name="{xml_text(c.value("a.png", NAMES | JSON))}" '
+                f'subset="{xml_text(c.value("train", NAMES | JSON))}" width="{xml_text(c.value(64, HUGE | JSON))}" '
+                f'height="48"><tag label="{xml_text(c.value("outdoor"))}"/>{shapes}</image></annotations>')
+    return {"xml": c.value(document, RAW_XML), "links": c.hit(), "link_xml": c.hit(), "link_folder": c.hit()}
+
+
+@st.composite
+def labelstudio_files(draw: st.DrawFn) -> dict[str, Any]:
+    c = Chaos(draw)
+    odd_types = st.sampled_from(["brushlabels", "textarea", "number"]) | JSON
+    kinds = ["rectanglelabels", "polygonlabels", "choices"]
+    results = [{"id": c.value(f"r{n}"), "type": c.value(kinds[n % 3], odd_types),
+                "from_name": c.value("label"), "original_width": c.value(64, HUGE | JSON), "original_height": 48,
+                "value": c.value({"x": c.value(10, HUGE | JSON), "y": 5, "width": 50, "height": c.value(25),
+                                  "rotation": c.value(0, HUGE | JSON), "points": c.points(), "choices": c.value(["a"]),
+                                  "rectanglelabels": c.value(["cat"]), "polygonlabels": c.value(["cat"])})}
+               for n in range(draw(st.integers(0, 3)))]
+    image = c.value("/data/local-files/?d=images/a.png", NAMES | JSON | st.sampled_from(
+        ["https://127.0.0.1:9/a.png", "s3://b/a.png", "data:image/png;base64,AAAA", f"/data/local-files/?d={SECRET}",
+         "/data/upload/1/../../../outside/secret.png", "/data/local-files/?d=..%2Foutside%2Fsecret.png"]))
+    tasks = c.value([{"id": c.value(1), "data": c.value({"image": image, "dataset": c.value("train", NAMES | JSON)}),
+                      "annotations": c.value([{"result": c.value(results), "completed_by": c.value({"email": "a"})}])}])
+    return {"tasks": c.document(tasks), "links": c.hit(), "link_tasks": c.hit(), "link_folder": c.hit()}
+
+
+def build_voc(project: Path, drawn: dict[str, Any], images: list[Path], base: Path) -> None:
+    write(project / "Annotations" / "a.xml", drawn["xml"], base)
+    write(project / "ImageSets" / "Main" / "train.txt", drawn["split"] if isinstance(drawn["split"], str)
+          else json.dumps(drawn["split"]), base)
+    add_images(project / "JPEGImages", images, base, drawn["links"])
+    if drawn["link_xml"]:
+        link_out(project / "Annotations" / "a.xml", base / "outside" / "ann.json")
+    if drawn["link_folder"]:
+        link_out(project / "JPEGImages", base / "outside")
+
+
+def build_cvat(project: Path, drawn: dict[str, Any], images: list[Path], base: Path) -> None:
+    write(project / "annotations.xml", drawn["xml"], base)
+    add_images(project / "images" / "train", images, base, drawn["links"])
+    if drawn["link_xml"]:
+        link_out(project / "annotations.xml", base / "outside" / "ann.json")
+    if drawn["link_folder"]:
+        link_out(project / "images" / "train", base / "outside")
+
+
+def build_labelstudio(project: Path, drawn: dict[str, Any], images: list[Path], base: Path) -> None:
+    write(project / "tasks.json", drawn["tasks"], base)
+    add_images(project / "images", images, base, drawn["links"])
+    if drawn["link_tasks"]:
+        link_out(project / "tasks.json", base / "outside" / "ann.json")
+    if drawn["link_folder"]:
+        link_out(project / "images", base / "outside")
+
+
+@FUZZ
+@given(drawn=voc_files())
+def test_hostile_voc_projects(sandbox: Callable[[], Any], drawn: dict[str, Any]) -> None:
+    import_and_check(sandbox, "voc", drawn, build_voc)
+
+
+@FUZZ
+@given(drawn=cvat_files())
+def test_hostile_cvat_projects(sandbox: Callable[[], Any], drawn: dict[str, Any]) -> None:
+    import_and_check(sandbox, "cvat", drawn, build_cvat)
+
+
+@FUZZ
+@given(drawn=labelstudio_files())
+def test_hostile_labelstudio_projects(sandbox: Callable[[], Any], drawn: dict[str, Any]) -> None:
+    import_and_check(sandbox, "labelstudio", drawn, build_labelstudio)

@@ -19,6 +19,8 @@ from typing import Any
 from ..analysis.sampling import SAMPLING_METHODS
 from ..errors import PicsiftError, workspace_space
 from ..index import available_backends
+from ..labels.export import EXPORT_FORMATS
+from ..labels.formats import FORMATS
 from ..terminal import PrintableFormatter
 from . import commands, serve
 from .commands import say
@@ -147,15 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     _library_args(p)
     p.add_argument("--collection", default="_temporary", metavar="NAME",
                    help="the collection to export (default: the last search)")
-    p.add_argument("--format", required=True, choices=["csv", "parquet", "coco", "yolo", "supervisely"],
-                   help="csv/parquet: one row per image with labels; coco/yolo/supervisely: images + annotations")
+    p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS),
+                   help="csv/parquet: one row per image with labels; the others: images + annotations")
     p.add_argument("--out", required=True, help="output file (csv, parquet) or new folder (projects)")
     p.set_defaults(handler=commands.export)
 
     p = subcommands.add_parser("import", help="import a labelled project (images, tags, objects) into the library")
     _library_args(p)
-    p.add_argument("project", help="the project folder (COCO: a folder or an instances JSON file)")
-    p.add_argument("--format", required=True, choices=["supervisely", "coco", "yolo"], help="the project's format")
+    p.add_argument("project", help="the project folder (COCO, CVAT, Label Studio: or its annotation file; "
+                                    "hf: a folder written by save_to_disk)")
+    p.add_argument("--format", required=True, choices=list(FORMATS), help="the project's format")
     p.add_argument("--target", help="folder under FOLDER for the images (default: the project's name)")
     p.set_defaults(handler=commands.import_project)
 

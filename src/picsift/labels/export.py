@@ -1,5 +1,5 @@
-"""Handing images on: one DataFrame row per image with its labels, and files in CSV, Parquet, COCO, YOLO
-or Supervisely.
+"""Handing images on: one DataFrame row per image with its labels, and files in CSV, Parquet or a labelled
+project format (COCO, YOLO, Supervisely, Pascal VOC, CVAT, Label Studio, a Hugging Face dataset).
 
 :meth:`Export.to_pandas` joins a collection (or an image set, or ids) with the catalog's labels:
 path, score, dataset, size, tags, object count per class and open issues. CSV and Parquet write that
@@ -87,7 +87,7 @@ class Export:
 
     def export(self, images: Any, out: str | os.PathLike[str], format: str) -> Path:
         """Write images as a table (``csv``, ``parquet``) or a labelled project (``coco``, ``yolo``,
-        ``supervisely``, with the image files and their annotations).
+        ``supervisely``, ``voc``, ``cvat``, ``labelstudio``, ``hf``: the image files and their annotations).
 
         Parameters
         ----------

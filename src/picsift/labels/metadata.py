@@ -327,9 +327,11 @@ class Metadata:
         Parameters
         ----------
         source
-            The project folder (COCO: a folder or one instances JSON file).
+            The project folder (COCO, CVAT, Label Studio: a folder or its one annotation file; ``hf``: a
+            folder written by ``datasets``' ``save_to_disk``).
         format
-            "supervisely", "coco" or "yolo" (see :mod:`picsift.labels.formats`).
+            "supervisely", "coco", "yolo", "voc", "cvat", "labelstudio" or "hf" (see
+            :mod:`picsift.labels.formats`).
         target
             Folder under the library root for the images (default: the project folder's name); each
             dataset gets a subfolder. Images already under the library root stay where they are. A

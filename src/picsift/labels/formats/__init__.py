@@ -1,4 +1,5 @@
-"""Labelled project formats in and out: Supervisely, COCO and YOLO, one module each.
+"""Labelled project formats in and out: Supervisely, COCO, YOLO, Pascal VOC, CVAT, Label Studio and Hugging Face
+datasets, one module each.
 
 Every format module has ``read(source) -> Project`` and ``write(project, out)``; this module does the
 rest for all of them: placing imported images under the library root and recording their annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("supervisely", "coco", "yolo")
+FORMATS = ("supervisely", "coco", "yolo", "voc", "cvat", "labelstudio", "hf")
 
 
 @dataclass
@@ -69,6 +71,7 @@ class ItemRecord:
     tags: list[tuple[str, TagValue]] = field(default_factory=list)
     objects: list[ObjectRecord] = field(default_factory=list)
     annotations: Path | None = None  # the file its tags and objects were read from
+    load: Callable[[], bytes] | None = None  # the image's bytes, when they are not a file (a dataset's column)
 
 
 @dataclass
@@ -115,7 +118,7 @@ def import_project(meta: Metadata, source: Path, format: str, *, target: str | N
     names = [check_folder_name(f"{folder}/{d.name}") for d in project.datasets]  # the project keeps them unique
     seen: dict[str, None] = {}  # classes of the objects recorded, in first-seen order
     for name, dataset in zip(names, project.datasets, strict=True):
-        placed = [(item, _place(meta, item.source, name, item.name, copy)) for item in dataset.items]
+        placed = [(item, _place(meta, item, name, copy)) for item in dataset.items]
         meta.add_dataset(name, name, {"format": format, "project": str(source)})
         with meta.catalog.transaction():
             for item, relative in placed:
@@ -162,8 +165,15 @@ def _size(item: ItemRecord) -> tuple[int, int] | None:
     return (item.width, item.height) if item.width and item.height else None
 
 
-def _place(meta: Metadata, source: Path, folder: str, name: str, copy: bool) -> str:
+def _place(meta: Metadata, item: ItemRecord, folder: str, copy: bool) -> str:
     """Put an image under the library root (unless it is there already); returns its relative path."""
+    source, name = item.source, item.name
+    if item.load is not None:
+        if not copy:
+            raise PicsiftError(f"image {name!r} of {source} is bytes inside the dataset's files, not a file picsift "
+                               "can index in place; import with copy=True (each image becomes a file under the "
+                               "target folder)")
+        return _write_bytes(meta, item.load(), f"{folder}/{name}", source)
     if not source.is_file():
         raise PicsiftError(f"image {source} named by the annotations does not exist")
     relative = meta.relative_path(source.resolve())
@@ -178,6 +188,18 @@ def _place(meta: Metadata, source: Path, folder: str, name: str, copy: bool) -> 
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         shutil.copy2(source, target)
+    return relative
+
+
+def _write_bytes(meta: Metadata, data: bytes, relative: str, source: Path) -> str:
+    target = library_path(meta.root, relative, what="import target")
+    if target.exists() and content_id(target.read_bytes()) != content_id(data):
+        raise PicsiftError(f"{target} exists with other content than {source}; import into another target folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)
     return relative
 
 
@@ -258,6 +280,54 @@ def reading(file: Path, entry: str = "") -> Iterator[None]:
         raise PicsiftError(f"{where}: missing field {e.args[0]!r}") from e
     except (TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as e:
         raise PicsiftError(f"{where}: malformed entry ({type(e).__name__}: {e})") from e
+
+
+def parse_xml(path: Path) -> Any:
+    """The root element of an XML file, parsed with entity declarations and external references refused
+    (no XXE, no billion laughs: :mod:`defusedxml`)."""
+    try:
+        import defusedxml.ElementTree as safe_xml
+        from defusedxml import DefusedXmlException
+    except ImportError as e:
+        raise ImportError(f'reading {path.name} needs defusedxml: pip install "picsift[formats]"') from e
+    try:
+        return safe_xml.parse(path).getroot()
+    except DefusedXmlException as e:
+        raise PicsiftError(f"{path}: refused XML ({type(e).__name__}: {e}); picsift reads no entities or DTDs") from e
+    except (OSError, SyntaxError, ValueError, RecursionError) as e:  # ParseError is a SyntaxError
+        raise PicsiftError(f"cannot read {path}: {type(e).__name__}: {e}") from e
+
+
+def unique_names(project: Project) -> dict[int, str]:
+    """A file name per item (by ``id``), unique across the whole project by stem, case-insensitively (formats
+    with one flat folder of annotation files name them after the image's stem)."""
+    taken: set[str] = set()
+    names = {}
+    for dataset in project.datasets:
+        for item in dataset.items:
+            stem, suffix = Path(item.name).stem, Path(item.name).suffix
+            name, n = item.name, 1
+            while Path(name).stem.casefold() in taken:
+                n += 1
+                name = f"{stem}_{n}{suffix}"
+            taken.add(Path(name).stem.casefold())
+            names[id(item)] = name
+    return names
+
+
+def text_value(text: str | None) -> TagValue:
+    """A tag value read from text: a whole or decimal number when it reads as one, else the text."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
 
 
 def copy_image(item: ItemRecord, folder: Path) -> None:

@@ -27,6 +27,7 @@ from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, imag
 
 log = logging.getLogger(__name__)
 
+ONEOF = "oneof_string"  # a tag with a fixed list of values; picsift stores them in the value type, after a ':'
 _COLORS = ("#E6194B", "#3CB44B", "#4363D8", "#F58231", "#911EB4", "#46F0F0", "#F032E6", "#BCF60C")
 
 
@@ -39,7 +40,7 @@ def read(source: Path) -> Project:
     project = Project(source.name, meta_file=meta_file)
     with reading(meta_file):
         project.classes = {c["title"]: c.get("shape", "any") for c in meta.get("classes") or []}
-        project.tag_types = {t["name"]: t.get("value_type", "none") for t in meta.get("tags") or []}
+        project.tag_types = {t["name"]: _read_value_type(t) for t in meta.get("tags") or []}
     for folder in sorted(p for p in source.iterdir() if _visible(p) and p.is_dir() and (p / "img").is_dir()):
         dataset = DatasetRecord(folder.name)
         for image in sorted(p for p in (folder / "img").iterdir() if _visible(p) and not p.is_dir()):
@@ -57,6 +58,24 @@ def read(source: Path) -> Project:
     if not project.datasets:
         raise PicsiftError(f"Supervisely project {source} has no dataset folders (DATASET/img/)")
     return project
+
+
+def _read_value_type(tag: dict[str, Any]) -> str:
+    """A tag's value type; ``oneof_string`` keeps its values (as a ClassLabel column's tag does)."""
+    value_type = tag.get("value_type", "none")
+    values = tag.get("values")
+    if value_type == ONEOF and isinstance(values, list) and all(isinstance(v, str) for v in values):
+        return f"{ONEOF}:{json.dumps(values)}"
+    return str(value_type)
+
+
+def _value_type_fields(value_type: str) -> dict[str, Any]:
+    if value_type.startswith(f"{ONEOF}:"):
+        try:
+            return {"value_type": ONEOF, "values": json.loads(value_type[len(ONEOF) + 1:])}
+        except ValueError:
+            return {"value_type": "any_string"}
+    return {"value_type": value_type}
 
 
 def _visible(path: Path) -> bool:
@@ -92,7 +111,7 @@ def write(project: Project, out: Path) -> None:
     meta = {
         "classes": [{"title": c, "shape": _shape(project, c), "color": _COLORS[i % len(_COLORS)],
                      "geometry_config": {}} for i, c in enumerate(classes)],
-        "tags": [{"name": n, "value_type": t, "color": _COLORS[i % len(_COLORS)]}
+        "tags": [{"name": n, **_value_type_fields(t), "color": _COLORS[i % len(_COLORS)]}
                  for i, (n, t) in enumerate(tag_names.items())],
         "projectType": "images",
     }
