@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .analysis.graph_service import Neighbours
 from .analysis.maps import Maps
 from .analysis.queries import Queries
 from .analysis.sampling import SAMPLING_METHODS
@@ -78,6 +79,8 @@ class Library:
 
     Attributes
     ----------
+    neighbours
+        The neighbour graph every all-pairs analysis reads (:class:`~picsift.analysis.graph_service.Neighbours`).
     collections, labels, files, videos
         Saved collections (:class:`~picsift.query.collections.Collections`); datasets, tags, objects, jobs and
         issues (:class:`~picsift.labels.metadata.Metadata`); copying, moving and deleting images
@@ -115,8 +118,9 @@ class Library:
                                .tolist(), export=self.export)
         searcher = Searcher(lambda: self.store, lambda: self.embedder, lambda: self.index, self.root, self._pending,
                             lambda: self.spec.text, lambda: self.spec.label())
+        self.neighbours = Neighbours(lambda: self.store, lambda: self.index, self.index_name, self.workspace)
         analysis = Analysis(lambda: self.store, lambda: self.index, self.index_name, self.root, lambda: self.spec.text,
-                            self.labels.labelled)
+                            self.labels.labelled, lambda progress: self.neighbours.graph(progress=progress))
         self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
                                lambda: self.spec.text)
         self._export = Export(self.catalog, self.labels, lambda images: self.queries.image_set(images).df)
@@ -196,6 +200,8 @@ class Library:
             self._lookups.forget()
             if self._engine.index_opened or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
+            if len(self.store):
+                self.neighbours.refresh(progress=progress)  # new images enter it, removed ones leave it
             return report
 
     def check_model(self, *, reembed: bool = False) -> None:
