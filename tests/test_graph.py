@@ -17,8 +17,9 @@ from PIL import Image
 
 from picsift import Library
 from picsift.analysis import graph as graph_module
-from picsift.analysis.graph import MIN_RECALL, build, measure_recall, refresh
+from picsift.analysis.graph import MIN_RECALL, build, graph_typicality, measure_recall, refresh
 from picsift.analysis.neighbours import near_duplicates, outliers
+from picsift.analysis.sampling import sample_positions
 from picsift.errors import PicsiftError
 from picsift.index import open_index
 
@@ -191,3 +192,41 @@ def test_outliers_and_near_duplicates_from_the_graph_are_what_the_exact_computat
         copies = library.near_duplicates(threshold=0.999, progress=False).df
         found_pairs = {frozenset(relative(library, g["path"].tolist())) for _, g in copies.groupby("group")}
         assert found_pairs == {frozenset(pair) for pair in pairs}
+
+
+def test_typical_sampling_picks_each_clusters_most_typical_image_by_the_graph(
+    image_folder: Path, stamps_root: Path, tiny_model: str
+) -> None:
+    add_stamps(image_folder, stamps_root, "space", 16)
+    with Library(image_folder, model=tiny_model, index="exact") as library:
+        library.update(progress=False)
+        snapshot, graph = library.store.snapshot(), library.neighbours.graph()
+        typicality = graph_typicality(graph.similarities)
+        picked = library.sample(5, method="typical").df["id"].tolist()
+        vectors = snapshot.vectors()
+        before = sample_positions(vectors, 5, method="typical")  # within-cluster typicality (no graph)
+        after = sample_positions(vectors, 5, method="typical", typicality=typicality)
+        assert picked == snapshot.ids[after].tolist() and len(set(picked)) == 5
+        # the same clusters in the same order: the graph's pick is at least as typical as the old one, each time
+        assert np.all(typicality[after] >= typicality[before] - 1e-6)
+        assert typicality[after].mean() >= typicality[before].mean()
+
+
+def test_umap_from_the_graph_keeps_the_trustworthiness_of_umaps_own_neighbours() -> None:
+    pytest.importorskip("umap")
+    from sklearn.manifold import trustworthiness
+
+    from picsift.analysis.projection import update_map
+
+    from .test_projection import clustered as well_separated
+    from .test_projection import ids_for, snapshot
+
+    vectors, _ = well_separated(600, seed=3)
+    ids = ids_for(600, "u")
+    graph = build(np.array(ids, dtype=object), vectors, k=32)
+    own = update_map(None, snapshot(vectors, ids, 1), "umap", 2)
+    from_graph = update_map(None, snapshot(vectors, ids, 1), "umap", 2, knn=graph.nearest)
+    assert not np.allclose(own.coords, from_graph.coords)  # the graph was used
+    t_own = trustworthiness(vectors, own.coords, n_neighbors=10, metric="cosine")
+    t_graph = trustworthiness(vectors, from_graph.coords, n_neighbors=10, metric="cosine")
+    assert t_graph >= t_own - 0.01, (t_graph, t_own)

@@ -373,7 +373,8 @@ class Library:
     @property
     def maps(self) -> Maps:
         """2D/3D maps of the embedded images (PCA, UMAP) and their clusters (:class:`~picsift.analysis.maps.Maps`)."""
-        return Maps(lambda: self.store.snapshot(), self.store.folder / "projections")
+        return Maps(lambda: self.store.snapshot(), self.store.folder / "projections",
+                    knn=lambda: self.neighbours.graph().nearest())
 
     def clusters(self, k: int | None = None, *, ids: Sequence[str] | np.ndarray | None = None,
                  seed: int = 0) -> np.ndarray | None:

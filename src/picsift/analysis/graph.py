@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .clustering import unit_distance
 from .neighbours import BLOCK_CELLS, GROUP, index_neighbours, nearest_neighbours, top_k_rows
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,14 @@ class NeighbourGraph:
         if not within[linked].all() or not np.all(similarities[~linked] == -np.inf):
             raise ValueError("neighbour graph similarities out of range: expected -1..1 (and -inf where no neighbour)")
         return cls(ids.astype(object), positions, similarities, bool(info[0]), float(info[1]))
+
+
+def graph_typicality(similarities: np.ndarray, neighbours: int = 20) -> np.ndarray:
+    """TypiClust's typicality from the neighbour graph's similarities: minus the mean distance (between unit
+    vectors) to the ``neighbours`` nearest images; missing neighbours count as the farthest (distance 2)."""
+    nearest = similarities[:, :neighbours]
+    distance = np.where(np.isfinite(nearest), unit_distance(np.where(np.isfinite(nearest), nearest, 0)), 2.0)
+    return -distance.mean(axis=1)
 
 
 def exact_rows(vectors: np.ndarray, rows: np.ndarray, k: int, progress: bool = False

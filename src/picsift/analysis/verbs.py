@@ -17,7 +17,7 @@ from ..query.imageset import ImageSet
 from ..query.scope import Scope
 from ..query.steps import NearDuplicates, Outliers, Recipe, Sample
 from .clustering import rows_view
-from .graph import NeighbourGraph
+from .graph import NeighbourGraph, graph_typicality
 from .neighbours import near_duplicates, outlier_scores, outliers, pair_groups
 from .sampling import sample_positions
 
@@ -79,10 +79,14 @@ class Analysis:
             scores = np.array([uncertainty.get(i, np.nan) for i in scope_ids.tolist()], dtype=np.float64)
         elif uncertainty is not None:
             scores = np.asarray(uncertainty, dtype=np.float64)
+        typicality = None
+        if method == "typical" and self._graph is not None:  # density in the whole library, from the graph
+            typicality = graph_typicality(self._graph(False).similarities)[positions]
         try:
             picked = sample_positions(rows_view(snapshot.matrix, snapshot.rows[positions]), n, method=method,
                                       n_clusters=clusters, seed=seed, uncertainty=scores, pool=pool,
-                                      exclude=np.isin(scope_ids, list(left_out)) if left_out else None)
+                                      exclude=np.isin(scope_ids, list(left_out)) if left_out else None,
+                                      typicality=typicality)
         except ValueError as e:
             raise PicsiftError(str(e)) from e
         ids = scope_ids[picked]
