@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis.graph_service import Neighbours
+from .analysis.health.mistakes import LabelChecks
 from .analysis.maps import Maps
 from .analysis.queries import Queries
 from .analysis.sampling import SAMPLING_METHODS
@@ -121,8 +122,10 @@ class Library:
         self.neighbours = Neighbours(lambda: self.store, lambda: self.index, self.index_name, self.workspace)
         analysis = Analysis(lambda: self.store, lambda: self.index, self.index_name, self.root, lambda: self.spec.text,
                             self.labels.labelled, lambda progress: self.neighbours.graph(progress=progress))
+        checks = LabelChecks(lambda: self.store, lambda: self.neighbours.graph(), self.labels,
+                             lambda prompts: self.embedder.embed_text(prompts), lambda: self.spec.text)
         self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
-                               lambda: self.spec.text)
+                               lambda: self.spec.text, checks)
         self._export = Export(self.catalog, self.labels, lambda images: self.queries.image_set(images).df)
         if self.catalog.journal.has_pending():
             with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them
@@ -314,6 +317,27 @@ class Library:
         """
         threshold = self.spec.duplicate_threshold() if threshold is None else threshold
         return self._keep(self.queries.near_duplicates(threshold, within, progress=progress), save_as)
+
+    def label_mistakes(self, field: str, *, limit: int | None = 50, within: Any = None) -> ImageSet:
+        """Labelled images ranked most likely mislabelled first, remembered; no trained model needed.
+
+        Parameters
+        ----------
+        field
+            Where each image's class is: an image tag name (its values are the classes), ``"folder"`` (the first
+            folder level under the root; ``"folder:2"`` the second) or ``"objects"`` (the majority object class).
+        limit
+            The first so many (``None``: every labelled image, ranked).
+        within
+            Report only these images (a collection's name, an image set, ids...); every labelled image still votes.
+
+        Returns an :class:`ImageSet` whose ``df`` has ``given``, ``suggested``, ``score`` (0..1, higher = more
+        likely wrong), ``issue`` (cleanlab's confident-learning verdict) and ``reason`` (in words). Each label is
+        judged by its labelled neighbours in :attr:`neighbours` and by how well the class names fit as prompts;
+        cleanlab turns both into issues and scores (see :mod:`picsift.analysis.health.signals`). Unlabelled
+        images are left out (counted in ``recipe.info["unlabelled"]``).
+        """
+        return self.remember(self.queries.label_mistakes(field, limit=limit, within=within))
 
     def _keep(self, images: ImageSet, save_as: str | None) -> ImageSet:
         if save_as is not None:
