@@ -14,6 +14,7 @@ import pandas as pd
 
 from .analysis.graph_service import Neighbours
 from .analysis.health.mistakes import LabelChecks
+from .analysis.health.report import Health, HealthReport
 from .analysis.maps import Maps
 from .analysis.queries import Queries
 from .analysis.sampling import SAMPLING_METHODS
@@ -338,6 +339,22 @@ class Library:
         images are left out (counted in ``recipe.info["unlabelled"]``).
         """
         return self.remember(self.queries.label_mistakes(field, limit=limit, within=within))
+
+    def health(self, field: str | None = None, split: str | None = None) -> HealthReport:
+        """A dataset health report: label mistakes (with ``field``, as :meth:`label_mistakes`), near duplicates,
+        leaks across ``split`` (a tag or folder level, e.g. ``"folder"`` holding train/val/test), outliers,
+        confusable classes, class balance, and per-image ``uniqueness`` and ``representativeness``.
+
+        Returns a :class:`~picsift.analysis.health.report.HealthReport`: ``report.findings[name]`` is a
+        ``Finding(count, description, images, details)`` whose ``images`` is an :class:`ImageSet`;
+        ``report.images`` the per-image table; ``report.to_dict()`` JSON-ready; it renders as HTML in Jupyter.
+        """
+        checks = self.queries.label_checks
+        assert checks is not None
+        threshold = self.spec.duplicate_threshold()
+        return Health(lambda: self.neighbours.graph(), checks,
+                      lambda: self.queries.near_duplicates(threshold, progress=False),
+                      lambda images: images.bound(self.queries)).report(field, split)
 
     def _keep(self, images: ImageSet, save_as: str | None) -> ImageSet:
         if save_as is not None:
