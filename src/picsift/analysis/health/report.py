@@ -85,6 +85,9 @@ class HealthReport:
         lines += [f"  {name}: {f.count} - {f.description}" for name, f in self.findings.items()]
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return f"<HealthReport: {', '.join(f'{k} {f.count}' for k, f in self.findings.items())}>"
+
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td><b>{html.escape(name)}</b></td><td style='text-align:right'>{f.count}</td>"
                        f"<td>{html.escape(f.description)}</td></tr>" for name, f in self.findings.items())

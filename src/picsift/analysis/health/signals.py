@@ -11,10 +11,12 @@ over the library's own images (a class whose prompt matches everything a little 
 softmax.
 
 **Combined** (:func:`combine`): a product of experts, ``p ∝ p_neighbours^(1-w) · p_prompts^(w / T)``. The weight
-``w`` and temperature ``T`` are chosen on the library itself, by the likelihood of the given labels (most labels
-are right, and both signals are out-of-sample): a model whose prompts mean nothing (random weights, or classes
-named "a", "b") gets ``w`` near 0, a strong zero-shot model on a sparse graph gets more. That rule, rather
-than a fixed weight, is what bench/label_mistakes.py measured best across its sets.
+``w`` and temperature ``T`` are chosen on the library itself, by the likelihood of the given labels (both signals
+are out-of-sample), trimmed: the :data:`TRIM` worst-fit labels, where the mistakes are, do not vote. A model whose
+prompts mean nothing (random weights, or classes named "a", "b") gets ``w`` near 0, a strong zero-shot model on a
+sparse graph gets more. bench/label_mistakes.py measured this against each signal alone and the untrimmed fit:
+the trimmed fit is as good or better on 10 of its 12 settings (stamps and Fashion-MNIST, uniform and confusable
+flips at 5/10/20%), most on flips to a confusable class (Fashion-MNIST 20%: precision@n 0.70 -> 0.80).
 
 **cleanlab** (:func:`cleanlab_issues`) then flags the issues (confident learning, ``find_label_issues``) and
 scores every label (``get_label_quality_scores``); picsift's score is ``1 - quality``.
@@ -36,6 +38,8 @@ PROMPTS = ("a photo of {}.", "a photo of a {}.", "a picture of {}.", "a drawing 
 #: Grid for the mixing weight of the prompts and their temperature.
 WEIGHTS = tuple(np.round(np.linspace(0, 1, 11), 2))
 TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
+#: The share of worst-fit labels left out of the likelihood that chooses the mixing (robust to the mistakes).
+TRIM = 0.2
 #: cleanlab's ranking of label quality (``get_label_quality_scores(method=...)``).
 QUALITY_METHOD = "self_confidence"
 
@@ -103,7 +107,8 @@ class Combined:
 
 
 def combine(neighbours: np.ndarray, prompt_scores: np.ndarray | None, labels: np.ndarray) -> Combined:
-    """The product of experts whose weight and temperature give the given ``labels`` the highest likelihood."""
+    """The product of experts whose weight and temperature give the given ``labels`` the highest likelihood
+    (the mean log-probability of all but the :data:`TRIM` worst-fit labels)."""
     log_n = np.log(neighbours)
     if prompt_scores is None:
         return Combined(neighbours, 0.0, 1.0, float(log_n[np.arange(len(labels)), labels].mean()))
@@ -112,7 +117,8 @@ def combine(neighbours: np.ndarray, prompt_scores: np.ndarray | None, labels: np
         log_p = np.log(softmax(prompt_scores / temperature))
         for weight in WEIGHTS:
             mixed = softmax((1 - weight) * log_n + weight * log_p)
-            likelihood = float(np.log(mixed[np.arange(len(labels)), labels]).mean())
+            fits = np.sort(np.log(mixed[np.arange(len(labels)), labels]))
+            likelihood = float(fits[int(TRIM * len(fits)) :].mean())
             if best is None or likelihood > best.log_likelihood + 1e-12:
                 best = Combined(mixed, float(weight), temperature, likelihood)
     assert best is not None
