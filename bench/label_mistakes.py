@@ -20,7 +20,7 @@ index (the index build timed apart: a library already has it), its memory and re
 images, near duplicates over every image from the graph, label mistakes (neighbour signal) at N, and UMAP at
 ``--umap-n`` from the graph against UMAP's own neighbour search (time and trustworthiness).
 
-    python bench/label_mistakes.py [--fmnist 3000] [--scale 100000] [--umap-n 20000] [--quick]
+    python bench/label_mistakes.py [--fmnist 3000] [--scale 100000] [--umap-n 20000] [--quick] [--scale-only]
 """
 
 from __future__ import annotations
@@ -252,11 +252,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--scale", type=int, default=100_000, help="synthetic images for the scale part (0: skip)")
     parser.add_argument("--umap-n", type=int, default=20_000, help="images for the UMAP comparison (0: skip)")
     parser.add_argument("--quick", action="store_true", help="10% uniform and confusable only; scale 20k")
+    parser.add_argument("--scale-only", action="store_true", help="only the scale part")
     args = parser.parse_args(argv)
     if args.quick:
         args.scale, args.umap_n = min(args.scale, 20_000), min(args.umap_n, 5_000)
     header("Label mistakes without a trained model, and the neighbour graph at scale", argv)
     rates = [0.1] if args.quick else [0.05, 0.1, 0.2]
+    if args.scale_only:
+        print(table(scale(args.scale, args.umap_n), ["step", "images", "seconds", "note"]))
+        return
     model = embedder()
     rows: list[list[object]] = []
     x, y, classes = stamps(model)
