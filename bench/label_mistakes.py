@@ -236,6 +236,7 @@ def umap_rows(x: np.ndarray, n: int) -> list[list[object]]:
 
     graph = build(np.arange(n).astype(str), x, k=32)
     check = np.random.default_rng(0).choice(n, min(n, 3000), replace=False)
+    fit_reducer(x[:500], 2, seed=0)  # numba compiles UMAP's functions here, outside the timings
     out = []
     for label, knn in (("UMAP, its own neighbour search", None), ("UMAP from the graph", graph.nearest())):
         start = time.perf_counter()
