@@ -94,8 +94,11 @@ class Neighbours:
             else:
                 graph = refresh(old, snapshot.ids, vectors, index=index, progress=progress)
             arrays = graph.arrays()
-            self.files.save_arrays(self.path, ids=arrays["ids"], positions=arrays["positions"],
-                                   similarities=arrays["similarities"], info=arrays["info"])
+            try:
+                self.files.save_arrays(self.path, ids=arrays["ids"], positions=arrays["positions"],
+                                       similarities=arrays["similarities"], info=arrays["info"])
+            except OSError as e:  # a read-only workspace: the graph still answers, from memory
+                log.warning("cannot save the neighbour graph %s (%s); keeping it in memory", self.path, e)
         self._cached = (snapshot.version, graph)
         return graph
 
