@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .analysis.graph_service import Neighbours
+from .analysis.health.mistakes import LabelChecks
+from .analysis.health.report import Health, HealthReport
 from .analysis.maps import Maps
 from .analysis.queries import Queries
 from .analysis.sampling import SAMPLING_METHODS
@@ -79,6 +82,8 @@ class Library:
 
     Attributes
     ----------
+    neighbours
+        The neighbour graph every all-pairs analysis reads (:class:`~picsift.analysis.graph_service.Neighbours`).
     collections, labels, files, videos
         Saved collections (:class:`~picsift.query.collections.Collections`); datasets, tags, objects, jobs and
         issues (:class:`~picsift.labels.metadata.Metadata`); copying, moving and deleting images
@@ -117,10 +122,13 @@ class Library:
                                .tolist(), export=self.export)
         searcher = Searcher(lambda: self.store, lambda: self.embedder, lambda: self.index, self.root, self._pending,
                             lambda: self.spec.text, lambda: self.spec.label())
+        self.neighbours = Neighbours(lambda: self.store, lambda: self.index, self.index_name, self.workspace)
         analysis = Analysis(lambda: self.store, lambda: self.index, self.index_name, self.root, lambda: self.spec.text,
-                            self.labels.labelled)
+                            self.labels.labelled, lambda progress: self.neighbours.graph(progress=progress))
+        checks = LabelChecks(lambda: self.store, lambda: self.neighbours.graph(), self.labels,
+                             lambda prompts: self.embedder.embed_text(prompts), lambda: self.spec.text)
         self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
-                               lambda: self.spec.text)
+                               lambda: self.spec.text, checks)
         self._export = Export(self.catalog, self.labels, lambda images: self.queries.image_set(images).df)
         if self.catalog.journal.has_pending():
             with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them
@@ -207,6 +215,8 @@ class Library:
             self._lookups.forget()
             if self._engine.index_opened or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
+            if len(self.store):
+                self.neighbours.refresh(progress=progress)  # new images enter it, removed ones leave it
             return report
 
     def check_model(self, *, reembed: bool = False) -> None:
@@ -320,6 +330,43 @@ class Library:
         threshold = self.spec.duplicate_threshold() if threshold is None else threshold
         return self._keep(self.queries.near_duplicates(threshold, within, progress=progress), save_as)
 
+    def label_mistakes(self, field: str, *, limit: int | None = 50, within: Any = None) -> ImageSet:
+        """Labelled images ranked most likely mislabelled first, remembered; no trained model needed.
+
+        Parameters
+        ----------
+        field
+            Where each image's class is: an image tag name (its values are the classes), ``"folder"`` (the first
+            folder level under the root; ``"folder:2"`` the second) or ``"objects"`` (the majority object class).
+        limit
+            The first so many (``None``: every labelled image, ranked).
+        within
+            Report only these images (a collection's name, an image set, ids...); every labelled image still votes.
+
+        Returns an :class:`ImageSet` whose ``df`` has ``given``, ``suggested``, ``score`` (0..1, higher = more
+        likely wrong), ``issue`` (cleanlab's confident-learning verdict) and ``reason`` (in words). Each label is
+        judged by its labelled neighbours in :attr:`neighbours` and by how well the class names fit as prompts;
+        cleanlab turns both into issues and scores (see :mod:`picsift.analysis.health.signals`). Unlabelled
+        images are left out (counted in ``recipe.info["unlabelled"]``).
+        """
+        return self.remember(self.queries.label_mistakes(field, limit=limit, within=within))
+
+    def health(self, field: str | None = None, split: str | None = None) -> HealthReport:
+        """A dataset health report: label mistakes (with ``field``, as :meth:`label_mistakes`), near duplicates,
+        leaks across ``split`` (a tag or folder level, e.g. ``"folder"`` holding train/val/test), outliers,
+        confusable classes, class balance, and per-image ``uniqueness`` and ``representativeness``.
+
+        Returns a :class:`~picsift.analysis.health.report.HealthReport`: ``report.findings[name]`` is a
+        ``Finding(count, description, images, details)`` whose ``images`` is an :class:`ImageSet`;
+        ``report.images`` the per-image table; ``report.to_dict()`` JSON-ready; it renders as HTML in Jupyter.
+        """
+        checks = self.queries.label_checks
+        assert checks is not None
+        threshold = self.spec.duplicate_threshold()
+        return Health(lambda: self.neighbours.graph(), checks,
+                      lambda: self.queries.near_duplicates(threshold, progress=False),
+                      lambda images: images.bound(self.queries)).report(field, split)
+
     def _keep(self, images: ImageSet, save_as: str | None) -> ImageSet:
         if save_as is not None:
             images.save(save_as)  # first: a bad name fails before any write
@@ -378,7 +425,8 @@ class Library:
     @property
     def maps(self) -> Maps:
         """2D/3D maps of the embedded images (PCA, UMAP) and their clusters (:class:`~picsift.analysis.maps.Maps`)."""
-        return Maps(lambda: self.store.snapshot(), self.store.folder / "projections")
+        return Maps(lambda: self.store.snapshot(), self.store.folder / "projections",
+                    knn=lambda: self.neighbours.graph().nearest())
 
     def clusters(self, k: int | None = None, *, ids: Sequence[str] | np.ndarray | None = None,
                  seed: int = 0) -> np.ndarray | None:

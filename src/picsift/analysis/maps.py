@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .clustering import RowsView, cluster
-from .projection import ProjectionMap, missing_from_map, update_map
+from .projection import Knn, ProjectionMap, missing_from_map, update_map
 
 if TYPE_CHECKING:
     from ..core.store import StoreSnapshot
@@ -45,10 +45,12 @@ class Maps:
     folder
         Where the maps and their fitted models are saved (the model's ``projections/`` folder);
         ``None`` keeps nothing.
+    knn
+        Gives the neighbour graph of the current snapshot (positions, similarities): UMAP fits start from it.
     """
 
-    def __init__(self, snapshot: Callable[[], StoreSnapshot], folder: Path | None):
-        self._snapshot = snapshot
+    def __init__(self, snapshot: Callable[[], StoreSnapshot], folder: Path | None, knn: Knn | None = None):
+        self._snapshot, self._knn = snapshot, knn
         self.folder = None if folder is None else Path(folder)
 
     def __repr__(self) -> str:
@@ -66,7 +68,7 @@ class Maps:
         A saved map is reused (new images are placed with its model, removed ones dropped); see
         :func:`~picsift.analysis.projection.update_map` for ``refit``. UMAP is slow: see :meth:`in_background`.
         """
-        return update_map(self.folder, self._snapshot(), method, dims, refit=refit)
+        return update_map(self.folder, self._snapshot(), method, dims, refit=refit, knn=self._knn)
 
     def best(self, dims: int = 3) -> tuple[ProjectionMap, bool]:
         """The map to show now, and whether a UMAP map is worth computing in the background.
@@ -90,7 +92,7 @@ class Maps:
         snapshot = self._snapshot()
 
         def compute() -> ProjectionMap:
-            return update_map(self.folder, snapshot, method, dims, refit=refit)
+            return update_map(self.folder, snapshot, method, dims, refit=refit, knn=self._knn)
 
         if not background:
             on_done(compute())

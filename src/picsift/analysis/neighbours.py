@@ -9,7 +9,7 @@ hnsw backend is queried in batches; any other backend one vector at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -99,20 +99,28 @@ def nearest_neighbours(
 
 def _index_neighbours(vectors: np.ndarray, k: int, index: Any, ids: list[str],
                       progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    n = len(vectors)
+    return index_neighbours(vectors, np.arange(len(vectors)), k, index, ids, progress)
+
+
+def index_neighbours(queries: np.ndarray, own: np.ndarray, k: int, index: Any, ids: Sequence[str],
+                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest others of ``queries`` (the vectors at positions ``own`` of ``ids``) from ``index``:
+    positions into ``ids`` ``(len(queries), k)`` and similarities, best first (-1 / -inf where missing)."""
+    n = len(queries)
+    own = np.asarray(own, np.int64)
     position = {image_id: p for p, image_id in enumerate(ids)}
     found_positions = np.full((n, k + 1), -1, np.int64)
     found = np.full((n, k + 1), -np.inf, np.float32)
     with tqdm(total=n, desc="Nearest neighbours", unit="img", disable=not progress) as bar:
-        if not _hnsw_neighbours(vectors, k + 1, index, position, found_positions, found, bar):
+        if not _hnsw_neighbours(queries, k + 1, index, position, found_positions, found, bar):
             for row in range(n):  # any backend: one query per vector
-                neighbour_ids, scores = index.search(vectors[row], k + 1)
+                neighbour_ids, scores = index.search(queries[row], k + 1)
                 found_positions[row, : len(neighbour_ids)] = [position.get(i, -1) for i in neighbour_ids]
                 found[row, : len(scores)] = scores
                 bar.update(1)
     found[found_positions < 0] = -np.inf
     # drop each row itself (or, when it was not returned, the worst neighbour); keep the order
-    itself = found_positions == np.arange(n)[:, None]
+    itself = found_positions == own[:, None]
     itself[~itself.any(axis=1), -1] = True
     keep = np.argsort(itself, axis=1, kind="stable")[:, :k]
     positions = np.take_along_axis(found_positions, keep, axis=1)
@@ -238,6 +246,13 @@ def near_duplicates(
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold={threshold!r}; valid range: (0, 1] (cosine similarity)")
     a, b, _ = similar_pairs(vectors, threshold, k=k, index=index, ids=ids, progress=progress)
+    return pair_groups(lambda positions: vectors[positions], a, b)
+
+
+def pair_groups(vectors_of: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The connected components of the pairs ``a[i] - b[i]`` (positions; ``vectors_of(positions)`` gives their
+    unit vectors), ordered as :func:`near_duplicates` orders them."""
     if not len(a):
         return []
     nodes = np.unique(np.concatenate([a, b]))
@@ -245,7 +260,7 @@ def near_duplicates(
     groups = []
     for leader in np.unique(labels):
         members = nodes[labels == leader]
-        similarity = vectors[members] @ vectors[leader]
+        similarity = vectors_of(members) @ vectors_of(np.array([leader]))[0]
         similarity[members == leader] = 1.0
         order = np.lexsort((members, -similarity, members != leader))
         groups.append((members[order], similarity[order].astype(np.float32)))

@@ -101,19 +101,25 @@ class PcaModel:
         return cls(mean, axes, dims)
 
 
+#: Gives the neighbour graph: positions ``(n, k)`` and similarities of every row's nearest others.
+Knn = Callable[[], tuple[np.ndarray, np.ndarray]]
+
 _MODEL_KINDS: dict[str, type[PcaModel] | type[UmapModel]] = {"pca": PcaModel, "umap": UmapModel}
 
 
 def _fit(
-    vectors: Vectors, method: str, dims: int, seed: int | None, fit_rows: int
+    vectors: Vectors, method: str, dims: int, seed: int | None, fit_rows: int, knn: Knn | None = None
 ) -> tuple[Model, np.ndarray, np.ndarray]:
-    """Fit on a seeded sample of at most ``fit_rows``: the model, the sample's positions and raw coords."""
+    """Fit on a seeded sample of at most ``fit_rows``: the model, the sample's positions and raw coords.
+
+    ``knn`` gives the neighbour graph of every row (positions, similarities): when the sample is every row,
+    UMAP starts from it (``precomputed_knn``) instead of searching neighbours itself."""
     n = len(vectors)
     rows = np.arange(n) if n <= fit_rows else np.sort(np.random.default_rng(seed).choice(n, fit_rows, replace=False))
     sample = np.asarray(vectors[rows], dtype=np.float32)
     model: Model
     if method == "umap" and len(sample) >= 5:
-        model, coords = UmapModel.fit(sample, dims, seed)
+        model, coords = UmapModel.fit(sample, dims, seed, knn() if knn is not None and len(rows) == n else None)
     else:  # UMAP needs a handful of neighbours; PCA says as much for tiny sets
         model = PcaModel.fit(sample, dims)
         coords = model.transform(sample)
@@ -305,7 +311,7 @@ def missing_from_map(folder: Path, method: str, dims: int, ids: np.ndarray) -> i
 def update_map(
     folder: Path | None, snapshot: StoreSnapshot, method: str = "pca", dims: int = 3, *,
     refit: bool | None = None, fit_rows: int | None = None, seed: int | None = 0,
-    chunk: int = TRANSFORM_CHUNK, progress: bool = True,
+    chunk: int = TRANSFORM_CHUNK, progress: bool = True, knn: Knn | None = None,
 ) -> ProjectionMap:
     """The map of every image in ``snapshot``, row-aligned with ``snapshot.ids``, saved in ``folder``.
 
@@ -323,6 +329,9 @@ def update_map(
         :data:`PCA_FIT_ROWS` for PCA) and place the rest with the model, ``chunk`` at a time.
     seed
         Sampling and UMAP seed. ``None`` lets UMAP use every core, at the cost of reproducibility.
+    knn
+        Gives the neighbour graph of ``snapshot`` (positions, similarities; see :mod:`picsift.analysis.graph`),
+        which a UMAP fit on every image starts from.
     """
     _check(method, dims)
     fit_rows = fit_rows or (UMAP_FIT_ROWS if method == "umap" else PCA_FIT_ROWS)
@@ -349,21 +358,21 @@ def update_map(
             if folder is not None:
                 _save_map(folder, state, None)
             return state
-    state, model = _fit_map(vectors, ids, snapshot.version, method, dims, seed, fit_rows, chunk, progress)
+    state, model = _fit_map(vectors, ids, snapshot.version, method, dims, seed, fit_rows, chunk, progress, knn)
     if folder is not None:
         _save_map(folder, state, model)
     return state
 
 
 def _fit_map(vectors: RowsView, ids: np.ndarray, version: int, method: str, dims: int, seed: int | None,
-             fit_rows: int, chunk: int, progress: bool) -> tuple[ProjectionMap, Model]:
+             fit_rows: int, chunk: int, progress: bool, knn: Knn | None = None) -> tuple[ProjectionMap, Model]:
     n = len(ids)
     if n == 0:
         model: Model = PcaModel(np.zeros(vectors.matrix.shape[1], np.float32), np.zeros((0, 0), np.float32), dims)
         empty = np.zeros((0, dims), np.float32)
         return ProjectionMap(method, dims, ids, empty, version, 0, np.zeros(dims, np.float32), 1.0,
                              secrets.token_hex(8), refitted=True), model
-    model, rows, fitted = _fit(vectors, method, dims, seed, fit_rows)
+    model, rows, fitted = _fit(vectors, method, dims, seed, fit_rows, knn)
     centre, extent = _frame(fitted)
     coords = np.zeros((n, dims), np.float32)
     coords[rows] = (fitted - centre) / extent

@@ -37,8 +37,9 @@ class UmapModel:
         self._search = SampleSearch(sample)
 
     @classmethod
-    def fit(cls, sample: np.ndarray, dims: int, seed: int | None) -> tuple[UmapModel, np.ndarray]:
-        reducer = fit_reducer(sample, dims, seed)
+    def fit(cls, sample: np.ndarray, dims: int, seed: int | None,
+            knn: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[UmapModel, np.ndarray]:
+        reducer = fit_reducer(sample, dims, seed, knn)
         return cls.from_reducer(reducer), np.asarray(reducer.embedding_, np.float32)
 
     @classmethod
@@ -114,16 +115,34 @@ class UmapModel:
         return cls(sample, embedding, dict(zip(_UMAP_NUMBERS, numbers.tolist(), strict=True)))
 
 
-def fit_reducer(sample: np.ndarray, dims: int, seed: int | None) -> Any:
-    """A ``umap.UMAP`` (cosine metric) fitted on ``sample``; its ``embedding_`` holds the sample's coordinates."""
+def graph_knn(positions: np.ndarray, similarities: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+    """UMAP's ``precomputed_knn`` arrays from the neighbour graph: each row itself first (distance 0), then its
+    ``n_neighbors - 1`` nearest, as cosine distances."""
+    n = len(positions)
+    indices = np.concatenate([np.arange(n)[:, None], positions[:, : n_neighbors - 1]], axis=1).astype(np.int32)
+    distances = np.concatenate([np.zeros((n, 1)), 1.0 - similarities[:, : n_neighbors - 1]], axis=1)
+    distances = np.where(indices >= 0, np.maximum(distances, 0.0), np.inf).astype(np.float32)
+    return indices, distances
+
+
+def fit_reducer(sample: np.ndarray, dims: int, seed: int | None,
+                knn: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+    """A ``umap.UMAP`` (cosine metric) fitted on ``sample``; its ``embedding_`` holds the sample's coordinates.
+
+    ``knn``: the neighbour graph of ``sample`` (positions, similarities; at least 14 neighbours per row), used as
+    UMAP's ``precomputed_knn`` instead of its own neighbour search."""
     try:
         import umap as umap_learn
     except ImportError as e:
         raise ImportError('UMAP maps need umap-learn: pip install "picsift[app]"') from e
     # A seed makes UMAP reproducible but single-threaded (it sets n_jobs=1); seed=None uses every core.
+    n_neighbors = min(15, len(sample) - 1)
+    precomputed: tuple[Any, Any, Any] = (None, None, None)
+    if knn is not None and knn[0].shape[1] >= n_neighbors - 1 and len(knn[0]) == len(sample) > 60:
+        precomputed = (*graph_knn(knn[0], knn[1], n_neighbors), None)
     reducer = umap_learn.UMAP(n_components=dims, metric="cosine", random_state=seed,
-                              n_jobs=1 if seed is not None else -1, n_neighbors=min(15, len(sample) - 1),
-                              init="random" if len(sample) < 50 else "spectral")
+                              n_jobs=1 if seed is not None else -1, n_neighbors=n_neighbors,
+                              init="random" if len(sample) < 50 else "spectral", precomputed_knn=precomputed)
     with quiet_umap():
         reducer.fit(sample)
     return reducer
@@ -193,4 +212,6 @@ class SampleSearch:
 def quiet_umap() -> Iterator[None]:
     with warnings.catch_warnings():  # a seed makes UMAP single-threaded, and it says so every time
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        # picsift places new points itself (UmapModel.transform), so UMAP's own search index is never needed
+        warnings.filterwarnings("ignore", message="precomputed_knn", category=UserWarning)
         yield

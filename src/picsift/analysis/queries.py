@@ -19,6 +19,7 @@ from ..query.options import SearchOptions
 from ..query.scope import TEMPORARY, Scope
 from ..query.search import ImageRef, Searcher
 from ..query.steps import Recipe
+from .health.mistakes import LabelChecks
 from .verbs import Analysis
 
 if TYPE_CHECKING:
@@ -53,9 +54,11 @@ class Queries:
     """
 
     def __init__(self, catalog: Catalog, searcher: Searcher, analysis: Analysis, collections: CollectionStore,
-                 videos: Videos, paths: Callable[[Sequence[str]], dict[str, Path]], model: Callable[[], str]):
+                 videos: Videos, paths: Callable[[Sequence[str]], dict[str, Path]], model: Callable[[], str],
+                 label_checks: LabelChecks | None = None):
         self.catalog, self.searcher, self.analysis = catalog, searcher, analysis
         self.collections, self.videos, self._paths, self._model = collections, videos, paths, model
+        self.label_checks = label_checks
 
     @property
     def model(self) -> str:
@@ -111,6 +114,11 @@ class Queries:
 
     def near_duplicates(self, threshold: float, within: Any = None, *, progress: bool = True) -> ImageSet:
         return self.analysis.near_duplicates(threshold, self.scope(within), progress=progress).bound(self)
+
+    def label_mistakes(self, field: str, *, limit: int | None = 50, within: Any = None) -> ImageSet:
+        if self.label_checks is None:
+            raise PicsiftError("label checks need a library (picsift.Library)")
+        return self.label_checks.mistakes(field, limit, self.scope(within)).bound(self)
 
     def collection(self, name: str = TEMPORARY) -> ImageSet:
         return self.collections.get(name)

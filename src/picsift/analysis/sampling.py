@@ -184,6 +184,7 @@ def sample_positions(
     exclude: np.ndarray | None = None,
     uncertainty: np.ndarray | None = None,
     pool: int | None = None,
+    typicality: np.ndarray | None = None,
 ) -> np.ndarray:
     """A diverse sample of positions into ``vectors``; see the module docstring for the methods.
 
@@ -201,6 +202,9 @@ def sample_positions(
         One score per vector, higher = less certain (NaN: unknown, never picked); see the module docstring.
     pool
         With ``uncertainty``: how many of the most uncertain images to diversify among (default ``10 * size``).
+    typicality
+        ``typical``: one score per vector, higher = more typical (from the neighbour graph, see
+        :func:`picsift.analysis.graph.graph_typicality`); without it, typicality is computed within each cluster.
     """
     if method not in SAMPLING_METHODS:
         raise ValueError(f"method={method!r}; valid choices: {', '.join(SAMPLING_METHODS)}")
@@ -240,11 +244,14 @@ def sample_positions(
     if method == "kcenter":
         first = int(order[0]) if order is not None else None
         return kcenter(vectors, size, covered=covered, candidates=candidates, first=first, seed=seed)
-    return _cluster_sample(vectors, size, method, n_clusters, seed, excluded, candidates, uncertainty)
+    if typicality is not None and np.shape(typicality) != (n,):
+        raise ValueError(f"typicality has shape {np.shape(typicality)}; expected one score per vector ({n},)")
+    return _cluster_sample(vectors, size, method, n_clusters, seed, excluded, candidates, uncertainty, typicality)
 
 
 def _cluster_sample(vectors: Vectors, size: int, method: str, n_clusters: int | None, seed: int,
-                    excluded: np.ndarray, candidates: np.ndarray | None, uncertainty: np.ndarray | None) -> np.ndarray:
+                    excluded: np.ndarray, candidates: np.ndarray | None, uncertainty: np.ndarray | None,
+                    typicality: np.ndarray | None = None) -> np.ndarray:
     covered = np.flatnonzero(excluded)
     space = vectors if candidates is None else take_rows(vectors, candidates)
     members = np.arange(len(space))
@@ -273,7 +280,8 @@ def _cluster_sample(vectors: Vectors, size: int, method: str, n_clusters: int | 
             priority = rng.random(len(space))
         picked = _balanced(clustering.labels, k, counts, eligible, priority, size, rng)
     else:
-        picked = _one_per_cluster(space, clustering, counts, eligible, size, method, rng)
+        typical = None if typicality is None else typicality if candidates is None else typicality[candidates]
+        picked = _one_per_cluster(space, clustering, counts, eligible, size, method, rng, typical)
         if len(picked) < size and n_clusters is None:  # empty or duplicate clusters: top up, nearest centre first
             left = eligible.copy()
             left[picked] = False
@@ -313,7 +321,8 @@ def _balanced(labels: np.ndarray, k: int, counts: np.ndarray, eligible: np.ndarr
 
 
 def _one_per_cluster(vectors: Vectors, clustering: Clustering, counts: np.ndarray, eligible: np.ndarray,
-                     size: int, method: str, rng: np.random.Generator) -> np.ndarray:
+                     size: int, method: str, rng: np.random.Generator,
+                     typicality: np.ndarray | None = None) -> np.ndarray:
     """The image nearest the centre (centroids) or most typical (typical) of each cluster, visiting clusters
     with the fewest covered images first, then the largest."""
     labels, k = clustering.labels, len(clustering.centres)
@@ -329,6 +338,8 @@ def _one_per_cluster(vectors: Vectors, clustering: Clustering, counts: np.ndarra
             continue
         if method == "centroids":
             picked.append(int(members[np.argmin(distances[members])]))
+        elif typicality is not None:  # the graph's: every member scored against the whole library
+            picked.append(int(members[np.lexsort((members, -typicality[members]))[0]]))
         else:
             picked.append(_most_typical(vectors, everyone, members, rng))
         if len(picked) == size:

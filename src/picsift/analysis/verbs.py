@@ -17,7 +17,8 @@ from ..query.imageset import ImageSet
 from ..query.scope import Scope
 from ..query.steps import NearDuplicates, Outliers, Recipe, Sample
 from .clustering import rows_view
-from .neighbours import near_duplicates, outliers
+from .graph import NeighbourGraph, graph_typicality
+from .neighbours import near_duplicates, outlier_scores, outliers, pair_groups
 from .sampling import sample_positions
 
 if TYPE_CHECKING:
@@ -46,12 +47,17 @@ class Analysis:
         The model spec's text, recorded in recipes.
     labelled
         The ids of every image with objects or image tags (for ``exclude_labelled``).
+    graph
+        Gives the library's neighbour graph (:class:`~picsift.analysis.graph_service.Neighbours`): outliers and
+        near duplicates over the whole library read it; within a scope, neighbours are found among its images.
     """
 
     def __init__(self, store: Callable[[], EmbeddingStore], index: Callable[[], VectorIndex], index_name: str,
-                 root: Path, model: Callable[[], str], labelled: Callable[[], set[str]]):
+                 root: Path, model: Callable[[], str], labelled: Callable[[], set[str]],
+                 graph: Callable[[bool], NeighbourGraph] | None = None):
         self._store, self._index, self.index_name = store, index, index_name
         self.root, self._model, self._labelled = root, model, labelled
+        self._graph = graph
 
     def sample(
         self, n: int = 50, *, method: str = "random", clusters: int | None = None, seed: int = 0,
@@ -73,10 +79,14 @@ class Analysis:
             scores = np.array([uncertainty.get(i, np.nan) for i in scope_ids.tolist()], dtype=np.float64)
         elif uncertainty is not None:
             scores = np.asarray(uncertainty, dtype=np.float64)
+        typicality = None
+        if method == "typical" and self._graph is not None:  # density in the whole library, from the graph
+            typicality = graph_typicality(self._graph(False).similarities)[positions]
         try:
             picked = sample_positions(rows_view(snapshot.matrix, snapshot.rows[positions]), n, method=method,
                                       n_clusters=clusters, seed=seed, uncertainty=scores, pool=pool,
-                                      exclude=np.isin(scope_ids, list(left_out)) if left_out else None)
+                                      exclude=np.isin(scope_ids, list(left_out)) if left_out else None,
+                                      typicality=typicality)
         except ValueError as e:
             raise PicsiftError(str(e)) from e
         ids = scope_ids[picked]
@@ -89,8 +99,15 @@ class Analysis:
         """The ``n`` images farthest from their ``k`` nearest neighbours (see :meth:`picsift.Library.outliers`)."""
         if n < 1 or k < 1:
             raise PicsiftError(f"n and k must be at least 1, got n={n}, k={k}")
-        ids, vectors, index = self._vectors(scope)
-        positions, scores = outliers(vectors, k, n, index=index, ids=ids, progress=progress)
+        graph = self._whole_graph(scope, progress)
+        if graph is not None and k <= graph.k:
+            ids = graph.ids.tolist()
+            every = outlier_scores(graph.similarities[:, :k])
+            positions = np.lexsort((np.arange(len(every)), -every))[:n]
+            scores = every[positions]
+        else:
+            ids, vectors, index = self._vectors(scope)
+            positions, scores = outliers(vectors, k, n, index=index, ids=ids, progress=progress)
         recipe = Recipe(Outliers(n, k, scope.label), {"model": self._model(), "time": time.time(),
                                                       "summary": f"outliers ({len(positions)}, k={k})"})
         return ImageSet(np.asarray([ids[p] for p in positions], dtype=object), scores.astype(np.float32),
@@ -98,11 +115,20 @@ class Analysis:
 
     def near_duplicates(self, threshold: float, scope: Scope = LIBRARY, *, progress: bool = True) -> ImageSet:
         """Groups of near-identical images (see :meth:`picsift.Library.near_duplicates`)."""
-        ids, vectors, index = self._vectors(scope)
-        try:
-            groups = near_duplicates(vectors, threshold, index=index, ids=ids, progress=progress)
-        except ValueError as e:
-            raise PicsiftError(str(e)) from e
+        if not 0 < threshold <= 1:
+            raise PicsiftError(f"threshold={threshold!r}; valid range: (0, 1] (cosine similarity)")
+        graph = self._whole_graph(scope, progress)
+        if graph is not None:
+            snapshot = self._store().snapshot()
+            ids = graph.ids.tolist()
+            a, column = np.nonzero(graph.similarities >= threshold)
+            groups = pair_groups(lambda p: snapshot.vectors(np.asarray(p)), a, graph.positions[a, column])
+        else:
+            ids, vectors, index = self._vectors(scope)
+            try:
+                groups = near_duplicates(vectors, threshold, index=index, ids=ids, progress=progress)
+            except ValueError as e:
+                raise PicsiftError(str(e)) from e
         found = [ids[p] for members, _ in groups for p in members]
         similarity = (np.concatenate([s for _, s in groups]) if groups else np.zeros(0)).astype(np.float32)
         group = np.repeat(np.arange(1, len(groups) + 1), [len(m) for m, _ in groups]).astype(np.int64)
@@ -111,6 +137,15 @@ class Analysis:
             "summary": f"near duplicates ({len(groups)} groups, similarity >= {threshold})"})
         return ImageSet(np.asarray(found, dtype=object), similarity, recipe=recipe,
                         columns={"group": group, "similarity": similarity})
+
+    def _whole_graph(self, scope: Scope, progress: bool) -> NeighbourGraph | None:
+        """The neighbour graph when ``scope`` is the whole library (None: find neighbours among the scope's)."""
+        if self._graph is None or scope.ids is not None:
+            return None
+        if not len(self._store().snapshot()):
+            raise NotIndexedError(f"no images of {self.root} are embedded yet; run update() "
+                                  "(CLI: picsift index FOLDER) first")
+        return self._graph(progress)
 
     def _vectors(self, scope: Scope) -> tuple[list[str], np.ndarray, VectorIndex | None]:
         """Ids and vectors in scope, and the index to find neighbours with (None: exact)."""

@@ -1,5 +1,5 @@
 """The ``picsift`` command line: index (update), enable, disable, watch, search, similar, sample, outliers,
-duplicates, status, collections, export, import, serve, demo.
+duplicates, mistakes, health, status, collections, export, import, serve, demo.
 
 Every command accepts ``--json`` for scripts (exact values: JSON escapes control characters itself). Output
 for people escapes control characters, so a file name cannot move the cursor or print a line of its own.
@@ -132,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--within", metavar="COLLECTION", help="only this saved collection")
     p.add_argument("--save", metavar="NAME", help="also save the result as collection NAME")
     p.set_defaults(handler=commands.duplicates)
+
+    p = subcommands.add_parser("mistakes", help="labels most likely wrong first (becomes the temporary collection)")
+    _library_args(p)
+    p.add_argument("--field", required=True,
+                   help="where the classes are: an image tag name, folder, folder:2 or objects")
+    p.add_argument("--limit", type=int, default=20, help="how many images (default 20)")
+    p.set_defaults(handler=commands.mistakes)
+
+    p = subcommands.add_parser("health", help="a dataset health report: label mistakes, duplicates, leaks, outliers")
+    _library_args(p)
+    p.add_argument("--field", help="where the classes are: an image tag name, folder, folder:2 or objects")
+    p.add_argument("--split", help="where the splits are (train/val/test...): an image tag name or folder level")
+    p.add_argument("--show", type=int, default=3, help="images shown per finding (default 3)")
+    p.set_defaults(handler=commands.health)
 
     p = subcommands.add_parser("status", help="what is indexed, with which model")
     _library_args(p)

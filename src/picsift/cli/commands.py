@@ -242,3 +242,32 @@ def demo(args: argparse.Namespace) -> int:
 
     run_demo(model=args.model, folder=args.folder, notebook=args.notebook, out=args.out)
     return 0
+
+
+def mistakes(library: Any, args: argparse.Namespace) -> int:
+    """``mistakes``: labels ranked most likely wrong first."""
+    found = library.label_mistakes(args.field, limit=args.limit)
+    table = found.df[["rank", "id", "path", "score", "given", "suggested", "issue", "reason"]]
+    if args.json:
+        print_json({"recipe": library.collections.recipe(), "results": table.to_dict(orient="records")})
+        return 0
+    info = found.recipe.info
+    say(f"{info['issues']} likely label mistakes among {info['labelled']} images labelled by {args.field!r} "
+        f"({info['unlabelled']} unlabelled); the {len(table)} most likely first:")
+    for row in table.itertuples():
+        say(f"{row.rank:>4}  {row.score:5.3f}  {row.given} -> {row.suggested}  {row.path}  ({row.reason})")
+    return 0
+
+
+def health(library: Any, args: argparse.Namespace) -> int:
+    """``health``: the dataset health report."""
+    report = library.health(field=args.field, split=args.split)
+    if args.json:
+        print_json(report.to_dict())
+        return 0
+    for line in str(report).splitlines():
+        say(line)
+    for name, finding in report.findings.items():
+        for row in finding.images.df.head(args.show).itertuples():
+            say(f"    {name}: {row.path}")
+    return 0

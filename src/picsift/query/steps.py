@@ -211,6 +211,19 @@ class NearDuplicates(Step):
 
 
 @dataclass(frozen=True)
+class LabelMistakes(Step):
+    """Labelled images of ``field`` ranked most likely wrong first (``limit``: the first so many)."""
+
+    field: str = "folder"
+    limit: int | None = 50
+    within: str | None = None
+    kind: ClassVar[str] = "label_mistakes"
+
+    def replay(self, on: Replayer) -> ImageSet:
+        return on.label_mistakes(self.field, limit=self.limit, within=_within(self.within, "checked"))
+
+
+@dataclass(frozen=True)
 class ByHand(Step):
     """Images chosen by hand (or made by a step this version does not know: ``made`` names it)."""
 
@@ -352,7 +365,7 @@ class Head(Step):
 #: Every step, by the ``kind`` its dict carries; an unknown kind loads as :class:`ByHand`.
 STEPS: dict[str, type[Step]] = {cls.kind: cls for cls in (
     TextSearch, ImageSearch, Sample, Outliers, NearDuplicates, ByHand, FromCollection, WholeLibrary, Filtered, Combined,
-    Head,
+    Head, LabelMistakes,
 )}
 
 

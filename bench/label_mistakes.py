@@ -1,0 +1,283 @@
+"""Label mistakes without a trained model, against its rivals in the same run, and the neighbour graph at scale.
+
+Quality: real images embedded with picsift's offline model (Tux Paint stamps by top-level folder, and a seeded
+subset of Fashion-MNIST's test split), labels flipped with a seed at 5 / 10 / 20%, either uniformly or to the
+nearest confusable class (the class whose centroid is nearest the true one's: the realistic kind). Methods:
+
+- ``picsift``: what ``lib.label_mistakes`` runs (graph neighbour votes x calibrated prompts, mixed by the
+  likelihood of the given labels, cleanlab's label quality); ``picsift-knn`` / ``picsift-prompts``: each signal
+  alone through the same cleanlab scoring (the ablation behind the mixing rule);
+- ``datalab``: cleanlab ``Datalab.find_issues(features=...)`` on the raw features (its own neighbours);
+- ``fiftyone``: FiftyOne Brain's mistakenness formula ``(s * c + 1) / 2`` (``c = exp(-entropy)``, ``s = +1``
+  when the prediction disagrees with the label) on zero-shot CLIP probabilities (softmax of 100 x cosine);
+- ``knn-vote``: 1 - the share of the 10 nearest neighbours with the same label;
+- ``random``.
+
+AUROC (flipped vs not), and precision at n (n = number of flips; recall at n is the same number).
+
+Scale (``--scale N``): synthetic clustered vectors (bench/projection.py's ``make_data``): the graph from an hnsw
+index (the index build timed apart: a library already has it), its memory and recall, a refresh after 1% new
+images, near duplicates over every image from the graph, label mistakes (neighbour signal) at N, and UMAP at
+``--umap-n`` from the graph against UMAP's own neighbour search (time and trustworthiness).
+
+    python bench/label_mistakes.py [--fmnist 3000] [--scale 100000] [--umap-n 20000] [--quick] [--scale-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "training"))
+
+import numpy as np  # noqa: E402
+from common import cache_dir, header, table  # noqa: E402
+
+from picsift.analysis.graph import build, measure_recall, refresh  # noqa: E402
+from picsift.analysis.health import signals  # noqa: E402
+from picsift.analysis.health.fields import words  # noqa: E402
+from picsift.analysis.neighbours import pair_groups  # noqa: E402
+
+FMNIST_CLASSES = ["t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                  "ankle boot"]
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+def embedder():  # type: ignore[no-untyped-def]
+    from picsift.embedding import Embedder
+    from picsift.embedding.spec import OFFLINE_MODEL
+
+    return Embedder(OFFLINE_MODEL, device="cpu", batch_size=128)
+
+
+def stamps(model) -> tuple[np.ndarray, np.ndarray, list[str]]:  # type: ignore[no-untyped-def]
+    """Tux Paint stamps of the categories with 30+ images, by top-level folder."""
+    path = cache_dir() / "label-mistakes-stamps.npz"
+    if path.exists():
+        data = np.load(path)
+        return data["x"], data["y"], [str(c) for c in data["classes"]]
+    from PIL import Image
+
+    from picsift.demo import fetch_tuxpaint
+
+    root = fetch_tuxpaint()
+    files = sorted(root.rglob("*.png"))
+    category = [f.relative_to(root).parts[0] for f in files]
+    classes = sorted(c for c in set(category) if category.count(c) >= 30)
+    keep = [i for i, c in enumerate(category) if c in classes]
+    images = []
+    for i in keep:
+        with Image.open(files[i]) as image:
+            rgba = image.convert("RGBA")
+            flat = Image.new("RGB", rgba.size, "white")
+            flat.paste(rgba, mask=rgba.getchannel("A"))
+            images.append(flat)
+    x = np.concatenate([model.embed_images(images[s : s + 128]) for s in range(0, len(images), 128)])
+    y = np.array([classes.index(category[i]) for i in keep])
+    np.savez(path, x=x, y=y, classes=np.array(classes))
+    return x, y, classes
+
+
+def fashion_mnist(model, n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:  # type: ignore[no-untyped-def]
+    path = cache_dir() / f"label-mistakes-fmnist-{n}.npz"
+    if path.exists():
+        data = np.load(path)
+        return data["x"], data["y"], FMNIST_CLASSES
+    from PIL import Image
+    from training_data import read_idx
+
+    root = Path("/usr/share/datasets/fashion-mnist")
+    images = read_idx(root / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(root / "t10k-labels-idx1-ubyte.gz")
+    pick = np.sort(np.random.default_rng(0).choice(len(labels), min(n, len(labels)), replace=False))
+    pils = [Image.fromarray(255 - images[i]).convert("RGB") for i in pick]  # dark object on white
+    x = np.concatenate([model.embed_images(pils[s : s + 256]) for s in range(0, len(pils), 256)])
+    np.savez(path, x=x, y=labels[pick].astype(np.int64))
+    return x, labels[pick].astype(np.int64), FMNIST_CLASSES
+
+
+def flip(y: np.ndarray, x: np.ndarray, rate: float, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels with ``rate`` of them flipped (uniformly, or to the class whose centroid is nearest the true one's)."""
+    rng = np.random.default_rng(seed)
+    classes = int(y.max()) + 1
+    flipped = np.sort(rng.choice(len(y), round(rate * len(y)), replace=False))
+    noisy = y.copy()
+    if kind == "uniform":
+        noisy[flipped] = (y[flipped] + rng.integers(1, classes, len(flipped))) % classes
+    else:
+        centroids = np.stack([x[y == c].mean(axis=0) for c in range(classes)])
+        closeness = centroids @ centroids.T
+        np.fill_diagonal(closeness, -np.inf)
+        noisy[flipped] = closeness.argmax(axis=1)[y[flipped]]
+    truth = np.zeros(len(y), bool)
+    truth[flipped] = True
+    return noisy, truth
+
+
+# -- methods ------------------------------------------------------------------------------------------------
+def methods(x: np.ndarray, noisy: np.ndarray, prompt_scores: np.ndarray, zero_shot: np.ndarray,
+            graph_positions: np.ndarray, graph_similarities: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
+    """Each method's score per image (higher = more likely wrong) and its time in seconds."""
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    classes, rows = int(noisy.max()) + 1, np.arange(len(noisy))
+    start = time.perf_counter()
+    votes = signals.neighbour_probabilities(graph_positions, graph_similarities, rows, noisy, classes)
+    combined = signals.combine(votes.probabilities, prompt_scores, noisy)
+    out["picsift"] = (signals.cleanlab_issues(noisy, combined.probabilities)[1], time.perf_counter() - start)
+    out["picsift-knn"] = (signals.cleanlab_issues(noisy, votes.probabilities)[1], 0.0)
+    prompts_only = signals.combine(np.full_like(votes.probabilities, 1 / classes), prompt_scores, noisy)
+    out["picsift-prompts"] = (signals.cleanlab_issues(noisy, prompts_only.probabilities)[1], 0.0)
+    out["_weight"] = (np.array([combined.weight, combined.temperature]), 0.0)
+    start = time.perf_counter()
+    out["datalab"] = (datalab(x, noisy), time.perf_counter() - start)
+    entropy = -(zero_shot * np.log(np.maximum(zero_shot, 1e-12))).sum(axis=1)
+    sign = np.where(zero_shot.argmax(axis=1) != noisy, 1.0, -1.0)
+    out["fiftyone"] = ((sign * np.exp(-entropy) + 1) / 2, 0.0)
+    near = graph_positions[:, :10]
+    out["knn-vote"] = (1 - (noisy[near] == noisy[:, None]).mean(axis=1), 0.0)
+    out["random"] = (np.random.default_rng(1).random(len(noisy)), 0.0)
+    return out
+
+
+def datalab(x: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    import warnings
+
+    from cleanlab import Datalab
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = Datalab(data={"label": noisy}, label_name="label", verbosity=0)
+        lab.find_issues(features=x, issue_types={"label": {}})
+        return 1.0 - lab.get_issues("label")["label_score"].to_numpy()
+
+
+def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, rates: list[float],  # type: ignore[no-untyped-def]
+            rows: list[list[object]]) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    graph = build(np.arange(len(x)).astype(str), x, k=32)
+    text = signals.class_text_vectors([words(c) for c in classes], lambda p: model.embed_text(p))
+    prompt_scores = signals.standardised_prompt_scores(x, text, x)
+    zero_shot = signals.softmax(100.0 * (x @ text.T))
+    for kind in ("uniform", "confusable"):
+        for rate in rates:
+            noisy, truth = flip(y, x, rate, kind, seed=int(rate * 100))
+            found = methods(x, noisy, prompt_scores, zero_shot, graph.positions, graph.similarities)
+            weight, temperature = found.pop("_weight")[0]
+            n = int(truth.sum())
+            for method, (score, seconds) in found.items():
+                top = np.argsort(-score, kind="stable")[:n]
+                rows.append([name, kind, f"{rate:.0%}", method, round(roc_auc_score(truth, score), 3),
+                             round(float(truth[top].mean()), 3), round(seconds, 2),
+                             f"w={weight:.1f} T={temperature}" if method == "picsift" else ""])
+            log(f"#   {name} {kind} {rate:.0%} done")
+
+
+# -- scale --------------------------------------------------------------------------------------------------
+def scale(n: int, umap_n: int) -> list[list[object]]:
+    from projection import make_data
+    from sklearn.metrics import roc_auc_score
+
+    from picsift.index import open_index
+
+    rows: list[list[object]] = []
+    x, clusters = make_data(n + n // 100, 200, seed=0)
+    ids = np.array([f"{i:032x}" for i in range(len(x))], dtype=object)
+    base, new = slice(0, n), slice(n, len(x))
+    index = open_index("hnsw", dim=x.shape[1], path=None)
+    start = time.perf_counter()
+    index.add(ids[base].tolist(), x[base])
+    rows.append(["hnsw index build (exists in a library)", n, round(time.perf_counter() - start, 1), ""])
+    import picsift.analysis.graph as graph_module
+
+    start = time.perf_counter()
+    graph = build(ids[base], x[base], k=32, index=index)
+    seconds = time.perf_counter() - start
+    megabytes = (graph.positions.nbytes + graph.similarities.nbytes) / 2**20
+    rows.append(["graph build from the index", n, round(seconds, 1),
+                 f"recall@32 {graph.recall:.3f}, arrays {megabytes:.0f} MB"])
+    index.add(ids[new].tolist(), x[new])
+    start = time.perf_counter()
+    patched = refresh(graph, ids, x, index=index)
+    rows.append(["refresh after 1% new images", len(x), round(time.perf_counter() - start, 1),
+                 f"recall@32 {measure_recall(patched, x, 512):.3f} (rebuild below {graph_module.MIN_RECALL})"])
+    start = time.perf_counter()
+    a, column = np.nonzero(patched.similarities >= 0.95)
+    groups = pair_groups(lambda p: x[p], a, patched.positions[a, column])
+    rows.append(["near duplicates from the graph (0.95)", len(x), round(time.perf_counter() - start, 1),
+                 f"{len(groups)} groups"])
+    noisy, truth = flip(clusters, x, 0.1, "uniform", seed=3)
+    start = time.perf_counter()
+    votes = signals.neighbour_probabilities(patched.positions, patched.similarities, np.arange(len(x)), noisy,
+                                            int(noisy.max()) + 1)
+    score = signals.cleanlab_issues(noisy, signals.combine(votes.probabilities, None, noisy).probabilities)[1]
+    rows.append(["label mistakes (graph votes + cleanlab)", len(x), round(time.perf_counter() - start, 1),
+                 f"AUROC {roc_auc_score(truth, score):.3f} at 10% uniform flips"])
+    if umap_n:
+        rows += umap_rows(x[:umap_n], umap_n)
+    return rows
+
+
+def umap_rows(x: np.ndarray, n: int) -> list[list[object]]:
+    from sklearn.manifold import trustworthiness
+
+    from picsift.analysis.projection_umap import fit_reducer
+
+    graph = build(np.arange(n).astype(str), x, k=32)
+    check = np.random.default_rng(0).choice(n, min(n, 3000), replace=False)
+    fit_reducer(x[:500], 2, seed=0)  # numba compiles UMAP's functions here, outside the timings
+    out = []
+    for label, knn in (("UMAP, its own neighbour search", None), ("UMAP from the graph", graph.nearest())):
+        start = time.perf_counter()
+        reducer = fit_reducer(x, 2, seed=0, knn=knn)
+        seconds = time.perf_counter() - start
+        trust = trustworthiness(x[check], reducer.embedding_[check], n_neighbors=10, metric="cosine")
+        out.append([label, n, round(seconds, 1), f"trustworthiness {trust:.4f} (3k points)"])
+    return out
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fmnist", type=int, default=3000, help="Fashion-MNIST test images (0: skip)")
+    parser.add_argument("--scale", type=int, default=100_000, help="synthetic images for the scale part (0: skip)")
+    parser.add_argument("--umap-n", type=int, default=20_000, help="images for the UMAP comparison (0: skip)")
+    parser.add_argument("--quick", action="store_true", help="10% uniform and confusable only; scale 20k")
+    parser.add_argument("--scale-only", action="store_true", help="only the scale part")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.scale, args.umap_n = min(args.scale, 20_000), min(args.umap_n, 5_000)
+    header("Label mistakes without a trained model, and the neighbour graph at scale", argv)
+    rates = [0.1] if args.quick else [0.05, 0.1, 0.2]
+    if args.scale_only:
+        print(table(scale(args.scale, args.umap_n), ["step", "images", "seconds", "note"]))
+        return
+    model = embedder()
+    rows: list[list[object]] = []
+    x, y, classes = stamps(model)
+    log(f"# stamps: {len(x)} images, {len(classes)} classes")
+    quality("stamps", x, y, classes, model, rates, rows)
+    if args.fmnist:
+        if Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file():
+            x, y, classes = fashion_mnist(model, args.fmnist)
+            log(f"# fashion-mnist: {len(x)} test images")
+            quality("fashion-mnist", x, y, classes, model, rates, rows)
+        else:
+            log("# fashion-mnist skipped: apt-get install dataset-fashion-mnist")
+    print(table(rows, ["set", "noise", "rate", "method", "AUROC", "precision@n", "seconds", "note"]))
+    if args.scale:
+        print(table(scale(args.scale, args.umap_n), ["step", "images", "seconds", "note"]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
