@@ -2,7 +2,7 @@
 import { build, context } from "esbuild";
 import { copyFileSync, mkdirSync } from "node:fs";
 
-const entries = ["prompt", "score_range", "gallery", "sampler", "explorer", "collections", "filters", "actions"];
+const entries = ["prompt", "score_range", "gallery", "sampler", "explorer", "collections", "filters", "actions", "health"];
 const outdir = "src/picsift/static";
 const options = {
   entryPoints: entries.map((name) => `js/${name}.js`),

@@ -83,7 +83,9 @@ function render({ model, el }) {
       if (img.getAttribute("src") !== entry.url) img.src = entry.url;
       img.alt = entry.name;
       tile.dataset.id = entry.id;
-      tile.querySelector(".picsift-name").textContent = entry.name;
+      tile.querySelector(".picsift-name").textContent = entry.note ? entry.note[0] : entry.name;
+      tile.title = entry.note ? `${entry.note[1]}\n${entry.name}` : "";
+      if (entry.note) tile.dataset.note = entry.note[0]; else delete tile.dataset.note;
       tile.classList.add("loaded");
     } else {
       wanted.add(position);
@@ -146,7 +148,7 @@ function render({ model, el }) {
           pending.delete(`${asked}:${p}`);
           const bytes = buffers[k];
           const url = bytes && bytes.byteLength ? URL.createObjectURL(new Blob([bytes], { type: "image/webp" })) : "";
-          cachePut(`${asked}:${p}`, { url, name: msg.names[k], id: msg.ids[k] });
+          cachePut(`${asked}:${p}`, { url, name: msg.names[k], id: msg.ids[k], note: msg.notes ? msg.notes[k] : null });
           const tile = tiles.get(p);
           if (tile && asked === version) fill(tile, p);
         });

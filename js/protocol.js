@@ -6,6 +6,7 @@ export const MESSAGE_TYPES = [
   "sample", "pick", "compute_umap", "select_category", "save_collection", "show_collection", "delete_collection", "export",
   "add_filter", "remove_filter", "refresh_choices", "copy_images", "move_images", "delete_images", "create_job",
   "export_images", "coordinates", "fit", "error", "notice",
+  "run_health", "show_finding", "accept_suggestion", "open_issue", "add_to_job", "export_finding",
 ];
 
 const ARRAYS = {

@@ -309,6 +309,40 @@ def test_colour_the_map_by_a_tag(lab_page: Any) -> None:
     page.locator(".picsift-dims").select_option("3")
 
 
+def test_health_tab_shows_findings_and_acts_on_the_selection(lab_page: Any) -> None:
+    page = lab_page
+    health = ".picsift-health"
+    page.select_option(f"{health} .picsift-health-field", "folder")
+    before = gallery_version(page)
+    page.locator(f"{health} .picsift-run-health").click()
+    page.wait_for_selector(f"{health} .picsift-finding[data-name='near_duplicates']")
+    counts = dict(page.eval_on_selector_all(f"{health} .picsift-finding",
+                                            "fs => fs.map(f => [f.dataset.name, Number(f.dataset.count)])"))
+    assert {"label_mistakes", "near_duplicates", "outliers", "confusable_classes", "class_balance"} <= set(counts)
+    assert counts["label_mistakes"] > 0, counts  # the tiny model's random embeddings disagree with most folders
+    page.locator(f"{health} .picsift-finding[data-name='label_mistakes']").click()
+    wait_for_new_gallery(page, before, "health: Label mistakes")
+    assert page.get_attribute(GALLERY, "data-count") == str(counts["label_mistakes"])
+    page.wait_for_function("() => document.querySelectorAll('.picsift-gallery .picsift-tile[data-note]').length >= 3")
+    note = page.get_attribute(f"{GALLERY} .picsift-tile[data-rank='1']", "data-note") or ""
+    given, suggested = note.split(" → ")
+    assert {given, suggested} <= {"animals", "vehicles", "food", "plants"} and given != suggested
+    assert "neighbour" in (page.get_attribute(f"{GALLERY} .picsift-tile[data-rank='1']", "title") or "")
+    page.locator(f"{GALLERY} .picsift-tile[data-rank='1'] input[type=checkbox]").click()
+    page.wait_for_selector(".picsift-actions[data-selected='1']")
+    page.locator(f"{health} .picsift-open-issue").click()
+    page.wait_for_function("() => document.querySelector('.picsift-health-notice').textContent === 'opened 1 issues'")
+    page.locator(f"{health} .picsift-health-job").fill("recheck")
+    page.locator(f"{health} .picsift-add-to-job").click()
+    page.wait_for_function(
+        "() => document.querySelector('.picsift-health-notice').textContent === \"added 1 images to job 'recheck'\"")
+    page.locator(f"{health} .picsift-accept-suggestion").click()  # folder labels: moving files relabels them
+    page.wait_for_function(f"() => document.querySelector('{health} .picsift-error').textContent.includes('folders')")
+    page.locator(f"{GALLERY} .picsift-tile[data-rank='1'] input[type=checkbox]").click()  # leave nothing selected
+    page.wait_for_selector(".picsift-actions[data-selected='0']")
+    shot(page, "14-health")
+
+
 def test_python_errors_show_in_the_widget(lab_page: Any) -> None:
     page = lab_page
     page.locator(".picsift-mode").select_option("similar")

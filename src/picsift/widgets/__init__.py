@@ -14,8 +14,8 @@ from .entry import app
 
 _CLASSES = {
     "Actions": "actions", "App": "panel", "CollectionsList": "collections_list", "Explorer": "explorer",
-    "FiltersPanel": "filters_panel", "Gallery": "gallery", "PromptBox": "prompt", "Sampler": "sampler",
-    "ScoreRange": "score_range", "link": "_link",
+    "FiltersPanel": "filters_panel", "Gallery": "gallery", "HealthPanel": "health", "PromptBox": "prompt",
+    "Sampler": "sampler", "ScoreRange": "score_range", "link": "_link",
 }
 __all__ = [*_CLASSES, "app"]
 

@@ -47,6 +47,12 @@ MESSAGE_TYPES: dict[str, tuple[str, str]] = {
     "fit": ("out", "explorer: fit the view to {bounds: [[min...], [max...]]} (null: every point)"),
     "error": ("out", "a readable error {message, request_id?}"),
     "notice": ("out", "a transient message {message}"),
+    "run_health": ("in", "health: run the checks {field, split} ('': none)"),
+    "show_finding": ("in", "health: show finding {name} in the gallery"),
+    "accept_suggestion": ("in", "health: set the field's tag to the suggested class on the target images"),
+    "open_issue": ("in", "health: open an issue on each target image, saying what was found"),
+    "add_to_job": ("in", "health: add the target images to labelling job {job}"),
+    "export_finding": ("in", "health: export the target images of the shown finding to {path}"),
 }
 
 ARRAY_DTYPES = ("float32", "float64", "int32", "uint32", "uint8", "int8", "uint16", "int16")

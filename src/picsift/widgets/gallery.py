@@ -57,11 +57,18 @@ class Gallery(SelectionSync, PicsiftWidget):
         self._order = np.zeros(0, dtype=np.int64)
         self._rank = np.zeros(0, dtype=np.int64)  # the display position of each given id
         self.scores = np.zeros(0, np.float32)
+        self.notes: dict[str, tuple[str, str]] = {}
         self._init_selection()
 
     # -- contents ---------------------------------------------------------------------------------
-    def show(self, ids: Sequence[str] | np.ndarray, scores: np.ndarray | None = None, title: str = "") -> None:
-        """Show ``ids`` sorted by ``scores`` (best first, ties by given order), or in the given order."""
+    def show(self, ids: Sequence[str] | np.ndarray, scores: np.ndarray | None = None, title: str = "",
+             notes: dict[str, tuple[str, str]] | None = None) -> None:
+        """Show ``ids`` sorted by ``scores`` (best first, ties by given order), or in the given order.
+
+        ``notes`` maps ids to ``(caption, tooltip)``: the caption replaces the file name on the tile (e.g. a label
+        check's ``"cats -> dogs"``), the tooltip says why.
+        """
+        self.notes = dict(notes or {})
         ids = np.asarray(ids, dtype="<U32")
         order = np.arange(len(ids))
         if scores is not None:
@@ -156,8 +163,9 @@ class Gallery(SelectionSync, PicsiftWidget):
             raise ValueError("this gallery has no image source for thumbnails")
         ids = self.ids_at(positions).tolist()
         names, buffers = self.source.thumbnail_batch(ids)
+        notes = [list(self.notes[i]) if i in self.notes else None for i in ids]
         self.send({"type": "thumbnails", "request_id": content.get("request_id"), "version": self._version,
-                   "indices": positions.tolist(), "ids": ids, "names": names}, buffers)
+                   "indices": positions.tolist(), "ids": ids, "names": names, "notes": notes}, buffers)
 
     def _on_detail(self, content: dict[str, Any], _buffers: list[bytes]) -> None:
         position = int(self._tile_positions({"indices": [content.get("index", -1)]})[0])

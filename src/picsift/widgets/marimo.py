@@ -26,7 +26,7 @@ from ..errors import MissingDependencyError
 if TYPE_CHECKING:  # the app shows itself through layout() in marimo (App._display_)
     from .panel import App
 
-PARTS = ("prompt", "score_range", "filters", "sampler", "collections", "actions", "gallery", "explorer")
+PARTS = ("prompt", "score_range", "filters", "sampler", "collections", "health", "actions", "gallery", "explorer")
 
 
 def elements(panel: App) -> dict[str, Any]:
@@ -47,14 +47,14 @@ def elements(panel: App) -> dict[str, Any]:
 
 def layout(panel: App) -> Any:
     """``panel``'s parts as marimo UI elements, laid out as :class:`~picsift.widgets.panel.App` lays them out:
-    prompt; score range, filters, sampler and collections; actions; gallery beside the map.
+    prompt; score range, filters, sampler, collections and health; actions; gallery beside the map.
 
     The score range then drives the gallery through Python (:meth:`App.link_in_kernel`).
     """
     import marimo as mo
 
     ui = elements(panel)
-    side = mo.hstack([ui["score_range"], ui["filters"], ui["sampler"], ui["collections"]], wrap=True, align="start",
-                     justify="start")
+    side = mo.hstack([ui["score_range"], ui["filters"], ui["sampler"], ui["collections"], ui["health"]], wrap=True,
+                     align="start", justify="start")
     main = [ui["gallery"]] + ([ui["explorer"]] if "explorer" in ui else [])
     return mo.vstack([ui["prompt"], side, ui["actions"], mo.hstack(main, widths=[3, 2][:len(main)], align="start")])

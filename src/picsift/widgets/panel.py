@@ -27,6 +27,7 @@ from .collections_list import CollectionsList
 from .explorer import Explorer
 from .filters_panel import FiltersPanel
 from .gallery import Gallery
+from .health import HealthPanel
 from .marimo import layout as marimo_layout
 from .prompt import PromptBox
 from .sampler import Sampler
@@ -45,6 +46,8 @@ class View:
     recipe: dict[str, Any] = field(default_factory=dict)
     #: the scored scope the filters run within (a search, or a collection with scores); else the ids
     results: ImageSet | None = None
+    #: captions and tooltips for some tiles (a health finding's given -> suggested labels and reasons)
+    notes: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def scope(self) -> ImageSet | list[str]:
         return self.results if self.results is not None else self.ids.tolist()
@@ -54,7 +57,7 @@ class View:
         keep = ~np.isin(self.ids, list(gone))
         results = None if self.results is None else self.results.without(list(gone))
         return View(self.ids[keep], None if self.scores is None else self.scores[keep], self.title, self.recipe,
-                    results)
+                    results, self.notes)
 
 
 class App(ipywidgets.VBox):
@@ -80,6 +83,7 @@ class App(ipywidgets.VBox):
         self.sampler = Sampler(library)
         self.collections = CollectionsList(library, view=self.gallery.to_pandas, recipe=self._view_recipe)
         self.actions = Actions(library, target=self._action_target)
+        self.health = HealthPanel(library, target=self._selected_in_view)
         self.explorer: Explorer | None = None
         self._marimo_elements: dict[str, Any] | None = None  # picsift.widgets.marimo.elements()
         self.results: ImageSet | None = None
@@ -91,6 +95,7 @@ class App(ipywidgets.VBox):
         self.collections.on_show(self._show_collection)
         self.filters.observe(self._on_filters, "filters")
         self.actions.on_done(self._after_action)
+        self.health.on_show(self._show_finding)
         self.gallery.observe(self._count_targets, ["selection", "score_range", "limit"])
         self.gallery.on("show", self._count_targets)
         # linked in the browser (no kernel round trip while dragging; the gallery's front-end then saves
@@ -102,7 +107,7 @@ class App(ipywidgets.VBox):
         self.gallery.collection_names = library.collections.names()
         self.collections.observe(self._on_collections_rows, "rows")
 
-        side = [self.score_range, self.filters, self.sampler, self.collections]
+        side = [self.score_range, self.filters, self.sampler, self.collections, self.health]
         main: list[ipywidgets.Widget] = [self.gallery]
         if explorer:
             self._ensure_explorer()
@@ -200,6 +205,12 @@ class App(ipywidgets.VBox):
             self.explorer.color_by = "cluster"
             self.explorer.selection = list(ids)
 
+    def _show_finding(self, images: ImageSet, notes: dict[str, tuple[str, str]], title: str) -> None:
+        """A health finding in the gallery: most likely wrong first, given -> suggested on each card."""
+        self.results = None
+        scores = None if images.result_scores is None else np.asarray(images.result_scores, np.float32)
+        self.show(View(images.ids.astype("<U32"), scores, title, {"summary": title}, None, notes))
+
     def _show_collection(self, name: str) -> None:
         last = self.results
         if name == TEMPORARY and last is not None and self.library.last is last:  # the app's search, still the last
@@ -290,7 +301,7 @@ class App(ipywidgets.VBox):
             ids = view.ids[positions]
             scores = None if view.scores is None else view.scores[positions]
         self.score_range.set_scores(scores)
-        self.gallery.show(ids, scores, view.title)
+        self.gallery.show(ids, scores, view.title, view.notes)
         self.filters.set_counts(len(ids), len(view.ids))
         self._count_targets()
 
