@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
+
+from .workspace_files import WorkspaceFiles
 
 
 def write_atomic(path: Path, data: bytes | str, *, fsync: bool = False, mode: int | None = None) -> None:
-    """Write ``data`` to a temporary file beside ``path`` (unique per writer), then rename it over ``path``.
+    """Write ``data`` to a new file beside ``path`` (unique per writer, never following a link), then rename it over
+    ``path`` (see :meth:`picsift.workspace_files.WorkspaceFiles.write_bytes`).
 
-    ``fsync`` makes the content durable before the rename; ``mode`` sets the file's permissions (a
-    temporary file is created 0600).
+    ``fsync`` makes the content durable before the rename; ``mode`` sets the file's permissions (default 0600).
     """
-    payload = data.encode() if isinstance(data, str) else data
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    path = Path(path)
+    WorkspaceFiles(path.parent).write_bytes(path.name, data, fsync=fsync, mode=0o600 if mode is None else mode)
