@@ -161,7 +161,7 @@ class Library:
     # -- updating ---------------------------------------------------------------------------------
     def update(
         self, *, progress: bool = True, on_progress: ProgressCallback | None = None, reembed: bool = False,
-        ray: str | None = None, ray_send_files: bool = False,
+        ray: str | None = None, ray_send_files: bool = False, objects: bool = True,
     ) -> UpdateReport:
         """Embed new and changed images, forget removed ones, skip unchanged ones.
 
@@ -185,6 +185,11 @@ class Library:
         ray_send_files
             With ``ray``: the workers cannot see the image folder at the same path, so tasks on this
             machine's node read the files and send their bytes (default: the workers read them).
+        objects
+            Also embed every labelled object's crop (a box, or a polygon's bounding box) that has no vector yet, for
+            ``search(..., objects=True)`` (see :mod:`picsift.core.objects`); the report counts them in ``objects``
+            and lists degenerate boxes in ``objects_skipped``. ``False`` embeds none (vectors of objects that are
+            gone are still dropped).
         """
         resume = "run the update again: it continues where it stopped"
         with workspace_space(self.workspace, resume), self._exclusive(), announce_update(self.workspace) as announce:
@@ -192,7 +197,7 @@ class Library:
                 self.catalog, self.root, self.workspace, lambda: self.spec, lambda: self.store, lambda: self.embedder,
                 announce, reembed=reembed, index_name=self.index_name, video_every=self.video_every,
                 progress=progress, on_progress=on_progress, ray=ray, ray_send_files=ray_send_files,
-                batch_size=self._engine.batch_size)
+                batch_size=self._engine.batch_size, object_store=self._engine.object_store, objects=objects)
             self._lookups.forget()
             if self._engine.index_opened or len(self.store):
                 _ = self.index  # sync now, so the first search is fast

@@ -23,6 +23,7 @@ from ..workspace_files import WorkspaceFiles
 from .activity import running_update
 from .catalog import WORKSPACE_DIRNAME, Catalog
 from .files import FileActions
+from .objects import drop_stale, embed_objects, live_objects
 from .store import EmbeddingStore
 from .update import ProgressCallback, UpdateReport, run_update
 
@@ -98,7 +99,8 @@ def update_workspace(
     catalog: Catalog, root: Path, workspace: Path, spec: Callable[[], ModelSpec], store: Callable[[], EmbeddingStore],
     embedder: Callable[[], Embedder], announce: ProgressCallback, *, reembed: bool, index_name: str,
     video_every: float, progress: bool, on_progress: ProgressCallback | None, ray: str | None, ray_send_files: bool,
-    batch_size: int | None,
+    batch_size: int | None, object_store: Callable[[bool], EmbeddingStore | None] | None = None,
+    objects: bool = True,
 ) -> UpdateReport:
     """One update of the workspace (see :meth:`picsift.Library.update`), called while holding :func:`exclusive`.
 
@@ -107,7 +109,9 @@ def update_workspace(
     :func:`~picsift.core.update.run_update` (on a Ray cluster with ``ray``, see :mod:`picsift.core.ray_embed`), then
     records ``last_update`` and ``last_report`` and clears the marker. ``spec``, ``store`` and ``embedder`` are
     called when needed, so a refused model change loads no model; ``announce`` publishes the progress to other
-    processes.
+    processes. ``object_store(create)`` gives the model's object store (None when ``create`` is False and it has
+    none yet): with ``objects``, labelled objects are embedded after the images (see :mod:`picsift.core.objects`);
+    without, only the vectors of objects that are gone are dropped.
     """
     FileActions(catalog, root).recover()
     check_model(catalog, spec(), lambda ids: estimate_embedding(catalog, root, embedder, ids), reembed=reembed)
@@ -131,6 +135,13 @@ def update_workspace(
     report = run_update(catalog, store(), embedder(), root, [workspace], progress=progress,
                         on_progress=report_progress, frames_dir=workspace / "frames", video_every=video_every,
                         remote=remote)
+    objects_store = object_store(objects) if object_store is not None else None
+    if objects_store is not None and objects:
+        objects_store.remove_stray_files()
+        found = embed_objects(catalog, objects_store, embedder(), root, progress=progress)
+        report.objects, report.objects_skipped = found.embedded, found.skipped
+    elif objects_store is not None:
+        drop_stale(catalog, objects_store, live_objects(catalog))
     with catalog.transaction() as db:
         _record_settings(catalog, db, spec(), index_name, video_every)
         catalog.set_meta("last_update", repr(time.time()), db)
