@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -11,9 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from picsift import Library
+from picsift.cli import main
 from picsift.core.objects import bounding_box, crop_region, object_id
+from picsift.embedding.decode import to_rgb
+from picsift.errors import NotIndexedError
 
 from .kill import KILL_AFTER
 from .test_formats import make_coco
@@ -163,3 +168,92 @@ def test_an_update_killed_while_embedding_objects_finishes_on_the_next_run(
     assert got.keys() == want.keys()
     for key, vector in want.items():
         np.testing.assert_allclose(got[key], vector, atol=1e-4)
+
+
+def add_central_boxes(lib: Library) -> None:
+    """A box over the middle of each picture (the imported boxes sit on the stamps' blank corners)."""
+    lib.update(progress=False, objects=False)  # the images catalogued, with their sizes
+    for image_id in lib.images()["id"]:
+        width, height = lib.image_info(image_id)["width"], lib.image_info(image_id)["height"]
+        lib.labels.add_object(image_id, "food", bbox=(width / 4, height / 4, 3 * width / 4, 3 * height / 4))
+
+
+def test_an_object_vector_is_its_crop_with_a_margin(coco_library: Library) -> None:
+    lib = coco_library
+    add_central_boxes(lib)
+    lib.update(progress=False)
+    store = lib._engine.object_store()
+    assert store is not None
+    snapshot = store.snapshot()
+    central = lib.labels.objects().query("`class` == 'food'")
+    vectors = []
+    for image_id, points in zip(central["image_id"], central["points"], strict=True):
+        box = bounding_box(points)
+        path = next(p for p in lib.images()["path"] if lib.labels.image_id(p) == image_id)
+        with Image.open(path) as picture:
+            crop = to_rgb(picture).crop(crop_region(box, *picture.size))
+        want = lib.embedder.embed_images([crop])[0]
+        got = snapshot.vectors(np.array([snapshot.position[object_id(image_id, box)]]))[0]
+        np.testing.assert_allclose(got, want, atol=2e-3)
+        vectors.append(got)
+    assert np.linalg.matrix_rank(np.stack(vectors), tol=1e-3) == len(vectors)  # three pictures, three crops
+
+
+def test_object_search_returns_boxes_inside_their_image(coco_library: Library) -> None:
+    lib = coco_library
+    add_central_boxes(lib)
+    lib.update(progress=False)
+    lib.labels.add_object(lib.labels.objects()["image_id"].iloc[0], "fruit", bbox=(1, 1, 6, 6))  # not embedded yet
+    found = lib.search("a red apple", objects=True, limit=3)
+    assert len(found) == 3 and found.partial  # 7 embedded of the 8 labelled now
+    assert len(found.scores) == 7 and found.histogram(bins=5)[0].sum() == 7  # every embedded object in scope
+    df = found.df
+    assert {"id", "image_id", "path", "class", "box", "score"} <= set(df.columns)
+    objects = lib.labels.objects()
+    for row in df.to_dict(orient="records"):
+        assert row["id"] in expected_ids(lib) and row["id"] != row["image_id"]
+        assert lib.labels.image_id(row["path"]) == row["image_id"]
+        x, y, w, h = row["box"]
+        width, height = lib.image_info(row["image_id"])["width"], lib.image_info(row["image_id"])["height"]
+        assert min(x, y) >= 0 and min(w, h) > 0 and x + w <= width and y + h <= height
+        mine = objects[objects["image_id"] == row["image_id"]]
+        assert row["class"] in set(mine["class"])
+        assert any(object_id(row["image_id"], bounding_box(p)) == row["id"] for p in mine["points"])
+    assert df["score"].is_monotonic_decreasing
+    assert np.isclose(df["score"].iloc[0], found.scores.max())
+    # similar objects: an object's own crop is its best match
+    food = lib.labels.objects().query("`class` == 'food'").iloc[0]
+    reference = object_id(food["image_id"], bounding_box(food["points"]))
+    best = lib.similar([reference], objects=True, limit=None)
+    assert best.df["id"].iloc[0] == reference and np.isclose(best.df["score"].iloc[0], 1.0, atol=1e-3)
+    assert best.df["score"].iloc[1] < best.df["score"].iloc[0] - 1e-3
+    assert len(best) == 7 and set(best.df["id"]) == object_store_ids(lib)
+    others = lib.similar([reference], objects=True, exclude_references=True, limit=None)
+    assert reference not in set(others.df["id"]) and len(others) == 6
+    # within an image: only its objects
+    one = objects["image_id"].value_counts().index[0]
+    assert set(lib.search("a plate", objects=True, within=[one]).df["image_id"]) == {one}
+    assert lib.search("a plate").df["id"].isin(lib.images()["id"]).all()  # image search is unchanged
+
+
+def test_object_search_before_any_object_is_embedded_says_what_to_do(coco_library: Library) -> None:
+    coco_library.update(progress=False, objects=False)
+    with pytest.raises(NotIndexedError, match="labelled objects"):
+        coco_library.search("a plate", objects=True)
+
+
+def test_cli_searches_objects(coco_library: Library, tiny_model: str, capsys: pytest.CaptureFixture[str]) -> None:
+    root = coco_library.root
+    coco_library.close()
+    assert main(["update", str(root), "--model", tiny_model, "--quiet"]) == 0
+    assert "4 objects embedded" in capsys.readouterr().out
+    assert main(["search", str(root), "a fruit", "--objects", "--model", tiny_model, "--json", "--limit", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["results"]) == 2 and data["distribution"]["count"] == 4
+    assert data["query"]["objects"] is True
+    for row in data["results"]:
+        assert set(row) >= {"id", "image_id", "path", "class", "box", "score"} and len(row["box"]) == 4
+        assert Path(row["path"]).is_file() and row["class"] in ("fruit", "plate")
+    assert main(["search", str(root), "a fruit", "--objects", "--model", tiny_model]) == 0
+    out = capsys.readouterr().out
+    assert "4 of 4 objects" in out and "box [" in out

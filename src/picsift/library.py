@@ -19,6 +19,7 @@ from .analysis.verbs import Analysis
 from .core.activity import announce_update, running_update
 from .core.files import FileActions, Files
 from .core.lookups import ImageLookups
+from .core.objects import live_objects
 from .core.store import EmbeddingStore
 from .core.update import ProgressCallback, UpdateReport
 from .core.video import DEFAULT_EVERY, Videos
@@ -114,7 +115,9 @@ class Library:
         self.labels = Metadata(self.catalog, self.root, filter=lambda *f, within: self.filter(*f, within=within).ids
                                .tolist(), export=self.export)
         searcher = Searcher(lambda: self.store, lambda: self.embedder, lambda: self.index, self.root, self._pending,
-                            lambda: self.spec.text, lambda: self.spec.label())
+                            lambda: self.spec.text, lambda: self.spec.label(),
+                            object_store=lambda: self._engine.object_store(create=False),
+                            live_objects=lambda: live_objects(self.catalog))
         analysis = Analysis(lambda: self.store, lambda: self.index, self.index_name, self.root, lambda: self.spec.text,
                             self.labels.labelled)
         self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
@@ -186,10 +189,8 @@ class Library:
             With ``ray``: the workers cannot see the image folder at the same path, so tasks on this
             machine's node read the files and send their bytes (default: the workers read them).
         objects
-            Also embed every labelled object's crop (a box, or a polygon's bounding box) that has no vector yet, for
-            ``search(..., objects=True)`` (see :mod:`picsift.core.objects`); the report counts them in ``objects``
-            and lists degenerate boxes in ``objects_skipped``. ``False`` embeds none (vectors of objects that are
-            gone are still dropped).
+            Embed labelled objects' crops (:mod:`picsift.core.objects`; ``report.objects``, degenerate boxes in
+            ``report.objects_skipped``); ``False`` embeds none but still drops vectors of objects that are gone.
         """
         resume = "run the update again: it continues where it stopped"
         with workspace_space(self.workspace, resume), self._exclusive(), announce_update(self.workspace) as announce:
@@ -227,7 +228,7 @@ class Library:
         self, text: str | Sequence[str], *, limit: int | None = 100, min_score: float | None = None,
         max_score: float | None = None, negative_text: str | Sequence[str] | None = None,
         negative_images: Sequence[ImageRef] | None = None, negative_weight: float = 0.5, combine: str = "mean",
-        within: Any = None, distribution: bool = True,
+        within: Any = None, distribution: bool = True, objects: bool = False,
     ) -> ImageSet:
         """Images matching a text prompt (or several prompts, combined like image references), remembered as
         the temporary collection.
@@ -249,23 +250,26 @@ class Library:
         distribution
             Compute every image's score exactly (for :meth:`ImageSet.histogram`). ``False`` asks the
             index for the top results only, which is faster for very large libraries.
+        objects
+            Search the labelled objects' crops: ``.df`` rows carry ``id`` (the object's), ``image_id``, ``path``,
+            ``class``, ``box`` (``[x, y, w, h]`` px), ``score`` (see :mod:`picsift.query.object_search`).
         """
         options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
-                                   combine, distribution)
+                                   combine, distribution, objects)
         return self.remember(self.queries.search(text, options, within))
 
     def similar(
         self, images: ImageRef | Sequence[ImageRef], *, limit: int | None = 100, min_score: float | None = None,
         max_score: float | None = None, negative_text: str | Sequence[str] | None = None,
         negative_images: Sequence[ImageRef] | None = None, negative_weight: float = 0.5, combine: str = "mean",
-        within: Any = None, distribution: bool = True, exclude_references: bool = False,
+        within: Any = None, distribution: bool = True, exclude_references: bool = False, objects: bool = False,
     ) -> ImageSet:
         """Images similar to one or several images: ids, paths or PIL images (see :meth:`search`).
 
-        With ``exclude_references`` the reference images themselves are left out of the results.
+        With ``exclude_references`` the references are left out; with ``objects`` they may be object ids.
         """
         options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
-                                   combine, distribution)
+                                   combine, distribution, objects)
         return self.remember(self.queries.similar(images, options, within, exclude_references))
 
     def sample(
