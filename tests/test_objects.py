@@ -257,3 +257,13 @@ def test_cli_searches_objects(coco_library: Library, tiny_model: str, capsys: py
     assert main(["search", str(root), "a fruit", "--objects", "--model", tiny_model]) == 0
     out = capsys.readouterr().out
     assert "4 of 4 objects" in out and "box [" in out
+
+
+def test_a_library_without_labels_gets_no_object_store(image_folder: Path, tiny_model: str) -> None:
+    with Library(image_folder, model=tiny_model) as lib:
+        report = lib.update(progress=False)
+        assert report.embedded == 24 and report.objects == 0 and "objects" not in report.summary()
+        assert lib._engine.object_store(create=False) is None
+        assert not (lib.store.folder / "objects").exists()
+        with pytest.raises(NotIndexedError, match="label some"):
+            lib.search("a cat", objects=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..embedding.decode import ImageDecodeError, decode_image
+from ..embedding.openclip import Embedder
 from .catalog import Catalog
 from .catalog.embeddings import EmbeddingTables
 from .image_files import read_image_file
@@ -39,33 +40,35 @@ log = logging.getLogger(__name__)
 MARGIN = 0.1
 #: A crop's sides are grown (around the box's centre, within the picture) to at least this many pixels.
 MIN_SIDE = 32
-#: Box coordinates are rounded to this many decimals before hashing (sub-pixel noise is no new box).
-_DECIMALS = 2
-
 #: ``[x, y, w, h]`` in pixels.
 Box = tuple[float, float, float, float]
 
 
 def object_id(image_id: str, box: Box) -> str:
     """An object's id: 32 hex digits of a BLAKE2b hash of its image id and its box (rounded to 1/100 pixel)."""
-    text = f"{image_id}:" + ",".join(f"{round(v, _DECIMALS):.{_DECIMALS}f}" for v in box)
+    x, y, w, h = box
+    text = f"{image_id}:{x:.2f},{y:.2f},{w:.2f},{h:.2f}"  # rounded to 1/100 pixel by the format
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def bounding_box(points: Iterable[Iterable[float]]) -> Box:
-    """``[x, y, w, h]`` of a rectangle's corners or a polygon's points (NaN when there are none)."""
-    array = np.asarray(list(map(list, points)), dtype=np.float64).reshape(-1, 2)
-    if not len(array):
+def bounding_box(points: Iterable[Sequence[float]]) -> Box:
+    """``[x, y, w, h]`` of a rectangle's corners or a polygon's points (NaN when there are none or one is not
+    finite). Plain Python: a search computes it for every labelled object, and a few points are no work for numpy."""
+    xs, ys = [], []
+    for point in points:
+        xs.append(float(point[0]))
+        ys.append(float(point[1]))
+    if not xs or not all(math.isfinite(v) for v in (*xs, *ys)):
         return (math.nan, math.nan, math.nan, math.nan)
-    low, high = array.min(axis=0), array.max(axis=0)
-    return (float(low[0]), float(low[1]), float(high[0] - low[0]), float(high[1] - low[1]))
+    left, top = min(xs), min(ys)
+    return (left, top, max(xs) - left, max(ys) - top)
 
 
 def degenerate(box: Box, size: tuple[int, int] | None) -> str | None:
     """Why ``box`` cannot be embedded (not finite, zero area, outside the ``(width, height)`` picture), else None."""
     x, y, w, h = box
     if not all(math.isfinite(v) for v in box):
-        return f"box {list(box)} is not finite"
+        return "box is not finite (a NaN or infinite coordinate)"
     if w <= 0 or h <= 0:
         return f"box {list(box)} has zero area"
     if size is not None:
@@ -143,7 +146,7 @@ def drop_stale(catalog: Catalog, store: EmbeddingStore, live: Iterable[str]) -> 
     return len(stale)
 
 
-def embed_objects(catalog: Catalog, store: EmbeddingStore, embedder: Any, root: Path, *, progress: bool = True,
+def embed_objects(catalog: Catalog, store: EmbeddingStore, embedder: Embedder, root: Path, *, progress: bool = True,
                   workers: int = 2, on_batch: Callable[[int], None] | None = None) -> ObjectReport:
     """Drop stale object vectors, then embed every live object the store lacks (see the module's docstring).
 

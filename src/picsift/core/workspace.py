@@ -135,7 +135,8 @@ def update_workspace(
     report = run_update(catalog, store(), embedder(), root, [workspace], progress=progress,
                         on_progress=report_progress, frames_dir=workspace / "frames", video_every=video_every,
                         remote=remote)
-    objects_store = object_store(objects) if object_store is not None else None
+    # no labelled object, no object store: a library without labels gets no empty one
+    objects_store = object_store(objects and bool(catalog.labels.object_classes())) if object_store else None
     if objects_store is not None and objects:
         objects_store.remove_stray_files()
         found = embed_objects(catalog, objects_store, embedder(), root, progress=progress)
