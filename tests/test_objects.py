@@ -55,6 +55,7 @@ def test_update_embeds_every_labelled_object_once(coco_library: Library) -> None
     vectors = store.snapshot().vectors()
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
     assert lib.status()["models"] == {lib.spec.text: 3}  # the object store is no second model
+    assert lib.status()["embedded_objects"] == 4
     again = lib.update(progress=False)
     assert again.objects == 0 and object_store_ids(lib) == expected_ids(lib)  # nothing twice
 

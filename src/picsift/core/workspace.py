@@ -22,6 +22,7 @@ from ..reading import read_regular_file
 from ..workspace_files import WorkspaceFiles
 from .activity import running_update
 from .catalog import WORKSPACE_DIRNAME, Catalog
+from .catalog.embeddings import OBJECTS_SUFFIX
 from .files import FileActions
 from .objects import drop_stale, embed_objects, live_objects
 from .store import EmbeddingStore
@@ -143,6 +144,7 @@ def update_workspace(
         report.objects, report.objects_skipped = found.embedded, found.skipped
     elif objects_store is not None:
         drop_stale(catalog, objects_store, live_objects(catalog))
+        objects_store.compact_if_sparse()
     with catalog.transaction() as db:
         _record_settings(catalog, db, spec(), index_name, video_every)
         catalog.set_meta("last_update", repr(time.time()), db)
@@ -229,15 +231,17 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
     update has still to read. ``interrupted``: the last update did not finish (it was killed or
     failed), so images it had still to read are not counted yet; the next update finishes the job.
     ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
-    ``last_update``: when the last update finished (epoch seconds).
+    ``last_update``: when the last update finished (epoch seconds); ``embedded_objects``: labelled objects whose
+    crop this model embedded (see :mod:`picsift.core.objects`).
     """
     files = catalog.file_table.counts()
     unique = catalog.file_table.image_count()
     models = catalog.embeddings.counts_by_spec()
     spec_ = spec() if model else None  # parsed once per Library: a checkpoint is hashed once
-    embedded = 0
+    embedded = objects = 0
     if spec_ is not None:
         embedded = catalog.embeddings.count(spec_.identity())
+        objects = catalog.embeddings.count(spec_.identity() + OBJECTS_SUFFIX)
     running = running_update(workspace)
     pending = max(0, unique - embedded, remaining(running))
     meta: dict[str, Any] = catalog.meta_values(
@@ -263,6 +267,7 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
         "files": files[0],
         "images": unique,
         "embedded": embedded,
+        "embedded_objects": objects,
         "pending": pending,
         "skipped": files[2] + len(catalog.scan_problems()),
         "videos": catalog.videos.counts()[0],
