@@ -22,6 +22,7 @@ from .analysis.verbs import Analysis
 from .core.activity import announce_update, running_update
 from .core.files import FileActions, Files
 from .core.lookups import ImageLookups
+from .core.objects import live_objects
 from .core.store import EmbeddingStore
 from .core.update import ProgressCallback, UpdateReport
 from .core.video import DEFAULT_EVERY, Videos
@@ -121,7 +122,9 @@ class Library:
         self.labels = Metadata(self.catalog, self.root, filter=lambda *f, within: self.filter(*f, within=within).ids
                                .tolist(), export=self.export)
         searcher = Searcher(lambda: self.store, lambda: self.embedder, lambda: self.index, self.root, self._pending,
-                            lambda: self.spec.text, lambda: self.spec.label())
+                            lambda: self.spec.text, lambda: self.spec.label(),
+                            object_store=lambda: self._engine.object_store(create=False),
+                            live_objects=lambda: live_objects(self.catalog))
         self.neighbours = Neighbours(lambda: self.store, lambda: self.index, self.index_name, self.workspace)
         analysis = Analysis(lambda: self.store, lambda: self.index, self.index_name, self.root, lambda: self.spec.text,
                             self.labels.labelled, lambda progress: self.neighbours.graph(progress=progress))
@@ -179,7 +182,7 @@ class Library:
     # -- updating ---------------------------------------------------------------------------------
     def update(
         self, *, progress: bool = True, on_progress: ProgressCallback | None = None, reembed: bool = False,
-        ray: str | None = None, ray_send_files: bool = False,
+        ray: str | None = None, ray_send_files: bool = False, objects: bool = True,
     ) -> UpdateReport:
         """Embed new and changed images, forget removed ones, skip unchanged ones.
 
@@ -204,6 +207,9 @@ class Library:
         ray_send_files
             With ``ray``: the workers cannot see the image folder at the same path, so tasks on this
             machine's node read the files and send their bytes (default: the workers read them).
+        objects
+            Embed labelled objects' crops (:mod:`picsift.core.objects`; ``report.objects``, degenerate boxes in
+            ``report.objects_skipped``); ``False`` embeds none but still drops vectors of objects that are gone.
         """
         resume = "run the update again: it continues where it stopped"
         with workspace_space(self.workspace, resume), self._exclusive(), announce_update(self.workspace) as announce:
@@ -211,7 +217,7 @@ class Library:
                 self.catalog, self.root, self.workspace, lambda: self.spec, lambda: self.store, lambda: self.embedder,
                 announce, reembed=reembed, index_name=self.index_name, video_every=self.video_every,
                 progress=progress, on_progress=on_progress, ray=ray, ray_send_files=ray_send_files,
-                batch_size=self._engine.batch_size)
+                batch_size=self._engine.batch_size, object_store=self._engine.object_store, objects=objects)
             self._lookups.forget()
             if self._engine.index_opened or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
@@ -243,7 +249,7 @@ class Library:
         self, text: str | Sequence[str], *, limit: int | None = 100, min_score: float | None = None,
         max_score: float | None = None, negative_text: str | Sequence[str] | None = None,
         negative_images: Sequence[ImageRef] | None = None, negative_weight: float = 0.5, combine: str = "mean",
-        within: Any = None, distribution: bool = True,
+        within: Any = None, distribution: bool = True, objects: bool = False,
     ) -> ImageSet:
         """Images matching a text prompt (or several prompts, combined like image references), remembered as
         the temporary collection.
@@ -265,23 +271,26 @@ class Library:
         distribution
             Compute every image's score exactly (for :meth:`ImageSet.histogram`). ``False`` asks the
             index for the top results only, which is faster for very large libraries.
+        objects
+            Search the labelled objects' crops: ``.df`` rows carry ``id`` (the object's), ``image_id``, ``path``,
+            ``class``, ``box`` (``[x, y, w, h]`` px), ``score`` (see :mod:`picsift.query.object_search`).
         """
         options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
-                                   combine, distribution)
+                                   combine, distribution, objects)
         return self.remember(self.queries.search(text, options, within))
 
     def similar(
         self, images: ImageRef | Sequence[ImageRef], *, limit: int | None = 100, min_score: float | None = None,
         max_score: float | None = None, negative_text: str | Sequence[str] | None = None,
         negative_images: Sequence[ImageRef] | None = None, negative_weight: float = 0.5, combine: str = "mean",
-        within: Any = None, distribution: bool = True, exclude_references: bool = False,
+        within: Any = None, distribution: bool = True, exclude_references: bool = False, objects: bool = False,
     ) -> ImageSet:
         """Images similar to one or several images: ids, paths or PIL images (see :meth:`search`).
 
-        With ``exclude_references`` the reference images themselves are left out of the results.
+        With ``exclude_references`` the references are left out; with ``objects`` they may be object ids.
         """
         options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
-                                   combine, distribution)
+                                   combine, distribution, objects)
         return self.remember(self.queries.similar(images, options, within, exclude_references))
 
     def sample(

@@ -46,6 +46,8 @@ def _search_args(parser: argparse.ArgumentParser) -> None:
                         help="how several prompts or images combine (default mean)")
     parser.add_argument("--within", metavar="COLLECTION", help="search only this saved collection")
     parser.add_argument("--bins", type=int, default=20, help="histogram bins in --json output")
+    parser.add_argument("--objects", action="store_true",
+                        help="search the labelled objects (their boxes' crops), not the images")
 
 
 def _update_args(parser: argparse.ArgumentParser) -> None:

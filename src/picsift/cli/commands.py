@@ -65,6 +65,10 @@ def update(library: Any, args: argparse.Namespace) -> int:
         say(f"  skipped {path}: {reason}")
     if len(report.skipped) > 20:
         say(f"  ... and {len(report.skipped) - 20} more (picsift status --skipped)")
+    for about, reason in report.objects_skipped[:20]:
+        say(f"  skipped {about}: {reason}")
+    if len(report.objects_skipped) > 20:
+        say(f"  ... and {len(report.objects_skipped) - 20} more objects")
     return 0
 
 
@@ -119,7 +123,8 @@ def watch(library: Any, args: argparse.Namespace) -> int:
 def search(library: Any, args: argparse.Namespace) -> int:
     """``search PROMPT...`` and ``similar IMAGE...``: the same options, the same output."""
     options = dict(limit=args.limit, min_score=args.min_score, max_score=args.max_score,
-                   negative_text=args.negative or None, combine=args.combine, within=args.within)
+                   negative_text=args.negative or None, combine=args.combine, within=args.within,
+                   objects=args.objects)
     if args.command == "search":
         results = library.search(args.prompt, **options)
     else:
@@ -128,9 +133,11 @@ def search(library: Any, args: argparse.Namespace) -> int:
         print_json({"query": results.query, "model": library.spec.text,
                     "results": results.df.to_dict(orient="records"), "distribution": results.distribution(args.bins)})
         return 0
-    say(f"{len(results)} of {len(results.scores)} images  (model {library.spec.label()})")
-    for row in results.df.itertuples():
-        say(f"{row.rank:>4}  {row.score:6.3f}  {row.path}")
+    what = "objects" if args.objects else "images"
+    say(f"{len(results)} of {len(results.scores)} {what}  (model {library.spec.label()})")
+    for row in results.df.to_dict(orient="records"):
+        where = f"  {row['class']}  box {row['box']}" if args.objects else ""
+        say(f"{row['rank']:>4}  {row['score']:6.3f}  {row['path']}{where}")
     return 0
 
 

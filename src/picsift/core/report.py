@@ -17,6 +17,8 @@ class UpdateReport:
     reused: int = 0  # files whose content already had an embedding (moved or duplicated files)
     frames: int = 0  # frames sampled from new or changed videos (each an image; see picsift.core.video)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in this run
+    objects: int = 0  # labelled objects whose crop was embedded (see picsift.core.objects)
+    objects_skipped: list[tuple[str, str]] = field(default_factory=list)  # ("<path> object <id>", reason)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -33,4 +35,8 @@ class UpdateReport:
             parts.append(f"{self.frames} video frames")
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
+        if self.objects:
+            parts.append(f"{self.objects} objects embedded")
+        if self.objects_skipped:
+            parts.append(f"{len(self.objects_skipped)} objects skipped")
         return ", ".join(parts) + f" in {self.seconds:.1f}s"

@@ -23,7 +23,9 @@ from ..reading import read_regular_file
 from ..workspace_files import WorkspaceFiles
 from .activity import running_update
 from .catalog import WORKSPACE_DIRNAME, Catalog
+from .catalog.embeddings import OBJECTS_SUFFIX
 from .files import FileActions
+from .objects import drop_stale, embed_objects, live_objects
 from .store import EmbeddingStore
 from .update import ProgressCallback, UpdateReport, run_update
 
@@ -109,7 +111,8 @@ def update_workspace(
     catalog: Catalog, root: Path, workspace: Path, spec: Callable[[], ModelSpec], store: Callable[[], EmbeddingStore],
     embedder: Callable[[], Embedder], announce: ProgressCallback, *, reembed: bool, index_name: str,
     video_every: float, progress: bool, on_progress: ProgressCallback | None, ray: str | None, ray_send_files: bool,
-    batch_size: int | None,
+    batch_size: int | None, object_store: Callable[[bool], EmbeddingStore | None] | None = None,
+    objects: bool = True,
 ) -> UpdateReport:
     """One update of the workspace (see :meth:`picsift.Library.update`), called while holding :func:`exclusive`.
 
@@ -118,7 +121,9 @@ def update_workspace(
     :func:`~picsift.core.update.run_update` (on a Ray cluster with ``ray``, see :mod:`picsift.core.ray_embed`), then
     records ``last_update`` and ``last_report`` and clears the marker. ``spec``, ``store`` and ``embedder`` are
     called when needed, so a refused model change loads no model; ``announce`` publishes the progress to other
-    processes.
+    processes. ``object_store(create)`` gives the model's object store (None when ``create`` is False and it has
+    none yet): with ``objects``, labelled objects are embedded after the images (see :mod:`picsift.core.objects`);
+    without, only the vectors of objects that are gone are dropped.
     """
     FileActions(catalog, root).recover()
     check_model(catalog, spec(), lambda ids: estimate_embedding(catalog, root, embedder, ids), reembed=reembed)
@@ -142,6 +147,15 @@ def update_workspace(
     report = run_update(catalog, store(), embedder(), root, [workspace], progress=progress,
                         on_progress=report_progress, frames_dir=workspace / "frames", video_every=video_every,
                         remote=remote)
+    # no labelled object, no object store: a library without labels gets no empty one
+    objects_store = object_store(objects and bool(catalog.labels.object_classes())) if object_store else None
+    if objects_store is not None and objects:
+        objects_store.remove_stray_files()
+        found = embed_objects(catalog, objects_store, embedder(), root, progress=progress)
+        report.objects, report.objects_skipped = found.embedded, found.skipped
+    elif objects_store is not None:
+        drop_stale(catalog, objects_store, live_objects(catalog))
+        objects_store.compact_if_sparse()
     with catalog.transaction() as db:
         _record_settings(catalog, db, spec(), index_name, video_every)
         catalog.set_meta("last_update", repr(time.time()), db)
@@ -228,15 +242,17 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
     update has still to read. ``interrupted``: the last update did not finish (it was killed or
     failed), so images it had still to read are not counted yet; the next update finishes the job.
     ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
-    ``last_update``: when the last update finished (epoch seconds).
+    ``last_update``: when the last update finished (epoch seconds); ``embedded_objects``: labelled objects whose
+    crop this model embedded (see :mod:`picsift.core.objects`).
     """
     files = catalog.file_table.counts()
     unique = catalog.file_table.image_count()
     models = catalog.embeddings.counts_by_spec()
     spec_ = spec() if model else None  # parsed once per Library: a checkpoint is hashed once
-    embedded = 0
+    embedded = objects = 0
     if spec_ is not None:
         embedded = catalog.embeddings.count(spec_.identity())
+        objects = catalog.embeddings.count(spec_.identity() + OBJECTS_SUFFIX)
     running = running_update(workspace)
     pending = max(0, unique - embedded, remaining(running))
     meta: dict[str, Any] = catalog.meta_values(
@@ -262,6 +278,7 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
         "files": files[0],
         "images": unique,
         "embedded": embedded,
+        "embedded_objects": objects,
         "pending": pending,
         "skipped": files[2] + len(catalog.scan_problems()),
         "videos": catalog.videos.counts()[0],

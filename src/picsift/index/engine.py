@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.catalog import Catalog
+from ..core.catalog.embeddings import OBJECTS_SUFFIX
 from ..core.store import EmbeddingStore
 from ..core.workspace import default_model
 from ..embedding.openclip import Embedder
@@ -33,6 +34,7 @@ class ModelEngine:
         self._spec: ModelSpec | None = None
         self._embedder: Embedder | None = None
         self._store: EmbeddingStore | None = None
+        self._object_store: EmbeddingStore | None = None
         self._index: VectorIndex | None = None
         self._keeper: IndexKeeper | None = None
 
@@ -57,6 +59,18 @@ class ModelEngine:
             self._store = EmbeddingStore(self.catalog, self.model_folder(), identity, self.spec.text, dim,
                                          files=WorkspaceFiles(self.workspace))
         return self._store
+
+    def object_store(self, create: bool = True) -> EmbeddingStore | None:
+        """This model's store of object crops' vectors (``models/<model>/objects``; see :mod:`picsift.core.objects`);
+        None when it has none and ``create`` is False."""
+        if self._object_store is None:
+            identity = self.spec.identity() + OBJECTS_SUFFIX
+            if not create and self.catalog.embeddings.model_dim(identity) is None:
+                return None
+            self._object_store = EmbeddingStore(self.catalog, self.model_folder() / "objects", identity,
+                                                self.spec.text + OBJECTS_SUFFIX, self.store.dim,
+                                                files=WorkspaceFiles(self.workspace))
+        return self._object_store
 
     def model_folder(self) -> Path:
         return self.workspace / "models" / slug(self.spec.identity())

@@ -121,22 +121,24 @@ class ImageSet:
     @cached_property
     def df(self) -> pd.DataFrame:
         """One row per image, in order: ``rank``, ``id``, ``path`` (None when unknown), ``score`` (NaN without
-        a query), then :attr:`columns` and, in a library holding videos, ``video`` and ``t`` (see
-        :meth:`picsift.core.video.Videos.moment`)."""
+        a query), then :attr:`columns` (an object's: ``image_id``, whose ``path`` it is, ``class``, ``box``)
+        and, in a library holding videos, ``video`` and ``t`` (see :meth:`picsift.core.video.Videos.moment`)."""
         ids = self.ids.tolist()
-        paths = self._owner.paths(ids) if self._owner is not None and ids else {}
+        # an object's row shows its image's path (its id is the object's; see picsift.query.object_search)
+        images = self.columns["image_id"].tolist() if "image_id" in self.columns else ids
+        paths = self._owner.paths(images) if self._owner is not None and images else {}
         df = pd.DataFrame({
             "rank": np.arange(1, len(ids) + 1),
             "id": pd.Series(ids, dtype=object),
-            "path": [str(paths[i]) if i in paths else None for i in ids],
+            "path": [str(paths[i]) if i in paths else None for i in images],
             "score": self.result_scores if self.result_scores is not None else np.full(len(ids), np.nan, np.float32),
         })
         for name, values in self.columns.items():
             df[name] = values
-        found = self._owner._moments(ids) if self._owner is not None and ids else None
+        found = self._owner._moments(images) if self._owner is not None and images else None
         if found is not None:
-            df["video"] = [str(found[i][0]) if i in found else None for i in ids]
-            df["t"] = [found[i][1] if i in found else np.nan for i in ids]
+            df["video"] = [str(found[i][0]) if i in found else None for i in images]
+            df["t"] = [found[i][1] if i in found else np.nan for i in images]
         return df
 
     @property

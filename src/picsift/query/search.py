@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,11 +30,13 @@ from ..index.base import top_k
 from ..index.sync import wider_k
 from ..reading import read_regular_file
 from .imageset import ImageSet
+from .object_search import ObjectScope
 from .options import SearchOptions
 from .scope import Scope
 from .steps import ImageSearch, Recipe, TextSearch
 
 if TYPE_CHECKING:
+    from ..core.objects import LiveObject
     from ..core.store import EmbeddingStore
     from ..embedding.openclip import Embedder
     from ..index import VectorIndex
@@ -168,13 +170,19 @@ class Searcher:
         How many images are not embedded yet, given how many are: a search then says it is partial.
     model
         The model spec's text, recorded in recipes.
+    object_store, live_objects
+        The model's object store (None when it has none yet) and the objects labelled now, by object id, for
+        searches with ``options.objects`` (see :mod:`picsift.query.object_search`).
     """
 
     def __init__(self, store: Callable[[], EmbeddingStore], embedder: Callable[[], Embedder],
                  index: Callable[[], VectorIndex], root: Path, pending: Callable[[int], int],
-                 model: Callable[[], str], label: Callable[[], str]):
+                 model: Callable[[], str], label: Callable[[], str], *,
+                 object_store: Callable[[], EmbeddingStore | None] | None = None,
+                 live_objects: Callable[[], Mapping[str, LiveObject]] | None = None):
         self._store, self._embedder, self._index = store, embedder, index
         self.root, self._pending, self._model, self._label = root, pending, model, label
+        self._object_store, self._live_objects = object_store, live_objects
 
     def search(self, text: str | Sequence[str], options: SearchOptions, scope: Scope) -> ImageSet:
         """Images matching a text prompt (or several prompts, combined like image references)."""
@@ -190,7 +198,7 @@ class Searcher:
         refs = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
         if not refs:
             raise PicsiftError("similar() needs at least one image")
-        positives, ids = self.reference_vectors(refs)
+        positives, ids = self.reference_vectors(refs, objects=options.objects)
         step = ImageSearch(images=tuple(_describe(r) for r in refs))
         return self._run(positives, step, options, scope, exclude=ids if exclude_references else ())
 
@@ -206,19 +214,22 @@ class Searcher:
             negatives.append(self._embedder().embed_text([o.negative_text] if isinstance(o.negative_text, str)
                                                          else list(o.negative_text)))
         if o.negative_images:
-            negatives.append(self.reference_vectors(list(o.negative_images))[0])
+            negatives.append(self.reference_vectors(list(o.negative_images), objects=o.objects)[0])
         negative = np.concatenate(negatives) if negatives else None
-        snapshot = self._store().snapshot()
+        objects = self._objects(scope) if o.objects else None
+        snapshot = objects.snapshot if objects is not None else self._store().snapshot()
+        what = "labelled objects" if objects is not None else "images"
         if not len(snapshot):
             raise NotIndexedError(
-                f"no images of {self.root} are embedded with {self._label()} yet; "
+                f"no {what} of {self.root} are embedded with {self._label()} yet; "
                 "run update() (CLI: picsift index FOLDER) first"
             )
-        pending = self._pending(len(snapshot))
+        pending = objects.pending if objects is not None else self._pending(len(snapshot))
+        searched = len(objects.positions) if objects is not None else len(snapshot)
         if pending:
-            log.warning("partial results: %d of %d images are embedded; embedding continues (search again when "
-                        "status()['ready'])", len(snapshot), len(snapshot) + pending)
-        positions = scope.positions(snapshot)
+            log.warning("partial results: %d of %d %s are embedded; embedding continues (search again when "
+                        "status()['ready'])", searched, searched + pending, what)
+        positions = objects.positions if objects is not None else scope.positions(snapshot)
         exclude = set(exclude)
         use_index = (not o.distribution and o.max_score is None and positions is None and not exclude
                      and negative is None and o.combine == "mean" and o.limit is not None)
@@ -242,9 +253,20 @@ class Searcher:
             result_ids, result_scores = scope_ids[picked], all_scores[picked]
         recorded = replace(o, negative_images=tuple(_describe(r) for r in o.negative_images))
         step = replace(step, options=recorded, within=scope.label, model=self._model())
-        info = {"time": time.time(), "complete": not pending, "searched_images": len(snapshot),
-                "total_images": len(snapshot) + pending, "summary": step.query}
-        return ImageSet(result_ids, result_scores, all_scores, scope_ids, Recipe(step, info))
+        info = {"time": time.time(), "complete": not pending, "searched_images": searched,
+                "total_images": searched + pending, "summary": step.query}
+        columns = objects.columns(result_ids) if objects is not None else {}
+        return ImageSet(result_ids, result_scores, all_scores, scope_ids, Recipe(step, info), columns)
+
+    def _objects(self, scope: Scope) -> ObjectScope:
+        """The labelled objects of ``scope`` that a search over objects scores."""
+        if self._object_store is None or self._live_objects is None:
+            raise PicsiftError("this searcher has no object store: search objects through a Library")
+        store = self._object_store()
+        if store is None:
+            raise NotIndexedError(f"no labelled objects of {self.root} are embedded with {self._label()} yet; "
+                                  "label some (labels.add_object, labels.import_project), then run update()")
+        return ObjectScope.of(store.snapshot(), self._live_objects(), scope)
 
     def _index_top(self, snapshot: StoreSnapshot, positives: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The index's ``limit`` best, rescored exactly from the store (an index may hold coarser vectors,
@@ -259,16 +281,23 @@ class Searcher:
         order = top_k(scores, limit)
         return np.array(ids, dtype="<U32")[order], scores[order]
 
-    def reference_vectors(self, refs: Sequence[ImageRef]) -> tuple[np.ndarray, list[str]]:
-        """Vectors for image references, from the store when the image is in the library."""
+    def reference_vectors(self, refs: Sequence[ImageRef], *, objects: bool = False) -> tuple[np.ndarray, list[str]]:
+        """Vectors for image references, from the store when the image is in the library; with ``objects``, an
+        object id's vector comes from the object store (images still work: objects like a whole picture)."""
         snapshot = self._store().snapshot()
         position = snapshot.position
+        object_store = self._object_store() if objects and self._object_store is not None else None
+        object_snapshot = object_store.snapshot() if object_store is not None else None
         vectors, ids = [], []
         for ref in refs:
             if isinstance(ref, Image.Image):
                 vectors.append(self._embedder().embed_images([to_rgb(ref)])[0])
                 continue
             text = os.fspath(ref)
+            if object_snapshot is not None and isinstance(ref, str) and text in object_snapshot.position:
+                ids.append(text)
+                vectors.append(object_snapshot.vectors(np.array([object_snapshot.position[text]]))[0])
+                continue
             if isinstance(ref, str) and looks_like_id(text) and text in position:
                 ids.append(text)
                 vectors.append(snapshot.vectors(np.array([position[text]]))[0])

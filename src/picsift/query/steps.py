@@ -91,6 +91,8 @@ class _Search(Step):
             "negative_images": [str(i) for i in o.negative_images], "negative_weight": o.negative_weight,
             "within": self.within,
         }
+        if o.objects:
+            data["objects"] = True
         if self.filters:
             data["filters"] = [filter_to_dict(f) for f in self.filters]
         if self.score_range is not None:
@@ -104,7 +106,8 @@ class _Search(Step):
             limit=data.get("limit"), min_score=data.get("min_score"), max_score=data.get("max_score"),
             negative_text=tuple(negative) if isinstance(negative, list) else negative,
             negative_images=tuple(data.get("negative_images") or ()),
-            negative_weight=data.get("negative_weight", 0.5), combine=data.get("combine") or "mean")
+            negative_weight=data.get("negative_weight", 0.5), combine=data.get("combine") or "mean",
+            objects=data.get("objects") is True)
         score_range = data.get("score_range")
         query = {cls.query_field: tuple(data.get(cls.query_field) or ())}
         filters = tuple(filter_from_dict(f) for f in data.get("filters") or ())
@@ -114,7 +117,7 @@ class _Search(Step):
     @classmethod
     def keys(cls) -> set[str]:
         return {"kind", cls.query_field, "model", "limit", "min_score", "max_score", "combine", "negative_text",
-                "negative_images", "negative_weight", "within", "filters", "score_range"}
+                "negative_images", "negative_weight", "within", "filters", "score_range", "objects"}
 
     def filtered(self, filters: tuple[Filter, ...]) -> Step:
         return replace(self, filters=self.filters + tuple(filters))

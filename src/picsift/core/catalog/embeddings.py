@@ -9,6 +9,10 @@ import time
 from .connection import TableGroup
 from .files import CHUNK
 
+#: The identity (and spec) of a model's object store ends with this: its rows are keyed by object id, not image id
+#: (see :mod:`picsift.core.objects`), so they are never matched against files.
+OBJECTS_SUFFIX = "#objects"
+
 
 class EmbeddingTables(TableGroup):
     """Rows of the embedding stores (``Catalog.embeddings``)."""
@@ -41,7 +45,8 @@ class EmbeddingTables(TableGroup):
     def counts_by_spec(self) -> list[tuple[str, int]]:
         """``(model spec, embedded images)`` of every store."""
         return self._db.execute("SELECT m.spec, COUNT(e.image_id) FROM models m LEFT JOIN embeddings e"
-                                " ON e.model = m.identity GROUP BY m.identity").fetchall()
+                                " ON e.model = m.identity WHERE m.identity NOT LIKE ? GROUP BY m.identity",
+                                (f"%{OBJECTS_SUFFIX}",)).fetchall()
 
     # -- rows -------------------------------------------------------------------------------------
     def count(self, identity: str) -> int:
@@ -86,12 +91,26 @@ class EmbeddingTables(TableGroup):
 
     @staticmethod
     def drop_unreferenced(db: sqlite3.Connection) -> int:
-        """Delete embeddings (of every model) whose image no file refers to any more."""
+        """Delete embeddings (of every model's image store) whose image no file refers to any more."""
         cursor = db.execute(
-            "DELETE FROM embeddings WHERE image_id NOT IN (SELECT image_id FROM files WHERE image_id IS NOT NULL)")
+            "DELETE FROM embeddings WHERE model NOT LIKE ?"
+            " AND image_id NOT IN (SELECT image_id FROM files WHERE image_id IS NOT NULL)", (f"%{OBJECTS_SUFFIX}",))
         if cursor.rowcount:
             db.execute("UPDATE models SET version=version+1")
         return cursor.rowcount
+
+    @staticmethod
+    def drop_ids(db: sqlite3.Connection, identity: str, ids: list[str]) -> int:
+        """Delete the rows of ``ids`` from model ``identity``'s store (their vector rows become unused)."""
+        removed = 0
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            removed += db.execute(f"DELETE FROM embeddings WHERE model=? AND image_id IN ({marks})",
+                                  (identity, *chunk)).rowcount
+        if removed:
+            db.execute("UPDATE models SET version=version+1 WHERE identity=?", (identity,))
+        return removed
 
     def switch_file(self, identity: str, vectors_file: str, next_row: int, packed: list[str] | None) -> None:
         """Point model ``identity`` at a rewritten vectors file; ``packed``: the ids of its rows 0, 1, ...

@@ -173,6 +173,11 @@ class LabelTables(TableGroup):
                 tags.setdefault(object_id, []).append((name, value))
         return [(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], tags.get(r[0], [])) for r in rows]
 
+    def object_shapes(self) -> list[tuple[int, str, str, str, list[list[float]]]]:
+        """Every object's id, image id, class, geometry and points (decoded), by id: no tags, for embedding."""
+        rows = self._db.execute("SELECT id, image_id, class, geometry, points FROM objects ORDER BY id").fetchall()
+        return [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
     def authors(self) -> list[str]:
         """Everyone who made an object."""
         return [r[0] for r in self._db.execute(

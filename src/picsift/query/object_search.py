@@ -1,0 +1,49 @@
+"""What a search over objects (``search(..., objects=True)``) scores, and the columns its rows carry.
+
+Objects are scored in the model's object store (see :mod:`picsift.core.objects`), which only ``update`` writes; a
+search sees the objects labelled now: a vector whose object was removed (or whose box moved) since the last
+update is left out, and objects labelled since then count as pending, as images not embedded yet do.
+An object result is an :class:`~picsift.query.imageset.ImageSet` of object ids whose :attr:`columns` carry each
+one's ``image_id``, ``class`` and ``box`` (``[x, y, w, h]`` in pixels), so its table has the image's ``path``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.objects import LiveObject
+from ..core.store import StoreSnapshot
+from .scope import Scope
+
+
+@dataclass
+class ObjectScope:
+    """The objects a search scores: their positions in the object store's snapshot, and how many wait for update."""
+
+    snapshot: StoreSnapshot
+    positions: np.ndarray
+    pending: int
+    live: Mapping[str, LiveObject]
+
+    @classmethod
+    def of(cls, snapshot: StoreSnapshot, live: Mapping[str, LiveObject], scope: Scope) -> ObjectScope:
+        """Live objects of ``scope``: objects of its images, or the objects it names (an object result)."""
+        wanted = list(live)
+        if scope.ids is not None:
+            named = set(scope.ids.tolist())
+            wanted = [k for k, obj in live.items() if obj.image_id in named or k in named]
+        ids = np.array(wanted, dtype="<U32") if wanted else np.zeros(0, "<U32")
+        positions = snapshot.positions_of(ids)
+        return cls(snapshot, positions, len(wanted) - len(positions), live)
+
+    def columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """``image_id``, ``class`` and ``box`` of each of ``ids`` (object ids of this scope)."""
+        objects = [self.live[i] for i in ids.tolist()]
+        boxes = np.empty(len(objects), dtype=object)
+        for n, obj in enumerate(objects):
+            boxes[n] = [round(float(v), 2) for v in obj.box]
+        return {"image_id": np.array([o.image_id for o in objects], dtype=object),
+                "class": np.array([o.cls for o in objects], dtype=object), "box": boxes}
