@@ -305,14 +305,20 @@ def unique_names(project: Project) -> dict[int, str]:
     names = {}
     for dataset in project.datasets:
         for item in dataset.items:
-            stem, suffix = Path(item.name).stem, Path(item.name).suffix
-            name, n = item.name, 1
-            while Path(name).stem.casefold() in taken:
-                n += 1
-                name = f"{stem}_{n}{suffix}"
-            taken.add(Path(name).stem.casefold())
-            names[id(item)] = name
+            names[id(item)] = free_stem(item.name, taken)
     return names
+
+
+def free_stem(name: str, taken: set[str]) -> str:
+    """``name``, or ``stem_2.ext``, ``stem_3.ext``... when another file took its stem (compared case-insensitively,
+    as on some file systems); the stem returned is added to ``taken``."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    free, n = name, 1
+    while Path(free).stem.casefold() in taken:
+        n += 1
+        free = f"{stem}_{n}{suffix}"
+    taken.add(Path(free).stem.casefold())
+    return free
 
 
 def text_value(text: str | None) -> TagValue:

@@ -24,7 +24,7 @@ from pathlib import Path
 from ...core.catalog import scan
 from ...errors import PicsiftError
 from ...safe_paths import project_file
-from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, image_size, reading
+from . import DatasetRecord, ItemRecord, ObjectRecord, Project, copy_image, free_stem, image_size, reading
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +152,7 @@ def write(project: Project, out: Path) -> None:
 def _with_free_stem(item: ItemRecord, stems: set[str]) -> ItemRecord:
     """``item``, renamed when another image of its dataset has its stem (``a.png`` and ``a.jpg`` would share
     ``labels/a.txt``); stems compare case-insensitively, as on some file systems."""
-    stem, suffix = Path(item.name).stem, Path(item.name).suffix
-    name, n = item.name, 1
-    while Path(name).stem.casefold() in stems:
-        n += 1
-        name = f"{stem}_{n}{suffix}"
-    stems.add(Path(name).stem.casefold())
+    name = free_stem(item.name, stems)
     if name != item.name:
         log.info("%s exported as %s: another image of the dataset has its stem", item.name, name)
     return replace(item, name=name)
