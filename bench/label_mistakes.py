@@ -107,6 +107,83 @@ def fashion_mnist(model, n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:  #
     return x, labels[pick].astype(np.int64), FMNIST_CLASSES
 
 
+def embed(model, images: list) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.concatenate([model.embed_images(images[s : s + 128]) for s in range(0, len(images), 128)])
+
+
+def emoji(model) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:  # type: ignore[no-untyped-def]
+    """Noto emoji (emoji-datasource-google, 64 px PNG), label = the category in emoji.json ("Component", the
+    skin-tone swatches, left out); every emoji (no subset: about 1.9k). Also whether the image is in the offline
+    model's held-out split (the rest it was trained on, with captions naming the category)."""
+    path = cache_dir() / "label-mistakes-emoji.npz"
+    if path.exists():
+        data = np.load(path)
+        return data["x"], data["y"], [str(c) for c in data["classes"]], data["held_out"]
+    import json
+
+    import training_data as D
+    from fetch_data import fetch
+
+    root = fetch("emoji-google")
+    meta = [e for e in json.loads((root / "emoji.json").read_text())
+            if e.get("category") != "Component" and (root / "img" / e["image"]).is_file()]
+    classes = sorted({e["category"] for e in meta})
+    images = [D._open_on_white(root / "img" / e["image"]) for e in meta]
+    x = embed(model, images)
+    y = np.array([classes.index(e["category"]) for e in meta])
+    held_out = np.array([D._held_out(f"emoji/{e['unified']}") for e in meta])
+    np.savez(path, x=x, y=y, classes=np.array(classes), held_out=held_out)
+    return x, y, classes, held_out
+
+
+def clipart(model, n: int) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:  # type: ignore[no-untyped-def]
+    """OpenClipart PNGs (openclipart-png), label = the top-level folder, read as the offline model's training
+    does (at most 150 per folder, blank art dropped); top-level folders with 30+ images; a seeded subset of
+    ``n``. Also whether each image is in the model's held-out split."""
+    path = cache_dir() / f"label-mistakes-clipart-{n}.npz"
+    if path.exists():
+        data = np.load(path)
+        return data["x"], data["y"], [str(c) for c in data["classes"]], data["held_out"]
+    import training_data as D
+    from fetch_data import fetch
+
+    root = fetch("openclipart")
+    files = [p for p in sorted(root.rglob("*.png"))
+             if not any(part in D._CLIPART_SKIP_DIRS for part in p.relative_to(root).parts[:-1])]
+    by_dir: dict[Path, list[Path]] = {}
+    for p in files:
+        by_dir.setdefault(p.parent, []).append(p)
+    rng = np.random.default_rng(0)
+    kept: list[Path] = []
+    for _folder, inside in sorted(by_dir.items()):
+        if len(inside) > D.CLIPART_MAX_PER_DIR:
+            inside = [inside[i] for i in sorted(rng.choice(len(inside), D.CLIPART_MAX_PER_DIR, replace=False))]
+        kept += inside
+    category = [p.relative_to(root).parts[0] for p in kept]
+    classes = sorted(c for c in set(category) if category.count(c) >= 30)
+    pool = [i for i, c in enumerate(category) if c in classes]
+    pick = np.sort(np.random.default_rng(0).choice(len(pool), min(n, len(pool)), replace=False))
+    images, labels, held_out = [], [], []
+    for i in (pool[j] for j in pick):
+        try:
+            image = D._open_on_white(kept[i])
+        except Exception:  # a few files do not open
+            continue
+        if np.asarray(image.convert("L").resize((32, 32))).min() > 245:  # blank (white art on transparency)
+            continue
+        image.thumbnail((256, 256))  # some are thousands of pixels wide: thousands of them would not fit in memory
+        images.append(image)
+        labels.append(category[i])
+        held_out.append(D._held_out(f"openclipart/{kept[i].relative_to(root)}"))
+    classes = sorted(c for c in set(labels) if labels.count(c) >= 30)
+    keep = [j for j, c in enumerate(labels) if c in classes]
+    x = embed(model, [images[j] for j in keep])
+    y = np.array([classes.index(labels[j]) for j in keep])
+    held = np.array([held_out[j] for j in keep])
+    np.savez(path, x=x, y=y, classes=np.array(classes), held_out=held)
+    return x, y, classes, held
+
+
 def flip(y: np.ndarray, x: np.ndarray, rate: float, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Labels with ``rate`` of them flipped (uniformly, or to the class whose centroid is nearest the true one's)."""
     rng = np.random.default_rng(seed)
@@ -163,7 +240,9 @@ def datalab(x: np.ndarray, noisy: np.ndarray) -> np.ndarray:
 
 
 def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, rates: list[float],  # type: ignore[no-untyped-def]
-            rows: list[list[object]]) -> None:
+            rows: list[list[object]], held_out: np.ndarray | None = None) -> None:
+    """Every method on every flip kind and rate; with ``held_out`` (images the offline model never trained on),
+    the same scores also evaluated on those images alone (set name + ", unseen")."""
     from sklearn.metrics import roc_auc_score
 
     graph = build(np.arange(len(x)).astype(str), x, k=32)
@@ -175,16 +254,26 @@ def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, 
             noisy, truth = flip(y, x, rate, kind, seed=int(rate * 100))
             found = methods(x, noisy, prompt_scores, zero_shot, graph.positions, graph.similarities)
             weight, temperature = found.pop("_weight")[0]
-            n = int(truth.sum())
-            for method, (score, seconds) in found.items():
-                top = np.argsort(-score, kind="stable")[:n]
-                rows.append([name, kind, f"{rate:.0%}", method, round(roc_auc_score(truth, score), 3),
-                             round(float(truth[top].mean()), 3), round(seconds, 2),
-                             f"w={weight:.1f} T={temperature}" if method == "picsift" else ""])
+            parts = [(name, np.ones(len(y), bool))]
+            if held_out is not None:
+                parts.append((f"{name}, unseen", held_out))
+            for label, mask in parts:
+                n = int(truth[mask].sum())
+                for method, (score, seconds) in found.items():
+                    top = np.argsort(-score[mask], kind="stable")[:n]
+                    rows.append([label, kind, f"{rate:.0%}", method, round(roc_auc_score(truth[mask], score[mask]), 3),
+                                 round(float(truth[mask][top].mean()), 3), round(seconds, 2),
+                                 f"w={weight:.1f} T={temperature}" if method == "picsift" else ""])
             log(f"#   {name} {kind} {rate:.0%} done")
 
 
 # -- scale --------------------------------------------------------------------------------------------------
+def record(rows: list[list[object]], row: list[object]) -> None:
+    """Keep a row and print it at once, so a long run that is stopped still shows what finished."""
+    rows.append(row)
+    log("# " + " | ".join(str(v) for v in row))
+
+
 def scale(n: int, umap_n: int) -> list[list[object]]:
     from projection import make_data
     from sklearn.metrics import roc_auc_score
@@ -198,31 +287,31 @@ def scale(n: int, umap_n: int) -> list[list[object]]:
     index = open_index("hnsw", dim=x.shape[1], path=None)
     start = time.perf_counter()
     index.add(ids[base].tolist(), x[base])
-    rows.append(["hnsw index build (exists in a library)", n, round(time.perf_counter() - start, 1), ""])
+    record(rows, ["hnsw index build (exists in a library)", n, round(time.perf_counter() - start, 1), ""])
     import picsift.analysis.graph as graph_module
 
     start = time.perf_counter()
     graph = build(ids[base], x[base], k=32, index=index)
     seconds = time.perf_counter() - start
     megabytes = (graph.positions.nbytes + graph.similarities.nbytes) / 2**20
-    rows.append(["graph build from the index", n, round(seconds, 1),
+    record(rows, ["graph build from the index", n, round(seconds, 1),
                  f"recall@32 {graph.recall:.3f}, arrays {megabytes:.0f} MB"])
     index.add(ids[new].tolist(), x[new])
     start = time.perf_counter()
     patched = refresh(graph, ids, x, index=index)
-    rows.append(["refresh after 1% new images", len(x), round(time.perf_counter() - start, 1),
+    record(rows, ["refresh after 1% new images", len(x), round(time.perf_counter() - start, 1),
                  f"recall@32 {measure_recall(patched, x, 512):.3f} (rebuild below {graph_module.MIN_RECALL})"])
     start = time.perf_counter()
     a, column = np.nonzero(patched.similarities >= 0.95)
     groups = pair_groups(lambda p: x[p], a, patched.positions[a, column])
-    rows.append(["near duplicates from the graph (0.95)", len(x), round(time.perf_counter() - start, 1),
+    record(rows, ["near duplicates from the graph (0.95)", len(x), round(time.perf_counter() - start, 1),
                  f"{len(groups)} groups"])
     noisy, truth = flip(clusters, x, 0.1, "uniform", seed=3)
     start = time.perf_counter()
     votes = signals.neighbour_probabilities(patched.positions, patched.similarities, np.arange(len(x)), noisy,
                                             int(noisy.max()) + 1)
     score = signals.cleanlab_issues(noisy, signals.combine(votes.probabilities, None, noisy).probabilities)[1]
-    rows.append(["label mistakes (graph votes + cleanlab)", len(x), round(time.perf_counter() - start, 1),
+    record(rows, ["label mistakes (graph votes + cleanlab)", len(x), round(time.perf_counter() - start, 1),
                  f"AUROC {roc_auc_score(truth, score):.3f} at 10% uniform flips"])
     if umap_n:
         rows += umap_rows(x[:umap_n], umap_n)
@@ -243,13 +332,16 @@ def umap_rows(x: np.ndarray, n: int) -> list[list[object]]:
         reducer = fit_reducer(x, 2, seed=0, knn=knn)
         seconds = time.perf_counter() - start
         trust = trustworthiness(x[check], reducer.embedding_[check], n_neighbors=10, metric="cosine")
-        out.append([label, n, round(seconds, 1), f"trustworthiness {trust:.4f} (3k points)"])
+        record(out, [label, n, round(seconds, 1), f"trustworthiness {trust:.4f} (3k points)"])
     return out
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fmnist", type=int, default=3000, help="Fashion-MNIST test images (0: skip)")
+    parser.add_argument("--no-emoji", dest="emoji", action="store_false", help="skip the Noto emoji")
+    parser.add_argument("--clipart", type=int, default=3000, help="OpenClipart images, seeded subset (0: skip)")
+    parser.add_argument("--stamps", action=argparse.BooleanOptionalAction, default=True, help="the Tux Paint stamps")
     parser.add_argument("--scale", type=int, default=100_000, help="synthetic images for the scale part (0: skip)")
     parser.add_argument("--umap-n", type=int, default=20_000, help="images for the UMAP comparison (0: skip)")
     parser.add_argument("--quick", action="store_true", help="10% uniform and confusable only; scale 20k")
@@ -264,9 +356,10 @@ def main(argv: list[str]) -> None:
         return
     model = embedder()
     rows: list[list[object]] = []
-    x, y, classes = stamps(model)
-    log(f"# stamps: {len(x)} images, {len(classes)} classes")
-    quality("stamps", x, y, classes, model, rates, rows)
+    if args.stamps:
+        x, y, classes = stamps(model)
+        log(f"# stamps: {len(x)} images, {len(classes)} classes")
+        quality("stamps", x, y, classes, model, rates, rows)
     if args.fmnist:
         if Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file():
             x, y, classes = fashion_mnist(model, args.fmnist)
@@ -274,6 +367,14 @@ def main(argv: list[str]) -> None:
             quality("fashion-mnist", x, y, classes, model, rates, rows)
         else:
             log("# fashion-mnist skipped: apt-get install dataset-fashion-mnist")
+    if args.emoji:
+        x, y, classes, held_out = emoji(model)
+        log(f"# emoji: {len(x)} images, {len(classes)} classes, {int(held_out.sum())} unseen by the model")
+        quality("emoji", x, y, classes, model, rates, rows, held_out)
+    if args.clipart:
+        x, y, classes, held_out = clipart(model, args.clipart)
+        log(f"# openclipart: {len(x)} images, {len(classes)} classes, {int(held_out.sum())} unseen by the model")
+        quality("openclipart", x, y, classes, model, rates, rows, held_out)
     print(table(rows, ["set", "noise", "rate", "method", "AUROC", "precision@n", "seconds", "note"]))
     if args.scale:
         print(table(scale(args.scale, args.umap_n), ["step", "images", "seconds", "note"]))
