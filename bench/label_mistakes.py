@@ -1,7 +1,10 @@
 """Label mistakes without a trained model, against its rivals in the same run, and the neighbour graph at scale.
 
-Quality: real images embedded with picsift's offline model (Tux Paint stamps by top-level folder, and a seeded
-subset of Fashion-MNIST's test split), labels flipped with a seed at 5 / 10 / 20%, either uniformly or to the
+Quality: real images embedded with picsift's offline model (Tux Paint stamps by top-level folder, a seeded
+subset of Fashion-MNIST's test split, every Noto emoji by its emoji.json category, and a seeded subset of
+OpenClipart by top-level folder; emoji and clip art are fetched by training/fetch_data.py into
+~/.cache/picsift/training, and since the offline model trained on most of them, their rows are also given for the
+images it held out, as "SET, unseen"), labels flipped with a seed at 5 / 10 / 20%, either uniformly or to the
 nearest confusable class (the class whose centroid is nearest the true one's: the realistic kind). Methods:
 
 - ``picsift``: what ``lib.label_mistakes`` runs (graph neighbour votes x calibrated prompts, mixed by the
@@ -20,7 +23,8 @@ index (the index build timed apart: a library already has it), its memory and re
 images, near duplicates over every image from the graph, label mistakes (neighbour signal) at N, and UMAP at
 ``--umap-n`` from the graph against UMAP's own neighbour search (time and trustworthiness).
 
-    python bench/label_mistakes.py [--fmnist 3000] [--scale 100000] [--umap-n 20000] [--quick] [--scale-only]
+    python bench/label_mistakes.py [--fmnist 3000] [--clipart 3000] [--no-emoji] [--no-stamps]
+        [--scale 100000] [--umap-n 20000] [--quick] [--scale-only]
 """
 
 from __future__ import annotations
