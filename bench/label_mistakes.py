@@ -285,6 +285,8 @@ def scale(n: int, umap_n: int) -> list[list[object]]:
     from picsift.index import open_index
 
     rows: list[list[object]] = []
+    if n == 0:  # the UMAP comparison alone (--scale-only --scale 0 --umap-n N), on the same kind of data
+        return umap_rows(make_data(umap_n, 200, seed=0)[0], umap_n) if umap_n else rows
     x, clusters = make_data(n + n // 100, 200, seed=0)
     ids = np.array([f"{i:032x}" for i in range(len(x))], dtype=object)
     base, new = slice(0, n), slice(n, len(x))
