@@ -1,7 +1,10 @@
 """Label mistakes without a trained model, against its rivals in the same run, and the neighbour graph at scale.
 
-Quality: real images embedded with picsift's offline model (Tux Paint stamps by top-level folder, and a seeded
-subset of Fashion-MNIST's test split), labels flipped with a seed at 5 / 10 / 20%, either uniformly or to the
+Quality: real images embedded with picsift's offline model (Tux Paint stamps by top-level folder, a seeded
+subset of Fashion-MNIST's test split, every Noto emoji by its emoji.json category, and a seeded subset of
+OpenClipart by top-level folder; emoji and clip art are fetched by training/fetch_data.py into
+~/.cache/picsift/training, and since the offline model trained on most of them, their rows are also given for the
+images it held out, as "SET, unseen"), labels flipped with a seed at 5 / 10 / 20%, either uniformly or to the
 nearest confusable class (the class whose centroid is nearest the true one's: the realistic kind). Methods:
 
 - ``picsift``: what ``lib.label_mistakes`` runs (graph neighbour votes x calibrated prompts, mixed by the
@@ -20,7 +23,8 @@ index (the index build timed apart: a library already has it), its memory and re
 images, near duplicates over every image from the graph, label mistakes (neighbour signal) at N, and UMAP at
 ``--umap-n`` from the graph against UMAP's own neighbour search (time and trustworthiness).
 
-    python bench/label_mistakes.py [--fmnist 3000] [--scale 100000] [--umap-n 20000] [--quick] [--scale-only]
+    python bench/label_mistakes.py [--fmnist 3000] [--clipart 3000] [--no-emoji] [--no-stamps]
+        [--scale 100000] [--umap-n 20000] [--quick] [--scale-only]
 """
 
 from __future__ import annotations
@@ -107,6 +111,83 @@ def fashion_mnist(model, n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:  #
     return x, labels[pick].astype(np.int64), FMNIST_CLASSES
 
 
+def embed(model, images: list) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.concatenate([model.embed_images(images[s : s + 128]) for s in range(0, len(images), 128)])
+
+
+def emoji(model) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:  # type: ignore[no-untyped-def]
+    """Noto emoji (emoji-datasource-google, 64 px PNG), label = the category in emoji.json ("Component", the
+    skin-tone swatches, left out); every emoji (no subset: about 1.9k). Also whether the image is in the offline
+    model's held-out split (the rest it was trained on, with captions naming the category)."""
+    path = cache_dir() / "label-mistakes-emoji.npz"
+    if path.exists():
+        data = np.load(path)
+        return data["x"], data["y"], [str(c) for c in data["classes"]], data["held_out"]
+    import json
+
+    import training_data as D
+    from fetch_data import fetch
+
+    root = fetch("emoji-google")
+    meta = [e for e in json.loads((root / "emoji.json").read_text())
+            if e.get("category") != "Component" and (root / "img" / e["image"]).is_file()]
+    classes = sorted({e["category"] for e in meta})
+    images = [D._open_on_white(root / "img" / e["image"]) for e in meta]
+    x = embed(model, images)
+    y = np.array([classes.index(e["category"]) for e in meta])
+    held_out = np.array([D._held_out(f"emoji/{e['unified']}") for e in meta])
+    np.savez(path, x=x, y=y, classes=np.array(classes), held_out=held_out)
+    return x, y, classes, held_out
+
+
+def clipart(model, n: int) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:  # type: ignore[no-untyped-def]
+    """OpenClipart PNGs (openclipart-png), label = the top-level folder, read as the offline model's training
+    does (at most 150 per folder, blank art dropped); top-level folders with 30+ images; a seeded subset of
+    ``n``. Also whether each image is in the model's held-out split."""
+    path = cache_dir() / f"label-mistakes-clipart-{n}.npz"
+    if path.exists():
+        data = np.load(path)
+        return data["x"], data["y"], [str(c) for c in data["classes"]], data["held_out"]
+    import training_data as D
+    from fetch_data import fetch
+
+    root = fetch("openclipart")
+    files = [p for p in sorted(root.rglob("*.png"))
+             if not any(part in D._CLIPART_SKIP_DIRS for part in p.relative_to(root).parts[:-1])]
+    by_dir: dict[Path, list[Path]] = {}
+    for p in files:
+        by_dir.setdefault(p.parent, []).append(p)
+    rng = np.random.default_rng(0)
+    kept: list[Path] = []
+    for _folder, inside in sorted(by_dir.items()):
+        if len(inside) > D.CLIPART_MAX_PER_DIR:
+            inside = [inside[i] for i in sorted(rng.choice(len(inside), D.CLIPART_MAX_PER_DIR, replace=False))]
+        kept += inside
+    category = [p.relative_to(root).parts[0] for p in kept]
+    classes = sorted(c for c in set(category) if category.count(c) >= 30)
+    pool = [i for i, c in enumerate(category) if c in classes]
+    pick = np.sort(np.random.default_rng(0).choice(len(pool), min(n, len(pool)), replace=False))
+    images, labels, held_out = [], [], []
+    for i in (pool[j] for j in pick):
+        try:
+            image = D._open_on_white(kept[i])
+        except Exception:  # a few files do not open
+            continue
+        if np.asarray(image.convert("L").resize((32, 32))).min() > 245:  # blank (white art on transparency)
+            continue
+        image.thumbnail((256, 256))  # some are thousands of pixels wide: thousands of them would not fit in memory
+        images.append(image)
+        labels.append(category[i])
+        held_out.append(D._held_out(f"openclipart/{kept[i].relative_to(root)}"))
+    classes = sorted(c for c in set(labels) if labels.count(c) >= 30)
+    keep = [j for j, c in enumerate(labels) if c in classes]
+    x = embed(model, [images[j] for j in keep])
+    y = np.array([classes.index(labels[j]) for j in keep])
+    held = np.array([held_out[j] for j in keep])
+    np.savez(path, x=x, y=y, classes=np.array(classes), held_out=held)
+    return x, y, classes, held
+
+
 def flip(y: np.ndarray, x: np.ndarray, rate: float, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Labels with ``rate`` of them flipped (uniformly, or to the class whose centroid is nearest the true one's)."""
     rng = np.random.default_rng(seed)
@@ -163,7 +244,9 @@ def datalab(x: np.ndarray, noisy: np.ndarray) -> np.ndarray:
 
 
 def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, rates: list[float],  # type: ignore[no-untyped-def]
-            rows: list[list[object]]) -> None:
+            rows: list[list[object]], held_out: np.ndarray | None = None) -> None:
+    """Every method on every flip kind and rate; with ``held_out`` (images the offline model never trained on),
+    the same scores also evaluated on those images alone (set name + ", unseen")."""
     from sklearn.metrics import roc_auc_score
 
     graph = build(np.arange(len(x)).astype(str), x, k=32)
@@ -175,16 +258,26 @@ def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, 
             noisy, truth = flip(y, x, rate, kind, seed=int(rate * 100))
             found = methods(x, noisy, prompt_scores, zero_shot, graph.positions, graph.similarities)
             weight, temperature = found.pop("_weight")[0]
-            n = int(truth.sum())
-            for method, (score, seconds) in found.items():
-                top = np.argsort(-score, kind="stable")[:n]
-                rows.append([name, kind, f"{rate:.0%}", method, round(roc_auc_score(truth, score), 3),
-                             round(float(truth[top].mean()), 3), round(seconds, 2),
-                             f"w={weight:.1f} T={temperature}" if method == "picsift" else ""])
+            parts = [(name, np.ones(len(y), bool))]
+            if held_out is not None:
+                parts.append((f"{name}, unseen", held_out))
+            for label, mask in parts:
+                n = int(truth[mask].sum())
+                for method, (score, seconds) in found.items():
+                    top = np.argsort(-score[mask], kind="stable")[:n]
+                    rows.append([label, kind, f"{rate:.0%}", method, round(roc_auc_score(truth[mask], score[mask]), 3),
+                                 round(float(truth[mask][top].mean()), 3), round(seconds, 2),
+                                 f"w={weight:.1f} T={temperature}" if method == "picsift" else ""])
             log(f"#   {name} {kind} {rate:.0%} done")
 
 
 # -- scale --------------------------------------------------------------------------------------------------
+def record(rows: list[list[object]], row: list[object]) -> None:
+    """Keep a row and print it at once, so a long run that is stopped still shows what finished."""
+    rows.append(row)
+    log("# " + " | ".join(str(v) for v in row))
+
+
 def scale(n: int, umap_n: int) -> list[list[object]]:
     from projection import make_data
     from sklearn.metrics import roc_auc_score
@@ -192,40 +285,78 @@ def scale(n: int, umap_n: int) -> list[list[object]]:
     from picsift.index import open_index
 
     rows: list[list[object]] = []
+    if n == 0:  # the UMAP comparison alone (--scale-only --scale 0 --umap-n N), on the same kind of data
+        return umap_rows(make_data(umap_n, 200, seed=0)[0], umap_n) if umap_n else rows
     x, clusters = make_data(n + n // 100, 200, seed=0)
     ids = np.array([f"{i:032x}" for i in range(len(x))], dtype=object)
     base, new = slice(0, n), slice(n, len(x))
     index = open_index("hnsw", dim=x.shape[1], path=None)
     start = time.perf_counter()
     index.add(ids[base].tolist(), x[base])
-    rows.append(["hnsw index build (exists in a library)", n, round(time.perf_counter() - start, 1), ""])
+    record(rows, ["hnsw index build (exists in a library)", n, round(time.perf_counter() - start, 1), ""])
     import picsift.analysis.graph as graph_module
 
     start = time.perf_counter()
     graph = build(ids[base], x[base], k=32, index=index)
     seconds = time.perf_counter() - start
     megabytes = (graph.positions.nbytes + graph.similarities.nbytes) / 2**20
-    rows.append(["graph build from the index", n, round(seconds, 1),
+    record(rows, ["graph build from the index", n, round(seconds, 1),
                  f"recall@32 {graph.recall:.3f}, arrays {megabytes:.0f} MB"])
     index.add(ids[new].tolist(), x[new])
     start = time.perf_counter()
     patched = refresh(graph, ids, x, index=index)
-    rows.append(["refresh after 1% new images", len(x), round(time.perf_counter() - start, 1),
+    record(rows, ["refresh after 1% new images", len(x), round(time.perf_counter() - start, 1),
                  f"recall@32 {measure_recall(patched, x, 512):.3f} (rebuild below {graph_module.MIN_RECALL})"])
     start = time.perf_counter()
     a, column = np.nonzero(patched.similarities >= 0.95)
     groups = pair_groups(lambda p: x[p], a, patched.positions[a, column])
-    rows.append(["near duplicates from the graph (0.95)", len(x), round(time.perf_counter() - start, 1),
+    record(rows, ["near duplicates from the graph (0.95)", len(x), round(time.perf_counter() - start, 1),
                  f"{len(groups)} groups"])
     noisy, truth = flip(clusters, x, 0.1, "uniform", seed=3)
     start = time.perf_counter()
     votes = signals.neighbour_probabilities(patched.positions, patched.similarities, np.arange(len(x)), noisy,
                                             int(noisy.max()) + 1)
     score = signals.cleanlab_issues(noisy, signals.combine(votes.probabilities, None, noisy).probabilities)[1]
-    rows.append(["label mistakes (graph votes + cleanlab)", len(x), round(time.perf_counter() - start, 1),
+    record(rows, ["label mistakes (graph votes + cleanlab)", len(x), round(time.perf_counter() - start, 1),
                  f"AUROC {roc_auc_score(truth, score):.3f} at 10% uniform flips"])
     if umap_n:
         rows += umap_rows(x[:umap_n], umap_n)
+    return rows
+
+
+def stand_in(n: int, classes: int = 200) -> list[list[object]]:
+    """Near duplicates and label mistakes at ``n`` on an exact graph built cluster by cluster (``--stand-in N``):
+    for when the hnsw index at that size takes longer than there is time. The synthetic clusters are far apart
+    (random centres in 512 dimensions), so each image's 32 nearest neighbours all lie in its own cluster and the
+    per-cluster exact graph is the exact graph; its build time is not the library's and is reported apart."""
+    from projection import make_data
+    from sklearn.metrics import roc_auc_score
+
+    from picsift.analysis.graph import exact_rows
+
+    rows: list[list[object]] = []
+    x, clusters = make_data(n, 200, seed=0)
+    positions = np.full((n, 32), -1, np.int32)
+    similarities = np.full((n, 32), -np.inf, np.float32)
+    start = time.perf_counter()
+    for c in range(int(clusters.max()) + 1):
+        members = np.flatnonzero(clusters == c)
+        p, sim = exact_rows(x[members], np.arange(len(members)), 32)
+        positions[members], similarities[members] = members[p], sim
+    megabytes = (positions.nbytes + similarities.nbytes) / 2**20
+    record(rows, ["stand-in exact graph, cluster by cluster (not the library's path)", n,
+                  round(time.perf_counter() - start, 1), f"arrays {megabytes:.0f} MB"])
+    start = time.perf_counter()
+    a, column = np.nonzero(similarities >= 0.95)
+    groups = pair_groups(lambda q: x[q], a, positions[a, column])
+    record(rows, ["near duplicates from the graph (0.95)", n, round(time.perf_counter() - start, 1),
+                  f"{len(groups)} groups"])
+    noisy, truth = flip(clusters % classes, x, 0.1, "uniform", seed=3)  # classes = clusters merged, mod
+    start = time.perf_counter()
+    votes = signals.neighbour_probabilities(positions, similarities, np.arange(n), noisy, int(noisy.max()) + 1)
+    score = signals.cleanlab_issues(noisy, signals.combine(votes.probabilities, None, noisy).probabilities)[1]
+    record(rows, ["label mistakes (graph votes + cleanlab)", n, round(time.perf_counter() - start, 1),
+                  f"AUROC {roc_auc_score(truth, score):.3f} at 10% uniform flips, {classes} classes"])
     return rows
 
 
@@ -243,30 +374,41 @@ def umap_rows(x: np.ndarray, n: int) -> list[list[object]]:
         reducer = fit_reducer(x, 2, seed=0, knn=knn)
         seconds = time.perf_counter() - start
         trust = trustworthiness(x[check], reducer.embedding_[check], n_neighbors=10, metric="cosine")
-        out.append([label, n, round(seconds, 1), f"trustworthiness {trust:.4f} (3k points)"])
+        record(out, [label, n, round(seconds, 1), f"trustworthiness {trust:.4f} (3k points)"])
     return out
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fmnist", type=int, default=3000, help="Fashion-MNIST test images (0: skip)")
+    parser.add_argument("--no-emoji", dest="emoji", action="store_false", help="skip the Noto emoji")
+    parser.add_argument("--clipart", type=int, default=3000, help="OpenClipart images, seeded subset (0: skip)")
+    parser.add_argument("--stamps", action=argparse.BooleanOptionalAction, default=True, help="the Tux Paint stamps")
     parser.add_argument("--scale", type=int, default=100_000, help="synthetic images for the scale part (0: skip)")
     parser.add_argument("--umap-n", type=int, default=20_000, help="images for the UMAP comparison (0: skip)")
     parser.add_argument("--quick", action="store_true", help="10% uniform and confusable only; scale 20k")
+    parser.add_argument("--stand-in", type=int, default=0,
+                        help="only near duplicates and label mistakes at N on a per-cluster exact graph")
+    parser.add_argument("--stand-in-classes", type=int, default=200,
+                        help="classes for --stand-in's label mistakes (the 200 clusters merged modulo this)")
     parser.add_argument("--scale-only", action="store_true", help="only the scale part")
     args = parser.parse_args(argv)
     if args.quick:
         args.scale, args.umap_n = min(args.scale, 20_000), min(args.umap_n, 5_000)
     header("Label mistakes without a trained model, and the neighbour graph at scale", argv)
     rates = [0.1] if args.quick else [0.05, 0.1, 0.2]
+    if args.stand_in:
+        print(table(stand_in(args.stand_in, args.stand_in_classes), ["step", "images", "seconds", "note"]))
+        return
     if args.scale_only:
         print(table(scale(args.scale, args.umap_n), ["step", "images", "seconds", "note"]))
         return
     model = embedder()
     rows: list[list[object]] = []
-    x, y, classes = stamps(model)
-    log(f"# stamps: {len(x)} images, {len(classes)} classes")
-    quality("stamps", x, y, classes, model, rates, rows)
+    if args.stamps:
+        x, y, classes = stamps(model)
+        log(f"# stamps: {len(x)} images, {len(classes)} classes")
+        quality("stamps", x, y, classes, model, rates, rows)
     if args.fmnist:
         if Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file():
             x, y, classes = fashion_mnist(model, args.fmnist)
@@ -274,6 +416,14 @@ def main(argv: list[str]) -> None:
             quality("fashion-mnist", x, y, classes, model, rates, rows)
         else:
             log("# fashion-mnist skipped: apt-get install dataset-fashion-mnist")
+    if args.emoji:
+        x, y, classes, held_out = emoji(model)
+        log(f"# emoji: {len(x)} images, {len(classes)} classes, {int(held_out.sum())} unseen by the model")
+        quality("emoji", x, y, classes, model, rates, rows, held_out)
+    if args.clipart:
+        x, y, classes, held_out = clipart(model, args.clipart)
+        log(f"# openclipart: {len(x)} images, {len(classes)} classes, {int(held_out.sum())} unseen by the model")
+        quality("openclipart", x, y, classes, model, rates, rows, held_out)
     print(table(rows, ["set", "noise", "rate", "method", "AUROC", "precision@n", "seconds", "note"]))
     if args.scale:
         print(table(scale(args.scale, args.umap_n), ["step", "images", "seconds", "note"]))
