@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The parts of the app every front end shows (their CSS classes, after ``picsift-``).
+APP_PARTS = ("prompt", "score-range", "filters", "sampler", "collections", "view-actions", "gallery", "explorer")
+
+
+def parts_shown(page: Any, scope: str = "") -> dict[str, int]:
+    """How many elements of each of :data:`APP_PARTS` the page shows (inside ``scope``, a CSS selector)."""
+    return {part: page.locator(f"{scope} .picsift-{part}".strip()).count() for part in APP_PARTS}
+
 
 def element(page: Any, selector: str, nth: int = 0) -> Any:
     locator = page.locator(selector).nth(nth)

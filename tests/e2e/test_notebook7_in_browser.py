@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from .conftest import ARTIFACTS
-from .flows import box_select_on_map, search_and_see_thumbnails, wait_for_selection_from_python, wait_until_searchable
+from .flows import (
+    box_select_on_map,
+    parts_shown,
+    search_and_see_thumbnails,
+    wait_for_selection_from_python,
+    wait_until_searchable,
+)
 from .harness import chromium, jupyterlab, open_and_run, write_notebook
 
 
@@ -27,9 +33,8 @@ def test_the_app_in_notebook_7_searches_and_the_map_selection_reaches_python(
             open_and_run(page, server, "app.ipynb")
             assert "/notebooks/app.ipynb" in page.url  # Notebook 7's page, not JupyterLab's
             wait_until_searchable(page)
-            for part in ("prompt", "score-range", "filters", "sampler", "collections", "view-actions", "gallery",
-                         "explorer"):
-                assert page.locator(f".jp-OutputArea-output .picsift-{part}").count() == 1, part
+            shown = parts_shown(page, ".jp-OutputArea-output")
+            assert all(n == 1 for n in shown.values()), shown
             assert search_and_see_thumbnails(page, "a red car") == 36
             selected = box_select_on_map(page)
             wait_for_selection_from_python(page, selected)
