@@ -319,11 +319,8 @@ def recorded_interval(catalog: Catalog) -> float:
     recorded = catalog.get_meta("interval")
     if not recorded:
         return DEFAULT_INTERVAL
-    try:
-        interval = float(recorded)
-    except ValueError:
-        interval = math.nan
-    if math.isnan(interval) or math.isinf(interval):
+    interval = _number(recorded)
+    if interval is None:
         log.warning("the workspace records interval %r, not a number of seconds: using %g s (set another with "
                     "enable(interval=...), CLI: --interval)", recorded[:40], DEFAULT_INTERVAL)
         return DEFAULT_INTERVAL
