@@ -121,12 +121,14 @@ def folder_lock(path: Path, timeout: float = 600.0) -> FileLock:
     Every process that reads or writes ``path`` takes it, so a save never runs into another save or
     a load. One lock object per path and process, so a thread that holds it can take it again.
     """
-    return _lock_for(WorkspaceFiles(path.parent).lock_file(path.name + ".lock"), timeout)
+    return _lock_for(str(path.with_name(path.name + ".lock")), timeout)
 
 
 @functools.lru_cache(maxsize=64)
 def _lock_for(lock_path: str, timeout: float) -> FileLock:
-    return FileLock(lock_path, timeout=timeout)
+    # checked once, when the lock is made: qdrant-edge takes it around every search
+    path = Path(lock_path)
+    return FileLock(WorkspaceFiles(path.parent).lock_file(path.name), timeout=timeout)
 
 
 def replace_folder(path: Path, write: Any) -> None:
