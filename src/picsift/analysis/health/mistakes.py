@@ -104,7 +104,7 @@ class LabelChecks:
         if not len(snapshot):
             raise NotIndexedError("no images are embedded yet; run update() first")
         graph = self._graph()
-        labels = read_field(self.metadata, field, graph.ids)
+        labels = self.read(field, graph.ids)
         names, counts = np.unique(labels.labels.astype(str), return_counts=True)
         small = {str(n): int(c) for n, c in zip(names, counts, strict=True) if c < 2}
         if small:
@@ -125,6 +125,18 @@ class LabelChecks:
         return LabelVerdict(labels, classes, codes, rows, votes, prompt_scores, combined, issues, scores,
                             {"unlabelled": labels.unlabelled, "one_image_classes": len(small)})
 
+    def read(self, field: str, ids: np.ndarray) -> FieldLabels:
+        """The class of each of ``ids`` (the graph's, in its order) in ``field``: see :mod:`.fields`."""
+        return read_field(self.metadata, field, ids)
+
+    def in_scope(self, ids: np.ndarray, scope: Scope) -> np.ndarray:
+        """Which of the labelled ``ids`` a ``within`` scope keeps."""
+        return np.isin(ids, scope.ids)
+
+    def columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns the result carries before ``given`` (none for images; an object's image, class and box)."""
+        return {}
+
     def _prompt_scores(self, ids: np.ndarray, classes: list[str]) -> np.ndarray:
         assert self._embed_text is not None
         text = class_text_vectors([words(c) for c in classes], self._embed_text)
@@ -143,7 +155,7 @@ class LabelChecks:
         verdict = self.verdict(field)
         keep = np.arange(len(verdict.codes))
         if scope is not None and scope.ids is not None:
-            keep = keep[np.isin(verdict.labels.ids, scope.ids)]
+            keep = keep[self.in_scope(verdict.labels.ids, scope)]
         order = keep[np.lexsort((keep, -verdict.scores[keep]))]
         order = order if limit is None else order[:limit]
         classes = np.asarray(verdict.classes, dtype=object)
@@ -156,6 +168,7 @@ class LabelChecks:
         step = LabelMistakes(field, limit, None if scope is None else scope.label)
         return ImageSet(verdict.labels.ids[order], verdict.scores[order].astype(np.float32),
                         recipe=Recipe(step, info),
-                        columns={"given": classes[verdict.codes[order]], "suggested": classes[suggested],
+                        columns={**self.columns(verdict.labels.ids[order]), "given": classes[verdict.codes[order]],
+                                 "suggested": classes[suggested],
                                  "issue": verdict.issues[order],
                                  "reason": np.array([verdict.reason(int(i)) for i in order], dtype=object)})
