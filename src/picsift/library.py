@@ -86,6 +86,9 @@ class Library:
     ----------
     neighbours
         The neighbour graph every all-pairs analysis reads (:class:`~picsift.analysis.graph_service.Neighbours`).
+    object_neighbours
+        The labelled objects' neighbour graph (exact; ``models/<model>/objects/neighbours.npz``), which
+        ``label_mistakes("objects")`` reads; kept fresh by :meth:`update` as objects come, go or move.
     collections, labels, files, videos
         Saved collections (:class:`~picsift.query.collections.Collections`); datasets, tags, objects, jobs and
         issues (:class:`~picsift.labels.metadata.Metadata`); copying, moving and deleting images
