@@ -138,6 +138,7 @@ class Library:
                                           lambda: self.object_neighbours.graph(), lambda: live_objects(self.catalog),
                                           self.labels, lambda prompts: self.embedder.embed_text(prompts),
                                           lambda: self.spec.text)
+        self._object_checks = object_checks
         #: The labelled objects' neighbour graph (exact; beside the object store), kept fresh by update.
         self.object_neighbours = Neighbours(object_checks.object_store, lambda: self.index, "exact", self.workspace)
         self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
@@ -233,7 +234,7 @@ class Library:
                 _ = self.index  # sync now, so the first search is fast
             if len(self.store):
                 self.neighbours.refresh(progress=progress)  # new images enter it, removed ones leave it
-            if self.queries.object_checks is not None and self.queries.object_checks.has_objects():
+            if self._object_checks.has_objects():
                 self.object_neighbours.refresh(progress=progress)  # and objects theirs
             return report
 
@@ -392,12 +393,11 @@ class Library:
         report = Health(lambda: self.neighbours.graph(), checks,
                         lambda: self.queries.near_duplicates(threshold, progress=False), bind
                         ).report(None if field == "objects" else field, split)
-        objects = self.queries.object_checks
-        found = object_findings(objects, bind) if isinstance(objects, ObjectLabelChecks) else {}
+        found = object_findings(self._object_checks, bind)
         report.findings.update(found)
         report.summary["field"] = field
         if found:
-            report.summary["objects"] = len(objects.object_store().snapshot())  # type: ignore[union-attr]
+            report.summary["objects"] = len(self._object_checks.object_store().snapshot())
         return report
 
     def _keep(self, images: ImageSet, save_as: str | None) -> ImageSet:

@@ -131,7 +131,7 @@ class LabelChecks:
 
     def in_scope(self, ids: np.ndarray, scope: Scope) -> np.ndarray:
         """Which of the labelled ``ids`` a ``within`` scope keeps."""
-        return np.isin(ids, scope.ids)
+        return np.ones(len(ids), bool) if scope.ids is None else np.isin(ids, scope.ids)
 
     def columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """Columns the result carries before ``given`` (none for images; an object's image, class and box)."""

@@ -128,6 +128,8 @@ class ObjectLabelChecks(LabelChecks):
         return FieldLabels(OBJECTS_FIELD, np.asarray(ids, dtype=object)[has], labels[has], int((~has).sum()))
 
     def in_scope(self, ids: np.ndarray, scope: Scope) -> np.ndarray:
+        if scope.ids is None:
+            return np.ones(len(ids), bool)
         live = self._seen or self._live()
         images = np.array([live[i].image_id for i in ids.tolist()], dtype=object)
         return np.isin(ids, scope.ids) | np.isin(images, scope.ids)
