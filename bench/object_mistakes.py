@@ -7,6 +7,7 @@ embedding), uniformly or to the nearest confusable class, at each rate, then res
 
 - ``picsift``: ``lib.label_mistakes("objects", limit=None)`` (the objects' neighbour graph x the class prompts,
   cleanlab's label quality), timed;
+- ``picsift-knn`` / ``picsift-prompts``: each of its two signals alone, through the same cleanlab scoring;
 - ``datalab``: cleanlab ``Datalab.find_issues(features=...)`` on the crops' features (its own neighbours);
 - ``knn-vote``: 1 - the share of the 10 nearest objects (the objects' graph) with the same class;
 - ``random``.
@@ -71,6 +72,8 @@ def object_rows(scenes: int, rates: list[float], flip: Any, datalab: Any, log: A
                     seconds = time.perf_counter() - start
                     by_id = dict(zip(found.ids.tolist(), np.asarray(found.result_scores).tolist(), strict=True))
                     scores = {"picsift": (np.array([by_id[i] for i in ids]), seconds)}
+                    scores.update(ablation(lib, ids))
+                    weight = found.recipe.info["prompt_weight"], found.recipe.info["prompt_temperature"]
                     start = time.perf_counter()
                     scores["datalab"] = (datalab(x, noisy), time.perf_counter() - start)
                     scores["knn-vote"] = (1 - (noisy[np.maximum(near, 0)] == noisy[:, None]).mean(axis=1), 0.0)
@@ -78,13 +81,27 @@ def object_rows(scenes: int, rates: list[float], flip: Any, datalab: Any, log: A
                     flips = int(truth.sum())
                     for method, (score, took) in scores.items():
                         top = np.argsort(-score, kind="stable")[:flips]
+                        note = f"{flips} flips" + (f", w={weight[0]:.1f} T={weight[1]}" if method == "picsift" else "")
                         rows.append([name, kind, f"{rate:.0%}", method, round(roc_auc_score(truth, score), 3),
-                                     round(float(truth[top].mean()), 3), round(took, 2), f"{flips} flips"])
+                                     round(float(truth[top].mean()), 3), round(took, 2), note])
                     for n in np.flatnonzero(noisy != y):
                         lib.labels.set_object_class(label_ids[n], CLASSES[y[n]])
                     log(f"#   objects {kind} {rate:.0%} done")
             empty = empty_box_rows(lib, made, ids, x, y, live)
     return rows, empty
+
+
+def ablation(lib: Any, ids: list[str]) -> dict[str, tuple[np.ndarray, float]]:
+    """Each signal of ``picsift`` alone through the same cleanlab scoring: the objects' neighbours, the prompts."""
+    from picsift.analysis.health import signals
+
+    verdict = lib._object_checks.verdict()
+    codes, votes, classes = verdict.codes, verdict.votes.probabilities, len(verdict.classes)
+    prompts = signals.combine(np.full_like(votes, 1 / classes), verdict.prompt_scores, codes).probabilities
+    row_of = {i: n for n, i in enumerate(verdict.labels.ids.tolist())}
+    rows = np.array([row_of[i] for i in ids])
+    return {"picsift-knn": (signals.cleanlab_issues(codes, votes)[1][rows], 0.0),
+            "picsift-prompts": (signals.cleanlab_issues(codes, prompts)[1][rows], 0.0)}
 
 
 def empty_box_rows(lib: Any, made: Any, ids: list[str], x: np.ndarray, y: np.ndarray,

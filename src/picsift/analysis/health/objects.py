@@ -16,12 +16,13 @@ object id in ``duplicate_of``.
 **Empty boxes** (:meth:`ObjectLabelChecks.empty_boxes`): boxes whose crop holds nothing like their class. The
 reference for "nothing like class c" is how the boxes of the *other* classes fit c's prompts (the background of
 c, as far as the model can tell); the fit of a crop is placed between that level (0) and how c's own boxes fit
-(1), and a box below :data:`EMPTY_FIT` is reported, least fitting first. Measured on 48 scenes of pasted stamps
-(tests/scenes.py, 146 boxes) with the offline model, against 47 planted empty boxes (a scene's empty cell given
-the class of an object in that scene): this rule flags 85% of the empty boxes and 4% of the real ones. Comparing
-a crop with the image itself flags 62% of the empty boxes when 5% of the real ones are flagged (24% at "worse than
-the image"); with the image outside the boxes (boxes filled with its mean colour, or blurred) 57% / 51%: an empty
-box looks like the rest of its picture, so "worse than the picture's background" is a coin toss for it.
+(1), and a box below :data:`EMPTY_FIT` is reported, least fitting first. Measured (``bench/label_mistakes.py
+--objects 96``: 96 scenes of pasted stamps, 288 boxes, the offline model) against 96 planted empty boxes (each
+scene's empty cell, given the class of an object of that scene): this rule flags 81% of the empty boxes and 4% of
+the real ones. The literal "the crop fits its class worse than the background" flags 79% / 21% with the whole
+image as the background (a small object's picture often fits its class better than its tight crop), and 27% /
+1% with the image outside the boxes (boxes filled with its mean colour): an empty box looks like the rest of its
+picture, so "worse than it" is a coin toss.
 A mislabelled box also fits its class poorly, so it often shows here too (and in the label mistakes, with the
 class that fits).
 """
