@@ -62,6 +62,7 @@ def test_planted_object_flips_rank_near_the_top_with_object_rows(library: Librar
         assert min(x, y) >= 0 and x + w <= images.loc[row.image_id, "width"] and w > 0 and h > 0
     first = df.iloc[0]
     assert "nearest labelled neighbours" in first["reason"] and first["given"] == first["class"]
+    assert f"among {len(df)} labelled objects" in found.recipe.info["summary"]
     assert library.collections.recipe()["field"] == "objects"  # remembered, and it replays
     assert library.collection().recipe.step.replay(library.queries).ids.tolist() == found.ids.tolist()
     within = library.label_mistakes("objects", limit=None, within=[df["image_id"].iloc[0]]).df

@@ -93,6 +93,9 @@ class LabelChecks:
         The model spec's text, recorded in recipes.
     """
 
+    #: What the labels are on, in the result's summary.
+    noun = "images"
+
     def __init__(self, store: Callable[[], EmbeddingStore], graph: Callable[[], NeighbourGraph], metadata: Metadata,
                  embed_text: Callable[[list[str]], np.ndarray] | None, model: Callable[[], str]):
         self._store, self._graph, self.metadata = store, graph, metadata
@@ -164,7 +167,7 @@ class LabelChecks:
                 "labelled": len(verdict.codes), "issues": int(verdict.issues.sum()),
                 "prompt_weight": verdict.combined.weight, "prompt_temperature": verdict.combined.temperature,
                 "summary": f"label mistakes in {field!r} ({int(verdict.issues.sum())} issues among "
-                           f"{len(verdict.codes)} labelled images)"}
+                           f"{len(verdict.codes)} labelled {self.noun})"}
         step = LabelMistakes(field, limit, None if scope is None else scope.label)
         return ImageSet(verdict.labels.ids[order], verdict.scores[order].astype(np.float32),
                         recipe=Recipe(step, info),

@@ -94,6 +94,8 @@ class ObjectLabelChecks(LabelChecks):
         As for :class:`~picsift.analysis.health.mistakes.LabelChecks`.
     """
 
+    noun = "objects"
+
     def __init__(self, store: Callable[[], EmbeddingStore | None], graph: Callable[[], NeighbourGraph],
                  live: Callable[[], Mapping[str, LiveObject]], metadata: Metadata,
                  embed_text: Callable[[list[str]], np.ndarray] | None, model: Callable[[], str]):
