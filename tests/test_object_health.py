@@ -67,6 +67,8 @@ def test_planted_object_flips_rank_near_the_top_with_object_rows(library: Librar
     assert library.collection().recipe.step.replay(library.queries).ids.tolist() == found.ids.tolist()
     within = library.label_mistakes("objects", limit=None, within=[df["image_id"].iloc[0]]).df
     assert set(within["image_id"]) == {df["image_id"].iloc[0]} and len(within) >= 1
+    named = df["id"].tolist()[:2]  # object ids name objects
+    assert library.label_mistakes("objects", limit=None, within=named).ids.tolist() == named
     by_image = library.label_mistakes("objects:image", limit=None).df  # the image-level field stays
     assert set(by_image["id"]) <= set(images.index) and set(by_image["given"]) <= set(CLASSES)
 

@@ -365,7 +365,8 @@ class Library:
         limit
             The first so many (``None``: every labelled image, ranked).
         within
-            Report only these images (a collection's name, an image set, ids...); every labelled image still votes.
+            Report only these images (a collection's name, an image set, ids...; with ``"objects"`` also object
+            ids); every label still votes.
 
         Returns an :class:`ImageSet` whose ``df`` has ``given``, ``suggested``, ``score`` (0..1, higher = more
         likely wrong), ``issue`` (cleanlab's confident-learning verdict) and ``reason`` (in words). Each label is
