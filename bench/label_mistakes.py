@@ -24,7 +24,10 @@ images, near duplicates over every image from the graph, label mistakes (neighbo
 ``--umap-n`` from the graph against UMAP's own neighbour search (time and trustworthiness).
 
     python bench/label_mistakes.py [--fmnist 3000] [--clipart 3000] [--no-emoji] [--no-stamps]
-        [--scale 100000] [--umap-n 20000] [--quick] [--scale-only]
+        [--scale 100000] [--umap-n 20000] [--quick] [--scale-only] [--objects 64] [--objects-only]
+
+Objects (``--objects N``, bench/object_mistakes.py): ``lib.label_mistakes("objects")`` on N scenes of pasted
+stamps with planted flips, against Datalab on the crops' features, kNN voting and random; and empty boxes.
 """
 
 from __future__ import annotations
@@ -392,6 +395,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--stand-in-classes", type=int, default=200,
                         help="classes for --stand-in's label mistakes (the 200 clusters merged modulo this)")
     parser.add_argument("--scale-only", action="store_true", help="only the scale part")
+    parser.add_argument("--objects", type=int, default=64, help="scenes for the object checks (0: skip)")
+    parser.add_argument("--objects-only", action="store_true", help="only the object checks")
     args = parser.parse_args(argv)
     if args.quick:
         args.scale, args.umap_n = min(args.scale, 20_000), min(args.umap_n, 5_000)
@@ -400,6 +405,14 @@ def main(argv: list[str]) -> None:
     if args.stand_in:
         print(table(stand_in(args.stand_in, args.stand_in_classes), ["step", "images", "seconds", "note"]))
         return
+    if args.objects_only or (args.objects and not args.scale_only):
+        from object_mistakes import object_rows
+
+        flips, empty = object_rows(args.objects or 64, rates, flip, datalab, log)
+        print(table(flips, ["set", "noise", "rate", "method", "AUROC", "precision@n", "seconds", "note"]))
+        print(table(empty, ["empty-box rule", "empty boxes flagged", "real boxes flagged"]))
+        if args.objects_only:
+            return
     if args.scale_only:
         print(table(scale(args.scale, args.umap_n), ["step", "images", "seconds", "note"]))
         return

@@ -102,5 +102,5 @@ def test_cli_mistakes_and_health(library: Library) -> None:
     text = picsift("health", root, "--split", "folder").stdout
     assert "leaks: 1" in text
     bad = picsift("mistakes", root, "--field", "colour", check=False)
-    assert bad.returncode != 0 and "fields: folder, folder:2, objects, class" in bad.stderr
+    assert bad.returncode != 0 and "fields: folder, folder:2, objects, objects:image, class" in bad.stderr
     assert np.isfinite([r["score"] for r in found["results"]]).all()

@@ -96,7 +96,9 @@ def test_bad_fields_and_unusable_labels_get_clear_messages(library: Library, tmp
         library.label_mistakes("folder:2")
     with pytest.raises(PicsiftError, match="positive number"):
         library.label_mistakes("folder:0")
-    with pytest.raises(PicsiftError, match="no embedded image has a label in field 'objects'"):
+    with pytest.raises(PicsiftError, match="no embedded image has a label in field 'objects:image'"):
+        library.label_mistakes("objects:image")
+    with pytest.raises(PicsiftError, match=r"no labelled objects are embedded yet.*'objects:image'"):
         library.label_mistakes("objects")
     with pytest.raises(PicsiftError, match="limit=-1"):
         library.label_mistakes("folder", limit=-1)

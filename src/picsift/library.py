@@ -14,6 +14,7 @@ import pandas as pd
 
 from .analysis.graph_service import Neighbours
 from .analysis.health.mistakes import LabelChecks
+from .analysis.health.objects import ObjectLabelChecks, object_findings
 from .analysis.health.report import Health, HealthReport
 from .analysis.maps import Maps
 from .analysis.queries import Queries
@@ -85,6 +86,9 @@ class Library:
     ----------
     neighbours
         The neighbour graph every all-pairs analysis reads (:class:`~picsift.analysis.graph_service.Neighbours`).
+    object_neighbours
+        The labelled objects' neighbour graph (exact; ``models/<model>/objects/neighbours.npz``), which
+        ``label_mistakes("objects")`` reads; kept fresh by :meth:`update` as objects come, go or move.
     collections, labels, files, videos
         Saved collections (:class:`~picsift.query.collections.Collections`); datasets, tags, objects, jobs and
         issues (:class:`~picsift.labels.metadata.Metadata`); copying, moving and deleting images
@@ -130,8 +134,15 @@ class Library:
                             self.labels.labelled, lambda progress: self.neighbours.graph(progress=progress))
         checks = LabelChecks(lambda: self.store, lambda: self.neighbours.graph(), self.labels,
                              lambda prompts: self.embedder.embed_text(prompts), lambda: self.spec.text)
+        object_checks = ObjectLabelChecks(lambda: self._engine.object_store(create=False),
+                                          lambda: self.object_neighbours.graph(), lambda: live_objects(self.catalog),
+                                          self.labels, lambda prompts: self.embedder.embed_text(prompts),
+                                          lambda: self.spec.text)
+        self._object_checks = object_checks
+        #: The labelled objects' neighbour graph (exact; beside the object store), kept fresh by update.
+        self.object_neighbours = Neighbours(object_checks.object_store, lambda: self.index, "exact", self.workspace)
         self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
-                               lambda: self.spec.text, checks)
+                               lambda: self.spec.text, checks, object_checks)
         self._export = Export(self.catalog, self.labels, lambda images: self.queries.image_set(images).df)
         if self.catalog.journal.has_pending():
             with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them
@@ -223,6 +234,8 @@ class Library:
                 _ = self.index  # sync now, so the first search is fast
             if len(self.store):
                 self.neighbours.refresh(progress=progress)  # new images enter it, removed ones leave it
+            if self._object_checks.has_objects():
+                self.object_neighbours.refresh(progress=progress)  # and objects theirs
             return report
 
     def check_model(self, *, reembed: bool = False) -> None:
@@ -346,11 +359,14 @@ class Library:
         ----------
         field
             Where each image's class is: an image tag name (its values are the classes), ``"folder"`` (the first
-            folder level under the root; ``"folder:2"`` the second) or ``"objects"`` (the majority object class).
+            folder level under the root; ``"folder:2"`` the second), ``"objects"`` (each labelled object: rows are
+            objects with ``image_id``, ``class``, ``box``, ``label_id``; see :mod:`picsift.analysis.health.objects`)
+            or ``"objects:image"`` (each image's most frequent object class).
         limit
             The first so many (``None``: every labelled image, ranked).
         within
-            Report only these images (a collection's name, an image set, ids...); every labelled image still votes.
+            Report only these images (a collection's name, an image set, ids...; with ``"objects"`` also object
+            ids); every label still votes.
 
         Returns an :class:`ImageSet` whose ``df`` has ``given``, ``suggested``, ``score`` (0..1, higher = more
         likely wrong), ``issue`` (cleanlab's confident-learning verdict) and ``reason`` (in words). Each label is
@@ -368,13 +384,22 @@ class Library:
         Returns a :class:`~picsift.analysis.health.report.HealthReport`: ``report.findings[name]`` is a
         ``Finding(count, description, images, details)`` whose ``images`` is an :class:`ImageSet`;
         ``report.images`` the per-image table; ``report.to_dict()`` JSON-ready; it renders as HTML in Jupyter.
+        With labelled objects embedded, also ``object_mistakes``, ``duplicate_boxes`` and ``empty_boxes`` (their
+        images are objects; see :mod:`picsift.analysis.health.objects`); ``field="objects"`` adds no image-level check.
         """
         checks = self.queries.label_checks
         assert checks is not None
         threshold = self.spec.duplicate_threshold()
-        return Health(lambda: self.neighbours.graph(), checks,
-                      lambda: self.queries.near_duplicates(threshold, progress=False),
-                      lambda images: images.bound(self.queries)).report(field, split)
+        bind = lambda images: images.bound(self.queries)  # noqa: E731
+        report = Health(lambda: self.neighbours.graph(), checks,
+                        lambda: self.queries.near_duplicates(threshold, progress=False), bind
+                        ).report(None if field == "objects" else field, split)
+        found = object_findings(self._object_checks, bind)
+        report.findings.update(found)
+        report.summary["field"] = field
+        if found:
+            report.summary["objects"] = len(self._object_checks.object_store().snapshot())
+        return report
 
     def _keep(self, images: ImageSet, save_as: str | None) -> ImageSet:
         if save_as is not None:

@@ -55,10 +55,11 @@ class Queries:
 
     def __init__(self, catalog: Catalog, searcher: Searcher, analysis: Analysis, collections: CollectionStore,
                  videos: Videos, paths: Callable[[Sequence[str]], dict[str, Path]], model: Callable[[], str],
-                 label_checks: LabelChecks | None = None):
+                 label_checks: LabelChecks | None = None, object_checks: LabelChecks | None = None):
         self.catalog, self.searcher, self.analysis = catalog, searcher, analysis
         self.collections, self.videos, self._paths, self._model = collections, videos, paths, model
         self.label_checks = label_checks
+        self.object_checks = object_checks  # label_mistakes("objects"): one row per labelled object
 
     @property
     def model(self) -> str:
@@ -116,9 +117,10 @@ class Queries:
         return self.analysis.near_duplicates(threshold, self.scope(within), progress=progress).bound(self)
 
     def label_mistakes(self, field: str, *, limit: int | None = 50, within: Any = None) -> ImageSet:
-        if self.label_checks is None:
+        checks = self.object_checks if field == "objects" else self.label_checks
+        if checks is None:
             raise PicsiftError("label checks need a library (picsift.Library)")
-        return self.label_checks.mistakes(field, limit, self.scope(within)).bound(self)
+        return checks.mistakes(field, limit, self.scope(within)).bound(self)
 
     def collection(self, name: str = TEMPORARY) -> ImageSet:
         return self.collections.get(name)

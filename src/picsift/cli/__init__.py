@@ -138,13 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = subcommands.add_parser("mistakes", help="labels most likely wrong first (becomes the temporary collection)")
     _library_args(p)
     p.add_argument("--field", required=True,
-                   help="where the classes are: an image tag name, folder, folder:2 or objects")
+                   help="where the classes are: an image tag name, folder, folder:2, objects (each labelled "
+                        "object) or objects:image (each image's most frequent object class)")
     p.add_argument("--limit", type=int, default=20, help="how many images (default 20)")
     p.set_defaults(handler=commands.mistakes)
 
     p = subcommands.add_parser("health", help="a dataset health report: label mistakes, duplicates, leaks, outliers")
     _library_args(p)
-    p.add_argument("--field", help="where the classes are: an image tag name, folder, folder:2 or objects")
+    p.add_argument("--field", help="where the classes are: an image tag name, folder, folder:2 or objects:image "
+                   "(object checks run whenever objects are embedded)")
     p.add_argument("--split", help="where the splits are (train/val/test...): an image tag name or folder level")
     p.add_argument("--show", type=int, default=3, help="images shown per finding (default 3)")
     p.set_defaults(handler=commands.health)

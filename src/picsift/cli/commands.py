@@ -254,15 +254,18 @@ def demo(args: argparse.Namespace) -> int:
 def mistakes(library: Any, args: argparse.Namespace) -> int:
     """``mistakes``: labels ranked most likely wrong first."""
     found = library.label_mistakes(args.field, limit=args.limit)
-    table = found.df[["rank", "id", "path", "score", "given", "suggested", "issue", "reason"]]
+    objects = [c for c in ("image_id", "class", "box", "label_id") if c in found.columns]  # field "objects"
+    table = found.df[["rank", "id", "path", *objects, "score", "given", "suggested", "issue", "reason"]]
     if args.json:
         print_json({"recipe": library.collections.recipe(), "results": table.to_dict(orient="records")})
         return 0
     info = found.recipe.info
-    say(f"{info['issues']} likely label mistakes among {info['labelled']} images labelled by {args.field!r} "
+    what = "objects" if objects else "images"
+    say(f"{info['issues']} likely label mistakes among {info['labelled']} {what} labelled by {args.field!r} "
         f"({info['unlabelled']} unlabelled); the {len(table)} most likely first:")
     for row in table.itertuples():
-        say(f"{row.rank:>4}  {row.score:5.3f}  {row.given} -> {row.suggested}  {row.path}  ({row.reason})")
+        box = f" box {row.box}" if objects else ""
+        say(f"{row.rank:>4}  {row.score:5.3f}  {row.given} -> {row.suggested}  {row.path}{box}  ({row.reason})")
     return 0
 
 
@@ -276,5 +279,5 @@ def health(library: Any, args: argparse.Namespace) -> int:
         say(line)
     for name, finding in report.findings.items():
         for row in finding.images.df.head(args.show).itertuples():
-            say(f"    {name}: {row.path}")
+            say(f"    {name}: {row.path}" + (f" box {row.box} {row.reason}" if "box" in finding.images.columns else ""))
     return 0

@@ -207,6 +207,14 @@ class Metadata:
         self._check_object(object_id)
         self.catalog.labels.remove_object(object_id)
 
+    def set_object_class(self, object_id: int, cls: str) -> None:
+        """Give object ``object_id`` (its catalog id, ``objects()["id"]``) the class ``cls``; its box, tags and
+        embedding stay (an object's embedding depends on its image and box only)."""
+        object_id = int(object_id)  # a numpy integer from a table is fine
+        self._check_object(object_id)
+        check_text(cls, "object class")
+        self.catalog.labels.set_object_class(object_id, cls)
+
     def _check_object(self, object_id: int) -> None:
         if not self.catalog.labels.has_object(object_id):
             raise PicsiftError(f"no object with id {object_id!r}")

@@ -22,6 +22,7 @@ FOLDER_FIELDS = ("folder", "folder:2", "folder:3")
 FINDING_TITLES = {
     "label_mistakes": "Label mistakes", "near_duplicates": "Near duplicates", "leaks": "Leaks across splits",
     "outliers": "Outliers", "confusable_classes": "Confusable classes", "class_balance": "Rare classes",
+    "object_mistakes": "Object label mistakes", "duplicate_boxes": "Duplicate boxes", "empty_boxes": "Empty boxes",
 }
 
 
@@ -44,6 +45,33 @@ def notes_for(images: ImageSet) -> dict[str, tuple[str, str]]:
             continue
         notes[image_id] = (caption, str(reason[i]) if reason is not None else caption)
     return notes
+
+
+def object_images(objects: ImageSet) -> tuple[ImageSet, dict[str, tuple[str, str]]]:
+    """An object finding as the gallery shows it: the images holding its objects (best score first, each image
+    once, with its best object's score), and per image a caption and a tooltip naming each object and its box."""
+    columns, ids = objects.columns, objects.columns["image_id"].tolist()
+    scores = np.asarray(objects.result_scores if objects.result_scores is not None else np.zeros(len(ids)))
+    given, suggested, reason = columns.get("given"), columns.get("suggested"), columns.get("reason")
+    order: dict[str, float] = {}
+    notes: dict[str, tuple[list[str], list[str]]] = {}
+    for n, image_id in enumerate(ids):
+        order[image_id] = max(order.get(image_id, -np.inf), float(scores[n]))
+        cls = str(columns["class"][n])
+        if given is not None and suggested is not None:
+            caption = f"{given[n]} → {suggested[n]}"
+        elif "duplicate_of" in columns:
+            caption = f"duplicate {cls} box"
+        else:
+            caption = f"empty {cls} box"
+        tip = f"{caption} at {list(columns['box'][n])}" + (f": {reason[n]}" if reason is not None else "")
+        captions, tips = notes.setdefault(image_id, ([], []))
+        captions.append(caption)
+        tips.append(tip)
+    shown = sorted(order, key=lambda i: -order[i])
+    images = ImageSet(np.array(shown, dtype=object), np.array([order[i] for i in shown], np.float32),
+                      recipe=objects.recipe, _owner=objects._owner)
+    return images, {i: ("; ".join(c), "\n".join(t)) for i, (c, t) in notes.items()}
 
 
 class HealthPanel(PicsiftWidget):
@@ -75,6 +103,7 @@ class HealthPanel(PicsiftWidget):
         self.library = library
         self.target = target
         self.health_report: Any = None
+        self._shown_images: ImageSet | None = None  # an object finding's images, as the gallery shows them
         self.refresh_fields()
 
     def refresh_fields(self) -> None:
@@ -112,7 +141,9 @@ class HealthPanel(PicsiftWidget):
             raise ValueError(f"no finding {name!r}; findings: {', '.join(self.health_report.findings)}")
         images = self.health_report.findings[name].images
         self.shown = name
-        self.emit("show", images, notes_for(images), f"health: {FINDING_TITLES.get(name, name)}")
+        shown, notes = object_images(images) if "image_id" in images.columns else (images, notes_for(images))
+        self._shown_images = shown
+        self.emit("show", shown, notes, f"health: {FINDING_TITLES.get(name, name)}")
         return images
 
     # -- actions ----------------------------------------------------------------------------------
@@ -120,7 +151,7 @@ class HealthPanel(PicsiftWidget):
         if self.health_report is None or self.shown not in self.health_report.findings:
             raise ValueError("choose a finding first")
         images: ImageSet = self.health_report.findings[self.shown].images
-        return images
+        return self._shown_images if "image_id" in images.columns and self._shown_images is not None else images
 
     def _targets(self, ids: list[str] | None) -> list[str]:
         chosen = list(ids) if ids is not None else (self.target() if self.target is not None else [])
@@ -133,6 +164,10 @@ class HealthPanel(PicsiftWidget):
     def accept(self, ids: list[str] | None = None) -> int:
         """Set tag ``field`` to the suggested class on these images of the shown label mistakes; returns how many."""
         library, images = self._library(), self._finding()
+        assert self.health_report is not None
+        objects = self.health_report.findings[self.shown].images
+        if "image_id" in objects.columns and "suggested" in objects.columns:
+            return self._accept_objects(objects, self._targets(ids))
         if "suggested" not in images.columns:
             raise ValueError(f"the finding {self.shown!r} has no suggested labels; show the label mistakes")
         if self.field in FOLDER_FIELDS or self.field.startswith("folder:"):
@@ -147,6 +182,22 @@ class HealthPanel(PicsiftWidget):
         notes = notes_for(images)
         notes.update({i: (f"✓ {suggested[i]}", f"accepted: {self.field} = {suggested[i]}") for i in chosen})
         self.emit("show", images, notes, f"health: {FINDING_TITLES.get(self.shown, self.shown)}")
+        return len(chosen)
+
+    def _accept_objects(self, objects: ImageSet, images: list[str]) -> int:
+        """Give each object of the shown object finding on ``images`` its suggested class."""
+        library, columns = self._library(), objects.columns
+        wanted = set(images)
+        chosen = [n for n, image_id in enumerate(columns["image_id"].tolist()) if image_id in wanted]
+        for n in chosen:
+            library.labels.set_object_class(int(columns["label_id"][n]), str(columns["suggested"][n]))
+        self.notice = f"set the suggested class on {len(chosen)} objects"
+        shown, notes = object_images(objects)
+        for n in chosen:
+            image_id = str(columns["image_id"][n])
+            notes[image_id] = (f"✓ {columns['suggested'][n]}", f"accepted: object at {list(columns['box'][n])} "
+                               f"is now {columns['suggested'][n]!r}")
+        self.emit("show", shown, notes, f"health: {FINDING_TITLES.get(self.shown, self.shown)}")
         return len(chosen)
 
     def open_issues(self, ids: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@ Fields:
   twice with different values keeps the first);
 - ``"folder"``: the first folder level under the library root (``"folder:2"`` the second, ...); images directly
   in the root (or not that deep) have no label;
-- ``"objects"``: each image's most frequent object class.
+- ``"objects:image"``: each image's most frequent object class (``"objects"`` reads the same here; the verb
+  ``label_mistakes("objects")`` checks each object instead: :mod:`picsift.analysis.health.objects`).
 
 Images without a label are left out (and counted).
 """
@@ -41,8 +42,8 @@ class FieldLabels:
 
 
 def field_choices(metadata: Metadata) -> list[str]:
-    """The fields there are: ``folder``, ``folder:2``, ``objects`` and each image tag name."""
-    return ["folder", "folder:2", "objects", *metadata.tag_names()]
+    """The fields there are: ``folder``, ``folder:2``, ``objects``, ``objects:image`` and each image tag name."""
+    return ["folder", "folder:2", "objects", "objects:image", *metadata.tag_names()]
 
 
 def read_field(metadata: Metadata, field: str, embedded: np.ndarray) -> FieldLabels:
@@ -57,7 +58,7 @@ def read_field(metadata: Metadata, field: str, embedded: np.ndarray) -> FieldLab
             parts = PurePosixPath(path).parts
             if image_id is not None and len(parts) > level:
                 found.setdefault(image_id, parts[level - 1])
-    elif field == "objects":
+    elif field in ("objects", "objects:image"):
         found = catalog.summaries.most_frequent_object(by_author=False)
     elif name in metadata.tag_names():
         for image_id, value in catalog.labels.tagged(name):

@@ -93,6 +93,9 @@ class LabelChecks:
         The model spec's text, recorded in recipes.
     """
 
+    #: What the labels are on, in the result's summary.
+    noun = "images"
+
     def __init__(self, store: Callable[[], EmbeddingStore], graph: Callable[[], NeighbourGraph], metadata: Metadata,
                  embed_text: Callable[[list[str]], np.ndarray] | None, model: Callable[[], str]):
         self._store, self._graph, self.metadata = store, graph, metadata
@@ -104,7 +107,7 @@ class LabelChecks:
         if not len(snapshot):
             raise NotIndexedError("no images are embedded yet; run update() first")
         graph = self._graph()
-        labels = read_field(self.metadata, field, graph.ids)
+        labels = self.read(field, graph.ids)
         names, counts = np.unique(labels.labels.astype(str), return_counts=True)
         small = {str(n): int(c) for n, c in zip(names, counts, strict=True) if c < 2}
         if small:
@@ -125,6 +128,18 @@ class LabelChecks:
         return LabelVerdict(labels, classes, codes, rows, votes, prompt_scores, combined, issues, scores,
                             {"unlabelled": labels.unlabelled, "one_image_classes": len(small)})
 
+    def read(self, field: str, ids: np.ndarray) -> FieldLabels:
+        """The class of each of ``ids`` (the graph's, in its order) in ``field``: see :mod:`.fields`."""
+        return read_field(self.metadata, field, ids)
+
+    def in_scope(self, ids: np.ndarray, scope: Scope) -> np.ndarray:
+        """Which of the labelled ``ids`` a ``within`` scope keeps."""
+        return np.ones(len(ids), bool) if scope.ids is None else np.isin(ids, scope.ids)
+
+    def columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns the result carries before ``given`` (none for images; an object's image, class and box)."""
+        return {}
+
     def _prompt_scores(self, ids: np.ndarray, classes: list[str]) -> np.ndarray:
         assert self._embed_text is not None
         text = class_text_vectors([words(c) for c in classes], self._embed_text)
@@ -143,7 +158,7 @@ class LabelChecks:
         verdict = self.verdict(field)
         keep = np.arange(len(verdict.codes))
         if scope is not None and scope.ids is not None:
-            keep = keep[np.isin(verdict.labels.ids, scope.ids)]
+            keep = keep[self.in_scope(verdict.labels.ids, scope)]
         order = keep[np.lexsort((keep, -verdict.scores[keep]))]
         order = order if limit is None else order[:limit]
         classes = np.asarray(verdict.classes, dtype=object)
@@ -152,10 +167,11 @@ class LabelChecks:
                 "labelled": len(verdict.codes), "issues": int(verdict.issues.sum()),
                 "prompt_weight": verdict.combined.weight, "prompt_temperature": verdict.combined.temperature,
                 "summary": f"label mistakes in {field!r} ({int(verdict.issues.sum())} issues among "
-                           f"{len(verdict.codes)} labelled images)"}
+                           f"{len(verdict.codes)} labelled {self.noun})"}
         step = LabelMistakes(field, limit, None if scope is None else scope.label)
         return ImageSet(verdict.labels.ids[order], verdict.scores[order].astype(np.float32),
                         recipe=Recipe(step, info),
-                        columns={"given": classes[verdict.codes[order]], "suggested": classes[suggested],
+                        columns={**self.columns(verdict.labels.ids[order]), "given": classes[verdict.codes[order]],
+                                 "suggested": classes[suggested],
                                  "issue": verdict.issues[order],
                                  "reason": np.array([verdict.reason(int(i)) for i in order], dtype=object)})

@@ -155,6 +155,9 @@ class LabelTables(TableGroup):
     def remove_object(self, object_id: int) -> None:
         self._db.execute("DELETE FROM objects WHERE id=?", (object_id,))
 
+    def set_object_class(self, object_id: int, cls: str) -> None:
+        self._db.execute("UPDATE objects SET class=? WHERE id=?", (cls, object_id))
+
     def objects(self, image_id: str | None = None) -> list[ObjectRow]:
         """Objects (of one image, or all) with their tags, by id."""
         query = "SELECT id, image_id, class, geometry, points, author FROM objects"
