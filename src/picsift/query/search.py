@@ -60,7 +60,9 @@ def query_vectors(references: np.ndarray, combine: str) -> np.ndarray:
     if combine not in COMBINE_CHOICES:
         raise ValueError(f"combine={combine!r}; valid choices: {', '.join(COMBINE_CHOICES)}")
     references = normalise(references)
-    return normalise(references.mean(axis=0)) if combine == "mean" else references
+    if combine == "max" or len(references) == 1:  # the mean of one unit vector is itself
+        return references
+    return normalise(references.mean(axis=0))
 
 
 def score_scope(
