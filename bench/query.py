@@ -19,7 +19,8 @@ For each ``--sizes`` N (default 100k and 1M), in one process:
   exact search query by query. Recall@100 against exact float32 ground truth. An ef sweep follows.
 * **full score distribution**: ``score_scope`` over the float32 store vs over the float16 store plus
   ``exact_top`` (what a search with ``limit=100`` computes), each + a 50-bin histogram, interleaved.
-* **bytes per image**: vectors file + index folder + catalog, apparent and allocated (sparse files).
+* **bytes per image**: vectors and score-codes files + index folder + catalog, apparent and allocated (sparse
+  files).
 * **filtered top-100**: a search ``within`` a random 1/10/30% of the images, from the scope's ids, exactly
   (today's path vs the one before the id index, ``bench/scoped.py``), and pushed down to qdrant-edge.
   ``--only-filtered`` builds only the float16 workspace and times before vs today (add ``--edge`` to build
@@ -341,14 +342,15 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         for label, cat, store, index_path in (("today: float32 + hnsw", cat32, store32, hnsw_path if m == n else None),
                                               ("compact: float16 + qdrant-edge uint8", cat16, store16, edge_path)):
             cat.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            vec = sizes_of(next(store.folder.glob("vectors-*")))
+            stored = [sizes_of(p) for p in store.folder.iterdir() if p.name.startswith(("vectors-", "codes-"))]
+            vec = (sum(a for a, _ in stored), sum(b for _, b in stored))  # the score codes count (issue 25)
             idx = sizes_of(index_path) if index_path is not None else (0, 0)
             catalog_bytes = sum(sizes_of(p)[0] for p in cat.path.parent.glob("catalog.sqlite*"))
             total = vec[1] + idx[1] + catalog_bytes
             parts.append([label, vec[1] / n, idx[0] / n, idx[1] / n, catalog_bytes / n, total / n])
             s[f"bytes|{label}"] = total / n
         log(f"\nworkspace bytes per image at N={n:,} (index: apparent / allocated; totals use allocated):")
-        log(table(parts, ["layout", "vectors", "index (apparent)", "index (allocated)", "catalog", "total"]))
+        log(table(parts, ["layout", "vectors + codes", "index (apparent)", "index (allocated)", "catalog", "total"]))
         if m < n:
             log("(hnsw was not built at this size: its folder is ~2,333 bytes/image at any size, see bench/README.md)")
         filtered(edge, snap16, ids, data, queries["text-like"][: min(20, args.queries)], K)

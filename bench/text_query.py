@@ -1,11 +1,11 @@
 """Text query end to end with the default offline model, at 100k images (issue 10, item 4).
 
 What a user waits for after typing a prompt in a warm notebook: ``Library.search(prompt)`` with the default
-options (top 100 plus every image's score for the histogram), split into the text tower (``embed_text``) and
-the rest. The library holds N synthetic clustered unit vectors stored under the offline model's identity (as
-an update would leave them; embedding 100k real images takes hours here); the first search builds and
-calibrates the index and is reported apart. Baseline in the same process: numpy's exact ``vectors @ q``
-over the same vectors.
+options (top 100 plus every image's score for the histogram), for a prompt not typed before (the text tower
+runs) and for one asked again (its vector is kept), with the text tower alone. The library holds N synthetic
+clustered unit vectors stored under the offline model's identity (as an update would leave them; embedding 100k
+real images takes hours here); the first search builds and calibrates the index and is reported apart.
+Baseline in the same process: numpy's exact ``vectors @ q`` over the same vectors.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/text_query.py [--n 100000] [--queries 20]
 """
@@ -56,19 +56,26 @@ def main(argv: list[str] | None = None) -> int:
         prompts = (PROMPTS * (1 + args.queries // len(PROMPTS)))[: args.queries]
         embedder = lib.embedder
         vectors = lib.store.snapshot().vectors()
-        total, text, scan = [], [], []
+        cold, warm, text, scan, hidden = [], [], [], [], []
         for p in prompts:
+            embedder._text_cache.pop(p, None)  # a prompt not typed before
             t, q = timed(lambda p=p: embedder.embed_text([p]))
             text.append(t)
             scan.append(timed(lambda q=q: vectors @ q[0])[0])
-            total.append(timed(lambda p=p: lib.search(p, limit=100))[0])
-        ratio = f"{median(total) / median(scan):.1f}x"
-        rows = [["Library.search(prompt, limit=100), warm", 1000 * median(total), ratio],
-                ["  of which the text tower (embed_text)", 1000 * median(text), ""],
-                ["numpy vectors @ q (baseline, same vectors)", 1000 * median(scan), "1.0x"]]
+            embedder._text_cache.pop(p, None)
+            cold.append(timed(lambda p=p: lib.search(p, limit=100))[0])
+            warm.append(timed(lambda p=p: lib.search(p, limit=100))[0])  # the same prompt again: its vector is kept
+            hidden.append(timed(lambda p=p: lib.search(p, limit=100, distribution=False))[0])
+        base = median(scan)
+        rows = [["Library.search(prompt, limit=100), new prompt", 1000 * median(cold), f"{median(cold) / base:.1f}x"],
+                ["  of which the text tower (embed_text, new prompt)", 1000 * median(text), ""],
+                ["Library.search(prompt, limit=100), prompt asked again", 1000 * median(warm),
+                 f"{median(warm) / base:.1f}x"],
+                ["  the same with distribution=False", 1000 * median(hidden), f"{median(hidden) / base:.1f}x"],
+                ["numpy vectors @ q (baseline, same vectors)", 1000 * base, "1.0x"]]
         print(f"first search after opening the library: {first:.1f} s")
         print(table(rows, ["step", "median ms", "vs numpy scan"]))
-        print(f"goal: under 50 ms warm: {'met' if median(total) < 0.05 else 'not met'}")
+        print(f"goal (issue 25): a new prompt under 20 ms warm: {'met' if median(cold) <= 0.02 else 'not met'}")
     return 0
 
 

@@ -3,7 +3,8 @@
 ``Embedder.embed_text`` runs a Hugging Face text tower (the offline model's MiniLM) on the prompt's tokens
 without the padding to the context length, and keeps recent prompts' vectors. Measured in one process,
 alternating: the padded forward pass (``model.encode_text`` on the tokenizer's full-length tokens, what
-``embed_text`` did before), the trimmed one (a new prompt), and a prompt asked again (the cache). The vectors
+``embed_text`` did before), the trimmed one on torch's whole thread pool (before issue 25) and on one thread
+(today, a new prompt), and a prompt asked again (the cache). The vectors
 of the two forward passes are compared (cosine, and the largest element difference).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/text_tower.py [--model picsift-offline] [--rounds 5]
@@ -17,7 +18,7 @@ import sys
 import numpy as np
 from common import header, median, table, timed
 
-from picsift.embedding.openclip import Embedder, _normalise
+from picsift.embedding.openclip import Embedder, _normalise, _trim_padding
 
 PROMPTS = ["a bird", "a red bicycle", "a dog on a beach", "a musical instrument", "a house", "a flower",
            "a traffic sign", "a picture of vehicles", "a cat", "a tree", "a boat", "a coin", "a hat", "a fish",
@@ -43,15 +44,22 @@ def main(argv: list[str] | None = None) -> int:
         embedder._text_cache.pop(prompt, None)  # a new prompt
         return embedder.embed_text([prompt])
 
-    times: dict[str, list[float]] = {"padded (before)": [], "trimmed (new prompt)": [], "cached (asked again)": []}
+    def both_threads(prompt: str) -> np.ndarray:  # trimmed, on torch's whole pool (before the one-thread pass)
+        with torch.inference_mode():
+            return _normalise(model.encode_text(_trim_padding(tokenizer([prompt]), embedder._pad_token_id)))
+
+    times: dict[str, list[float]] = {"padded (before)": [], f"trimmed, {torch.get_num_threads()} threads": [],
+                                     "trimmed, 1 thread (new prompt)": [], "cached (asked again)": []}
     cosines, differences = [], []
     for _ in range(args.rounds):
         for prompt in PROMPTS:
             t_a, a = timed(lambda p=prompt: padded(p))
+            t_d, _ = timed(lambda p=prompt: both_threads(p))
             t_b, b = timed(lambda p=prompt: trimmed(p))
             t_c, _ = timed(lambda p=prompt: embedder.embed_text([p]))
             times["padded (before)"].append(t_a)
-            times["trimmed (new prompt)"].append(t_b)
+            times[f"trimmed, {torch.get_num_threads()} threads"].append(t_d)
+            times["trimmed, 1 thread (new prompt)"].append(t_b)
             times["cached (asked again)"].append(t_c)
             cosines.append(float(a[0] @ b[0]))
             differences.append(float(np.abs(a - b).max()))

@@ -1,5 +1,5 @@
-"""Text prompts: the offline model's MiniLM runs without the padding to its context length and recent prompts are
-kept (issue 25, item 4); the vectors are those of the full-length forward pass."""
+"""Text prompts: the offline model's MiniLM runs without the padding to its context length, on one thread, and
+recent prompts are kept (issue 25, item 4); the vectors are those of the full-length forward pass."""
 
 from __future__ import annotations
 
@@ -24,8 +24,12 @@ def test_the_offline_text_tower_gives_the_full_length_vectors_without_the_paddin
     embedder = Embedder("picsift-offline", device="cpu")
     tokens = embedder._tokenizer(PROMPTS)
     assert embedder._pad_token_id is not None and int((tokens != embedder._pad_token_id).sum(1).max()) < tokens.shape[1]
-    got = embedder.embed_text(PROMPTS)  # one batch of different lengths
-    want = full_length(embedder, PROMPTS)
+    import torch
+
+    threads = torch.get_num_threads()
+    got = embedder.embed_text(PROMPTS)  # one batch of different lengths, on one thread
+    assert torch.get_num_threads() == threads  # the setting is restored
+    want = full_length(embedder, PROMPTS)  # on torch's whole thread pool
     assert got.shape == want.shape and (np.sum(got * want, axis=1) > 0.99999).all()
     alone = np.stack([embedder.embed_text([p])[0] for p in reversed(PROMPTS)])[::-1]  # from the cache
     assert np.array_equal(alone, got)

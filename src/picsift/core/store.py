@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..errors import ModelMismatchError
 from ..workspace_files import VECTORS_FILE, UnsafeWorkspaceFileError, WorkspaceFiles, checked_name
 from .catalog import Catalog
 from .catalog.embeddings import EmbeddingTables
+from .codes import CodesFile, StoreCodes, codes_name, is_codes_file
 from .id_index import IdIndex
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ FLOAT16_SCAN_ERROR = 3 * 2.0**-11 + 2.0**-14
 #: rows: 1.6 ms on one thread vs 8-13 ms converting; on a busy machine, waking its second thread can add
 #: milliseconds to a call).
 SMALL_SCAN = 2048
+#: From this many rows on, a search's score distribution is scanned from the one-byte codes (:mod:`.codes`);
+#: below, the float16 scan is as quick and its error bound 5x tighter (fewer rows rescored exactly).
+CODES_FROM = 50_000
 
 
 def file_dtype(name: str) -> type[np.floating]:
@@ -68,6 +72,7 @@ class StoreSnapshot:
     rows: np.ndarray  # (n,) int64
     matrix: np.ndarray  # (next_row, dim) float16 or float32 memory map; rows not in ``rows`` are unused
     version: int
+    codes: StoreCodes | None = field(default=None, repr=False)  # one byte per dimension of each row, if kept
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -103,6 +108,17 @@ class StoreSnapshot:
     def scan_error(self) -> float:
         """How far a score from :meth:`scan` may be from the exact one (0 for a float32 store)."""
         return FLOAT16_SCAN_ERROR if self.matrix.dtype == np.float16 else 0.0
+
+    def coarse_scan(self, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Like :meth:`scan`, from the one-byte codes when many rows are scanned: within :meth:`coarse_error`."""
+        rows = self.rows if rows is None else rows
+        if self.codes is not None and len(rows) >= CODES_FROM:
+            return self.codes.scan(queries, rows)
+        return self.scan(queries, rows)
+
+    def coarse_error(self, count: int) -> float:
+        """How far a score from :meth:`coarse_scan` over ``count`` rows may be from the exact one."""
+        return self.codes.error if self.codes is not None and count >= CODES_FROM else self.scan_error
 
     def vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         """float32 vectors at these positions (all when None).
@@ -282,6 +298,7 @@ class EmbeddingStore:
                 self.files.remove(self.folder / vectors_file)
             self.catalog.embeddings.reset_model(self.identity, self._first_file())
             self.files.remove(self.folder / self._first_file())
+            self.files.remove(self.folder / codes_name(self._first_file()))
 
     # -- reading ----------------------------------------------------------------------------------
     def _state(self) -> tuple[str, int, int]:
@@ -328,7 +345,11 @@ class EmbeddingStore:
             f, _ = self.files.open_read(path)  # a regular file with one link, reached without following links
             with f:
                 matrix = np.memmap(f, dtype=dtype, mode="r", shape=(next_row, self.dim))
-        return StoreSnapshot(ids, rows, matrix, version)
+        codes = None
+        if len(ids) >= CODES_FROM:
+            codes = CodesFile(self.files, self.folder, vectors_file, self.dim).open(
+                next_row, rows, lambda picked: _float32_rows(matrix, picked))
+        return StoreSnapshot(ids, rows, matrix, version, codes)
 
     # -- writing ----------------------------------------------------------------------------------
     def write_vectors(self, vectors: np.ndarray) -> np.ndarray:
@@ -347,6 +368,11 @@ class EmbeddingStore:
             f.write(vectors.tobytes())
             f.flush()
             os.fsync(f.fileno())
+        # the codes of the rows as stored (what exact scores are computed from), before the rows are committed
+        codes = CodesFile(self.files, self.folder, vectors_file, self.dim)
+        for start in range(0, len(vectors), 65_536):
+            part = vectors[start : start + 65_536]
+            codes.append(next_row + start, _float32_rows(part, np.arange(len(part))))
         return np.arange(next_row, next_row + len(vectors), dtype=np.int64)
 
     def commit_rows(self, db: sqlite3.Connection, ids: list[str], rows: np.ndarray) -> None:
@@ -394,8 +420,10 @@ class EmbeddingStore:
         self.remove_stray_files()
 
     def remove_stray_files(self) -> None:
-        """Delete vectors files left by a killed compaction. Call only while holding the update lock."""
+        """Delete vectors files left by a killed compaction, and codes files of other vectors files. Call only while
+        holding the update lock."""
         current = self._state()[0]
         for name in self.files.list(self.folder):
-            if VECTORS_FILE.fullmatch(name) and name != current:
+            if (VECTORS_FILE.fullmatch(name) and name != current) or (is_codes_file(name)
+                                                                         and name != codes_name(current)):
                 self.files.remove(self.folder / name)

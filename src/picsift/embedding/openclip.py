@@ -8,7 +8,7 @@ import os
 import pickle
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -66,6 +66,30 @@ def _trim_padding(tokens: Any, pad: int | None) -> Any:
     return tokens[:, : int(used.max()) + 1] if len(used) else tokens[:, :1]
 
 
+#: Up to this many tokens in all, a text forward pass on the CPU runs on one thread (see :func:`_few_threads`).
+ONE_THREAD_TOKENS = 256
+
+
+@contextlib.contextmanager
+def _few_threads(device: str, tokens: int) -> Iterator[None]:
+    """One intra-op thread for a small CPU forward pass (a prompt or two), the setting restored afterwards.
+
+    A prompt's few tokens are too little work to share: each of the ~60 operations of a MiniLM pass then waits for
+    the pool's other thread, which on a busy machine is not running (bench/text_tower.py: 2 threads took 16x one
+    thread's time under load). The vectors agree to float rounding (cosine > 0.99999, bench/text_tower.py)."""
+    import torch
+
+    if device != "cpu" or tokens > ONE_THREAD_TOKENS or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Embedder:
     """Embed images and text prompts with an open_clip model.
 
@@ -120,7 +144,7 @@ class Embedder:
             missing = list(dict.fromkeys(p for p in prompts if p not in self._text_cache))
             if missing:
                 tokens = _trim_padding(self._tokenizer(missing), self._pad_token_id)
-                with torch.inference_mode():
+                with torch.inference_mode(), _few_threads(self.device, tokens.numel()):
                     features = _normalise(self._model.encode_text(tokens.to(self.device)))
                 for prompt, vector in zip(missing, features, strict=True):
                     vector.flags.writeable = False

@@ -60,7 +60,9 @@ def query_vectors(references: np.ndarray, combine: str) -> np.ndarray:
     if combine not in COMBINE_CHOICES:
         raise ValueError(f"combine={combine!r}; valid choices: {', '.join(COMBINE_CHOICES)}")
     references = normalise(references)
-    return normalise(references.mean(axis=0)) if combine == "mean" else references
+    if combine == "max" or len(references) == 1:  # the mean of one unit vector is itself
+        return references
+    return normalise(references.mean(axis=0))
 
 
 def score_scope(
@@ -75,9 +77,9 @@ def score_scope(
 ) -> np.ndarray:
     """Scores of every image in scope (``positions`` into the snapshot; None: all).
 
-    Each is within ``(1 + negative_weight) * snapshot.scan_error`` of the exact score (a float16
-    store is scanned in float16); :func:`exact_top` makes the ones a search shows exact. With
-    ``exact``, ``positions`` are scored exactly (float32), for a few rows.
+    Each is within ``(1 + negative_weight) * snapshot.coarse_error(len(scores))`` of the exact score (many
+    rows are scanned from the store's one-byte codes, a few in float16); :func:`exact_top` makes the ones a
+    search shows exact. With ``exact``, ``positions`` are scored exactly (float32), for a few rows.
     """
     rows = snapshot.rows if positions is None else snapshot.rows[positions]
     if not len(rows):
@@ -88,7 +90,7 @@ def score_scope(
         if exact:
             scores = snapshot.exact(queries, np.arange(len(snapshot)) if positions is None else positions)
         else:
-            scores = snapshot.scan(queries, rows)
+            scores = snapshot.coarse_scan(queries, rows)
         return scores.max(axis=1) if scores.shape[1] > 1 else scores[:, 0]
 
     scores = best(positives)
@@ -104,13 +106,13 @@ def exact_top(
 ) -> np.ndarray:
     """``scores`` with every score that could be selected recomputed exactly (float32).
 
-    A float16 scan is off by at most ``error`` (a float32 one by BLAS's order of sums); an image can be among
+    A scan is off by at most ``error`` (codes or float16; a float32 one by BLAS's order of sums); an image can be among
     the ``limit`` best, or pass a threshold, only if its scanned score is within twice that of the last one
     selected or of the threshold. Those few are rescored exactly, so the results, their order (ties in store
     order) and the scores shown are those of an exact search.
     """
     terms = 1 + (negative_weight if negatives is not None and len(negatives) else 0)
-    error = terms * (snapshot.scan_error + snapshot.sum_error)
+    error = terms * (snapshot.coarse_error(len(scores)) + snapshot.sum_error)
     if not len(scores):
         return scores
     picked = select(scores, limit, min_score, max_score)
@@ -274,12 +276,13 @@ class Searcher:
         index = self._index()
         query = query_vectors(positives, "mean")
         wider = wider_k(limit) if index.score_error else limit
-        ids, _ = index.search(query[0], wider)
-        rows = self._store().rows_of(ids)
-        ids = [i for i in ids if i in rows and rows[i] < snapshot.matrix.shape[0]]
-        scores = snapshot.exact_rows(query, np.array([rows[i] for i in ids], dtype=np.int64))[:, 0]
+        found, _ = index.search(query[0], wider)
+        # the snapshot's id index finds their rows (no catalog query); ids the index holds but the snapshot does
+        # not (an update between the two) are left out
+        positions = snapshot.positions_of(np.asarray(found, dtype="<U32"))
+        scores = snapshot.exact_rows(query, snapshot.rows[positions])[:, 0]
         order = top_k(scores, limit)
-        return np.array(ids, dtype="<U32")[order], scores[order]
+        return snapshot.ids[positions[order]], scores[order]
 
     def reference_vectors(self, refs: Sequence[ImageRef], *, objects: bool = False) -> tuple[np.ndarray, list[str]]:
         """Vectors for image references, from the store when the image is in the library; with ``objects``, an
