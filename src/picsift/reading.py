@@ -82,14 +82,14 @@ def read_file_bytes(path: str | os.PathLike[str] | Any, limit: int | None = None
 
     A local path is read by :func:`read_regular_file`. Anything else is a path object of a file system
     (universal_pathlib's ``UPath``, which a library over a URL has as its root; see :mod:`picsift.core.storage`):
-    it is read through its own file system, and refused past the limit like a local file. Raises ``OSError``.
+    it is read through its own file system (``path.fs``), and refused past the limit like a local file. Raises
+    ``OSError``.
     """
     if isinstance(path, (str, os.PathLike)):
         return read_regular_file(path, limit)[0]
     limit = MAX_FILE_BYTES if limit is None else limit
-    try:
-        with path.open("rb") as f:
-            data: bytes = f.read(limit + 1)
+    try:  # one request: a ranged GET (a server that ignores the range sends it whole, refused below)
+        data: bytes = path.fs.cat_file(path.path, start=0, end=limit + 1)
     except OSError:
         raise
     except Exception as e:  # a file system's own errors (an HTTP status, a client error): one kind for callers
