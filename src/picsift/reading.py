@@ -93,7 +93,7 @@ def read_file_bytes(path: str | os.PathLike[str] | Any, limit: int | None = None
     except OSError:
         raise
     except Exception as e:  # a file system's own errors (an HTTP status, a client error): one kind for callers
-        raise OSError(f"cannot read {path}: {type(e).__name__}: {e}") from e
+        raise OSError(f"{type(e).__name__}: {e}") from e
     if len(data) > limit:
         raise UnreadableFileError(f"file is larger than the {_size(limit)} read limit per file "
                                   "(picsift.reading.MAX_FILE_BYTES)")

@@ -237,4 +237,6 @@ def _refused(error: BaseException | None) -> bool:
 
 
 def _reason(error: BaseException) -> str:
+    if type(error) is OSError and str(error):
+        return str(error)
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
