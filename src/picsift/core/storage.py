@@ -101,6 +101,13 @@ def default_workspace(url: str) -> Path:
     return Path(platformdirs.user_cache_dir("picsift")) / "remote" / f"{slug}-{digest}"
 
 
+def refuse_ray(root: Any) -> None:
+    """The Ray path reads local folders (or files this machine sends): a URL's library updates in this process."""
+    if is_remote(root):
+        raise PicsiftError(f"update(ray=...) (CLI --ray) reads local folders only, not {root}: update it without Ray "
+                           f"(its reads run {REMOTE_READERS} at a time, overlapping the model)")
+
+
 # -- listing ---------------------------------------------------------------------------------------
 def list_files(root: Any, skip: Iterable[Path] = ()) -> ScanResult:
     """What an update compares with the catalog: :func:`~picsift.core.catalog.scan` of a folder, or the objects
