@@ -234,3 +234,14 @@ def test_ray_is_refused_for_a_url_before_anything_changes(photos: tuple[str, dic
         with pytest.raises(PicsiftError, match="reads local folders only"):
             lib.update(progress=False, ray="127.0.0.1:1")
         assert len(lib.images()) == len(objects) and not lib.status()["interrupted"]
+
+
+def test_a_result_url_is_a_query_image(photos: tuple[str, dict[str, bytes]], options: dict[str, Any],
+                                       tiny_model: str, tmp_path: Path) -> None:
+    url, objects = photos
+    with picsift.Library(url, storage_options=options, workspace=tmp_path / "ws", model=tiny_model) as lib:
+        lib.update(progress=False)
+        key = sorted(objects)[5]
+        for reference in (f"{url}/{key}", key):  # the URL a result shows, or the key under the root
+            found = lib.similar(reference, limit=1)
+            assert found.ids.tolist() == [content_id(objects[key])]
