@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -46,6 +47,8 @@ BACKOFF_SECONDS = 0.25
 #: Objects read at once from a remote file system (each waits on the network, not on the CPU).
 REMOTE_READERS = 16
 CLOUD_EXTRA = 'pip install "picsift[cloud]"'
+#: ``hfdataset:///abs/path``: a Hugging Face dataset saved with ``save_to_disk``, indexed in place.
+DATASET_PROTOCOL = "hfdataset"
 
 
 class StorageUnavailableError(PicsiftError):
@@ -81,9 +84,16 @@ def remote_root(url: str, storage_options: dict[str, Any] | None = None) -> Any:
     except ImportError as e:
         raise PicsiftError(f"reading images from {public_url(url)} needs fsspec and universal_pathlib: "
                            f"{CLOUD_EXTRA}") from e
+    import fsspec
+
+    # a save_to_disk folder seen as files (picsift.core.dataset_files), imported by fsspec when first used
+    fsspec.register_implementation(DATASET_PROTOCOL, "picsift.core.dataset_files.SavedDatasetFileSystem",
+                                   clobber=True)
     text = url.rstrip("/") if urlsplit(url).scheme not in ("http", "https") else url
     try:
-        root = UPath(text, **(storage_options or {}))
+        with warnings.catch_warnings():  # universal_pathlib's generic path serves fsspec's other file systems
+            warnings.filterwarnings("ignore", "UPath .* not explicitly implemented")
+            root = UPath(text, **(storage_options or {}))
         root.fs  # noqa: B018 (makes the file system now: a missing backend or a bad option fails here)
     except (ImportError, ValueError, TypeError) as e:
         raise PicsiftError(f"cannot open {public_url(url)}: {e} ({CLOUD_EXTRA} installs s3fs and gcsfs; other "
@@ -218,7 +228,7 @@ def with_retries(action: Callable[[], T], what: str, *, fatal: bool = False, att
                 raise StorageUnavailableError(f"cannot {what}: it does not exist ({_reason(e)}); nothing was "
                                               "changed") from e
             raise
-        except UnreadableFileError:
+        except (UnreadableFileError, PicsiftError):  # answers too: trying again would give the same
             raise
         except Exception as e:  # the file systems raise their own kinds (aiohttp, botocore...)
             refused = _refused(e)
