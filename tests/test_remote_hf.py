@@ -57,6 +57,6 @@ def test_a_dataset_folder_naming_files_outside_is_refused(saved: tuple[Path, lis
     crafted = json.loads(state.read_text())
     crafted["_data_files"] = [{"filename": "../../outside.arrow"}]
     state.write_text(json.dumps(crafted))
-    with picsift.Library(f"hfdataset://{folder}", workspace=tmp_path / "ws", model=tiny_model) as lib:
-        with pytest.raises(PicsiftError, match="not a plain name"):
-            lib.update(progress=False)
+    with (picsift.Library(f"hfdataset://{folder}", workspace=tmp_path / "ws", model=tiny_model) as lib,
+          pytest.raises(PicsiftError, match="not a plain name")):
+        lib.update(progress=False)
