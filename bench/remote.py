@@ -189,14 +189,14 @@ def many_objects(n: int, endpoint: str, tmp: Path, latency: float) -> list[list[
     model = tiny_model(tmp)
     options = {"endpoint_url": endpoint, **OPTIONS}
     remote_rate, remote_again, rise = update_rate("s3://bench-many/many", model, tmp, options, memory=True)
-    local_rate, local_again, _ = update_rate(folder / "many", model, tmp, None)
+    local_rate, local_again, local_rise = update_rate(folder / "many", model, tmp, None, memory=True)
     ms = f"{latency * 1000:g} ms"
     return [["listing (objects/s)", f"{listed:,.0f}", f"{scanned:,.0f}", listed / scanned],
             ["first update, tiny model (images/s)", f"{remote_rate:,.0f}", f"{local_rate:,.0f}",
              remote_rate / local_rate],
             ["second update, nothing to do (s)", f"{remote_again:.2f}", f"{local_again:.2f}",
              remote_again / local_again],
-            [f"peak memory rise, first update ({ms})", f"{rise:.0f} MiB", "", float("nan")]]
+            [f"peak memory rise, first update ({ms})", f"{rise:.0f} MiB", f"{local_rise:.0f} MiB", rise / local_rise]]
 
 
 def embedding(n: int, endpoint: str, tmp: Path, repeats: int, model_name: str) -> dict[str, float]:

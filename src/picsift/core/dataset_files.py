@@ -33,7 +33,7 @@ _MAGIC = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"GIF8", ".gif"), (b"BM"
           (b"MM\x00*", ".tif"))
 
 
-class SavedDatasetFileSystem(AbstractFileSystem):  # type: ignore[misc]
+class SavedDatasetFileSystem(AbstractFileSystem):
     """fsspec's view of ``save_to_disk`` folders: one file per image row (see the module's docstring)."""
 
     protocol = PROTOCOL
