@@ -245,3 +245,12 @@ def test_a_result_url_is_a_query_image(photos: tuple[str, dict[str, bytes]], opt
         for reference in (f"{url}/{key}", key):  # the URL a result shows, or the key under the root
             found = lib.similar(reference, limit=1)
             assert found.ids.tolist() == [content_id(objects[key])]
+
+
+@pytest.mark.parametrize("url", ["s3://../../etc", "https://host/../../x/", "gs://b/" + "a/" * 200, "s3://b/\x00/.."])
+def test_a_default_workspace_is_one_folder_in_the_cache_whatever_the_url(url: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = default_workspace(url)
+    assert folder.parent == tmp_path / "picsift" / "remote" and folder.name not in ("", ".", "..")
+    assert len(folder.name) < 80 and default_workspace(url) == folder != default_workspace(url + "x")
