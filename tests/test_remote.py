@@ -168,6 +168,18 @@ def test_a_vanished_bucket_stops_the_update_and_deletes_nothing(photos: tuple[st
         assert len(lib.search("a car", limit=3)) == 3
 
 
+def test_an_emptied_prefix_stops_the_update_and_deletes_nothing(photos: tuple[str, dict[str, bytes]],
+                                                                options: dict[str, Any], s3: Any, tiny_model: str,
+                                                                tmp_path: Path) -> None:
+    url, objects = photos
+    with picsift.Library(url, storage_options=options, workspace=tmp_path / "ws", model=tiny_model) as lib:
+        lib.update(progress=False)
+        s3.rm(url.removeprefix("s3://"), recursive=True)  # the bucket stays, holding other prefixes
+        with pytest.raises(StorageUnavailableError, match="no object is there"):
+            lib.update(progress=False)
+        assert len(lib.images()) == len(objects)
+
+
 def test_an_object_deleted_between_listing_and_reading_is_reported(photos: tuple[str, dict[str, bytes]],
                                                                    options: dict[str, Any], s3: Any,
                                                                    tiny_model: str, tmp_path: Path) -> None:

@@ -136,6 +136,10 @@ def list_objects(root: Any) -> ScanResult:
     where = str(root)
     fs.invalidate_cache(base)  # a listing cached by an earlier update (or this process) would hide changes
     entries = with_retries(lambda: fs.find(base, detail=True, withdirs=False), f"list {where}", fatal=True)
+    if not entries and not with_retries(lambda: fs.exists(base), f"look at {where}", fatal=True):
+        # an empty prefix (a typo, a bucket emptied under it) would read as every image deleted
+        raise StorageUnavailableError(f"cannot list {where}: no object is there (it does not exist); nothing was "
+                                      "changed")
     result = ScanResult()
     unsized: list[tuple[str, str]] = []
     for name, info in sorted(entries.items()):
