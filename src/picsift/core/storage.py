@@ -9,7 +9,7 @@ that object, in memory: they are never written to the workspace or printed.
 Local folders keep picsift's hardened scan and reader (:mod:`picsift.reading`: regular files only, no pipes, bounded
 reads), which fsspec's local file system does not give; every other file system is listed and read here:
 
-- :func:`list_files` lists objects with a stamp of their version (ETag, else VersionId or generation, else the
+- :func:`list_objects` lists objects with a stamp of their version (ETag, else VersionId or generation, else the
   modification time) in :class:`~picsift.core.catalog.FileState`'s ``mtime_ns``, so the update reads only new or
   changed objects, as it does with a folder's modification times;
 - :func:`read_object` reads one object, retrying failures a bounded number of times with exponential backoff;
@@ -25,7 +25,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..embedding.decode import IMAGE_EXTENSIONS
 from ..errors import PicsiftError
 from ..reading import MAX_FILE_BYTES, UnreadableFileError, read_file_bytes
-from .catalog import FileState, ScanResult, scan
+from .catalog import FileState, ScanResult
 from .catalog.scanning import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -119,12 +119,6 @@ def refuse_ray(root: Any) -> None:
 
 
 # -- listing ---------------------------------------------------------------------------------------
-def list_files(root: Any, skip: Iterable[Path] = ()) -> ScanResult:
-    """What an update compares with the catalog: :func:`~picsift.core.catalog.scan` of a folder, or the objects
-    under a URL (see :func:`list_objects`)."""
-    return list_objects(root) if is_remote(root) else scan(root, skip)
-
-
 def list_objects(root: Any) -> ScanResult:
     """Image objects under a URL root, by path relative to it, each with its size and version stamp.
 

@@ -20,12 +20,12 @@ import numpy as np
 
 from ..embedding.openclip import Embedder
 from ..errors import PicsiftError
-from .catalog import Catalog, FileRow, FileState, ScanResult
+from .catalog import Catalog, FileRow, FileState, ScanResult, scan
 from .catalog import videos as video_rows
 from .catalog.videos import VideoLink
 from .image_files import CpuTurns, PendingImage, ordered_map, prepare_image, read_image_file
 from .report import UpdateReport
-from .storage import REMOTE_READERS, is_remote, list_files
+from .storage import REMOTE_READERS, is_remote, list_objects
 from .store import EmbeddingStore
 from .video import DEFAULT_EVERY
 from .video_update import VideoPass
@@ -84,7 +84,7 @@ def run_update(
 
     started = time.perf_counter()
     report = UpdateReport()
-    found = list_files(root, skip)
+    found = list_objects(root) if is_remote(root) else scan(root, skip)
     report.skipped.extend(found.problems)
     if "." in found.unreadable:
         raise PicsiftError(f"cannot read the image folder {root} ({found.unreadable['.']}); nothing was changed")
