@@ -84,6 +84,9 @@ def test_a_bucket_is_a_library_whose_paths_are_urls(photos: tuple[str, dict[str,
         found = lib.search("an animal", limit=5)
         assert len(found) == 5 and all(p.startswith(url + "/") for p in found.df["path"])
         assert lib.status()["root"] == url and lib.status()["ready"]
+        with pytest.raises(PicsiftError, match="local folders only"):
+            lib.files.delete(found.ids[:1].tolist())
+        assert len(lib.images()) == len(objects)
         # the gallery reads through the same file system and caches in the workspace
         from picsift.widgets._source import ImageSource
 
