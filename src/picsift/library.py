@@ -22,6 +22,7 @@ from .analysis.sampling import SAMPLING_METHODS
 from .analysis.verbs import Analysis
 from .core.activity import announce_update, running_update
 from .core.files import FileActions, Files
+from .core.location import open_location
 from .core.lookups import ImageLookups
 from .core.objects import live_objects
 from .core.store import EmbeddingStore
@@ -33,7 +34,6 @@ from .core.workspace import (
     default_model,
     estimate_embedding,
     exclusive,
-    open_workspace,
     remaining,
     update_workspace,
     workspace_status,
@@ -63,10 +63,15 @@ class Library:
     Parameters
     ----------
     root
-        The image folder (scanned recursively).
+        The image folder (scanned recursively), or a URL fsspec understands: ``"s3://bucket/prefix"``,
+        ``"gs://bucket/prefix"``, an ``"https://..."`` page listing its images, any fsspec URL
+        (``pip install "picsift[cloud]"``; see :mod:`picsift.core.storage`). Results' ``path`` is then the object's URL.
     workspace
-        Where picsift keeps its catalog, embeddings and index; defaults to ``ROOT/.picsift``. Point it
-        elsewhere for read-only image folders.
+        Where picsift keeps its catalog, embeddings and index; defaults to ``ROOT/.picsift`` (for a URL: a folder
+        named after it in the user's cache, announced once). Point it elsewhere for read-only image folders.
+    storage_options
+        For a URL: the file system's options (credentials, ``endpoint_url``...), as fsspec takes them. They stay in
+        memory: never written to the workspace or shown.
     model
         A model spec (see :mod:`picsift.embedding.spec`). Defaults to the model this workspace was
         last updated with when that is picsift's own or open_clip's pretrained ``ARCH:TAG`` (any other must
@@ -107,8 +112,9 @@ class Library:
         self, root: str | os.PathLike[str], *, workspace: str | os.PathLike[str] | None = None,
         model: str | None = None, index: str | None = None, index_options: dict[str, Any] | None = None,
         device: str | None = None, batch_size: int | None = None, video_every: float | None = None,
+        storage_options: dict[str, Any] | None = None,
     ):
-        self.root, self.workspace, self.catalog = open_workspace(root, workspace)
+        self.root, self.workspace, self.catalog = open_location(root, workspace, storage_options)
         self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
         backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
         self._unnamed_model = None if model else self.catalog.get_meta("model")  # checked before it is used

@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 #: Files larger than this are not read (the skip reason names the limit): every image under
 #: :data:`~picsift.embedding.decode.MAX_PIXELS` fits, even as an uncompressed 8-bit RGBA TIFF.
@@ -75,6 +75,29 @@ def read_regular_file(path: str | os.PathLike[str], limit: int | None = None) ->
                 raise too_large
             want = min(1 << 20, limit + 1 - total)
     return b"".join(parts), info
+
+
+def read_file_bytes(path: str | os.PathLike[str] | Any, limit: int | None = None) -> bytes:
+    """The bytes of an image file wherever it lives, at most ``limit`` (default :data:`MAX_FILE_BYTES`).
+
+    A local path is read by :func:`read_regular_file`. Anything else is a path object of a file system
+    (universal_pathlib's ``UPath``, which a library over a URL has as its root; see :mod:`picsift.core.storage`):
+    it is read through its own file system (``path.fs``), and refused past the limit like a local file. Raises
+    ``OSError``.
+    """
+    if isinstance(path, (str, os.PathLike)):
+        return read_regular_file(path, limit)[0]
+    limit = MAX_FILE_BYTES if limit is None else limit
+    try:  # one request: a ranged GET (a server that ignores the range sends it whole, refused below)
+        data: bytes = path.fs.cat_file(path.path, start=0, end=limit + 1)
+    except OSError:
+        raise
+    except Exception as e:  # a file system's own errors (an HTTP status, a client error): one kind for callers
+        raise OSError(f"{type(e).__name__}: {e}") from e
+    if len(data) > limit:
+        raise UnreadableFileError(f"file is larger than the {_size(limit)} read limit per file "
+                                  "(picsift.reading.MAX_FILE_BYTES)")
+    return data
 
 
 def _size(count: int) -> str:

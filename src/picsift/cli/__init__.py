@@ -10,6 +10,7 @@ handler in :mod:`picsift.cli.commands`.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sqlite3
 import sys
@@ -27,11 +28,16 @@ from .commands import say
 
 
 def _library_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="the image folder")
+    parser.add_argument("folder", help="the image folder, or a URL: s3://bucket/prefix, gs://..., https://... "
+                                       '(pip install "picsift[cloud]")')
     parser.add_argument("--model", help="model spec, e.g. ViT-B-32:laion2b_s34b_b79k or ARCH:/path/to/ckpt.pt")
     parser.add_argument("--index", choices=available_backends(), help="vector index backend (default: hnsw)")
     parser.add_argument("--qdrant-url", help="Qdrant server or cluster URL (with --index qdrant)")
-    parser.add_argument("--workspace", help="workspace folder (default: FOLDER/.picsift)")
+    parser.add_argument("--workspace", help="workspace folder (default: FOLDER/.picsift; for a URL, a folder in the "
+                                            "user's cache named after it)")
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="for a URL: an option of its file system, e.g. endpoint_url=http://127.0.0.1:9000 or "
+                             "anon=true (VALUE is read as JSON when it parses, else as text; repeatable)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -221,7 +227,22 @@ def _open(args: argparse.Namespace) -> Any:
 
     options = {"url": args.qdrant_url} if getattr(args, "qdrant_url", None) else None
     return Library(args.folder, workspace=args.workspace, model=args.model, index=args.index,
-                   index_options=options, device=args.device, batch_size=getattr(args, "batch_size", None))
+                   index_options=options, device=args.device, batch_size=getattr(args, "batch_size", None),
+                   storage_options=storage_options(getattr(args, "storage_option", [])) or None)
+
+
+def storage_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--storage-option KEY=VALUE`` pairs as fsspec options; a VALUE that parses as JSON is taken as such."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise PicsiftError("--storage-option takes KEY=VALUE (an argument without a key and '=' was given)")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from ..safe_paths import check_folder_name, library_path
 from .catalog import content_id
 from .catalog.journal import Journal
 from .catalog.labels import forget_images
+from .storage import is_remote
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -303,6 +304,9 @@ class Files:
         return len(self._file_action("delete", images, None))
 
     def _file_action(self, action: str, images: Any, dataset: str | None) -> pd.DataFrame:
+        if is_remote(self.root):
+            raise PicsiftError(f"{action}: picsift copies, moves and deletes files in local folders only, not in "
+                               f"{self.root} (nothing was changed)")
         ids = self._resolve(images)
         files = FileActions(self.catalog, self.root)
         with self._exclusive():

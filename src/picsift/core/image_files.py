@@ -20,6 +20,7 @@ from ..embedding.decode import ImageDecodeError, decode_image
 from ..reading import UnreadableFileError, read_regular_file
 from .catalog import FileRow, FileState, content_id
 from .catalog.videos import VideoLink
+from .storage import is_remote, read_object
 
 T = TypeVar("T")
 
@@ -44,8 +45,11 @@ class PreparedImage:
     pixels: Any = None
 
 
-def read_image_file(root: Path, path: str) -> FileRead:
-    """At most ``reading.MAX_FILE_BYTES`` of the regular file ``root / path``."""
+def read_image_file(root: Path, path: str, listed: FileState | None = None) -> FileRead:
+    """At most ``reading.MAX_FILE_BYTES`` of the regular file ``root / path`` (or of the object, for a root on
+    another file system: ``listed`` is its state in the listing, see :mod:`picsift.core.storage`)."""
+    if is_remote(root):
+        return _read_object(root, path, listed)
     try:
         data, st = read_regular_file(root / path)
     except FileNotFoundError:
@@ -60,6 +64,18 @@ def read_image_file(root: Path, path: str) -> FileRead:
         reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
         return FileRead(FileState(0, 0), f"cannot read file: {reason}")
     return FileRead(FileState(st.st_size, st.st_mtime_ns), data=data)
+
+
+def _read_object(root: Any, path: str, listed: FileState | None) -> FileRead:
+    try:
+        data = read_object(root, path, listed)
+    except FileNotFoundError:
+        return FileRead(None)
+    except UnreadableFileError as e:  # too large: it stays skipped until the object changes
+        return FileRead(listed or FileState(0, 0), str(e))
+    except OSError as e:  # retried already: skipped and reported, and read again by the next update
+        return FileRead(FileState(0, 0), str(e))
+    return FileRead(listed or FileState(len(data), 0), data=data)
 
 
 def prepare_image(data: bytes, embedded: Container[str], image_size: int,

@@ -25,6 +25,7 @@ from .catalog import videos as video_rows
 from .catalog.videos import VideoLink
 from .image_files import CpuTurns, PendingImage, ordered_map, prepare_image, read_image_file
 from .report import UpdateReport
+from .storage import REMOTE_READERS, is_remote, list_objects
 from .store import EmbeddingStore
 from .video import DEFAULT_EVERY
 from .video_update import VideoPass
@@ -83,7 +84,7 @@ def run_update(
 
     started = time.perf_counter()
     report = UpdateReport()
-    found = scan(root, skip)
+    found = list_objects(root) if is_remote(root) else scan(root, skip)
     report.skipped.extend(found.problems)
     if "." in found.unreadable:
         raise PicsiftError(f"cannot read the image folder {root} ({found.unreadable['.']}); nothing was changed")
@@ -161,16 +162,16 @@ def run_update(
                 flush()
 
     turns = _cpu_turns(embedder)
-    read = _reader(root, embedded, embedder, turns)
+    read = _reader(root, embedded, embedder, turns, found.files)
     bar = tqdm(total=len(todo), desc="Embedding images", unit="img", disable=not progress or not todo)
     if on_progress and todo:
         on_progress(0, len(todo))  # the scan is done: now it is known how much there is to read
     cores = _usable_cores()
     # Taking turns, every core decodes while no forward pass runs; a few more threads keep slow disks busy.
-    workers = workers or max(min(4, cores + 1), cores if turns else 0)
+    workers = workers or max(min(4, cores + 1), cores if turns else 0, REMOTE_READERS if is_remote(root) else 0)
     with ThreadPoolExecutor(workers, thread_name_prefix="picsift-read") as pool:
         items = (map(_from_remote, remote(todo, set(embedded))) if remote and todo
-                 else ordered_map(pool, read, todo, window=max(8, 2 * embedder.batch_size)))
+                 else ordered_map(pool, read, todo, window=max(8, 2 * embedder.batch_size, 2 * workers)))
         try:
             for done, item in enumerate(items, 1):
                 take(item)
@@ -236,10 +237,10 @@ def _cpu_turns(embedder: Embedder) -> CpuTurns | None:
     return CpuTurns()
 
 
-def _reader(root: Path, embedded: set[str], embedder: Embedder,
-            turns: CpuTurns | None = None) -> Callable[[str], PendingImage]:
+def _reader(root: Path, embedded: set[str], embedder: Embedder, turns: CpuTurns | None = None,
+            listed: dict[str, FileState] | None = None) -> Callable[[str], PendingImage]:
     def read(path: str) -> PendingImage:
-        file = read_image_file(root, path)
+        file = read_image_file(root, path, (listed or {}).get(path))
         item = PendingImage(path, file.state, error=file.error)
         if file.state is None or file.error:
             return item

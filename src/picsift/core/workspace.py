@@ -26,6 +26,7 @@ from .catalog import WORKSPACE_DIRNAME, Catalog
 from .catalog.embeddings import OBJECTS_SUFFIX
 from .files import FileActions
 from .objects import drop_stale, embed_objects, live_objects
+from .storage import refuse_ray
 from .store import EmbeddingStore
 from .update import ProgressCallback, UpdateReport, run_update
 
@@ -125,6 +126,8 @@ def update_workspace(
     none yet): with ``objects``, labelled objects are embedded after the images (see :mod:`picsift.core.objects`);
     without, only the vectors of objects that are gone are dropped.
     """
+    if ray is not None:
+        refuse_ray(root)
     FileActions(catalog, root).recover()
     check_model(catalog, spec(), lambda ids: estimate_embedding(catalog, root, embedder, ids), reembed=reembed)
     store().remove_stray_files()

@@ -60,7 +60,7 @@ class Metadata:
     def __init__(self, catalog: Catalog, root: Path, *, filter: Callable[..., list[str]] | None = None,
                  export: Callable[[Any, str | os.PathLike[str], str], Path] | None = None):
         self.catalog = catalog
-        self.root = Path(root)
+        self.root = Path(root) if isinstance(root, (str, os.PathLike)) else root  # a URL's path (core.storage)
         self._filter, self._export = filter, export  # the library's, behind the deprecated names below
 
     # -- images -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from ..embedding.decode import ImageDecodeError, decode_image, to_rgb
 from ..errors import NotIndexedError, PicsiftError, UnknownImageError
 from ..index.base import top_k
 from ..index.sync import wider_k
-from ..reading import read_regular_file
+from ..reading import read_file_bytes
 from .imageset import ImageSet
 from .object_search import ObjectScope
 from .options import SearchOptions
@@ -307,7 +307,7 @@ class Searcher:
                 continue
             path = self._locate(text)
             try:
-                data = read_regular_file(path)[0]  # a regular file, at most reading.MAX_FILE_BYTES
+                data = read_file_bytes(path)  # a regular file (or an object), at most reading.MAX_FILE_BYTES
             except OSError as e:
                 raise UnknownImageError(f"cannot use {path} as a query image: {e}") from e
             image_id = content_id(data)
@@ -323,7 +323,9 @@ class Searcher:
         return np.stack(vectors), ids
 
     def _locate(self, text: str) -> Path:
-        for candidate in (Path(text).expanduser(), self.root / text):
+        prefix = f"{self.root}/"  # a path (or URL) under the root, as results show it, is found under the root
+        relative = text[len(prefix):] if text.startswith(prefix) else text
+        for candidate in (Path(text).expanduser(), self.root / relative):
             if candidate.is_file():
                 return candidate
         raise UnknownImageError(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from ..reading import read_regular_file
+from ..reading import read_file_bytes
 from ..workspace_files import IMAGE_ID, WorkspaceFiles, checked_name
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def encode(path: Path | str, size: int) -> bytes:
     Only a regular file is read (a named pipe swapped in for an image would block), up to
     :data:`picsift.reading.MAX_FILE_BYTES`.
     """
-    with Image.open(io.BytesIO(read_regular_file(path)[0])) as opened:
+    with Image.open(io.BytesIO(read_file_bytes(path))) as opened:
         image: Image.Image = ImageOps.exif_transpose(opened)
         image.thumbnail((size, size), Image.Resampling.BILINEAR)
         if image.mode not in ("RGB", "RGBA"):
