@@ -26,6 +26,7 @@ from .catalog import WORKSPACE_DIRNAME, Catalog
 from .catalog.embeddings import OBJECTS_SUFFIX
 from .files import FileActions
 from .objects import drop_stale, embed_objects, live_objects
+from .regions import region_pass
 from .store import EmbeddingStore
 from .update import ProgressCallback, UpdateReport, run_update
 
@@ -112,7 +113,7 @@ def update_workspace(
     embedder: Callable[[], Embedder], announce: ProgressCallback, *, reembed: bool, index_name: str,
     video_every: float, progress: bool, on_progress: ProgressCallback | None, ray: str | None, ray_send_files: bool,
     batch_size: int | None, object_store: Callable[[bool], EmbeddingStore | None] | None = None,
-    objects: bool = True,
+    objects: bool = True, region_store: Callable[[bool], EmbeddingStore | None] | None = None, regions: bool = False,
 ) -> UpdateReport:
     """One update of the workspace (see :meth:`picsift.Library.update`), called while holding :func:`exclusive`.
 
@@ -123,7 +124,8 @@ def update_workspace(
     called when needed, so a refused model change loads no model; ``announce`` publishes the progress to other
     processes. ``object_store(create)`` gives the model's object store (None when ``create`` is False and it has
     none yet): with ``objects``, labelled objects are embedded after the images (see :mod:`picsift.core.objects`);
-    without, only the vectors of objects that are gone are dropped.
+    without, only the vectors of objects that are gone are dropped. ``region_store`` likewise gives the region
+    store: with ``regions``, every image's regions are embedded too (see :mod:`picsift.core.regions`).
     """
     FileActions(catalog, root).recover()
     check_model(catalog, spec(), lambda ids: estimate_embedding(catalog, root, embedder, ids), reembed=reembed)
@@ -131,6 +133,8 @@ def update_workspace(
     with catalog.transaction() as db:
         _record_settings(catalog, db, spec(), index_name, video_every)
         catalog.set_meta(UNFINISHED_KEY, repr(time.time()), db)  # until it finishes
+        if region_store is not None:  # now: a killed update with regions is finished with them
+            catalog.set_meta("regions", "1" if regions else "0", db)
 
     def report_progress(done: int, total: int) -> None:
         announce(done, total)
@@ -156,6 +160,8 @@ def update_workspace(
     elif objects_store is not None:
         drop_stale(catalog, objects_store, live_objects(catalog))
         objects_store.compact_if_sparse()
+    if region_store is not None:
+        region_pass(catalog, region_store(regions), embedder, root, regions, report, progress=progress)
     with catalog.transaction() as db:
         _record_settings(catalog, db, spec(), index_name, video_every)
         catalog.set_meta("last_update", repr(time.time()), db)
