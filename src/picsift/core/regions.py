@@ -47,7 +47,7 @@ Fraction = tuple[float, float, float, float]
 
 def grid_cells(grids: Sequence[tuple[int, float]] = GRIDS) -> list[Fraction]:
     """The cells of ``grids`` as ``[x, y, w, h]`` fractions, grid by grid, row by row."""
-    cells = []
+    cells: list[Fraction] = []
     for n, side in grids:
         starts = [0.0] if n == 1 else [i * (1 - side) / (n - 1) for i in range(n)]
         cells.extend((x, y, side, side) for y in starts for x in starts)
