@@ -75,6 +75,7 @@ def test_a_pasted_picture_is_found_by_its_region_above_the_whole_image(corner_fo
         assert report.embedded == 11 and report.regions == 11 * len(CELLS)
         assert f"{11 * len(CELLS)} regions embedded" in report.summary()
         assert lib.status()["models"] == {lib.spec.text: 11}  # the region store is no second model
+        assert lib.status()["embedded_regions"] == 11 * len(CELLS)
         whole = lib.similar(giraffe, limit=None)
         found = lib.similar(giraffe, regions=True, limit=None)
         target = corner_id(lib)
@@ -92,6 +93,9 @@ def test_a_pasted_picture_is_found_by_its_region_above_the_whole_image(corner_fo
         for box, score, image_score in zip(found.df["box"], found.df["score"], found.df["image_score"], strict=True):
             assert box[0] >= 0 and box[1] >= 0 and box[0] + box[2] <= 600.01 and box[1] + box[3] <= 600.01
             assert (box[:2] == [0.0, 0.0] and box[2] in (300.0, 600.0)) or score > image_score
+        top = lib.similar(giraffe, regions=True, limit=3)  # the same best three, boxes and scores, as with no limit
+        assert top.ids.tolist() == found.ids[:3].tolist() and top.df["box"].tolist() == found.df["box"][:3].tolist()
+        np.testing.assert_allclose(top.df["score"], found.df["score"][:3], atol=1e-6)
         # within a scope: only those images
         assert set(lib.similar(giraffe, regions=True, within=[target]).ids) == {target}
 

@@ -23,7 +23,7 @@ from ..reading import read_regular_file
 from ..workspace_files import WorkspaceFiles
 from .activity import running_update
 from .catalog import WORKSPACE_DIRNAME, Catalog
-from .catalog.embeddings import OBJECTS_SUFFIX
+from .catalog.embeddings import OBJECTS_SUFFIX, REGIONS_SUFFIX
 from .files import FileActions
 from .objects import drop_stale, embed_objects, live_objects
 from .regions import region_pass
@@ -249,16 +249,18 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
     failed), so images it had still to read are not counted yet; the next update finishes the job.
     ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
     ``last_update``: when the last update finished (epoch seconds); ``embedded_objects``: labelled objects whose
-    crop this model embedded (see :mod:`picsift.core.objects`).
+    crop this model embedded (see :mod:`picsift.core.objects`); ``embedded_regions``: image regions it embedded
+    (see :mod:`picsift.core.regions`).
     """
     files = catalog.file_table.counts()
     unique = catalog.file_table.image_count()
     models = catalog.embeddings.counts_by_spec()
     spec_ = spec() if model else None  # parsed once per Library: a checkpoint is hashed once
-    embedded = objects = 0
+    embedded = objects = regions = 0
     if spec_ is not None:
         embedded = catalog.embeddings.count(spec_.identity())
         objects = catalog.embeddings.count(spec_.identity() + OBJECTS_SUFFIX)
+        regions = catalog.embeddings.count(spec_.identity() + REGIONS_SUFFIX)
     running = running_update(workspace)
     pending = max(0, unique - embedded, remaining(running))
     meta: dict[str, Any] = catalog.meta_values(
@@ -285,6 +287,7 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
         "images": unique,
         "embedded": embedded,
         "embedded_objects": objects,
+        "embedded_regions": regions,
         "pending": pending,
         "skipped": files[2] + len(catalog.scan_problems()),
         "videos": catalog.videos.counts()[0],
