@@ -62,6 +62,7 @@ def scenes(data: Path, work: Path, truth: dict) -> dict[str, object]:
     root.mkdir()
     with Library(root, workspace=work / "scenes-ws", model=OFFLINE_MODEL, index="exact") as lib:
         lib.labels.import_project(data / "coco", "coco")
+        _ = lib.embedder  # loaded before the clock starts
         start = time.perf_counter()
         lib.update(progress=False, objects=False)
         images_s = time.perf_counter() - start
@@ -151,12 +152,14 @@ def small_scenes(data: Path, work: Path, truth: dict) -> dict[str, object]:
     out["median_area"] = float(np.median([s["area"] for s in truth["small"]]))
     workspace = work / "small-ws"
     with Library(data / "small", workspace=workspace, model=OFFLINE_MODEL, index="exact") as lib:
+        _ = lib.embedder  # loaded before the clock starts
         start = time.perf_counter()
         lib.update(progress=False)
         plain_s = time.perf_counter() - start
         n = len(lib.images())
         image_bytes = folder_bytes(workspace)
     with Library(data / "small", workspace=workspace, model=OFFLINE_MODEL, index="exact", regions=True) as lib:
+        _ = lib.embedder
         start = time.perf_counter()
         report = lib.update(progress=False)
         regions_s = time.perf_counter() - start
@@ -301,23 +304,51 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small-per-class", type=int, default=15)
     parser.add_argument("--flip-rate", type=float, default=0.1)
+    parser.add_argument("--distractors", type=int, default=2,
+                        help="larger objects of other classes in each small-object scene (0: the object alone)")
     parser.add_argument("--million", type=int, default=1_000_000, help="synthetic objects for the search timing")
     parser.add_argument("--region-images", type=int, default=100_000,
                         help="synthetic images (13 regions each) for the region search timing")
+    parser.add_argument("--scale-only", action="store_true", help="only the timings on synthetic vectors")
     args = parser.parse_args(argv)
     header("objects and regions (issue 22)", ["bench/objects.py", *argv])
-    data = D.build(fetch_tuxpaint(), cache_dir(), small_per_class=args.small_per_class, flip_rate=args.flip_rate)
+    data = D.build(fetch_tuxpaint(), cache_dir(), small_per_class=args.small_per_class, flip_rate=args.flip_rate,
+                   distractors=args.distractors)
     truth = json.loads((data / "truth.json").read_text())
     with tempfile.TemporaryDirectory(prefix="picsift-objects-") as tmp:
         work = Path(tmp)
-        iso = phase("isolated sources", lambda: isolated_p10(data, work, truth))
-        sc = phase("COCO scenes", lambda: scenes(data, work, truth))
-        sm = phase("small-object scenes", lambda: small_scenes(data, work, truth))
+        if not args.scale_only:
+            iso = phase("isolated sources", lambda: isolated_p10(data, work, truth))
+            sc = phase("COCO scenes", lambda: scenes(data, work, truth))
+            sm = phase("small-object scenes", lambda: small_scenes(data, work, truth))
         big = phase(f"{args.million:,} objects", lambda: million(args.million, work)) if args.million else {}
         if args.region_images:
             big.update(phase(f"{args.region_images:,} images with regions",
                              lambda: {f"region_{k}": v for k, v in region_scale(args.region_images, work).items()}))
-    report(truth, iso, sc, sm, big)
+    if args.scale_only:
+        print(table(scale_rows(big), ["measure", "value"]))
+    else:
+        report(truth, iso, sc, sm, big)
+
+
+def scale_rows(big: dict) -> list[list[object]]:
+    rows: list[list[object]] = []
+    if "objects" in big:
+        rows += [
+            [f"object search at {big['objects']:,.0f} objects (limit 100, full distribution), s", big["search_s"]],
+            ["  of which reading the live objects from the catalog, s", big["live_objects_s"]],
+            ["numpy float32 scan + top-100 of the same vectors, s", big["numpy_s"]],
+            ["object search / numpy scan", big["search_s"] / big["numpy_s"]],
+        ]
+    if "region_images" in big:
+        rows += [
+            [f"image search at {big['region_images']:,.0f} images (limit 100, full distribution), s",
+             big["region_plain_s"]],
+            [f"region search at {big['region_images']:,.0f} images ({len(CELLS)} regions each), s",
+             big["region_regions_s"]],
+            ["region search / image search", big["region_regions_s"] / big["region_plain_s"]],
+        ]
+    return rows
 
 
 def report(truth: dict, iso: dict, sc: dict, sm: dict, big: dict) -> None:
@@ -326,7 +357,7 @@ def report(truth: dict, iso: dict, sc: dict, sm: dict, big: dict) -> None:
         o, i, w = sc["objects_p10"][cls], iso[cls], sc["images_p10"][cls]  # type: ignore[index]
         rows.append([cls, i, o, o / i if i else float("nan"), w, sm["whole_p10"][cls], sm["regions_p10"][cls]])  # type: ignore[index]
     means = [float(np.mean([r[k] for r in rows])) for k in range(1, 7)]
-    rows.append(["mean", means[0], means[1], means[1] / means[0], means[2], means[4], means[5]])
+    rows.append(["mean", means[0], means[1], means[1] / means[0], means[3], means[4], means[5]])
     print("## P@10 per class (offline model)\n")
     print(table(rows, ["class", "isolated", "objects", "objects / isolated", "scenes (image search)",
                        "small: whole image", "small: regions"]))
@@ -346,21 +377,7 @@ def report(truth: dict, iso: dict, sc: dict, sm: dict, big: dict) -> None:
         [f"objects embedded per second ({sc['objects']} objects)", sc["objects"] / sc["objects_s"]],  # type: ignore[operator]
         ["object store bytes per object", sc["object_bytes"]],
     ]
-    if big:
-        speed += [
-            [f"object search at {big['objects']:,.0f} objects (limit 100, full distribution), s", big["search_s"]],
-            ["  of which reading the live objects from the catalog, s", big["live_objects_s"]],
-            ["numpy float32 scan + top-100 of the same vectors, s", big["numpy_s"]],
-            ["object search / numpy scan", big["search_s"] / big["numpy_s"]],
-        ]
-    if "region_images" in big:
-        speed += [
-            [f"image search at {big['region_images']:,.0f} images (limit 100, full distribution), s",
-             big["region_plain_s"]],
-            [f"region search at {big['region_images']:,.0f} images ({len(CELLS)} regions each), s",
-             big["region_regions_s"]],
-            ["region search / image search", big["region_regions_s"] / big["region_plain_s"]],
-        ]
+    speed += scale_rows(big)
     print(table(speed, ["measure", "value"]))
 
 

@@ -6,7 +6,8 @@ Deterministic (seeded numpy and Pillow only), built once into ``~/.cache/picsift
 * ``coco/``: a COCO project (``annotations/instances_scenes.json``, ``images/scenes/``): each stamp pasted once,
   3-6 per 640x480 scene, at random scales (box 2-25% of the picture) and positions (overlap IoU < 0.1), with
   ``flip_rate`` of the boxes given another class (uniformly, seeded): the planted label mistakes;
-* ``small/``: per class ``small_per_class`` 640x480 scenes holding one stamp of it covering 1.5-8% of the picture;
+* ``small/``: per class ``small_per_class`` 640x480 scenes holding one stamp of it covering 1.5-8% of the picture,
+  and ``distractors`` larger stamps (10-25%) of other classes: a small thing beside big ones, as in a photo;
 * ``truth.json``: every box's true class, whether it was flipped, and the small scenes' classes and areas.
 
 Backgrounds are generated, not photos (no registry ships photos of empty scenes): a sky-to-ground gradient with a
@@ -103,9 +104,9 @@ def paste(scene: Image.Image, stamp: Image.Image, area: float, placed: list[list
 
 
 def build(stamps_root: Path, cache: Path, *, small_per_class: int = 15, flip_rate: float = 0.1,
-          seed: int = 0) -> Path:
+          distractors: int = 2, seed: int = 0) -> Path:
     """Write the set into ``cache / VERSION-...`` (once) and return that folder."""
-    out = cache / f"{VERSION}-s{small_per_class}-f{int(flip_rate * 100)}-seed{seed}"
+    out = cache / f"{VERSION}-s{small_per_class}-f{int(flip_rate * 100)}-d{distractors}-seed{seed}"
     if (out / "truth.json").is_file():
         return out
     if out.exists():
@@ -158,8 +159,10 @@ def build(stamps_root: Path, cache: Path, *, small_per_class: int = 15, flip_rat
         for k in range(small_per_class):
             path = pool[int(rng.integers(0, len(pool)))]
             scene = background(rng)
-            area = float(rng.uniform(0.015, 0.08))
-            box = paste(scene, stamps[path], area, [], rng)
+            others = [p for c, p in sources if c != cls]
+            placed = [paste(scene, stamps[others[int(rng.integers(0, len(others)))]],
+                            float(rng.uniform(0.10, 0.25)), [], rng) for _ in range(distractors)]
+            box = paste(scene, stamps[path], float(rng.uniform(0.015, 0.08)), placed, rng)
             file_name = f"{cls}-{k:02d}.png"
             scene.save(out / "small" / file_name)
             small.append({"file": file_name, "class": cls, "box": box,
