@@ -268,6 +268,7 @@ def phase(name: str, run):  # type: ignore[no-untyped-def]
 def region_scale(n: int, work: Path) -> dict[str, float]:
     """``search(text, regions=True)`` over ``n`` synthetic images with 13 regions each vs ``search(text)`` over the
     same images (both limit 100 with the full distribution), alternated, best of 3."""
+    from picsift.core.catalog import content_id
     from picsift.core.catalog.files import FileRow
     from picsift.core.regions import region_id
 
@@ -275,7 +276,7 @@ def region_scale(n: int, work: Path) -> dict[str, float]:
     root = work / "regions-scale"
     root.mkdir()
     with Library(root, workspace=work / "regions-scale-ws", model=OFFLINE_MODEL, index="exact") as lib:
-        images = [f"{k:032x}" for k in range(n)]
+        images = [content_id(str(k).encode()) for k in range(n)]  # hashes, as real ids are: region ids keep a prefix
         store, regions = lib.store, lib._engine.region_store()
         assert regions is not None
         with lib.catalog.transaction() as db:

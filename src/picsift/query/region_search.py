@@ -50,11 +50,26 @@ class RegionOwners:
 
 @dataclass
 class RegionScores:
-    """Every image in scope's score (``max(whole, best region)``), and for each which cell won (-1: the whole)."""
+    """Every image in scope's score (``max(whole, best region)``), its whole picture's and its best region's."""
 
     scores: np.ndarray  # aligned with the scope's images
     image_scores: np.ndarray
-    cell: np.ndarray
+    best: np.ndarray
+    group: np.ndarray  # the scope position of each region row scored
+    region_rows: np.ndarray  # positions in the region snapshot
+    regions: StoreSnapshot
+    owners: RegionOwners
+    score: Scorer
+
+    def cells(self, picked: np.ndarray) -> np.ndarray:
+        """The winning cell of each of ``picked`` (scope positions; -1 where the whole picture scores higher): only
+        their regions are scored again, so a search pays for its results, not for every image in scope."""
+        out = np.full(len(picked), -1, np.int64)
+        won = self.best[picked] > self.image_scores[picked]
+        if won.any():
+            out[won] = _winning_cells(picked[won], len(self.best), self.group, self.region_rows, self.regions,
+                                      self.owners, self.score)
+        return out
 
 
 def score_regions(images: StoreSnapshot, positions: np.ndarray | None, regions: StoreSnapshot, owners: RegionOwners,
@@ -86,11 +101,8 @@ def score_regions(images: StoreSnapshot, positions: np.ndarray | None, regions: 
         image_scores[band] = exact_images
         best[band] = exact_best[band]
         combined = np.maximum(image_scores, best)
-    cell = np.full(len(scope), -1, np.int64)
-    winners = np.flatnonzero(best > image_scores)
-    if len(winners):
-        cell[winners] = _winning_cells(winners, best, group, region_rows, regions, owners, score)
-    return RegionScores(combined.astype(np.float32), image_scores.astype(np.float32), cell)
+    return RegionScores(combined.astype(np.float32), image_scores.astype(np.float32), best, group, region_rows,
+                        regions, owners, score)
 
 
 def _best(scores: np.ndarray, group: np.ndarray, size: int) -> np.ndarray:
@@ -117,10 +129,10 @@ def _band(scores: np.ndarray, limit: int | None, min_score: float | None, max_sc
     return np.flatnonzero((scores >= lower) & (scores <= upper))
 
 
-def _winning_cells(winners: np.ndarray, best: np.ndarray, group: np.ndarray, region_rows: np.ndarray,
+def _winning_cells(winners: np.ndarray, size: int, group: np.ndarray, region_rows: np.ndarray,
                    regions: StoreSnapshot, owners: RegionOwners, score: Scorer) -> np.ndarray:
     """The cell whose score is the best of each winning image (scored exactly, only those images' regions)."""
-    wanted = np.zeros(len(best), bool)
+    wanted = np.zeros(size, bool)
     wanted[winners] = True
     mine = wanted[group]
     rows, groups = region_rows[mine], group[mine]

@@ -270,7 +270,7 @@ class Searcher:
             result_ids, result_scores = scope_ids[picked], all_scores[picked]
             if regions is not None:
                 sizes = self._image_sizes(result_ids.tolist()) if self._image_sizes is not None else {}
-                region_info = region_columns(result_ids, regions.cell[picked], regions.image_scores[picked], sizes)
+                region_info = region_columns(result_ids, regions.cells(picked), regions.image_scores[picked], sizes)
         recorded = replace(o, negative_images=tuple(_describe(r) for r in o.negative_images))
         step = replace(step, options=recorded, within=scope.label, model=self._model())
         info = {"time": time.time(), "complete": not pending, "searched_images": searched,
