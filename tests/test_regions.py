@@ -182,5 +182,6 @@ def test_a_small_giraffe_in_a_corner_is_found_by_text_with_the_offline_model(cor
         whole = lib.search("a giraffe", limit=None)
         found = lib.search("a giraffe", regions=True, limit=None)
         assert found.ids[0] == target, found.df[["path", "score", "image_score", "box"]]
-        assert whole.ids.tolist().index(target) > 0 or found.scores.max() > whole.scores.max() + 0.05
-        assert found.df.iloc[0]["box"] == pixel_box(CORNER, 600, 600)
+        assert whole.ids.tolist().index(target) > 0  # the whole picture is a farm: whole-image search misses it
+        row = found.df.iloc[0]
+        assert row["box"] == pixel_box(CORNER, 600, 600) and row["score"] > row["image_score"] + 0.1
