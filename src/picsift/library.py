@@ -50,6 +50,7 @@ from .query.collections import TEMPORARY, Collections, describe_recipe
 from .query.filters import Filter
 from .query.imageset import ImageSet
 from .query.options import SearchOptions
+from .query.region_search import image_sizes
 from .query.search import ImageRef, Searcher
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,10 @@ class Library:
     video_every
         Videos under ``root`` are sampled every this many seconds, and on scene changes (see
         :mod:`picsift.core.video`). Defaults to the value this workspace was last updated with, else 2.
+    regions
+        Updates also embed 13 fixed regions of every image, for ``search(..., regions=True)`` (see
+        :mod:`picsift.core.regions`; about 14x the embedding work). Defaults to what this workspace was last
+        updated with, else False.
 
     Attributes
     ----------
@@ -113,6 +118,7 @@ class Library:
         model: str | None = None, index: str | None = None, index_options: dict[str, Any] | None = None,
         device: str | None = None, batch_size: int | None = None, video_every: float | None = None,
         storage_options: dict[str, Any] | None = None,
+        regions: bool | None = None,
     ):
         self.root, self.workspace, self.catalog = open_location(root, workspace, storage_options)
         self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
@@ -124,6 +130,7 @@ class Library:
         if not self.video_every > 0:
             raise PicsiftError(f"video_every must be a positive number of seconds, got {video_every!r}")
         self._lookups = ImageLookups(self.catalog)
+        self._regions = regions
         self._remembered: ImageSet | None = None
         self.collections = Collections(self.catalog, lambda images: images.bound(self.queries), lambda: self.queries)
         self.videos = Videos(self.catalog, self.root)
@@ -134,7 +141,9 @@ class Library:
         searcher = Searcher(lambda: self.store, lambda: self.embedder, lambda: self.index, self.root, self._pending,
                             lambda: self.spec.text, lambda: self.spec.label(),
                             object_store=lambda: self._engine.object_store(create=False),
-                            live_objects=lambda: live_objects(self.catalog))
+                            live_objects=lambda: live_objects(self.catalog),
+                            region_store=lambda: self._engine.region_store(create=False),
+                            image_sizes=lambda ids: image_sizes(self.catalog, ids))
         self.neighbours = Neighbours(lambda: self.store, lambda: self.index, self.index_name, self.workspace)
         analysis = Analysis(lambda: self.store, lambda: self.index, self.index_name, self.root, lambda: self.spec.text,
                             self.labels.labelled, lambda progress: self.neighbours.graph(progress=progress))
@@ -234,7 +243,8 @@ class Library:
                 self.catalog, self.root, self.workspace, lambda: self.spec, lambda: self.store, lambda: self.embedder,
                 announce, reembed=reembed, index_name=self.index_name, video_every=self.video_every,
                 progress=progress, on_progress=on_progress, ray=ray, ray_send_files=ray_send_files,
-                batch_size=self._engine.batch_size, object_store=self._engine.object_store, objects=objects)
+                batch_size=self._engine.batch_size, object_store=self._engine.object_store, objects=objects,
+                region_store=self._engine.region_store, regions=self.regions)
             self._lookups.forget()
             if self._engine.index_opened or len(self.store):
                 _ = self.index  # sync now, so the first search is fast
@@ -243,6 +253,11 @@ class Library:
             if self._object_checks.has_objects():
                 self.object_neighbours.refresh(progress=progress)  # and objects theirs
             return report
+
+    @property
+    def regions(self) -> bool:
+        """Whether updates embed image regions: as given to the constructor, else as the last update did."""
+        return self._regions if self._regions is not None else self.catalog.get_meta("regions") == "1"
 
     def check_model(self, *, reembed: bool = False) -> None:
         """Refuse a model change that would embed images again, unless ``reembed`` confirms it.
@@ -268,7 +283,7 @@ class Library:
         self, text: str | Sequence[str], *, limit: int | None = 100, min_score: float | None = None,
         max_score: float | None = None, negative_text: str | Sequence[str] | None = None,
         negative_images: Sequence[ImageRef] | None = None, negative_weight: float = 0.5, combine: str = "mean",
-        within: Any = None, distribution: bool = True, objects: bool = False,
+        within: Any = None, distribution: bool = True, objects: bool = False, regions: bool = False,
     ) -> ImageSet:
         """Images matching a text prompt (or several prompts, combined like image references), remembered as
         the temporary collection.
@@ -293,9 +308,13 @@ class Library:
         objects
             Search the labelled objects' crops: ``.df`` rows carry ``id`` (the object's), ``image_id``, ``path``,
             ``class``, ``box`` (``[x, y, w, h]`` px), ``score`` (see :mod:`picsift.query.object_search`).
+        regions
+            Score each image by its whole picture or its best region, whichever is higher (needs an update with
+            ``regions=True``): ``.df`` adds ``box`` (``[x, y, w, h]`` px of the part that scored) and
+            ``image_score`` (see :mod:`picsift.query.region_search`).
         """
         options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
-                                   combine, distribution, objects)
+                                   combine, distribution, objects, regions)
         return self.remember(self.queries.search(text, options, within))
 
     def similar(
@@ -303,13 +322,14 @@ class Library:
         max_score: float | None = None, negative_text: str | Sequence[str] | None = None,
         negative_images: Sequence[ImageRef] | None = None, negative_weight: float = 0.5, combine: str = "mean",
         within: Any = None, distribution: bool = True, exclude_references: bool = False, objects: bool = False,
+        regions: bool = False,
     ) -> ImageSet:
         """Images similar to one or several images: ids, paths or PIL images (see :meth:`search`).
 
         With ``exclude_references`` the references are left out; with ``objects`` they may be object ids.
         """
         options = SearchOptions.of(limit, min_score, max_score, negative_text, negative_images, negative_weight,
-                                   combine, distribution, objects)
+                                   combine, distribution, objects, regions)
         return self.remember(self.queries.similar(images, options, within, exclude_references))
 
     def sample(

@@ -54,12 +54,17 @@ def _search_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bins", type=int, default=20, help="histogram bins in --json output")
     parser.add_argument("--objects", action="store_true",
                         help="search the labelled objects (their boxes' crops), not the images")
+    parser.add_argument("--regions", action="store_true",
+                        help="score each image by its best region too (needs update --regions)")
 
 
 def _update_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="images per forward pass")
     parser.add_argument("--reembed", action="store_true",
                         help="confirm embedding every image again after changing --model")
+    parser.add_argument("--regions", action=argparse.BooleanOptionalAction, default=None, dest="embed_regions",
+                        help="also embed 13 fixed regions of every image, for search --regions (default: as the "
+                             "last update did)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,7 +233,8 @@ def _open(args: argparse.Namespace) -> Any:
     options = {"url": args.qdrant_url} if getattr(args, "qdrant_url", None) else None
     return Library(args.folder, workspace=args.workspace, model=args.model, index=args.index,
                    index_options=options, device=args.device, batch_size=getattr(args, "batch_size", None),
-                   storage_options=storage_options(getattr(args, "storage_option", [])) or None)
+                   storage_options=storage_options(getattr(args, "storage_option", [])) or None,
+                   regions=getattr(args, "embed_regions", None))
 
 
 def storage_options(pairs: Sequence[str]) -> dict[str, Any]:

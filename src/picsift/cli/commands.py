@@ -124,7 +124,7 @@ def search(library: Any, args: argparse.Namespace) -> int:
     """``search PROMPT...`` and ``similar IMAGE...``: the same options, the same output."""
     options = dict(limit=args.limit, min_score=args.min_score, max_score=args.max_score,
                    negative_text=args.negative or None, combine=args.combine, within=args.within,
-                   objects=args.objects)
+                   objects=args.objects, regions=args.regions)
     if args.command == "search":
         results = library.search(args.prompt, **options)
     else:
@@ -136,7 +136,7 @@ def search(library: Any, args: argparse.Namespace) -> int:
     what = "objects" if args.objects else "images"
     say(f"{len(results)} of {len(results.scores)} {what}  (model {library.spec.label()})")
     for row in results.df.to_dict(orient="records"):
-        where = f"  {row['class']}  box {row['box']}" if args.objects else ""
+        where = f"  {row['class']}  box {row['box']}" if args.objects else f"  box {row['box']}" if args.regions else ""
         say(f"{row['rank']:>4}  {row['score']:6.3f}  {row['path']}{where}")
     return 0
 

@@ -19,6 +19,7 @@ class UpdateReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in this run
     objects: int = 0  # labelled objects whose crop was embedded (see picsift.core.objects)
     objects_skipped: list[tuple[str, str]] = field(default_factory=list)  # ("<path> object <id>", reason)
+    regions: int = 0  # image regions embedded (see picsift.core.regions)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -39,4 +40,6 @@ class UpdateReport:
             parts.append(f"{self.objects} objects embedded")
         if self.objects_skipped:
             parts.append(f"{len(self.objects_skipped)} objects skipped")
+        if self.regions:
+            parts.append(f"{self.regions} regions embedded")
         return ", ".join(parts) + f" in {self.seconds:.1f}s"

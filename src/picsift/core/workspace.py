@@ -23,9 +23,10 @@ from ..reading import read_regular_file
 from ..workspace_files import WorkspaceFiles
 from .activity import running_update
 from .catalog import WORKSPACE_DIRNAME, Catalog
-from .catalog.embeddings import OBJECTS_SUFFIX
+from .catalog.embeddings import OBJECTS_SUFFIX, REGIONS_SUFFIX
 from .files import FileActions
 from .objects import drop_stale, embed_objects, live_objects
+from .regions import region_pass
 from .storage import refuse_ray
 from .store import EmbeddingStore
 from .update import ProgressCallback, UpdateReport, run_update
@@ -113,7 +114,7 @@ def update_workspace(
     embedder: Callable[[], Embedder], announce: ProgressCallback, *, reembed: bool, index_name: str,
     video_every: float, progress: bool, on_progress: ProgressCallback | None, ray: str | None, ray_send_files: bool,
     batch_size: int | None, object_store: Callable[[bool], EmbeddingStore | None] | None = None,
-    objects: bool = True,
+    objects: bool = True, region_store: Callable[[bool], EmbeddingStore | None] | None = None, regions: bool = False,
 ) -> UpdateReport:
     """One update of the workspace (see :meth:`picsift.Library.update`), called while holding :func:`exclusive`.
 
@@ -124,7 +125,8 @@ def update_workspace(
     called when needed, so a refused model change loads no model; ``announce`` publishes the progress to other
     processes. ``object_store(create)`` gives the model's object store (None when ``create`` is False and it has
     none yet): with ``objects``, labelled objects are embedded after the images (see :mod:`picsift.core.objects`);
-    without, only the vectors of objects that are gone are dropped.
+    without, only the vectors of objects that are gone are dropped. ``region_store`` likewise gives the region
+    store: with ``regions``, every image's regions are embedded too (see :mod:`picsift.core.regions`).
     """
     if ray is not None:
         refuse_ray(root)
@@ -134,6 +136,8 @@ def update_workspace(
     with catalog.transaction() as db:
         _record_settings(catalog, db, spec(), index_name, video_every)
         catalog.set_meta(UNFINISHED_KEY, repr(time.time()), db)  # until it finishes
+        if region_store is not None:  # now: a killed update with regions is finished with them
+            catalog.set_meta("regions", "1" if regions else "0", db)
 
     def report_progress(done: int, total: int) -> None:
         announce(done, total)
@@ -159,6 +163,8 @@ def update_workspace(
     elif objects_store is not None:
         drop_stale(catalog, objects_store, live_objects(catalog))
         objects_store.compact_if_sparse()
+    if region_store is not None:
+        region_pass(catalog, region_store(regions), embedder, root, regions, report, progress=progress)
     with catalog.transaction() as db:
         _record_settings(catalog, db, spec(), index_name, video_every)
         catalog.set_meta("last_update", repr(time.time()), db)
@@ -246,16 +252,18 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
     failed), so images it had still to read are not counted yet; the next update finishes the job.
     ``enabled``, ``interval``, ``watch``: automatic updates (see :func:`picsift.enable`);
     ``last_update``: when the last update finished (epoch seconds); ``embedded_objects``: labelled objects whose
-    crop this model embedded (see :mod:`picsift.core.objects`).
+    crop this model embedded (see :mod:`picsift.core.objects`); ``embedded_regions``: image regions it embedded
+    (see :mod:`picsift.core.regions`).
     """
     files = catalog.file_table.counts()
     unique = catalog.file_table.image_count()
     models = catalog.embeddings.counts_by_spec()
     spec_ = spec() if model else None  # parsed once per Library: a checkpoint is hashed once
-    embedded = objects = 0
+    embedded = objects = regions = 0
     if spec_ is not None:
         embedded = catalog.embeddings.count(spec_.identity())
         objects = catalog.embeddings.count(spec_.identity() + OBJECTS_SUFFIX)
+        regions = catalog.embeddings.count(spec_.identity() + REGIONS_SUFFIX)
     running = running_update(workspace)
     pending = max(0, unique - embedded, remaining(running))
     meta: dict[str, Any] = catalog.meta_values(
@@ -282,6 +290,7 @@ def workspace_status(catalog: Catalog, workspace: Path, root: Path, model: str |
         "images": unique,
         "embedded": embedded,
         "embedded_objects": objects,
+        "embedded_regions": regions,
         "pending": pending,
         "skipped": files[2] + len(catalog.scan_problems()),
         "videos": catalog.videos.counts()[0],

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.catalog import Catalog
-from ..core.catalog.embeddings import OBJECTS_SUFFIX
+from ..core.catalog.embeddings import OBJECTS_SUFFIX, REGIONS_SUFFIX
 from ..core.store import EmbeddingStore
 from ..core.workspace import default_model
 from ..embedding.openclip import Embedder
@@ -35,6 +35,7 @@ class ModelEngine:
         self._embedder: Embedder | None = None
         self._store: EmbeddingStore | None = None
         self._object_store: EmbeddingStore | None = None
+        self._region_store: EmbeddingStore | None = None
         self._index: VectorIndex | None = None
         self._keeper: IndexKeeper | None = None
 
@@ -71,6 +72,18 @@ class ModelEngine:
                                                 self.spec.text + OBJECTS_SUFFIX, self.store.dim,
                                                 files=WorkspaceFiles(self.workspace))
         return self._object_store
+
+    def region_store(self, create: bool = True) -> EmbeddingStore | None:
+        """This model's store of image regions' vectors (``models/<model>/regions``; see :mod:`picsift.core.regions`);
+        None when it has none and ``create`` is False."""
+        if self._region_store is None:
+            identity = self.spec.identity() + REGIONS_SUFFIX
+            if not create and self.catalog.embeddings.model_dim(identity) is None:
+                return None
+            self._region_store = EmbeddingStore(self.catalog, self.model_folder() / "regions", identity,
+                                                self.spec.text + REGIONS_SUFFIX, self.store.dim,
+                                                files=WorkspaceFiles(self.workspace))
+        return self._region_store
 
     def model_folder(self) -> Path:
         return self.workspace / "models" / slug(self.spec.identity())

@@ -25,15 +25,16 @@ class SearchOptions:
     combine: str = "mean"
     distribution: bool = True
     objects: bool = False  # search the labelled objects' crops, not the images (see picsift.query.object_search)
+    regions: bool = False  # score images by their best region too (see picsift.query.region_search)
 
     @classmethod
     def of(cls, limit: int | None, min_score: float | None, max_score: float | None,
            negative_text: str | Sequence[str] | None, negative_images: Sequence[Any] | None, negative_weight: float,
-           combine: str, distribution: bool, objects: bool = False) -> SearchOptions:
+           combine: str, distribution: bool, objects: bool = False, regions: bool = False) -> SearchOptions:
         """The options as ``search`` and ``similar`` take them (sequences become tuples)."""
         negative = negative_text if negative_text is None or isinstance(negative_text, str) else tuple(negative_text)
         return cls(limit, min_score, max_score, negative, tuple(negative_images or ()), negative_weight, combine,
-                   distribution, bool(objects))
+                   distribution, bool(objects), bool(regions))
 
 
 class Replayer(Protocol):

@@ -32,6 +32,7 @@ from ..reading import read_file_bytes
 from .imageset import ImageSet
 from .object_search import ObjectScope
 from .options import SearchOptions
+from .region_search import RegionOwners, RegionScores, region_columns, score_regions
 from .scope import Scope
 from .steps import ImageSearch, Recipe, TextSearch
 
@@ -175,16 +176,23 @@ class Searcher:
     object_store, live_objects
         The model's object store (None when it has none yet) and the objects labelled now, by object id, for
         searches with ``options.objects`` (see :mod:`picsift.query.object_search`).
+    region_store, image_sizes
+        The model's region store (None when it has none yet) and ``(width, height)`` of image ids, for searches
+        with ``options.regions`` (see :mod:`picsift.query.region_search`).
     """
 
     def __init__(self, store: Callable[[], EmbeddingStore], embedder: Callable[[], Embedder],
                  index: Callable[[], VectorIndex], root: Path, pending: Callable[[int], int],
                  model: Callable[[], str], label: Callable[[], str], *,
                  object_store: Callable[[], EmbeddingStore | None] | None = None,
-                 live_objects: Callable[[], Mapping[str, LiveObject]] | None = None):
+                 live_objects: Callable[[], Mapping[str, LiveObject]] | None = None,
+                 region_store: Callable[[], EmbeddingStore | None] | None = None,
+                 image_sizes: Callable[[list[str]], dict[str, tuple[int | None, int | None]]] | None = None):
         self._store, self._embedder, self._index = store, embedder, index
         self.root, self._pending, self._model, self._label = root, pending, model, label
         self._object_store, self._live_objects = object_store, live_objects
+        self._region_store, self._image_sizes = region_store, image_sizes
+        self._owners: RegionOwners | None = None
 
     def search(self, text: str | Sequence[str], options: SearchOptions, scope: Scope) -> ImageSet:
         """Images matching a text prompt (or several prompts, combined like image references)."""
@@ -233,18 +241,27 @@ class Searcher:
                         "status()['ready'])", searched, searched + pending, what)
         positions = objects.positions if objects is not None else scope.positions(snapshot)
         exclude = set(exclude)
+        if o.regions and objects is not None:
+            raise PicsiftError("search objects or regions, not both: objects are scored by their own crops")
         use_index = (not o.distribution and o.max_score is None and positions is None and not exclude
-                     and negative is None and o.combine == "mean" and o.limit is not None)
+                     and negative is None and o.combine == "mean" and o.limit is not None and not o.regions)
+        regions: RegionScores | None = None
+        region_info: dict[str, np.ndarray] = {}
         if use_index:
             result_ids, result_scores = self._index_top(snapshot, positives, o.limit or 0)
             keep = result_scores >= o.min_score if o.min_score is not None else np.ones(len(result_ids), bool)
             result_ids, result_scores = result_ids[keep], result_scores[keep]
             all_scores, scope_ids = np.zeros(0, np.float32), np.zeros(0, "<U32")
         else:
-            all_scores = score_scope(snapshot, positions, positives, negative, combine=o.combine,
-                                     negative_weight=o.negative_weight)
-            all_scores = exact_top(snapshot, positions, all_scores, None if o.limit is None else o.limit + len(exclude),
-                                   o.min_score, o.max_score, positives, negative, o.combine, o.negative_weight)
+            if o.regions:
+                regions = self._score_regions(snapshot, positions, positives, negative, o, len(exclude))
+                all_scores = regions.scores
+            else:
+                all_scores = score_scope(snapshot, positions, positives, negative, combine=o.combine,
+                                         negative_weight=o.negative_weight)
+                all_scores = exact_top(snapshot, positions, all_scores,
+                                       None if o.limit is None else o.limit + len(exclude), o.min_score, o.max_score,
+                                       positives, negative, o.combine, o.negative_weight)
             scope_ids = snapshot.ids if positions is None else snapshot.ids[positions]
             if exclude:
                 eligible = ~np.isin(scope_ids, list(exclude))
@@ -253,12 +270,35 @@ class Searcher:
             else:
                 picked = select(all_scores, o.limit, o.min_score, o.max_score)
             result_ids, result_scores = scope_ids[picked], all_scores[picked]
+            if regions is not None:
+                sizes = self._image_sizes(result_ids.tolist()) if self._image_sizes is not None else {}
+                region_info = region_columns(result_ids, regions.cells(picked), regions.image_scores[picked], sizes)
         recorded = replace(o, negative_images=tuple(_describe(r) for r in o.negative_images))
         step = replace(step, options=recorded, within=scope.label, model=self._model())
         info = {"time": time.time(), "complete": not pending, "searched_images": searched,
                 "total_images": searched + pending, "summary": step.query}
-        columns = objects.columns(result_ids) if objects is not None else {}
+        columns = objects.columns(result_ids) if objects is not None else region_info
         return ImageSet(result_ids, result_scores, all_scores, scope_ids, Recipe(step, info), columns)
+
+    def _score_regions(self, snapshot: StoreSnapshot, positions: np.ndarray | None, positives: np.ndarray,
+                       negative: np.ndarray | None, o: SearchOptions, excluded: int) -> RegionScores:
+        """Every image of ``positions`` scored by its whole picture and its best region."""
+        store = self._region_store() if self._region_store is not None else None
+        if store is None:
+            raise NotIndexedError(f"no regions of {self.root}'s images are embedded with {self._label()} yet; "
+                                  "run update(regions=True) (CLI: picsift update FOLDER --regions) first")
+        regions = store.snapshot()
+        if self._owners is None or not self._owners.fits(snapshot, regions):
+            self._owners = RegionOwners.of(snapshot, regions)
+
+        def score(of: StoreSnapshot, at: np.ndarray | None, exact: bool) -> np.ndarray:
+            return score_scope(of, at, positives, negative, combine=o.combine, negative_weight=o.negative_weight,
+                               exact=exact)
+
+        terms = 1 + (o.negative_weight if negative is not None and len(negative) else 0)
+        error = terms * max(snapshot.scan_error + snapshot.sum_error, regions.scan_error + regions.sum_error)
+        return score_regions(snapshot, positions, regions, self._owners, score,
+                             None if o.limit is None else o.limit + excluded, o.min_score, o.max_score, error)
 
     def _objects(self, scope: Scope) -> ObjectScope:
         """The labelled objects of ``scope`` that a search over objects scores."""

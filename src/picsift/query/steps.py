@@ -93,6 +93,8 @@ class _Search(Step):
         }
         if o.objects:
             data["objects"] = True
+        if o.regions:
+            data["regions"] = True
         if self.filters:
             data["filters"] = [filter_to_dict(f) for f in self.filters]
         if self.score_range is not None:
@@ -107,7 +109,7 @@ class _Search(Step):
             negative_text=tuple(negative) if isinstance(negative, list) else negative,
             negative_images=tuple(data.get("negative_images") or ()),
             negative_weight=data.get("negative_weight", 0.5), combine=data.get("combine") or "mean",
-            objects=data.get("objects") is True)
+            objects=data.get("objects") is True, regions=data.get("regions") is True)
         score_range = data.get("score_range")
         query = {cls.query_field: tuple(data.get(cls.query_field) or ())}
         filters = tuple(filter_from_dict(f) for f in data.get("filters") or ())
@@ -117,7 +119,7 @@ class _Search(Step):
     @classmethod
     def keys(cls) -> set[str]:
         return {"kind", cls.query_field, "model", "limit", "min_score", "max_score", "combine", "negative_text",
-                "negative_images", "negative_weight", "within", "filters", "score_range", "objects"}
+                "negative_images", "negative_weight", "within", "filters", "score_range", "objects", "regions"}
 
     def filtered(self, filters: tuple[Filter, ...]) -> Step:
         return replace(self, filters=self.filters + tuple(filters))

@@ -12,6 +12,9 @@ from .files import CHUNK
 #: The identity (and spec) of a model's object store ends with this: its rows are keyed by object id, not image id
 #: (see :mod:`picsift.core.objects`), so they are never matched against files.
 OBJECTS_SUFFIX = "#objects"
+#: The identity (and spec) of a model's region store ends with this: its rows are keyed by region id (see
+#: :mod:`picsift.core.regions`), so they are never matched against files either.
+REGIONS_SUFFIX = "#regions"
 
 
 class EmbeddingTables(TableGroup):
@@ -45,8 +48,8 @@ class EmbeddingTables(TableGroup):
     def counts_by_spec(self) -> list[tuple[str, int]]:
         """``(model spec, embedded images)`` of every store."""
         return self._db.execute("SELECT m.spec, COUNT(e.image_id) FROM models m LEFT JOIN embeddings e"
-                                " ON e.model = m.identity WHERE m.identity NOT LIKE ? GROUP BY m.identity",
-                                (f"%{OBJECTS_SUFFIX}",)).fetchall()
+                                " ON e.model = m.identity WHERE m.identity NOT LIKE ? AND m.identity NOT LIKE ?"
+                                " GROUP BY m.identity", (f"%{OBJECTS_SUFFIX}", f"%{REGIONS_SUFFIX}")).fetchall()
 
     # -- rows -------------------------------------------------------------------------------------
     def count(self, identity: str) -> int:
@@ -93,8 +96,9 @@ class EmbeddingTables(TableGroup):
     def drop_unreferenced(db: sqlite3.Connection) -> int:
         """Delete embeddings (of every model's image store) whose image no file refers to any more."""
         cursor = db.execute(
-            "DELETE FROM embeddings WHERE model NOT LIKE ?"
-            " AND image_id NOT IN (SELECT image_id FROM files WHERE image_id IS NOT NULL)", (f"%{OBJECTS_SUFFIX}",))
+            "DELETE FROM embeddings WHERE model NOT LIKE ? AND model NOT LIKE ?"
+            " AND image_id NOT IN (SELECT image_id FROM files WHERE image_id IS NOT NULL)",
+            (f"%{OBJECTS_SUFFIX}", f"%{REGIONS_SUFFIX}"))
         if cursor.rowcount:
             db.execute("UPDATE models SET version=version+1")
         return cursor.rowcount
