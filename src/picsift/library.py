@@ -22,7 +22,7 @@ from .analysis.verbs import Analysis
 from .core.activity import announce_update, running_update
 from .core.files import FileActions, Files
 from .core.lookups import ImageLookups
-from .core.objects import live_objects
+from .core.objects import LiveObjects
 from .core.store import EmbeddingStore
 from .core.update import ProgressCallback, UpdateReport
 from .core.video import DEFAULT_EVERY, Videos
@@ -115,7 +115,8 @@ class Library:
             raise PicsiftError(f"video_every must be a positive number of seconds, got {video_every!r}")
         self._lookups = ImageLookups(self.catalog)
         self._remembered: ImageSet | None = None
-        self.collections = Collections(self.catalog, lambda images: images.bound(self.queries), lambda: self.queries)
+        self.collections = Collections(self.catalog, lambda images: self.queries.bind(images), lambda: self.queries)
+        self._live_objects = LiveObjects(self.catalog)  # the objects labelled now, counted again after a change
         self.videos = Videos(self.catalog, self.root)
         self.files = Files(self.catalog, self.root, self._exclusive, lambda images: self.queries.ids(images),
                            self._lookups.forget)
@@ -124,14 +125,14 @@ class Library:
         searcher = Searcher(lambda: self.store, lambda: self.embedder, lambda: self.index, self.root, self._pending,
                             lambda: self.spec.text, lambda: self.spec.label(),
                             object_store=lambda: self._engine.object_store(create=False),
-                            live_objects=lambda: live_objects(self.catalog))
+                            live_objects=self._live_objects)
         self.neighbours = Neighbours(lambda: self.store, lambda: self.index, self.index_name, self.workspace)
         analysis = Analysis(lambda: self.store, lambda: self.index, self.index_name, self.root, lambda: self.spec.text,
                             self.labels.labelled, lambda progress: self.neighbours.graph(progress=progress))
         checks = LabelChecks(lambda: self.store, lambda: self.neighbours.graph(), self.labels,
                              lambda prompts: self.embedder.embed_text(prompts), lambda: self.spec.text)
         self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
-                               lambda: self.spec.text, checks)
+                               lambda: self.spec.text, checks, self._live_objects)
         self._export = Export(self.catalog, self.labels, lambda images: self.queries.image_set(images).df)
         if self.catalog.journal.has_pending():
             with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.objects import LiveObject
 from ..core.store import StoreSnapshot
+from .object_sets import object_columns
 from .scope import Scope
 
 
@@ -41,9 +42,4 @@ class ObjectScope:
 
     def columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """``image_id``, ``class`` and ``box`` of each of ``ids`` (object ids of this scope)."""
-        objects = [self.live[i] for i in ids.tolist()]
-        boxes = np.empty(len(objects), dtype=object)
-        for n, obj in enumerate(objects):
-            boxes[n] = [round(float(v), 2) for v in obj.box]
-        return {"image_id": np.array([o.image_id for o in objects], dtype=object),
-                "class": np.array([o.cls for o in objects], dtype=object), "box": boxes}
+        return object_columns(ids.tolist(), self.live)
