@@ -80,8 +80,9 @@ class ImageSource:
             return meta, encode(path, DETAIL_SIZE)
         boxes = [(o.box, o.cls, o.id == image_id) for o in self.library._live_objects().values()
                  if o.image_id == shown]
+        # shown as text in the detail's table: "car [10, 10, 8, 8]; person [...]"
         meta.update({"image_id": shown, "class": obj.cls, "box": [round(v, 2) for v in obj.box],
-                     "objects": [{"class": cls, "box": [round(v, 2) for v in box]} for box, cls, _ in boxes]})
+                     "objects": "; ".join(f"{cls} {[round(v, 2) for v in box]}" for box, cls, _ in boxes)})
         return meta, encode(path, DETAIL_SIZE, boxes=boxes)
 
     def object_points(self, dims: int = 2, within: Any = None) -> pd.DataFrame:
