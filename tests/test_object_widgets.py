@@ -63,8 +63,9 @@ def test_the_app_shows_an_object_set_and_finds_objects_like_the_selected_ones(
         objects_library: Library) -> None:  # noqa: F811
     lib = objects_library
     panel = App(lib, update=False, explorer=False)
-    panel.show_results(lib.search("a cup", objects=True, limit=None), "a cup")
-    assert len(panel.gallery.ids) == 6
+    message(panel.prompt, {"type": "submit", "text": "a cup", "limit": 100, "mode": "objects"})  # the mode menu
+    assert panel.prompt.error == "" and panel.results is not None and panel.results.query["objects"] is True
+    assert len(panel.gallery.ids) == 6 and set(panel.gallery.ids) == set(lib.search("a cup", objects=True).ids)
     panel.gallery.selection = panel.gallery.ids[:1].tolist()
     message(panel.gallery, {"type": "find_similar"})
     assert panel.gallery.error == "" and panel.results is not None

@@ -177,8 +177,8 @@ class App(ipywidgets.VBox):
             if not self.gallery.selection:
                 raise ValueError("mode 'similar' searches for images like the selected ones; select some first")
             self.show_results(self.library.similar(self.gallery.selection, limit=limit), "similar to selection")
-        else:
-            self.show_results(self.library.search(text, limit=limit), text)
+        else:  # text, or objects: the labelled boxes' crops (see picsift.query.object_sets)
+            self.show_results(self.library.search(text, limit=limit, objects=mode == "objects"), text)
 
     def _gallery_action(self, action: str, ids: list[str], content: dict[str, Any]) -> None:
         if action == "find_similar":  # objects like the selected objects, when the gallery shows an object set
