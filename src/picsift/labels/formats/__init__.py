@@ -233,9 +233,9 @@ def gather(meta: Metadata, ids: list[str], objects: Collection[str] | None = Non
         if not (width and height):
             item.width, item.height = image_size(item.source)
         item.tags = labels.tags(image_id)
-        objects = meta.objects(image_id)
+        labelled = meta.objects(image_id)
         item.objects = [ObjectRecord(o["class"], o["geometry"], o["points"], list(o["tags"]), o["author"])
-                        for o in objects.to_dict("records")
+                        for o in labelled.to_dict("records")
                         if wanted_objects is None or object_id(image_id, bounding_box(o["points"])) in wanted_objects]
         datasets.setdefault(dataset_name, DatasetRecord(dataset_name)).items.append(item)
     classes = {name: shape for name, shape, _color in labels.declared_classes()}
