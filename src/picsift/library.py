@@ -16,6 +16,7 @@ from .analysis.graph_service import Neighbours
 from .analysis.health.mistakes import LabelChecks
 from .analysis.health.report import Health, HealthReport
 from .analysis.maps import Maps
+from .analysis.object_views import Objects
 from .analysis.queries import Queries
 from .analysis.sampling import SAMPLING_METHODS
 from .analysis.verbs import Analysis
@@ -134,6 +135,9 @@ class Library:
         self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
                                lambda: self.spec.text, checks, self._live_objects)
         self._export = Export(self.catalog, self.labels, lambda images: self.queries.image_set(images).df)
+        #: The labelled objects as front ends see them (:class:`~picsift.analysis.object_views.Objects`).
+        self.objects = Objects(self._live_objects, lambda: self._engine.object_store(create=False),
+                               lambda within: self.queries.image_set(within).ids)
         if self.catalog.journal.has_pending():
             with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them
                 FileActions(self.catalog, self.root).recover()

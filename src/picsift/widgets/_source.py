@@ -1,24 +1,23 @@
 """What widgets need from a :class:`~picsift.Library` beyond its public search API, in one place.
 
 An id may be a labelled object's (an object set's, see :mod:`picsift.query.object_sets`): its thumbnail is its
-crop, cut as the model saw it (:func:`picsift.core.objects.crop_region`), so a small object fills its tile (on the
+crop, cut as the model saw it (``lib.objects.crop_region``), so a small object fills its tile (on the
 whole picture a 20 px box would be a few pixels of a 160 px tile); its detail is the whole image with every
 labelled box drawn, its own in a brighter colour.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ..analysis.maps import Maps
 from ._thumbnails import DETAIL_SIZE, ThumbnailCache, encode
 
 if TYPE_CHECKING:
-    from ..core.objects import LiveObject
     from ..library import Library
 
 
@@ -30,10 +29,9 @@ class ImageSource:
         self.thumbnails = ThumbnailCache(library.workspace / "thumbnails")
         self.crops = ThumbnailCache(library.workspace / "object-thumbnails")
 
-    def objects(self, ids: list[str]) -> dict[str, LiveObject]:
-        """The labelled objects among ``ids`` (object ids; image ids are left out)."""
-        live = self.library._live_objects()
-        return {i: live[i] for i in ids if i in live}
+    def objects(self, ids: list[str]) -> dict[str, Any]:
+        """The labelled objects among ``ids`` (image ids are left out): ``.image_id``, ``.cls``, ``.box``."""
+        return self.library.objects.of(ids)
 
     def paths(self, ids: list[str]) -> dict[str, Path]:
         """Absolute path of each id that a file in the library holds (first file when duplicated); of an object
@@ -58,7 +56,7 @@ class ImageSource:
                 if path is None:
                     buffers.append(b"")
                 elif obj is not None:
-                    buffers.append(self.crops.get(key, path, crop=obj.box))
+                    buffers.append(self.crops.get(key, path, crop=partial(self.library.objects.crop_region, obj.box)))
                 else:
                     buffers.append(self.thumbnails.get(key, path))
             except OSError:
@@ -78,33 +76,17 @@ class ImageSource:
                 **self.library.image_info(shown)}
         if obj is None:
             return meta, encode(path, DETAIL_SIZE)
-        boxes = [(o.box, o.cls, o.id == image_id) for o in self.library._live_objects().values()
-                 if o.image_id == shown]
+        boxes = [(o.box, o.cls, o.id == image_id) for o in self.library.objects.on_image(shown)]
         # shown as text in the detail's table: "car [10, 10, 8, 8]; person [...]"
         meta.update({"image_id": shown, "class": obj.cls, "box": [round(v, 2) for v in obj.box],
                      "objects": "; ".join(f"{cls} {[round(v, 2) for v in box]}" for box, cls, _ in boxes)})
         return meta, encode(path, DETAIL_SIZE, boxes=boxes)
 
     def object_points(self, dims: int = 2, within: Any = None) -> pd.DataFrame:
-        """A PCA map of the embedded labelled objects (of the object set ``within``, when given): one row per
-        object with ``id, image_id, class, path`` and ``x, y`` (``z`` in 3D)."""
-        store = self.library._engine.object_store(create=False)
-        if store is None or not len(store.snapshot()):
-            raise ValueError("no labelled object is embedded yet: label some, then run update()")
-        shown = Maps(store.snapshot, None).get("pca", dims)
-        ids, coords = np.asarray(shown.ids).astype(str), shown.coords
-        if within is not None:
-            wanted = self.library.queries.image_set(within).ids
-            keep = np.isin(ids, wanted)
-            ids, coords = ids[keep], coords[keep]
-        objects = self.objects(ids.tolist())
-        keep = np.array([i in objects for i in ids.tolist()], bool)  # vectors of objects gone until the update
-        ids, coords = ids[keep], coords[keep]
-        paths = self.paths(ids.tolist())
-        frame = pd.DataFrame({"id": ids, "image_id": [objects[i].image_id for i in ids],
-                              "class": [objects[i].cls for i in ids], "path": [str(paths.get(i, "")) for i in ids]})
-        for axis, name in enumerate("xyz"[:dims]):
-            frame[name] = coords[:, axis]
+        """``lib.objects.map`` with each object's image ``path``: ``id, image_id, class, path, x, y[, z]``."""
+        frame = self.library.objects.map(dims, within)
+        paths = self.paths(frame["id"].tolist())
+        frame.insert(3, "path", [str(paths.get(i, "")) for i in frame["id"]])
         return frame
 
     def folders(self, ids: np.ndarray) -> list[str]:

@@ -6,12 +6,11 @@ import io
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-from ..core.objects import Box, crop_region
 from ..reading import read_regular_file
 from ..workspace_files import IMAGE_ID, WorkspaceFiles, checked_name
 
@@ -23,18 +22,24 @@ DETAIL_SIZE = 640
 THUMBNAIL_FILE_LIMIT = 8 * 2**20
 
 
-def encode(path: Path | str, size: int, *, crop: Box | None = None,
+#: ``(width, height)`` of a picture -> the ``(left, top, right, bottom)`` pixels to keep (an object's crop).
+Crop = Callable[[int, int], tuple[int, int, int, int]]
+#: ``[x, y, w, h]`` in pixels.
+Box = Sequence[float]
+
+
+def encode(path: Path | str, size: int, *, crop: Crop | None = None,
            boxes: Sequence[tuple[Box, str, bool]] = ()) -> bytes:
     """The image at ``path`` fitted into ``size`` x ``size``, as WebP (keeps transparency).
 
-    ``crop``: only an object's crop (its box with the margin it was embedded with). ``boxes``: ``(box, class,
+    ``crop``: only the region it gives (an object's crop: ``lib.objects.crop_region``). ``boxes``: ``(box, class,
     highlighted)`` drawn over the picture (``[x, y, w, h]`` in the upright picture's pixels). Only a regular file
     is read (a named pipe swapped in for an image would block), up to :data:`picsift.reading.MAX_FILE_BYTES`.
     """
     with Image.open(io.BytesIO(read_regular_file(path)[0])) as opened:
         image: Image.Image = ImageOps.exif_transpose(opened)  # upright, as decode_image gives it to the model
         if crop is not None:
-            image = image.crop(crop_region(crop, *image.size))
+            image = image.crop(crop(*image.size))
         scale = min(1.0, size / max(image.size))
         image.thumbnail((size, size), Image.Resampling.BILINEAR)
         if image.mode not in ("RGB", "RGBA"):
@@ -71,8 +76,8 @@ class ThumbnailCache:
     def __len__(self) -> int:
         return len(self._memory)
 
-    def get(self, image_id: str, path: Path | str, *, crop: Box | None = None) -> bytes:
-        """The thumbnail of ``image_id`` (with ``crop``: of that object id, its crop of ``path``'s picture)."""
+    def get(self, image_id: str, path: Path | str, *, crop: Crop | None = None) -> bytes:
+        """The thumbnail of ``image_id`` (with ``crop``: of that object id, its region of ``path``'s picture)."""
         with self._lock:
             data = self._memory.get(image_id)
             if data is not None:
@@ -85,7 +90,7 @@ class ThumbnailCache:
                 self._memory.popitem(last=False)
         return data
 
-    def _load_or_make(self, image_id: str, path: Path | str, crop: Box | None) -> bytes:
+    def _load_or_make(self, image_id: str, path: Path | str, crop: Crop | None) -> bytes:
         cached = None
         if self.folder is not None and self._files is not None:
             name = checked_name(image_id, IMAGE_ID, "image id")  # an id from a catalog is untrusted
