@@ -23,6 +23,7 @@ repeats and the ratios of those, plus the median of per-round ratios.
     python bench/ingest.py --quick         # smoke test, well under a minute
     python bench/ingest.py --model picsift-offline --n-large 0   # the offline default on the stamps
     python bench/ingest.py --ray --n-small 400   # in-process vs a Ray cluster of 1 and 2 nodes (bench/ingest_ray.py)
+    python bench/ingest.py --objects       # labelled objects' crops vs the model alone per crop (ingest_objects.py)
 """
 
 from __future__ import annotations
@@ -235,9 +236,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=MODEL, help=f"model spec (default {MODEL}; e.g. picsift-offline)")
     parser.add_argument("--ray", action="store_true",
                         help="instead: the small set in-process vs through a local Ray cluster of 1 and 2 nodes")
+    parser.add_argument("--objects", action="store_true",
+                        help="instead: labelled objects' crops embedded by update() vs the model alone per crop")
+    parser.add_argument("--n-scenes", type=int, default=60, help="with --objects: scenes (640x480 JPEG)")
+    parser.add_argument("--per-scene", type=int, default=5, help="with --objects: labelled stamps per scene")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_small, args.n_large, args.repeats = min(args.n_small, 48), min(args.n_large, 6), 1
+        args.n_scenes = min(args.n_scenes, 8)
     logging.getLogger("picsift").setLevel(logging.ERROR)  # no "random weights" warning per Library
     logging.getLogger().setLevel(logging.ERROR)  # nor open_clip's
     # Pillow warns about palette transparency on the straightforward loop's convert("RGB").
@@ -245,6 +251,12 @@ def main(argv: list[str] | None = None) -> None:
 
     header("picsift ingest benchmark", sys.argv)
     started = time.perf_counter()
+    if args.objects:
+        from ingest_objects import main_objects
+
+        main_objects(args, stamp_files())
+        print(f"\ntotal {time.perf_counter() - started:.0f}s")
+        return
     embedder = Embedder(args.model, device="cpu", batch_size=args.batch_size)
     print(f"model {embedder.label} ({embedder.image_size}px input, {embedder.dim}-d), batch {args.batch_size}, "
           f"{args.repeats} round(s)", flush=True)

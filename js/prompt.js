@@ -1,5 +1,5 @@
 // Prompt box: Enter submits {text, limit, mode}; disabled with progress while embeddings are computed.
-/** @typedef {{text: string, limit: number, mode: "text"|"similar"|"diverse", status: object, busy: boolean, error: string}} PromptTraits */
+/** @typedef {{text: string, limit: number, mode: "text"|"objects"|"similar"|"diverse", status: object, busy: boolean, error: string}} PromptTraits */
 import { errorLine, formatCount, h, send, watch } from "./protocol.js";
 
 function render({ model, el }) {
@@ -7,7 +7,8 @@ function render({ model, el }) {
   el.dataset.lmSuppressShortcuts = "true"; // typing in our inputs must not trigger notebook shortcuts
   const input = h("input", { class: "picsift-prompt-input", type: "text", placeholder: "Describe the images to find…", "aria-label": "prompt" });
   const mode = h("select", { class: "picsift-mode", "aria-label": "mode" },
-    h("option", { value: "text" }, "Text"), h("option", { value: "similar" }, "Similar to selected"),
+    h("option", { value: "text" }, "Text"), h("option", { value: "objects" }, "Text, in labelled objects"),
+    h("option", { value: "similar" }, "Similar to selected"),
     h("option", { value: "diverse" }, "Diverse sample"));
   const limit = h("input", { class: "picsift-limit", type: "number", min: "1", step: "1", style: "width: 6em", "aria-label": "limit", title: "result limit" });
   const button = h("button", { class: "picsift-primary picsift-search", type: "submit" }, "Search");
@@ -16,7 +17,7 @@ function render({ model, el }) {
   const submit = () => {
     if (button.disabled) return;
     const text = input.value.trim();
-    if (mode.value === "text" && !text) return;
+    if ((mode.value === "text" || mode.value === "objects") && !text) return;
     send(model, "submit", { text, limit: Math.max(1, parseInt(limit.value, 10) || 1), mode: mode.value });
   };
   // Enter is ours, not JupyterLab's (which would otherwise treat it as a notebook shortcut)

@@ -10,7 +10,16 @@ from .embedding import DEFAULT_MODEL, Embedder, parse_model_spec
 from .errors import PicsiftError
 from .index import available_backends, open_index
 from .library import Library, default_model
-from .query.filters import HasOpenIssues, ImageTag, JobStatus, ObjectAuthor, ObjectCount, ObjectTag, Score
+from .query.filters import (
+    HasOpenIssues,
+    ImageTag,
+    JobStatus,
+    ObjectAuthor,
+    ObjectClass,
+    ObjectCount,
+    ObjectTag,
+    Score,
+)
 from .query.imageset import ImageSet
 from .query.scope import Scope
 from .service import Service, disable, enable
@@ -25,6 +34,7 @@ __all__ = [
     "JobStatus",
     "Library",
     "ObjectAuthor",
+    "ObjectClass",
     "ObjectCount",
     "ObjectTag",
     "PicsiftError",

@@ -17,6 +17,7 @@ from .analysis.health.mistakes import LabelChecks
 from .analysis.health.objects import ObjectLabelChecks, object_findings
 from .analysis.health.report import Health, HealthReport
 from .analysis.maps import Maps
+from .analysis.object_views import Objects
 from .analysis.queries import Queries
 from .analysis.sampling import SAMPLING_METHODS
 from .analysis.verbs import Analysis
@@ -24,7 +25,7 @@ from .core.activity import announce_update, running_update
 from .core.files import FileActions, Files
 from .core.location import open_location
 from .core.lookups import ImageLookups
-from .core.objects import live_objects
+from .core.objects import LiveObjects
 from .core.store import EmbeddingStore
 from .core.update import ProgressCallback, UpdateReport
 from .core.video import DEFAULT_EVERY, Videos
@@ -132,7 +133,8 @@ class Library:
         self._lookups = ImageLookups(self.catalog)
         self._regions = regions
         self._remembered: ImageSet | None = None
-        self.collections = Collections(self.catalog, lambda images: images.bound(self.queries), lambda: self.queries)
+        self.collections = Collections(self.catalog, lambda images: self.queries.bind(images), lambda: self.queries)
+        self._live_objects = LiveObjects(self.catalog)  # the objects labelled now, counted again after a change
         self.videos = Videos(self.catalog, self.root)
         self.files = Files(self.catalog, self.root, self._exclusive, lambda images: self.queries.ids(images),
                            self._lookups.forget)
@@ -141,7 +143,7 @@ class Library:
         searcher = Searcher(lambda: self.store, lambda: self.embedder, lambda: self.index, self.root, self._pending,
                             lambda: self.spec.text, lambda: self.spec.label(),
                             object_store=lambda: self._engine.object_store(create=False),
-                            live_objects=lambda: live_objects(self.catalog),
+                            live_objects=self._live_objects,
                             region_store=lambda: self._engine.region_store(create=False),
                             image_sizes=lambda ids: image_sizes(self.catalog, ids))
         self.neighbours = Neighbours(lambda: self.store, lambda: self.index, self.index_name, self.workspace)
@@ -150,15 +152,18 @@ class Library:
         checks = LabelChecks(lambda: self.store, lambda: self.neighbours.graph(), self.labels,
                              lambda prompts: self.embedder.embed_text(prompts), lambda: self.spec.text)
         object_checks = ObjectLabelChecks(lambda: self._engine.object_store(create=False),
-                                          lambda: self.object_neighbours.graph(), lambda: live_objects(self.catalog),
+                                          lambda: self.object_neighbours.graph(), self._live_objects,
                                           self.labels, lambda prompts: self.embedder.embed_text(prompts),
                                           lambda: self.spec.text)
         self._object_checks = object_checks
         #: The labelled objects' neighbour graph (exact; beside the object store), kept fresh by update.
         self.object_neighbours = Neighbours(object_checks.object_store, lambda: self.index, "exact", self.workspace)
         self.queries = Queries(self.catalog, searcher, analysis, self.collections, self.videos, self.paths,
-                               lambda: self.spec.text, checks, object_checks)
+                               lambda: self.spec.text, checks, object_checks, self._live_objects)
         self._export = Export(self.catalog, self.labels, lambda images: self.queries.image_set(images).df)
+        #: The labelled objects as front ends see them (:class:`~picsift.analysis.object_views.Objects`).
+        self.objects = Objects(self._live_objects, lambda: self._engine.object_store(create=False),
+                               lambda within: self.queries.image_set(within).ids)
         if self.catalog.journal.has_pending():
             with suppress(WorkspaceBusyError), self._exclusive():  # busy: its holder recovers them
                 FileActions(self.catalog, self.root).recover()

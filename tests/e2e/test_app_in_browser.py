@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import ARTIFACTS, OUTDOOR_ANIMALS, OUTDOOR_VEHICLES
+from .conftest import ARTIFACTS, OUTDOOR_ANIMALS, OUTDOOR_VEHICLES, VEHICLE_CARS
 
 GALLERY = ".picsift-gallery"
 
@@ -366,6 +366,37 @@ def test_dark_theme(lab_page: Any) -> None:
     color = page.eval_on_selector(".picsift-gallery", "el => getComputedStyle(el).backgroundColor")
     assert color not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)")
     shot(page, "08-dark-theme")
+
+
+def test_an_object_set_shows_crops_and_a_click_opens_the_image_with_its_boxes(lab_page: Any) -> None:
+    page = lab_page
+    page.locator(".jp-Notebook .jp-CodeCell").last.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")  # a new cell below, then type into it
+    page.keyboard.press("Enter")
+    page.keyboard.insert_text("panel.library.update(progress=False)")  # the car boxes were labelled after it
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]"
+                           ".filter(p => /\\[\\d+\\]/.test(p.textContent)).length >= 2")  # the app's cell, and it
+    page.locator(".picsift-mode").select_option("objects")
+    search(page, "a car")
+    page.locator(".picsift-mode").select_option("text")
+    names = page.eval_on_selector_all(f"{GALLERY} .picsift-tile .picsift-name", "els => els.map(e => e.textContent)")
+    assert len(names) == sum(VEHICLE_CARS) and all(n.startswith("car · ") for n in names), names
+    page.wait_for_function(f"() => [...document.querySelectorAll('{GALLERY} .picsift-tile img')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+    sizes = page.eval_on_selector_all(f"{GALLERY} .picsift-tile img", "ims => ims.map(i => [i.naturalWidth, "
+                                      "i.naturalHeight])")
+    assert all(w <= 32 and h <= 32 for w, h in sizes), sizes  # the crops: 8 px boxes grown to 32 px, not pictures
+    shot(page, "08a-object-crops")
+    page.locator(f"{GALLERY} .picsift-tile img").first.click()
+    detail = page.locator(".picsift-detail")
+    detail.wait_for()
+    page.wait_for_function("() => document.querySelector('.picsift-detail img').naturalWidth > 64")  # the picture
+    text = detail.locator("table").inner_text()
+    assert "objects" in text and "car [" in text, text  # every box of the image, listed as drawn
+    shot(page, "08b-object-detail")
+    detail.locator(".picsift-close").click()
 
 
 def test_delete_asks_first_and_removes_only_the_selected_image(lab_page: Any) -> None:

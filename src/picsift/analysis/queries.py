@@ -15,6 +15,8 @@ from ..errors import PicsiftError
 from ..query.filtering import filter_scope
 from ..query.filters import Filter
 from ..query.imageset import ImageSet
+from ..query.object_sets import image_ids, is_object_set, made_of_objects, with_object_columns
+from ..query.object_sets import image_of as object_images
 from ..query.options import SearchOptions
 from ..query.scope import TEMPORARY, Scope
 from ..query.search import ImageRef, Searcher
@@ -24,6 +26,7 @@ from .verbs import Analysis
 
 if TYPE_CHECKING:
     from ..core.catalog import Catalog
+    from ..core.objects import LiveObject
     from ..core.video import Videos
 
 
@@ -51,15 +54,19 @@ class Queries:
         Absolute paths of image ids.
     model
         The model spec's text (recipes made with another model do not re-run).
+    live_objects
+        The objects labelled now, by object id, for object sets (see :mod:`picsift.query.object_sets`).
     """
 
     def __init__(self, catalog: Catalog, searcher: Searcher, analysis: Analysis, collections: CollectionStore,
                  videos: Videos, paths: Callable[[Sequence[str]], dict[str, Path]], model: Callable[[], str],
-                 label_checks: LabelChecks | None = None, object_checks: LabelChecks | None = None):
+                 label_checks: LabelChecks | None = None, object_checks: LabelChecks | None = None,
+                 live_objects: Callable[[], Mapping[str, LiveObject]] | None = None):
         self.catalog, self.searcher, self.analysis = catalog, searcher, analysis
         self.collections, self.videos, self._paths, self._model = collections, videos, paths, model
         self.label_checks = label_checks
         self.object_checks = object_checks  # label_mistakes("objects"): one row per labelled object
+        self._live_objects = live_objects or (lambda: {})
 
     @property
     def model(self) -> str:
@@ -70,16 +77,20 @@ class Queries:
         return Scope.resolve(within, self.collections.items, scored=scored, what=what)
 
     def ids(self, images: Any, what: str = "images") -> list[str]:
-        """The image ids of ``images`` (anything :meth:`scope` accepts except None)."""
+        """The image ids of ``images`` (anything :meth:`scope` accepts except None); an object set's images, each
+        once."""
         if images is None:
             raise self._no_scope(what)
+        objects = self._object_set(images)
+        if objects is not None:
+            return image_ids(objects)
         found = self.scope(images, what=what).ids
         return [] if found is None else found.tolist()
 
     def image_set(self, images: Any, what: str = "images") -> ImageSet:
         """``images`` as an image set: itself, a collection's, or ids (with a DataFrame's scores)."""
         if isinstance(images, ImageSet):
-            return images.bound(self)
+            return self.bind(images)
         if images is None:
             raise self._no_scope(what)
         if isinstance(images, str):
@@ -127,6 +138,11 @@ class Queries:
 
     def filter(self, *filters: Filter, within: Any = TEMPORARY) -> ImageSet:
         """The images of ``within`` that pass every filter (AND), in its order (a search's best first)."""
+        objects = self._object_set(within)
+        if objects is not None:
+            scope = self.scope(objects, scored=True)
+            image_of = object_images(self._live_objects())
+            return self.bind(filter_scope(self.catalog, tuple(filters), scope, objects, None, image_of))
         scope = self.scope(within, scored=True)
         stored = None
         if isinstance(within, str):
@@ -134,7 +150,24 @@ class Queries:
         source = within.bound(self) if isinstance(within, ImageSet) else None
         return filter_scope(self.catalog, tuple(filters), scope, source, stored).bound(self)
 
+    def _object_set(self, images: Any) -> ImageSet | None:
+        """``images`` as an object set (a saved one read back) when it is one, else None."""
+        if isinstance(images, str):
+            try:
+                recipe = self.collections.recipe(images)
+            except PicsiftError:  # no such collection: the caller says so
+                return None
+            return self.collection(images) if made_of_objects(Recipe.from_dict(recipe)) else None
+        if isinstance(images, ImageSet) and is_object_set(images):
+            return self.bind(images)
+        return None
+
     # -- what image sets ask (the Owner protocol) ---------------------------------------------------
+    def bind(self, images: ImageSet) -> ImageSet:
+        """``images`` bound to these queries; an object set with its objects' columns."""
+        images = images.bound(self)
+        return with_object_columns(images, self._live_objects()) if is_object_set(images) else images
+
     def paths(self, ids: Sequence[str]) -> dict[str, Path]:
         return self._paths(ids)
 

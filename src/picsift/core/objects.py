@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ import numpy as np
 
 from ..embedding.decode import ImageDecodeError, decode_image
 from ..embedding.openclip import Embedder
-from .catalog import Catalog
+from .catalog import Catalog, content_id
 from .catalog.embeddings import EmbeddingTables
 from .image_files import read_image_file
 from .store import EmbeddingStore
@@ -118,6 +118,23 @@ def live_objects(catalog: Catalog) -> dict[str, LiveObject]:
     return found
 
 
+class LiveObjects:
+    """:func:`live_objects` of a catalog, counted again only when its objects or files changed (the catalog's
+    :meth:`~picsift.core.catalog.labels.LabelTables.objects_version`): a search of 100k objects reads one counter
+    instead of every object's points."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._version: int | None = None
+        self._found: dict[str, LiveObject] = {}
+
+    def __call__(self) -> dict[str, LiveObject]:
+        version = self.catalog.labels.objects_version()  # read first: a change while counting is seen next time
+        if version != self._version:
+            self._found, self._version = live_objects(self.catalog), version
+        return self._found
+
+
 @dataclass
 class ObjectReport:
     """What an object pass did: objects embedded, stale vectors dropped, objects skipped with the reason."""
@@ -128,12 +145,48 @@ class ObjectReport:
 
 
 @dataclass
-class _Crops:
-    """One image's crops, prepared for the model, or why it could not be read."""
+class CropJob:
+    """One image's objects to embed, as a remote worker gets them: its file, content id and (object id, box)s."""
 
-    ids: list[str]
-    pixels: list[Any]
-    skipped: list[tuple[str, str]]
+    path: str
+    image_id: str
+    objects: list[tuple[str, Box]]
+
+
+@dataclass
+class CropResult:
+    """One object as a worker left it: its vector, or why it could not be embedded."""
+
+    object_id: str
+    vector: np.ndarray | None
+    error: str | None = None
+
+
+#: Embeds crop jobs elsewhere (a Ray cluster: :func:`picsift.core.ray_objects.embed_objects_on_ray`).
+RemoteCrops = Callable[[list[CropJob]], Iterator[CropResult]]
+
+
+def crop_pixels(data: bytes, image_id: str, objects: Sequence[tuple[str, Box]],
+                prepare: Callable[[Any], Any]) -> tuple[list[str], list[Any], list[tuple[str, str]]]:
+    """Decode one image's bytes once and prepare each object's crop for the model: ``(object ids, pixels,
+    [(object id, why it was skipped)])``. Bytes that are not ``image_id``'s content any more (the file changed
+    since the scan) give no crop: the next update scans the file again."""
+    if content_id(data) != image_id:
+        return [], [], [(key, "the file changed since it was scanned; the next update reads it again")
+                        for key, _ in objects]
+    try:
+        picture = decode_image(data).image  # full resolution: small objects need every pixel
+    except ImageDecodeError as e:
+        return [], [], [(key, f"image unreadable: {e}") for key, _ in objects]
+    ids, pixels, skipped = [], [], []
+    for key, box in objects:
+        reason = degenerate(box, picture.size)
+        if reason is not None:
+            skipped.append((key, reason))
+            continue
+        ids.append(key)
+        pixels.append(prepare(picture.crop(crop_region(box, *picture.size))))
+    return ids, pixels, skipped
 
 
 def drop_stale(catalog: Catalog, store: EmbeddingStore, live: Iterable[str]) -> int:
@@ -146,12 +199,15 @@ def drop_stale(catalog: Catalog, store: EmbeddingStore, live: Iterable[str]) -> 
     return len(stale)
 
 
-def embed_objects(catalog: Catalog, store: EmbeddingStore, embedder: Embedder, root: Path, *, progress: bool = True,
-                  workers: int = 2, on_batch: Callable[[int], None] | None = None) -> ObjectReport:
+def embed_objects(catalog: Catalog, store: EmbeddingStore, embedder: Embedder | None, root: Path, *,
+                  progress: bool = True, workers: int = 2, on_batch: Callable[[int], None] | None = None,
+                  remote: RemoteCrops | None = None, batch_size: int | None = None) -> ObjectReport:
     """Drop stale object vectors, then embed every live object the store lacks (see the module's docstring).
 
     Each batch's vectors are written, then committed in one transaction (two-phase, like images): a killed run
     keeps every committed batch and the next finishes the job. Degenerate boxes are skipped and reported.
+    With ``remote`` the crops are cut and embedded elsewhere (``embedder`` may then be None); this process still
+    checks every result and is the only writer (:func:`checked_crops`).
     """
     from tqdm.auto import tqdm
 
@@ -159,80 +215,117 @@ def embed_objects(catalog: Catalog, store: EmbeddingStore, embedder: Embedder, r
     live = live_objects(catalog)
     report.dropped = drop_stale(catalog, store, live)
     embedded = store.embedded_ids()
-    files = catalog.files()
     where: dict[str, tuple[str, tuple[int, int] | None]] = {}
-    for path, row in sorted(files.items()):
+    for path, row in sorted(catalog.files().items()):
         if row.image_id and row.error is None and row.image_id not in where:
             size = (row.width, row.height) if row.width and row.height else None
             where[row.image_id] = (path, size)
     by_image: dict[str, list[LiveObject]] = {}
+    about: dict[str, str] = {}  # object id -> how a report names it
     for obj in live.values():
         if obj.id in embedded or obj.image_id not in where:
             continue  # embedded already, or its image is not in the library (yet)
+        about[obj.id] = f"{where[obj.image_id][0]} object {obj.catalog_id}"
         reason = degenerate(obj.box, where[obj.image_id][1])
         if reason is not None:
-            report.skipped.append((f"{where[obj.image_id][0]} object {obj.catalog_id}", reason))
+            report.skipped.append((about[obj.id], reason))
             continue
         by_image.setdefault(obj.image_id, []).append(obj)
-    for about, reason in report.skipped:
-        log.warning("%s skipped: %s", about, reason)
+    for item, reason in report.skipped:
+        log.warning("%s skipped: %s", item, reason)
     if report.dropped:
         log.info("dropped %d object vectors whose object, box or image is gone", report.dropped)
     if not by_image:
         store.compact_if_sparse()
         return report
-
-    def crops_of(image_id: str) -> _Crops:
-        path = where[image_id][0]
-        objects = by_image[image_id]
-        file = read_image_file(root, path)
-        try:
-            if file.state is None or file.error:
-                raise ImageDecodeError(file.error or "the file vanished before it could be read")
-            picture = decode_image(file.data).image  # full resolution: small objects need every pixel
-        except ImageDecodeError as e:
-            return _Crops([], [], [(f"{path} object {o.catalog_id}", f"image unreadable: {e}") for o in objects])
-        crops = _Crops([], [], [])
-        for obj in objects:
-            reason = degenerate(obj.box, picture.size)
-            if reason is not None:
-                crops.skipped.append((f"{path} object {obj.catalog_id}", reason))
-                continue
-            crops.ids.append(obj.id)
-            crops.pixels.append(embedder.prepare(picture.crop(crop_region(obj.box, *picture.size))))
-        return crops
-
+    if embedder is None and remote is None:
+        raise ValueError("embed_objects needs an embedder or a remote")
+    jobs = [CropJob(where[image_id][0], image_id, [(o.id, o.box) for o in objects])
+            for image_id, objects in by_image.items()]
+    batch = batch_size or (embedder.batch_size if embedder is not None else 32)
     ids: list[str] = []
-    pixels: list[Any] = []
+    vectors: list[np.ndarray] = []
 
     def flush() -> None:
         if not ids:
             return
-        rows = store.write_vectors(np.asarray(embedder.embed_prepared(pixels)))
+        rows = store.write_vectors(np.stack(vectors))
         with catalog.transaction() as db:
             store.commit_rows(db, ids, rows)
         report.embedded += len(ids)
         if on_batch is not None:
             on_batch(report.embedded)
         ids.clear()
-        pixels.clear()
+        vectors.clear()
 
-    total = sum(map(len, by_image.values()))
-    bar = tqdm(total=total, desc="Embedding objects", unit="obj", disable=not progress)
-    images = list(by_image)
-    window = max(8, workers * 4)  # images decoded ahead of the model: memory stays bounded
-    with ThreadPoolExecutor(workers, thread_name_prefix="picsift-crops") as pool:
-        for start in range(0, len(images), window):
-            for crops in pool.map(crops_of, images[start : start + window]):
-                report.skipped.extend(crops.skipped)
-                for about, reason in crops.skipped:
-                    log.warning("%s skipped: %s", about, reason)
-                ids.extend(crops.ids)
-                pixels.extend(crops.pixels)
-                bar.update(len(crops.ids) + len(crops.skipped))
-                if len(ids) >= embedder.batch_size:
-                    flush()
-        flush()
+    bar = tqdm(total=len(about) - len(report.skipped), desc="Embedding objects", unit="obj", disable=not progress)
+    if remote is not None:
+        results = checked_crops(remote(jobs), about, store.dim)
+    else:
+        assert embedder is not None
+        results = _embed_here(jobs, root, embedder, batch, workers)
+    for result in results:
+        bar.update(1)
+        if result.error is not None or result.vector is None:
+            report.skipped.append((about[result.object_id], result.error or "no vector"))
+            log.warning("%s skipped: %s", about[result.object_id], result.error)
+            continue
+        ids.append(result.object_id)
+        vectors.append(result.vector)
+        if len(ids) >= batch:
+            flush()
+    flush()
     bar.close()
     store.compact_if_sparse()
     return report
+
+
+def _embed_here(jobs: list[CropJob], root: Path, embedder: Embedder, batch: int,
+                workers: int) -> Iterator[CropResult]:
+    """Cut and embed ``jobs``' crops in this process: images decoded on ``workers`` threads, batches embedded."""
+
+    def crops(job: CropJob) -> tuple[list[str], list[Any], list[tuple[str, str]]]:
+        file = read_image_file(root, job.path)
+        if file.state is None or file.error:
+            reason = f"image unreadable: {file.error or 'the file vanished before it could be read'}"
+            return [], [], [(key, reason) for key, _ in job.objects]
+        return crop_pixels(file.data, job.image_id, job.objects, embedder.prepare)
+
+    ids: list[str] = []
+    pixels: list[Any] = []
+    window = max(8, workers * 4)  # images decoded ahead of the model: memory stays bounded
+    with ThreadPoolExecutor(workers, thread_name_prefix="picsift-crops") as pool:
+        for start in range(0, len(jobs), window):
+            for cut, prepared, skipped in pool.map(crops, jobs[start : start + window]):
+                yield from (CropResult(key, None, reason) for key, reason in skipped)
+                ids.extend(cut)
+                pixels.extend(prepared)
+                while len(ids) >= batch:
+                    done = embedder.embed_prepared(pixels[:batch])
+                    yield from (CropResult(key, np.asarray(v, np.float32)) for key, v in zip(ids[:batch], done,
+                                                                                             strict=True))
+                    del ids[:batch], pixels[:batch]
+        if ids:
+            done = embedder.embed_prepared(pixels)
+            yield from (CropResult(key, np.asarray(v, np.float32)) for key, v in zip(ids, done, strict=True))
+
+
+def checked_crops(results: Iterable[CropResult], asked: Mapping[str, str], dim: int) -> Iterator[CropResult]:
+    """The remote results that answer what was asked, each object once: a result for an object not asked for (or
+    answered already), or a vector that is not ``dim`` finite numbers, is skipped with a warning (the next update
+    embeds that object again). A worker is not trusted to name objects."""
+    taken: set[str] = set()
+    for result in results:
+        key = result.object_id
+        problem = None
+        if not isinstance(key, str) or key not in asked:
+            problem = f"a result for {str(key)[:80]!r}, an object not asked for"
+        elif key in taken:
+            problem = f"a second result for object {key}"
+        elif result.vector is not None and not (result.vector.shape == (dim,) and np.isfinite(result.vector).all()):
+            problem = f"a vector for object {key} that is not {dim} finite numbers"
+        if problem is not None:
+            log.warning("a worker returned %s: skipped it (the next update embeds that object again)", problem)
+            continue
+        taken.add(key)
+        yield result

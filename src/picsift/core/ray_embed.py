@@ -282,7 +282,7 @@ class _ReadOnDriverNode:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         read = list(self.pool.map(lambda p: _read(self.root, p), batch["path"].tolist()))
-        return {"path": batch["path"], "size": np.array([r[0] for r in read], np.int64),
+        return {**batch, "size": np.array([r[0] for r in read], np.int64),  # other columns (objects') pass on
                 "mtime_ns": np.array([r[1] for r in read], np.int64),
                 "error": np.array([r[2] for r in read], object), "data": np.array([r[3] for r in read], object)}
 

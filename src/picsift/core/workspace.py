@@ -158,7 +158,14 @@ def update_workspace(
     objects_store = object_store(objects and bool(catalog.labels.object_classes())) if object_store else None
     if objects_store is not None and objects:
         objects_store.remove_stray_files()
-        found = embed_objects(catalog, objects_store, embedder(), root, progress=progress)
+        crops = None
+        if ray is not None:  # the crops are cut and embedded on the cluster too
+            from . import ray_objects
+
+            crops = partial(ray_objects.embed_objects_on_ray, ray, spec().text, root, batch_size=batch_size,
+                            send_files=ray_send_files)
+        found = embed_objects(catalog, objects_store, None if crops else embedder(), root, progress=progress,
+                              remote=crops, batch_size=batch_size)
         report.objects, report.objects_skipped = found.embedded, found.skipped
     elif objects_store is not None:
         drop_stale(catalog, objects_store, live_objects(catalog))

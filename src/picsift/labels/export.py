@@ -8,6 +8,7 @@ table; the project formats write the images with their annotations (see :mod:`pi
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +66,10 @@ class Export:
             image), ``width, height``, ``tags`` (a list of ``name`` or ``name=value``), ``objects``
             (how many), ``objects.<class>`` (how many of each class) and ``open_issues``.
         """
-        base = self._frame(images)[["rank", "id", "path", "score"]].reset_index(drop=True)
+        frame = self._frame(images)
+        if "image_id" in frame.columns:
+            return self._object_rows(frame)
+        base = frame[["rank", "id", "path", "score"]].reset_index(drop=True)
         ids = base["id"].astype(str).tolist()
         found = self.catalog.summaries.of(ids)
         sizes, datasets, issues = found.sizes, found.datasets, found.open_issues
@@ -83,6 +87,17 @@ class Export:
         for cls in sorted(per_class.columns):
             df[CLASS_COLUMN.format(cls)] = per_class[cls].reindex(ids).fillna(0).astype(int).to_numpy()
         df["open_issues"] = [int(issues.get(i, 0)) for i in ids]
+        return df
+
+    def _object_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """An object set's table: ``rank, id`` (the object's), ``image_id, path, class, box`` (``[x, y, w, h]`` px),
+        ``score``, then its image's ``dataset, width, height``."""
+        df = frame[["rank", "id", "image_id", "path", "class", "box", "score"]].reset_index(drop=True).copy()
+        images = [i for i in dict.fromkeys(df["image_id"].tolist()) if i is not None]
+        found = self.catalog.summaries.of(images)
+        df["dataset"] = [found.datasets.get(i) for i in df["image_id"]]
+        df["width"] = pd.array([found.sizes.get(i, (None, None))[0] for i in df["image_id"]], dtype="Int64")
+        df["height"] = pd.array([found.sizes.get(i, (None, None))[1] for i in df["image_id"]], dtype="Int64")
         return df
 
     def export(self, images: Any, out: str | os.PathLike[str], format: str) -> Path:
@@ -108,7 +123,11 @@ class Export:
             raise PicsiftError(f"unknown export format {format!r}; valid choices: {', '.join(EXPORT_FORMATS)}")
         out = Path(out).expanduser()
         if format in FORMATS:
-            return export_project(self.labels, self._frame(images)["id"].astype(str).tolist(), out, format)
+            frame = self._frame(images)
+            if "image_id" in frame.columns:  # an object set: its images, each once, with only its objects
+                ids = [i for i in dict.fromkeys(frame["image_id"].tolist()) if i is not None]
+                return export_project(self.labels, ids, out, format, objects=set(frame["id"].astype(str)))
+            return export_project(self.labels, frame["id"].astype(str).tolist(), out, format)
         df = self.to_pandas(images)
         if out.is_dir():
             raise PicsiftError(f"{out} is a folder; give a file name for {format} (e.g. {out / ('export.' + format)})")
@@ -116,7 +135,11 @@ class Export:
         partial = out.with_name(f".{out.name}.partial")  # a failed export leaves no half-written file
         try:
             if format == "csv":
-                _text_escaped(df.assign(tags=[";".join(t) for t in df["tags"]])).to_csv(partial, index=False)
+                if "tags" in df:
+                    df = df.assign(tags=[";".join(t) for t in df["tags"]])
+                if "box" in df:  # an object set's boxes as JSON lists, read back by read_table
+                    df = df.assign(box=[None if b is None else json.dumps(list(b)) for b in df["box"]])
+                _text_escaped(df).to_csv(partial, index=False)
             else:
                 _require_pyarrow()
                 df.to_parquet(partial, index=False)
@@ -127,18 +150,23 @@ class Export:
 
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read back a CSV or Parquet export (CSV tags become lists again)."""
+    """Read back a CSV or Parquet export (CSV tags, and an object set's boxes, become lists again)."""
     path = Path(path)
     if path.suffix == ".parquet":
         _require_pyarrow()
         df = pd.read_parquet(path)
-        df["tags"] = [list(t) for t in df["tags"]]
+        for column in ("tags", "box"):
+            if column in df:
+                df[column] = [None if t is None else list(t) for t in df[column]]
         return df
     df = pd.read_csv(path)
     for column in df.columns:
         if not pd.api.types.is_numeric_dtype(df[column]):
             df[column] = [v[1:] if isinstance(v, str) and v.startswith(_ESCAPE) else v for v in df[column]]
-    df["tags"] = [[] if pd.isna(t) or t == "" else str(t).split(";") for t in df["tags"]]
+    if "tags" in df:
+        df["tags"] = [[] if pd.isna(t) or t == "" else str(t).split(";") for t in df["tags"]]
+    if "box" in df:
+        df["box"] = [None if pd.isna(b) else json.loads(b) for b in df["box"]]
     return df
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .filters import Filter, apply_filters
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def filter_scope(catalog: Catalog, filters: tuple[Filter, ...], scope: Scope,
-                 source: ImageSet | None = None, stored: Recipe | None = None) -> ImageSet:
+                 source: ImageSet | None = None, stored: Recipe | None = None,
+                 image_of: Mapping[str, str] | None = None) -> ImageSet:
     """The images of ``scope`` (resolved with ``scored=True``) that pass every filter, in scope order (a
     search's best first), with their scores and a recipe that runs the scope's steps, then the filters.
 
@@ -26,8 +28,10 @@ def filter_scope(catalog: Catalog, filters: tuple[Filter, ...], scope: Scope,
     stored
         The recipe of the collection the scope came from, if any: filters on a collection a search made
         re-run that search.
+    image_of
+        For an object set's scope: each object's image (see :func:`~picsift.query.filters.apply_filters`).
     """
-    ids = apply_filters(catalog, filters, scope)
+    ids = apply_filters(catalog, filters, scope, image_of)
     scores = scope.score_of(ids) if scope.scores is not None else None
     step: Step = scope.source
     info: dict[str, object] = {}

@@ -13,14 +13,15 @@ range scan, not a pass over Python objects. :func:`apply_filters` ANDs them insi
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..core.catalog import selections
 from ..core.catalog.selections import Selection
+from ..core.objects import bounding_box, object_id
 from ..errors import PicsiftError
 from ..labels.metadata import check_status
 
@@ -106,6 +107,26 @@ class ObjectTag(_LabelFilter):
     def selection(self) -> Selection | None:
         return selections.object_tag(self.name, self.value, self.cls, self.negate)
 
+    def object_selection(self) -> Selection:
+        """In an object set: the objects themselves tagged so (``negate``: not tagged so)."""
+        return replace(selections.objects_tagged(self.name, self.value, self.cls), negated=self.negate)
+
+
+@dataclass(frozen=True)
+class ObjectClass(_LabelFilter):
+    """Objects of class ``cls`` in an object set (see :mod:`picsift.query.object_sets`); images with such an
+    object in an image set. ``negate``: objects of another class (images without such an object)."""
+
+    cls: str
+    negate: bool = False
+
+    def selection(self) -> Selection | None:
+        found = selections.object_count(self.cls, 1, None)
+        return None if found is None else replace(found, negated=self.negate)
+
+    def object_selection(self) -> Selection:
+        return replace(selections.objects_of_class(self.cls), negated=self.negate)
+
 
 @dataclass(frozen=True)
 class JobStatus(_LabelFilter):
@@ -132,6 +153,10 @@ class ObjectAuthor(_LabelFilter):
     def selection(self) -> Selection | None:
         return selections.object_author(self.author)
 
+    def object_selection(self) -> Selection:
+        """In an object set: the objects ``author`` made."""
+        return selections.objects_by(self.author)
+
 
 @dataclass(frozen=True)
 class HasOpenIssues(_LabelFilter):
@@ -144,7 +169,8 @@ class HasOpenIssues(_LabelFilter):
 
 
 FILTER_TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (Score, ObjectCount, ImageTag, ObjectTag, JobStatus, ObjectAuthor, HasOpenIssues)
+    cls.__name__: cls for cls in (Score, ObjectCount, ObjectClass, ImageTag, ObjectTag, JobStatus, ObjectAuthor,
+                                  HasOpenIssues)
 }
 
 
@@ -191,6 +217,8 @@ def describe(item: Filter) -> str:
         what = "tag" if isinstance(item, ImageTag) else f"object{'' if item.cls is None else ' ' + item.cls} tag"
         value = "" if item.value is None else f" = {item.value}"
         return f"{what} {item.name}{value}" if not item.negate else f"no {what} {item.name}{value}"
+    if isinstance(item, ObjectClass):
+        return f"class {item.cls}" if not item.negate else f"class not {item.cls}"
     if isinstance(item, JobStatus):
         status = "any status" if item.status is None else (
             item.status if isinstance(item.status, str) else " or ".join(item.status))
@@ -202,7 +230,8 @@ def describe(item: Filter) -> str:
     return repr(item)
 
 
-def apply_filters(catalog: Catalog, filters: Iterable[Filter], scope: Scope) -> list[str]:
+def apply_filters(catalog: Catalog, filters: Iterable[Filter], scope: Scope,
+                  image_of: Mapping[str, str] | None = None) -> list[str]:
     """Ids of the images in ``scope`` that pass every filter, in scope order.
 
     Parameters
@@ -220,14 +249,22 @@ def apply_filters(catalog: Catalog, filters: Iterable[Filter], scope: Scope) -> 
     memory (a search's results, ids) are not copied into SQLite: each label filter fetches the ids it
     selects (as many as carry that label, not as many as the scope holds) and marks them in a boolean
     mask over the scope, so editing filters on a search of 1M images costs milliseconds.
+
+    ``image_of`` makes the scope an object set's (its ids are object ids; see :mod:`picsift.query.object_sets`):
+    it gives each object's image. Then a filter with an ``object_selection`` (:class:`ObjectClass`,
+    :class:`ObjectTag`, :class:`ObjectAuthor`) keeps the objects it picks, and every other label filter keeps
+    the objects of the images it picks.
     """
     filters = list(filters)
     for item in filters:
         if not hasattr(item, "selection"):
             raise PicsiftError(f"{item!r} is not a filter; use the classes of picsift.query.filters "
-                               "(Score, ObjectCount, ImageTag, ObjectTag, JobStatus, ObjectAuthor, HasOpenIssues)")
-    if scope.ids is None or scope.collection is not None:
+                               "(Score, ObjectCount, ObjectClass, ImageTag, ObjectTag, JobStatus, ObjectAuthor, "
+                               "HasOpenIssues)")
+    if image_of is None and (scope.ids is None or scope.collection is not None):
         return _catalog_filter(catalog, filters, scope.collection)
+    if scope.ids is None:
+        raise PicsiftError("an object set's filters need its object ids")
     memory = _MemoryScope(scope.ids, np.full(len(scope.ids), np.nan) if scope.scores is None else scope.scores,
                           scope.ranked)
     keep = np.ones(len(memory.ids), bool)
@@ -240,10 +277,16 @@ def apply_filters(catalog: Catalog, filters: Iterable[Filter], scope: Scope) -> 
                     keep &= memory.scores >= item.min
                 if item.max is not None:
                     keep &= memory.scores <= item.max
+        elif image_of is not None and hasattr(item, "object_selection"):
+            selected = item.object_selection()
+            marked = memory.mark(object_id(image_id, bounding_box(points))
+                                 for image_id, points in catalog.selections.objects(selected))
+            keep &= ~marked if selected.negated else marked
         else:
             selected = item.selection()
             if selected is not None:
-                marked = memory.mark(catalog.selections.ids(selected))
+                marked = (memory.mark(catalog.selections.ids(selected)) if image_of is None
+                          else memory.mark_images(set(catalog.selections.ids(selected)), image_of))
                 keep &= ~marked if selected.negated else marked
     return memory.ordered(keep)
 
@@ -271,6 +314,10 @@ class _MemoryScope:
         mask = np.zeros(len(self.ids), bool)
         mask[[p for p in (positions.get(i) for i in ids) if p is not None]] = True
         return mask
+
+    def mark_images(self, ids: set[str], image_of: Mapping[str, str]) -> np.ndarray:
+        """A mask over a scope of objects, True where the object's image is one of ``ids``."""
+        return np.fromiter((image_of.get(i) in ids for i in self.ids.tolist()), bool, len(self.ids))
 
     def ordered(self, keep: np.ndarray) -> list[str]:
         """The kept ids, best score first (ties in scope order) for a search, else in scope order."""

@@ -34,6 +34,7 @@ class Owner(Protocol):
     def _moments(self, ids: Sequence[str]) -> dict[str, tuple[Path, float]] | None: ...
     def filter(self, *filters: Filter, within: Any = ...) -> ImageSet: ...
     def _save_set(self, name: str, images: ImageSet) -> None: ...
+    def bind(self, images: ImageSet) -> ImageSet: ...
 
 
 def _ids(values: Any) -> np.ndarray:
@@ -126,7 +127,8 @@ class ImageSet:
         ids = self.ids.tolist()
         # an object's row shows its image's path (its id is the object's; see picsift.query.object_search)
         images = self.columns["image_id"].tolist() if "image_id" in self.columns else ids
-        paths = self._owner.paths(images) if self._owner is not None and images else {}
+        known = [i for i in images if i is not None]  # an object no longer labelled has no image
+        paths = self._owner.paths(known) if self._owner is not None and known else {}
         df = pd.DataFrame({
             "rank": np.arange(1, len(ids) + 1),
             "id": pd.Series(ids, dtype=object),
@@ -135,7 +137,7 @@ class ImageSet:
         })
         for name, values in self.columns.items():
             df[name] = values
-        found = self._owner._moments(images) if self._owner is not None and images else None
+        found = self._owner._moments(known) if self._owner is not None and known else None
         if found is not None:
             df["video"] = [str(found[i][0]) if i in found else None for i in images]
             df["t"] = [found[i][1] if i in found else np.nan for i in images]
@@ -205,6 +207,8 @@ class ImageSet:
         The order (and scores) follow ``self``, then ``other`` for images only it holds.
         """
         step = Combined(how, self.recipe.step, other.recipe.step)  # checks ``how``
+        # two object sets make one (its owner adds the objects' columns: picsift.query.object_sets)
+        objects = {"objects": True} if "image_id" in self.columns and "image_id" in other.columns else {}
         in_other = np.isin(self.ids, other.ids)
         if how == "or":
             extra = ~np.isin(other.ids, self.ids)
@@ -213,12 +217,12 @@ class ImageSet:
             if self.result_scores is not None or other.result_scores is not None:
                 scores = np.concatenate([_or_nan(self.result_scores, len(self)), _or_nan(other.result_scores,
                                                                                            len(other))[extra]])
-            return ImageSet(ids, scores, recipe=Recipe(step, {"summary": f"{_name(self)} OR {_name(other)}"}),
-                            _owner=self._owner)
+            return ImageSet(ids, scores, recipe=Recipe(step, {"summary": f"{_name(self)} OR {_name(other)}",
+                                                               **objects}), _owner=self._owner)._bound_again()
         keep = in_other if how == "and" else ~in_other
         return ImageSet(self.ids[keep], None if self.result_scores is None else self.result_scores[keep],
-                        recipe=Recipe(step, {"summary": f"{_name(self)} {how.upper()} {_name(other)}"}),
-                        _owner=self._owner)
+                        recipe=Recipe(step, {"summary": f"{_name(self)} {how.upper()} {_name(other)}", **objects}),
+                        _owner=self._owner)._bound_again()
 
     def with_recipe(self, recipe: Recipe) -> ImageSet:
         return replace(self, recipe=recipe)
@@ -226,6 +230,10 @@ class ImageSet:
     def bound(self, owner: Owner | None) -> ImageSet:
         """This set, bound to ``owner`` (the library that gives it paths, filters and saves it)."""
         return replace(self, _owner=owner)
+
+    def _bound_again(self) -> ImageSet:
+        """This set as its owner binds it (an object set gets its objects' columns)."""
+        return self if self._owner is None else self._owner.bind(self)
 
     def save(self, name: str) -> ImageSet:
         """Save this set as collection ``name`` (with its recipe, so it can be re-run); returns it."""

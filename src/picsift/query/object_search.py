@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.objects import LiveObject
 from ..core.store import StoreSnapshot
+from .object_sets import object_columns
 from .scope import Scope
 
 
@@ -31,19 +32,24 @@ class ObjectScope:
     @classmethod
     def of(cls, snapshot: StoreSnapshot, live: Mapping[str, LiveObject], scope: Scope) -> ObjectScope:
         """Live objects of ``scope``: objects of its images, or the objects it names (an object result)."""
+        if scope.ids is None and _LAST_WHOLE and _LAST_WHOLE[0] is live and _LAST_WHOLE[1] is snapshot:
+            return _LAST_WHOLE[2]  # every object again, nothing changed: the 100k positions are not looked up again
         wanted = list(live)
         if scope.ids is not None:
             named = set(scope.ids.tolist())
             wanted = [k for k, obj in live.items() if obj.image_id in named or k in named]
         ids = np.array(wanted, dtype="<U32") if wanted else np.zeros(0, "<U32")
         positions = snapshot.positions_of(ids)
-        return cls(snapshot, positions, len(wanted) - len(positions), live)
+        found = cls(snapshot, positions, len(wanted) - len(positions), live)
+        if scope.ids is None:
+            _LAST_WHOLE[:] = [live, snapshot, found]
+        return found
 
     def columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """``image_id``, ``class`` and ``box`` of each of ``ids`` (object ids of this scope)."""
-        objects = [self.live[i] for i in ids.tolist()]
-        boxes = np.empty(len(objects), dtype=object)
-        for n, obj in enumerate(objects):
-            boxes[n] = [round(float(v), 2) for v in obj.box]
-        return {"image_id": np.array([o.image_id for o in objects], dtype=object),
-                "class": np.array([o.cls for o in objects], dtype=object), "box": boxes}
+        return object_columns(ids.tolist(), self.live)
+
+
+#: The last whole-library object scope: (the live objects, the store snapshot, the scope). Both are replaced, not
+#: changed, when labels or vectors change (:class:`~picsift.core.objects.LiveObjects`, the store's snapshots).
+_LAST_WHOLE: list = []

@@ -277,6 +277,8 @@ class Searcher:
         step = replace(step, options=recorded, within=scope.label, model=self._model())
         info = {"time": time.time(), "complete": not pending, "searched_images": searched,
                 "total_images": searched + pending, "summary": step.query}
+        if objects is not None:
+            info["objects"] = True  # an object set (see picsift.query.object_sets)
         columns = objects.columns(result_ids) if objects is not None else region_info
         return ImageSet(result_ids, result_scores, all_scores, scope_ids, Recipe(step, info), columns)
 

@@ -15,7 +15,7 @@ from .entry import app
 _CLASSES = {
     "Actions": "actions", "App": "panel", "CollectionsList": "collections_list", "Explorer": "explorer",
     "FiltersPanel": "filters_panel", "Gallery": "gallery", "HealthPanel": "health", "PromptBox": "prompt",
-    "Sampler": "sampler", "ScoreRange": "score_range", "link": "_link",
+    "Sampler": "sampler", "ScoreRange": "score_range", "link": "_link", "object_explorer": "object_map",
 }
 __all__ = [*_CLASSES, "app"]
 

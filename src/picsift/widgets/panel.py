@@ -177,12 +177,14 @@ class App(ipywidgets.VBox):
             if not self.gallery.selection:
                 raise ValueError("mode 'similar' searches for images like the selected ones; select some first")
             self.show_results(self.library.similar(self.gallery.selection, limit=limit), "similar to selection")
-        else:
-            self.show_results(self.library.search(text, limit=limit), text)
+        else:  # text, or objects: the labelled boxes' crops (see picsift.query.object_sets)
+            self.show_results(self.library.search(text, limit=limit, objects=mode == "objects"), text)
 
     def _gallery_action(self, action: str, ids: list[str], content: dict[str, Any]) -> None:
-        if action == "find_similar":
-            self.show_results(self.library.similar(ids, limit=self.prompt.limit), f"similar to {len(ids)} selected")
+        if action == "find_similar":  # objects like the selected objects, when the gallery shows an object set
+            objects = self.results is not None and "image_id" in self.results.columns
+            self.show_results(self.library.similar(ids, limit=self.prompt.limit, objects=objects),
+                              f"similar to {len(ids)} selected")
             return
         name = str(content.get("name", "")).strip()
         if action == "add_to_collection":

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SEARCH_MODES = ("text", "similar", "diverse")
+SEARCH_MODES = ("text", "objects", "similar", "diverse")  # objects: the labelled boxes' crops
 SubmitCallback = Callable[[str, int, str], None]
 
 
@@ -158,6 +158,6 @@ class PromptBox(PicsiftWidget):
             return
         if self.library is None:
             raise ValueError("this PromptBox has neither a library nor an on_submit callback")
-        if self.mode != "text":
+        if self.mode not in ("text", "objects"):
             raise ValueError(f"mode {self.mode!r} needs the app (selection / sampler); use picsift.app()")
-        self.results = self.library.search(self.text, limit=self.limit)
+        self.results = self.library.search(self.text, limit=self.limit, objects=self.mode == "objects")

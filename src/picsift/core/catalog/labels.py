@@ -181,6 +181,11 @@ class LabelTables(TableGroup):
         rows = self._db.execute("SELECT id, image_id, class, geometry, points FROM objects ORDER BY id").fetchall()
         return [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
+    def objects_version(self) -> int:
+        """A counter that grows whenever an object or a file's image changes (triggers of schema 5): what
+        :func:`picsift.core.objects.live_objects` depends on is unchanged while it is."""
+        return int(self._db.execute("SELECT value FROM change_counters WHERE name='objects'").fetchone()[0])
+
     def authors(self) -> list[str]:
         """Everyone who made an object."""
         return [r[0] for r in self._db.execute(

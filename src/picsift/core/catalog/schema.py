@@ -164,4 +164,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX video_frames_by_image ON video_frames(image_id);
     CREATE INDEX video_frames_by_frame ON video_frames(frame_path);
     """,
+    # 5: a change counter for what decides the labelled objects a search sees (objects, and which images files
+    # hold), bumped by triggers, so the object list is recomputed only when it changed (see picsift.core.objects)
+    """
+    CREATE TABLE change_counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO change_counters(name, value) VALUES ('objects', 0);
+    CREATE TRIGGER objects_inserted AFTER INSERT ON objects
+        BEGIN UPDATE change_counters SET value = value + 1 WHERE name = 'objects'; END;
+    CREATE TRIGGER objects_updated AFTER UPDATE ON objects
+        BEGIN UPDATE change_counters SET value = value + 1 WHERE name = 'objects'; END;
+    CREATE TRIGGER objects_deleted AFTER DELETE ON objects
+        BEGIN UPDATE change_counters SET value = value + 1 WHERE name = 'objects'; END;
+    CREATE TRIGGER files_inserted AFTER INSERT ON files
+        BEGIN UPDATE change_counters SET value = value + 1 WHERE name = 'objects'; END;
+    CREATE TRIGGER files_updated AFTER UPDATE OF image_id ON files WHEN OLD.image_id IS NOT NEW.image_id
+        BEGIN UPDATE change_counters SET value = value + 1 WHERE name = 'objects'; END;
+    CREATE TRIGGER files_deleted AFTER DELETE ON files
+        BEGIN UPDATE change_counters SET value = value + 1 WHERE name = 'objects'; END;
+    """,
 ]

@@ -7,6 +7,7 @@ reads a selection's query.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,29 @@ def open_issues(present: bool = True) -> Selection:
     return Selection("SELECT image_id FROM issues WHERE status='open'", (), not present)
 
 
+def objects_of_class(cls: str) -> Selection:
+    """Objects of class ``cls``: object-level, :meth:`Selections.objects` gives their image ids and points."""
+    return Selection("SELECT image_id, points FROM objects WHERE class=?", (cls,))
+
+
+def objects_tagged(name: str, value: TagValue = None, cls: str | None = None) -> Selection:
+    """Objects (of class ``cls``, when given) tagged ``name`` (= ``value``, when given): object-level."""
+    query = "SELECT o.image_id, o.points FROM object_tags t JOIN objects o ON o.id = t.object WHERE t.name=?"
+    params: list[Any] = [name]
+    if value is not None:
+        query += " AND t.value=?"
+        params.append(value)
+    if cls is not None:
+        query += " AND o.class=?"
+        params.append(cls)
+    return Selection(query, tuple(params))
+
+
+def objects_by(author: str) -> Selection:
+    """Objects made by ``author``: object-level."""
+    return Selection("SELECT image_id, points FROM objects WHERE author=?", (author,))
+
+
 #: Every image of the library (catalogued files and dataset items), ordered by id.
 _LIBRARY = ("SELECT image_id, NULL AS score, image_id AS ord FROM"
             " (SELECT image_id FROM files WHERE image_id IS NOT NULL UNION SELECT image_id FROM dataset_items)")
@@ -87,6 +111,10 @@ class Selections(TableGroup):
     def ids(self, selection: Selection) -> Iterator[str]:
         """The ids ``selection`` picks (as many as carry the label, whatever the scope), ignoring ``negated``."""
         return (r[0] for r in self._db.execute(selection.query, selection.params))
+
+    def objects(self, selection: Selection) -> Iterator[tuple[str, list[list[float]]]]:
+        """``(image id, points)`` of each object an object-level selection picks (:func:`objects_of_class`...)."""
+        return ((r[0], json.loads(r[1])) for r in self._db.execute(selection.query, selection.params))
 
     def filter(self, collection: str | None, selections: Sequence[Selection],
                scores: Sequence[tuple[float | None, float | None]] = ()) -> list[str]:

@@ -26,13 +26,14 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...core.catalog import content_id
+from ...core.objects import bounding_box, object_id
 from ...errors import PicsiftError
 from ...safe_paths import check_folder_name, library_path
 from ..checks import TagValue, short
@@ -203,15 +204,17 @@ def _write_bytes(meta: Metadata, data: bytes, relative: str, source: Path) -> st
     return relative
 
 
-def gather(meta: Metadata, ids: list[str]) -> Project:
+def gather(meta: Metadata, ids: list[str], objects: Collection[str] | None = None) -> Project:
     """The images ``ids`` with their annotations, grouped by the dataset each file belongs to.
 
     An image in several datasets is exported from the first; images in no dataset come from the
-    library's files, in a dataset named ``images``.
+    library's files, in a dataset named ``images``. With ``objects`` (object ids, see
+    :func:`picsift.core.objects.object_id`), only those objects are annotated: an object set's export.
     """
     labels = meta.catalog.labels
     workspace = meta.catalog.path.parent  # video frames live there, by absolute path when it is outside the root
     wanted = list(dict.fromkeys(ids))
+    wanted_objects = None if objects is None else set(objects)
     datasets: dict[str, DatasetRecord] = {}
     used_names: dict[str, set[str]] = {}
     for image_id in wanted:
@@ -230,20 +233,23 @@ def gather(meta: Metadata, ids: list[str]) -> Project:
         if not (width and height):
             item.width, item.height = image_size(item.source)
         item.tags = labels.tags(image_id)
-        objects = meta.objects(image_id)
+        labelled = meta.objects(image_id)
         item.objects = [ObjectRecord(o["class"], o["geometry"], o["points"], list(o["tags"]), o["author"])
-                        for o in objects.to_dict("records")]
+                        for o in labelled.to_dict("records")
+                        if wanted_objects is None or object_id(image_id, bounding_box(o["points"])) in wanted_objects]
         datasets.setdefault(dataset_name, DatasetRecord(dataset_name)).items.append(item)
     classes = {name: shape for name, shape, _color in labels.declared_classes()}
     return Project("export", list(datasets.values()), classes, labels.tag_types())
 
 
-def export_project(meta: Metadata, ids: list[str], out: Path, format: str) -> Path:
-    """Write images with their annotations as a project in ``format`` at ``out`` (a folder)."""
+def export_project(meta: Metadata, ids: list[str], out: Path, format: str,
+                   objects: Collection[str] | None = None) -> Path:
+    """Write images with their annotations (with ``objects``: only those, see :func:`gather`) as a project in
+    ``format`` at ``out`` (a folder)."""
     module = format_module(format)
     if out.exists() and any(out.iterdir()):
         raise PicsiftError(f"export folder {out} is not empty; choose a new one")
-    project = gather(meta, ids)
+    project = gather(meta, ids, objects)
     project.name = out.name
     out.mkdir(parents=True, exist_ok=True)
     module.write(project, out)
