@@ -29,7 +29,8 @@ from .commands import say
 def _library_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="the image folder")
     parser.add_argument("--model", help="model spec, e.g. ViT-B-32:laion2b_s34b_b79k or ARCH:/path/to/ckpt.pt")
-    parser.add_argument("--index", choices=available_backends(), help="vector index backend (default: hnsw)")
+    parser.add_argument("--index", choices=available_backends(),
+                        help="vector index backend (default: the workspace's, else qdrant-edge)")
     parser.add_argument("--qdrant-url", help="Qdrant server or cluster URL (with --index qdrant)")
     parser.add_argument("--workspace", help="workspace folder (default: FOLDER/.picsift)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: best available)")

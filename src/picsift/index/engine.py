@@ -91,6 +91,11 @@ class ModelEngine:
         self._index = self._keeper.sync(self.store)
         return self._index
 
+    def switch_index(self, name: str) -> None:
+        """Use backend ``name`` from now on (its index is built from the store when first asked for)."""
+        self.close()
+        self.index_name = name
+
     def close(self) -> None:
         if self._keeper is not None:
             self._close_index()  # the finalizer: closes the index once, and no more at exit
