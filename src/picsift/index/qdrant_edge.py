@@ -20,6 +20,11 @@ Vector storage (``datatype``):
   in ``picsift.json``) under Euclidean distance, which the shift does not change and the scale only
   multiplies: for unit vectors the ranking is the cosine's, up to rounding.
 
+The graph is built from binary codes (``build_bits``, Qdrant's binary quantization: 2 bits per dimension, 128 B per
+512-d vector) and searched over the stored vectors (the codes are ignored at search time): comparing codes costs
+about half the CPU of comparing the uint8 vectors, and the graph comes out as good for search (bench/README.md,
+"limits").
+
 The engine allows one open handle per shard folder: a second process gets
 :class:`~picsift.index.base.IndexBusyError` (the library then searches its store exactly).
 """
@@ -44,6 +49,12 @@ from .base import IndexBusyError, UnreadableIndexError, VectorIndex, check_vecto
 log = logging.getLogger(__name__)
 
 _BATCH = 2_000
+#: build_bits -> Qdrant's binary quantization encoding (0: none, the graph is built from the stored vectors)
+_ENCODINGS: dict[float, Any] = {0: None, 1: qe.BinaryQuantizationEncoding.OneBit,
+                                1.5: qe.BinaryQuantizationEncoding.OneAndHalfBits,
+                                2: qe.BinaryQuantizationEncoding.TwoBits}
+#: searches walk the graph over the stored vectors, never over the build codes
+_SEARCH_STORED = qe.QuantizationSearchParams(ignore=True)
 DATATYPES = ("float32", "float16", "uint8")
 #: uint8 mode: the centre-to-component span that maps to the 0..255 range is this quantile of the first
 #: vectors' |v - centre|, widened by this margin, so later vectors rarely clip.
@@ -73,6 +84,9 @@ class QdrantEdgeIndex(VectorIndex):
         ``"float32"``, ``"float16"`` or ``"uint8"`` (see the module's documentation).
     full_scan_threshold
         Segments below this many KB are searched exactly, and get no graph (building one would not pay).
+    build_bits
+        Bits per dimension of the binary codes the graph is built from (1, 1.5 or 2); 0 builds it from the stored
+        vectors (slower). Searches always walk the graph over the stored vectors. Fixed when the shard is made.
     threads
         Threads for building the graph (0: one per core).
     """
@@ -81,11 +95,14 @@ class QdrantEdgeIndex(VectorIndex):
 
     def __init__(
         self, dim: int, path: Path | None = None, *, m: int = 16, ef_construct: int = 128, ef: int = 128,
-        datatype: str = "float32", full_scan_threshold: int = 10_000, threads: int = 0, **options: Any,
+        datatype: str = "float32", full_scan_threshold: int = 10_000, threads: int = 0, build_bits: float = 2,
+        **options: Any,
     ):
         super().__init__(dim, path)
         if datatype not in DATATYPES:
             raise ValueError(f"unknown qdrant-edge datatype {datatype!r}; valid: {', '.join(DATATYPES)}")
+        if build_bits not in _ENCODINGS:
+            raise ValueError(f"unknown qdrant-edge build_bits {build_bits!r}; valid: {', '.join(map(str, _ENCODINGS))}")
         self.ef, self.datatype = ef, datatype
         self.score_error = {"float32": 0.0, "float16": 2e-3, "uint8": 2e-2}[datatype]
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
@@ -97,8 +114,10 @@ class QdrantEdgeIndex(VectorIndex):
         storage = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16,
                    "uint8": qe.VectorStorageDatatype.Uint8}[datatype]
         distance = qe.Distance.Euclid if datatype == "uint8" else qe.Distance.Dot
+        encoding = _ENCODINGS[build_bits]
+        codes = None if encoding is None else qe.BinaryQuantizationConfig(always_ram=True, encoding=encoding)
         self._config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=distance, datatype=storage),
+            vectors=qe.EdgeVectorParams(size=dim, distance=distance, datatype=storage, quantization_config=codes),
             hnsw_config=qe.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=full_scan_threshold,
                                            max_indexing_threads=threads),
             optimizers=qe.EdgeOptimizersConfig(default_segment_number=1, indexing_threshold=full_scan_threshold),
@@ -231,8 +250,9 @@ class QdrantEdgeIndex(VectorIndex):
             if self.datatype == "uint8" and self._centre is None:
                 return [], np.zeros(0, np.float32)  # nothing was ever added
             coded = self._encode(vector, clip=False)[0].astype(np.float32)
+            params = qe.SearchParams(hnsw_ef=max(self.ef, k), quantization=_SEARCH_STORED)
             found = shard.query(qe.QueryRequest(limit=k, query=qe.Query.Nearest(coded), filter=query_filter,
-                                                params=qe.SearchParams(hnsw_ef=max(self.ef, k))))
+                                                params=params))
         return [image_id(p.id) for p in found], np.array([self._score(p.score) for p in found], dtype=np.float32)
 
     def _optimize(self, shard: Any) -> None:
