@@ -227,7 +227,7 @@ class Library:
                 batch_size=self._engine.batch_size, object_store=self._engine.object_store, objects=objects)
             self._lookups.forget()
             if self._engine.index_opened or len(self.store):
-                _ = self.index  # sync now, so the first search is fast
+                self._model().sync_index(room_fallback=False)  # now, so the first search is fast
             finish_update(self.catalog, self.workspace, self.index_name)
             if len(self.store):
                 self.neighbours.refresh(progress=progress)  # new images enter it, removed ones leave it
