@@ -82,7 +82,8 @@ def row(name: str, n: int, wall: float, cpu: float, base: float | None = None) -
 
 
 def run_size(n: int, args: argparse.Namespace) -> None:
-    log(f"\n== N = {n:,} vectors, {DIM}-d, {args.clusters} clusters; m={args.m}, ef_construct={args.ef_construct} ==")
+    log(f"\n== N = {n:,} vectors, {DIM}-d, {args.clusters} clusters; m={args.m}, ef_construct={args.ef_construct}, "
+        f"qdrant-edge build_bits={args.build_bits:g} ==")
     data, centres, spread = make_data(n, args.clusters, args.seed)
     ids = make_ids(n, args.seed)
     queries = {"image": image_queries(centres, spread, args.queries, args.seed + 1),
@@ -95,7 +96,7 @@ def run_size(n: int, args: argparse.Namespace) -> None:
         rows = []
 
         edge = open_index("qdrant-edge", DIM, store.folder / "qdrant-edge", datatype="uint8", m=args.m,
-                          ef_construct=args.ef_construct)
+                          ef_construct=args.ef_construct, build_bits=args.build_bits)
         floor_wall, floor_cpu, _ = measured(lambda: [edge._encode(data[s : s + CHUNK])  # type: ignore[attr-defined]
                                                      for s in range(0, n, CHUNK)])
         add_wall, add_cpu, _ = measured(lambda: [edge.add(ids[s : s + CHUNK], data[s : s + CHUNK])
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=100, help="held-out queries of each kind")
     parser.add_argument("--m", type=int, default=16, help="graph degree (both graphs)")
     parser.add_argument("--ef-construct", type=int, default=128, help="build-time beam width (both graphs)")
+    parser.add_argument("--build-bits", type=float, default=2,
+                        help="qdrant-edge: bits per dimension the graph is built from (0: the uint8 vectors)")
     parser.add_argument("--no-hnswlib", action="store_true", help="skip the plain hnswlib loop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="temporary workspaces go here (default: system temp)")
