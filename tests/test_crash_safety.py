@@ -154,7 +154,7 @@ FULL_DISK = r"""
 mount -t tmpfs -o size="$SIZE" tmpfs "$WS" || exit 77
 "$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --quiet >"$OUT/first.out" 2>"$OUT/first.err"
 echo $? >"$OUT/first.rc"
-mount -o remount,size=256m "$WS"  # space freed (qdrant-edge maps 3 x 32 MiB preallocated files)
+mount -o remount,size=512m "$WS"  # space freed (qdrant-edge maps up to 8 x 32 MiB preallocated files)
 "$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --json >"$OUT/second.out" 2>"$OUT/second.err"
 echo $? >"$OUT/second.rc"
 "$PY" -c "$CHECK" "$FOLDER" "$WS" "$SPEC" >"$OUT/check.json" 2>"$OUT/check.err"

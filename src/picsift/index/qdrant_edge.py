@@ -50,9 +50,10 @@ from .base import IndexBusyError, NoRoomForIndexError, UnreadableIndexError, Vec
 log = logging.getLogger(__name__)
 
 _BATCH = 2_000
-#: The engine preallocates its files in chunks of 32 MiB (vectors, build codes, payload pages) and maps them: the
-#: free space kept before opening or writing a shard is what its files may still claim plus one chunk of each.
-_CHUNK, _CHUNKS = 32 * 2**20, 3
+#: The engine preallocates its files in chunks of 32 MiB (vectors, build codes, payload pages, two write-ahead log
+#: segments) and maps them: reading or writing a page the disk has no room for kills the process (SIGBUS). The free
+#: space kept before opening or writing a shard is what its files may still claim, plus one chunk of each.
+_CHUNK, _CHUNKS = 32 * 2**20, 5
 #: build_bits -> Qdrant's binary quantization encoding (0: none, the graph is built from the stored vectors)
 _ENCODINGS: dict[float, Any] = {0: None, 1: qe.BinaryQuantizationEncoding.OneBit,
                                 1.5: qe.BinaryQuantizationEncoding.OneAndHalfBits,
@@ -125,10 +126,6 @@ class QdrantEdgeIndex(VectorIndex):
             hnsw_config=qe.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=full_scan_threshold,
                                            max_indexing_threads=threads),
             optimizers=qe.EdgeOptimizersConfig(default_segment_number=1, indexing_threshold=full_scan_threshold),
-            # No write-ahead log: the store is the source of truth and a save flushes the shard before the state
-            # file records it (sync.py), so a shard killed before its flush is caught up from the store. The log
-            # preallocates 32 MB segments through memory maps, which crash the process (SIGBUS) on a full disk.
-            wal_enabled=False,
         )
         self._centre: np.ndarray | None = None
         self._scale = 0.0
@@ -145,22 +142,21 @@ class QdrantEdgeIndex(VectorIndex):
                 self._shard = self._load()
             yield self._shard
 
-    def _check_room(self, growth: bool) -> None:
+    def _check_room(self, writes: int = 0) -> None:
         """Refuse (:class:`NoRoomForIndexError`) when the disk lacks room for the shard's mapped files: their
-        unallocated (sparse) part, plus a new chunk of each with ``growth`` (before a write) or for a new shard."""
+        unallocated (sparse) part (a new shard: one chunk of each), plus ``writes`` bytes about to be written."""
         files = [p for p in self._folder.rglob("*") if p.is_file() and not p.is_symlink()] \
             if self._folder.is_dir() else []
         stats = [p.stat() for p in files]
-        sparse = sum(max(0, s.st_size - 512 * s.st_blocks) for s in stats)
-        needed = sparse + (_CHUNKS * _CHUNK if growth or not stats else 0)
-        existing = self._folder if self._folder.is_dir() else self._folder.parent
-        free = shutil.disk_usage(existing).free
+        sparse = sum(max(0, s.st_size - 512 * s.st_blocks) for s in stats) if stats else _CHUNKS * _CHUNK
+        needed = sparse + writes
+        free = shutil.disk_usage(self._folder if self._folder.is_dir() else self._folder.parent).free
         if free < needed:
             raise NoRoomForIndexError(f"the disk holding the qdrant-edge index {self._folder} has {free / 2**20:.0f} "
                                       f"MiB free; the index needs {needed / 2**20:.0f} MiB for the files it maps")
 
     def _load(self) -> Any:
-        self._check_room(growth=False)
+        self._check_room()
         files = WorkspaceFiles(self._folder.parent)
         name = self._folder.name
         if files.exists(name) and not files.is_folder(name):
@@ -244,7 +240,7 @@ class QdrantEdgeIndex(VectorIndex):
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         vectors = check_vectors(ids, vectors, self.dim)
         with self._open() as shard:
-            self._check_room(growth=True)
+            self._check_room(_CHUNK + 3 * self.dim * len(ids))  # the log, the segment, the codes; a new chunk
             stored = self._encode(vectors).astype(np.float32)
             for start in range(0, len(ids), _BATCH):
                 points = [qe.Point(point_id(i), v) for i, v in zip(ids[start : start + _BATCH],
@@ -282,7 +278,8 @@ class QdrantEdgeIndex(VectorIndex):
     def _optimize(self, shard: Any) -> None:
         """Build the HNSW graph of what was added (blocks); searches before it would scan exactly."""
         if self._dirty:
-            self._check_room(growth=True)  # the graph's segment is written anew
+            # the optimised segment is written anew: its vectors, codes and graph, in new chunks
+            self._check_room(3 * _CHUNK + 2 * self.dim * int(shard.count(qe.CountRequest(exact=True))))
             shard.optimize()
             self._dirty = False
 
