@@ -81,8 +81,8 @@ class QdrantEdgeIndex(VectorIndex):
     ----------
     m, ef_construct
         HNSW graph degree and build-time beam width. At 1M clustered vectors ``ef_construct=64`` left parts
-        of the graph unreachable (recall@100 stuck near 0.90 at any ``ef``); 128 reaches 0.99 and builds
-        1M in about 6 min on 2 cores (bench/README.md).
+        of the graph unreachable (recall@100 stuck near 0.90 at any ``ef``); 128 reaches 0.99 and built 1M in
+        about 6 min on 2 cores from the uint8 vectors, 3.5x less CPU from 2-bit codes (bench/README.md, limits).
     ef
         Query-time beam width (at least ``k`` is used). :meth:`calibrate` tunes it.
     datatype
