@@ -88,14 +88,17 @@ def run_size(n: int, args: argparse.Namespace) -> None:
     ids = make_ids(n, args.seed)
     queries = {"image": image_queries(centres, spread, args.queries, args.seed + 1),
                "text-like": text_like_queries(centres, args.queries, args.seed + 2)}
-    truth = {kind: ground_truth(data, q, K) for kind, q in queries.items()}
+    truth = {} if args.build_only else {kind: ground_truth(data, q, K) for kind, q in queries.items()}
     with tempfile.TemporaryDirectory(prefix="picsift-bench-build-", dir=args.workdir) as tmp:
         root = Path(tmp)
-        catalog, store = build_workspace(root / "float16", data, ids, "float16")
-        snapshot = store.snapshot()
+        if args.build_only:
+            catalog, store, folder = None, None, root
+        else:
+            catalog, store = build_workspace(root / "float16", data, ids, "float16")
+            folder = store.folder
         rows = []
 
-        edge = open_index("qdrant-edge", DIM, store.folder / "qdrant-edge", datatype="uint8", m=args.m,
+        edge = open_index("qdrant-edge", DIM, folder / "qdrant-edge", datatype="uint8", m=args.m,
                           ef_construct=args.ef_construct, build_bits=args.build_bits)
         floor_wall, floor_cpu, _ = measured(lambda: [edge._encode(data[s : s + CHUNK])  # type: ignore[attr-defined]
                                                      for s in range(0, n, CHUNK)])
@@ -123,6 +126,10 @@ def run_size(n: int, args: argparse.Namespace) -> None:
         log(f"\nindex build at N={n:,} (m={args.m}, ef_construct={args.ef_construct}), one process:")
         log(table(rows, ["contender", "wall s", "CPU s", "cores busy", "vectors/s", "wall vs qdrant-edge"]))
 
+        if catalog is None or store is None:
+            edge.close()
+            return
+        snapshot = store.snapshot()
         t, _ = timed(lambda: calibrate_for_text_queries(edge, snapshot))
         log(f"\nqdrant-edge calibrated to ef={edge.ef} in {t:.1f}s")  # type: ignore[attr-defined]
         library_path = Rescored(edge, store, snapshot)
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ef-construct", type=int, default=128, help="build-time beam width (both graphs)")
     parser.add_argument("--build-bits", type=float, default=2,
                         help="qdrant-edge: bits per dimension the graph is built from (0: the uint8 vectors)")
+    parser.add_argument("--build-only", action="store_true", help="only the builds: no workspace, recall or bytes")
     parser.add_argument("--no-hnswlib", action="store_true", help="skip the plain hnswlib loop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="temporary workspaces go here (default: system temp)")
