@@ -61,6 +61,7 @@ def build(scratch: Path) -> Path:
     print(f"postBuild finished in {time.perf_counter() - started:.0f}s")
     python = env_dir / "bin" / "python"
     run([str(python), "-c", "import picsift, picsift.widgets; from picsift.widgets._base import PicsiftWidget; "
+         "from picsift.index import DEFAULT_BACKEND, backend_class; backend_class(DEFAULT_BACKEND); "
          "import importlib.resources as r; assert r.files('picsift').joinpath('static/gallery.js').is_file()"],
         env=env)
     return repo

@@ -22,7 +22,7 @@ def picsift(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def test_index_search_similar_status_collections_as_json(image_folder: Path, tiny_model: str) -> None:
     indexed = json.loads(picsift("index", str(image_folder), "--model", tiny_model, "--json").stdout)
-    assert indexed["embedded"] == 24 and indexed["skipped"] == [] and indexed["index"] == "hnsw"
+    assert indexed["embedded"] == 24 and indexed["skipped"] == [] and indexed["index"] == "qdrant-edge"
 
     found = json.loads(picsift("search", str(image_folder), "a red car", "--model", tiny_model, "--limit", "5",
                                "--json").stdout)

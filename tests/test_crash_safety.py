@@ -140,7 +140,8 @@ def test_an_update_killed_while_saving_the_index_recovers_it(
     extra = sorted(folder.glob("*.png"))[:6]
     for path in extra:
         shutil.move(path, tmp_path / path.name)
-    with picsift.Library(folder, model=tiny_model) as lib:
+    # hnsw: its save swaps a new folder in for the old one (qdrant-edge's shard keeps its own write-ahead log)
+    with picsift.Library(folder, model=tiny_model, index="hnsw") as lib:
         lib.update(progress=False)
     for path in extra:
         shutil.move(tmp_path / path.name, folder / path.name)
@@ -153,7 +154,7 @@ FULL_DISK = r"""
 mount -t tmpfs -o size="$SIZE" tmpfs "$WS" || exit 77
 "$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --quiet >"$OUT/first.out" 2>"$OUT/first.err"
 echo $? >"$OUT/first.rc"
-mount -o remount,size=64m "$WS"  # space freed
+mount -o remount,size=512m "$WS"  # space freed (qdrant-edge maps up to 8 x 32 MiB preallocated files)
 "$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --json >"$OUT/second.out" 2>"$OUT/second.err"
 echo $? >"$OUT/second.rc"
 "$PY" -c "$CHECK" "$FOLDER" "$WS" "$SPEC" >"$OUT/check.json" 2>"$OUT/check.err"
@@ -217,6 +218,48 @@ def test_a_full_disk_gives_one_clear_line_and_the_next_run_finishes_the_job(
     assert set(check["index"]) == set(files.values()) and check["found"] == len(set(files.values()))
     for image_id, vector in check["vectors"].items():
         np.testing.assert_allclose(vector, reference[image_id], atol=1e-5)
+
+
+NO_ROOM_FOR_INDEX = r"""
+mount -t tmpfs -o size=64m tmpfs "$WS" || exit 77
+"$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --quiet >"$OUT/update.out" 2>"$OUT/update.err"
+echo $? >"$OUT/update.rc"
+"$PY" -c "$SEARCH" "$FOLDER" "$WS" "$SPEC" >"$OUT/search.out" 2>"$OUT/search.err"
+echo $? >"$OUT/search.rc"
+"""
+SEARCH = textwrap.dedent(
+    """
+    import json, sys
+    import picsift
+    with picsift.Library(sys.argv[1], workspace=sys.argv[2], model=sys.argv[3]) as lib:
+        found = lib.search("a house", limit=10, distribution=False)
+        print(json.dumps({"found": len(found), "index": lib.index.name, "recorded": lib.index_name}))
+    """
+)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or not can_mount_a_tmpfs(),
+                    reason="needs unshare and user namespaces to mount a small tmpfs")
+def test_a_disk_without_room_for_the_index_maps_says_so_and_searches_still_work(source: Path, tmp_path: Path,
+                                                                               tiny_model: str) -> None:
+    """64 MiB hold the catalog and the vectors but not the files qdrant-edge preallocates and maps (reading or
+    writing those on a full disk would kill the process with SIGBUS): the update says the disk is full, in one
+    line, and a search scans the store exactly instead."""
+    workspace, out = tmp_path / "ws", tmp_path / "out"
+    workspace.mkdir()
+    out.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WS": str(workspace), "OUT": str(out), "PY": sys.executable,
+           "FOLDER": str(source), "SPEC": tiny_model, "SEARCH": SEARCH}
+    shell = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", NO_ROOM_FOR_INDEX],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert shell.returncode == 0, shell.stderr
+    update = (out / "update.err").read_text()
+    assert (out / "update.rc").read_text().strip() == "1"
+    assert update.count("\n") == 1 and "is full" in update and "for the files it maps" in update, update
+    assert (out / "search.rc").read_text().strip() == "0", (out / "search.err").read_text()
+    search = json.loads((out / "search.out").read_text())
+    assert search == {"found": 10, "index": "store", "recorded": "qdrant-edge"}  # the store, scanned exactly
+    assert "searching the embedding store exactly instead" in (out / "search.err").read_text()
 
 
 # A library nobody closes, held by a namespace that Python tears down late (as a notebook's is): here a module

@@ -123,13 +123,15 @@ def test_the_state_file_is_replaced_whole_and_an_unreadable_one_reads_as_empty(t
     assert read_state(tmp_path / "missing.json") == {}
 
 
-def test_an_empty_state_file_does_not_break_later_updates_or_searches(image_folder: Path, tiny_model: str) -> None:
-    with picsift.Library(image_folder, model=tiny_model) as lib:
+@pytest.mark.parametrize("backend", ["qdrant-edge", "hnsw"])
+def test_an_empty_state_file_does_not_break_later_updates_or_searches(image_folder: Path, tiny_model: str,
+                                                                      backend: str) -> None:
+    with picsift.Library(image_folder, model=tiny_model, index=backend) as lib:
         lib.update(progress=False)
-        state_file = lib.store.folder / "hnsw.state.json"
+        state_file = lib.store.folder / f"{backend}.state.json"
         expected = lib.search("a red thing", limit=5, distribution=False).ids.tolist()
     state_file.write_text("")  # what a process killed while writing it in place left behind
-    with picsift.Library(image_folder, model=tiny_model) as lib:
+    with picsift.Library(image_folder, model=tiny_model) as lib:  # the backend the workspace records
         lib.update(progress=False)
         assert lib.search("a red thing", limit=5, distribution=False).ids.tolist() == expected
     assert read_state(state_file)["count"] == 24
@@ -139,7 +141,7 @@ def test_an_empty_state_file_does_not_break_later_updates_or_searches(image_fold
 def test_an_unreadable_index_is_rebuilt_from_the_store_with_one_warning(
     image_folder: Path, tiny_model: str, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
-    with picsift.Library(image_folder, model=tiny_model) as lib:
+    with picsift.Library(image_folder, model=tiny_model, index="hnsw") as lib:
         lib.update(progress=False)
         folder = lib.store.folder / "hnsw"
         expected = lib.search("a red thing", limit=10).ids.tolist()  # exact
@@ -153,14 +155,14 @@ def test_an_unreadable_index_is_rebuilt_from_the_store_with_one_warning(
     else:
         (folder / "labels.npz").unlink()
     caplog.set_level(logging.WARNING, logger="picsift")
-    with picsift.Library(image_folder, model=tiny_model) as lib:
+    with picsift.Library(image_folder, model=tiny_model, index="hnsw") as lib:
         assert lib.search("a red thing", limit=10, distribution=False).ids.tolist() == expected
         assert len(lib.index) == 24
         lib.update(progress=False)  # and updates go on working
     warnings = [r for r in caplog.records if "rebuilding it from the embedding store" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert "hnsw index at" in warnings[0].getMessage()
-    with picsift.Library(image_folder, model=tiny_model) as lib:  # the rebuilt index was saved
+    with picsift.Library(image_folder, model=tiny_model, index="hnsw") as lib:  # the rebuilt index was saved
         caplog.clear()
         assert len(lib.index) == 24
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

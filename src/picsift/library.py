@@ -43,8 +43,9 @@ from .deprecated import moved_attribute
 from .embedding.openclip import Embedder, refuse_unnamed_model
 from .embedding.spec import ModelSpec
 from .errors import PicsiftError, WorkspaceBusyError, workspace_space
-from .index import DEFAULT_BACKEND, VectorIndex, backend_class
+from .index import VectorIndex, backend_class
 from .index.engine import ModelEngine
+from .index.layout import begin_update, finish_update, read_choice
 from .labels.export import EXPORT_FORMATS, Export
 from .labels.metadata import JOB_STATUSES, Metadata
 from .query.collections import TEMPORARY, Collections, describe_recipe
@@ -79,8 +80,10 @@ class Library:
         last updated with when that is picsift's own or open_clip's pretrained ``ARCH:TAG`` (any other must
         be named: :class:`~picsift.errors.UnnamedModelError`), else :func:`default_model`.
     index
-        ``"hnsw"`` (default), ``"qdrant-edge"`` (Qdrant's engine in-process; a quarter of hnsw's bytes), ``"qdrant"``
-        (a Qdrant server) or ``"exact"``; see :mod:`picsift.index`.
+        ``"qdrant-edge"`` (the default: Qdrant's engine in-process over one byte per dimension, candidates rescored
+        exactly from the store), ``"hnsw"`` (hnswlib, its own float32 copy), ``"qdrant"`` (a Qdrant server) or
+        ``"exact"``; see :mod:`picsift.index`. Defaults to the backend this workspace was last updated with; one it
+        got by default follows the default on the next :meth:`update` (:mod:`picsift.index.layout`).
     index_options
         Passed to the backend, e.g. ``{"url": "http://qdrant:6333"}`` for a Qdrant server.
     device, batch_size
@@ -122,7 +125,8 @@ class Library:
         regions: bool | None = None,
     ):
         self.root, self.workspace, self.catalog = open_location(root, workspace, storage_options)
-        self.index_name = index or self.catalog.get_meta("index") or DEFAULT_BACKEND
+        self._index_choice = read_choice(self.catalog, index)  # a default backend follows the default at update
+        self.index_name = self._index_choice.name
         backend_class(self.index_name)  # fail now, listing the valid names, not at the first search
         self._unnamed_model = None if model else self.catalog.get_meta("model")  # checked before it is used
         self._engine = ModelEngine(self.catalog, self.workspace, model or self._unnamed_model,
@@ -244,6 +248,9 @@ class Library:
         """
         resume = "run the update again: it continues where it stopped"
         with workspace_space(self.workspace, resume), self._exclusive(), announce_update(self.workspace) as announce:
+            self._index_choice = begin_update(self.catalog, self._index_choice)
+            if self._index_choice.name != self.index_name:  # the default moved on: this update moves the index
+                self._use_index(self._index_choice.name)
             report = update_workspace(
                 self.catalog, self.root, self.workspace, lambda: self.spec, lambda: self.store, lambda: self.embedder,
                 announce, reembed=reembed, index_name=self.index_name, video_every=self.video_every,
@@ -252,7 +259,8 @@ class Library:
                 region_store=self._engine.region_store, regions=self.regions)
             self._lookups.forget()
             if self._engine.index_opened or len(self.store):
-                _ = self.index  # sync now, so the first search is fast
+                self._model().sync_index(room_fallback=False)  # now, so the first search is fast
+            finish_update(self.catalog, self.workspace, self.index_name)
             if len(self.store):
                 self.neighbours.refresh(progress=progress)  # new images enter it, removed ones leave it
             if self._object_checks.has_objects():
@@ -263,6 +271,10 @@ class Library:
     def regions(self) -> bool:
         """Whether updates embed image regions: as given to the constructor, else as the last update did."""
         return self._regions if self._regions is not None else self.catalog.get_meta("regions") == "1"
+
+    def _use_index(self, name: str) -> None:
+        self.index_name = self.neighbours.index_name = self.queries.analysis.index_name = name
+        self._engine.switch_index(name)
 
     def check_model(self, *, reembed: bool = False) -> None:
         """Refuse a model change that would embed images again, unless ``reembed`` confirms it.

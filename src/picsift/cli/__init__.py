@@ -31,7 +31,8 @@ def _library_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="the image folder, or a URL: s3://bucket/prefix, gs://..., https://... "
                                        '(pip install "picsift[cloud]")')
     parser.add_argument("--model", help="model spec, e.g. ViT-B-32:laion2b_s34b_b79k or ARCH:/path/to/ckpt.pt")
-    parser.add_argument("--index", choices=available_backends(), help="vector index backend (default: hnsw)")
+    parser.add_argument("--index", choices=available_backends(),
+                        help="vector index backend (default: the workspace's, else qdrant-edge)")
     parser.add_argument("--qdrant-url", help="Qdrant server or cluster URL (with --index qdrant)")
     parser.add_argument("--workspace", help="workspace folder (default: FOLDER/.picsift; for a URL, a folder in the "
                                             "user's cache named after it)")

@@ -1,7 +1,7 @@
 """Vector index backends, registered by name and imported only when chosen.
 
 >>> from picsift.index import open_index, available_backends
->>> index = open_index("hnsw", dim=512, path=None)
+>>> index = open_index("qdrant-edge", dim=512, path=None)
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ BACKENDS: dict[str, tuple[str, str | None]] = {
     "qdrant": ("picsift.index.qdrant:QdrantIndex", "qdrant"),
     "qdrant-edge": ("picsift.index.qdrant_edge:QdrantEdgeIndex", "qdrant-edge"),
 }
-DEFAULT_BACKEND = "hnsw"
+#: The compact layout (a float16 store + qdrant-edge's one byte per dimension); hnsw until 2026-12 (see .layout).
+DEFAULT_BACKEND = "qdrant-edge"
 
 
 def available_backends() -> list[str]:

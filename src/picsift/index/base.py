@@ -6,6 +6,7 @@ is the cosine similarity and scores are comparable across backends.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import secrets
@@ -27,6 +28,14 @@ class UnreadableIndexError(PicsiftError):
 
 class IndexBusyError(PicsiftError):
     """The index allows one process at a time and another one has it open."""
+
+
+class NoRoomForIndexError(OSError):
+    """The disk holding the index has too little free space for the files the index maps into memory (a write
+    through such a map on a full disk would kill the process with SIGBUS); errno is ``ENOSPC``."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
 
 
 class VectorIndex(ABC):

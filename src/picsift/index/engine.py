@@ -95,14 +95,23 @@ class ModelEngine:
     @property
     def index(self) -> VectorIndex:
         """The vector index, brought in line with the embedding store (see :mod:`picsift.index.sync`)."""
+        return self.sync_index(room_fallback=True)
+
+    def sync_index(self, *, room_fallback: bool) -> VectorIndex:
+        """:attr:`index`; with ``room_fallback`` False a disk too full for the index raises (an update says so)."""
         if self._keeper is None:
             self._keeper = open_keeper(self.index_name, self.store.dim, self.model_folder(),
                                        slug(self.spec.identity()), self.index_options)
             # An engine nobody closes still closes its index at exit, while Python can still import: qdrant's
             # local client otherwise closes itself during interpreter shutdown and prints an ImportError.
             self._close_index = weakref.finalize(self, self._keeper.close)
-        self._index = self._keeper.sync(self.store)
+        self._index = self._keeper.sync(self.store, room_fallback=room_fallback)
         return self._index
+
+    def switch_index(self, name: str) -> None:
+        """Use backend ``name`` from now on (its index is built from the store when first asked for)."""
+        self.close()
+        self.index_name = name
 
     def close(self) -> None:
         if self._keeper is not None:

@@ -20,6 +20,11 @@ Vector storage (``datatype``):
   in ``picsift.json``) under Euclidean distance, which the shift does not change and the scale only
   multiplies: for unit vectors the ranking is the cosine's, up to rounding.
 
+The graph is built from binary codes (``build_bits``, Qdrant's binary quantization: 2 bits per dimension, 128 B per
+512-d vector) and searched over the stored vectors (the codes are ignored at search time): comparing codes costs
+about half the CPU of comparing the uint8 vectors, and the graph comes out as good for search (bench/README.md,
+"limits").
+
 The engine allows one open handle per shard folder: a second process gets
 :class:`~picsift.index.base.IndexBusyError` (the library then searches its store exactly).
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import tempfile
 import uuid
 from collections.abc import Collection, Iterator, Sequence
@@ -39,11 +45,21 @@ import numpy as np
 import qdrant_edge as qe
 
 from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
-from .base import IndexBusyError, UnreadableIndexError, VectorIndex, check_vectors, folder_lock
+from .base import IndexBusyError, NoRoomForIndexError, UnreadableIndexError, VectorIndex, check_vectors, folder_lock
 
 log = logging.getLogger(__name__)
 
 _BATCH = 2_000
+#: The engine preallocates its files in chunks of 32 MiB (vectors, build codes, payload pages, two write-ahead log
+#: segments) and maps them: reading or writing a page the disk has no room for kills the process (SIGBUS). The free
+#: space kept before opening or writing a shard is what its files may still claim, plus one chunk of each.
+_CHUNK, _CHUNKS = 32 * 2**20, 5
+#: build_bits -> Qdrant's binary quantization encoding (0: none, the graph is built from the stored vectors)
+_ENCODINGS: dict[float, Any] = {0: None, 1: qe.BinaryQuantizationEncoding.OneBit,
+                                1.5: qe.BinaryQuantizationEncoding.OneAndHalfBits,
+                                2: qe.BinaryQuantizationEncoding.TwoBits}
+#: searches walk the graph over the stored vectors, never over the build codes
+_SEARCH_STORED = qe.QuantizationSearchParams(ignore=True)
 DATATYPES = ("float32", "float16", "uint8")
 #: uint8 mode: the centre-to-component span that maps to the 0..255 range is this quantile of the first
 #: vectors' |v - centre|, widened by this margin, so later vectors rarely clip.
@@ -65,14 +81,17 @@ class QdrantEdgeIndex(VectorIndex):
     ----------
     m, ef_construct
         HNSW graph degree and build-time beam width. At 1M clustered vectors ``ef_construct=64`` left parts
-        of the graph unreachable (recall@100 stuck near 0.90 at any ``ef``); 128 reaches 0.99 and builds
-        1M in about 6 min on 2 cores (bench/README.md).
+        of the graph unreachable (recall@100 stuck near 0.90 at any ``ef``); 128 reaches 0.99 and built 1M in
+        about 6 min on 2 cores from the uint8 vectors, 3.5x less CPU from 2-bit codes (bench/README.md, limits).
     ef
         Query-time beam width (at least ``k`` is used). :meth:`calibrate` tunes it.
     datatype
         ``"float32"``, ``"float16"`` or ``"uint8"`` (see the module's documentation).
     full_scan_threshold
         Segments below this many KB are searched exactly, and get no graph (building one would not pay).
+    build_bits
+        Bits per dimension of the binary codes the graph is built from (1, 1.5 or 2); 0 builds it from the stored
+        vectors (slower). Searches always walk the graph over the stored vectors. Fixed when the shard is made.
     threads
         Threads for building the graph (0: one per core).
     """
@@ -81,11 +100,14 @@ class QdrantEdgeIndex(VectorIndex):
 
     def __init__(
         self, dim: int, path: Path | None = None, *, m: int = 16, ef_construct: int = 128, ef: int = 128,
-        datatype: str = "float32", full_scan_threshold: int = 10_000, threads: int = 0, **options: Any,
+        datatype: str = "float32", full_scan_threshold: int = 10_000, threads: int = 0, build_bits: float = 2,
+        **options: Any,
     ):
         super().__init__(dim, path)
         if datatype not in DATATYPES:
             raise ValueError(f"unknown qdrant-edge datatype {datatype!r}; valid: {', '.join(DATATYPES)}")
+        if build_bits not in _ENCODINGS:
+            raise ValueError(f"unknown qdrant-edge build_bits {build_bits!r}; valid: {', '.join(map(str, _ENCODINGS))}")
         self.ef, self.datatype = ef, datatype
         self.score_error = {"float32": 0.0, "float16": 2e-3, "uint8": 2e-2}[datatype]
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
@@ -97,8 +119,10 @@ class QdrantEdgeIndex(VectorIndex):
         storage = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16,
                    "uint8": qe.VectorStorageDatatype.Uint8}[datatype]
         distance = qe.Distance.Euclid if datatype == "uint8" else qe.Distance.Dot
+        encoding = _ENCODINGS[build_bits]
+        codes = None if encoding is None else qe.BinaryQuantizationConfig(always_ram=True, encoding=encoding)
         self._config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=distance, datatype=storage),
+            vectors=qe.EdgeVectorParams(size=dim, distance=distance, datatype=storage, quantization_config=codes),
             hnsw_config=qe.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=full_scan_threshold,
                                            max_indexing_threads=threads),
             optimizers=qe.EdgeOptimizersConfig(default_segment_number=1, indexing_threshold=full_scan_threshold),
@@ -118,7 +142,21 @@ class QdrantEdgeIndex(VectorIndex):
                 self._shard = self._load()
             yield self._shard
 
+    def _check_room(self, writes: int = 0) -> None:
+        """Refuse (:class:`NoRoomForIndexError`) when the disk lacks room for the shard's mapped files: their
+        unallocated (sparse) part (a new shard: one chunk of each), plus ``writes`` bytes about to be written."""
+        files = [p for p in self._folder.rglob("*") if p.is_file() and not p.is_symlink()] \
+            if self._folder.is_dir() else []
+        stats = [p.stat() for p in files]
+        sparse = sum(max(0, s.st_size - 512 * s.st_blocks) for s in stats) if stats else _CHUNKS * _CHUNK
+        needed = sparse + writes
+        free = shutil.disk_usage(self._folder if self._folder.is_dir() else self._folder.parent).free
+        if free < needed:
+            raise NoRoomForIndexError(f"the disk holding the qdrant-edge index {self._folder} has {free / 2**20:.0f} "
+                                      f"MiB free; the index needs {needed / 2**20:.0f} MiB for the files it maps")
+
     def _load(self) -> Any:
+        self._check_room()
         files = WorkspaceFiles(self._folder.parent)
         name = self._folder.name
         if files.exists(name) and not files.is_folder(name):
@@ -202,6 +240,7 @@ class QdrantEdgeIndex(VectorIndex):
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         vectors = check_vectors(ids, vectors, self.dim)
         with self._open() as shard:
+            self._check_room(_CHUNK + 3 * self.dim * len(ids))  # the log, the segment, the codes; a new chunk
             stored = self._encode(vectors).astype(np.float32)
             for start in range(0, len(ids), _BATCH):
                 points = [qe.Point(point_id(i), v) for i, v in zip(ids[start : start + _BATCH],
@@ -231,13 +270,16 @@ class QdrantEdgeIndex(VectorIndex):
             if self.datatype == "uint8" and self._centre is None:
                 return [], np.zeros(0, np.float32)  # nothing was ever added
             coded = self._encode(vector, clip=False)[0].astype(np.float32)
+            params = qe.SearchParams(hnsw_ef=max(self.ef, k), quantization=_SEARCH_STORED)
             found = shard.query(qe.QueryRequest(limit=k, query=qe.Query.Nearest(coded), filter=query_filter,
-                                                params=qe.SearchParams(hnsw_ef=max(self.ef, k))))
+                                                params=params))
         return [image_id(p.id) for p in found], np.array([self._score(p.score) for p in found], dtype=np.float32)
 
     def _optimize(self, shard: Any) -> None:
         """Build the HNSW graph of what was added (blocks); searches before it would scan exactly."""
         if self._dirty:
+            # the optimised segment is written anew: its vectors, codes and graph, in new chunks
+            self._check_room(3 * _CHUNK + 2 * self.dim * int(shard.count(qe.CountRequest(exact=True))))
             shard.optimize()
             self._dirty = False
 

@@ -21,7 +21,15 @@ from .. import signing
 from ..core.workspace import open_only_if_signed
 from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
 from . import backend_class
-from .base import IndexBusyError, UnreadableIndexError, VectorIndex, folder_lock, remove_folder, top_k
+from .base import (
+    IndexBusyError,
+    NoRoomForIndexError,
+    UnreadableIndexError,
+    VectorIndex,
+    folder_lock,
+    remove_folder,
+    top_k,
+)
 
 if TYPE_CHECKING:
     from ..core.store import StoreSnapshot
@@ -121,20 +129,27 @@ class IndexKeeper:
         self._calibrated = int(state.get("calibrated_count", 0) or 0)
         return index
 
-    def sync(self, store: Store) -> VectorIndex:
+    def sync(self, store: Store, *, room_fallback: bool = True) -> VectorIndex:
         """The open index with exactly the store's ids and vectors, saved when it changed.
 
         A backend that allows one process at a time (``qdrant-edge``) and is open in another
         process is left to that process, which syncs it on its next use; this one then searches
-        the store itself (:class:`StoreIndex`: exact, one scan per query).
+        the store itself (:class:`StoreIndex`: exact, one scan per query). So does a disk with too little room
+        for the index's files (:class:`~picsift.index.base.NoRoomForIndexError`), unless ``room_fallback`` is False
+        (an update: the error then says the disk is full).
         """
         try:
-            index = self.open()
-        except IndexBusyError as e:
+            return self._sync(store)
+        except (IndexBusyError, NoRoomForIndexError) as e:
+            if isinstance(e, NoRoomForIndexError) and not room_fallback:
+                raise
             if not self._busy_logged:
                 log.warning("%s; searching the embedding store exactly instead", e)
                 self._busy_logged = True
             return StoreIndex(store.snapshot())
+
+    def _sync(self, store: Store) -> VectorIndex:
+        index = self.open()
         if self.version is not None and self.version == store.version:
             return index
         snapshot = store.snapshot()

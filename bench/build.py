@@ -1,0 +1,187 @@
+"""Index build at N: picsift's default index (qdrant-edge, uint8) as ``IndexKeeper.sync`` builds it, against a
+plain hnswlib ``add_items`` loop and a numpy floor, in one process, with the CPU time of every phase.
+
+What each contender does, on the same N clustered 512-d unit vectors (``bench/query.py``'s data, seeded):
+
+* **numpy floor**: every vector read once and turned into the index's uint8 codes (what any build must at
+  least do; it does not search anything).
+* **qdrant-edge** (the default): ``add()`` in 10k chunks (the shard's write-ahead log takes batches of
+  2,000 points) then ``save()``, whose ``optimize()`` builds the HNSW graph on the engine's own threads
+  (one per core); the time of the two phases and the CPU seconds of the whole process are reported, so
+  "cores busy" = CPU seconds / wall seconds (2.0 = both cores all the time).
+* **hnswlib** (plain loop): ``hnswlib.Index(space="ip")`` with the same M and ef_construction over the float32
+  vectors, ``add_items(chunk, num_threads=2)`` per 10k chunk: what the graph costs without picsift or Qdrant.
+
+Then the qdrant-edge index is calibrated as the library does (``calibrate_for_text_queries``, over a float16
+store of the same vectors) and held-out image-like and text-like queries run the library's path (150
+candidates, rescored exactly from the float16 store): median ms and recall@100 against exact search, so a
+faster build is only counted when the previous goals still hold. Bytes per image: store + index (allocated)
++ catalog.
+
+    python bench/build.py --sizes 100000
+    nohup nice -n 10 python bench/build.py --sizes 1000000 > /tmp/picsift-build-1m.log 2>&1 &
+    python bench/build.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hnswlib
+import numpy as np
+from common import header, median, table, timed
+from query import (
+    DIM,
+    K,
+    Rescored,
+    build_workspace,
+    ground_truth,
+    image_queries,
+    make_data,
+    make_ids,
+    recall,
+    sizes_of,
+    text_like_queries,
+)
+
+from picsift.index import open_index
+from picsift.index.sync import CHUNK, calibrate_for_text_queries
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process so far, every thread (the engine's build threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(work: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds, result) of ``work()``."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    result = work()
+    return time.perf_counter() - wall, cpu_seconds() - cpu, result
+
+
+def row(name: str, n: int, wall: float, cpu: float, base: float | None = None) -> list:
+    return [name, wall, cpu, cpu / wall if wall else 0.0, n / wall if wall else 0.0,
+            f"{wall / base:.2f}x" if base else "1.00x"]
+
+
+def run_size(n: int, args: argparse.Namespace) -> None:
+    log(f"\n== N = {n:,} vectors, {DIM}-d, {args.clusters} clusters; m={args.m}, ef_construct={args.ef_construct}, "
+        f"qdrant-edge build_bits={args.build_bits:g} ==")
+    data, centres, spread = make_data(n, args.clusters, args.seed)
+    ids = make_ids(n, args.seed)
+    queries = {"image": image_queries(centres, spread, args.queries, args.seed + 1),
+               "text-like": text_like_queries(centres, args.queries, args.seed + 2)}
+    truth = {} if args.build_only else {kind: ground_truth(data, q, K) for kind, q in queries.items()}
+    with tempfile.TemporaryDirectory(prefix="picsift-bench-build-", dir=args.workdir) as tmp:
+        root = Path(tmp)
+        if args.build_only:
+            catalog, store, folder = None, None, root
+        else:
+            catalog, store = build_workspace(root / "float16", data, ids, "float16")
+            folder = store.folder
+        rows = []
+
+        edge = open_index("qdrant-edge", DIM, folder / "qdrant-edge", datatype="uint8", m=args.m,
+                          ef_construct=args.ef_construct, build_bits=args.build_bits)
+        floor_wall, floor_cpu, _ = measured(lambda: [edge._encode(data[s : s + CHUNK])  # type: ignore[attr-defined]
+                                                     for s in range(0, n, CHUNK)])
+        add_wall, add_cpu, _ = measured(lambda: [edge.add(ids[s : s + CHUNK], data[s : s + CHUNK])
+                                                 for s in range(0, n, CHUNK)])
+        graph_wall, graph_cpu, _ = measured(edge.save)
+        edge_wall, edge_cpu = add_wall + graph_wall, add_cpu + graph_cpu
+        log(f"qdrant-edge built {n:,} in {edge_wall:.1f}s (load average now {os.getloadavg()[0]:.1f})")
+
+        hnsw_wall = hnsw_cpu = 0.0
+        if not args.no_hnswlib:
+            plain = hnswlib.Index(space="ip", dim=DIM)
+            plain.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construct)
+            labels = np.arange(n)
+            hnsw_wall, hnsw_cpu, _ = measured(lambda: [plain.add_items(data[s : s + CHUNK], labels[s : s + CHUNK],
+                                                                       num_threads=2) for s in range(0, n, CHUNK)])
+            del plain
+            gc.collect()
+        rows.append(row("qdrant-edge, picsift's build (add + save)", n, edge_wall, edge_cpu))
+        rows.append(row("  of which add(): codes + upserts (1 thread)", n, add_wall, add_cpu, edge_wall))
+        rows.append(row("  of which save(): the HNSW graph (engine threads)", n, graph_wall, graph_cpu, edge_wall))
+        if hnsw_wall:
+            rows.append(row("hnswlib add_items loop, float32, 2 threads", n, hnsw_wall, hnsw_cpu, edge_wall))
+        rows.append(row("numpy floor: every vector to uint8 codes", n, floor_wall, floor_cpu, edge_wall))
+        log(f"\nindex build at N={n:,} (m={args.m}, ef_construct={args.ef_construct}), one process:")
+        log(table(rows, ["contender", "wall s", "CPU s", "cores busy", "vectors/s", "wall vs qdrant-edge"]))
+
+        if catalog is None or store is None:
+            edge.close()
+            return
+        snapshot = store.snapshot()
+        t, _ = timed(lambda: calibrate_for_text_queries(edge, snapshot))
+        log(f"\nqdrant-edge calibrated to ef={edge.ef} in {t:.1f}s")  # type: ignore[attr-defined]
+        library_path = Rescored(edge, store, snapshot)
+        results = []
+        for kind, q in queries.items():
+            library_path.search(q[0], K)
+            latencies, found = [], []
+            for vector in q:
+                seconds, (f, _) = timed(lambda vector=vector: library_path.search(vector, K))
+                latencies.append(seconds)
+                found.append(f)
+            results.append([kind, 1000 * median(latencies), recall(found, truth[kind], ids)])
+        log(f"top-{K} through the library's path (150 candidates rescored from the float16 store), "
+            f"{args.queries} held-out queries of each kind:")
+        log(table(results, ["queries", "median ms", "recall@100"]))
+
+        catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        vectors = sizes_of(next(store.folder.glob("vectors-*")))[1]
+        index = sizes_of(store.folder / "qdrant-edge")[1]
+        catalog_bytes = sum(sizes_of(p)[0] for p in catalog.path.parent.glob("catalog.sqlite*"))
+        log(f"\nbytes per image: store {vectors / n:,.0f} + index {index / n:,.0f} (allocated) + catalog "
+            f"{catalog_bytes / n:,.0f} = {(vectors + index + catalog_bytes) / n:,.0f}")
+        edge.close()
+        catalog.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000000", help="comma-separated vector counts")
+    parser.add_argument("--clusters", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=100, help="held-out queries of each kind")
+    parser.add_argument("--m", type=int, default=16, help="graph degree (both graphs)")
+    parser.add_argument("--ef-construct", type=int, default=128, help="build-time beam width (both graphs)")
+    parser.add_argument("--build-bits", type=float, default=2,
+                        help="qdrant-edge: bits per dimension the graph is built from (0: the uint8 vectors)")
+    parser.add_argument("--build-only", action="store_true", help="only the builds: no workspace, recall or bytes")
+    parser.add_argument("--no-hnswlib", action="store_true", help="skip the plain hnswlib loop")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default=None, help="temporary workspaces go here (default: system temp)")
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.queries, args.clusters = "20000", 20, 100
+    logging.getLogger("picsift").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    header("picsift index build benchmark", sys.argv)
+    for n in [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]:
+        run_size(n, args)
+        gc.collect()
+    log(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB; "
+        f"load average now {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
