@@ -21,8 +21,7 @@ rebuilds from scratch below :data:`MIN_RECALL`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,11 +41,14 @@ EXACT_UP_TO = 50_000
 DRIFT_SAMPLE = 256
 #: A graph from the index whose measured recall@k falls below this is rebuilt from scratch.
 MIN_RECALL = 0.95
+#: How distances are kept (see :class:`NeighbourGraph`), and the most their rounding moves a similarity (at
+#: distance 2, float16's relative error 2^-11; less nearer).
+DISTANCE_DTYPE = np.float16
+SIMILARITY_TOLERANCE = 2.0**-10
 #: When more than this fraction of the images changed, rebuilding costs no more than patching.
 REBUILD_FRACTION = 0.5
 
 
-@dataclass
 class NeighbourGraph:
     """Each image's ``k`` nearest others.
 
@@ -56,19 +58,34 @@ class NeighbourGraph:
         ``(n,)`` image ids, in store order.
     positions
         ``(n, k)`` int32 positions into ``ids``, nearest first; ``-1`` where there is no neighbour.
-    similarities
-        ``(n, k)`` float32 cosine similarities, matching ``positions``; ``-inf`` where there is none.
+    distances
+        ``(n, k)`` float16 cosine distances (``1 - similarity``), matching ``positions``; ``inf`` where there is
+        none. float16 keeps the graph at 192 B per image at k = 32 (192 MB at 1M). Kept as distances, not
+        similarities, because float16's error is relative: a near neighbour's small distance keeps its precision
+        (0.01 +- 5e-6) where the similarity would round to the nearest 0.0005.
     exact
         True when every row is exact (not from an approximate index).
     recall
         recall@k of the rows against exact neighbours, measured on a sample at the last refresh (1 when exact).
     """
 
-    ids: np.ndarray
-    positions: np.ndarray
-    similarities: np.ndarray
-    exact: bool = True
-    recall: float = 1.0
+    def __init__(self, ids: np.ndarray, positions: np.ndarray, similarities: np.ndarray | None,
+                 exact: bool = True, recall: float = 1.0, *, distances: np.ndarray | None = None):
+        self.ids, self.exact, self.recall = ids, exact, recall
+        self.positions = np.asarray(positions, np.int32)
+        if distances is None:
+            assert similarities is not None
+            distances = 1.0 - np.asarray(similarities, np.float32)
+        self.distances = np.asarray(distances, DISTANCE_DTYPE)
+
+    def __repr__(self) -> str:
+        return f"NeighbourGraph(n={len(self)}, k={self.k}, exact={self.exact}, recall={self.recall:.3f})"
+
+    @property
+    def similarities(self) -> np.ndarray:
+        """``(n, k)`` float32 cosine similarities (``-inf`` where no neighbour), made from :attr:`distances` on
+        each access: slice with :meth:`nearest` when only the first columns are needed."""
+        return 1.0 - self.distances.astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,43 +103,63 @@ class NeighbourGraph:
         k = self.k if k is None else k
         if not 1 <= k <= self.k:
             raise ValueError(f"k={k!r}; valid: 1 to {self.k} (the graph keeps {self.k} neighbours per image)")
-        return self.positions[:, :k], self.similarities[:, :k]
+        return self.positions[:, :k], 1.0 - self.distances[:, :k].astype(np.float32)
+
+    def pairs_at_least(self, threshold: float, vectors_of: Callable[[np.ndarray], np.ndarray],
+                       chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's edges ``(a, b)`` (positions) whose cosine similarity is at least ``threshold``, checked
+        against the vectors (``vectors_of(positions)`` gives unit vectors): the stored float16 similarities only
+        pick the candidates (within :data:`SIMILARITY_TOLERANCE`), so a pair's rounding never decides."""
+        a, column = np.nonzero(self.distances <= np.float16(1.0 - threshold + SIMILARITY_TOLERANCE))
+        b = self.positions[a, column].astype(np.int64)
+        keep = np.zeros(len(a), bool)
+        for start in range(0, len(a), chunk):
+            part = slice(start, start + chunk)
+            exact = np.einsum("ij,ij->i", vectors_of(a[part]), vectors_of(b[part]))
+            keep[part] = exact >= threshold
+        return a[keep].astype(np.int64), b[keep]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"ids": self.ids.astype("U32"), "positions": self.positions, "similarities": self.similarities,
+        return {"ids": self.ids.astype("U32"), "positions": self.positions, "distances": self.distances,
                 "info": np.array([float(self.exact), self.recall], np.float64)}
 
     @classmethod
     def from_arrays(cls, data: dict[str, np.ndarray]) -> NeighbourGraph:
-        """A graph from :meth:`arrays`, checked for shape, dtype and range (``ValueError`` naming what is wrong)."""
-        missing = {"ids", "positions", "similarities", "info"} - set(data)
+        """A graph from :meth:`arrays` (or an older file with float32 ``similarities``), checked for shape, dtype
+        and range (``ValueError`` naming what is wrong)."""
+        old = "distances" not in data and "similarities" in data  # written before 2026-12-06
+        key = "similarities" if old else "distances"
+        missing = {"ids", "positions", key, "info"} - set(data)
         if missing:
             raise ValueError(f"neighbour graph lacks {sorted(missing)}")
-        ids, positions, similarities, info = (data[key] for key in ("ids", "positions", "similarities", "info"))
+        ids, positions, values, info = (data[name] for name in ("ids", "positions", key, "info"))
         n = len(ids)
         if ids.ndim != 1 or ids.dtype.kind != "U" or not pd.Index(ids).is_unique:
             raise ValueError(f"neighbour graph ids: {ids.dtype} {ids.shape}, expected unique strings (n,)")
         if (positions.dtype != np.int32 or positions.ndim != 2 or len(positions) != n
                 or not 1 <= positions.shape[1] <= 1024):
             raise ValueError(f"neighbour graph positions: {positions.dtype} {positions.shape}, expected int32 ({n}, k)")
-        if similarities.dtype != np.float32 or similarities.shape != positions.shape:
-            raise ValueError(f"neighbour graph similarities: {similarities.dtype} {similarities.shape}, "
-                             f"expected float32 {positions.shape}")
+        dtype = np.float32 if old else DISTANCE_DTYPE
+        if values.dtype != dtype or values.shape != positions.shape:
+            raise ValueError(f"neighbour graph {key}: {values.dtype} {values.shape}, expected {np.dtype(dtype)} "
+                             f"{positions.shape}")
         if info.shape != (2,) or not np.isfinite(info).all() or not 0 <= info[1] <= 1:
             raise ValueError(f"neighbour graph info: {info!r}, expected [exact, recall in 0..1]")
         linked = positions >= 0
         if n and (positions.min() < -1 or positions.max() >= n or (positions == np.arange(n)[:, None]).any()):
             raise ValueError(f"neighbour graph positions out of range: expected -1 or 0..{n - 1}, never the row itself")
-        within = (similarities >= -1.01) & (similarities <= 1.01)
-        if not within[linked].all() or not np.all(similarities[~linked] == -np.inf):
-            raise ValueError("neighbour graph similarities out of range: expected -1..1 (and -inf where no neighbour)")
-        return cls(ids.astype(object), positions, similarities, bool(info[0]), float(info[1]))
+        distances = 1.0 - values if old else values
+        within = (distances >= -0.01) & (distances <= 2.01)
+        if not within[linked].all() or not np.all(distances[~linked] == np.inf):
+            raise ValueError(f"neighbour graph {key} out of range: expected similarities -1..1 (distances 0..2), "
+                             "and none where there is no neighbour")
+        return cls(ids.astype(object), positions, None, bool(info[0]), float(info[1]), distances=distances)
 
 
 def graph_typicality(similarities: np.ndarray, neighbours: int = 20) -> np.ndarray:
     """TypiClust's typicality from the neighbour graph's similarities: minus the mean distance (between unit
     vectors) to the ``neighbours`` nearest images; missing neighbours count as the farthest (distance 2)."""
-    nearest = similarities[:, :neighbours]
+    nearest = similarities[:, :neighbours].astype(np.float32)
     distance = np.where(np.isfinite(nearest), unit_distance(np.where(np.isfinite(nearest), nearest, 0)), 2.0)
     return -distance.mean(axis=1)
 

@@ -95,8 +95,7 @@ class Neighbours:
                 graph = refresh(old, snapshot.ids, vectors, index=index, progress=progress)
             arrays = graph.arrays()
             try:
-                self.files.save_arrays(self.path, ids=arrays["ids"], positions=arrays["positions"],
-                                       similarities=arrays["similarities"], info=arrays["info"])
+                self.files.save_arrays(self.path, **arrays)
             except OSError as e:  # a read-only workspace: the graph still answers, from memory
                 log.warning("cannot save the neighbour graph %s (%s); keeping it in memory", self.path, e)
         self._cached = (snapshot.version, graph)
@@ -126,7 +125,7 @@ class Neighbours:
         if (rows < 0).any():
             missing = wanted[rows < 0][:5].tolist()
             raise PicsiftError(f"{int((rows < 0).sum())} ids are not embedded (e.g. {missing}); run update() first")
-        positions, similarities = graph.positions[rows, :k], graph.similarities[rows, :k]
+        positions, similarities = graph.positions[rows, :k], 1.0 - graph.distances[rows, :k].astype(np.float32)
         linked = positions >= 0
         row_of, rank = np.nonzero(linked)
         return pd.DataFrame({"id": wanted[row_of], "rank": rank + 1,
