@@ -17,6 +17,7 @@ from PIL import Image
 
 from picsift import Library
 from picsift.analysis import graph as graph_module
+from picsift.analysis import graph_partitions
 from picsift.analysis.graph import MIN_RECALL, SIMILARITY_TOLERANCE, build, graph_typicality, measure_recall, refresh
 from picsift.analysis.neighbours import near_duplicates, outliers
 from picsift.analysis.sampling import sample_positions
@@ -69,6 +70,53 @@ def test_a_graph_from_the_index_stays_within_its_stated_recall(monkeypatch: pyte
     hits = np.mean([len(np.intersect1d(a, b)) / 16 for a, b in zip(patched.positions, exact.positions, strict=True)])
     assert hits >= MIN_RECALL and patched.recall >= MIN_RECALL
     assert abs(measure_recall(patched, vectors[50:], sample=3000 - 50) - hits) < 1e-9
+
+
+@pytest.fixture
+def partitioned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partitioned build on a set small enough to check against an exact graph: partitions of ~64 images,
+    a first reach of 128 candidates (of 2,000+), so the search really leaves most images out."""
+    monkeypatch.setattr(graph_module, "EXACT_UP_TO", 100)
+    monkeypatch.setattr(graph_partitions, "PARTITION", 64)
+    monkeypatch.setattr(graph_partitions, "FIRST_REACH", 128)
+
+
+def test_a_partitioned_graph_holds_its_stated_recall_and_keeps_it_through_a_refresh(partitioned: None) -> None:
+    vectors, ids = clustered(2600, seed=8, clusters=30), ids_of(2600)
+    graph = build(ids[:2400], vectors[:2400], k=16)
+    assert not graph.exact and graph.partitions is not None
+    assert graph.partitions.reach < 2400 / 2  # most images were never compared
+    truth = graph_partitions.exact_few(vectors[:2400], np.arange(2400), 16)
+    measured = graph_partitions.recall_at(graph.positions, truth)
+    assert measured >= MIN_RECALL and abs(measured - graph.recall) < 0.03, (measured, graph.recall)
+    # remove 100 (among them neighbours of many), add 200 (their partitions found by their centres)
+    keep = np.setdiff1d(np.arange(2600), np.arange(0, 1000, 10))
+    patched = refresh(graph, ids[keep], vectors[keep])
+    assert patched.partitions is not None and len(patched.partitions.of) == len(keep)
+    truth = graph_partitions.exact_few(vectors[keep], np.arange(len(keep)), 16)
+    assert graph_partitions.recall_at(patched.positions, truth) >= MIN_RECALL
+    added = np.arange(len(keep) - 200, len(keep))  # the new images found their own neighbours
+    assert graph_partitions.recall_at(patched.positions[added], truth[added]) >= MIN_RECALL
+    assert patched.positions.max() < len(keep)
+
+
+def test_a_partitioned_graph_round_trips_and_refuses_broken_partitions(partitioned: None) -> None:
+    graph = build(ids_of(600), clustered(600, seed=9), k=8)
+    assert graph.partitions is not None
+    loaded = graph_module.NeighbourGraph.from_arrays(graph.arrays())
+    assert loaded.partitions is not None and loaded.partitions.reach == graph.partitions.reach
+    np.testing.assert_array_equal(loaded.partitions.of, graph.partitions.of)
+    np.testing.assert_array_equal(loaded.distances, graph.distances)
+    broken = {
+        "partition_of": {"partition_of": graph.partitions.of + 1000},
+        "partition_reach": {"partition_reach": np.array([0])},
+        "partition_centres": {"partition_centres": graph.partitions.centres * np.nan},
+        "expected all of": {"partition_of": None},
+    }
+    for message, change in broken.items():
+        arrays = {key: value for key, value in {**graph.arrays(), **change}.items() if value is not None}
+        with pytest.raises(ValueError, match=message):
+            graph_module.NeighbourGraph.from_arrays(arrays)
 
 
 def test_an_untrusted_graph_is_refused_for_what_is_wrong() -> None:

@@ -29,6 +29,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .clustering import unit_distance
+from .graph_partitions import Partitions, build_partitioned, exact_few, recall_at, search
 from .neighbours import BLOCK_CELLS, GROUP, index_neighbours, nearest_neighbours, top_k_rows
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,14 @@ class NeighbourGraph:
         True when every row is exact (not from an approximate index).
     recall
         recall@k of the rows against exact neighbours, measured on a sample at the last refresh (1 when exact).
+    partitions
+        The partitions a graph above ``EXACT_UP_TO`` images was built through (None when exact or from an index).
     """
 
     def __init__(self, ids: np.ndarray, positions: np.ndarray, similarities: np.ndarray | None,
-                 exact: bool = True, recall: float = 1.0, *, distances: np.ndarray | None = None):
-        self.ids, self.exact, self.recall = ids, exact, recall
+                 exact: bool = True, recall: float = 1.0, *, distances: np.ndarray | None = None,
+                 partitions: Partitions | None = None):
+        self.ids, self.exact, self.recall, self.partitions = ids, exact, recall, partitions
         self.positions = np.asarray(positions, np.int32)
         if distances is None:
             assert similarities is not None
@@ -121,7 +125,8 @@ class NeighbourGraph:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"ids": self.ids.astype("U32"), "positions": self.positions, "distances": self.distances,
-                "info": np.array([float(self.exact), self.recall], np.float64)}
+                "info": np.array([float(self.exact), self.recall], np.float64),
+                **(self.partitions.arrays() if self.partitions is not None else {})}
 
     @classmethod
     def from_arrays(cls, data: dict[str, np.ndarray]) -> NeighbourGraph:
@@ -153,7 +158,8 @@ class NeighbourGraph:
         if not within[linked].all() or not np.all(distances[~linked] == np.inf):
             raise ValueError(f"neighbour graph {key} out of range: expected similarities -1..1 (distances 0..2), "
                              "and none where there is no neighbour")
-        return cls(ids.astype(object), positions, None, bool(info[0]), float(info[1]), distances=distances)
+        return cls(ids.astype(object), positions, None, bool(info[0]), float(info[1]), distances=distances,
+                   partitions=Partitions.from_arrays(data, n))
 
 
 def graph_typicality(similarities: np.ndarray, neighbours: int = 20) -> np.ndarray:
@@ -191,13 +197,18 @@ def exact_rows(vectors: np.ndarray, rows: np.ndarray, k: int, progress: bool = F
 
 def build(ids: np.ndarray, vectors: np.ndarray, k: int = DEFAULT_K, *, index: Any = None,
           progress: bool = False) -> NeighbourGraph:
-    """A graph from scratch: exact without ``index`` (or up to :data:`EXACT_UP_TO` images), else from it."""
+    """A graph from scratch: exact up to :data:`EXACT_UP_TO` images; above, from ``index`` when given, else
+    through partitions (:mod:`picsift.analysis.graph_partitions`)."""
     ids = np.asarray(ids, dtype=object)
-    if index is None or len(ids) <= EXACT_UP_TO:
+    if len(ids) <= EXACT_UP_TO:
         positions, similarities = nearest_neighbours(vectors, k, progress=progress)
         return NeighbourGraph(ids, positions.astype(np.int32), similarities, True, 1.0)
-    positions, similarities = index_neighbours(vectors, np.arange(len(ids)), k, index, ids.tolist(), progress)
-    graph = NeighbourGraph(ids, positions.astype(np.int32), similarities, False, 1.0)
+    parts = None
+    if index is not None:
+        positions, similarities = index_neighbours(vectors, np.arange(len(ids)), k, index, ids.tolist(), progress)
+    else:
+        positions, similarities, parts = build_partitioned(vectors, k, progress)
+    graph = NeighbourGraph(ids, positions, similarities, False, 1.0, partitions=parts)
     graph.recall = measure_recall(graph, vectors)
     return graph
 
@@ -207,10 +218,7 @@ def measure_recall(graph: NeighbourGraph, vectors: np.ndarray, sample: int = DRI
     if len(graph) < 2:
         return 1.0
     rows = np.sort(np.random.default_rng(seed).choice(len(graph), min(sample, len(graph)), replace=False))
-    truth, _ = exact_rows(vectors, rows, graph.k)
-    found = graph.positions[rows]
-    hits = sum(len(np.intersect1d(t[t >= 0], f[f >= 0])) for t, f in zip(truth, found, strict=True))
-    return float(hits / max(1, int((truth >= 0).sum())))
+    return recall_at(graph.positions[rows], exact_few(vectors, rows, min(graph.k, len(graph) - 1)))
 
 
 def _merge(positions: np.ndarray, similarities: np.ndarray, more_positions: np.ndarray, more: np.ndarray,
@@ -234,37 +242,47 @@ def refresh(old: NeighbourGraph, ids: np.ndarray, vectors: np.ndarray, *, index:
             progress: bool = False) -> NeighbourGraph:
     """``old`` brought in line with the images ``ids`` (vectors ``vectors``, store order): see the module docs.
 
-    Without ``index`` (or up to :data:`EXACT_UP_TO` images) the result is exact when ``old`` was.
+    Up to :data:`EXACT_UP_TO` images the result is exact; above, rows are searched through ``index`` when given,
+    else through ``old``'s partitions (a graph without them is rebuilt).
     """
     ids = np.asarray(ids, dtype=object)
     n, k = len(ids), old.k
     new_of_old = np.asarray(pd.Index(ids).get_indexer(old.ids.astype(object)), np.int64)
     kept = new_of_old >= 0
     added = np.setdiff1d(np.arange(n), new_of_old[kept])
-    exact = index is None or n <= EXACT_UP_TO
+    exact = n <= EXACT_UP_TO
     changed = len(added) + int((~kept).sum())
-    if changed > REBUILD_FRACTION * max(n, 1) or (exact and not old.exact):
+    if (changed > REBUILD_FRACTION * max(n, 1) or (exact and not old.exact)
+            or (not exact and index is None and old.partitions is None)):
         return build(ids, vectors, k, index=None if exact else index, progress=progress)
+    parts = None
+    if not exact and index is None:
+        assert old.partitions is not None
+        parts = Partitions(old.partitions.centres, np.empty(n, np.int32), old.partitions.reach)
+        parts.of[new_of_old[kept]] = old.partitions.of[kept]
+        parts.of[added] = parts.assign(vectors[added])
     positions = np.full((n, k), -1, np.int32)
     similarities = np.full((n, k), -np.inf, np.float32)
     mapped = np.where(old.positions >= 0, new_of_old[np.maximum(old.positions, 0)], -1)
     positions[new_of_old[kept]] = mapped[kept]
     similarities[new_of_old[kept]] = np.where(mapped[kept] >= 0, old.similarities[kept], -np.inf)
-    # a row that lost a neighbour is searched again; so, from an index, is one short of k while images came
+    # a row that lost a neighbour is searched again; so, when not exact, is one short of k while images came
     lost = ((old.positions[kept] >= 0) & (mapped[kept] < 0)).any(axis=1)
     if len(added) and not exact:
         lost |= (old.positions[kept] < 0).any(axis=1)
-    search = np.union1d(new_of_old[kept][lost], added)
+    rows = np.union1d(new_of_old[kept][lost], added)
     if exact:
-        found_p, found_s = exact_rows(vectors, search, k, progress)
+        found_p, found_s = exact_rows(vectors, rows, k, progress)
+    elif parts is not None:
+        found_p, found_s = search(vectors, rows, parts, k, progress=progress)
     else:
-        found_p, found_s = index_neighbours(vectors[search], search, k, index, ids.tolist(), progress)
+        found_p, found_s = index_neighbours(vectors[rows], rows, k, index, ids.tolist(), progress)
         found_p = found_p.astype(np.int32)
-    positions[search], similarities[search] = found_p, found_s
+    positions[rows], similarities[rows] = found_p, found_s
     if len(added):
-        positions, similarities = _enter_lists(positions, similarities, vectors, added, found_p, found_s, search,
+        positions, similarities = _enter_lists(positions, similarities, vectors, added, found_p, found_s, rows,
                                                exact)
-    graph = NeighbourGraph(ids, positions, similarities, exact, 1.0)
+    graph = NeighbourGraph(ids, positions, similarities, exact, 1.0, partitions=parts)
     if not exact:
         graph.recall = measure_recall(graph, vectors)
         if graph.recall < MIN_RECALL:
