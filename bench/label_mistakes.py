@@ -208,18 +208,19 @@ def flip(y: np.ndarray, x: np.ndarray, rate: float, kind: str, seed: int) -> tup
 
 # -- methods ------------------------------------------------------------------------------------------------
 def methods(x: np.ndarray, noisy: np.ndarray, prompt_scores: np.ndarray, zero_shot: np.ndarray,
-            graph_positions: np.ndarray, graph_similarities: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
+            graph_positions: np.ndarray, graph_similarities: np.ndarray, plain_scores: np.ndarray | None = None
+            ) -> dict[str, tuple[np.ndarray, float]]:
     """Each method's score per image (higher = more likely wrong) and its time in seconds."""
     out: dict[str, tuple[np.ndarray, float]] = {}
     classes, rows = int(noisy.max()) + 1, np.arange(len(noisy))
     start = time.perf_counter()
     votes = signals.neighbour_probabilities(graph_positions, graph_similarities, rows, noisy, classes)
-    combined = signals.combine(votes.probabilities, prompt_scores, noisy)
+    combined = signals.combine(votes.probabilities, prompt_scores, noisy, plain_scores=plain_scores)
     out["picsift"] = (signals.cleanlab_issues(noisy, combined.probabilities)[1], time.perf_counter() - start)
     out["picsift-knn"] = (signals.cleanlab_issues(noisy, votes.probabilities)[1], 0.0)
     prompts_only = signals.combine(np.full_like(votes.probabilities, 1 / classes), prompt_scores, noisy)
     out["picsift-prompts"] = (signals.cleanlab_issues(noisy, prompts_only.probabilities)[1], 0.0)
-    out["_weight"] = (np.array([combined.weight, combined.temperature]), 0.0)
+    out["_weight"] = (np.array([combined.weight, combined.temperature, combined.prompts == "plain"]), 0.0)
     start = time.perf_counter()
     out["datalab"] = (datalab(x, noisy), time.perf_counter() - start)
     entropy = -(zero_shot * np.log(np.maximum(zero_shot, 1e-12))).sum(axis=1)
@@ -256,8 +257,9 @@ def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, 
     for kind in ("uniform", "confusable"):
         for rate in rates:
             noisy, truth = flip(y, x, rate, kind, seed=int(rate * 100))
-            found = methods(x, noisy, prompt_scores, zero_shot, graph.positions, graph.similarities)
-            weight, temperature = found.pop("_weight")[0]
+            found = methods(x, noisy, prompt_scores, zero_shot, graph.positions, graph.similarities,
+                            signals.PLAIN_SCALE * (x @ text.T))
+            weight, temperature, plain = found.pop("_weight")[0]
             parts = [(name, np.ones(len(y), bool))]
             if held_out is not None:
                 parts.append((f"{name}, unseen", held_out))
@@ -267,7 +269,8 @@ def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, 
                     top = np.argsort(-score[mask], kind="stable")[:n]
                     rows.append([label, kind, f"{rate:.0%}", method, round(roc_auc_score(truth[mask], score[mask]), 3),
                                  round(float(truth[mask][top].mean()), 3), round(seconds, 2),
-                                 f"w={weight:.1f} T={temperature}" if method == "picsift" else ""])
+                                 f"w={weight:.1f} T={temperature}{' plain' if plain else ''}"
+                                 if method == "picsift" else ""])
             log(f"#   {name} {kind} {rate:.0%} done")
 
 

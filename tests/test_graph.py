@@ -296,3 +296,21 @@ def test_umap_from_the_graph_keeps_the_trustworthiness_of_umaps_own_neighbours()
     t_own = trustworthiness(vectors, own.coords, n_neighbors=10, metric="cosine")
     t_graph = trustworthiness(vectors, from_graph.coords, n_neighbors=10, metric="cosine")
     assert t_graph >= t_own - 0.01, (t_graph, t_own)
+
+
+def test_a_map_with_the_graph_fits_every_image_beyond_the_sample_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("umap")
+    from picsift.analysis import projection
+
+    from .test_projection import clustered as well_separated
+    from .test_projection import ids_for, snapshot
+
+    monkeypatch.setattr(projection, "UMAP_FIT_ROWS", 200)  # a "large" set: more images than the sample size
+    monkeypatch.setattr(projection, "UMAP_GRAPH_FIT_ROWS", 1000)
+    vectors, _ = well_separated(500, seed=4)
+    ids = ids_for(500, "f")
+    graph = build(np.array(ids, dtype=object), vectors, k=32)
+    assert projection.update_map(None, snapshot(vectors, ids, 1), "umap", 2).fitted == 200  # a sample, no graph
+    assert projection.update_map(None, snapshot(vectors, ids, 1), "umap", 2, knn=graph.nearest).fitted == 500
+    monkeypatch.setattr(projection, "UMAP_GRAPH_FIT_ROWS", 400)  # beyond it, the sample again
+    assert projection.update_map(None, snapshot(vectors, ids, 1), "umap", 2, knn=graph.nearest).fitted == 200

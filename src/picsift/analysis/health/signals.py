@@ -40,6 +40,8 @@ WEIGHTS = tuple(np.round(np.linspace(0, 1, 11), 2))
 TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
 #: The share of worst-fit labels left out of the likelihood that chooses the mixing (robust to the mistakes).
 TRIM = 0.2
+#: CLIP's logit scale: plain zero-shot logits are this times the cosine (before the temperature).
+PLAIN_SCALE = 100.0
 #: The mixing is chosen on at most this many labelled images (seeded), and applied in chunks of CHUNK rows.
 FIT_ROWS = 20_000
 CHUNK = 50_000
@@ -112,36 +114,43 @@ class Combined:
     weight: float
     temperature: float
     log_likelihood: float
+    prompts: str = "calibrated"
 
 
 def combine(neighbours: np.ndarray, prompt_scores: np.ndarray | None, labels: np.ndarray,
-            fit_rows: int = FIT_ROWS, seed: int = 0) -> Combined:
+            fit_rows: int = FIT_ROWS, seed: int = 0, plain_scores: np.ndarray | None = None) -> Combined:
     """The product of experts whose weight and temperature give the given ``labels`` the highest likelihood
     (the mean log-probability of all but the :data:`TRIM` worst-fit labels), chosen on at most ``fit_rows``
-    seeded rows and then applied to every row in chunks (float32: no n x C float64 matrix)."""
+    seeded rows and then applied to every row in chunks (float32: no n x C float64 matrix).
+
+    ``plain_scores`` (zero-shot logits, :data:`PLAIN_SCALE` x cosine) compete with the calibrated
+    ``prompt_scores`` in the same fit: the likelihood picks the prompt signal as well as its weight."""
     n = len(labels)
     if prompt_scores is None:
         fits = np.log(neighbours[np.arange(n), labels].astype(np.float64))
-        return Combined(neighbours, 0.0, 1.0, float(fits.mean()))
+        return Combined(neighbours, 0.0, 1.0, float(fits.mean()), "none")
+    candidates = {"calibrated": prompt_scores, **({"plain": plain_scores} if plain_scores is not None else {})}
     fit = np.arange(n) if n <= fit_rows else np.sort(np.random.default_rng(seed).choice(n, fit_rows, replace=False))
     log_n = np.log(neighbours[fit].astype(np.float64))
-    best: tuple[float, float, float] | None = None
-    for temperature in TEMPERATURES:
-        log_p = np.log(softmax(prompt_scores[fit].astype(np.float64) / temperature))
-        for weight in WEIGHTS:
-            mixed = softmax((1 - weight) * log_n + weight * log_p)
-            fits = np.sort(np.log(mixed[np.arange(len(fit)), labels[fit]]))
-            likelihood = float(fits[int(TRIM * len(fits)) :].mean())
-            if best is None or likelihood > best[2] + 1e-12:
-                best = (float(weight), temperature, likelihood)
+    best: tuple[float, float, float, str] | None = None
+    for name, scores in candidates.items():
+        for temperature in TEMPERATURES:
+            log_p = np.log(softmax(scores[fit].astype(np.float64) / temperature))
+            for weight in WEIGHTS:
+                mixed = softmax((1 - weight) * log_n + weight * log_p)
+                fits = np.sort(np.log(mixed[np.arange(len(fit)), labels[fit]]))
+                likelihood = float(fits[int(TRIM * len(fits)) :].mean())
+                if best is None or likelihood > best[2] + 1e-12:
+                    best = (float(weight), temperature, likelihood, name)
     assert best is not None
-    weight, temperature, likelihood = best
+    weight, temperature, likelihood, name = best
+    chosen = candidates[name]
     mixed = np.empty(neighbours.shape, np.float32)
     for start in range(0, n, CHUNK):
         part = slice(start, start + CHUNK)
-        log_p = np.log(softmax(prompt_scores[part].astype(np.float64) / temperature))
+        log_p = np.log(softmax(chosen[part].astype(np.float64) / temperature))
         mixed[part] = softmax((1 - weight) * np.log(neighbours[part].astype(np.float64)) + weight * log_p)
-    return Combined(mixed, weight, temperature, likelihood)
+    return Combined(mixed, weight, temperature, likelihood, name)
 
 
 def cleanlab_issues(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
