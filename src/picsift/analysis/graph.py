@@ -1,20 +1,23 @@
 """The neighbour graph: the ``k`` nearest neighbours of every embedded image, the one place neighbours come from.
 
 Near duplicates, outliers, typical sampling, uniqueness, the label checks and UMAP maps all read it
-(:class:`~picsift.analysis.graph_service.Neighbours` keeps it in the workspace and fresh). It is three plain
-arrays: the ids of the images (store order), and for each image the positions of its ``k`` nearest others and
-their cosine similarities, best first (``-1`` / ``-inf`` where there are fewer than ``k`` others).
+(:class:`~picsift.analysis.graph_service.Neighbours` keeps it in the workspace and fresh). It is plain arrays:
+the ids of the images (store order), and for each image the int32 positions of its ``k`` nearest others and
+their float16 cosine distances, best first (``-1`` / ``inf`` where there are fewer than ``k`` others): 192 bytes
+per image at k = 32, 192 MB at 1M.
 
-**Exact or from the index.** Up to :data:`EXACT_UP_TO` images the graph is exact (blocked matrix products, about
-30 s at 50k x 512 on 2 cores, growing with ``n^2``); above it, and when the index is hnsw, each image's neighbours
-come from the index's graph in threaded batches (recall about 0.98 at ef 128 on clustered data, minutes at 1M
-instead of the exact path's hours).
+**Exact or through partitions.** Up to :data:`EXACT_UP_TO` images the graph is exact (blocked matrix products,
+about 30 s at 50k x 512 on 2 cores, growing with ``n^2``); above it, each image is compared exactly with the images
+of the k-means partitions nearest its own (:mod:`~picsift.analysis.graph_partitions`: linear in ``n``, recall@k
+chosen on a sample to reach 0.97, no index needed). ``build(..., index=...)`` still answers from a vector index's
+own graph (hnsw) for callers that pass one; the library no longer does (see bench/README.md, issue 21).
 
 **Kept fresh incrementally.** After an update, :func:`refresh` maps the old graph onto the new ids: removed
 images leave every list (the rows that lost a neighbour are searched again), new images get their neighbours and
 enter the lists of the images they are near. An exact graph stays exact (new images are scored against every
-image, both ways). A graph from the index can drift (an image a new one should enter is not always in the new
-one's list): each refresh measures recall@k on :data:`DRIFT_SAMPLE` random rows against exact neighbours, and
+image, both ways). A graph through partitions searches its new images (and the rows that lost a neighbour) in
+their partitions, and can drift (an image a new one should enter is not always in the new one's list): each
+refresh measures recall@k on :data:`DRIFT_SAMPLE` random rows against exact neighbours, and
 rebuilds from scratch below :data:`MIN_RECALL`.
 """
 
