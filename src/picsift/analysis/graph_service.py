@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -93,7 +93,7 @@ class Neighbours:
                 graph = build(snapshot.ids, vectors, self.k, progress=progress)
             else:
                 graph = refresh(old, snapshot.ids, vectors, progress=progress)
-            arrays = graph.arrays()
+            arrays: dict[str, Any] = graph.arrays()
             try:
                 self.files.save_arrays(self.path, **arrays)
             except OSError as e:  # a read-only workspace: the graph still answers, from memory
