@@ -36,6 +36,10 @@ TARGET_RECALL = 0.97
 #: k-means for the partitions: sampled images per partition, and Lloyd iterations.
 FIT_PER_PARTITION = 32
 LLOYD_ITERATIONS = 8
+#: Column group of the top-k selection (:func:`~picsift.analysis.neighbours.top_k_rows`): rows here are a few
+#: thousand candidates wide, where 64-wide groups leave half the row to sort; 8 made the search 1.4-1.5x faster
+#: (100k synthetic, 10 partitions searched, interleaved runs, same neighbours).
+TOP_K_GROUP = 8
 #: Rows whose exact neighbours choose the reach.
 TUNE_SAMPLE = 256
 
@@ -169,7 +173,7 @@ def _search_block(vectors: np.ndarray, queries: np.ndarray, candidates: np.ndarr
         own = lookup[np.minimum(np.searchsorted(candidates, block, sorter=lookup), len(candidates) - 1)]
         is_own = candidates[own] == block
         scores[np.flatnonzero(is_own), own[is_own]] = -np.inf
-        columns, values = top_k_rows(scores, kept)
+        columns, values = top_k_rows(scores, kept, TOP_K_GROUP)
         where = out_rows[start : start + len(block)]
         positions[where, :kept] = candidates[columns]
         similarities[where, :kept] = values
