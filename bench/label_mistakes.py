@@ -9,7 +9,8 @@ nearest confusable class (the class whose centroid is nearest the true one's: th
 
 - ``picsift``: what ``lib.label_mistakes`` runs (graph neighbour votes x calibrated prompts, mixed by the
   likelihood of the given labels, cleanlab's label quality); ``picsift-knn`` / ``picsift-prompts``: each signal
-  alone through the same cleanlab scoring (the ablation behind the mixing rule);
+  alone through the same cleanlab scoring (the ablation behind the mixing rule); ``picsift+plain``: the fit also
+  offered plain zero-shot logits (100 x cosine) beside the calibrated prompts (measured, not adopted);
 - ``datalab``: cleanlab ``Datalab.find_issues(features=...)`` on the raw features (its own neighbours);
 - ``fiftyone``: FiftyOne Brain's mistakenness formula ``(s * c + 1) / 2`` (``c = exp(-entropy)``, ``s = +1``
   when the prediction disagrees with the label) on zero-shot CLIP probabilities (softmax of 100 x cosine);
@@ -215,12 +216,15 @@ def methods(x: np.ndarray, noisy: np.ndarray, prompt_scores: np.ndarray, zero_sh
     classes, rows = int(noisy.max()) + 1, np.arange(len(noisy))
     start = time.perf_counter()
     votes = signals.neighbour_probabilities(graph_positions, graph_similarities, rows, noisy, classes)
-    combined = signals.combine(votes.probabilities, prompt_scores, noisy, plain_scores=plain_scores)
+    combined = signals.combine(votes.probabilities, prompt_scores, noisy)
     out["picsift"] = (signals.cleanlab_issues(noisy, combined.probabilities)[1], time.perf_counter() - start)
+    if plain_scores is not None:  # the fit also choosing plain zero-shot logits (not what the library runs)
+        with_plain = signals.combine(votes.probabilities, prompt_scores, noisy, plain_scores=plain_scores)
+        out["picsift+plain"] = (signals.cleanlab_issues(noisy, with_plain.probabilities)[1], 0.0)
     out["picsift-knn"] = (signals.cleanlab_issues(noisy, votes.probabilities)[1], 0.0)
     prompts_only = signals.combine(np.full_like(votes.probabilities, 1 / classes), prompt_scores, noisy)
     out["picsift-prompts"] = (signals.cleanlab_issues(noisy, prompts_only.probabilities)[1], 0.0)
-    out["_weight"] = (np.array([combined.weight, combined.temperature, combined.prompts == "plain"]), 0.0)
+    out["_weight"] = (np.array([combined.weight, combined.temperature]), 0.0)
     start = time.perf_counter()
     out["datalab"] = (datalab(x, noisy), time.perf_counter() - start)
     entropy = -(zero_shot * np.log(np.maximum(zero_shot, 1e-12))).sum(axis=1)
@@ -259,7 +263,7 @@ def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, 
             noisy, truth = flip(y, x, rate, kind, seed=int(rate * 100))
             found = methods(x, noisy, prompt_scores, zero_shot, graph.positions, graph.similarities,
                             signals.PLAIN_SCALE * (x @ text.T))
-            weight, temperature, plain = found.pop("_weight")[0]
+            weight, temperature = found.pop("_weight")[0]
             parts = [(name, np.ones(len(y), bool))]
             if held_out is not None:
                 parts.append((f"{name}, unseen", held_out))
@@ -269,8 +273,7 @@ def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, 
                     top = np.argsort(-score[mask], kind="stable")[:n]
                     rows.append([label, kind, f"{rate:.0%}", method, round(roc_auc_score(truth[mask], score[mask]), 3),
                                  round(float(truth[mask][top].mean()), 3), round(seconds, 2),
-                                 f"w={weight:.1f} T={temperature}{' plain' if plain else ''}"
-                                 if method == "picsift" else ""])
+                                 f"w={weight:.1f} T={temperature}" if method == "picsift" else ""])
             log(f"#   {name} {kind} {rate:.0%} done")
 
 

@@ -21,7 +21,6 @@ from ...query.steps import LabelMistakes, Recipe
 from ..graph import NeighbourGraph
 from .fields import FieldLabels, read_field, words
 from .signals import (
-    PLAIN_SCALE,
     PROMPTS,
     Combined,
     Votes,
@@ -120,14 +119,13 @@ class LabelChecks:
         codes = np.searchsorted(np.asarray(classes), labels.labels.astype(str))
         rows = graph.rows_of(labels.ids)
         votes = neighbour_probabilities(graph.positions, graph.similarities, rows, codes, len(classes))
-        prompt_scores, plain = self._prompt_scores(labels.ids, classes) if self._embed_text else (None, None)
-        combined = combine(votes.probabilities, prompt_scores, codes, plain_scores=plain)
+        prompt_scores = self._prompt_scores(labels.ids, classes) if self._embed_text else None
+        combined = combine(votes.probabilities, prompt_scores, codes)
         issues, scores = cleanlab_issues(codes, combined.probabilities)
         return LabelVerdict(labels, classes, codes, rows, votes, prompt_scores, combined, issues, scores,
                             {"unlabelled": labels.unlabelled, "one_image_classes": len(small)})
 
-    def _prompt_scores(self, ids: np.ndarray, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated prompt scores (standardised per class) and plain zero-shot logits, images x classes."""
+    def _prompt_scores(self, ids: np.ndarray, classes: list[str]) -> np.ndarray:
         assert self._embed_text is not None
         text = class_text_vectors([words(c) for c in classes], self._embed_text)
         snapshot = self._store().snapshot()
@@ -136,9 +134,8 @@ class LabelChecks:
             raise PicsiftError("the store changed while checking labels; run it again")
         n = len(snapshot)
         sample = np.sort(np.random.default_rng(0).choice(n, min(n, REFERENCE_ROWS), replace=False))
-        vectors = snapshot.vectors(positions)
-        plain = (PLAIN_SCALE * (vectors @ text.T)).astype(np.float32)
-        return standardised_prompt_scores(vectors, text, snapshot.vectors(sample)).astype(np.float32), plain
+        return standardised_prompt_scores(snapshot.vectors(positions), text,
+                                          snapshot.vectors(sample)).astype(np.float32)
 
     def mistakes(self, field: str, limit: int | None = 50, scope: Scope | None = None) -> ImageSet:
         """The labelled images of ``field`` (within ``scope``) ranked most likely wrong first."""
