@@ -2,10 +2,11 @@
 mistakes from it, on synthetic clustered vectors; and UMAP at ``--umap-n`` from the graph against UMAP's own
 neighbour search.
 
-Every step prints its row as soon as it ends (a long run that is stopped still shows what finished). Times on a
-shared machine depend on its load, so the run also times a **baseline in the same process**: plain numpy float32
-matrix products (1024 rows x ``reach`` columns, the build's own block shape, no top-k) at the build's multiply-add
-count, before and after the build; the build's ratio to it is what carries to a calm machine.
+Every step prints its row as soon as it ends, with its wall seconds and the CPU seconds the process used since the
+row before (all threads; includes setup such as making the data) (a long run that is stopped still shows what
+finished). Times on a shared machine depend on its load, so the run also times a **baseline in the same process**:
+plain numpy float32 matrix products (1024 rows x ``reach`` columns, the build's own block shape, no top-k) at the
+build's multiply-add count, before and after the build; the build's ratio to it is what carries to a calm machine.
 
 The 1% of new images are half fresh vectors and half near copies of existing images (noise 0.002 per dimension,
 cosine about 0.999), so near duplicates have groups to find and a copy must find its original.
@@ -40,8 +41,21 @@ from picsift.analysis.neighbours import pair_groups  # noqa: E402
 ROWS: list[list[object]] = []
 
 
+def cpu_seconds() -> float:
+    """CPU seconds this process has used (all threads): on a shared machine, what the work cost, whatever the
+    wait for a core added to the wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+LAST_CPU = [0.0]
+
+
 def record(step: str, images: int, seconds: float | str, note: str = "") -> None:
-    row = [step, images, seconds if isinstance(seconds, str) else round(seconds, 1), note]
+    used = cpu_seconds()
+    row = [step, images, seconds if isinstance(seconds, str) else round(seconds, 1),
+           round(used - LAST_CPU[0], 1), note]
+    LAST_CPU[0] = used
     ROWS.append(row)
     print("# " + " | ".join(str(v) for v in row), flush=True)
 
@@ -191,11 +205,12 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     graph_partitions.PARTITION = args.partition
     header("The neighbour graph at scale", argv)
+    LAST_CPU[0] = cpu_seconds()
     if args.n:
         graph_part(args.n, args.classes)
     if args.umap_n:
         umap_part(args.umap_n, args.variants)
-    print(table(ROWS, ["step", "images", "seconds", "note"]))
+    print(table(ROWS, ["step", "images", "seconds", "CPU seconds since the row before", "note"]))
 
 
 if __name__ == "__main__":
