@@ -9,7 +9,8 @@ nearest confusable class (the class whose centroid is nearest the true one's: th
 
 - ``picsift``: what ``lib.label_mistakes`` runs (graph neighbour votes x calibrated prompts, mixed by the
   likelihood of the given labels, cleanlab's label quality); ``picsift-knn`` / ``picsift-prompts``: each signal
-  alone through the same cleanlab scoring (the ablation behind the mixing rule);
+  alone through the same cleanlab scoring (the ablation behind the mixing rule); ``picsift+plain``: the fit also
+  offered plain zero-shot logits (100 x cosine) beside the calibrated prompts (measured, not adopted);
 - ``datalab``: cleanlab ``Datalab.find_issues(features=...)`` on the raw features (its own neighbours);
 - ``fiftyone``: FiftyOne Brain's mistakenness formula ``(s * c + 1) / 2`` (``c = exp(-entropy)``, ``s = +1``
   when the prediction disagrees with the label) on zero-shot CLIP probabilities (softmax of 100 x cosine);
@@ -211,7 +212,8 @@ def flip(y: np.ndarray, x: np.ndarray, rate: float, kind: str, seed: int) -> tup
 
 # -- methods ------------------------------------------------------------------------------------------------
 def methods(x: np.ndarray, noisy: np.ndarray, prompt_scores: np.ndarray, zero_shot: np.ndarray,
-            graph_positions: np.ndarray, graph_similarities: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
+            graph_positions: np.ndarray, graph_similarities: np.ndarray, plain_scores: np.ndarray | None = None
+            ) -> dict[str, tuple[np.ndarray, float]]:
     """Each method's score per image (higher = more likely wrong) and its time in seconds."""
     out: dict[str, tuple[np.ndarray, float]] = {}
     classes, rows = int(noisy.max()) + 1, np.arange(len(noisy))
@@ -219,6 +221,9 @@ def methods(x: np.ndarray, noisy: np.ndarray, prompt_scores: np.ndarray, zero_sh
     votes = signals.neighbour_probabilities(graph_positions, graph_similarities, rows, noisy, classes)
     combined = signals.combine(votes.probabilities, prompt_scores, noisy)
     out["picsift"] = (signals.cleanlab_issues(noisy, combined.probabilities)[1], time.perf_counter() - start)
+    if plain_scores is not None:  # the fit also choosing plain zero-shot logits (not what the library runs)
+        with_plain = signals.combine(votes.probabilities, prompt_scores, noisy, plain_scores=plain_scores)
+        out["picsift+plain"] = (signals.cleanlab_issues(noisy, with_plain.probabilities)[1], 0.0)
     out["picsift-knn"] = (signals.cleanlab_issues(noisy, votes.probabilities)[1], 0.0)
     prompts_only = signals.combine(np.full_like(votes.probabilities, 1 / classes), prompt_scores, noisy)
     out["picsift-prompts"] = (signals.cleanlab_issues(noisy, prompts_only.probabilities)[1], 0.0)
@@ -259,7 +264,8 @@ def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, 
     for kind in ("uniform", "confusable"):
         for rate in rates:
             noisy, truth = flip(y, x, rate, kind, seed=int(rate * 100))
-            found = methods(x, noisy, prompt_scores, zero_shot, graph.positions, graph.similarities)
+            found = methods(x, noisy, prompt_scores, zero_shot, graph.positions, graph.similarities,
+                            signals.PLAIN_SCALE * (x @ text.T))
             weight, temperature = found.pop("_weight")[0]
             parts = [(name, np.ones(len(y), bool))]
             if held_out is not None:

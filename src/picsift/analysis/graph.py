@@ -1,28 +1,30 @@
 """The neighbour graph: the ``k`` nearest neighbours of every embedded image, the one place neighbours come from.
 
 Near duplicates, outliers, typical sampling, uniqueness, the label checks and UMAP maps all read it
-(:class:`~picsift.analysis.graph_service.Neighbours` keeps it in the workspace and fresh). It is three plain
-arrays: the ids of the images (store order), and for each image the positions of its ``k`` nearest others and
-their cosine similarities, best first (``-1`` / ``-inf`` where there are fewer than ``k`` others).
+(:class:`~picsift.analysis.graph_service.Neighbours` keeps it in the workspace and fresh). It is plain arrays:
+the ids of the images (store order), and for each image the int32 positions of its ``k`` nearest others and
+their float16 cosine distances, best first (``-1`` / ``inf`` where there are fewer than ``k`` others): 192 bytes
+per image at k = 32, 192 MB at 1M.
 
-**Exact or from the index.** Up to :data:`EXACT_UP_TO` images the graph is exact (blocked matrix products, about
-30 s at 50k x 512 on 2 cores, growing with ``n^2``); above it, and when the index is hnsw, each image's neighbours
-come from the index's graph in threaded batches (recall about 0.98 at ef 128 on clustered data, minutes at 1M
-instead of the exact path's hours).
+**Exact or through partitions.** Up to :data:`EXACT_UP_TO` images the graph is exact (blocked matrix products,
+about 30 s at 50k x 512 on 2 cores, growing with ``n^2``); above it, each image is compared exactly with the images
+of the k-means partitions nearest its own (:mod:`~picsift.analysis.graph_partitions`: linear in ``n``, recall@k
+chosen on a sample to reach 0.97, no index needed). ``build(..., index=...)`` still answers from a vector index's
+own graph (hnsw) for callers that pass one; the library no longer does (see bench/README.md, issue 21).
 
 **Kept fresh incrementally.** After an update, :func:`refresh` maps the old graph onto the new ids: removed
 images leave every list (the rows that lost a neighbour are searched again), new images get their neighbours and
 enter the lists of the images they are near. An exact graph stays exact (new images are scored against every
-image, both ways). A graph from the index can drift (an image a new one should enter is not always in the new
-one's list): each refresh measures recall@k on :data:`DRIFT_SAMPLE` random rows against exact neighbours, and
+image, both ways). A graph through partitions searches its new images (and the rows that lost a neighbour) in
+their partitions, and can drift (an image a new one should enter is not always in the new one's list): each
+refresh measures recall@k on :data:`DRIFT_SAMPLE` random rows against exact neighbours, and
 rebuilds from scratch below :data:`MIN_RECALL`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .clustering import unit_distance
+from .graph_partitions import Partitions, build_partitioned, exact_few, recall_at, search
 from .neighbours import BLOCK_CELLS, GROUP, index_neighbours, nearest_neighbours, top_k_rows
 
 log = logging.getLogger(__name__)
@@ -42,11 +45,14 @@ EXACT_UP_TO = 50_000
 DRIFT_SAMPLE = 256
 #: A graph from the index whose measured recall@k falls below this is rebuilt from scratch.
 MIN_RECALL = 0.95
+#: How distances are kept (see :class:`NeighbourGraph`), and the most their rounding moves a similarity (at
+#: distance 2, float16's relative error 2^-11; less nearer).
+DISTANCE_DTYPE = np.float16
+SIMILARITY_TOLERANCE = 2.0**-10
 #: When more than this fraction of the images changed, rebuilding costs no more than patching.
 REBUILD_FRACTION = 0.5
 
 
-@dataclass
 class NeighbourGraph:
     """Each image's ``k`` nearest others.
 
@@ -56,19 +62,37 @@ class NeighbourGraph:
         ``(n,)`` image ids, in store order.
     positions
         ``(n, k)`` int32 positions into ``ids``, nearest first; ``-1`` where there is no neighbour.
-    similarities
-        ``(n, k)`` float32 cosine similarities, matching ``positions``; ``-inf`` where there is none.
+    distances
+        ``(n, k)`` float16 cosine distances (``1 - similarity``), matching ``positions``; ``inf`` where there is
+        none. float16 keeps the graph at 192 B per image at k = 32 (192 MB at 1M). Kept as distances, not
+        similarities, because float16's error is relative: a near neighbour's small distance keeps its precision
+        (0.01 +- 5e-6) where the similarity would round to the nearest 0.0005.
     exact
         True when every row is exact (not from an approximate index).
     recall
         recall@k of the rows against exact neighbours, measured on a sample at the last refresh (1 when exact).
+    partitions
+        The partitions a graph above ``EXACT_UP_TO`` images was built through (None when exact or from an index).
     """
 
-    ids: np.ndarray
-    positions: np.ndarray
-    similarities: np.ndarray
-    exact: bool = True
-    recall: float = 1.0
+    def __init__(self, ids: np.ndarray, positions: np.ndarray, similarities: np.ndarray | None,
+                 exact: bool = True, recall: float = 1.0, *, distances: np.ndarray | None = None,
+                 partitions: Partitions | None = None):
+        self.ids, self.exact, self.recall, self.partitions = ids, exact, recall, partitions
+        self.positions = np.asarray(positions, np.int32)
+        if distances is None:
+            assert similarities is not None
+            distances = 1.0 - np.asarray(similarities, np.float32)
+        self.distances = np.asarray(distances, DISTANCE_DTYPE)
+
+    def __repr__(self) -> str:
+        return f"NeighbourGraph(n={len(self)}, k={self.k}, exact={self.exact}, recall={self.recall:.3f})"
+
+    @property
+    def similarities(self) -> np.ndarray:
+        """``(n, k)`` float32 cosine similarities (``-inf`` where no neighbour), made from :attr:`distances` on
+        each access: slice with :meth:`nearest` when only the first columns are needed."""
+        return 1.0 - self.distances.astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,43 +110,65 @@ class NeighbourGraph:
         k = self.k if k is None else k
         if not 1 <= k <= self.k:
             raise ValueError(f"k={k!r}; valid: 1 to {self.k} (the graph keeps {self.k} neighbours per image)")
-        return self.positions[:, :k], self.similarities[:, :k]
+        return self.positions[:, :k], 1.0 - self.distances[:, :k].astype(np.float32)
+
+    def pairs_at_least(self, threshold: float, vectors_of: Callable[[np.ndarray], np.ndarray],
+                       chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's edges ``(a, b)`` (positions) whose cosine similarity is at least ``threshold``, checked
+        against the vectors (``vectors_of(positions)`` gives unit vectors): the stored float16 similarities only
+        pick the candidates (within :data:`SIMILARITY_TOLERANCE`), so a pair's rounding never decides."""
+        a, column = np.nonzero(self.distances <= np.float16(1.0 - threshold + SIMILARITY_TOLERANCE))
+        b = self.positions[a, column].astype(np.int64)
+        keep = np.zeros(len(a), bool)
+        for start in range(0, len(a), chunk):
+            part = slice(start, start + chunk)
+            exact = np.einsum("ij,ij->i", vectors_of(a[part]), vectors_of(b[part]))
+            keep[part] = exact >= threshold
+        return a[keep].astype(np.int64), b[keep]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"ids": self.ids.astype("U32"), "positions": self.positions, "similarities": self.similarities,
-                "info": np.array([float(self.exact), self.recall], np.float64)}
+        return {"ids": self.ids.astype("U32"), "positions": self.positions, "distances": self.distances,
+                "info": np.array([float(self.exact), self.recall], np.float64),
+                **(self.partitions.arrays() if self.partitions is not None else {})}
 
     @classmethod
     def from_arrays(cls, data: dict[str, np.ndarray]) -> NeighbourGraph:
-        """A graph from :meth:`arrays`, checked for shape, dtype and range (``ValueError`` naming what is wrong)."""
-        missing = {"ids", "positions", "similarities", "info"} - set(data)
+        """A graph from :meth:`arrays` (or an older file with float32 ``similarities``), checked for shape, dtype
+        and range (``ValueError`` naming what is wrong)."""
+        old = "distances" not in data and "similarities" in data  # written before 2026-12-06
+        key = "similarities" if old else "distances"
+        missing = {"ids", "positions", key, "info"} - set(data)
         if missing:
             raise ValueError(f"neighbour graph lacks {sorted(missing)}")
-        ids, positions, similarities, info = (data[key] for key in ("ids", "positions", "similarities", "info"))
+        ids, positions, values, info = (data[name] for name in ("ids", "positions", key, "info"))
         n = len(ids)
         if ids.ndim != 1 or ids.dtype.kind != "U" or not pd.Index(ids).is_unique:
             raise ValueError(f"neighbour graph ids: {ids.dtype} {ids.shape}, expected unique strings (n,)")
         if (positions.dtype != np.int32 or positions.ndim != 2 or len(positions) != n
                 or not 1 <= positions.shape[1] <= 1024):
             raise ValueError(f"neighbour graph positions: {positions.dtype} {positions.shape}, expected int32 ({n}, k)")
-        if similarities.dtype != np.float32 or similarities.shape != positions.shape:
-            raise ValueError(f"neighbour graph similarities: {similarities.dtype} {similarities.shape}, "
-                             f"expected float32 {positions.shape}")
+        dtype = np.float32 if old else DISTANCE_DTYPE
+        if values.dtype != dtype or values.shape != positions.shape:
+            raise ValueError(f"neighbour graph {key}: {values.dtype} {values.shape}, expected {np.dtype(dtype)} "
+                             f"{positions.shape}")
         if info.shape != (2,) or not np.isfinite(info).all() or not 0 <= info[1] <= 1:
             raise ValueError(f"neighbour graph info: {info!r}, expected [exact, recall in 0..1]")
         linked = positions >= 0
         if n and (positions.min() < -1 or positions.max() >= n or (positions == np.arange(n)[:, None]).any()):
             raise ValueError(f"neighbour graph positions out of range: expected -1 or 0..{n - 1}, never the row itself")
-        within = (similarities >= -1.01) & (similarities <= 1.01)
-        if not within[linked].all() or not np.all(similarities[~linked] == -np.inf):
-            raise ValueError("neighbour graph similarities out of range: expected -1..1 (and -inf where no neighbour)")
-        return cls(ids.astype(object), positions, similarities, bool(info[0]), float(info[1]))
+        distances = 1.0 - values if old else values
+        within = (distances >= -0.01) & (distances <= 2.01)
+        if not within[linked].all() or not np.all(distances[~linked] == np.inf):
+            raise ValueError(f"neighbour graph {key} out of range: expected similarities -1..1 (distances 0..2), "
+                             "and none where there is no neighbour")
+        return cls(ids.astype(object), positions, None, bool(info[0]), float(info[1]), distances=distances,
+                   partitions=Partitions.from_arrays(data, n))
 
 
 def graph_typicality(similarities: np.ndarray, neighbours: int = 20) -> np.ndarray:
     """TypiClust's typicality from the neighbour graph's similarities: minus the mean distance (between unit
     vectors) to the ``neighbours`` nearest images; missing neighbours count as the farthest (distance 2)."""
-    nearest = similarities[:, :neighbours]
+    nearest = similarities[:, :neighbours].astype(np.float32)
     distance = np.where(np.isfinite(nearest), unit_distance(np.where(np.isfinite(nearest), nearest, 0)), 2.0)
     return -distance.mean(axis=1)
 
@@ -154,13 +200,18 @@ def exact_rows(vectors: np.ndarray, rows: np.ndarray, k: int, progress: bool = F
 
 def build(ids: np.ndarray, vectors: np.ndarray, k: int = DEFAULT_K, *, index: Any = None,
           progress: bool = False) -> NeighbourGraph:
-    """A graph from scratch: exact without ``index`` (or up to :data:`EXACT_UP_TO` images), else from it."""
+    """A graph from scratch: exact up to :data:`EXACT_UP_TO` images; above, from ``index`` when given, else
+    through partitions (:mod:`picsift.analysis.graph_partitions`)."""
     ids = np.asarray(ids, dtype=object)
-    if index is None or len(ids) <= EXACT_UP_TO:
+    if len(ids) <= EXACT_UP_TO:
         positions, similarities = nearest_neighbours(vectors, k, progress=progress)
         return NeighbourGraph(ids, positions.astype(np.int32), similarities, True, 1.0)
-    positions, similarities = index_neighbours(vectors, np.arange(len(ids)), k, index, ids.tolist(), progress)
-    graph = NeighbourGraph(ids, positions.astype(np.int32), similarities, False, 1.0)
+    parts = None
+    if index is not None:
+        positions, similarities = index_neighbours(vectors, np.arange(len(ids)), k, index, ids.tolist(), progress)
+    else:
+        positions, similarities, parts = build_partitioned(vectors, k, progress)
+    graph = NeighbourGraph(ids, positions, similarities, False, 1.0, partitions=parts)
     graph.recall = measure_recall(graph, vectors)
     return graph
 
@@ -170,10 +221,7 @@ def measure_recall(graph: NeighbourGraph, vectors: np.ndarray, sample: int = DRI
     if len(graph) < 2:
         return 1.0
     rows = np.sort(np.random.default_rng(seed).choice(len(graph), min(sample, len(graph)), replace=False))
-    truth, _ = exact_rows(vectors, rows, graph.k)
-    found = graph.positions[rows]
-    hits = sum(len(np.intersect1d(t[t >= 0], f[f >= 0])) for t, f in zip(truth, found, strict=True))
-    return float(hits / max(1, int((truth >= 0).sum())))
+    return recall_at(graph.positions[rows], exact_few(vectors, rows, min(graph.k, len(graph) - 1)))
 
 
 def _merge(positions: np.ndarray, similarities: np.ndarray, more_positions: np.ndarray, more: np.ndarray,
@@ -197,37 +245,47 @@ def refresh(old: NeighbourGraph, ids: np.ndarray, vectors: np.ndarray, *, index:
             progress: bool = False) -> NeighbourGraph:
     """``old`` brought in line with the images ``ids`` (vectors ``vectors``, store order): see the module docs.
 
-    Without ``index`` (or up to :data:`EXACT_UP_TO` images) the result is exact when ``old`` was.
+    Up to :data:`EXACT_UP_TO` images the result is exact; above, rows are searched through ``index`` when given,
+    else through ``old``'s partitions (a graph without them is rebuilt).
     """
     ids = np.asarray(ids, dtype=object)
     n, k = len(ids), old.k
     new_of_old = np.asarray(pd.Index(ids).get_indexer(old.ids.astype(object)), np.int64)
     kept = new_of_old >= 0
     added = np.setdiff1d(np.arange(n), new_of_old[kept])
-    exact = index is None or n <= EXACT_UP_TO
+    exact = n <= EXACT_UP_TO
     changed = len(added) + int((~kept).sum())
-    if changed > REBUILD_FRACTION * max(n, 1) or (exact and not old.exact):
+    if (changed > REBUILD_FRACTION * max(n, 1) or (exact and not old.exact)
+            or (not exact and index is None and old.partitions is None)):
         return build(ids, vectors, k, index=None if exact else index, progress=progress)
+    parts = None
+    if not exact and index is None:
+        assert old.partitions is not None
+        parts = Partitions(old.partitions.centres, np.empty(n, np.int32), old.partitions.reach)
+        parts.of[new_of_old[kept]] = old.partitions.of[kept]
+        parts.of[added] = parts.assign(vectors[added])
     positions = np.full((n, k), -1, np.int32)
     similarities = np.full((n, k), -np.inf, np.float32)
     mapped = np.where(old.positions >= 0, new_of_old[np.maximum(old.positions, 0)], -1)
     positions[new_of_old[kept]] = mapped[kept]
     similarities[new_of_old[kept]] = np.where(mapped[kept] >= 0, old.similarities[kept], -np.inf)
-    # a row that lost a neighbour is searched again; so, from an index, is one short of k while images came
+    # a row that lost a neighbour is searched again; so, when not exact, is one short of k while images came
     lost = ((old.positions[kept] >= 0) & (mapped[kept] < 0)).any(axis=1)
     if len(added) and not exact:
         lost |= (old.positions[kept] < 0).any(axis=1)
-    search = np.union1d(new_of_old[kept][lost], added)
+    rows = np.union1d(new_of_old[kept][lost], added)
     if exact:
-        found_p, found_s = exact_rows(vectors, search, k, progress)
+        found_p, found_s = exact_rows(vectors, rows, k, progress)
+    elif parts is not None:
+        found_p, found_s = search(vectors, rows, parts, k, progress=progress)
     else:
-        found_p, found_s = index_neighbours(vectors[search], search, k, index, ids.tolist(), progress)
+        found_p, found_s = index_neighbours(vectors[rows], rows, k, index, ids.tolist(), progress)
         found_p = found_p.astype(np.int32)
-    positions[search], similarities[search] = found_p, found_s
+    positions[rows], similarities[rows] = found_p, found_s
     if len(added):
-        positions, similarities = _enter_lists(positions, similarities, vectors, added, found_p, found_s, search,
+        positions, similarities = _enter_lists(positions, similarities, vectors, added, found_p, found_s, rows,
                                                exact)
-    graph = NeighbourGraph(ids, positions, similarities, exact, 1.0)
+    graph = NeighbourGraph(ids, positions, similarities, exact, 1.0, partitions=parts)
     if not exact:
         graph.recall = measure_recall(graph, vectors)
         if graph.recall < MIN_RECALL:

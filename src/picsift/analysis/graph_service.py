@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import NotIndexedError, PicsiftError
 from ..workspace_files import WorkspaceFiles
-from .graph import DEFAULT_K, DRIFT_SAMPLE, EXACT_UP_TO, NeighbourGraph, build, measure_recall, refresh
+from .graph import DEFAULT_K, DRIFT_SAMPLE, NeighbourGraph, build, measure_recall, refresh
 
 if TYPE_CHECKING:
     from ..core.store import EmbeddingStore, StoreSnapshot
@@ -35,17 +35,18 @@ GRAPH_LIMIT = 16 * 2**30
 class Neighbours:
     """The neighbour graph of a library's embedded images (``lib.neighbours``).
 
-    Built on first need (exact up to :data:`~picsift.analysis.graph.EXACT_UP_TO` images, else from the hnsw
-    index), saved in the workspace and brought up to date by :meth:`picsift.Library.update` (and by any read
-    that finds the store changed). Every all-pairs analysis reads it: near duplicates, outliers, typical
-    sampling, uniqueness, label checks, UMAP maps.
+    Built on first need (exact up to :data:`~picsift.analysis.graph.EXACT_UP_TO` images, else through k-means
+    partitions, :mod:`~picsift.analysis.graph_partitions`, whatever the index backend), saved in the workspace and
+    brought up to date by :meth:`picsift.Library.update` (and by any read that finds the store changed). Every
+    all-pairs analysis reads it: near duplicates, outliers, typical sampling, uniqueness, label checks, UMAP maps.
 
     Parameters
     ----------
     store, index
         Give the embedding store and the vector index when asked.
     index_name
-        The index backend's name: only ``hnsw`` answers for graphs above ``EXACT_UP_TO`` images.
+        The index backend's name (shown; the graph no longer reads the index: the partitioned build was faster
+        than querying hnsw, and serves every backend; see bench/README.md, issue 21).
     workspace
         The workspace folder (the graph sits in the store's folder below it).
     k
@@ -88,15 +89,13 @@ class Neighbours:
             graph = old
         else:
             vectors = snapshot.vectors()
-            index = self._index() if self.index_name == "hnsw" and len(snapshot) > EXACT_UP_TO else None
             if old is None or old.k != self.k:
-                graph = build(snapshot.ids, vectors, self.k, index=index, progress=progress)
+                graph = build(snapshot.ids, vectors, self.k, progress=progress)
             else:
-                graph = refresh(old, snapshot.ids, vectors, index=index, progress=progress)
-            arrays = graph.arrays()
+                graph = refresh(old, snapshot.ids, vectors, progress=progress)
+            arrays: dict[str, Any] = graph.arrays()
             try:
-                self.files.save_arrays(self.path, ids=arrays["ids"], positions=arrays["positions"],
-                                       similarities=arrays["similarities"], info=arrays["info"])
+                self.files.save_arrays(self.path, **arrays)
             except OSError as e:  # a read-only workspace: the graph still answers, from memory
                 log.warning("cannot save the neighbour graph %s (%s); keeping it in memory", self.path, e)
         self._cached = (snapshot.version, graph)
@@ -126,7 +125,7 @@ class Neighbours:
         if (rows < 0).any():
             missing = wanted[rows < 0][:5].tolist()
             raise PicsiftError(f"{int((rows < 0).sum())} ids are not embedded (e.g. {missing}); run update() first")
-        positions, similarities = graph.positions[rows, :k], graph.similarities[rows, :k]
+        positions, similarities = graph.positions[rows, :k], 1.0 - graph.distances[rows, :k].astype(np.float32)
         linked = positions >= 0
         row_of, rank = np.nonzero(linked)
         return pd.DataFrame({"id": wanted[row_of], "rank": rank + 1,

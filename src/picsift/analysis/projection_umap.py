@@ -126,11 +126,13 @@ def graph_knn(positions: np.ndarray, similarities: np.ndarray, n_neighbors: int)
 
 
 def fit_reducer(sample: np.ndarray, dims: int, seed: int | None,
-                knn: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+                knn: tuple[np.ndarray, np.ndarray] | None = None, *, n_epochs: int | None = None,
+                init: str | None = None) -> Any:
     """A ``umap.UMAP`` (cosine metric) fitted on ``sample``; its ``embedding_`` holds the sample's coordinates.
 
     ``knn``: the neighbour graph of ``sample`` (positions, similarities; at least 14 neighbours per row), used as
-    UMAP's ``precomputed_knn`` instead of its own neighbour search."""
+    UMAP's ``precomputed_knn`` instead of its own neighbour search. ``n_epochs`` / ``init``: UMAP's (None: its
+    defaults, 200 epochs above 10k points and a spectral start)."""
     try:
         import umap as umap_learn
     except ImportError as e:
@@ -142,7 +144,8 @@ def fit_reducer(sample: np.ndarray, dims: int, seed: int | None,
         precomputed = (*graph_knn(knn[0], knn[1], n_neighbors), None)
     reducer = umap_learn.UMAP(n_components=dims, metric="cosine", random_state=seed,
                               n_jobs=1 if seed is not None else -1, n_neighbors=n_neighbors,
-                              init="random" if len(sample) < 50 else "spectral", precomputed_knn=precomputed)
+                              init="random" if len(sample) < 50 else init or "spectral", n_epochs=n_epochs,
+                              precomputed_knn=precomputed)
     with quiet_umap():
         reducer.fit(sample)
     return reducer

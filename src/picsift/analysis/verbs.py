@@ -102,7 +102,7 @@ class Analysis:
         graph = self._whole_graph(scope, progress)
         if graph is not None and k <= graph.k:
             ids = graph.ids.tolist()
-            every = outlier_scores(graph.similarities[:, :k])
+            every = outlier_scores(graph.similarities[:, :k].astype(np.float32))
             positions = np.lexsort((np.arange(len(every)), -every))[:n]
             scores = every[positions]
         else:
@@ -121,8 +121,8 @@ class Analysis:
         if graph is not None:
             snapshot = self._store().snapshot()
             ids = graph.ids.tolist()
-            a, column = np.nonzero(graph.similarities >= threshold)
-            groups = pair_groups(lambda p: snapshot.vectors(np.asarray(p)), a, graph.positions[a, column])
+            a, b = graph.pairs_at_least(threshold, lambda p: snapshot.vectors(np.asarray(p)))
+            groups = pair_groups(lambda p: snapshot.vectors(np.asarray(p)), a, b)
         else:
             ids, vectors, index = self._vectors(scope)
             try:

@@ -149,7 +149,8 @@ class LabelChecks:
             raise PicsiftError("the store changed while checking labels; run it again")
         n = len(snapshot)
         sample = np.sort(np.random.default_rng(0).choice(n, min(n, REFERENCE_ROWS), replace=False))
-        return standardised_prompt_scores(snapshot.vectors(positions), text, snapshot.vectors(sample))
+        return standardised_prompt_scores(snapshot.vectors(positions), text,
+                                          snapshot.vectors(sample)).astype(np.float32)
 
     def mistakes(self, field: str, limit: int | None = 50, scope: Scope | None = None) -> ImageSet:
         """The labelled images of ``field`` (within ``scope``) ranked most likely wrong first."""
@@ -166,6 +167,7 @@ class LabelChecks:
         info = {"model": self._model(), "time": time.time(), **verdict.left_out,
                 "labelled": len(verdict.codes), "issues": int(verdict.issues.sum()),
                 "prompt_weight": verdict.combined.weight, "prompt_temperature": verdict.combined.temperature,
+                "prompt_signal": verdict.combined.prompts,
                 "summary": f"label mistakes in {field!r} ({int(verdict.issues.sum())} issues among "
                            f"{len(verdict.codes)} labelled {self.noun})"}
         step = LabelMistakes(field, limit, None if scope is None else scope.label)

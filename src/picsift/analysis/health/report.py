@@ -117,7 +117,7 @@ class Health:
 
     def report(self, field: str | None = None, split: str | None = None) -> HealthReport:
         graph = self._graph()
-        density = graph.similarities[:, :DENSITY_NEIGHBOURS]
+        density = graph.similarities[:, :DENSITY_NEIGHBOURS].astype(np.float32)
         images = pd.DataFrame({"id": graph.ids, "uniqueness": self._uniqueness(graph),
                                "representativeness": _percentile(-outlier_scores(density))})
         findings: dict[str, Finding] = {}
@@ -150,7 +150,7 @@ class Health:
 
     @staticmethod
     def _uniqueness(graph: NeighbourGraph) -> np.ndarray:
-        nearest = graph.similarities[:, 0]
+        nearest = graph.similarities[:, 0].astype(np.float32)
         return np.clip(np.where(np.isfinite(nearest), 1.0 - nearest, 1.0), 0.0, 1.0).astype(np.float32)
 
     def _set(self, ids: Any, scores: Any, summary: str, **columns: Any) -> ImageSet:
@@ -185,7 +185,7 @@ class Health:
                                  split=np.array([split_of.get(m) for m in leak_ids], dtype=object)), details)
 
     def _outliers(self, graph: NeighbourGraph) -> Finding:
-        scores = outlier_scores(graph.similarities[:, :DENSITY_NEIGHBOURS])
+        scores = outlier_scores(graph.similarities[:, :DENSITY_NEIGHBOURS].astype(np.float32))
         finite = scores[np.isfinite(scores)]
         q1, q3 = np.percentile(finite, [25, 75]) if len(finite) else (0.0, 0.0)
         fence = q3 + 1.5 * (q3 - q1)
