@@ -110,3 +110,16 @@ def folder_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def datalab(x: Any, noisy: Any) -> Any:
+    """cleanlab Datalab's label-issue ranking from features alone (its own neighbours): higher = more likely wrong."""
+    import warnings
+
+    from cleanlab import Datalab
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = Datalab(data={"label": noisy}, label_name="label", verbosity=0)
+        lab.find_issues(features=x, issue_types={"label": {}})
+        return 1.0 - lab.get_issues("label")["label_score"].to_numpy()

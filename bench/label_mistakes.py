@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "training"))
 
 import numpy as np  # noqa: E402
-from common import cache_dir, header, table  # noqa: E402
+from common import cache_dir, datalab, header, table  # noqa: E402
 
 from picsift.analysis.graph import build, measure_recall, refresh  # noqa: E402
 from picsift.analysis.health import signals  # noqa: E402
@@ -237,18 +237,6 @@ def methods(x: np.ndarray, noisy: np.ndarray, prompt_scores: np.ndarray, zero_sh
     out["knn-vote"] = (1 - (noisy[near] == noisy[:, None]).mean(axis=1), 0.0)
     out["random"] = (np.random.default_rng(1).random(len(noisy)), 0.0)
     return out
-
-
-def datalab(x: np.ndarray, noisy: np.ndarray) -> np.ndarray:
-    import warnings
-
-    from cleanlab import Datalab
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lab = Datalab(data={"label": noisy}, label_name="label", verbosity=0)
-        lab.find_issues(features=x, issue_types={"label": {}})
-        return 1.0 - lab.get_issues("label")["label_score"].to_numpy()
 
 
 def quality(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], model, rates: list[float],  # type: ignore[no-untyped-def]

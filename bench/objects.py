@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 import objects_data as D
-from common import cache_dir, folder_bytes, header, table
+from common import cache_dir, datalab, folder_bytes, header, table
 
 from picsift import Library
 from picsift.core.regions import CELLS, GRIDS, cell_of
@@ -131,18 +131,6 @@ def mistakes(lib: Library, store, truth_of) -> dict[str, tuple[float, float] | s
     results["random"] = rate(np.random.default_rng(1).random(len(ids)))
     results["_n"] = f"{n} flips of {len(ids)} objects"
     return results
-
-
-def datalab(x: np.ndarray, noisy: np.ndarray) -> np.ndarray:
-    import warnings
-
-    from cleanlab import Datalab
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lab = Datalab(data={"label": noisy}, label_name="label", verbosity=0)
-        lab.find_issues(features=x, issue_types={"label": {}})
-        return 1.0 - lab.get_issues("label")["label_score"].to_numpy()
 
 
 def small_scenes(data: Path, work: Path, truth: dict) -> dict[str, object]:

@@ -47,15 +47,7 @@ def image_tag(name: str, value: TagValue = None, negate: bool = False) -> Select
 
 def object_tag(name: str, value: TagValue = None, cls: str | None = None, negate: bool = False) -> Selection:
     """Images with an object (of class ``cls``, when given) tagged ``name`` (= ``value``, when given)."""
-    query = "SELECT o.image_id FROM object_tags t JOIN objects o ON o.id = t.object WHERE t.name=?"
-    params: list[Any] = [name]
-    if value is not None:
-        query += " AND t.value=?"
-        params.append(value)
-    if cls is not None:
-        query += " AND o.class=?"
-        params.append(cls)
-    return Selection(query, tuple(params), negate)
+    return Selection(*_tagged_objects("o.image_id", name, value, cls), negate)
 
 
 def job_status(job: str, statuses: Sequence[str] | None = None) -> Selection:
@@ -83,7 +75,12 @@ def objects_of_class(cls: str) -> Selection:
 
 def objects_tagged(name: str, value: TagValue = None, cls: str | None = None) -> Selection:
     """Objects (of class ``cls``, when given) tagged ``name`` (= ``value``, when given): object-level."""
-    query = "SELECT o.image_id, o.points FROM object_tags t JOIN objects o ON o.id = t.object WHERE t.name=?"
+    return Selection(*_tagged_objects("o.image_id, o.points", name, value, cls))
+
+
+def _tagged_objects(columns: str, name: str, value: TagValue, cls: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The query (selecting ``columns`` of ``objects o``) and parameters for objects tagged ``name`` [= ``value``]."""
+    query = f"SELECT {columns} FROM object_tags t JOIN objects o ON o.id = t.object WHERE t.name=?"
     params: list[Any] = [name]
     if value is not None:
         query += " AND t.value=?"
@@ -91,7 +88,7 @@ def objects_tagged(name: str, value: TagValue = None, cls: str | None = None) ->
     if cls is not None:
         query += " AND o.class=?"
         params.append(cls)
-    return Selection(query, tuple(params))
+    return query, tuple(params)
 
 
 def objects_by(author: str) -> Selection:
