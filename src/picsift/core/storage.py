@@ -96,7 +96,7 @@ def remote_root(url: str, storage_options: dict[str, Any] | None = None) -> Any:
             root = UPath(text, **(storage_options or {}))
         root.fs  # noqa: B018 (makes the file system now: a missing backend or a bad option fails here)
     except (ImportError, ValueError, TypeError) as e:
-        raise PicsiftError(f"cannot open {public_url(url)}: {e} ({CLOUD_EXTRA} installs s3fs and gcsfs; other "
+        raise PicsiftError(f"cannot open {public_url(url)}: {e} ({CLOUD_EXTRA} installs s3fs; gcsfs and other "
                            "protocols need their fsspec backend)") from e
     return root
 
