@@ -248,7 +248,8 @@ def test_malformed_annotations_get_an_error_naming_the_entry(
 SPECIAL_FILES_CHILD = """
 import json, os, resource, sys
 from pathlib import Path
-resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a runaway read fails fast, not the machine
+# a runaway read fails fast, not the machine (8 GiB: the default index, qdrant-edge, maps its files; 4 was too tight)
+resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
 import picsift, picsift.reading, picsift.core.update
 folder, spec, limit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 picsift.reading.MAX_FILE_BYTES = limit
