@@ -82,7 +82,10 @@ def served(shared_folder: Path, tiny_model: str, tmp_path_factory: pytest.TempPa
         process = subprocess.Popen(
             [sys.executable, "-m", "picsift", "serve", str(shared_folder), "--model", tiny_model, "--index", "exact",
              "--no-browser", "--port", str(port), "--token", token, "--limit", "100"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
+            # Ctrl-C reaches it as in a terminal even when pytest itself runs in the background (where a shell
+            # starts jobs with SIGINT ignored, and a child inherits that)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     served = Served(process, "", port, token, log, set())
     try:
         served.url = wait_for_line(log, r"picsift: open (\S+)", process)[1]
