@@ -65,25 +65,23 @@ class ModelEngine:
         """This model's store of object crops' vectors (``models/<model>/objects``; see :mod:`picsift.core.objects`);
         None when it has none and ``create`` is False."""
         if self._object_store is None:
-            identity = self.spec.identity() + OBJECTS_SUFFIX
-            if not create and self.catalog.embeddings.model_dim(identity) is None:
-                return None
-            self._object_store = EmbeddingStore(self.catalog, self.model_folder() / "objects", identity,
-                                                self.spec.text + OBJECTS_SUFFIX, self.store.dim,
-                                                files=WorkspaceFiles(self.workspace))
+            self._object_store = self._side_store("objects", OBJECTS_SUFFIX, create)
         return self._object_store
 
     def region_store(self, create: bool = True) -> EmbeddingStore | None:
         """This model's store of image regions' vectors (``models/<model>/regions``; see :mod:`picsift.core.regions`);
         None when it has none and ``create`` is False."""
         if self._region_store is None:
-            identity = self.spec.identity() + REGIONS_SUFFIX
-            if not create and self.catalog.embeddings.model_dim(identity) is None:
-                return None
-            self._region_store = EmbeddingStore(self.catalog, self.model_folder() / "regions", identity,
-                                                self.spec.text + REGIONS_SUFFIX, self.store.dim,
-                                                files=WorkspaceFiles(self.workspace))
+            self._region_store = self._side_store("regions", REGIONS_SUFFIX, create)
         return self._region_store
+
+    def _side_store(self, folder: str, suffix: str, create: bool) -> EmbeddingStore | None:
+        """A second store beside the image store (same model and dimension, its own identity ``+ suffix``)."""
+        identity = self.spec.identity() + suffix
+        if not create and self.catalog.embeddings.model_dim(identity) is None:
+            return None
+        return EmbeddingStore(self.catalog, self.model_folder() / folder, identity, self.spec.text + suffix,
+                              self.store.dim, files=WorkspaceFiles(self.workspace))
 
     def model_folder(self) -> Path:
         return self.workspace / "models" / slug(self.spec.identity())
