@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelUnavailableError, UnnamedModelError
-from . import offline_model
+from . import offline_model, onnx_text
 from .decode import SplitPreprocess
 from .spec import OFFLINE_MODEL, ModelSpec, may_load_unnamed, parse_model_spec, unnamed_model_message
 
@@ -64,6 +64,14 @@ def _trim_padding(tokens: Any, pad: int | None) -> Any:
         return tokens
     used = (tokens != pad).any(dim=0).nonzero()
     return tokens[:, : int(used.max()) + 1] if len(used) else tokens[:, :1]
+
+
+def _fast_text_wanted() -> bool:
+    """False when ``PICSIFT_TEXT_RUNTIME=torch`` asks for torch's text tower even where onnxruntime is installed."""
+    choice = os.environ.get("PICSIFT_TEXT_RUNTIME", "auto").strip().lower()
+    if choice not in ("auto", "torch"):
+        raise ValueError(f"PICSIFT_TEXT_RUNTIME={choice!r} is not one of: auto (onnxruntime when installed), torch")
+    return choice != "torch"
 
 
 #: Up to this many tokens in all, a text forward pass on the CPU runs on one thread (see :func:`_few_threads`).
@@ -115,10 +123,14 @@ class Embedder:
         self._text_cache: dict[str, np.ndarray] = {}
         self._text_lock = threading.Lock()
         self._pad_token_id = _padding_to_trim(self._model)
+        # the onnxruntime twin of a Hugging Face text tower on the CPU, loaded with the first prompt (image-only
+        # users never pay for it); None until then, and where there is none
+        self._fast_text: onnx_text.OnnxTextTower | None = None
+        self._fast_text_tried = self.device != "cpu" or self._pad_token_id is None or not _fast_text_wanted()
         self.channels_last = _use_channels_last(self._model, self.device)
         self.image_size = _image_size(self.preprocess)
         self._split = SplitPreprocess(self.preprocess, self.channels_last)
-        self.dim = int(self.embed_text(["a"]).shape[1])
+        self.dim = int(self._encode_text_torch(self._tokenizer(["a"])).shape[1])
         if self.spec.is_random:
             log.warning("model %s", self.spec.label())
 
@@ -135,17 +147,16 @@ class Embedder:
         The last :data:`TEXT_CACHE` prompts' vectors are kept (a prompt typed again costs nothing). A Hugging Face
         text tower (the offline model's MiniLM) runs on the prompts' tokens without the padding to the context
         length: its attention and mean pooling mask padding out, so the vectors are the same (cosine > 0.99999,
-        bench/text_tower.py) for a fraction of the work.
+        bench/text_tower.py) for a fraction of the work. On a CPU such a tower runs on onnxruntime when it is
+        installed (:mod:`picsift.embedding.onnx_text`: the same vectors, cosine >= 0.9999, about 3x less CPU).
         """
-        import torch
-
         prompts = list(prompts)
         with self._text_lock:  # searches from a notebook and a background thread share the cache
             missing = list(dict.fromkeys(p for p in prompts if p not in self._text_cache))
             if missing:
                 tokens = _trim_padding(self._tokenizer(missing), self._pad_token_id)
-                with torch.inference_mode(), _few_threads(self.device, tokens.numel()):
-                    features = _normalise(self._model.encode_text(tokens.to(self.device)))
+                fast = self._fast_text_tower()
+                features = _normalise_array(fast(tokens.numpy())) if fast else self._encode_text_torch(tokens)
                 for prompt, vector in zip(missing, features, strict=True):
                     vector.flags.writeable = False
                     self._text_cache[prompt] = vector
@@ -155,6 +166,22 @@ class Embedder:
                 self._text_cache.pop(next(iter(self._text_cache)))
             vectors = [self._text_cache[p] for p in prompts]
         return np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+
+    def _encode_text_torch(self, tokens: Any) -> np.ndarray:
+        """Unit vectors of ``tokens`` from the torch text tower."""
+        import torch
+
+        with torch.inference_mode(), _few_threads(self.device, tokens.numel()):
+            return _normalise(self._model.encode_text(tokens.to(self.device)))
+
+    def _fast_text_tower(self) -> onnx_text.OnnxTextTower | None:
+        """The onnxruntime text tower, loaded (or built into the model cache) on first use; None without one."""
+        if not self._fast_text_tried:
+            self._fast_text_tried = True
+            probes = _trim_padding(self._tokenizer(list(onnx_text.PROBES)), self._pad_token_id)
+            self._fast_text = onnx_text.load_text_tower(self._model.text, probes, self.identity,
+                                                        offline_model.cache_dir())
+        return self._fast_text
 
     def embed_batch(self, pixels: Any) -> np.ndarray:
         """Embed a batch tensor of preprocessed images ``(n, 3, H, W)``."""
@@ -211,7 +238,10 @@ def _use_channels_last(model: Any, device: str) -> bool:
 
 
 def _normalise(features: Any) -> np.ndarray:
-    array = features.float().cpu().numpy()
+    return _normalise_array(features.float().cpu().numpy())
+
+
+def _normalise_array(array: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     return (array / np.maximum(norms, 1e-12)).astype(np.float32)
 
