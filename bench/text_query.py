@@ -54,9 +54,11 @@ def fill(root: Path, n: int, dim: int, seed: int = 0) -> None:
 
 def clocked(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     """Wall and CPU seconds (this process, every thread) of one call of ``fn``, and what it returned."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    cpu = time.process_time()
+    wall = time.perf_counter()
     result = fn()
-    return time.perf_counter() - wall, time.process_time() - cpu, result
+    wall = time.perf_counter() - wall
+    return wall, time.process_time() - cpu, result
 
 
 def main(argv: list[str] | None = None) -> int:
