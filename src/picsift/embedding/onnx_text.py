@@ -87,6 +87,7 @@ def load_text_tower(text: Any, tokens: Any, identity: str, folder: Path) -> Onnx
         if tower is not None:
             return tower
         log.warning("the cached text tower %s %s: rebuilding it", files.path(name), problem)
+    log.info("exporting the text tower to ONNX, once per model (a few seconds)")
     try:
         data = _export(text, tokens)
     except Exception as e:  # the exporter fails in many ways (a missing onnx, an operator it does not know)
