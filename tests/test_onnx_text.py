@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from picsift.embedding import onnx_text
-from picsift.embedding.openclip import Embedder, _fast_text_wanted, _trim_padding
+from picsift.embedding.openclip import Embedder, _fast_text_wanted, _normalise_array, _trim_padding
 
 pytestmark = pytest.mark.offline_model
 
@@ -52,6 +52,9 @@ def probe_tokens(embedder: Embedder):
 def test_prompts_run_on_onnxruntime_with_the_vectors_of_torch(embedder: Embedder, cache: Path) -> None:
     alone = np.concatenate([embedder.embed_text([p]) for p in PROMPTS])
     assert embedder._fast_text is not None  # the fast path served them
+    for prompt, vector in zip(PROMPTS[:3], alone, strict=False):
+        tokens = _trim_padding(embedder._tokenizer([prompt]), embedder._pad_token_id).numpy()
+        assert np.array_equal(vector, _normalise_array(embedder._fast_text(tokens))[0])
     assert (cache / onnx_text.file_name(embedder.identity)).is_file()  # kept in the model cache
     want = torch_vectors(embedder, PROMPTS)
     assert alone.dtype == np.float32 and np.allclose(np.linalg.norm(alone, axis=1), 1, atol=1e-6)
