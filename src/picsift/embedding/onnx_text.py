@@ -82,8 +82,9 @@ def load_text_tower(text: Any, tokens: Any, identity: str, folder: Path) -> Onnx
     probe = tokens.numpy()
     files = WorkspaceFiles(folder)
     name = file_name(identity)
-    if files.exists(name):
-        problem, tower = _checked(_read(files, name), name, probe, reference)
+    cached = _read(files, name)
+    if cached is not None:
+        problem, tower = _checked(cached, name, probe, reference)
         if tower is not None:
             return tower
         log.warning("the cached text tower %s %s: rebuilding it", files.path(name), problem)
@@ -105,10 +106,12 @@ def load_text_tower(text: Any, tokens: Any, identity: str, folder: Path) -> Onnx
     return tower
 
 
-def _read(files: WorkspaceFiles, name: str) -> bytes | str:
-    """The file's bytes, or why it cannot be read (a link, a special file, too large)."""
+def _read(files: WorkspaceFiles, name: str) -> bytes | str | None:
+    """The file's bytes; None when there is none; or why it cannot be read (a link, a special file, too large)."""
     try:
         return files.read_bytes(name, FILE_LIMIT)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
     except OSError as e:
         return f"cannot be read ({e})"
 
