@@ -12,15 +12,21 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+#: What :func:`dot_codes` writes for a flagged row (first code -128): no sum of codes reaches it.
+FLAGGED = np.int32(-(2**31))
+
 
 @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
 def dot_codes(codes: np.ndarray, query: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """``out[i] = codes[rows[i], :dim] . query`` in int32 (``dim = len(query)``).
+    """``out[i] = codes[rows[i], :dim] . query`` in int32 (``dim = len(query)``), :data:`FLAGGED` for a flagged row.
 
     Scaling happens outside: float arithmetic in this loop halves its speed (LLVM then vectorises less of it)."""
     dim = query.shape[0]
     for i in numba.prange(rows.shape[0]):
         row = rows[i]
+        if codes[row, 0] == -128:
+            out[i] = -2147483648
+            continue
         total = np.int32(0)
         for j in range(dim):
             total += np.int32(codes[row, j]) * np.int32(query[j])
