@@ -14,7 +14,7 @@ import picsift
 import picsift.core.store as store_module
 from picsift.core.catalog import Catalog
 from picsift.core.codes import codes_name
-from picsift.core.codes_format import FLAG, Header, encode, header_size
+from picsift.core.codes_format import FLAG, Header, encode, encode_reference, fit, header_size
 from picsift.core.store import EmbeddingStore, StoreSnapshot
 from picsift.query.search import exact_top, score_scope, select
 
@@ -198,6 +198,25 @@ def test_rows_far_outside_the_fitted_range_keep_a_proven_bound_and_exact_results
         assert select(refined, 10, None, None).tolist() == select(exact, 10, None, None).tolist()
         assert refined.min() == pytest.approx(exact.min(), abs=1e-6)  # the histogram's range is exact
         assert refined.max() == pytest.approx(exact.max(), abs=1e-6)
+
+
+def test_the_encoding_kernel_writes_the_reference_codes_and_keeps_every_unflagged_row_within_its_caps() -> None:
+    rng = np.random.default_rng(11)
+    rows = rng.normal(size=(4000, 64)).astype(np.float32)
+    rows[:, 5] += 4.0
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    header = fit(rows[:1000], 1000)  # later rows may fall outside the fitted range
+    odd = np.stack([-rows[0], np.eye(64, dtype=np.float32)[9], np.zeros(64, np.float32),
+                    np.full(64, np.nan, np.float32)])
+    vectors = np.concatenate([rows, odd])
+    codes = encode(vectors, header)
+    assert np.array_equal(codes, encode_reference(vectors, header))
+    flagged = codes[:, 0] == FLAG
+    assert flagged[-4:].all() and 0 < flagged[1000:4000].sum() < 400 and not flagged[:1000].any()
+    kept = ~flagged
+    decoded = header.centre + header.scale * codes[kept].astype(np.float32)
+    assert np.linalg.norm(vectors[kept] - decoded, axis=1).max() <= header.residual_cap
+    assert np.linalg.norm(codes[kept].astype(np.float64), axis=1).max() <= header.norm_cap
 
 
 def test_compaction_builds_the_codes_of_the_new_vectors_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

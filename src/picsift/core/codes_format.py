@@ -100,13 +100,15 @@ def _code(vectors: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> tuple[n
     codes = np.clip(np.rint(centred / scale), -127, 127)
     residual = np.sqrt(((centred.astype(np.float64) - codes * scale.astype(np.float64)) ** 2).sum(axis=1))
     norms = np.sqrt((codes.astype(np.float64) ** 2).sum(axis=1))
-    return codes.astype(np.int8), residual, norms
+    with np.errstate(invalid="ignore"):  # a NaN row: flagged by the caller
+        return codes.astype(np.int8), residual, norms
 
 
 def fit(sample: np.ndarray, fitted_rows: int) -> Header:
     """A header for rows like ``sample`` (float32 unit vectors): their mean, each dimension's largest deviation
     over 127, and the caps (the sample's largest residual and norm, widened by :data:`CAP_MARGIN`)."""
     sample = np.asarray(sample, dtype=np.float32)
+    sample = sample[np.isfinite(sample).all(axis=1)]  # a damaged row would spoil every dimension's range
     dim = sample.shape[1]
     if not len(sample):
         return Header(np.zeros(dim, np.float32), np.full(dim, 1 / 127, np.float32), 0.0, 0.0, 0)
@@ -116,11 +118,22 @@ def fit(sample: np.ndarray, fitted_rows: int) -> Header:
     return Header(centre, scale, CAP_MARGIN * float(residual.max()), CAP_MARGIN * float(norms.max()), fitted_rows)
 
 
-def encode(vectors: np.ndarray, header: Header) -> np.ndarray:
-    """Rows of the codes file for float32 unit ``vectors``: ``(n, dim)`` int8, flagged rows starting with -128."""
+def encode_reference(vectors: np.ndarray, header: Header) -> np.ndarray:
+    """:func:`encode` in numpy (ten passes over float64 temporaries; the tests hold the kernel to it)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     codes, residual, norms = _code(vectors, header.centre, header.scale)
     flagged = ~((residual <= header.residual_cap) & (norms <= header.norm_cap))  # NaN rows too
     codes[flagged] = 0
     codes[flagged, :1] = FLAG
     return codes
+
+
+def encode(vectors: np.ndarray, header: Header) -> np.ndarray:
+    """Rows of the codes file for float32 unit ``vectors``: ``(n, dim)`` int8, flagged rows starting with -128."""
+    from .codes_kernel import encode_rows  # numba compiles on first use: not when the store is only read
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    out = np.empty(vectors.shape, np.int8)
+    if len(vectors):
+        encode_rows(vectors, header.centre, header.scale, header.residual_cap, header.norm_cap, out)
+    return out

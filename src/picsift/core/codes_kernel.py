@@ -31,3 +31,26 @@ def dot_codes(codes: np.ndarray, query: np.ndarray, rows: np.ndarray, out: np.nd
         for j in range(dim):
             total += np.int32(codes[row, j]) * np.int32(query[j])
         out[i] = total
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def encode_rows(vectors: np.ndarray, centre: np.ndarray, scale: np.ndarray, residual_cap: float, norm_cap: float,
+                out: np.ndarray) -> None:  # pragma: no cover
+    """The codes of :func:`picsift.core.codes_format.encode` in one pass over each row (numpy's takes ten, in float64
+    temporaries): ``out[i] = clip(rint((x - centre) / scale), -127, 127)``, flagged (-128, then zeros) when the
+    residual or the codes' norm passes its cap. No fastmath: the codes must not depend on how LLVM orders the sums."""
+    n, dim = vectors.shape
+    for i in numba.prange(n):
+        residual = 0.0
+        norm = 0.0
+        for j in range(dim):
+            centred = vectors[i, j] - centre[j]  # float32, as numpy computes it
+            code = min(max(np.rint(centred / scale[j]), np.float32(-127)), np.float32(127))
+            left = np.float64(centred) - np.float64(code) * np.float64(scale[j])
+            residual += left * left
+            norm += np.float64(code) * np.float64(code)
+            out[i, j] = np.int8(code)
+        if not (np.sqrt(residual) <= residual_cap and np.sqrt(norm) <= norm_cap):
+            out[i, 0] = -128
+            for j in range(1, dim):
+                out[i, j] = 0
