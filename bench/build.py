@@ -148,10 +148,11 @@ def run_size(n: int, args: argparse.Namespace) -> None:
 
         catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         vectors = sizes_of(next(store.folder.glob("vectors-*")))[1]
+        codes = sum(sizes_of(p)[1] for p in store.folder.glob("codes-*"))  # the score codes (picsift.core.codes)
         index = sizes_of(store.folder / "qdrant-edge")[1]
         catalog_bytes = sum(sizes_of(p)[0] for p in catalog.path.parent.glob("catalog.sqlite*"))
-        log(f"\nbytes per image: store {vectors / n:,.0f} + index {index / n:,.0f} (allocated) + catalog "
-            f"{catalog_bytes / n:,.0f} = {(vectors + index + catalog_bytes) / n:,.0f}")
+        log(f"\nbytes per image: store {vectors / n:,.0f} + score codes {codes / n:,.0f} + index {index / n:,.0f} "
+            f"(allocated) + catalog {catalog_bytes / n:,.0f} = {(vectors + codes + index + catalog_bytes) / n:,.0f}")
         edge.close()
         catalog.close()
 

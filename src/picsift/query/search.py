@@ -110,7 +110,9 @@ def exact_top(
     A scan is off by at most ``error`` (codes or float16; a float32 one by BLAS's order of sums); an image can be among
     the ``limit`` best, or pass a threshold, only if its scanned score is within twice that of the last one
     selected or of the threshold. Those few are rescored exactly, so the results, their order (ties in store
-    order) and the scores shown are those of an exact search.
+    order) and the scores shown are those of an exact search. So are the lowest and the highest score (the
+    images within twice that of either end): a histogram's bins span them, and an end a little off would move
+    every edge, and bins at the distribution's peak by many counts.
     """
     terms = 1 + (negative_weight if negatives is not None and len(negatives) else 0)
     error = terms * (snapshot.coarse_error(len(scores)) + snapshot.sum_error)
@@ -121,7 +123,8 @@ def exact_top(
     if limit is not None and len(picked) and len(picked) == limit:
         lower = max(lower, float(scores[picked[-1]]) - 2 * error)
     upper = np.inf if max_score is None else max_score + 2 * error
-    band = np.flatnonzero((scores >= lower) & (scores <= upper))
+    ends = (scores <= scores.min() + 2 * error) | (scores >= scores.max() - 2 * error)
+    band = np.flatnonzero(((scores >= lower) & (scores <= upper)) | ends)
     in_snapshot = band if positions is None else positions[band]
     refined = scores.copy()
     refined[band] = score_scope(snapshot, in_snapshot, positives, negatives, combine=combine,
