@@ -314,3 +314,45 @@ def test_a_map_with_the_graph_fits_every_image_beyond_the_sample_size(monkeypatc
     assert projection.update_map(None, snapshot(vectors, ids, 1), "umap", 2, knn=graph.nearest).fitted == 500
     monkeypatch.setattr(projection, "UMAP_GRAPH_FIT_ROWS", 400)  # beyond it, the sample again
     assert projection.update_map(None, snapshot(vectors, ids, 1), "umap", 2, knn=graph.nearest).fitted == 200
+
+
+def test_a_few_rows_searched_partition_by_partition_get_the_same_neighbours(partitioned: None,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    vectors = clustered(2400, seed=11, clusters=30)
+    parts = graph_partitions.partition(vectors)
+    parts.reach = 64
+    rows = np.sort(np.random.default_rng(1).choice(2400, 60, replace=False))
+    monkeypatch.setattr(graph_partitions, "FEW_ROWS", 0.0)  # a query partition at a time (the build's way)
+    by_query = graph_partitions.search(vectors, rows, parts, 16)
+    monkeypatch.setattr(graph_partitions, "FEW_ROWS", 1.0)  # a candidate partition at a time (a refresh's way)
+    by_candidates = graph_partitions.search(vectors, rows, parts, 16)
+    np.testing.assert_allclose(by_candidates[1], by_query[1], atol=1e-6)
+    assert np.mean(by_candidates[0] == by_query[0]) > 0.999 and (by_candidates[0] != rows[:, None]).all()
+    truth = graph_partitions.exact_few(vectors, rows, 16)
+    assert graph_partitions.recall_at(by_candidates[0], truth) < 1.0  # the reach really left neighbours out
+
+
+def test_a_map_fitted_from_a_partition_built_graph_puts_near_duplicates_together(partitioned: None) -> None:
+    pytest.importorskip("umap")
+    from picsift.analysis.projection import update_map
+
+    from .test_projection import clustered as well_separated
+    from .test_projection import ids_for, snapshot
+
+    vectors, labels = well_separated(900, seed=6)
+    rng = np.random.default_rng(2)
+    originals = rng.choice(880, 20, replace=False)
+    copies = np.arange(880, 900)  # near copies (cosine ~0.999) of 20 images
+    noisy = vectors[originals] + rng.normal(0, 0.002, (20, vectors.shape[1])).astype(np.float32)
+    vectors[copies], labels[copies] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True), labels[originals]
+    ids = ids_for(900, "p")
+    graph = build(np.array(ids, dtype=object), vectors, k=32)
+    assert graph.partitions is not None  # built through partitions, as above 50k images
+    fitted = update_map(None, snapshot(vectors, ids, 1), "umap", 2, knn=graph.nearest)
+    assert fitted.fitted == 900 and np.isfinite(fitted.coords).all()
+    apart = np.linalg.norm(fitted.coords[:, None] - fitted.coords[None], axis=2)
+    np.fill_diagonal(apart, np.inf)
+    # each copy's original is among its 5 nearest points on the map, and each image's nearest is of its cluster
+    assert np.mean([original in np.argsort(apart[copy])[:5] for copy, original in zip(copies, originals,
+                                                                                        strict=True)]) >= 0.95
+    assert np.mean(labels[apart.argmin(axis=1)] == labels) > 0.98

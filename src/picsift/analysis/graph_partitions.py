@@ -20,6 +20,7 @@ and about 2 MB of centres at 1M), so an update searches only its new images' par
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,8 @@ LLOYD_ITERATIONS = 8
 TOP_K_GROUP = 8
 #: Rows whose exact neighbours choose the reach.
 TUNE_SAMPLE = 256
+#: :func:`search` goes a candidate partition at a time for up to this fraction of the images (see there).
+FEW_ROWS = 0.05
 
 
 @dataclass
@@ -132,26 +135,84 @@ def _add_rows(sums: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> None:
 def search(vectors: np.ndarray, rows: np.ndarray, parts: Partitions, k: int, reach: int | None = None,
            progress: bool = False, members: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest others of the images at ``rows`` among the candidates of their partitions: int32
-    positions and float32 similarities, best first (``-1`` / ``-inf`` where there are fewer candidates)."""
+    positions and float32 similarities, best first (``-1`` / ``-inf`` where there are fewer candidates).
+
+    Many rows (a build) are searched a query partition at a time: its rows against all its candidates, one wide
+    product. A few rows spread over many partitions (a refresh, :data:`FEW_ROWS`) are searched a candidate
+    partition at a time instead (:func:`_search_few`): the same candidates and result, but each partition's
+    vectors are gathered once rather than once for every query partition that reaches it."""
     reach = parts.reach if reach is None else reach
     rows = np.asarray(rows, np.int64)
     members = parts.members() if members is None else members
     sizes = np.array([len(m) for m in members])
     nearest_centres = np.argsort(-(parts.centres @ parts.centres.T), axis=1, kind="stable")
+
+    def reached(p: int) -> np.ndarray:  # p itself, then its nearest partitions until ``reach`` candidates
+        order = nearest_centres[p][nearest_centres[p] != p]
+        taken = np.searchsorted(np.cumsum(sizes[order]), max(0, reach - sizes[p])) + 1
+        return np.concatenate([[p], order[:taken]])
+
     positions = np.full((len(rows), k), -1, np.int32)
     similarities = np.full((len(rows), k), -np.inf, np.float32)
     by_partition = np.argsort(parts.of[rows], kind="stable")
     groups = np.split(by_partition, np.cumsum(np.bincount(parts.of[rows], minlength=len(members)))[:-1])
+    if len(rows) <= FEW_ROWS * len(vectors):
+        _search_few(vectors, rows, groups, reached, members, k, positions, similarities, progress)
+        return positions, similarities
     with tqdm(total=len(rows), desc="Neighbour graph (partitions)", unit="img", disable=not progress) as bar:
         for p, group in enumerate(groups):
             if not len(group):
                 continue
-            order = nearest_centres[p][nearest_centres[p] != p]
-            taken = np.searchsorted(np.cumsum(sizes[order]), max(0, reach - sizes[p])) + 1
-            candidates = np.concatenate([members[p], *(members[q] for q in order[:taken])])
+            candidates = np.concatenate([members[q] for q in reached(p)])
             _search_block(vectors, rows[group], candidates, k, positions, similarities, group)
             bar.update(len(group))
     return positions, similarities
+
+
+def _search_few(vectors: np.ndarray, rows: np.ndarray, groups: list[np.ndarray],
+                reached: Callable[[int], np.ndarray], members: list[np.ndarray], k: int, positions: np.ndarray,
+                similarities: np.ndarray, progress: bool) -> None:
+    """:func:`search` a candidate partition at a time: each partition's ``k`` best for every row that reaches it,
+    then each row's ``k`` best of those (exact over the same candidates, as the top ``k`` of a union is among
+    the top ``k`` of its parts)."""
+    query, partition = [], []
+    for p, group in enumerate(groups):
+        if len(group):
+            targets = reached(p)
+            query.append(np.repeat(group, len(targets)))
+            partition.append(np.tile(targets, len(group)))
+    if not query:
+        return
+    pair_query, pair_partition = np.concatenate(query), np.concatenate(partition)
+    order = np.argsort(pair_partition, kind="stable")
+    pair_query, pair_partition = pair_query[order], pair_partition[order]
+    cuts = np.flatnonzero(np.diff(pair_partition)) + 1
+    found_query, found_position, found_value = [], [], []
+    for block in tqdm(np.split(np.arange(len(pair_query)), cuts), desc="Neighbour graph (partitions)",
+                      unit="partition", disable=not progress):
+        candidates, queries = members[pair_partition[block[0]]], pair_query[block]
+        if not len(candidates):
+            continue
+        scores = vectors[rows[queries]] @ vectors[candidates].T
+        own = np.minimum(np.searchsorted(candidates, rows[queries]), len(candidates) - 1)  # members ascend
+        is_own = candidates[own] == rows[queries]
+        scores[np.flatnonzero(is_own), own[is_own]] = -np.inf
+        kept = min(k, len(candidates))
+        best = np.argpartition(-scores, kept - 1, axis=1)[:, :kept] if kept < len(candidates) else \
+            np.broadcast_to(np.arange(kept), scores.shape)
+        found_query.append(np.repeat(queries, kept))
+        found_position.append(candidates[best].ravel())
+        found_value.append(np.take_along_axis(scores, best, axis=1).ravel())
+    query_of, position, value = (np.concatenate(a) for a in (found_query, found_position, found_value))
+    real = np.isfinite(value)
+    query_of, position, value = query_of[real], position[real], value[real]
+    order = np.lexsort((position, -value, query_of))  # by row, best first, ties by position
+    query_of, position, value = query_of[order], position[order], value[order]
+    starts = np.searchsorted(query_of, query_of, side="left")
+    rank = np.arange(len(query_of)) - starts
+    keep = rank < k
+    positions[query_of[keep], rank[keep]] = position[keep]
+    similarities[query_of[keep], rank[keep]] = value[keep]
 
 
 def _search_block(vectors: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int, positions: np.ndarray,
@@ -188,9 +249,16 @@ def exact_few(vectors: np.ndarray, rows: np.ndarray, k: int, step: int = 65_536)
         scores = queries @ vectors[start : start + step].T
         own = (rows >= start) & (rows < start + scores.shape[1])
         scores[np.flatnonzero(own), rows[own] - start] = -np.inf
-        p = np.concatenate([best_p, np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)], axis=1)
-        s = np.concatenate([best_s, scores], axis=1)
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k] if s.shape[1] > k else np.argsort(-s, axis=1)
+        width = scores.shape[1]
+        if width % GROUP == 0 and width >= k * GROUP:  # only the chunk's k best meet the running best
+            columns, values = top_k_rows(scores, k)
+        else:
+            columns = np.argpartition(-scores, k - 1, axis=1)[:, :k] if width > k else \
+                np.broadcast_to(np.arange(width), scores.shape)
+            values = np.take_along_axis(scores, columns, axis=1)
+        p = np.concatenate([best_p, columns + start], axis=1)
+        s = np.concatenate([best_s, values], axis=1)
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
         best_p, best_s = np.take_along_axis(p, top, axis=1), np.take_along_axis(s, top, axis=1)
     best_p[~np.isfinite(best_s)] = -1
     return best_p

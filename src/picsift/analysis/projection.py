@@ -47,10 +47,9 @@ PCA_FIT_ROWS = 20_000
 #: UMAP is fitted on at most this many rows (a seeded sample); the rest are placed with its ``transform``.
 UMAP_FIT_ROWS = 50_000
 #: With the neighbour graph, UMAP fits every image up to this many (from the graph, no neighbour search of its
-#: own); above it, the seeded sample of UMAP_FIT_ROWS. Kept at 50k for now: from the graph UMAP was 4.7x faster
-#: at 20k, but the 100k fit from a partition-built graph did not finish in 30 min on the loaded machine
-#: (bench/README.md, issue 21), so fitting every image up to 100k+ is not yet shown to pay.
-UMAP_GRAPH_FIT_ROWS = 50_000
+#: own); above it, the seeded sample of UMAP_FIT_ROWS. 100k: measured there (bench/README.md, issue 21; the fit
+#: from a partition-built graph stalled in umap-learn's spectral start until picsift.analysis.umap_start).
+UMAP_GRAPH_FIT_ROWS = 100_000
 #: Rows per ``transform`` call when placing images after a fit (one progress-bar step each).
 TRANSFORM_CHUNK = 50_000
 #: With ``refit=None``, refit when the model saw fewer than this fraction of what a fresh fit would see.

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .neighbours import GROUP, top_k_rows
+from .umap_start import spectral_start
 
 #: The numbers of a fitted UMAP that placing new points depends on (see :meth:`UmapModel.transform`).
 _UMAP_NUMBERS = ("n_neighbors", "a", "b", "local_connectivity", "disconnection_distance", "repulsion_strength",
@@ -125,14 +126,22 @@ def graph_knn(positions: np.ndarray, similarities: np.ndarray, n_neighbors: int)
     return indices, distances
 
 
+#: A fit from the neighbour graph above this many points runs GRAPH_EPOCHS epochs (umap-learn: 200 above 10k):
+#: at 100k, 100 epochs kept trustworthiness within 0.001 of 200 and took half the time (bench/README.md, issue 21).
+GRAPH_FEWER_EPOCHS_ABOVE = 50_000
+GRAPH_EPOCHS = 100
+
+
 def fit_reducer(sample: np.ndarray, dims: int, seed: int | None,
                 knn: tuple[np.ndarray, np.ndarray] | None = None, *, n_epochs: int | None = None,
                 init: str | None = None) -> Any:
     """A ``umap.UMAP`` (cosine metric) fitted on ``sample``; its ``embedding_`` holds the sample's coordinates.
 
     ``knn``: the neighbour graph of ``sample`` (positions, similarities; at least 14 neighbours per row), used as
-    UMAP's ``precomputed_knn`` instead of its own neighbour search. ``n_epochs`` / ``init``: UMAP's (None: its
-    defaults, 200 epochs above 10k points and a spectral start)."""
+    UMAP's ``precomputed_knn`` instead of its own neighbour search, with a spectral start that cannot stall
+    (:func:`~picsift.analysis.umap_start.spectral_start`). ``n_epochs`` / ``init``: UMAP's (None: its defaults,
+    200 epochs above 10k points, :data:`GRAPH_EPOCHS` from the graph above :data:`GRAPH_FEWER_EPOCHS_ABOVE`; a
+    spectral start)."""
     try:
         import umap as umap_learn
     except ImportError as e:
@@ -140,12 +149,16 @@ def fit_reducer(sample: np.ndarray, dims: int, seed: int | None,
     # A seed makes UMAP reproducible but single-threaded (it sets n_jobs=1); seed=None uses every core.
     n_neighbors = min(15, len(sample) - 1)
     precomputed: tuple[Any, Any, Any] = (None, None, None)
+    start: Any = "random" if len(sample) < 50 else init or "spectral"
     if knn is not None and knn[0].shape[1] >= n_neighbors - 1 and len(knn[0]) == len(sample) > 60:
         precomputed = (*graph_knn(knn[0], knn[1], n_neighbors), None)
+        if n_epochs is None and len(sample) > GRAPH_FEWER_EPOCHS_ABOVE:
+            n_epochs = GRAPH_EPOCHS
+        if start == "spectral":  # umap-learn's own spectral start can stall for many minutes (see umap_start)
+            start = spectral_start(sample, precomputed[0], precomputed[1], dims, seed, n_epochs)
     reducer = umap_learn.UMAP(n_components=dims, metric="cosine", random_state=seed,
                               n_jobs=1 if seed is not None else -1, n_neighbors=n_neighbors,
-                              init="random" if len(sample) < 50 else init or "spectral", n_epochs=n_epochs,
-                              precomputed_knn=precomputed)
+                              init=start, n_epochs=n_epochs, precomputed_knn=precomputed)
     with quiet_umap():
         reducer.fit(sample)
     return reducer
