@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +145,11 @@ def test_a_map_whose_model_is_lost_is_refitted(tmp_path: Path) -> None:
     assert state.refitted and state.fitted == 60
 
 
-def test_pca_is_instant_and_never_touches_umap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pca_never_touches_umap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PCA map is plain PCA of every vector (its speed is measured by bench/projection.py, not here)."""
     forbid(monkeypatch, "UmapModel.fit")
     vectors = np.random.default_rng(0).normal(size=(20_000, 512)).astype(np.float32)
-    start = time.perf_counter()
     state = update_map(tmp_path, snapshot(vectors, ids_for(20_000, "f"), 1), "pca", 3)
-    assert time.perf_counter() - start < 10  # ~0.5 s idle; generous for a shared machine
     assert state.coords.shape == (20_000, 3) and isinstance(state, projection.ProjectionMap)
     np.testing.assert_allclose(state.coords, projection.pca(vectors, 3), atol=1e-5)
 

@@ -164,9 +164,8 @@ def test_a_file_added_while_watching_is_embedded_without_calling_update(
     assert service.library.status()["watch"]
     assert eventually(lambda: service.status()["watching"], timeout=30)  # events are being received
     add_images(image_folder, stamps_root, "space", 1)
-    added = time.monotonic()
-    assert eventually(lambda: service.library.status()["embedded"] == 25, timeout=30)
-    assert time.monotonic() - added < 15  # an event, not the hourly schedule
+    # embedded on the file's event, not on the hourly schedule (the bound is generous for a loaded machine)
+    assert eventually(lambda: service.library.status()["embedded"] == 25, timeout=120)
     # the new image is committed before its run ends: wait for the run itself, which embedded just that one
     # (a late second event may add a run that finds nothing to do)
     assert service.wait(timeout=60)
