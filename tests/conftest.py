@@ -10,6 +10,19 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub download in tests
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each, or the
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # workers' (and their kernels' and servers') thread pools fight
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n 2 --dist loadgroup`` (what `make test` runs) a module's tests stay on one worker, so its
+    module-scoped fixtures (a JupyterLab, a moto server, an embedded library) are made once; the modules that start
+    Ray clusters share one group (two clusters of two nodes at once would starve each other on two cores)."""
+    for item in items:
+        module = Path(str(item.fspath))
+        group = "ray" if "ray" in module.stem.split("_") else f"{module.parent.name}/{module.stem}"
+        item.add_marker(pytest.mark.xdist_group(group))
 
 DATA = Path(__file__).parent / "data"
 TINY_CONFIG = DATA / "picsift-test-tiny.json"
