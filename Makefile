@@ -37,7 +37,7 @@ demo: .venv/.installed $(STATIC)
 
 # Two workers (pytest-xdist), each module's tests on one of them: see tests/conftest.py.
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2
 
 lint: setup
 	.venv/bin/ruff check src tests bench
