@@ -35,8 +35,9 @@ chromium:
 demo: .venv/.installed $(STATIC)
 	$(PY) -m picsift demo --notebook notebooks/quickstart.ipynb --out demo-output
 
+# Two workers (pytest-xdist), each module's tests on one of them: see tests/conftest.py.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: setup
 	.venv/bin/ruff check src tests bench

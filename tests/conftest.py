@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -10,6 +11,29 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub download in tests
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each, or the
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # workers' (and their kernels' and servers') thread pools fight
+
+
+def worker_group(nodeid: str) -> str:
+    """The tests that run one after another on one worker: a module's (its module-scoped fixtures, a JupyterLab, a
+    moto server, an embedded library, are made once), and every module that starts Ray clusters together (two
+    clusters of two nodes at once would starve each other on two cores)."""
+    module = nodeid.split("::", 1)[0]
+    return "ray" if "ray" in Path(module).stem.split("_") else module
+
+
+if importlib.util.find_spec("xdist"):
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        """`make test` runs two pytest-xdist workers; each gets whole groups (:func:`worker_group`)."""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class GroupScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return worker_group(nodeid)
+
+        return GroupScheduling(config, log)
+
 
 DATA = Path(__file__).parent / "data"
 TINY_CONFIG = DATA / "picsift-test-tiny.json"

@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock
+
 from .errors import ModelUnavailableError, PicsiftError
 from .terminal import printable
 
@@ -34,13 +36,23 @@ def fetch_tuxpaint(cache: Path | None = None) -> Path:
     stamps = target / "usr" / "share" / "tuxpaint" / "stamps"
     if stamps.is_dir():
         return stamps
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # two processes fetching at once (two notebooks, parallel test workers) would each replace the other's copy
+    with FileLock(str(target.with_name("tuxpaint.lock")), timeout=1800):
+        if stamps.is_dir():  # fetched while this process waited
+            return stamps
+        _fetch_tuxpaint(target)
+    return stamps
+
+
+def _fetch_tuxpaint(target: Path) -> None:
     if SYSTEM_STAMPS.is_dir():  # installed system-wide (apt-get install, as Binder does): copy, as the
         partial = target.with_name("tuxpaint.partial")  # library's workspace needs a writable folder
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(SYSTEM_STAMPS, partial / "usr" / "share" / "tuxpaint" / "stamps")
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
-        return stamps
+        return
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
         raise PicsiftError("fetching the demo images needs apt-get and dpkg (a Debian-based system)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +67,6 @@ def fetch_tuxpaint(cache: Path | None = None) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
         shutil.move(str(unpacked), str(target))  # whole folder at once: no half-fetched cache
-    return stamps
 
 
 def _download(folder: str) -> int:
