@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
+from filelock import FileLock, Timeout
 
 from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
 from .base import IndexBusyError, NoRoomForIndexError, UnreadableIndexError, VectorIndex, check_vectors, folder_lock
@@ -126,10 +127,14 @@ class QdrantEdgeIndex(VectorIndex):
             hnsw_config=qe.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=full_scan_threshold,
                                            max_indexing_threads=threads),
             optimizers=qe.EdgeOptimizersConfig(default_segment_number=1, indexing_threshold=full_scan_threshold),
+            # no write-ahead log (fixed when a shard is made; older shards keep theirs): the index is rebuilt from the
+            # store, and an add() a crash cut short is finished by the next sync, which compares ids with the store
+            wal_enabled=False,
         )
         self._centre: np.ndarray | None = None
         self._scale = 0.0
         self._shard: Any = None
+        self._handle: FileLock | None = None
         self._dirty = False
         with self._open():
             pass
@@ -139,8 +144,29 @@ class QdrantEdgeIndex(VectorIndex):
     def _open(self) -> Iterator[Any]:
         with folder_lock(self._folder):
             if self._shard is None:
-                self._shard = self._load()
+                self._hold()
+                try:
+                    self._shard = self._load()
+                except BaseException:
+                    self._let_go()
+                    raise
             yield self._shard
+
+    def _hold(self) -> None:
+        """Take ``<shard>.open.lock``, held while this object has the shard open: the engine keeps no lock of its
+        own once the write-ahead log is off, and two handles on one shard would corrupt it."""
+        name = f"{self._folder.name}.open.lock"
+        handle = FileLock(WorkspaceFiles(self._folder.parent).lock_file(name), timeout=0)
+        try:
+            handle.acquire()
+        except Timeout as e:
+            raise IndexBusyError(f"qdrant-edge index at {self._folder} is open in another process") from e
+        self._handle = handle
+
+    def _let_go(self) -> None:
+        if self._handle is not None:
+            self._handle.release()
+            self._handle = None
 
     def _check_room(self, writes: int = 0) -> None:
         """Refuse (:class:`NoRoomForIndexError`) when the disk lacks room for the shard's mapped files: their
@@ -215,6 +241,7 @@ class QdrantEdgeIndex(VectorIndex):
                 self._shard.flush()
                 self._shard.close()
                 self._shard = None
+            self._let_go()
 
     # -- uint8 encoding ------------------------------------------------------------------------------
     def _encode(self, vectors: np.ndarray, *, clip: bool = True) -> np.ndarray:
