@@ -54,6 +54,7 @@ def test_a_compact_shard_walks_a_real_graph_to_the_recall_target(tmp_path: Path,
     assert hits / (100 * len(held_out)) >= 0.95
     index.close()
     reopened = open_index("qdrant-edge", 64, tmp_path / "edge", datatype=datatype)
+    assert reopened.ef == index.ef  # type: ignore[attr-defined]  # the calibrated beam, not the default
     assert len(reopened) == 20_000 and reopened.search(held_out[0], 5)[0] == index_top5(reopened, held_out[0])
     reopened.close()
 

@@ -65,6 +65,8 @@ DATATYPES = ("float32", "float16", "uint8")
 #: uint8 mode: the centre-to-component span that maps to the 0..255 range is this quantile of the first
 #: vectors' |v - centre|, widened by this margin, so later vectors rarely clip.
 _SPAN_QUANTILE, _SPAN_MARGIN = 0.99999, 1.25
+#: The graph's default degree and build-time beam width (see :class:`QdrantEdgeIndex`).
+M, EF_CONSTRUCT = 16, 64
 
 
 def point_id(image_id: str) -> str:
@@ -100,7 +102,7 @@ class QdrantEdgeIndex(VectorIndex):
     name = "qdrant-edge"
 
     def __init__(
-        self, dim: int, path: Path | None = None, *, m: int = 16, ef_construct: int = 128, ef: int = 128,
+        self, dim: int, path: Path | None = None, *, m: int = M, ef_construct: int = EF_CONSTRUCT, ef: int = 128,
         datatype: str = "float32", full_scan_threshold: int = 10_000, threads: int = 0, build_bits: float = 2,
         **options: Any,
     ):
@@ -211,16 +213,29 @@ class QdrantEdgeIndex(VectorIndex):
                 f"not {self.dim}-d {self.datatype}")
         if "centre" in saved:
             self._centre, self._scale = saved["centre"], saved["scale"]
+        self.ef = saved.get("ef", self.ef)
         return shard
 
+    def _write_settings(self) -> None:
+        """``picsift.json``: what the engine does not keep (the uint8 coding, the ef :meth:`calibrate` chose)."""
+        settings: dict[str, Any] = {"dim": self.dim, "datatype": self.datatype, "ef": self.ef}
+        if self._centre is not None:
+            settings.update(centre=np.asarray(self._centre).tolist(), scale=self._scale)
+        WorkspaceFiles(self._folder).write_json("picsift.json", settings)
+
     def _settings(self, saved: Any) -> dict[str, Any]:
-        """``picsift.json`` checked: a mapping whose centre (if any) has ``dim`` finite numbers and whose scale is
-        a finite positive number; ``ValueError`` naming what is wrong otherwise (the index is then rebuilt)."""
+        """``picsift.json`` checked: a mapping whose ef (if any) is a whole number, whose centre (if any) has ``dim``
+        finite numbers and whose scale is a finite positive number; ``ValueError`` naming what is wrong otherwise (the
+        index is then rebuilt)."""
         if not isinstance(saved, dict):
             raise ValueError(f"picsift.json holds {type(saved).__name__}, not an object")
         checked = {"dim": saved.get("dim"), "datatype": saved.get("datatype")}
         if checked["dim"] != self.dim or checked["datatype"] != self.datatype:
             return checked  # refused with its own message
+        if "ef" in saved:
+            if type(saved["ef"]) is not int or not 1 <= saved["ef"] <= 1_000_000:
+                raise ValueError(f"picsift.json's ef is {saved['ef']!r}, not a whole number from 1 to 1,000,000")
+            checked["ef"] = saved["ef"]
         if "centre" in saved or "scale" in saved:
             try:
                 centre = np.asarray(saved["centre"], np.float64)
@@ -252,9 +267,7 @@ class QdrantEdgeIndex(VectorIndex):
             span = float(np.quantile(np.abs(vectors - centre), _SPAN_QUANTILE)) if len(vectors) else 0.0
             self._centre = centre.astype(np.float32)
             self._scale = 127.0 / (_SPAN_MARGIN * max(span, 4.0 / np.sqrt(self.dim)))
-            settings = {"dim": self.dim, "datatype": self.datatype, "centre": self._centre.tolist(),
-                        "scale": self._scale}
-            WorkspaceFiles(self._folder).write_json("picsift.json", settings)
+            self._write_settings()
         coded = (vectors - self._centre) * self._scale + 128.0
         return np.clip(np.rint(coded), 0, 255) if clip else coded  # the query keeps its fractions
 
@@ -325,6 +338,8 @@ class QdrantEdgeIndex(VectorIndex):
                                     for q, truth in zip(queries, exact_ids, strict=True)]))
             if recall >= target:
                 break
+        with self._open():
+            self._write_settings()  # a reopened index searches with the ef chosen here
         level = logging.INFO if recall >= target else logging.WARNING
         log.log(level, "qdrant-edge: ef=%d gives recall@%d=%.3f on %d text-like sample queries (target %.2f)",
                 self.ef, k, recall, len(queries), target)
@@ -358,4 +373,4 @@ class QdrantEdgeIndex(VectorIndex):
             self._temporary = None
 
 
-__all__ = ["DATATYPES", "QdrantEdgeIndex", "image_id", "point_id"]
+__all__ = ["DATATYPES", "EF_CONSTRUCT", "M", "QdrantEdgeIndex", "image_id", "point_id"]
