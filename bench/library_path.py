@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--workspace", type=Path)
     parser.add_argument("--profile", type=int, default=0, help="then profile this many similar() calls")
+    parser.add_argument("--index", default=None,
+                        help="another index backend (exact: the bookkeeping without a graph to build)")
     args = parser.parse_args(argv)
     header(f"library path vs its index, N={args.n:,}", sys.argv)
     _, centres, spread = data = make_data(args.n, 1000, seed=0)
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                          model=MODEL)
             catalog.close()
         del data
-        lib = Library(root, model=MODEL)
+        lib = Library(root, model=MODEL, **({"index": args.index} if args.index else {}))
         cpu = cpu_seconds()
         first = timed(lambda: lib.similar(lib.store.snapshot().ids[0], limit=100, distribution=False))[0]
         print(f"index: {lib.index_name}; first search (loads or builds and calibrates the index): {first:.1f} s, "

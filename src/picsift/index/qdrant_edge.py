@@ -66,7 +66,7 @@ DATATYPES = ("float32", "float16", "uint8")
 #: vectors' |v - centre|, widened by this margin, so later vectors rarely clip.
 _SPAN_QUANTILE, _SPAN_MARGIN = 0.99999, 1.25
 #: The graph's default degree and build-time beam width (see :class:`QdrantEdgeIndex`).
-M, EF_CONSTRUCT = 16, 64
+M, EF_CONSTRUCT = 16, 128
 
 
 def point_id(image_id: str) -> str:
@@ -84,8 +84,10 @@ class QdrantEdgeIndex(VectorIndex):
     ----------
     m, ef_construct
         HNSW graph degree and build-time beam width. At 1M clustered vectors ``ef_construct=64`` left parts
-        of the graph unreachable (recall@100 stuck near 0.90 at any ``ef``); 128 reaches 0.99 and built 1M in
-        about 6 min on 2 cores from the uint8 vectors, 3.5x less CPU from 2-bit codes (bench/README.md, limits).
+        of the graph unreachable: from the uint8 vectors recall@100 stuck near 0.90 at any ``ef``; from 2-bit codes
+        (204 CPU s of graph) 0.85 for image-like and 0.75 for text-like queries at ef 600 (2026-12-06). 128 reached
+        0.99 from the uint8 vectors (about 6 min on 2 cores); from 2-bit codes it takes 3.5x less CPU at 100k with
+        the same recall (bench/README.md, limits).
     ef
         Query-time beam width (at least ``k`` is used). :meth:`calibrate` tunes it.
     datatype
