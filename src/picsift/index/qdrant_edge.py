@@ -86,8 +86,8 @@ class QdrantEdgeIndex(VectorIndex):
         HNSW graph degree and build-time beam width. At 1M clustered vectors ``ef_construct=64`` left parts
         of the graph unreachable: from the uint8 vectors recall@100 stuck near 0.90 at any ``ef``; from 2-bit codes
         (204 CPU s of graph) 0.85 for image-like and 0.75 for text-like queries at ef 600 (2026-12-06). 128 reached
-        0.99 from the uint8 vectors (about 6 min on 2 cores); from 2-bit codes it takes 3.5x less CPU at 100k with
-        the same recall (bench/README.md, limits).
+        0.99 from the uint8 vectors (about 6 min on 2 cores); from 2-bit codes it takes 3.5x less CPU with the same
+        recall at 100k, but at 1M text-like queries need a wider beam (0.90 at ef 600; bench/README.md, limits).
     ef
         Query-time beam width (at least ``k`` is used). :meth:`calibrate` tunes it.
     datatype
