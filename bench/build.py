@@ -56,6 +56,7 @@ from query import (
 )
 
 from picsift.index import open_index
+from picsift.index.qdrant_edge import EF_CONSTRUCT, M
 from picsift.index.sync import CHUNK, calibrate_for_text_queries
 
 
@@ -162,8 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000000", help="comma-separated vector counts")
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=100, help="held-out queries of each kind")
-    parser.add_argument("--m", type=int, default=16, help="graph degree (both graphs)")
-    parser.add_argument("--ef-construct", type=int, default=128, help="build-time beam width (both graphs)")
+    parser.add_argument("--m", type=int, default=M, help="graph degree (both graphs; default: qdrant-edge's)")
+    parser.add_argument("--ef-construct", type=int, default=EF_CONSTRUCT,
+                        help="build-time beam width (both graphs; default: qdrant-edge's)")
     parser.add_argument("--build-bits", type=float, default=2,
                         help="qdrant-edge: bits per dimension the graph is built from (0: the uint8 vectors)")
     parser.add_argument("--build-only", action="store_true", help="only the builds: no workspace, recall or bytes")

@@ -15,12 +15,19 @@ queries, never stored: *image-like* and *text-like* (bench/query.py). Contenders
 
 Recall@100 of the held-out path against exact float32 search of the store's vectors.
 
-    nice -n 10 .venv/bin/python bench/library_path.py [--n 100000] [--queries 40] [--workspace DIR]
+With ``--profile N``, N more ``Library.similar(stored id, distribution=False)`` calls run under cProfile and the
+functions with the most own time are printed (what is left around the index, and whether any of it grows with N).
+
+    nice -n 10 .venv/bin/python bench/library_path.py [--n 100000] [--queries 40] [--workspace DIR] [--profile 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +45,11 @@ from picsift.query.search import Searcher, query_vectors
 from picsift.query.steps import ImageSearch
 
 MODEL = "ViT-B-32:random"
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class CatalogRows(Searcher):
@@ -59,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--workspace", type=Path)
+    parser.add_argument("--profile", type=int, default=0, help="then profile this many similar() calls")
+    parser.add_argument("--index", default=None,
+                        help="another index backend (exact: the bookkeeping without a graph to build)")
     args = parser.parse_args(argv)
     header(f"library path vs its index, N={args.n:,}", sys.argv)
     _, centres, spread = data = make_data(args.n, 1000, seed=0)
@@ -69,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
                                          model=MODEL)
             catalog.close()
         del data
-        lib = Library(root, model=MODEL)
-        print(f"index: {lib.index_name}; first search (loads or builds the index): "
-              f"{timed(lambda: lib.similar(lib.store.snapshot().ids[0], limit=100, distribution=False))[0]:.1f} s")
+        lib = Library(root, model=MODEL, **({"index": args.index} if args.index else {}))
+        cpu = cpu_seconds()
+        first = timed(lambda: lib.similar(lib.store.snapshot().ids[0], limit=100, distribution=False))[0]
+        print(f"index: {lib.index_name}; first search (loads or builds and calibrates the index): {first:.1f} s, "
+              f"{cpu_seconds() - cpu:.1f} CPU s; ef {getattr(lib.index, 'ef', '-')}", flush=True)
         snapshot = lib.store.snapshot()
         vectors = snapshot.vectors()
         searcher = lib.queries.searcher
@@ -105,6 +122,17 @@ def main(argv: list[str] | None = None) -> int:
                     ["top-100, distribution=False", "median ms", "vs index alone"]))
         print("recall@100 of the library path: " + ", ".join(f"{k} {np.mean(v):.3f} (min {min(v):.2f})"
                                                               for k, v in recall.items()))
+        if args.profile:
+            profiler = cProfile.Profile()
+            picks = snapshot.ids[np.random.default_rng(6).integers(0, len(snapshot), args.profile)]
+            profiler.enable()
+            for image_id in picks:
+                lib.similar(image_id, limit=100, distribution=False)
+            profiler.disable()
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+            print(f"\n{args.profile} x Library.similar(stored id, distribution=False) under cProfile, by own time:")
+            print(out.getvalue())
     return 0
 
 

@@ -140,7 +140,8 @@ def test_an_update_killed_while_saving_the_index_recovers_it(
     extra = sorted(folder.glob("*.png"))[:6]
     for path in extra:
         shutil.move(path, tmp_path / path.name)
-    # hnsw: its save swaps a new folder in for the old one (qdrant-edge's shard keeps its own write-ahead log)
+    # hnsw: its save swaps a new folder in for the old one (qdrant-edge writes its shard in place; a killed add is
+    # completed by the next sync: tests/test_qdrant_edge.py)
     with picsift.Library(folder, model=tiny_model, index="hnsw") as lib:
         lib.update(progress=False)
     for path in extra:

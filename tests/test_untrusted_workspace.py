@@ -253,6 +253,7 @@ def test_an_image_id_that_is_a_path_never_becomes_a_thumbnail_file(library_copy:
     '{"dim": 64, "datatype": "uint8", "centre": [0.0, 1.0], "scale": 10.0}',
     '{"dim": 64, "datatype": "uint8", "centre": CENTRE, "scale": 0}',
     '{"dim": 64, "datatype": "uint8", "centre": CENTRE, "scale": "NaN"}',
+    '{"dim": 64, "datatype": "uint8", "ef": 1e12, "centre": CENTRE, "scale": 10.0}',
     '[1, 2, 3]',
 ])
 def test_malformed_qdrant_edge_settings_rebuild_the_index(

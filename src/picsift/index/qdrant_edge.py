@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
+from filelock import FileLock, Timeout
 
 from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
 from .base import IndexBusyError, NoRoomForIndexError, UnreadableIndexError, VectorIndex, check_vectors, folder_lock
@@ -64,6 +65,8 @@ DATATYPES = ("float32", "float16", "uint8")
 #: uint8 mode: the centre-to-component span that maps to the 0..255 range is this quantile of the first
 #: vectors' |v - centre|, widened by this margin, so later vectors rarely clip.
 _SPAN_QUANTILE, _SPAN_MARGIN = 0.99999, 1.25
+#: The graph's default degree and build-time beam width (see :class:`QdrantEdgeIndex`).
+M, EF_CONSTRUCT = 16, 128
 
 
 def point_id(image_id: str) -> str:
@@ -81,8 +84,10 @@ class QdrantEdgeIndex(VectorIndex):
     ----------
     m, ef_construct
         HNSW graph degree and build-time beam width. At 1M clustered vectors ``ef_construct=64`` left parts
-        of the graph unreachable (recall@100 stuck near 0.90 at any ``ef``); 128 reaches 0.99 and built 1M in
-        about 6 min on 2 cores from the uint8 vectors, 3.5x less CPU from 2-bit codes (bench/README.md, limits).
+        of the graph unreachable: from the uint8 vectors recall@100 stuck near 0.90 at any ``ef``; from 2-bit codes
+        (204 CPU s of graph) 0.85 for image-like and 0.75 for text-like queries at ef 600 (2026-12-06). 128 reached
+        0.99 from the uint8 vectors (about 6 min on 2 cores); from 2-bit codes it takes 3.5x less CPU with the same
+        recall at 100k, but at 1M text-like queries need a wider beam (0.90 at ef 600; bench/README.md, limits).
     ef
         Query-time beam width (at least ``k`` is used). :meth:`calibrate` tunes it.
     datatype
@@ -99,7 +104,7 @@ class QdrantEdgeIndex(VectorIndex):
     name = "qdrant-edge"
 
     def __init__(
-        self, dim: int, path: Path | None = None, *, m: int = 16, ef_construct: int = 128, ef: int = 128,
+        self, dim: int, path: Path | None = None, *, m: int = M, ef_construct: int = EF_CONSTRUCT, ef: int = 128,
         datatype: str = "float32", full_scan_threshold: int = 10_000, threads: int = 0, build_bits: float = 2,
         **options: Any,
     ):
@@ -126,10 +131,14 @@ class QdrantEdgeIndex(VectorIndex):
             hnsw_config=qe.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=full_scan_threshold,
                                            max_indexing_threads=threads),
             optimizers=qe.EdgeOptimizersConfig(default_segment_number=1, indexing_threshold=full_scan_threshold),
+            # no write-ahead log (fixed when a shard is made; older shards keep theirs): the index is rebuilt from the
+            # store, and an add() a crash cut short is finished by the next sync, which compares ids with the store
+            wal_enabled=False,
         )
         self._centre: np.ndarray | None = None
         self._scale = 0.0
         self._shard: Any = None
+        self._handle: FileLock | None = None
         self._dirty = False
         with self._open():
             pass
@@ -139,8 +148,29 @@ class QdrantEdgeIndex(VectorIndex):
     def _open(self) -> Iterator[Any]:
         with folder_lock(self._folder):
             if self._shard is None:
-                self._shard = self._load()
+                self._hold()
+                try:
+                    self._shard = self._load()
+                except BaseException:
+                    self._let_go()
+                    raise
             yield self._shard
+
+    def _hold(self) -> None:
+        """Take ``<shard>.open.lock``, held while this object has the shard open: the engine keeps no lock of its
+        own once the write-ahead log is off, and two handles on one shard would corrupt it."""
+        name = f"{self._folder.name}.open.lock"
+        handle = FileLock(WorkspaceFiles(self._folder.parent).lock_file(name), timeout=0)
+        try:
+            handle.acquire()
+        except Timeout as e:
+            raise IndexBusyError(f"qdrant-edge index at {self._folder} is open in another process") from e
+        self._handle = handle
+
+    def _let_go(self) -> None:
+        if self._handle is not None:
+            self._handle.release()
+            self._handle = None
 
     def _check_room(self, writes: int = 0) -> None:
         """Refuse (:class:`NoRoomForIndexError`) when the disk lacks room for the shard's mapped files: their
@@ -185,16 +215,29 @@ class QdrantEdgeIndex(VectorIndex):
                 f"not {self.dim}-d {self.datatype}")
         if "centre" in saved:
             self._centre, self._scale = saved["centre"], saved["scale"]
+        self.ef = saved.get("ef", self.ef)
         return shard
 
+    def _write_settings(self) -> None:
+        """``picsift.json``: what the engine does not keep (the uint8 coding, the ef :meth:`calibrate` chose)."""
+        settings: dict[str, Any] = {"dim": self.dim, "datatype": self.datatype, "ef": self.ef}
+        if self._centre is not None:
+            settings.update(centre=np.asarray(self._centre).tolist(), scale=self._scale)
+        WorkspaceFiles(self._folder).write_json("picsift.json", settings)
+
     def _settings(self, saved: Any) -> dict[str, Any]:
-        """``picsift.json`` checked: a mapping whose centre (if any) has ``dim`` finite numbers and whose scale is
-        a finite positive number; ``ValueError`` naming what is wrong otherwise (the index is then rebuilt)."""
+        """``picsift.json`` checked: a mapping whose ef (if any) is a whole number, whose centre (if any) has ``dim``
+        finite numbers and whose scale is a finite positive number; ``ValueError`` naming what is wrong otherwise (the
+        index is then rebuilt)."""
         if not isinstance(saved, dict):
             raise ValueError(f"picsift.json holds {type(saved).__name__}, not an object")
         checked = {"dim": saved.get("dim"), "datatype": saved.get("datatype")}
         if checked["dim"] != self.dim or checked["datatype"] != self.datatype:
             return checked  # refused with its own message
+        if "ef" in saved:
+            if type(saved["ef"]) is not int or not 1 <= saved["ef"] <= 1_000_000:
+                raise ValueError(f"picsift.json's ef is {saved['ef']!r}, not a whole number from 1 to 1,000,000")
+            checked["ef"] = saved["ef"]
         if "centre" in saved or "scale" in saved:
             try:
                 centre = np.asarray(saved["centre"], np.float64)
@@ -215,6 +258,7 @@ class QdrantEdgeIndex(VectorIndex):
                 self._shard.flush()
                 self._shard.close()
                 self._shard = None
+            self._let_go()
 
     # -- uint8 encoding ------------------------------------------------------------------------------
     def _encode(self, vectors: np.ndarray, *, clip: bool = True) -> np.ndarray:
@@ -225,9 +269,7 @@ class QdrantEdgeIndex(VectorIndex):
             span = float(np.quantile(np.abs(vectors - centre), _SPAN_QUANTILE)) if len(vectors) else 0.0
             self._centre = centre.astype(np.float32)
             self._scale = 127.0 / (_SPAN_MARGIN * max(span, 4.0 / np.sqrt(self.dim)))
-            settings = {"dim": self.dim, "datatype": self.datatype, "centre": self._centre.tolist(),
-                        "scale": self._scale}
-            WorkspaceFiles(self._folder).write_json("picsift.json", settings)
+            self._write_settings()
         coded = (vectors - self._centre) * self._scale + 128.0
         return np.clip(np.rint(coded), 0, 255) if clip else coded  # the query keeps its fractions
 
@@ -298,6 +340,8 @@ class QdrantEdgeIndex(VectorIndex):
                                     for q, truth in zip(queries, exact_ids, strict=True)]))
             if recall >= target:
                 break
+        with self._open():
+            self._write_settings()  # a reopened index searches with the ef chosen here
         level = logging.INFO if recall >= target else logging.WARNING
         log.log(level, "qdrant-edge: ef=%d gives recall@%d=%.3f on %d text-like sample queries (target %.2f)",
                 self.ef, k, recall, len(queries), target)
@@ -331,4 +375,4 @@ class QdrantEdgeIndex(VectorIndex):
             self._temporary = None
 
 
-__all__ = ["DATATYPES", "QdrantEdgeIndex", "image_id", "point_id"]
+__all__ = ["DATATYPES", "EF_CONSTRUCT", "M", "QdrantEdgeIndex", "image_id", "point_id"]
