@@ -20,7 +20,7 @@ it through s3fs, exactly as a user's bucket.
   >= 0.8x the model-only bound with 20 ms per request.
 
     nice -n 10 python bench/remote.py                     # 10,000 objects, 300 stamps, 20 ms, 3 rounds
-    nice -n 10 python bench/remote.py --objects 100000 --update-objects 5000 --embed 0
+    nice -n 10 python bench/remote.py --objects 100000 --update-objects 10000 --embed 0 --repeats 2
     python bench/remote.py --quick                        # smoke test
 """
 
