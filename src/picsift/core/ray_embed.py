@@ -289,7 +289,7 @@ def _quiet(*levels: tuple[str, int]) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def location(root: Path | Any) -> dict[str, Any]:
+def location(root: Any) -> dict[str, Any]:
     """The actors' arguments naming where the images are: ``root`` (a folder or URL) and ``storage_options``
     (None for a folder; a URL's options, credentials included, travel only in memory: see the module's docstring)."""
     return {"root": str(root), "storage_options": dict(root.storage_options) if is_remote(root) else None}

@@ -151,11 +151,11 @@ def list_objects(root: Any, *, progress: bool = False) -> ScanResult:
             result.files[relative] = FileState(int(info["size"]), _stamp(info) or 0)
     if unsized:
         with ThreadPoolExecutor(REMOTE_READERS, thread_name_prefix="picsift-list") as pool:
-            for relative, info in pool.map(lambda item: (item[0], _info(fs, item[1])), unsized):
-                if info is None:
+            for relative, details in pool.map(lambda item: (item[0], _info(fs, item[1])), unsized):
+                if details is None:
                     result.problems.append((relative, "cannot read object (its details could not be fetched)"))
                 else:
-                    result.files[relative] = FileState(int(info.get("size") or 0), _stamp(info) or 0)
+                    result.files[relative] = FileState(int(details.get("size") or 0), _stamp(details) or 0)
     return result
 
 
@@ -242,8 +242,9 @@ def read_object_version(root: Any, relative: str) -> tuple[bytes, FileState]:
 
     The details and the bytes come from one opened file; on S3, s3fs asks for the bytes only while the object still
     has the ETag of those details (``If-Match``), so a change in between fails the attempt and the next one reads
-    the new version with its own stamp. Two requests per object (details, then the bytes); retried and raising as
-    :func:`read_object`.
+    the new version with its own stamp: two requests per object (details, then the bytes). A file system whose open
+    file carries no version (HTTP) is asked for the object's details after the read: a change before or during the
+    read then shows as another version (three requests). Retried and raising as :func:`read_object`.
     """
     target = root / relative
     fs, path = target.fs, target.path
@@ -251,13 +252,16 @@ def read_object_version(root: Any, relative: str) -> tuple[bytes, FileState]:
     def read() -> tuple[bytes, FileState]:
         too_large = UnreadableFileError("file is larger than the read limit per file (picsift.reading.MAX_FILE_BYTES)")
         with fs.open(path, "rb") as f:
-            details = getattr(f, "details", None) or fs.info(path)
+            details = getattr(f, "details", None) or {}
             if int(details.get("size") or 0) > MAX_FILE_BYTES:
                 raise too_large
             data = f.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
             raise too_large
-        return bytes(data), FileState(len(data), _stamp(details) or 0)
+        stamp = _stamp(details)
+        if stamp is None:
+            stamp = _stamp(fs.info(path))
+        return bytes(data), FileState(len(data), stamp or 0)
 
     return with_retries(read, f"read {target}")
 
