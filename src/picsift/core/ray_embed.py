@@ -303,7 +303,7 @@ def open_root(root: str, storage_options: dict[str, Any] | None) -> Path | Any:
 class _ReadOnDriverNode:
     """Reads files where the driver sees them (pinned to its node) and passes their bytes on."""
 
-    def __init__(self, root: str, storage_options: dict[str, Any] | None) -> None:
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
         self.root = open_root(root, storage_options)
         self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-read")
 
@@ -317,8 +317,8 @@ class _ReadOnDriverNode:
 class _Decoder:
     """Reads (or receives), hashes, decodes and prepares (resize, crop) batches of files on a few threads."""
 
-    def __init__(self, root: str, storage_options: dict[str, Any] | None, embedded: Any,
-                 prepare: Callable[[Any], Any], image_size: int) -> None:
+    def __init__(self, root: str, embedded: Any, prepare: Callable[[Any], Any], image_size: int,
+                 storage_options: dict[str, Any] | None = None) -> None:
         import ray
 
         self.root = open_root(root, storage_options)
@@ -362,11 +362,11 @@ class _Prepare(_Decoder):
     pixels); a model whose transform cannot be split sends its float tensors.
     """
 
-    def __init__(self, root: str, storage_options: dict[str, Any] | None, embedded: Any,
-                 prepare: Callable[[Any], Any], image_size: int) -> None:
+    def __init__(self, root: str, embedded: Any, prepare: Callable[[Any], Any], image_size: int,
+                 storage_options: dict[str, Any] | None = None) -> None:
         from PIL import Image
 
-        super().__init__(root, storage_options, embedded, prepare, image_size)
+        super().__init__(root, embedded, prepare, image_size, storage_options)
         # the shape and type of every image's pixels, also for a batch without any (all embedded already), so
         # that Ray Data can put any batches together
         self.blank = np.asarray(prepare(Image.new("RGB", (image_size, image_size))))
@@ -383,12 +383,12 @@ class _Prepare(_Decoder):
 class _EmbedActor:
     """One model replica: embeds the pixels a :class:`_Prepare` stage sent, or reads, decodes and embeds itself."""
 
-    def __init__(self, model: str, root: str, storage_options: dict[str, Any] | None, embedded: Any, device: str,
-                 batch_size: int) -> None:
+    def __init__(self, model: str, root: str, embedded: Any, device: str, batch_size: int,
+                 storage_options: dict[str, Any] | None = None) -> None:
         from ..embedding.openclip import Embedder
 
         self.embedder = Embedder(model, device=device, batch_size=batch_size)
-        self.decoder = _Decoder(root, storage_options, embedded, self.embedder.prepare, self.embedder.image_size)
+        self.decoder = _Decoder(root, embedded, self.embedder.prepare, self.embedder.image_size, storage_options)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch

@@ -97,8 +97,8 @@ def embed_objects_on_ray(address: str, model: str, root: Path | Any, jobs: list[
 class _CropActor:
     """One model replica: reads (or receives) each image once, cuts its objects' crops and embeds them."""
 
-    def __init__(self, model: str, root: str, storage_options: dict[str, Any] | None, device: str,
-                 batch_size: int) -> None:
+    def __init__(self, model: str, root: str, device: str, batch_size: int,
+                 storage_options: dict[str, Any] | None = None) -> None:
         from ..embedding.openclip import Embedder
 
         self.embedder = Embedder(model, device=device, batch_size=batch_size)
