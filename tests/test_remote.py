@@ -240,17 +240,6 @@ def test_a_killed_update_resumes_without_duplicates(photos: tuple[str, dict[str,
         assert sorted(lib.images()["path"]) == sorted(f"{url}/{key}" for key in objects)
 
 
-def test_ray_is_refused_for_a_url_before_anything_changes(photos: tuple[str, dict[str, bytes]],
-                                                          options: dict[str, Any], tiny_model: str,
-                                                          tmp_path: Path) -> None:
-    url, objects = photos
-    with picsift.Library(url, storage_options=options, workspace=tmp_path / "ws", model=tiny_model) as lib:
-        lib.update(progress=False)
-        with pytest.raises(PicsiftError, match="reads local folders only"):
-            lib.update(progress=False, ray="127.0.0.1:1")
-        assert len(lib.images()) == len(objects) and not lib.status()["interrupted"]
-
-
 def test_a_result_url_is_a_query_image(photos: tuple[str, dict[str, bytes]], options: dict[str, Any],
                                        tiny_model: str, tmp_path: Path) -> None:
     url, objects = photos

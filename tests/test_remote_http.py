@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 import picsift
-from picsift.core.storage import REMOTE_READERS, StorageUnavailableError
+from picsift.core.catalog import FileState
+from picsift.core.image_files import read_image_object
+from picsift.core.storage import REMOTE_READERS, StorageUnavailableError, list_objects, remote_root
 
 from .conftest import stamp_files
 
@@ -144,3 +146,21 @@ def test_refused_access_stops_the_update_and_deletes_nothing(site: tuple[str, Pa
         with pytest.raises(StorageUnavailableError, match="access was refused"):
             lib.update(progress=False)
         assert len(lib.images()) == 9 and len(lib.store) == 9
+
+
+def test_a_ray_workers_read_retries_then_reports_and_names_the_version_it_read(site: tuple[str, Path, Faults]) -> None:
+    """What each Ray worker runs for an object (picsift.core.ray_embed): the same retries and skip-and-report as
+    this process's reads, and the read version's state, which the driver compares with its listing."""
+    url, folder, faults = site
+    flaky, broken = _relative(folder)[:2]
+    faults.fail_first[f"/images/{flaky}"] = 2  # answers 503 twice, then the image
+    faults.fail_always.add(f"/images/{broken}")
+    root = remote_root(url)
+    listed = list_objects(root).files
+    read = read_image_object(root, flaky)
+    assert read.error is None and read.data == (folder / flaky).read_bytes()
+    assert read.state == listed[flaky]  # the version read is the version listed
+    failed = read_image_object(root, broken)
+    assert failed.state == FileState(0, 0) and failed.data == b""  # no listing names (0, 0): read again next time
+    assert failed.error is not None and "503" in failed.error and "after 4 attempts" in failed.error
+    assert read_image_object(root, "sub/gone.png").state is None  # vanished

@@ -238,9 +238,10 @@ class Library:
             cluster of this machine; picsift starts none). Every node of it is trusted (SECURITY.md). Reading,
             decoding and embedding run on the cluster's workers (one model per actor; with GPUs, a GPU per model
             actor and CPU actors on every node decode for them); this process commits the results as a local
-            update does (see :mod:`picsift.core.ray_embed`).
+            update does (see :mod:`picsift.core.ray_embed`). A library over a URL: the workers read the objects
+            from it, with the storage options (held in memory only).
         ray_send_files
-            With ``ray``: the workers cannot see the image folder at the same path, so tasks on this
+            With ``ray``: the workers cannot see the image folder (or reach the URL), so tasks on this
             machine's node read the files and send their bytes (default: the workers read them).
         objects
             Embed labelled objects' crops (:mod:`picsift.core.objects`; ``report.objects``, degenerate boxes in

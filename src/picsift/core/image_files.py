@@ -20,7 +20,7 @@ from ..embedding.decode import ImageDecodeError, decode_image
 from ..reading import UnreadableFileError, read_regular_file
 from .catalog import FileRow, FileState, content_id
 from .catalog.videos import VideoLink
-from .storage import is_remote, read_object
+from .storage import is_remote, read_object, read_object_version
 
 T = TypeVar("T")
 
@@ -76,6 +76,18 @@ def _read_object(root: Any, path: str, listed: FileState | None) -> FileRead:
     except OSError as e:  # retried already: skipped and reported, and read again by the next update
         return FileRead(FileState(0, 0), str(e))
     return FileRead(listed or FileState(len(data), 0), data=data)
+
+
+def read_image_object(root: Any, path: str) -> FileRead:
+    """The object ``root / path`` (``root`` a URL's path object) with the state of the version read: its size and
+    stamp, which the driver of a Ray update compares with its listing (see :mod:`picsift.core.ray_embed`)."""
+    try:
+        data, state = read_object_version(root, path)
+    except FileNotFoundError:
+        return FileRead(None)
+    except OSError as e:  # too large, or every attempt failed: skipped and reported, read again by the next update
+        return FileRead(FileState(0, 0), str(e))
+    return FileRead(state, data=data)
 
 
 def prepare_image(data: bytes, embedded: Container[str], image_size: int,

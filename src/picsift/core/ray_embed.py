@@ -5,7 +5,8 @@ the results that :func:`embed_on_ray` yields and commits them batch by batch exa
 so a killed driver resumes without duplicates. Ray restarts a killed actor and retries its batch.
 
 Each actor (:class:`_EmbedActor`) loads the model once from its spec string, then for every batch reads
-the files (when the workers see the image folder at the same path: a shared file system) or takes the
+the files (when the workers see the image folder at the same path: a shared file system), or the objects of a
+library over a URL (each worker opens them through fsspec itself), or takes the
 bytes that a reader pinned to the driver's node read for it (``send_files=True``), computes the content ids,
 skips contents already embedded, decodes, resizes and crops on a few threads, and embeds (the per-image
 and per-batch halves of the model's transform, as a local update runs them: ``Embedder.prepare`` and
@@ -15,8 +16,19 @@ cannot be read or decoded comes back with its reason, like in a local update.
 Every node of the cluster is trusted with the images it reads and the results it returns, but each result is
 checked before it is used (:func:`checked_results`): its path must be one the driver asked for (once) and its id
 a content id; a vector must be finite. A result that is not is skipped with a warning (the next update reads that
-file again). picsift starts no cluster itself: ``ray="auto"`` joins a running one (``RAY_ADDRESS``, or one started
-on this machine with ``ray start``), since a Ray cluster's processes listen on the machine's network interfaces.
+file again).
+
+A URL's objects: the actors get the URL of the library's root and its storage options (credentials, endpoint) as
+arguments of their constructors, which Ray keeps in memory and hands to the actor's process; nothing of them is
+written to the workspace or logged. Options the driver took from its own environment or ``~/.aws`` are not sent:
+each worker finds its own there, as any machine reading the bucket does. A worker reads each object with its
+version (:func:`picsift.core.storage.read_object_version`: ETag, retried with backoff, skipped and reported when
+every attempt fails) and returns its size and stamp with the content id it hashed from the bytes; the driver
+commits it only when that is the version its listing named, else reports it as changed and leaves it to the next
+update (:func:`picsift.core.update.run_update`).
+
+picsift starts no cluster itself: ``ray="auto"`` joins a running one (``RAY_ADDRESS``, or one started on this
+machine with ``ray start``), since a Ray cluster's processes listen on the machine's network interfaces.
 
 A lost cluster (its head node gone, or the way to it) ends the update with :class:`ClusterLostError` once
 its control store (GCS) has not answered for :data:`.ray_watch.CLUSTER_LOST_AFTER_S`; everything that came
@@ -41,8 +53,9 @@ import numpy as np
 
 from ..errors import PicsiftError
 from ..workspace_files import IMAGE_ID
-from .image_files import prepare_image, read_image_file
+from .image_files import prepare_image, read_image_file, read_image_object
 from .ray_watch import ClusterLostError, GcsWatch
+from .storage import is_remote, remote_root
 from .update import RemoteStopped
 
 log = logging.getLogger(__name__)
@@ -158,7 +171,7 @@ def disconnect() -> None:
 def embed_on_ray(
     address: str,
     model: str,
-    root: Path,
+    root: Path | Any,
     paths: list[str],
     embedded: set[str],
     *,
@@ -177,6 +190,9 @@ def embed_on_ray(
         :data:`AUTO` or a cluster address (``HOST:PORT``); this process must run on a node of the cluster.
     model
         The model spec string; every actor loads it once.
+    root
+        The image folder, or a URL's path object (:func:`picsift.core.storage.remote_root`): then the workers read
+        the objects from the URL, with its storage options (see the module's docstring).
     embedded
         Content ids that already have an embedding: their files are read and hashed, not embedded.
     batch_size
@@ -221,19 +237,19 @@ def embed_on_ray(
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        dataset = dataset.map_batches(_ReadOnDriverNode, fn_constructor_kwargs={"root": str(root)},
+        dataset = dataset.map_batches(_ReadOnDriverNode, fn_constructor_kwargs=location(root),
                                       batch_size=SEND_BATCH, num_cpus=0, compute=ray.data.ActorPoolStrategy(size=1),
                                       scheduling_strategy=here)
     skip = ray.put(frozenset(embedded))
     if decode_stage:  # every CPU the model actors leave decodes for them, on any node
         dataset = dataset.map_batches(
             _Prepare, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=max(1, cpus - count)),
-            num_cpus=1, fn_constructor_kwargs={"root": str(root), "embedded": skip,
+            num_cpus=1, fn_constructor_kwargs={**location(root), "embedded": skip,
                                                "prepare": prepare, "image_size": image_size})
     dataset = dataset.map_batches(
         _EmbedActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=count), num_cpus=1,
         num_gpus=1 if gpus else None,
-        fn_constructor_kwargs={"model": model, "root": str(root), "embedded": skip,
+        fn_constructor_kwargs={"model": model, **location(root), "embedded": skip,
                                "device": "cuda" if gpus else "cpu", "batch_size": batch_size})
     log.info("embedding %d files on Ray (%d model actors on %s%s)", len(paths), count, "GPUs" if gpus else "CPUs",
              ", a decode stage on the other CPUs" if decode_stage else "")
@@ -244,7 +260,7 @@ def embed_on_ray(
         with _quiet(("ray.data", logging.WARNING), ("ray.data._internal.progress", logging.ERROR)), closing(results):
             for batch in results:
                 for row in checked_results(_rows(batch), asked, taken):
-                    if row.size is None and not send_files and (root / row.path).exists():
+                    if row.size is None and not send_files and not is_remote(root) and (root / row.path).exists():
                         raise PicsiftError(
                             f"a Ray worker did not find {root / row.path}, which exists here: the workers do not see "
                             "the image folder at the same path. Share it at that path on every node, or send the "
@@ -273,11 +289,22 @@ def _quiet(*levels: tuple[str, int]) -> Iterator[None]:
             logger.setLevel(level)
 
 
+def location(root: Any) -> dict[str, Any]:
+    """The actors' arguments naming where the images are: ``root`` (a folder or URL) and ``storage_options``
+    (None for a folder; a URL's options, credentials included, travel only in memory: see the module's docstring)."""
+    return {"root": str(root), "storage_options": dict(root.storage_options) if is_remote(root) else None}
+
+
+def open_root(root: str, storage_options: dict[str, Any] | None) -> Path | Any:
+    """On a worker: the folder, or the URL's path object with its storage options (see :func:`location`)."""
+    return Path(root) if storage_options is None else remote_root(root, storage_options)
+
+
 class _ReadOnDriverNode:
     """Reads files where the driver sees them (pinned to its node) and passes their bytes on."""
 
-    def __init__(self, root: str) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.root = open_root(root, storage_options)
         self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-read")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -290,10 +317,11 @@ class _ReadOnDriverNode:
 class _Decoder:
     """Reads (or receives), hashes, decodes and prepares (resize, crop) batches of files on a few threads."""
 
-    def __init__(self, root: str, embedded: Any, prepare: Callable[[Any], Any], image_size: int) -> None:
+    def __init__(self, root: str, embedded: Any, prepare: Callable[[Any], Any], image_size: int,
+                 storage_options: dict[str, Any] | None = None) -> None:
         import ray
 
-        self.root = Path(root)
+        self.root = open_root(root, storage_options)
         self.embedded: frozenset[str] = ray.get(embedded) if isinstance(embedded, ray.ObjectRef) else embedded
         self.prepare, self.image_size = prepare, image_size
         self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-decode")
@@ -334,10 +362,11 @@ class _Prepare(_Decoder):
     pixels); a model whose transform cannot be split sends its float tensors.
     """
 
-    def __init__(self, root: str, embedded: Any, prepare: Callable[[Any], Any], image_size: int) -> None:
+    def __init__(self, root: str, embedded: Any, prepare: Callable[[Any], Any], image_size: int,
+                 storage_options: dict[str, Any] | None = None) -> None:
         from PIL import Image
 
-        super().__init__(root, embedded, prepare, image_size)
+        super().__init__(root, embedded, prepare, image_size, storage_options)
         # the shape and type of every image's pixels, also for a batch without any (all embedded already), so
         # that Ray Data can put any batches together
         self.blank = np.asarray(prepare(Image.new("RGB", (image_size, image_size))))
@@ -354,11 +383,12 @@ class _Prepare(_Decoder):
 class _EmbedActor:
     """One model replica: embeds the pixels a :class:`_Prepare` stage sent, or reads, decodes and embeds itself."""
 
-    def __init__(self, model: str, root: str, embedded: Any, device: str, batch_size: int) -> None:
+    def __init__(self, model: str, root: str, embedded: Any, device: str, batch_size: int,
+                 storage_options: dict[str, Any] | None = None) -> None:
         from ..embedding.openclip import Embedder
 
         self.embedder = Embedder(model, device=device, batch_size=batch_size)
-        self.decoder = _Decoder(root, embedded, self.embedder.prepare, self.embedder.image_size)
+        self.decoder = _Decoder(root, embedded, self.embedder.prepare, self.embedder.image_size, storage_options)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -380,9 +410,12 @@ class _EmbedActor:
         return {**columns, "has_vector": has, "vector": vectors}
 
 
-def _read(root: Path, path: str) -> tuple[int, int, str, bytes]:
-    """(size, mtime_ns, error, bytes) of one file, as a local update reads it; size :data:`_NONE` when it vanished."""
-    file = read_image_file(root, path)
+def _read(root: Path | Any, path: str) -> tuple[int, int, str, bytes]:
+    """(size, mtime_ns, error, bytes) of one file, as a local update reads it; size :data:`_NONE` when it vanished.
+
+    An object under a URL comes with the version read: its size and stamp (in ``mtime_ns``), as its listing gives.
+    """
+    file = read_image_object(root, path) if is_remote(root) else read_image_file(root, path)
     if file.state is None:
         return _NONE, 0, "", b""
     return file.state.size, file.state.mtime_ns, file.error or "", file.data

@@ -1,7 +1,8 @@
 """Embedding labelled objects' crops on a Ray cluster, as :mod:`.ray_embed` embeds images.
 
 One row per image goes to the cluster with its objects (id and box); an actor (:class:`_CropActor`) loads the model
-once, reads the file (or takes the bytes a reader on the driver's node sent, ``send_files=True``), checks it still
+once, reads the file (or the object of a library over a URL, as :mod:`.ray_embed` does; or takes the bytes a reader
+on the driver's node sent, ``send_files=True``), checks it still
 holds the image the objects were labelled on, decodes it once and cuts every crop as a local update does
 (:func:`picsift.core.objects.crop_pixels`: the same margin, minimum size and model transform), and returns one row
 per object: its vector, or why it was skipped. The driver checks every result
@@ -22,7 +23,17 @@ from typing import Any
 import numpy as np
 
 from .objects import CropJob, CropResult, crop_pixels
-from .ray_embed import _DECODE_THREADS, _NONE, _quiet, _read, _ReadOnDriverNode, connect, disconnect
+from .ray_embed import (
+    _DECODE_THREADS,
+    _NONE,
+    _quiet,
+    _read,
+    _ReadOnDriverNode,
+    connect,
+    disconnect,
+    location,
+    open_root,
+)
 from .ray_watch import ClusterLostError, GcsWatch
 from .update import RemoteStopped
 
@@ -32,8 +43,9 @@ log = logging.getLogger(__name__)
 IMAGES_PER_TASK = 8
 
 
-def embed_objects_on_ray(address: str, model: str, root: Path, jobs: list[CropJob], *, batch_size: int | None = None,
-                         send_files: bool = False, actors: int | None = None) -> Iterator[CropResult]:
+def embed_objects_on_ray(address: str, model: str, root: Path | Any, jobs: list[CropJob], *,
+                         batch_size: int | None = None, send_files: bool = False,
+                         actors: int | None = None) -> Iterator[CropResult]:
     """Cut and embed ``jobs``' crops on the Ray cluster at ``address`` (see the module's docstring).
 
     ``model`` is the spec string every actor loads; ``batch_size`` crops per forward pass; ``send_files``: a reader
@@ -57,13 +69,13 @@ def embed_objects_on_ray(address: str, model: str, root: Path, jobs: list[CropJo
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        dataset = dataset.map_batches(_ReadOnDriverNode, fn_constructor_kwargs={"root": str(root)},
+        dataset = dataset.map_batches(_ReadOnDriverNode, fn_constructor_kwargs=location(root),
                                       batch_size=IMAGES_PER_TASK, num_cpus=0,
                                       compute=ray.data.ActorPoolStrategy(size=1), scheduling_strategy=here)
     dataset = dataset.map_batches(
         _CropActor, batch_size=IMAGES_PER_TASK, compute=ray.data.ActorPoolStrategy(size=count), num_cpus=1,
         num_gpus=1 if gpus else None,
-        fn_constructor_kwargs={"model": model, "root": str(root), "device": "cuda" if gpus else "cpu",
+        fn_constructor_kwargs={"model": model, **location(root), "device": "cuda" if gpus else "cpu",
                                "batch_size": batch_size or (256 if gpus else 32)})
     log.info("embedding the objects of %d images on Ray (%d model actors)", len(jobs), count)
     watch = GcsWatch(address, ray.get_runtime_context().gcs_address, on_lost=disconnect)
@@ -85,11 +97,12 @@ def embed_objects_on_ray(address: str, model: str, root: Path, jobs: list[CropJo
 class _CropActor:
     """One model replica: reads (or receives) each image once, cuts its objects' crops and embeds them."""
 
-    def __init__(self, model: str, root: str, device: str, batch_size: int) -> None:
+    def __init__(self, model: str, root: str, device: str, batch_size: int,
+                 storage_options: dict[str, Any] | None = None) -> None:
         from ..embedding.openclip import Embedder
 
         self.embedder = Embedder(model, device=device, batch_size=batch_size)
-        self.root = Path(root)
+        self.root = open_root(root, storage_options)
         self.pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="picsift-ray-crops")
 
     def _crops(self, job: tuple[str, str, str, int, str, bytes | None]) -> tuple[list[str], list[Any],

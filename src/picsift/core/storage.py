@@ -13,6 +13,7 @@ reads), which fsspec's local file system does not give; every other file system 
   modification time) in :class:`~picsift.core.catalog.FileState`'s ``mtime_ns``, so the update reads only new or
   changed objects, as it does with a folder's modification times;
 - :func:`read_object` reads one object, retrying failures a bounded number of times with exponential backoff;
+  :func:`read_object_version` also says which version it read (a Ray worker's read, checked against the listing);
 - a listing that cannot be made (a vanished bucket, credentials refused) raises :class:`StorageUnavailableError`,
   so an update stops with one error instead of taking every image for deleted.
 """
@@ -111,25 +112,22 @@ def default_workspace(url: str) -> Path:
     return Path(platformdirs.user_cache_dir("picsift")) / "remote" / f"{slug}-{digest}"
 
 
-def refuse_ray(root: Any) -> None:
-    """The Ray path reads local folders (or files this machine sends): a URL's library updates in this process."""
-    if is_remote(root):
-        raise PicsiftError(f"update(ray=...) (CLI --ray) reads local folders only, not {root}: update it without Ray "
-                           f"(its reads run {REMOTE_READERS} at a time, overlapping the model)")
-
-
 # -- listing ---------------------------------------------------------------------------------------
-def list_objects(root: Any) -> ScanResult:
+def list_objects(root: Any, *, progress: bool = False) -> ScanResult:
     """Image objects under a URL root, by path relative to it, each with its size and version stamp.
 
     Hidden names (a part starting with ``.``) are left out as in a folder; keys that are no plain relative path
     (empty parts) and videos (not read from URLs yet) are reported as problems. Raises
-    :class:`StorageUnavailableError` when the location cannot be listed.
+    :class:`StorageUnavailableError` when the location cannot be listed. With ``progress``, a bar counts the objects
+    as the listing's pages come (the total is not known before the end).
     """
+    from tqdm.auto import tqdm
+
     fs, base = root.fs, root.path.rstrip("/")
     where = str(root)
     fs.invalidate_cache(base)  # a listing cached by an earlier update (or this process) would hide changes
-    entries = with_retries(lambda: fs.find(base, detail=True, withdirs=False), f"list {where}", fatal=True)
+    with tqdm(desc=f"Listing {where}", unit=" objects", disable=not progress) as bar:
+        entries = with_retries(lambda: _find(fs, base, bar), f"list {where}", fatal=True)
     if not entries and not with_retries(lambda: fs.exists(base), f"look at {where}", fatal=True):
         # an empty prefix (a typo, a bucket emptied under it) would read as every image deleted
         raise StorageUnavailableError(f"cannot list {where}: no object is there (it does not exist); nothing was "
@@ -153,12 +151,39 @@ def list_objects(root: Any) -> ScanResult:
             result.files[relative] = FileState(int(info["size"]), _stamp(info) or 0)
     if unsized:
         with ThreadPoolExecutor(REMOTE_READERS, thread_name_prefix="picsift-list") as pool:
-            for relative, info in pool.map(lambda item: (item[0], _info(fs, item[1])), unsized):
-                if info is None:
+            for relative, details in pool.map(lambda item: (item[0], _info(fs, item[1])), unsized):
+                if details is None:
                     result.problems.append((relative, "cannot read object (its details could not be fetched)"))
                 else:
-                    result.files[relative] = FileState(int(info.get("size") or 0), _stamp(info) or 0)
+                    result.files[relative] = FileState(int(details.get("size") or 0), _stamp(details) or 0)
     return result
+
+
+def _find(fs: Any, base: str, bar: Any) -> dict[str, dict[str, Any]]:
+    """``fs.find(base, detail=True, withdirs=False)``, counting on ``bar`` as it goes where the file system allows.
+
+    s3fs lists a prefix in pages of 1,000 keys, one after the other; its page iterator (the one its ``find`` uses)
+    lets each page be counted as it comes. Other file systems answer in one go.
+    """
+    if bar.n:  # a listing tried again counts from zero
+        bar.reset()
+    if type(fs).__module__.split(".")[0] != "s3fs":
+        entries: dict[str, dict[str, Any]] = fs.find(base, detail=True, withdirs=False)
+        bar.update(len(entries))
+        return entries
+    from fsspec.asyn import sync
+
+    bucket, key, _ = fs.split_path(base)
+    found: dict[str, dict[str, Any]] = {}
+
+    async def collect() -> None:
+        async for info in fs._iterdir(bucket, delimiter="", prefix=f"{key}/" if key else ""):
+            if info.get("type") == "file":
+                found[info["name"]] = info
+                bar.update(1)
+
+    sync(fs.loop, collect)
+    return found
 
 
 def _relative(name: str, base: str) -> str | None:
@@ -209,6 +234,36 @@ def read_object(root: Any, relative: str, listed: FileState | None = None) -> by
         raise UnreadableFileError("file is larger than the read limit per file (picsift.reading.MAX_FILE_BYTES)")
     target = root / relative
     return with_retries(lambda: read_file_bytes(target), f"read {target}")
+
+
+def read_object_version(root: Any, relative: str) -> tuple[bytes, FileState]:
+    """The bytes of the object ``root / relative`` and the state of the version they are: their size and the stamp
+    :func:`list_objects` gives that version (so a reader elsewhere can tell whether it read what was listed).
+
+    The details and the bytes come from one opened file; on S3, s3fs asks for the bytes only while the object still
+    has the ETag of those details (``If-Match``), so a change in between fails the attempt and the next one reads
+    the new version with its own stamp: two requests per object (details, then the bytes). A file system whose open
+    file carries no version (HTTP) is asked for the object's details after the read: a change before or during the
+    read then shows as another version (three requests). Retried and raising as :func:`read_object`.
+    """
+    target = root / relative
+    fs, path = target.fs, target.path
+
+    def read() -> tuple[bytes, FileState]:
+        too_large = UnreadableFileError("file is larger than the read limit per file (picsift.reading.MAX_FILE_BYTES)")
+        with fs.open(path, "rb") as f:
+            details = getattr(f, "details", None) or {}
+            if int(details.get("size") or 0) > MAX_FILE_BYTES:
+                raise too_large
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise too_large
+        stamp = _stamp(details)
+        if stamp is None:
+            stamp = _stamp(fs.info(path))
+        return bytes(data), FileState(len(data), stamp or 0)
+
+    return with_retries(read, f"read {target}")
 
 
 def with_retries(action: Callable[[], T], what: str, *, fatal: bool = False, attempts: int = ATTEMPTS) -> T:

@@ -84,7 +84,7 @@ def run_update(
 
     started = time.perf_counter()
     report = UpdateReport()
-    found = list_objects(root) if is_remote(root) else scan(root, skip)
+    found = list_objects(root, progress=progress) if is_remote(root) else scan(root, skip)
     report.skipped.extend(found.problems)
     if "." in found.unreadable:
         raise PicsiftError(f"cannot read the image folder {root} ({found.unreadable['.']}); nothing was changed")
@@ -170,7 +170,8 @@ def run_update(
     # Taking turns, every core decodes while no forward pass runs; a few more threads keep slow disks busy.
     workers = workers or max(min(4, cores + 1), cores if turns else 0, REMOTE_READERS if is_remote(root) else 0)
     with ThreadPoolExecutor(workers, thread_name_prefix="picsift-read") as pool:
-        items = (map(_from_remote, remote(todo, set(embedded))) if remote and todo
+        items = ((_as_listed(_from_remote(r), found.files) if is_remote(root) else _from_remote(r)
+                  for r in remote(todo, set(embedded))) if remote and todo
                  else ordered_map(pool, read, todo, window=max(8, 2 * embedder.batch_size, 2 * workers)))
         try:
             for done, item in enumerate(items, 1):
@@ -250,6 +251,19 @@ def _reader(root: Path, embedded: set[str], embedder: Embedder, turns: CpuTurns 
         return item
 
     return read
+
+
+def _as_listed(item: PendingImage, listed: dict[str, FileState]) -> PendingImage:
+    """An object read elsewhere (a Ray worker), skipped unless it is the version the listing named.
+
+    The worker says which version it read (its size and stamp, see :func:`.storage.read_object_version`); an object
+    changed since the listing is reported and read again by the next update, whose listing names the new version.
+    """
+    if item.state is None or item.error or item.state == listed.get(item.path):
+        return item
+    return PendingImage(item.path, FileState(0, 0),  # a state no listing gives: read again next time
+                        error="object changed while the update read it (it is not the version listed); the next "
+                              "update reads it again")
 
 
 def _from_remote(result: Any) -> PendingImage:

@@ -27,7 +27,6 @@ from .catalog.embeddings import OBJECTS_SUFFIX, REGIONS_SUFFIX
 from .files import FileActions
 from .objects import drop_stale, embed_objects, live_objects
 from .regions import region_pass
-from .storage import refuse_ray
 from .store import EmbeddingStore
 from .update import ProgressCallback, UpdateReport, run_update
 
@@ -128,8 +127,6 @@ def update_workspace(
     without, only the vectors of objects that are gone are dropped. ``region_store`` likewise gives the region
     store: with ``regions``, every image's regions are embedded too (see :mod:`picsift.core.regions`).
     """
-    if ray is not None:
-        refuse_ray(root)
     FileActions(catalog, root).recover()
     check_model(catalog, spec(), lambda ids: estimate_embedding(catalog, root, embedder, ids), reembed=reembed)
     store().remove_stray_files()
