@@ -349,6 +349,15 @@ def test_cli_update_enable_disable_and_status(image_folder: Path, tiny_model: st
     assert confirmed["embedded"] == 24 and confirmed["model"] == other
 
 
+def next_line_with(lines: queue.Queue[str], text: str, timeout: float) -> str:
+    """The next line holding ``text`` (other lines skipped); fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        if text in line:
+            return line
+
+
 def test_cli_watch_embeds_a_new_file_and_stops_on_ctrl_c(
     image_folder: Path, tiny_model: str, stamps_root: Path
 ) -> None:
@@ -357,11 +366,14 @@ def test_cli_watch_embeds_a_new_file_and_stops_on_ctrl_c(
         [sys.executable, "-m", "picsift", "watch", str(image_folder), "--model", tiny_model, "--interval", "3600",
          "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
+    said: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True).start()
+    threading.Thread(target=lambda: [said.put(line) for line in process.stderr or ()], daemon=True).start()
     try:
         first = json.loads(lines.get(timeout=300))
         assert first["ok"] and first["embedded"] == 24
-        time.sleep(1.0)  # the watcher is up
+        # said once file events are received: then a new file is seen
+        assert "on file changes); Ctrl-C to stop" in next_line_with(said, "picsift: watching", timeout=60)
         add_images(image_folder, stamps_root, "space", 1)
         second = json.loads(lines.get(timeout=60))
         assert second["ok"] and second["embedded"] == 1 and second["added"] == 1
@@ -370,6 +382,6 @@ def test_cli_watch_embeds_a_new_file_and_stops_on_ctrl_c(
     finally:
         if process.poll() is None:
             process.kill()
-    assert "stopped watching" in (process.stderr.read() if process.stderr else "")
+    assert next_line_with(said, "stopped watching", timeout=10)
     with picsift.Library(image_folder, model=tiny_model) as library:
         assert library.status()["embedded"] == 25 and library.status()["enabled"]

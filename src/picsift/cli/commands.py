@@ -104,6 +104,10 @@ def watch(library: Any, args: argparse.Namespace) -> int:
             say(f"{stamp}  {library.root}: {report.summary()}", flush=True)
 
     service = enable(library, interval=args.interval, watch=not args.no_events, reembed=args.reembed, on_run=line)
+    if not args.no_events:  # say "watching" once file events are really received (about a second)
+        deadline = time.monotonic() + 30
+        while not service.status()["watching"] and service.running and time.monotonic() < deadline:
+            time.sleep(0.05)
     what = f"every {service.interval:g} s" + ("" if args.no_events else " and on file changes")
     say(f"picsift: watching {library.root} ({what}); Ctrl-C to stop", file=sys.stderr, flush=True)
     stop = threading.Event()
