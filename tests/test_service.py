@@ -364,7 +364,10 @@ def test_cli_watch_embeds_a_new_file_and_stops_on_ctrl_c(
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "picsift", "watch", str(image_folder), "--model", tiny_model, "--interval", "3600",
-         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # SIGINT at its default, as in a terminal (a shell's background job, e.g. a CI runner's, starts with it
+        # ignored, and Python then keeps ignoring Ctrl-C)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue[str] = queue.Queue()
     said: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True).start()
