@@ -324,7 +324,8 @@ def test_health_tab_shows_findings_and_acts_on_the_selection(lab_page: Any) -> N
     wait_for_new_gallery(page, before, "health: Label mistakes")
     assert page.get_attribute(GALLERY, "data-count") == str(counts["label_mistakes"])
     page.wait_for_function("() => document.querySelectorAll('.picsift-gallery .picsift-tile[data-note]').length >= 3")
-    note = page.get_attribute(f"{GALLERY} .picsift-tile[data-rank='1']", "data-note") or ""
+    # thumbnails (and their notes) arrive in batches in any order: wait for the first tile's own
+    note = page.get_attribute(f"{GALLERY} .picsift-tile[data-rank='1'][data-note]", "data-note") or ""
     given, suggested = note.split(" → ")
     assert {given, suggested} <= {"animals", "vehicles", "food", "plants"} and given != suggested
     assert "neighbour" in (page.get_attribute(f"{GALLERY} .picsift-tile[data-rank='1']", "title") or "")
