@@ -64,7 +64,6 @@ def _fetch_tuxpaint(target: Path) -> None:
         deb = next(Path(tmp).glob("*.deb"))
         unpacked = Path(tmp) / "x"
         subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
         shutil.move(str(unpacked), str(target))  # whole folder at once: no half-fetched cache
 
