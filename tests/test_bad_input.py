@@ -22,6 +22,7 @@ import picsift.core.update
 from picsift.embedding.decode import ImageDecodeError, decode_image
 from picsift.errors import PicsiftError
 
+from . import fast_python
 from .test_formats import make_coco, make_supervisely, make_yolo
 
 
@@ -279,8 +280,8 @@ def test_pipes_devices_and_huge_files_are_skipped_and_never_stall_the_update(
     shutil.copy(next((image_folder / "animals").glob("*.png")), folder / "swapped.png")
     with open(folder / "huge.png", "wb") as f:  # larger than the (lowered) read limit; sparse, so free
         f.truncate(3 << 20)
-    child = subprocess.run([sys.executable, "-c", SPECIAL_FILES_CHILD, str(folder), tiny_model, str(1 << 20)],
-                           capture_output=True, text=True, timeout=300)
+    child = fast_python.run([sys.executable, "-c", SPECIAL_FILES_CHILD, str(folder), tiny_model, str(1 << 20)],
+                            capture_output=True, text=True, timeout=300)
     assert child.returncode == 0, child.stderr[-3000:]
     result = json.loads(child.stdout)
     skipped = dict(map(tuple, result["skipped"]))
@@ -333,8 +334,8 @@ def test_status_skipped_lists_undecodable_names_and_broken_symlinks(
     (folder / "gone.png").symlink_to(folder / "nowhere.png")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True,
-                              timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        return fast_python.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True,
+                               timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
     assert cli("update", str(folder), "--model", tiny_model, "--quiet").returncode == 0
     status = json.loads(cli("status", str(folder), "--model", tiny_model, "--skipped", "--json").stdout)
@@ -357,8 +358,8 @@ def test_control_characters_in_file_names_are_escaped_for_people_and_exact_in_js
     (folder / "\x1b]0;pwned\x07notes.png").write_text("not a picture")  # retitles the terminal, rings
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True,
-                              timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        return fast_python.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True,
+                               timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
     def assert_inert(output: str) -> None:
         assert not any(char in output for char in "\x1b\x07\r"), output

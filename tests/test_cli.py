@@ -1,4 +1,7 @@
-"""The picsift command line, run as a real subprocess."""
+"""The picsift command line, run as a real subprocess.
+
+Most calls fork from an interpreter that has imported torch and open_clip (``tests/fast_python.py``); the readable
+table's test starts ``python -m picsift`` from a fresh interpreter, as a user's shell does."""
 
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from . import fast_python
 
-def picsift(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+
+def picsift(*args: str, check: bool = True, fresh: bool = False) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True,
-                            env=env, timeout=300)
+    run = subprocess.run if fresh else fast_python.run
+    result = run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True, env=env, timeout=300)
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -50,9 +55,10 @@ def test_index_search_similar_status_collections_as_json(image_folder: Path, tin
 
 
 def test_plain_output_is_a_readable_table(image_folder: Path, tiny_model: str) -> None:
-    out = picsift("index", str(image_folder), "--model", tiny_model, "--quiet").stdout
+    out = picsift("index", str(image_folder), "--model", tiny_model, "--quiet", fresh=True).stdout
     assert "24 embedded" in out and "picsift-test-tiny" in out
-    table = picsift("search", str(image_folder), "a boat", "--model", tiny_model, "--limit", "2").stdout.splitlines()
+    table = picsift("search", str(image_folder), "a boat", "--model", tiny_model, "--limit", "2",
+                    fresh=True).stdout.splitlines()
     assert table[0].startswith("2 of 24 images") and len(table) == 3
     assert table[1].split()[0] == "1" and Path(table[1].split(None, 2)[2]).is_file()
 

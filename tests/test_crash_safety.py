@@ -18,6 +18,7 @@ import picsift
 from picsift.core.catalog import content_id
 from picsift.embedding.spec import parse_model_spec
 
+from . import fast_python
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 
@@ -59,8 +60,8 @@ def reference(source: Path, tiny_model: str, tmp_path_factory: pytest.TempPathFa
 
 
 def run_killed_child(folder: Path, spec: str, point: str, nth: int) -> None:
-    child = subprocess.run([sys.executable, "-c", CHILD, str(folder), spec, point, str(nth)],
-                           capture_output=True, text=True, timeout=300)
+    child = fast_python.run([sys.executable, "-c", CHILD, str(folder), spec, point, str(nth)],
+                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
 
 
@@ -285,7 +286,7 @@ def test_a_qdrant_library_left_open_exits_quietly(source: Path, tmp_path: Path, 
     shutil.copytree(source, folder)
     with picsift.Library(folder, model=tiny_model, index="qdrant") as library:
         library.update(progress=False)
-    child = subprocess.run([sys.executable, "-c", UNCLOSED, str(folder), tiny_model], capture_output=True, text=True,
-                           timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    child = fast_python.run([sys.executable, "-c", UNCLOSED, str(folder), tiny_model], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert child.returncode == 0 and child.stdout.strip() == "48", child.stderr[-3000:]
     assert "Traceback" not in child.stderr and "Error" not in child.stderr, child.stderr[-3000:]

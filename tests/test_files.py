@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ import picsift
 from picsift.core.catalog import content_id
 from picsift.errors import PicsiftError
 
+from . import fast_python
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 
@@ -170,8 +170,8 @@ def test_a_crash_in_the_middle_of_an_action_loses_nothing(
     lib.labels.add_tag(ids_in(lib, "animals")[0], "kept-label")
     before = disk(lib.root)
     lib.close()
-    child = subprocess.run([sys.executable, "-c", CHILD, str(lib.root), tiny_model, action, point, str(nth)],
-                           capture_output=True, text=True, timeout=300)
+    child = fast_python.run([sys.executable, "-c", CHILD, str(lib.root), tiny_model, action, point, str(nth)],
+                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -9, child.stderr[-2000:]  # it really died mid-action
 
     reopened = picsift.Library(lib.root, model=tiny_model, index="exact")  # opening finishes or undoes it
@@ -233,8 +233,8 @@ def test_recovering_a_move_onto_the_same_file_keeps_it(library: picsift.Library,
     (lib.root / "zoo").symlink_to("animals", target_is_directory=True)
     before = disk(lib.root / "animals")
     lib.close()
-    child = subprocess.run([sys.executable, "-c", CHILD, str(lib.root), tiny_model, "move", "plan", "1", "zoo"],
-                           capture_output=True, text=True, timeout=300)
+    child = fast_python.run([sys.executable, "-c", CHILD, str(lib.root), tiny_model, "move", "plan", "1", "zoo"],
+                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -9, child.stderr[-2000:]  # killed with the moves journalled, none done
 
     reopened = picsift.Library(lib.root, model=tiny_model, index="exact")  # recovery finishes the moves

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -24,6 +23,7 @@ from picsift.analysis.sampling import sample_positions
 from picsift.errors import PicsiftError
 from picsift.index import open_index
 
+from . import fast_python
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 from .test_neighbours import clustered, plant_duplicates, relative
@@ -226,8 +226,8 @@ def test_an_update_killed_before_writing_the_graph_leaves_the_old_one_and_the_ne
         library.update(progress=False)
         before = library.neighbours.graph()
     add_stamps(image_folder, stamps_root, "space", 5)
-    child = subprocess.run([sys.executable, "-c", KILLED_REFRESH, str(image_folder), tiny_model],
-                           capture_output=True, text=True, timeout=300)
+    child = fast_python.run([sys.executable, "-c", KILLED_REFRESH, str(image_folder), tiny_model],
+                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     with Library(image_folder, model=tiny_model, index="exact") as library:
         saved = graph_module.NeighbourGraph.from_arrays(library.neighbours.files.load_arrays(library.neighbours.path))

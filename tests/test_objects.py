@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -20,6 +19,7 @@ from picsift.core.objects import bounding_box, crop_region, object_id
 from picsift.embedding.decode import to_rgb
 from picsift.errors import NotIndexedError
 
+from . import fast_python
 from .kill import KILL_AFTER
 from .test_formats import make_coco
 
@@ -146,8 +146,8 @@ def test_an_update_killed_while_embedding_objects_finishes_on_the_next_run(
     reference_root = tmp_path / "reference"
     shutil.copytree(lib.workspace, reference_root / "ws")
     lib.close()
-    child = subprocess.run([sys.executable, "-c", CHILD, str(lib.root), tiny_model, point, str(nth)],
-                           capture_output=True, text=True, timeout=300)
+    child = fast_python.run([sys.executable, "-c", CHILD, str(lib.root), tiny_model, point, str(nth)],
+                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     with Library(lib.root, model=tiny_model, batch_size=2) as resumed:
         kept = object_store_ids(resumed)

@@ -4,7 +4,6 @@ one process at a time, and a Library searching through it."""
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,8 @@ import pytest
 import picsift
 from picsift.index import open_index
 from picsift.index.base import IndexBusyError
+
+from . import fast_python
 
 pytest.importorskip("qdrant_edge")
 
@@ -92,7 +93,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_a_process_killed_while_adding_leaves_a_shard_that_opens_and_is_completed(tmp_path: Path) -> None:
     # new shards keep no write-ahead log: what a killed process had not flushed is lost, never the shard (and the
     # library's next sync adds what is missing, as done here); its lock on the shard dies with it
-    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_ADDING, str(tmp_path / "edge")], check=False)
+    killed = fast_python.run([sys.executable, "-c", _KILLED_WHILE_ADDING, str(tmp_path / "edge")], check=False)
     assert killed.returncode == -9
     vectors = np.random.default_rng(0).normal(size=(6000, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -19,6 +18,7 @@ from picsift.cli import main
 from picsift.core.regions import CELLS, crop_pixels, pixel_box, region_id
 from picsift.errors import NotIndexedError
 
+from . import fast_python
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 
@@ -151,8 +151,8 @@ def test_an_update_killed_while_embedding_regions_finishes_on_the_next_run(corne
         lib.update(progress=False)  # the images are in: every later write is a region batch
     reference = tmp_path / "reference"
     shutil.copytree(corner_folder / ".picsift", reference)
-    child = subprocess.run([sys.executable, "-c", CHILD, str(corner_folder), tiny_model, "commit_rows", "2"],
-                           capture_output=True, text=True, timeout=300)
+    child = fast_python.run([sys.executable, "-c", CHILD, str(corner_folder), tiny_model, "commit_rows", "2"],
+                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     with Library(corner_folder, model=tiny_model, batch_size=8) as resumed:
         kept = region_ids(resumed)

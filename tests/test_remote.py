@@ -4,7 +4,6 @@ bucket would be: update, incremental listing, URLs in results, thumbnails, secre
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -20,6 +19,7 @@ from picsift.core.catalog import content_id
 from picsift.core.storage import StorageUnavailableError, default_workspace
 from picsift.errors import PicsiftError
 
+from . import fast_python
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 
@@ -227,8 +227,8 @@ def test_a_killed_update_resumes_without_duplicates(photos: tuple[str, dict[str,
                                                     tiny_model: str, tmp_path: Path) -> None:
     url, objects = photos
     workspace = tmp_path / "ws"
-    child = subprocess.run([sys.executable, "-c", CHILD, url, options["endpoint_url"], SECRET, str(workspace),
-                            tiny_model, "2"], capture_output=True, text=True, timeout=300)
+    child = fast_python.run([sys.executable, "-c", CHILD, url, options["endpoint_url"], SECRET, str(workspace),
+                             tiny_model, "2"], capture_output=True, text=True, timeout=300)
     assert child.returncode == -9, child.stderr
     with picsift.Library(url, storage_options=options, workspace=workspace, model=tiny_model, batch_size=4) as lib:
         kept = len(lib.store)

@@ -24,14 +24,15 @@ from picsift.core.catalog import WORKSPACE_DIRNAME, Catalog
 from picsift.embedding.spec import offline_model_available, parse_model_spec
 from picsift.labels.export import read_table
 
+from . import fast_python
 from .conftest import stamp_files
 
 OTHER_USER = 12345
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return fast_python.run([sys.executable, "-m", "picsift", *args], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 def record(folder: Path, **meta: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import pickle
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import pytest
 
 import picsift
 from picsift.analysis.projection import load_map, map_files, update_map
+
+from . import fast_python
 
 
 class WritesMarker:
@@ -144,8 +145,8 @@ def test_a_workspace_that_is_or_holds_the_image_folder_is_refused(
         picsift.Library(root, workspace=root, model=tiny_model)
     with pytest.raises(picsift.PicsiftError, match=f"holds the image folder {root}"):
         picsift.Library(root, workspace=tmp_path, model=tiny_model)
-    cli = subprocess.run([sys.executable, "-m", "picsift", "update", str(root), "--workspace", str(root),
-                          "--model", tiny_model], capture_output=True, text=True, timeout=300)
+    cli = fast_python.run([sys.executable, "-m", "picsift", "update", str(root), "--workspace", str(root),
+                           "--model", tiny_model], capture_output=True, text=True, timeout=300)
     assert cli.returncode == 1 and cli.stderr.count("\n") == 1 and "needs a folder of its own" in cli.stderr
     assert all(path.exists() for path in mine)
 

@@ -16,6 +16,8 @@ from picsift.cli.serve import page_notebook
 from picsift.widgets._protocol import array_from_json
 from picsift.widgets._selection import selection_from_json
 
+from . import fast_python
+
 
 def test_serve_defaults_are_private_a_free_port_and_a_random_token() -> None:
     args = build_parser().parse_args(["serve", "photos"])
@@ -28,8 +30,8 @@ def test_serve_defaults_are_private_a_free_port_and_a_random_token() -> None:
 
 def test_serving_a_missing_folder_fails_in_one_line_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "no such folder"
-    result = subprocess.run([sys.executable, "-m", "picsift", "serve", str(missing), "--no-browser"],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = fast_python.run([sys.executable, "-m", "picsift", "serve", str(missing), "--no-browser"],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "no such folder" in result.stderr and "is not a folder" in (
         result.stderr)
@@ -42,9 +44,9 @@ def test_serving_on_a_port_in_use_fails_in_one_line_naming_it(tmp_path: Path) ->
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "picsift", "serve", str(tmp_path), "--no-browser", "--port",
+        result = fast_python.run([sys.executable, "-m", "picsift", "serve", str(tmp_path), "--no-browser", "--port",
                                  str(port)], capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
 

@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 import textwrap
 import threading
@@ -25,6 +24,7 @@ import picsift
 from picsift.embedding.spec import parse_model_spec, slug
 from picsift.errors import PicsiftError
 
+from . import fast_python
 from .conftest import stamp_files
 
 av = pytest.importorskip("av")
@@ -210,8 +210,8 @@ def test_a_crafted_hnsw_index_is_rebuilt_not_loaded(library_copy: Path, tiny_mod
     data = bytearray(index.read_bytes())
     data[52:60] = (2**40).to_bytes(8, "little")  # the entry point, far outside the graph
     index.write_bytes(bytes(data))
-    child = subprocess.run([sys.executable, "-c", CRAFTED_HNSW, str(library_copy), tiny_model],
-                           capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    child = fast_python.run([sys.executable, "-c", CRAFTED_HNSW, str(library_copy), tiny_model],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert child.returncode == 0, child.stderr[-3000:]  # a segmentation fault is -11
     assert child.stdout.split() == ["5", "12", "12"]  # 9 images and 3 distinct video frames, all indexed again
     assert "rebuilding it from the embedding store" in child.stderr

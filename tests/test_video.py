@@ -18,6 +18,7 @@ import picsift
 import picsift.core.video
 from picsift.core.video import VideoDecodeError, moment_url, sample_frames
 
+from . import fast_python
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 
@@ -239,7 +240,6 @@ def test_an_update_killed_while_sampling_a_video_is_finished_by_the_next(
     change: bool,
 ) -> None:
     import signal
-    import subprocess
     import sys
 
     video = folder / "cams" / "line.MP4"
@@ -250,8 +250,8 @@ def test_an_update_killed_while_sampling_a_video_is_finished_by_the_next(
     with picsift.Library(folder, model=tiny_model, workspace=tmp_path / "reference", batch_size=4) as lib:
         lib.update(progress=False)
         reference = lib.videos.frames()
-    child = subprocess.run([sys.executable, "-c", CHILD, str(folder), tiny_model, point, str(nth)],
-                           capture_output=True, text=True, timeout=300)
+    child = fast_python.run([sys.executable, "-c", CHILD, str(folder), tiny_model, point, str(nth)],
+                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     with picsift.Library(folder, model=tiny_model, batch_size=4) as lib:
         lib.update(progress=False)
