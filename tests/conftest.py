@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,31 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2` on two cores: one thr
 
 def worker_group(nodeid: str) -> str:
     """The tests that run one after another on one worker: a module's (its module-scoped fixtures, a JupyterLab, a
-    moto server, an embedded library, are made once), and every module that starts Ray clusters together (two
-    clusters of two nodes at once would starve each other on two cores)."""
+    moto server, an embedded library, are made once), and every module that starts Ray clusters or drives a browser
+    together: two clusters of two nodes at once would starve each other on two cores, and a browser test beside a
+    Ray cluster waits on a machine it does not get."""
     module = nodeid.split("::", 1)[0]
-    return "ray" if "ray" in Path(module).stem.split("_") else module
+    return "ray+browser" if "ray" in Path(module).stem.split("_") or "/e2e/" in module else module
+
+
+#: The longest groups start first (under ``pytest -n 2`` a long group started last would run alone at the end).
+FIRST = ("ray+browser", "tests/test_notebooks.py", "tests/test_crash_safety.py", "tests/test_offline_search.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        group = worker_group(item.nodeid)
+        return FIRST.index(group) if group in FIRST else len(FIRST)
+
+    items.sort(key=rank)  # stable: within a group, and for the rest, the order pytest collected
 
 
 if importlib.util.find_spec("xdist"):
     def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         """Under ``pytest -n 2`` (pytest-xdist) each worker gets whole groups (:func:`worker_group`)."""
         from xdist.scheduler import LoadScopeScheduling
+
+        config.option.loadscopereorder = False  # keep FIRST's order, not the groups' sizes
 
         class GroupScheduling(LoadScopeScheduling):
             def _split_scope(self, nodeid: str) -> str:
@@ -37,6 +53,25 @@ if importlib.util.find_spec("xdist"):
 
 DATA = Path(__file__).parent / "data"
 TINY_CONFIG = DATA / "picsift-test-tiny.json"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A real two-node Ray cluster on loopback, one CPU per node, whose second node hides a folder
+    (``tests/test_ray.py``'s ``start_cluster``): started once, for every module that needs a plain cluster.
+
+    A node that does not register within Ray's fixed 30 s (a machine loaded by other work) fails to start: up to
+    three tries."""
+    from .test_ray import start_cluster
+
+    for attempt in range(3):
+        try:
+            with start_cluster(hide_a_folder=True) as started:
+                yield started
+                return
+        except AssertionError as e:
+            if ("Ray node" not in str(e) and "timed out during startup" not in str(e)) or attempt == 2:
+                raise
 
 
 @pytest.fixture(scope="session")

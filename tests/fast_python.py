@@ -11,9 +11,9 @@ itself, so the code under test and what picsift reads at import come from the ch
 
 Libraries read some environment variables when imported (``HF_HUB_OFFLINE``, ``OMP_NUM_THREADS``, ...): a zygote
 serves only calls whose environment equals its own apart from variables no preloaded library reads (``PICSIFT_*``,
-``AWS_*``, ``PYTEST_CURRENT_TEST``); any other environment gets a zygote of its own. Anything :func:`run` does not model (``input=``, a
-``python`` other than this one, options before ``-m``/``-c``) goes to :func:`subprocess.run` unchanged, and
-``PICSIFT_TEST_FRESH_PYTHON=1`` sends every call there.
+``AWS_*``, ``PYTEST_CURRENT_TEST``); any other environment gets a zygote of its own. Anything :func:`run` does not
+model (``input=``, a ``python`` other than this one, options before ``-m``/``-c``) goes to :func:`subprocess.run`
+unchanged, and ``PICSIFT_TEST_FRESH_PYTHON=1`` sends every call there.
 """
 
 from __future__ import annotations

@@ -245,10 +245,9 @@ def start_cluster(*, hide_a_folder: bool, slow_embed_s: float = 0, forge: bool =
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """A real two-node Ray cluster on loopback, one CPU per node (its second node can be made to hide a folder)."""
-    with start_cluster(hide_a_folder=True) as started:
-        yield started
+def cluster(ray_cluster: Cluster) -> Cluster:
+    """The session's two-node Ray cluster (tests/conftest.py), whose second node hides a folder."""
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -319,11 +318,13 @@ def test_workers_that_cannot_see_the_folder_get_the_files_from_the_driver_and_em
     tmp_path: Path
 ) -> None:
     assert cluster.hidden is not None
-    for path in source.iterdir():  # where the head node (and this driver) see them, the second node does not
-        shutil.copy2(path, cluster.hidden / path.name)
+    hidden = cluster.hidden / "stamps"  # where the head node (and this driver) see them, the second node does not
+    hidden.mkdir()
+    for path in source.iterdir():
+        shutil.copy2(path, hidden / path.name)
 
     def update(workspace: str, *flags: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "picsift", "update", str(cluster.hidden), "--workspace",
+        return subprocess.run([sys.executable, "-m", "picsift", "update", str(hidden), "--workspace",
                                str(tmp_path / workspace), "--model", tiny_model, "--batch-size", "8", "--ray",
                                cluster.address, "--json", *flags], capture_output=True, text=True, env=cluster.env,
                               timeout=240)

@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import picsift
 
 from .kill import KILL_AFTER
 from .test_formats import make_coco
-from .test_ray import Cluster, can_mount_a_tmpfs, start_cluster
+from .test_ray import Cluster, can_mount_a_tmpfs
 
 # A driver process: the objects must not be embedded here (only on the cluster); optionally SIGKILLs itself after
 # the nth commit; then updates over Ray and writes its report to a file (Ray prints its own messages on stdout).
@@ -47,9 +46,9 @@ DRIVER = KILL_AFTER + textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    with start_cluster(hide_a_folder=True) as started:
-        yield started
+def cluster(ray_cluster: Cluster) -> Cluster:
+    """The session's two-node Ray cluster (tests/conftest.py), whose second node hides a folder."""
+    return ray_cluster
 
 
 def labelled(root: Path, workspace: Path, stamps_root: Path, spec: str) -> None:

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from picsift.core.catalog import content_id
 from . import test_remote
 from .conftest import stamp_files
 from .kill import KILL_AFTER
-from .test_ray import Cluster, start_cluster
+from .test_ray import Cluster
 
 pytest.importorskip("ray")
 SECRET = test_remote.SECRET
@@ -56,21 +55,11 @@ DRIVER = KILL_AFTER + textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """A real two-node Ray cluster on loopback; its nodes' environment holds no credential and no endpoint.
-
-    A node that does not register within Ray's fixed 30 s (a machine loaded by other work) fails to start: up to
-    three tries.
-    """
-    for attempt in range(3):
-        try:
-            with start_cluster(hide_a_folder=False) as started:
-                assert SECRET not in json.dumps(started.env) and "AWS_ENDPOINT_URL" not in started.env
-                yield started
-                return
-        except AssertionError as e:
-            if ("Ray node" not in str(e) and "timed out during startup" not in str(e)) or attempt == 2:
-                raise
+def cluster(ray_cluster: Cluster) -> Cluster:
+    """The session's two-node Ray cluster (tests/conftest.py); its nodes' environment holds no credential and no
+    endpoint."""
+    assert SECRET not in json.dumps(ray_cluster.env) and "AWS_ENDPOINT_URL" not in ray_cluster.env
+    return ray_cluster
 
 
 def run_driver(cluster: Cluster, url: str, endpoint: str, workspace: Path, spec: str, *, kill_after_commits: int = 0,
