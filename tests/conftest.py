@@ -58,20 +58,11 @@ TINY_CONFIG = DATA / "picsift-test-tiny.json"
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """A real two-node Ray cluster on loopback, one CPU per node, whose second node hides a folder
-    (``tests/test_ray.py``'s ``start_cluster``): started once, for every module that needs a plain cluster.
-
-    A node that does not register within Ray's fixed 30 s (a machine loaded by other work) fails to start: up to
-    three tries."""
+    (``tests/test_ray.py``'s ``start_cluster``): started once, for every module that needs a plain cluster."""
     from .test_ray import start_cluster
 
-    for attempt in range(3):
-        try:
-            with start_cluster(hide_a_folder=True) as started:
-                yield started
-                return
-        except AssertionError as e:
-            if ("Ray node" not in str(e) and "timed out during startup" not in str(e)) or attempt == 2:
-                raise
+    with start_cluster(hide_a_folder=True) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
