@@ -35,10 +35,10 @@ chromium:
 demo: .venv/.installed $(STATIC)
 	$(PY) -m picsift demo --notebook notebooks/quickstart.ipynb --out demo-output
 
-# One process: `pytest -n 2` (pytest-xdist, whole modules per worker, see tests/conftest.py) takes 0.7x the time
-# but the browser tests are not yet reliable beside another worker's load (bench/README.md, "The suite").
+# Two pytest-xdist workers, one per core: each gets whole modules (tests/conftest.py), the Ray and browser modules
+# share one, and the longest groups start first (bench/README.md, "The suite").
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: setup
 	.venv/bin/ruff check src tests bench
