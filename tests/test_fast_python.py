@@ -1,0 +1,59 @@
+"""The suite's forked children (tests/fast_python.py) behave as ``subprocess.run`` of a fresh ``python`` does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import fast_python
+
+SCRIPTS = {
+    "argv, path, cwd, env, stdout and stderr": (
+        "import os, sys; print(sys.argv, repr(sys.path[0]), os.getcwd(), os.environ.get('PICSIFT_PROBE'));"
+        " print('to stderr', file=sys.stderr); print(__name__, sorted(k for k in globals() if k[:2] != '__'))"),
+    "exit code": "import sys; print('partial'); sys.exit(3)",
+    "exit message": "raise SystemExit('picsift: error: one line')",
+    "uncaught exception": "def f():\n    return 1 / 0\nf()",
+    "killed by a signal": "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+    "newlines and bytes": "import sys; sys.stdout.write('a\\r\\nb\\rc\\u00e9'); sys.stdout.flush()",
+    "threads and atexit": ("import atexit, threading, time; atexit.register(print, 'atexit ran');"
+                           " threading.Thread(target=lambda: (time.sleep(0.2), print('thread joined'))).start()"),
+}
+
+
+def last_frame(stderr: str) -> str:
+    """A traceback's last frame and message (the zygote's own frames come before the script's)."""
+    return "\n".join(stderr.strip().splitlines()[-3:])
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_a_forked_child_matches_a_fresh_interpreter(name: str, tmp_path: Path) -> None:
+    args = [sys.executable, "-c", SCRIPTS[name], "first arg", "--flag"]
+    env = {**os.environ, "PICSIFT_PROBE": "probe value"}
+    fresh = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    forked = fast_python.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert forked.returncode == fresh.returncode
+    assert forked.stdout == fresh.stdout
+    if name == "uncaught exception":
+        assert last_frame(forked.stderr) == last_frame(fresh.stderr)
+    else:
+        assert forked.stderr == fresh.stderr
+
+
+def test_python_m_picsift_runs_the_command_line_with_its_exit_code(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "picsift", "status", str(tmp_path / "missing")]
+    fresh = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    forked = fast_python.run(args, capture_output=True, text=True, timeout=300)
+    assert forked.returncode == fresh.returncode == 1
+    assert forked.stderr == fresh.stderr and forked.stderr.startswith("picsift: error: ")
+
+
+def test_a_child_past_its_timeout_is_killed_and_raises_as_subprocess_does() -> None:
+    with pytest.raises(subprocess.TimeoutExpired):
+        fast_python.run([sys.executable, "-c", "import time; time.sleep(60)"], capture_output=True, timeout=1)
+    assert fast_python.run([sys.executable, "-c", "print('still serving')"], capture_output=True,
+                           text=True).stdout == "still serving\n"
