@@ -108,6 +108,36 @@ def test_a_process_killed_while_adding_leaves_a_shard_that_opens_and_is_complete
     index.close()
 
 
+def test_a_shard_keeps_the_graph_codes_it_was_made_with_when_the_default_changes(tmp_path: Path) -> None:
+    # the codes the graph is built from are fixed when a shard is made: a workspace made before the default changed
+    # reopens with its own codes, takes new vectors and rebuilds its graph from them, and finds what it holds
+    from picsift.index.qdrant_edge import BUILD_BITS
+    from picsift.workspace_files import WorkspaceFiles
+
+    older = 1 if BUILD_BITS != 1 else 2
+    vectors = np.random.default_rng(3).normal(size=(3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = ids_for(3000)
+    index = open_index("qdrant-edge", 32, tmp_path / "edge", datatype="uint8", full_scan_threshold=10, build_bits=older)
+    index.add(ids[:2000], vectors[:2000])
+    index.save()
+    index.close()
+    reopened = open_index("qdrant-edge", 32, tmp_path / "edge", datatype="uint8", full_scan_threshold=10)
+    reopened.add(ids[2000:], vectors[2000:])
+    reopened.save()
+    config = WorkspaceFiles(tmp_path / "edge").read_json("edge_config.json", 1 << 20)
+    assert config["vectors"][""]["quantization_config"] == {
+        "binary": {"always_ram": True, "encoding": {1: "one_bit", 2: "two_bits"}[older]}}
+    assert reopened._shard.info().indexed_vectors_count == 3000  # type: ignore[attr-defined]
+    for i in (5, 1999, 2000, 2999):
+        assert reopened.search(vectors[i], 3)[0][0] == ids[i]
+    reopened.close()
+    made_now = open_index("qdrant-edge", 32, tmp_path / "new", datatype="uint8")
+    made_now.close()
+    assert WorkspaceFiles(tmp_path / "new").read_json("edge_config.json", 1 << 20)["vectors"][""][
+        "quantization_config"] != config["vectors"][""]["quantization_config"]
+
+
 def test_a_shard_of_another_datatype_or_dimension_is_unreadable_not_misread(tmp_path: Path) -> None:
     from picsift.index.base import UnreadableIndexError
 
