@@ -59,6 +59,38 @@ def test_a_compact_shard_walks_a_real_graph_to_the_recall_target(tmp_path: Path,
     reopened.close()
 
 
+def test_calibration_does_not_average_away_a_query_it_never_finds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 39 sample queries found at once and one whose images the beam never reaches (its true top 100 are another
+    # cluster's): the mean passes the target, but a search that returns nothing of what was asked is a failure, so
+    # the beam is widened to its last step and the lost query is reported, not hidden
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 64)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = clustered(rng, 5_000, 64, centres)
+    ids = ids_for(len(vectors))
+    index = open_index("qdrant-edge", 64, tmp_path / "edge", datatype="uint8", full_scan_threshold=100)
+    index.add(ids, vectors)
+    index.save()
+
+    def top(q: np.ndarray) -> list[str]:
+        return [ids[i] for i in np.argsort(-(vectors @ q), kind="stable")[:100]]
+
+    queries = clustered(rng, 40, 64, centres[:1])  # all about the first concept
+    truth = [top(q) for q in queries]
+    truth[0] = top(-queries[0])  # the opposite's images: never among this query's best
+    with caplog.at_level(logging.INFO, logger="picsift.index.qdrant_edge"):
+        ef = index.calibrate(queries, truth, k=100, target=0.95, wider=150)  # type: ignore[attr-defined]
+    assert ef == 1600  # the ladder's last step: k=100 x 16
+    assert "1 of them lost" in caplog.text and any(r.levelno == logging.WARNING for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="picsift.index.qdrant_edge"):
+        ef = index.calibrate(queries[1:], truth[1:], k=100, target=0.95, wider=150)  # type: ignore[attr-defined]
+    assert ef < 1600 and "0 of them lost" in caplog.text  # without it, the first ef that reaches the target
+    index.close()
+
+
 def index_top5(index: object, q: np.ndarray) -> list[str]:
     return index.search(q, 5)[0]  # type: ignore[attr-defined]
 
