@@ -56,7 +56,7 @@ from query import (
 )
 
 from picsift.index import open_index
-from picsift.index.qdrant_edge import EF_CONSTRUCT, M
+from picsift.index.qdrant_edge import BUILD_BITS, EF_CONSTRUCT, M
 from picsift.index.sync import CHUNK, calibrate_for_text_queries
 
 
@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--m", type=int, default=M, help="graph degree (both graphs; default: qdrant-edge's)")
     parser.add_argument("--ef-construct", type=int, default=EF_CONSTRUCT,
                         help="build-time beam width (both graphs; default: qdrant-edge's)")
-    parser.add_argument("--build-bits", type=float, default=2,
-                        help="qdrant-edge: bits per dimension the graph is built from (0: the uint8 vectors)")
+    parser.add_argument("--build-bits", type=float, default=BUILD_BITS,
+                        help="qdrant-edge: bits per dimension of the graph's codes (8: int8; 0: uint8 vectors)")
     parser.add_argument("--build-only", action="store_true", help="only the builds: no workspace, recall or bytes")
     parser.add_argument("--no-hnswlib", action="store_true", help="skip the plain hnswlib loop")
     parser.add_argument("--seed", type=int, default=0)

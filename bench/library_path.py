@@ -19,6 +19,7 @@ With ``--profile N``, N more ``Library.similar(stored id, distribution=False)`` 
 functions with the most own time are printed (what is left around the index, and whether any of it grows with N).
 
     nice -n 10 .venv/bin/python bench/library_path.py [--n 100000] [--queries 40] [--workspace DIR] [--profile 200]
+        [--ef 600,1200]
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--workspace", type=Path)
     parser.add_argument("--profile", type=int, default=0, help="then profile this many similar() calls")
+    parser.add_argument("--ef", default="",
+                        help="comma-separated ef values to search at, each in turn, instead of the calibrated one "
+                             "(prices a wider beam on the same warm index)")
     parser.add_argument("--index", default=None,
                         help="another index backend (exact: the bookkeeping without a graph to build)")
     args = parser.parse_args(argv)
@@ -100,28 +104,32 @@ def main(argv: list[str] | None = None) -> int:
         half = args.queries // 2
         kinds = {"image-like": image_queries(centres, spread, half, 11),
                  "text-like": text_like_queries(centres, half, 12)}
-        times: dict[str, list[float]] = {"index alone": [], "library, held-out vector": [],
-                                          "library, rows from the catalog (before)": [],
-                                          "Library.similar(stored id)": []}
-        recall: dict[str, list[float]] = {kind: [] for kind in kinds}
         stored = snapshot.ids[np.random.default_rng(5).integers(0, len(snapshot), args.queries)]
         truths = {kind: [set(snapshot.ids[top_k(vectors @ q, 100)].tolist()) for q in queries]
                   for kind, queries in kinds.items()}  # before the timings: BLAS's spinning threads would slow them
-        for kind, queries in kinds.items():
-            for q, image_id, truth in zip(queries, stored, truths[kind], strict=False):
-                times["index alone"].append(timed(lambda q=q: lib.index.search(q, 100))[0])
-                t, found = timed(lambda q=q: lib.remember(searcher._run(q[None], step, options, scope, ())))
-                times["library, held-out vector"].append(t)
-                times["library, rows from the catalog (before)"].append(
-                    timed(lambda q=q: lib.remember(before._run(q[None], step, options, scope, ())))[0])
-                times["Library.similar(stored id)"].append(
-                    timed(lambda i=image_id: lib.similar(i, limit=100, distribution=False))[0])
-                recall[kind].append(len(truth & set(found.ids.tolist())) / 100)
-        base = median(times["index alone"])
-        print(table([[name, f"{1000 * median(v):.2f}", f"{median(v) / base:.2f}x"] for name, v in times.items()],
-                    ["top-100, distribution=False", "median ms", "vs index alone"]))
-        print("recall@100 of the library path: " + ", ".join(f"{k} {np.mean(v):.3f} (min {min(v):.2f})"
-                                                              for k, v in recall.items()))
+        for ef in [int(e) for e in args.ef.split(",") if e] or [0]:
+            if ef:
+                lib.index.ef = ef  # type: ignore[attr-defined]
+                print(f"\nsearched at ef {ef}")
+            times: dict[str, list[float]] = {"index alone": [], "library, held-out vector": [],
+                                              "library, rows from the catalog (before)": [],
+                                              "Library.similar(stored id)": []}
+            recall: dict[str, list[float]] = {kind: [] for kind in kinds}
+            for kind, queries in kinds.items():
+                for q, image_id, truth in zip(queries, stored, truths[kind], strict=False):
+                    times["index alone"].append(timed(lambda q=q: lib.index.search(q, 100))[0])
+                    t, found = timed(lambda q=q: lib.remember(searcher._run(q[None], step, options, scope, ())))
+                    times["library, held-out vector"].append(t)
+                    times["library, rows from the catalog (before)"].append(
+                        timed(lambda q=q: lib.remember(before._run(q[None], step, options, scope, ())))[0])
+                    times["Library.similar(stored id)"].append(
+                        timed(lambda i=image_id: lib.similar(i, limit=100, distribution=False))[0])
+                    recall[kind].append(len(truth & set(found.ids.tolist())) / 100)
+            base = median(times["index alone"])
+            print(table([[name, f"{1000 * median(v):.2f}", f"{median(v) / base:.2f}x"] for name, v in times.items()],
+                        ["top-100, distribution=False", "median ms", "vs index alone"]))
+            print("recall@100 of the library path: " + ", ".join(f"{k} {np.mean(v):.3f} (min {min(v):.2f})"
+                                                                  for k, v in recall.items()))
         if args.profile:
             profiler = cProfile.Profile()
             picks = snapshot.ids[np.random.default_rng(6).integers(0, len(snapshot), args.profile)]

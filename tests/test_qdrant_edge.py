@@ -60,6 +60,38 @@ def test_a_compact_shard_walks_a_real_graph_to_the_recall_target(tmp_path: Path,
     reopened.close()
 
 
+def test_calibration_does_not_average_away_a_query_it_never_finds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 39 sample queries found at once and one whose images the beam never reaches (its true top 100 are another
+    # cluster's): the mean passes the target, but a search that returns nothing of what was asked is a failure, so
+    # the beam is widened to its last step and the lost query is reported, not hidden
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 64)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = clustered(rng, 5_000, 64, centres)
+    ids = ids_for(len(vectors))
+    index = open_index("qdrant-edge", 64, tmp_path / "edge", datatype="uint8", full_scan_threshold=100)
+    index.add(ids, vectors)
+    index.save()
+
+    def top(q: np.ndarray) -> list[str]:
+        return [ids[i] for i in np.argsort(-(vectors @ q), kind="stable")[:100]]
+
+    queries = clustered(rng, 40, 64, centres[:1])  # all about the first concept
+    truth = [top(q) for q in queries]
+    truth[0] = top(-queries[0])  # the opposite's images: never among this query's best
+    with caplog.at_level(logging.INFO, logger="picsift.index.qdrant_edge"):
+        ef = index.calibrate(queries, truth, k=100, target=0.95, wider=150)  # type: ignore[attr-defined]
+    assert ef == 1600  # the ladder's last step: k=100 x 16
+    assert "1 of them lost" in caplog.text and any(r.levelno == logging.WARNING for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="picsift.index.qdrant_edge"):
+        ef = index.calibrate(queries[1:], truth[1:], k=100, target=0.95, wider=150)  # type: ignore[attr-defined]
+    assert ef < 1600 and "0 of them lost" in caplog.text  # without it, the first ef that reaches the target
+    index.close()
+
+
 def index_top5(index: object, q: np.ndarray) -> list[str]:
     return index.search(q, 5)[0]  # type: ignore[attr-defined]
 
@@ -107,6 +139,36 @@ def test_a_process_killed_while_adding_leaves_a_shard_that_opens_and_is_complete
         top = ids[int(np.argmax(vectors @ q))]
         assert index.search(q, 5)[0][0] == top
     index.close()
+
+
+def test_a_shard_keeps_the_graph_codes_it_was_made_with_when_the_default_changes(tmp_path: Path) -> None:
+    # the codes the graph is built from are fixed when a shard is made: a workspace made before the default changed
+    # reopens with its own codes, takes new vectors and rebuilds its graph from them, and finds what it holds
+    from picsift.index.qdrant_edge import BUILD_BITS
+    from picsift.workspace_files import WorkspaceFiles
+
+    older = 1 if BUILD_BITS != 1 else 2
+    vectors = np.random.default_rng(3).normal(size=(3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = ids_for(3000)
+    index = open_index("qdrant-edge", 32, tmp_path / "edge", datatype="uint8", full_scan_threshold=10, build_bits=older)
+    index.add(ids[:2000], vectors[:2000])
+    index.save()
+    index.close()
+    reopened = open_index("qdrant-edge", 32, tmp_path / "edge", datatype="uint8", full_scan_threshold=10)
+    reopened.add(ids[2000:], vectors[2000:])
+    reopened.save()
+    config = WorkspaceFiles(tmp_path / "edge").read_json("edge_config.json", 1 << 20)
+    assert config["vectors"][""]["quantization_config"] == {
+        "binary": {"always_ram": True, "encoding": {1: "one_bit", 2: "two_bits"}[older]}}
+    assert reopened._shard.info().indexed_vectors_count == 3000  # type: ignore[attr-defined]
+    for i in (5, 1999, 2000, 2999):
+        assert reopened.search(vectors[i], 3)[0][0] == ids[i]
+    reopened.close()
+    made_now = open_index("qdrant-edge", 32, tmp_path / "new", datatype="uint8")
+    made_now.close()
+    assert WorkspaceFiles(tmp_path / "new").read_json("edge_config.json", 1 << 20)["vectors"][""][
+        "quantization_config"] != config["vectors"][""]["quantization_config"]
 
 
 def test_a_shard_of_another_datatype_or_dimension_is_unreadable_not_misread(tmp_path: Path) -> None:
