@@ -27,7 +27,6 @@ import os
 import re
 import secrets
 import stat
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,7 +57,6 @@ _CROSSINGS = np.array([2 * (np.exp(-k * k / 2) / np.sqrt(2 * np.pi) - k * 0.5 * 
                        for k in _REACHES])  # E[(|Z| - k)+] for a normal Z, decreasing
 #: Bytes of flagged rows' float32 vectors a :class:`StoreCodes` keeps between scans (else read at every scan).
 FLAGGED_CACHE = 64 << 20
-_KERNEL_LOCK = threading.Lock()  # numba's default thread pool (workqueue) must not be entered by two threads
 
 VectorsOf = Callable[[np.ndarray], np.ndarray]  # rows of the vectors file -> their float32 unit vectors
 
@@ -108,7 +106,7 @@ class StoreCodes:
 
     def scan(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Scores of the vectors in ``rows`` with each unit query: ``(len(rows), len(queries))`` float32."""
-        from .codes_kernel import scan_codes
+        from .codes_kernel import LOCK, scan_codes
 
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         given = rows
@@ -120,7 +118,7 @@ class StoreCodes:
             peak = float(np.abs(weighted).max()) if self.dim else 0.0
             step = peak / limit if peak > 0 else 1.0
             offset = float(query.astype(np.float64) @ self.header.centre.astype(np.float64))
-            with _KERNEL_LOCK:
+            with LOCK:
                 scan_codes(self.codes, np.rint(weighted / step).astype(np.int16), rows, step, offset, out[:, j])
         flagged, vectors = self._flagged_of(given, out[:, 0])
         if len(flagged):
@@ -139,7 +137,7 @@ def near_edges(scores: np.ndarray, bins: int, typical: float, per_10k: float | N
     normal ``Z``), and a bin's count moves by about the square root of its two edges' crossings; ``k`` is the
     smallest of :data:`_REACHES` that keeps :data:`_SIGMAS` such deviations within the allowed count. Edges in
     the sparse tails and large stores need little; at the peak of a small store, many typical errors."""
-    from .codes_kernel import bin_counts
+    from .codes_kernel import LOCK, bin_counts
     from .codes_kernel import near_edges as kernel
 
     mask = np.zeros(len(scores), np.bool_)
@@ -155,7 +153,8 @@ def near_edges(scores: np.ndarray, bins: int, typical: float, per_10k: float | N
     allowed = (per_10k * len(scores) / 10_000 / _SIGMAS) ** 2 / 2  # crossings an edge may leave
     needed = np.searchsorted(-_CROSSINGS, -(allowed / np.maximum(crossings, 1e-300)))
     reach = _REACHES[np.minimum(needed, len(_REACHES) - 1)] * typical
-    kernel(scores, low, width, reach, mask)
+    with LOCK:
+        kernel(scores, low, width, reach, mask)
     return mask
 
 
@@ -164,12 +163,12 @@ def exact_float16(matrix: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np
     :meth:`~picsift.core.store.StoreSnapshot.vectors` gives them) with one unit ``query``, within the store's
     ``sum_error`` of :meth:`~picsift.core.store.StoreSnapshot.exact`'s (another order of sums), read straight from
     the memory map: about 5x less CPU than gathering and converting the rows first."""
-    from .codes_kernel import float16_dots
+    from .codes_kernel import LOCK, float16_dots
 
     rows = np.ascontiguousarray(rows, np.int64)
     out = np.empty(len(rows), np.float32)
     if len(rows):
-        with _KERNEL_LOCK:
+        with LOCK:
             float16_dots(np.asarray(matrix).view(np.uint16), rows, np.ascontiguousarray(query, np.float32), out)
     return out
 

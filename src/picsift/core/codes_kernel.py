@@ -9,9 +9,14 @@ cores; on 1M x 512 codes it runs at the speed of reading them (bench/README.md).
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
+#: Held around every call of a parallel kernel here: numba's default thread pool (workqueue) must not be entered by
+#: two threads at once.
+LOCK = threading.Lock()
 #: Rows a thread of :func:`float16_dots` converts between two allocations of its row buffer.
 _CHUNK = 256
 
