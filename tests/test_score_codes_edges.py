@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 import picsift.core.store as store_module
-from picsift.core.codes import TARGET_PER_10K, exact_float16, near_edges
+from picsift.core.codes import TARGET_PER_10K, StoreCodes, exact_float16, near_edges
+from picsift.core.codes_format import FLAG, encode, fit
 
 
 def test_scores_read_straight_from_the_float16_store_are_the_exact_ones() -> None:
@@ -54,3 +55,27 @@ def test_rescoring_the_scores_near_the_edges_keeps_every_bin_within_the_target()
         assert min(before for before, _ in errors) > TARGET_PER_10K, n  # without the rescoring, the target is missed
     assert max(shares[400_000]) < 0.15 and max(shares[400_000]) < min(shares[20_000]) < 0.3
     assert not near_edges(coarse, 50, 0.0).any() and not near_edges(np.full(10, 0.5, np.float32), 50, 1e-3).any()
+
+
+def test_a_scan_of_several_queries_gives_each_query_scores_within_the_bound_flagged_rows_exact() -> None:
+    """Several queries at once (combine="max") write one column each; flagged rows (unlike the fitted ones) are
+    scored from their vectors, kept after the first scan, at every later one."""
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(3000, 64)).astype(np.float32)
+    vectors[:, 3] += 5.0
+    vectors[2900:] = rng.normal(size=(100, 64)) * 3  # unlike the 2,000 rows the header is fitted on
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    header = fit(vectors[:2000], 2000)
+    codes = StoreCodes(encode(vectors, header), header, lambda rows: vectors[rows])
+    flagged = codes.codes[:, 0] == FLAG
+    assert flagged[2900:].sum() > 50 and not flagged[:2000].any()
+    queries = np.concatenate([vectors[[5, 2950]], rng.normal(size=(1, 64)).astype(np.float32)])
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    rows = np.arange(3000)
+    for _ in range(2):  # the second scan uses the flagged rows' kept vectors
+        together = codes.scan(queries, rows)
+        for j, query in enumerate(queries):
+            np.testing.assert_allclose(together[:, j], codes.scan(query[None], rows)[:, 0], atol=64 * 2.0**-24)
+            exact = vectors @ query
+            assert np.abs(together[:, j] - exact).max() <= header.error
+            np.testing.assert_allclose(together[flagged, j], exact[flagged], atol=1e-6)
