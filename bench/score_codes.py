@@ -4,23 +4,26 @@ today (one centre and scale per dimension, :mod:`picsift.core.codes_format`) and
 per row, ``max|x| / 127``, re-implemented below), in the same run.
 
 Timing, in one process, interleaved query by query on the same store (a float16 workspace as ``update()`` leaves
-it): what a search with ``limit=100`` computes for its histogram, i.e. ``score_scope`` + ``exact_top`` (the results
-and the two ends rescored exactly) + a 50-bin histogram,
+it), wall and CPU ms (every thread): what a search with ``limit=100`` computes for its histogram, i.e.
+``score_scope`` + ``exact_top`` (the results, the two ends and the scores near the 50 bins' edges rescored exactly)
++ a 50-bin histogram,
 
-* **float16**: the scan without codes (the snapshot without its codes);
-* **codes**: the scan from today's codes (numba int8 x int16 kernel, both cores); also the bare scans (kernel and
-  scaling only) of today's codes and of the previous version's;
-* **read bound**: numpy summing the codes' bytes as int64 (one pass over the same memory, one core).
+* **float16**: the same without codes (the snapshot without its codes: no edges rescored);
+* **codes**: from today's codes (numba int8 x int16 kernel, both cores); of it, the bare scan and ``exact_top``;
+  and the bare scan of the previous version's codes;
+* **read bound**: numpy reading the codes' bytes once (``bitwise_or.reduce``, one core);
+* **float32 product**: the plain way, ``codes.astype(float32) @ q`` a block at a time.
 
 Also the time to build the codes of the whole store from its float16 vectors (what opening a snapshot costs when
 they are missing, and what keeping them in memory only would cost each process).
 
-The histogram's error: N vectors made from real offline-model image embeddings (bench/label_mistakes.py's cache:
-Tux Paint stamps, Noto emoji, OpenClipart, Fashion-MNIST; each vector a real embedding plus 0.3 of another plus
-noise, renormalised, stored as float16) scored against real prompts and real images; the largest difference of a
-bin of the codes' 50-bin histogram from the exact one, per 10,000 images, (a) with the exact histogram's edges, and
-(b) as the app bins them (``ImageSet.histogram``, the score range widget: 50 bins over the scores' own range, after
-``exact_top``).
+The histogram's error, through the codes (forced below the store's 50,000-row threshold for the real set): the real
+offline-model image embeddings (bench/label_mistakes.py's cache: Tux Paint stamps, Noto emoji, OpenClipart,
+Fashion-MNIST), and N vectors made from them (each a real embedding plus 0.3 of another plus noise, renormalised,
+stored as float16), scored against real prompts and real images; the largest difference of a bin of the codes'
+50-bin histogram from the exact one, per 10,000 images, with the exact histogram's edges, and as the app bins them
+(``ImageSet.histogram``, the score range widget: 50 bins over the scores' own range, after ``exact_top``) with and
+without the scores near the edges rescored.
 
     nice -n 10 .venv/bin/python bench/score_codes.py [--n 1000000] [--queries 20] [--real-n 1000000]
 """
@@ -28,21 +31,26 @@ bin of the codes' 50-bin histogram from the exact one, per 10,000 images, (a) wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from common import header, median, table, timed
+from common import header, median, table
 from query import build_workspace, image_queries, make_data, make_ids, text_like_queries
 
+from picsift.core import codes as codes_module
 from picsift.core import store as store_module
-from picsift.core.codes import CodesFile, StoreCodes
+from picsift.core.codes import CodesFile, StoreCodes, near_edges
 from picsift.core.codes_format import FLAG, encode, fit, query_max
-from picsift.core.codes_kernel import dot_codes
+from picsift.core.codes_kernel import scan_codes
 from picsift.core.store import StoreSnapshot
+from picsift.query import search as search_module
 from picsift.query.search import exact_top, score_scope
 
 CACHE = Path.home() / ".cache" / "picsift" / "bench"
@@ -66,11 +74,9 @@ class PerRowCodes:
 
     def scan(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         step = float(np.abs(query).max()) / query_max(len(query))
-        totals = np.empty(len(rows), np.int32)
-        dot_codes(self.codes, np.rint(query / step).astype(np.int16), rows, totals)
-        column = totals.astype(np.float32)
+        column = np.empty(len(rows), np.float32)
+        scan_codes(self.codes, np.rint(query / step).astype(np.int16), rows, step, 0.0, column)
         column *= self.scales[rows]
-        column *= np.float32(step)
         return column
 
 
@@ -79,6 +85,21 @@ def distribution(snapshot: StoreSnapshot, query: np.ndarray) -> np.ndarray:
     scores = exact_top(snapshot, None, scores, 100, None, None, query[None, :], None, "mean", 0.5)
     np.histogram(scores, 50)
     return scores
+
+
+def cpu_timed(work: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds (every thread of the process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def float32_product(codes: np.ndarray, query: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """The plain way: the codes converted to float32 a block at a time, times the query (BLAS)."""
+    out = np.empty(len(codes), np.float32)
+    for start in range(0, len(codes), block):
+        out[start : start + block] = codes[start : start + block].astype(np.float32) @ query
+    return out
 
 
 def timing(n: int, queries: int) -> None:
@@ -91,41 +112,50 @@ def timing(n: int, queries: int) -> None:
         assert snapshot.codes is not None
         vectors_file = store._state()[0]
         store.files.remove(store.folder / f"codes-{vectors_file.split('-')[1].split('.')[0]}.i8")
-        wall, cpu = time.perf_counter(), time.process_time()
-        CodesFile(store.files, store.folder, vectors_file, store.dim).open(
-            n, snapshot.rows, lambda rows: store_module._float32_rows(snapshot.matrix, rows))
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        memory_wall, memory_cpu = time.perf_counter(), time.process_time()
-        in_memory_codes(snapshot.matrix)  # option (a): codes kept in memory only, built by each process
-        memory_wall, memory_cpu = time.perf_counter() - memory_wall, time.process_time() - memory_cpu
+        wall, cpu = cpu_timed(lambda: CodesFile(store.files, store.folder, vectors_file, store.dim).open(
+            n, snapshot.rows, lambda rows: store_module._float32_rows(snapshot.matrix, rows)))
+        memory_wall, memory_cpu = cpu_timed(lambda: in_memory_codes(snapshot.matrix))  # codes in memory only
         snapshot = dataclasses.replace(store.snapshot())
         assert snapshot.codes is not None
         plain = dataclasses.replace(snapshot, codes=None)
         old = PerRowCodes(store_module._float32_rows(snapshot.matrix, np.arange(n)))
-        raw = np.asarray(snapshot.codes.codes).view(np.uint8)
+        raw = np.asarray(snapshot.codes.codes)
+        words = raw.view(np.uint8)[:, : raw.shape[1] // 8 * 8].view(np.uint64).reshape(-1)
         distribution(snapshot, qs[0]), distribution(plain, qs[0]), old.scan(qs[0], snapshot.rows)
-        times: dict[str, list[float]] = {"float16": [], "codes": [], "bare": [], "old": [], "read": []}
-        band = []
+        work = {"float16": lambda q: distribution(plain, q), "codes": lambda q: distribution(snapshot, q),
+                "bare": lambda q: snapshot.coarse_scan(q[None, :]),
+                "top": lambda q: exact_top(snapshot, None, snapshot.coarse_scan(q[None, :])[:, 0], 100, None, None,
+                                           q[None, :], None, "mean", 0.5),
+                "old": lambda q: old.scan(q, snapshot.rows),
+                "read": lambda q: np.bitwise_or.reduce(words),
+                "f32": lambda q: float32_product(raw, q)}
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in work}
+        band, near = [], []
         for q in qs:
-            times["float16"].append(timed(lambda q=q: distribution(plain, q))[0])
-            times["codes"].append(timed(lambda q=q: distribution(snapshot, q))[0])
-            times["bare"].append(timed(lambda q=q: snapshot.coarse_scan(q[None, :]))[0])
-            times["old"].append(timed(lambda q=q: old.scan(q, snapshot.rows))[0])
-            times["read"].append(timed(lambda: raw[:, : raw.shape[1] // 8 * 8].view(np.int64).sum())[0])
+            for key, run in work.items():
+                times[key].append(cpu_timed(lambda run=run, q=q: run(q)))
             coarse = score_scope(snapshot, None, q[None, :])
             last = np.sort(coarse)[-100]
             band.append(int((coarse >= last - 2 * snapshot.coarse_error(n)).sum()))
-        base = median(times["float16"])
+            near.append(int(near_edges(exact_top(snapshot, None, coarse, 100, None, None, q[None, :], None, "mean",
+                                                 0.5), 50, snapshot.codes.typical_error(q)).sum()))
+        times["top"] = [(t[0] - b[0], t[1] - b[1]) for t, b in zip(times["top"], times["bare"], strict=True)]
+        base = median([w for w, _ in times["float16"]])
         names = {"float16": "float16 scan + exact_top(100) + histogram (no codes)",
                  "codes": "codes scan + exact_top(100) + histogram (today)",
-                 "bare": "  of which the codes scan alone (today: centre + scale per dimension)",
+                 "bare": "  of which the codes scan alone (numba int8 x int16, both cores)",
+                 "top": "  of which exact_top (top 100, ends, scores near the 50 bins' edges)",
                  "old": "the previous version's codes scan alone (one scale per row)",
-                 "read": "numpy reads the codes once (one core)"}
-        print(table([[names[k], 1000 * median(v), f"{median(v) / base:.2f}x"] for k, v in times.items()],
-                    [f"N = {n}, {len(qs)} queries", "median ms", "vs float16"]))
+                 "read": "numpy reads the codes once (bitwise_or.reduce, one core)",
+                 "f32": "plain codes.astype(float32) @ q, blocks of 65,536 rows (BLAS)"}
+        print(table([[names[k], 1000 * median([w for w, _ in v]), 1000 * median([c for _, c in v]),
+                      f"{median([w for w, _ in v]) / base:.2f}x"] for k, v in times.items()],
+                    [f"N = {n}, {len(qs)} queries", "median ms", "median CPU ms", "vs float16"]))
         flagged = int((snapshot.codes.codes[:, 0] == FLAG).sum())
         print(f"codes error bound {snapshot.coarse_error(n):.4f} (float16 {snapshot.scan_error:.5f}); images rescored "
-              f"exactly per query: median {int(np.median(band))}, max {max(band)}; flagged rows {flagged}")
+              f"exactly per query for the top: median {int(np.median(band))}, max {max(band)}; near the bins' edges: "
+              f"median {int(np.median(near))} ({100 * np.median(near) / n:.1f}%), max {max(near)}; flagged rows "
+              f"{flagged}; load average now {os.getloadavg()[0]:.1f}")
         print(f"building the codes of {n:,} rows from the float16 store (fit + encode + write): {wall:.2f} s wall, "
               f"{cpu:.2f} CPU s; in memory only (fit + encode, no file): {memory_wall:.2f} s wall, {memory_cpu:.2f} "
               f"CPU s; codes {raw.nbytes / n:.0f} B per image")
@@ -173,29 +203,15 @@ def in_memory_snapshot(matrix: np.ndarray) -> StoreSnapshot:
     return StoreSnapshot(np.char.mod("%032x", every).astype("<U32"), every, matrix, 0, in_memory_codes(matrix))
 
 
-def near_edges(snapshot: StoreSnapshot, query: np.ndarray, shown: np.ndarray, k: float) -> tuple[np.ndarray, float]:
-    """An option measured, not in the library: ``shown`` with the images within ``k`` typical errors of a 50-bin
-    edge rescored exactly (the typical error of a query is known: ``sqrt(sum((q * scale)^2) / 12)``, each code's
-    rounding being uniform), and the seconds that took."""
-    assert snapshot.codes is not None
-    start = time.perf_counter()
-    typical = float(np.sqrt(((query * snapshot.codes.header.scale).astype(np.float64) ** 2).sum() / 12))
-    edges = np.histogram_bin_edges(shown, 50)
-    width = edges[1] - edges[0]
-    offset = (shown - edges[0]) / width
-    near = np.flatnonzero(np.abs(offset - np.rint(offset)) * width <= k * typical)
-    refined = shown.copy()
-    refined[near] = snapshot.exact(query[None, :], near)[:, 0]
-    return refined, time.perf_counter() - start
-
-
 def histogram_error(n: int) -> None:
+    """On the real embeddings alone (fewer than the store's CODES_FROM rows, below which a search scans the float16
+    vectors), the codes are used all the same: what is measured is the codes' error on real embeddings."""
     from picsift.embedding.openclip import Embedder
 
     real = real_embeddings()
     prompts = Embedder("picsift-offline", device="cpu").embed_text(PROMPTS)
     rng = np.random.default_rng(0)
-    rows, edge_rows = [], []
+    rows = []
     for name, data in ((f"real embeddings ({len(real):,})", real.astype(np.float16)),
                        (f"made from real ({n:,})", made_from_real(real, n, rng))):
         snapshot = in_memory_snapshot(data)
@@ -203,36 +219,56 @@ def histogram_error(n: int) -> None:
         exact_vectors = snapshot.vectors()
         old = PerRowCodes(exact_vectors)
         every = np.arange(len(data))
-        for kind, queries in (("text", prompts), ("image", real[rng.integers(0, len(real), 10)])):
-            errors: dict[str, list[float]] = {k: [] for k in ("old", "old own", "new", "new own", "std old", "std",
-                                                              "edge 1", "edge 1.5", "ms 1", "ms 1.5")}
-            for q in queries:
-                exact = exact_vectors @ q
-                counts, edges = np.histogram(exact, 50)
-                per_10k = 10_000 / len(data)
-                for key, coarse in (("old", old.scan(q, every)), ("new", snapshot.coarse_scan(q[None, :])[:, 0])):
-                    shown = exact_top(snapshot, None, coarse, 100, None, None, q[None, :], None, "mean", 0.5)
-                    errors[key].append(np.abs(np.histogram(coarse, edges)[0] - counts).max() * per_10k)
-                    errors[f"{key} own"].append(np.abs(np.histogram(shown, 50)[0] - counts).max() * per_10k)
-                    errors["std" if key == "new" else "std old"].append(float((coarse - exact).std()))
-                for k in (1, 1.5):
-                    refined, seconds = near_edges(snapshot, q, shown, k)
-                    errors[f"edge {k}"].append(np.abs(np.histogram(refined, 50)[0] - counts).max() * per_10k)
-                    errors[f"ms {k}"].append(1000 * seconds)
-                    errors[f"share {k}"] = [*errors.get(f"share {k}", []), float((refined != shown).mean())]
-            rows.append([name, kind, *(f"{np.median(errors[k]):.2f} / {max(errors[k]):.2f}"
-                                       for k in ("old", "old own", "new", "new own")),
-                         f"{np.median(errors['std old']):.1e} / {np.median(errors['std']):.1e}",
-                         f"{snapshot.codes.error:.4f}"])
-            edge_rows.append([name, kind, *(f"{np.median(errors[f'edge {k}']):.2f} / {max(errors[f'edge {k}']):.2f}, "
-                                            f"{100 * np.median(errors[f'share {k}']):.1f}%, "
-                                            f"{np.median(errors[f'ms {k}']):.1f} ms" for k in (1, 1.5))])
-    print(table(rows, ["vectors", "queries", "per row: edges", "per row: own", "per dim: edges", "per dim: own",
-                       "score error std (row / dim)", "bound"]))
-    print(table(edge_rows, ["vectors", "queries", "per dim, own, +near edges k=1: error, rescored, time",
-                            "k=1.5"]))
-    print("bin error per 10,000 images, median / max over the queries; 'edges': the exact histogram's edges; 'own': "
-          "as the app bins them (after exact_top, 50 bins over the scores' own range)")
+        with patched(CODES_FROM=1):
+            rows.extend(codes_histogram(name, snapshot, exact_vectors, old, every, prompts, real, rng))
+    print(table(rows, ["vectors", "queries", "per row codes, exact edges", "per dim, exact edges",
+                       "per dim, own bins, top+ends exact", "today: + near edges exact", "rescored near edges",
+                       "score error std", "bound"]))
+    print("bin error per 10,000 images, median / max over the queries; 'exact edges': the exact histogram's edges; "
+          "'own bins': as the app bins them (after exact_top, 50 bins over the scores' own range); today: "
+          f"exact_top also rescores the scores near an edge (core.codes.near_edges, {codes_module.TARGET_PER_10K} per "
+          "10,000 targeted)")
+
+
+def codes_histogram(name: str, snapshot: StoreSnapshot, exact_vectors: np.ndarray, old: PerRowCodes,
+                    every: np.ndarray, prompts: np.ndarray, real: np.ndarray,
+                    rng: np.random.Generator) -> list[list[str]]:
+    rows = []
+    for kind, queries in (("text", prompts), ("image", real[rng.integers(0, len(real), 10)])):
+        errors: dict[str, list[float]] = {k: [] for k in ("old", "scan", "ends", "today", "std", "share")}
+        for q in queries:
+            exact = exact_vectors @ q
+            counts, edges = np.histogram(exact, 50)
+            per_10k = 10_000 / len(every)
+            coarse = snapshot.coarse_scan(q[None, :])[:, 0]
+            errors["old"].append(np.abs(np.histogram(old.scan(q, every), edges)[0] - counts).max() * per_10k)
+            errors["scan"].append(np.abs(np.histogram(coarse, edges)[0] - counts).max() * per_10k)
+            with patched(TARGET_PER_10K=np.inf):  # the top and the ends exact, as before the edges were rescored
+                ends = exact_top(snapshot, None, coarse, 100, None, None, q[None, :], None, "mean", 0.5)
+            shown = exact_top(snapshot, None, coarse, 100, None, None, q[None, :], None, "mean", 0.5)
+            errors["ends"].append(np.abs(np.histogram(ends, 50)[0] - counts).max() * per_10k)
+            errors["today"].append(np.abs(np.histogram(shown, 50)[0] - counts).max() * per_10k)
+            errors["std"].append(float((coarse - exact).std()))
+            errors["share"].append(float((shown != ends).mean()))
+        rows.append([name, kind, *(f"{np.median(errors[k]):.2f} / {max(errors[k]):.2f}"
+                                   for k in ("old", "scan", "ends", "today")),
+                     f"{100 * np.median(errors['share']):.1f}%", f"{np.median(errors['std']):.1e}",
+                     f"{snapshot.codes.error:.4f}"])
+    return rows
+
+
+@contextlib.contextmanager
+def patched(**values: float) -> Iterator[None]:
+    """The search, store and codes modules' constants set to ``values`` for a while."""
+    modules = (search_module, store_module, codes_module)
+    saved = [(m, k, getattr(m, k)) for m in modules for k in values if hasattr(m, k)]
+    for m, k, _ in saved:
+        setattr(m, k, values[k])
+    try:
+        yield
+    finally:
+        for m, k, v in saved:
+            setattr(m, k, v)
 
 
 def main(argv: list[str] | None = None) -> int:

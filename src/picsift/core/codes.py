@@ -6,7 +6,9 @@ row is coded, and why every score from the codes is within :attr:`StoreCodes.err
 :mod:`picsift.core.codes_format`; the scan is :mod:`picsift.core.codes_kernel` (int8 codes x int16 query, summed in
 int32). Flagged rows (unlike the rows the header was fitted on) are scored exactly at every scan. Searches rescore
 exactly every image that could be selected (:func:`picsift.query.search.exact_top`), so results and their scores
-stay exact; only the scores of images no result can reach come from the codes.
+stay exact; only the scores of images no result can reach come from the codes, and of those, the ones close to
+an edge of the histogram's bins are rescored too (:func:`near_edges`, :func:`exact_float16`), so its counts stay
+within :data:`TARGET_PER_10K` per 10,000 of the exact ones'.
 
 File: ``codes-<generation>.i8`` beside ``vectors-<generation>.f16``: the header (:class:`~.codes_format.Header`),
 then row ``i`` holding the ``dim`` codes of the vectors file's row ``i``. It is built from the vectors when a
@@ -20,11 +22,11 @@ rebuilt from the vectors; a workspace that cannot be written is scanned from the
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import secrets
 import stat
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,7 +48,15 @@ FIT_ROWS = 65_536
 REFIT_GROWTH = 8
 #: Rows encoded at a time when the file is built.
 BLOCK = 65_536
-_KERNEL_LOCK = threading.Lock()  # numba's default thread pool (workqueue) must not be entered by two threads
+#: A histogram's bins from the codes are kept within this many counts per 10,000 images of the exact histogram's
+#: (:func:`near_edges` picks the scores to rescore exactly; bench/README.md, Limits, measures it).
+TARGET_PER_10K = 1.0
+_SIGMAS = 4.0  # how many standard deviations of a bin's count error :func:`near_edges` keeps within the target
+_REACHES = np.arange(0.0, 6.01, 0.05)  # the k (typical errors) near_edges chooses among
+_CROSSINGS = np.array([2 * (np.exp(-k * k / 2) / np.sqrt(2 * np.pi) - k * 0.5 * math.erfc(k / np.sqrt(2)))
+                       for k in _REACHES])  # E[(|Z| - k)+] for a normal Z, decreasing
+#: Bytes of flagged rows' float32 vectors a :class:`StoreCodes` keeps between scans (else read at every scan).
+FLAGGED_CACHE = 64 << 20
 
 VectorsOf = Callable[[np.ndarray], np.ndarray]  # rows of the vectors file -> their float32 unit vectors
 
@@ -66,7 +76,7 @@ class StoreCodes:
 
     def __init__(self, codes: np.ndarray, header: Header, vectors_of: VectorsOf):
         self.codes, self.header, self.vectors_of = codes, header, vectors_of  # codes: (rows, dim) int8
-        self._flagged: tuple[np.ndarray, np.ndarray] | None = None
+        self._flagged: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
 
     @property
     def dim(self) -> int:
@@ -77,39 +87,90 @@ class StoreCodes:
         """How far a score from :meth:`scan` may be from the exact one, for a unit query."""
         return self.header.error
 
-    def _flagged_of(self, rows: np.ndarray, totals: np.ndarray) -> np.ndarray:
-        """Positions in ``rows`` of flagged rows, found once for the rows a snapshot scans again and again."""
-        from .codes_kernel import FLAGGED
-
+    def _flagged_of(self, rows: np.ndarray, column: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Positions in ``rows`` of flagged rows (NaN in a scanned ``column``) and their vectors, found once for the
+        rows a snapshot scans again and again (the vectors kept when they take at most :data:`FLAGGED_CACHE`)."""
         cached = self._flagged
         if cached is None or cached[0] is not rows:
-            cached = self._flagged = (rows, np.flatnonzero(totals == FLAGGED))
-        return cached[1]
+            positions = np.flatnonzero(np.isnan(column))
+            vectors = self.vectors_of(np.asarray(rows)[positions]) \
+                if len(positions) * self.dim * 4 <= FLAGGED_CACHE else None
+            cached = self._flagged = (rows, positions, vectors)
+        return cached[1], cached[2]
+
+    def typical_error(self, query: np.ndarray) -> float:
+        """The standard deviation of a score's error from the codes for a unit ``query`` (each code's rounding is
+        uniform over one step: ``sqrt(sum((query * scale)^2) / 12)``); :attr:`error` bounds it."""
+        weighted = np.asarray(query, np.float64).reshape(-1) * self.header.scale
+        return float(np.sqrt((weighted**2).sum() / 12))
 
     def scan(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Scores of the vectors in ``rows`` with each unit query: ``(len(rows), len(queries))`` float32."""
-        from .codes_kernel import dot_codes
+        from .codes_kernel import LOCK, scan_codes
 
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         given = rows
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        rows = rows if rows.dtype == np.int64 and rows.flags.c_contiguous else np.ascontiguousarray(rows, np.int64)
         out = np.empty((len(rows), len(queries)), np.float32)
         limit = query_max(self.dim)
-        totals = np.empty(len(rows), np.int32)
         for j, query in enumerate(queries):
             weighted = query * self.header.scale
             peak = float(np.abs(weighted).max()) if self.dim else 0.0
             step = peak / limit if peak > 0 else 1.0
-            with _KERNEL_LOCK:
-                dot_codes(self.codes, np.rint(weighted / step).astype(np.int16), rows, totals)
-            column = totals.astype(np.float32)
-            column *= np.float32(step)
-            column += np.float32(query.astype(np.float64) @ self.header.centre.astype(np.float64))
-            out[:, j] = column
-        flagged = self._flagged_of(given, totals)
+            offset = float(query.astype(np.float64) @ self.header.centre.astype(np.float64))
+            with LOCK:
+                scan_codes(self.codes, np.rint(weighted / step).astype(np.int16), rows, step, offset, out[:, j])
+        flagged, vectors = self._flagged_of(given, out[:, 0])
         if len(flagged):
-            out[flagged] = self.vectors_of(rows[flagged]) @ queries.T
+            out[flagged] = (self.vectors_of(rows[flagged]) if vectors is None else vectors) @ queries.T
         return out
+
+
+def near_edges(scores: np.ndarray, bins: int, typical: float, per_10k: float | None = None) -> np.ndarray:
+    """Whether each score should be rescored exactly so that a histogram of ``bins`` equal bins over the scores'
+    range (as ``np.histogram(scores, bins)`` bins them) stays within ``per_10k`` (default :data:`TARGET_PER_10K`)
+    counts per 10,000 of the exact
+    scores' histogram, each score being off by a random error of standard deviation ``typical``.
+
+    Scores within ``k * typical`` of an edge are rescored, ``k`` chosen per edge: the scores left cross it about
+    ``density * typical * g(k)`` times (``density`` from the two bins beside it, ``g(k) = E[(|Z| - k)+]`` for a
+    normal ``Z``), and a bin's count moves by about the square root of its two edges' crossings; ``k`` is the
+    smallest of :data:`_REACHES` that keeps :data:`_SIGMAS` such deviations within the allowed count. Edges in
+    the sparse tails and large stores need little; at the peak of a small store, many typical errors."""
+    from .codes_kernel import LOCK, bin_counts
+    from .codes_kernel import near_edges as kernel
+
+    mask = np.zeros(len(scores), np.bool_)
+    low, high = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 0.0)
+    if not high > low or not typical > 0:
+        return mask
+    scores = np.ascontiguousarray(scores, np.float32)
+    width = (high - low) / bins
+    counts = bin_counts(scores, low, width, bins).astype(np.float64)
+    beside = np.concatenate([[0.0], counts[:-1] + counts[1:], [0.0]])  # rows in the two bins around each edge
+    crossings = beside / (2 * width) * typical  # per unit of g(k)
+    per_10k = TARGET_PER_10K if per_10k is None else per_10k
+    allowed = (per_10k * len(scores) / 10_000 / _SIGMAS) ** 2 / 2  # crossings an edge may leave
+    needed = np.searchsorted(-_CROSSINGS, -(allowed / np.maximum(crossings, 1e-300)))
+    reach = _REACHES[np.minimum(needed, len(_REACHES) - 1)] * typical
+    with LOCK:
+        kernel(scores, low, width, reach, mask)
+    return mask
+
+
+def exact_float16(matrix: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Exact float32 scores of the float16 rows ``rows`` of ``matrix`` (unit length again, as
+    :meth:`~picsift.core.store.StoreSnapshot.vectors` gives them) with one unit ``query``, within the store's
+    ``sum_error`` of :meth:`~picsift.core.store.StoreSnapshot.exact`'s (another order of sums), read straight from
+    the memory map: about 5x less CPU than gathering and converting the rows first."""
+    from .codes_kernel import LOCK, float16_dots
+
+    rows = np.ascontiguousarray(rows, np.int64)
+    out = np.empty(len(rows), np.float32)
+    if len(rows):
+        with LOCK:
+            float16_dots(np.asarray(matrix).view(np.uint16), rows, np.ascontiguousarray(query, np.float32), out)
+    return out
 
 
 class CodesFile:

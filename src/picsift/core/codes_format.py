@@ -130,10 +130,11 @@ def encode_reference(vectors: np.ndarray, header: Header) -> np.ndarray:
 
 def encode(vectors: np.ndarray, header: Header) -> np.ndarray:
     """Rows of the codes file for float32 unit ``vectors``: ``(n, dim)`` int8, flagged rows starting with -128."""
-    from .codes_kernel import encode_rows  # numba compiles on first use: not when the store is only read
+    from .codes_kernel import LOCK, encode_rows  # numba compiles on first use: not when the store is only read
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     out = np.empty(vectors.shape, np.int8)
     if len(vectors):
-        encode_rows(vectors, header.centre, header.scale, header.residual_cap, header.norm_cap, out)
+        with LOCK:
+            encode_rows(vectors, header.centre, header.scale, header.residual_cap, header.norm_cap, out)
     return out

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image
 
+from ..core import store as core_store
 from ..core.catalog import content_id, looks_like_id
+from ..core.codes import exact_float16, near_edges
 from ..core.store import StoreSnapshot
 from ..embedding.decode import ImageDecodeError, decode_image, to_rgb
 from ..errors import NotIndexedError, PicsiftError, UnknownImageError
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 
 #: An image given as a query: an id in the library, a path, or a PIL image.
 ImageRef = str | os.PathLike[str] | Image.Image
+
+#: The bins ImageSet.histogram and the score range widget draw by default (over the scores' own range).
+HISTOGRAM_BINS = 50
 
 Combine = Literal["mean", "max"]
 COMBINE_CHOICES = ("mean", "max")
@@ -112,7 +117,9 @@ def exact_top(
     selected or of the threshold. Those few are rescored exactly, so the results, their order (ties in store
     order) and the scores shown are those of an exact search. So are the lowest and the highest score (the
     images within twice that of either end): a histogram's bins span them, and an end a little off would move
-    every edge, and bins at the distribution's peak by many counts.
+    every edge, and bins at the distribution's peak by many counts. From one-byte codes, so are the scores near an
+    edge of :data:`HISTOGRAM_BINS` bins over that range (:func:`~picsift.core.codes.near_edges`; one positive
+    query, no negatives), so the histogram's counts are those of the exact scores but for about one per 10,000.
     """
     terms = 1 + (negative_weight if negatives is not None and len(negatives) else 0)
     error = terms * (snapshot.coarse_error(len(scores)) + snapshot.sum_error)
@@ -129,6 +136,15 @@ def exact_top(
     refined = scores.copy()
     refined[band] = score_scope(snapshot, in_snapshot, positives, negatives, combine=combine,
                                 negative_weight=negative_weight, exact=True)
+    query = query_vectors(positives, combine)
+    if (snapshot.codes is not None and len(scores) >= core_store.CODES_FROM and snapshot.matrix.dtype == np.float16
+            and len(query) == 1 and (negatives is None or not len(negatives))):
+        # the histogram's bins: scores near an edge rescored exactly, as many as keep it within its target
+        near = near_edges(refined, HISTOGRAM_BINS, snapshot.codes.typical_error(query[0]))
+        near[band] = False  # exact already (and kept as the results' own exact path scored them)
+        at = np.flatnonzero(near)
+        refined[at] = exact_float16(snapshot.matrix, snapshot.rows[at if positions is None else positions[at]],
+                                    query[0])
     return refined
 
 
