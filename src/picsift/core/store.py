@@ -49,6 +49,12 @@ FLOAT16_SCAN_ERROR = 3 * 2.0**-11 + 2.0**-14
 #: rows: 1.6 ms on one thread vs 8-13 ms converting; on a busy machine, waking its second thread can add
 #: milliseconds to a call).
 SMALL_SCAN = 2048
+
+
+def float16_step(magnitude: float) -> float:
+    """The spacing of float16 numbers at ``magnitude`` (what rounding a score of that size to float16 may move it by
+    is half of it)."""
+    return float(np.spacing(np.float16(max(magnitude, 2.0**-14))))
 #: From this many rows on, a search's score distribution is scanned from the one-byte codes (:mod:`.codes`);
 #: below, the float16 scan is as quick and its error bound 5x tighter (fewer rows rescored exactly).
 CODES_FROM = 50_000

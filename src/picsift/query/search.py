@@ -119,7 +119,8 @@ def exact_top(
     images within twice that of either end): a histogram's bins span them, and an end a little off would move
     every edge, and bins at the distribution's peak by many counts. From one-byte codes, so are the scores near an
     edge of :data:`HISTOGRAM_BINS` bins over that range (:func:`~picsift.core.codes.near_edges`; one positive
-    query, no negatives), so the histogram's counts are those of the exact scores but for about one per 10,000.
+    query, no negatives), so the histogram's counts are those of the exact scores but for about one per 10,000;
+    and so they are from a float16 scan, which rounds each score to float16.
     """
     terms = 1 + (negative_weight if negatives is not None and len(negatives) else 0)
     error = terms * (snapshot.coarse_error(len(scores)) + snapshot.sum_error)
@@ -137,10 +138,13 @@ def exact_top(
     refined[band] = score_scope(snapshot, in_snapshot, positives, negatives, combine=combine,
                                 negative_weight=negative_weight, exact=True)
     query = query_vectors(positives, combine)
-    if (snapshot.codes is not None and len(scores) >= core_store.CODES_FROM and snapshot.matrix.dtype == np.float16
-            and len(query) == 1 and (negatives is None or not len(negatives))):
+    if snapshot.matrix.dtype == np.float16 and len(query) == 1 and (negatives is None or not len(negatives)):
         # the histogram's bins: scores near an edge rescored exactly, as many as keep it within its target
-        near = near_edges(refined, HISTOGRAM_BINS, snapshot.codes.typical_error(query[0]))
+        if snapshot.codes is not None and len(scores) >= core_store.CODES_FROM:
+            typical = snapshot.codes.typical_error(query[0])
+        else:  # torch's float16 scan rounds each score to float16: uniform over one step at its magnitude
+            typical = core_store.float16_step(float(np.abs(refined).max())) / np.sqrt(12)
+        near = near_edges(refined, HISTOGRAM_BINS, typical)
         near[band] = False  # exact already (and kept as the results' own exact path scored them)
         at = np.flatnonzero(near)
         refined[at] = exact_float16(snapshot.matrix, snapshot.rows[at if positions is None else positions[at]],
