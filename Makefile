@@ -35,8 +35,8 @@ chromium:
 demo: .venv/.installed $(STATIC)
 	$(PY) -m picsift demo --notebook notebooks/quickstart.ipynb --out demo-output
 
-# Two pytest-xdist workers, one per core: each gets whole modules (tests/conftest.py), the Ray and browser modules
-# share one, and the longest groups start first (bench/README.md, "The suite").
+# Two pytest-xdist workers, one per core: each gets whole modules (tests/conftest.py), the Ray modules share one,
+# and the longest groups start first (bench/README.md, "The suite").
 test: setup
 	$(PY) -m pytest -q -n 2
 

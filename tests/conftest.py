@@ -18,15 +18,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2` on two cores: one thr
 
 def worker_group(nodeid: str) -> str:
     """The tests that run one after another on one worker: a module's (its module-scoped fixtures, a JupyterLab, a
-    moto server, an embedded library, are made once), and every module that starts Ray clusters or drives a browser
-    together: two clusters of two nodes at once would starve each other on two cores, and a browser test beside a
-    Ray cluster waits on a machine it does not get."""
+    moto server, an embedded library, are made once), and every module that starts Ray clusters together (two
+    clusters of two nodes at once would starve each other on two cores)."""
     module = nodeid.split("::", 1)[0]
-    return "ray+browser" if "ray" in Path(module).stem.split("_") or "/e2e/" in module else module
+    return "ray" if "ray" in Path(module).stem.split("_") else module
 
 
 #: The longest groups start first (under ``pytest -n 2`` a long group started last would run alone at the end).
-FIRST = ("ray+browser", "tests/test_notebooks.py", "tests/test_crash_safety.py", "tests/test_offline_search.py")
+FIRST = ("ray", "tests/e2e/test_app_in_browser.py", "tests/test_notebooks.py", "tests/test_crash_safety.py",
+         "tests/e2e/test_serve_in_browser.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

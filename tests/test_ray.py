@@ -32,7 +32,6 @@ import pytest
 import picsift
 from picsift.core.catalog import content_id
 
-from . import fast_python
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 
@@ -301,9 +300,9 @@ def run_driver(cluster: Cluster, folder: Path, workspace: Path, spec: str, kill_
                decode_stage: bool = False) -> subprocess.CompletedProcess[str]:
     """An update over Ray in a driver process of its own; its report is in ``workspace.parent/report.json``."""
     report = workspace.parent / "report.json"
-    return fast_python.run([sys.executable, "-c", DRIVER, str(folder), str(workspace), spec, cluster.address,
-                            str(kill_after_commits), str(report), str(int(decode_stage))], capture_output=True,
-                           text=True, env=cluster.env, timeout=240)
+    return subprocess.run([sys.executable, "-c", DRIVER, str(folder), str(workspace), spec, cluster.address,
+                           str(kill_after_commits), str(report), str(int(decode_stage))], capture_output=True,
+                          text=True, env=cluster.env, timeout=240)
 
 
 def finish(driver: subprocess.CompletedProcess[str], workspace: Path) -> dict[str, object]:
@@ -343,10 +342,10 @@ def test_workers_that_cannot_see_the_folder_get_the_files_from_the_driver_and_em
         shutil.copy2(path, hidden / path.name)
 
     def update(workspace: str, *flags: str) -> subprocess.CompletedProcess[str]:
-        return fast_python.run([sys.executable, "-m", "picsift", "update", str(hidden), "--workspace",
-                                str(tmp_path / workspace), "--model", tiny_model, "--batch-size", "8", "--ray",
-                                cluster.address, "--json", *flags], capture_output=True, text=True, env=cluster.env,
-                               timeout=240)
+        return subprocess.run([sys.executable, "-m", "picsift", "update", str(hidden), "--workspace",
+                               str(tmp_path / workspace), "--model", tiny_model, "--batch-size", "8", "--ray",
+                               cluster.address, "--json", *flags], capture_output=True, text=True, env=cluster.env,
+                              timeout=240)
 
     # Without --ray-send-files: a clear error that says what to do, not files taken for deleted.
     shared = update("shared")
@@ -397,9 +396,9 @@ def test_a_lost_head_node_ends_the_update_with_a_clear_error_and_keeps_every_com
     workspace = tmp_path / "ws"
     # A cluster of its own (this one loses its head); slow actors, so the head goes while most batches are to do.
     with start_cluster(hide_a_folder=False, slow_embed_s=3) as doomed:
-        lost = fast_python.run([sys.executable, "-c", HEAD_KILLER, str(doomed.head), "update", str(source),
-                                "--workspace", str(workspace), "--model", tiny_model, "--batch-size", "4", "--ray",
-                                doomed.address], capture_output=True, text=True, env=doomed.env, timeout=180)
+        lost = subprocess.run([sys.executable, "-c", HEAD_KILLER, str(doomed.head), "update", str(source),
+                               "--workspace", str(workspace), "--model", tiny_model, "--batch-size", "4", "--ray",
+                               doomed.address], capture_output=True, text=True, env=doomed.env, timeout=180)
     # One line from picsift (not Ray's "Failed to connect to GCS" a minute later), exit status 1, no traceback.
     assert lost.returncode == 1, lost.stderr[-3000:]
     errors = [line for line in lost.stderr.splitlines() if line.startswith("picsift: error:")]
