@@ -62,7 +62,7 @@ def marimo_run(notebook: Path, timeout: float = 120) -> object:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "marimo", "run", str(notebook), "--headless", "--host", "127.0.0.1", "--port",
-             str(port), "--token-password", token, "--no-sandbox", "--no-skew-protection"],
+             str(port), f"--token-password={token}", "--no-sandbox", "--no-skew-protection"],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=notebook.parent)
     started: set[int] = {process.pid}
     try:

@@ -81,7 +81,7 @@ def served(shared_folder: Path, tiny_model: str, tmp_path_factory: pytest.TempPa
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "picsift", "serve", str(shared_folder), "--model", tiny_model, "--index", "exact",
-             "--no-browser", "--port", str(port), "--token", token, "--limit", "100"],
+             "--no-browser", "--port", str(port), f"--token={token}", "--limit", "100"],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
             # Ctrl-C reaches it as in a terminal even when pytest itself runs in the background (where a shell
             # starts jobs with SIGINT ignored, and a child inherits that)
