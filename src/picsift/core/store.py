@@ -50,11 +50,6 @@ FLOAT16_SCAN_ERROR = 3 * 2.0**-11 + 2.0**-14
 #: milliseconds to a call).
 SMALL_SCAN = 2048
 
-
-def float16_step(magnitude: float) -> float:
-    """The spacing of float16 numbers at ``magnitude`` (what rounding a score of that size to float16 may move it by
-    is half of it)."""
-    return float(np.spacing(np.float16(max(magnitude, 2.0**-14))))
 #: From this many rows on, a search's score distribution is scanned from the one-byte codes (:mod:`.codes`);
 #: below, the float16 scan is as quick and its error bound 5x tighter (fewer rows rescored exactly).
 CODES_FROM = 50_000
@@ -125,6 +120,15 @@ class StoreSnapshot:
     def coarse_error(self, count: int) -> float:
         """How far a score from :meth:`coarse_scan` over ``count`` rows may be from the exact one."""
         return self.codes.error if self.codes is not None and count >= CODES_FROM else self.scan_error
+
+    def coarse_typical_error(self, count: int, query: np.ndarray, largest: float) -> float:
+        """The standard deviation of a score's error from :meth:`coarse_scan` over ``count`` rows with one unit
+        ``query``, whose scores reach ``largest`` in magnitude: the codes' (each code's rounding), else the float16
+        scan's (torch rounds each score to float16: uniform over one float16 step at that magnitude)."""
+        if self.codes is not None and count >= CODES_FROM:
+            return self.codes.typical_error(query)
+        step = float(np.spacing(np.float16(max(largest, 2.0**-14))))
+        return step / np.sqrt(12)
 
     def vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         """float32 vectors at these positions (all when None).

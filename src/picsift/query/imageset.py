@@ -26,6 +26,9 @@ from ..errors import PicsiftError
 from .filters import Filter
 from .steps import ByHand, Combined, Recipe
 
+#: The bins a histogram of scores has by default (over the scores' own range), as the score range widget draws it.
+HISTOGRAM_BINS = 50
+
 
 class Owner(Protocol):
     """What an image set asks of the library that made it."""
@@ -152,13 +155,14 @@ class ImageSet:
         return self.df.copy()
 
     # -- scores -------------------------------------------------------------------------------------
-    def histogram(self, bins: int = 50, range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def histogram(self, bins: int = HISTOGRAM_BINS,
+                  range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Counts and bin edges of the scores of every image in scope."""
         if not len(self.scores):
             return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
         return np.histogram(self.scores, bins=bins, range=range)
 
-    def distribution(self, bins: int = 50) -> dict[str, Any]:
+    def distribution(self, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
         """Summary statistics and a histogram of all scores in scope, JSON-ready."""
         counts, edges = self.histogram(bins)
         stats: dict[str, Any] = {"count": len(self.scores)}

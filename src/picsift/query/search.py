@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image
 
-from ..core import store as core_store
 from ..core.catalog import content_id, looks_like_id
 from ..core.codes import exact_float16, near_edges
 from ..core.store import StoreSnapshot
@@ -31,7 +30,7 @@ from ..errors import NotIndexedError, PicsiftError, UnknownImageError
 from ..index.base import top_k
 from ..index.sync import wider_k
 from ..reading import read_file_bytes
-from .imageset import ImageSet
+from .imageset import HISTOGRAM_BINS, ImageSet
 from .object_search import ObjectScope
 from .options import SearchOptions
 from .region_search import RegionOwners, RegionScores, region_columns, score_regions
@@ -49,8 +48,6 @@ log = logging.getLogger(__name__)
 #: An image given as a query: an id in the library, a path, or a PIL image.
 ImageRef = str | os.PathLike[str] | Image.Image
 
-#: The bins ImageSet.histogram and the score range widget draw by default (over the scores' own range).
-HISTOGRAM_BINS = 50
 
 Combine = Literal["mean", "max"]
 COMBINE_CHOICES = ("mean", "max")
@@ -140,10 +137,7 @@ def exact_top(
     query = query_vectors(positives, combine)
     if snapshot.matrix.dtype == np.float16 and len(query) == 1 and (negatives is None or not len(negatives)):
         # the histogram's bins: scores near an edge rescored exactly, as many as keep it within its target
-        if snapshot.codes is not None and len(scores) >= core_store.CODES_FROM:
-            typical = snapshot.codes.typical_error(query[0])
-        else:  # torch's float16 scan rounds each score to float16: uniform over one step at its magnitude
-            typical = core_store.float16_step(float(np.abs(refined).max())) / np.sqrt(12)
+        typical = snapshot.coarse_typical_error(len(scores), query[0], float(np.abs(refined).max()))
         near = near_edges(refined, HISTOGRAM_BINS, typical)
         near[band] = False  # exact already (and kept as the results' own exact path scored them)
         at = np.flatnonzero(near)
