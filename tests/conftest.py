@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub download in tests
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2` on two cores: one thread per worker, or the workers'
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # (and their kernels' and servers') thread pools fight
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each, or the
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # workers' (and their kernels' and servers') thread pools fight
 
 
 def worker_group(nodeid: str) -> str:
@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 if importlib.util.find_spec("xdist"):
     def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-        """Under ``pytest -n 2`` (pytest-xdist) each worker gets whole groups (:func:`worker_group`)."""
+        """`make test` runs two pytest-xdist workers; each gets whole groups (:func:`worker_group`)."""
         from xdist.scheduler import LoadScopeScheduling
 
         config.option.loadscopereorder = False  # keep FIRST's order, not the groups' sizes
