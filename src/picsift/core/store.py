@@ -121,14 +121,14 @@ class StoreSnapshot:
         """How far a score from :meth:`coarse_scan` over ``count`` rows may be from the exact one."""
         return self.codes.error if self.codes is not None and count >= CODES_FROM else self.scan_error
 
-    def coarse_typical_error(self, count: int, query: np.ndarray, largest: float) -> float:
-        """The standard deviation of a score's error from :meth:`coarse_scan` over ``count`` rows with one unit
-        ``query``, whose scores reach ``largest`` in magnitude: the codes' (each code's rounding), else the float16
-        scan's (torch rounds each score to float16: uniform over one float16 step at that magnitude)."""
-        if self.codes is not None and count >= CODES_FROM:
+    def coarse_typical_error(self, query: np.ndarray, scores: np.ndarray) -> float:
+        """The standard deviation of a score's error in ``scores``, a :meth:`coarse_scan` with one unit ``query``:
+        the codes' (each code's rounding), else the float16 scan's (torch rounds each score to float16: uniform over
+        one float16 step at the largest magnitude)."""
+        if self.codes is not None and len(scores) >= CODES_FROM:
             return self.codes.typical_error(query)
-        step = float(np.spacing(np.float16(max(largest, 2.0**-14))))
-        return step / np.sqrt(12)
+        largest = float(np.abs(scores).max()) if len(scores) else 0.0
+        return float(np.spacing(np.float16(max(largest, 2.0**-14)))) / np.sqrt(12)
 
     def vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         """float32 vectors at these positions (all when None).

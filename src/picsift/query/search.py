@@ -137,8 +137,7 @@ def exact_top(
     query = query_vectors(positives, combine)
     if snapshot.matrix.dtype == np.float16 and len(query) == 1 and (negatives is None or not len(negatives)):
         # the histogram's bins: scores near an edge rescored exactly, as many as keep it within its target
-        typical = snapshot.coarse_typical_error(len(scores), query[0], float(np.abs(refined).max()))
-        near = near_edges(refined, HISTOGRAM_BINS, typical)
+        near = near_edges(refined, HISTOGRAM_BINS, snapshot.coarse_typical_error(query[0], refined))
         near[band] = False  # exact already (and kept as the results' own exact path scored them)
         at = np.flatnonzero(near)
         refined[at] = exact_float16(snapshot.matrix, snapshot.rows[at if positions is None else positions[at]],
