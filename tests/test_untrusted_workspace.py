@@ -267,6 +267,24 @@ def test_malformed_qdrant_edge_settings_rebuild_the_index(
         assert len(library.index) == 12  # rebuilt, and usable the next time without a rebuild
 
 
+def test_a_planted_file_larger_than_the_free_disk_in_the_qdrant_edge_index_is_rebuilt_not_refused(
+    library_copy: Path, tiny_model: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sparse file takes no disk but claims any size: counted as the index's mapped files, it made the update
+    refuse with "the disk is full" on any disk with less free space than it claims (CI had 9.4 GiB free against
+    five planted 2 GiB files). The engine never leaves more than one chunk of a file unwritten, so such a file is
+    not the engine's: the index is rebuilt."""
+    folder = model_folder(library_copy, tiny_model) / "qdrant-edge"
+    chunk = next(folder.glob("segments/*/vector_storage/vectors/chunk_0.mmap"))
+    with open(chunk, "r+b") as f:
+        f.truncate(shutil.disk_usage(folder).free + 2**30)
+    result = exercise(library_copy, tiny_model, "qdrant-edge")
+    assert result["hits"] == 5 and result["embedded"] == 12 and "rebuilding it from the embedding store" in caplog.text
+    assert "never written" in caplog.text
+    with picsift.Library(library_copy, model=tiny_model, index="qdrant-edge") as library:
+        assert len(library.index) == 12 and len(library.search("a photo of an animal", limit=5)) == 5
+
+
 # -- the catalog itself ------------------------------------------------------------------------------------------
 def test_a_catalog_that_is_a_link_is_refused_with_a_clear_error(library_copy: Path, tiny_model: str,
                                                                   victim: Path) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Collection, Iterator, Sequence
@@ -183,11 +184,11 @@ class QdrantEdgeIndex(VectorIndex):
             self._handle.release()
             self._handle = None
 
-    def _check_room(self, writes: int = 0) -> None:
+    def _check_room(self, writes: int = 0, *, new: bool = False) -> None:
         """Refuse (:class:`NoRoomForIndexError`) when the disk lacks room for the shard's mapped files: their
-        unallocated (sparse) part (a new shard: one chunk of each), plus ``writes`` bytes about to be written."""
+        unallocated (sparse) part (a ``new`` shard: one chunk of each), plus ``writes`` bytes about to be written."""
         files = [p for p in self._folder.rglob("*") if p.is_file() and not p.is_symlink()] \
-            if self._folder.is_dir() else []
+            if self._folder.is_dir() and not new else []
         stats = [p.stat() for p in files]
         sparse = sum(max(0, s.st_size - 512 * s.st_blocks) for s in stats) if stats else _CHUNKS * _CHUNK
         needed = sparse + writes
@@ -196,20 +197,33 @@ class QdrantEdgeIndex(VectorIndex):
             raise NoRoomForIndexError(f"the disk holding the qdrant-edge index {self._folder} has {free / 2**20:.0f} "
                                       f"MiB free; the index needs {needed / 2**20:.0f} MiB for the files it maps")
 
+    def _unwritten_problem(self) -> str | None:
+        """Why the shard holds a file the engine cannot have made, or None: the engine grows its mapped files one
+        chunk at a time, so no file of its own leaves more than a chunk unwritten (sparse); a larger hole is a file
+        planted there, which would make the room check ask for disk the index never uses."""
+        for path in self._folder.rglob("*"):
+            info = path.lstat()
+            hole = info.st_size - 512 * info.st_blocks
+            if stat.S_ISREG(info.st_mode) and hole > 2 * _CHUNK:
+                return f"{path} has {hole / 2**20:.0f} MiB never written; the engine's files leave at most one " \
+                       f"{_CHUNK // 2**20} MiB chunk unwritten"
+        return None
+
     def _load(self) -> Any:
-        self._check_room()
         files = WorkspaceFiles(self._folder.parent)
         name = self._folder.name
         if files.exists(name) and not files.is_folder(name):
             files.remove(name)  # a link or a file where the shard's folder belongs: never followed
         if not files.exists(f"{name}/segments"):
+            self._check_room(new=True)
             files.make_folder(name)
             files.write_json(f"{name}/picsift.json", {"dim": self.dim, "datatype": self.datatype})
             return qe.EdgeShard.create(str(self._folder), self._config)
         # The engine opens its files by name: hand it only a folder of real folders and single-link regular files.
-        problem = files.tree_problem(name)
+        problem = files.tree_problem(name) or self._unwritten_problem()
         if problem is not None:
             raise UnreadableIndexError(f"qdrant-edge index at {self._folder} cannot be used ({problem})")
+        self._check_room()
         try:
             saved = self._settings(files.read_json(f"{name}/picsift.json", SMALL_LIMIT + 64 * self.dim))
             shard = qe.EdgeShard.load(str(self._folder))
