@@ -88,15 +88,16 @@ HEAD_KILLER = textwrap.dedent(
 
 # On the nodes that have it: while the file $PICSIFT_TEST_KILL_MARK exists, the first embedding actor call to
 # find it deletes it and SIGKILLs its own process after computing its batch (before returning it to Ray); with
-# $PICSIFT_TEST_SLOW_EMBED_S, every embedding actor call first sleeps that long; with $PICSIFT_TEST_FORGE, every
-# embedding actor call returns forged results, as a hostile node of the cluster could (see forge_results).
+# $PICSIFT_TEST_SLOW_EMBED_S, every embedding actor call first sleeps that long; while the file
+# $PICSIFT_TEST_FORGE_MARK exists, every embedding actor call returns forged results, as a hostile node of the
+# cluster could (see forge_results).
 WORKER_HOOK = textwrap.dedent(
     """
     import importlib.abc, importlib.machinery, os, signal, sys, time
 
     MARK = os.environ.get("PICSIFT_TEST_KILL_MARK", "")
     SLOW = float(os.environ.get("PICSIFT_TEST_SLOW_EMBED_S", "0"))
-    FORGE = os.environ.get("PICSIFT_TEST_FORGE", "")
+    FORGE_MARK = os.environ.get("PICSIFT_TEST_FORGE_MARK", "")
 
 
     def forge_results(result):
@@ -130,7 +131,7 @@ WORKER_HOOK = textwrap.dedent(
                 def call(actor, batch):
                     time.sleep(SLOW)
                     result = real_call(actor, batch)
-                    if FORGE:
+                    if FORGE_MARK and os.path.exists(FORGE_MARK):
                         return forge_results(result)
                     try:
                         os.unlink(MARK)
@@ -154,6 +155,7 @@ class Cluster:
     address: str
     env: dict[str, str]
     kill_mark: Path  # see WORKER_HOOK
+    forge_mark: Path  # see WORKER_HOOK
     hidden: Path | None  # a folder the second node sees empty (a tmpfs over it in its mount namespace)
     head: int  # the head node's process group: its `ray start --block` process, the GCS, raylet and workers
 
@@ -190,18 +192,18 @@ def _stop(node: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def start_cluster(*, hide_a_folder: bool, slow_embed_s: float = 0, forge: bool = False) -> Iterator[Cluster]:
+def start_cluster(*, hide_a_folder: bool, slow_embed_s: float = 0) -> Iterator[Cluster]:
     """A real two-node Ray cluster on loopback, one CPU per node, stopped (only its own processes) at the end.
 
     ``hide_a_folder``: the second node runs in a mount namespace of its own, see :attr:`Cluster.hidden`;
-    ``slow_embed_s``: each embedding actor call on either node first sleeps that long; ``forge``: returns forged
-    results (see WORKER_HOOK). A node that does not register within Ray's fixed 30 s (a machine loaded by other
-    work) fails to start: up to three tries, each with new nodes.
+    ``slow_embed_s``: each embedding actor call on either node first sleeps that long; see WORKER_HOOK for the
+    marks that make a node's actors die or forge their results. A node that does not register within Ray's fixed
+    30 s (a machine loaded by other work) fails to start: up to three tries, each with new nodes.
     """
     for attempt in range(3):
         stack = contextlib.ExitStack()
         try:
-            cluster = stack.enter_context(_start_cluster_once(hide_a_folder, slow_embed_s, forge))
+            cluster = stack.enter_context(_start_cluster_once(hide_a_folder, slow_embed_s))
         except AssertionError as e:
             if ("Ray node" not in str(e) and "timed out during startup" not in str(e)) or attempt == 2:
                 raise
@@ -212,7 +214,7 @@ def start_cluster(*, hide_a_folder: bool, slow_embed_s: float = 0, forge: bool =
 
 
 @contextlib.contextmanager
-def _start_cluster_once(hide_a_folder: bool, slow_embed_s: float, forge: bool) -> Iterator[Cluster]:
+def _start_cluster_once(hide_a_folder: bool, slow_embed_s: float) -> Iterator[Cluster]:
     temp = Path(tempfile.mkdtemp(prefix="psr", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
     address = f"127.0.0.1:{port}"
@@ -227,11 +229,10 @@ def _start_cluster_once(hide_a_folder: bool, slow_embed_s: float, forge: bool) -
                RAY_raylet_start_wait_time_s="120")
     (temp / "hook").mkdir()
     (temp / "hook" / "sitecustomize.py").write_text(WORKER_HOOK)
-    hooked = dict(env, PYTHONPATH=os.pathsep.join([str(temp / "hook"), env["PYTHONPATH"]]))
-    if forge:
-        hooked["PICSIFT_TEST_FORGE"] = "1"
-    head = dict(hooked, PICSIFT_TEST_SLOW_EMBED_S=str(slow_embed_s)) if slow_embed_s or forge else env
-    second = dict(hooked, PICSIFT_TEST_KILL_MARK=str(temp / "kill-mark"), PICSIFT_TEST_SLOW_EMBED_S=str(slow_embed_s))
+    hooked = dict(env, PYTHONPATH=os.pathsep.join([str(temp / "hook"), env["PYTHONPATH"]]),
+                  PICSIFT_TEST_FORGE_MARK=str(temp / "forge-mark"), PICSIFT_TEST_SLOW_EMBED_S=str(slow_embed_s))
+    head = hooked
+    second = dict(hooked, PICSIFT_TEST_KILL_MARK=str(temp / "kill-mark"))
     # Every node's address is loopback's. (Ray 2.60 still binds its GCS and raylet gRPC servers to every
     # interface, and resolves 127.0.0.1 to the machine's address for what it advertises: see SECURITY.md.)
     common = ["--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
@@ -255,7 +256,7 @@ def _start_cluster_once(hide_a_folder: bool, slow_embed_s: float, forge: bool) -
                 assert nodes[i].poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, f"Ray node {i} did not come up in 180 s"
                 time.sleep(0.5)
-        yield Cluster(address, env, temp / "kill-mark", hidden, nodes[0].pid)
+        yield Cluster(address, env, temp / "kill-mark", temp / "forge-mark", hidden, nodes[0].pid)
     finally:
         for node in reversed(nodes):
             _stop(node)
@@ -432,13 +433,16 @@ def test_a_lost_head_node_ends_the_update_with_a_clear_error_and_keeps_every_com
 
 
 def test_results_a_hostile_node_forges_are_skipped_and_reported_never_used(
-    source: Path, tiny_model: str, reference: dict[str, np.ndarray], tmp_path: Path
+    cluster: Cluster, source: Path, tiny_model: str, reference: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
     """Every node of the cluster is trusted with the images, not with naming files or ids: a forged path, id or
     vector is skipped with a warning, and the next update reads those files again."""
     workspace = tmp_path / "ws"
-    with start_cluster(hide_a_folder=False, forge=True) as forging:
-        driver = run_driver(forging, source, workspace, tiny_model)
+    cluster.forge_mark.touch()  # both nodes forge while it exists
+    try:
+        driver = run_driver(cluster, source, workspace, tiny_model)
+    finally:
+        cluster.forge_mark.unlink()
     finish(driver, workspace)
     assert "a Ray worker returned '/home/victim/planted' as the content id of" in driver.stderr
     assert "a result for '/etc/passwd', a path the driver did not ask for" in driver.stderr
