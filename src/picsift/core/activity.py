@@ -58,28 +58,53 @@ def announce_update(workspace: Path) -> Iterator[ProgressWriter]:
         lock.release()
 
 
+def _held(files: WorkspaceFiles) -> bool:
+    """Whether a process holds the running update's lock (``filelock``'s ``flock``). Probed with ``flock`` itself
+    (every search asks: ``FileLock``'s acquire and release cost about 0.2 ms more); where ``flock`` is not
+    supported, by ``filelock``, which then falls back to a lock of its own."""
+    import fcntl
+
+    try:
+        handle, _ = files.open_read(RUNNING_LOCK)
+    except OSError:  # cannot even open the lock file (or it is planted): nobody can be updating through it
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return _held_by_filelock(files)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def _held_by_filelock(files: WorkspaceFiles) -> bool:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(files.path(RUNNING_LOCK)), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    lock.release()
+    return False
+
+
 def running_update(workspace: Path) -> dict[str, Any] | None:
     """The update running in ``workspace`` (any process): ``{pid, started, done, total}``, or None.
 
     ``total`` is None while the update still scans the folder, then the number of files to read.
     """
-    from filelock import FileLock, Timeout
-
     files = WorkspaceFiles(workspace)
     info = files.lstat(RUNNING_LOCK)
     if info is None:  # no update ever ran here (and a read-only workspace stays untouched)
         return None
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # planted: nobody can be updating through it
         return None
-    lock = FileLock(str(files.path(RUNNING_LOCK)), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        pass
-    except OSError:  # cannot even open the lock file: nobody can be updating through it
-        return None
-    else:
-        lock.release()
+    if not _held(files):
         return None
     idle = {"pid": None, "started": None, "done": 0, "total": None}
     try:

@@ -38,6 +38,7 @@ import math
 import shutil
 import stat
 import tempfile
+import threading
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -151,6 +152,7 @@ class QdrantEdgeIndex(VectorIndex):
         self._scale = 0.0
         self._shard: Any = None
         self._handle: FileLock | None = None
+        self._lock = threading.RLock()  # see _open
         self._dirty = False
         with self._open():
             pass
@@ -158,15 +160,30 @@ class QdrantEdgeIndex(VectorIndex):
     # -- the shard's one handle -----------------------------------------------------------------------
     @contextmanager
     def _open(self) -> Iterator[Any]:
-        with folder_lock(self._folder):
-            if self._shard is None:
-                self._hold()
-                try:
-                    self._shard = self._load()
-                except BaseException:
-                    self._let_go()
-                    raise
-            yield self._shard
+        """The open shard, for one operation at a time in this process.
+
+        Opening it takes the folder's lock (another process may be saving or removing the folder) and
+        ``<shard>.open.lock``, held until :meth:`release`: while it is held no other process can open the shard, so
+        an operation on the open shard needs only this object's thread lock (the folder's file lock, about 0.5 ms
+        a call, was taken around every search). Both are taken in one order, the folder's first."""
+        if self._shard is None:
+            with folder_lock(self._folder), self._lock:
+                if self._shard is None:
+                    self._hold()
+                    try:
+                        self._shard = self._load()
+                    except BaseException:
+                        self._let_go()
+                        raise
+                yield self._shard
+            return
+        with self._lock:
+            shard = self._shard
+            if shard is not None:
+                yield shard
+                return
+        with self._open() as shard:  # released by another thread in between: open it again
+            yield shard
 
     def _hold(self) -> None:
         """Take ``<shard>.open.lock``, held while this object has the shard open: the engine keeps no lock of its
@@ -278,7 +295,7 @@ class QdrantEdgeIndex(VectorIndex):
 
     def release(self) -> None:
         """Close the shard (flushing it) so another process can open it; the next call reopens it."""
-        with folder_lock(self._folder):
+        with folder_lock(self._folder), self._lock:
             if self._shard is not None:
                 self._shard.flush()
                 self._shard.close()
