@@ -32,6 +32,7 @@ import pytest
 import picsift
 from picsift.core.catalog import content_id
 
+from . import fast_python
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 
@@ -301,7 +302,7 @@ def run_driver(cluster: Cluster, folder: Path, workspace: Path, spec: str, kill_
                decode_stage: bool = False) -> subprocess.CompletedProcess[str]:
     """An update over Ray in a driver process of its own; its report is in ``workspace.parent/report.json``."""
     report = workspace.parent / "report.json"
-    return subprocess.run([sys.executable, "-c", DRIVER, str(folder), str(workspace), spec, cluster.address,
+    return fast_python.run([sys.executable, "-c", DRIVER, str(folder), str(workspace), spec, cluster.address,
                            str(kill_after_commits), str(report), str(int(decode_stage))], capture_output=True,
                           text=True, env=cluster.env, timeout=240)
 
@@ -343,7 +344,7 @@ def test_workers_that_cannot_see_the_folder_get_the_files_from_the_driver_and_em
         shutil.copy2(path, hidden / path.name)
 
     def update(workspace: str, *flags: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "picsift", "update", str(hidden), "--workspace",
+        return fast_python.run([sys.executable, "-m", "picsift", "update", str(hidden), "--workspace",
                                str(tmp_path / workspace), "--model", tiny_model, "--batch-size", "8", "--ray",
                                cluster.address, "--json", *flags], capture_output=True, text=True, env=cluster.env,
                               timeout=240)

@@ -19,6 +19,7 @@ import pytest
 
 import picsift
 
+from . import fast_python
 from .kill import KILL_AFTER
 from .test_formats import make_coco
 from .test_ray import Cluster, can_mount_a_tmpfs
@@ -86,7 +87,7 @@ def local_reference(root: Path, workspace: Path, spec: str) -> dict[str, np.ndar
 
 def run_driver(cluster: Cluster, root: Path, workspace: Path, spec: str, *, kill_after_commits: int = 0,
                send_files: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", DRIVER, str(root), str(workspace), spec, cluster.address,
+    return fast_python.run([sys.executable, "-c", DRIVER, str(root), str(workspace), spec, cluster.address,
                            str(kill_after_commits), str(workspace.parent / "report.json"), str(int(send_files))],
                           capture_output=True, text=True, env=cluster.env, timeout=300)
 

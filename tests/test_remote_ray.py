@@ -17,7 +17,7 @@ import pytest
 import picsift
 from picsift.core.catalog import content_id
 
-from . import test_remote
+from . import fast_python, test_remote
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 from .test_ray import Cluster
@@ -65,7 +65,7 @@ def cluster(ray_cluster: Cluster) -> Cluster:
 def run_driver(cluster: Cluster, url: str, endpoint: str, workspace: Path, spec: str, *, kill_after_commits: int = 0,
                change: tuple[str, Path] | None = None) -> subprocess.CompletedProcess[str]:
     key, data = change or ("", Path())
-    return subprocess.run([sys.executable, "-c", DRIVER, url, endpoint, str(workspace), spec, cluster.address,
+    return fast_python.run([sys.executable, "-c", DRIVER, url, endpoint, str(workspace), spec, cluster.address,
                            str(kill_after_commits), str(workspace.parent / "report.json"), key, str(data)],
                           capture_output=True, text=True, env=dict(cluster.env, PICSIFT_TEST_SECRET=SECRET),
                           timeout=300)
