@@ -173,6 +173,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: what `ray start` prints once its node runs and is registered with the cluster
+STARTED = b"Ray runtime started."
+
+
 def _node_count(address: str, env: dict[str, str]) -> int:
     status = subprocess.run([str(RAY), "status", f"--address={address}"], capture_output=True, text=True, env=env,
                             timeout=60)
@@ -251,12 +255,19 @@ def _start_cluster_once(hide_a_folder: bool, slow_embed_s: float) -> Iterator[Cl
             with open(log, "wb") as out:
                 nodes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=node_env,
                                               start_new_session=True))
-            # The head must answer `ray status` (its port opens earlier) before a second node can join it.
+            # `ray start` prints "Ray runtime started." once its node is up and registered (the head's control store
+            # answers before a second node may join). Polling `ray status` instead (a fresh interpreter importing
+            # Ray, about 3 CPU s a call, up to 45 s while the head is not up) took 28-32 CPU s a cluster.
             deadline = time.monotonic() + 180
-            while _node_count(address, env) < i + 1:
+            while STARTED not in log.read_bytes():
                 assert nodes[i].poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, f"Ray node {i} did not come up in 180 s"
-                time.sleep(0.5)
+                time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while _node_count(address, env) < len(nodes):  # the cluster says so too
+            assert all(node.poll() is None for node in nodes), (temp / "node1.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the Ray cluster did not list both nodes in 60 s"
+            time.sleep(0.5)
         yield Cluster(address, env, temp / "kill-mark", temp / "forge-mark", hidden, nodes[0].pid)
     finally:
         for node in reversed(nodes):
