@@ -100,13 +100,18 @@ class GcsWatch:
             return False
 
         def pump() -> None:
+            gone = False
             try:
                 if all(hand("batch", batch) for batch in batches):
                     hand("end")
             except BaseException as e:  # handed to the consumer, which raises it
+                # An error with the control store unreachable is the cluster's loss (the consumer disconnects
+                # then): stopping the executor would wait on the lost cluster, and Ray ends a process that is
+                # still in a Ray call when it disconnects, before the update's error is printed.
+                gone = self.enabled and not self.reachable()
                 hand("error", e)
             finally:  # Ray Data's executor stops here, on this thread, before the consumer may disconnect
-                if not self.lost:  # after a loss there is no cluster left to stop it on
+                if not (self.lost or gone):  # after a loss there is no cluster left to stop it on
                     getattr(batches, "close", lambda: None)()
 
         puller = threading.Thread(target=pump, name="picsift-ray-results", daemon=True)
