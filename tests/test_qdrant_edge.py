@@ -4,6 +4,7 @@ one process at a time, and a Library searching through it."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -204,3 +205,33 @@ def test_a_library_on_qdrant_edge_finds_what_exact_search_finds(
         assert len(busy) == 1
     with picsift.Library(image_folder, model=tiny_model) as lib:  # reopened from the workspace
         assert lib.search("food on a plate", limit=10, distribution=False).ids.tolist() == exact.ids.tolist()
+
+
+def test_holes_are_counted_from_the_file_system_not_from_its_allocated_size(tmp_path: Path) -> None:
+    """A shard file with a hole of more than two chunks is called planted (and the index rebuilt): the holes are
+    asked of the file system (SEEK_HOLE), because on a compressing one (ZFS, btrfs) an engine file takes less
+    disk than its size without having any hole, and must not be rebuilt at every open."""
+    from picsift.index.qdrant_edge import _hole_bytes
+
+    path = tmp_path / "file"
+    with open(path, "wb") as f:
+        f.truncate(3 * 2**30)
+    with open(path, "r+b") as f:
+        f.seek(2**30)
+        f.write(b"x" * 4096)
+        f.seek(3 * 2**30 - 10)
+        f.write(b"x" * 10)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        holes = _hole_bytes(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    if holes == 0:
+        pytest.skip("this file system does not report holes")
+    assert 3 * 2**30 - 2 * 2**20 < holes < 3 * 2**30  # all but the two written blocks
+    path.write_bytes(os.urandom(2**20))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert _hole_bytes(fd, 2**20) == 0
+    finally:
+        os.close(fd)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import stat
 import tempfile
@@ -87,6 +88,28 @@ def point_id(image_id: str) -> str:
 
 def image_id(point: Any) -> str:
     return point.hex if isinstance(point, uuid.UUID) else uuid.UUID(str(point)).hex
+
+
+def _hole_bytes(fd: int, size: int, most: int = 10_000) -> int:
+    """Bytes of the file's holes (never written, no disk behind them), from ``SEEK_HOLE`` and ``SEEK_DATA``: 0 where
+    the file system cannot tell (it then reports one hole, at the end), and counting at most ``most`` holes."""
+    holes = offset = 0
+    for _ in range(most):
+        if offset >= size:
+            break
+        try:
+            start = os.lseek(fd, offset, os.SEEK_HOLE)
+        except OSError:  # not supported here (or the file shrank)
+            return holes
+        if start >= size:
+            break
+        try:
+            end = os.lseek(fd, start, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after it, a hole to the end
+            end = size
+        holes += end - start
+        offset = end
+    return holes
 
 
 class QdrantEdgeIndex(VectorIndex):
@@ -217,11 +240,19 @@ class QdrantEdgeIndex(VectorIndex):
     def _unwritten_problem(self) -> str | None:
         """Why the shard holds a file the engine cannot have made, or None: the engine grows its mapped files one
         chunk at a time, so no file of its own leaves more than a chunk unwritten (sparse); a larger hole is a file
-        planted there, which would make the room check ask for disk the index never uses."""
+        planted there, which would make the room check ask for disk the index never uses.
+
+        A file that takes less disk than its size is looked at hole by hole (``SEEK_HOLE``): on a compressing
+        file system (ZFS, btrfs) an engine file takes less disk than its size without any hole."""
+        files = WorkspaceFiles(self._folder)
         for path in self._folder.rglob("*"):
             info = path.lstat()
-            hole = info.st_size - 512 * info.st_blocks
-            if stat.S_ISREG(info.st_mode) and hole > 2 * _CHUNK:
+            if not stat.S_ISREG(info.st_mode) or info.st_size - 512 * info.st_blocks <= 2 * _CHUNK:
+                continue
+            handle, _ = files.open_read(path.relative_to(self._folder))
+            with handle:
+                hole = _hole_bytes(handle.fileno(), info.st_size)
+            if hole > 2 * _CHUNK:
                 return f"{path} has {hole / 2**20:.0f} MiB never written; the engine's files leave at most one " \
                        f"{_CHUNK // 2**20} MiB chunk unwritten"
         return None
