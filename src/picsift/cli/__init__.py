@@ -212,7 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "opens_library", True):
             return int(args.handler(args))
         with _open(args) as library, workspace_space(library.workspace, "try again"):
-            return int(args.handler(library, args))
+            try:
+                return int(args.handler(library, args))
+            except PicsiftError as e:
+                from ..core.update import RemoteStopped
+
+                if args.debug or not isinstance(e, RemoteStopped):
+                    raise
+                # Said before the library closes: after a lost Ray cluster, Ray can end this process while it
+                # cleans up (its own exit, status 1), and the one line must be out by then.
+                say(f"picsift: error: {e}", file=sys.stderr, flush=True)
+                return 1
     except KeyboardInterrupt:
         say("picsift: interrupted", file=sys.stderr)
         return 130
