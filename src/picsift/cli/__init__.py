@@ -215,9 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 return int(args.handler(library, args))
             except PicsiftError as e:
-                from ..core.update import RemoteStopped
-
-                if args.debug or not isinstance(e, RemoteStopped):
+                if args.debug:
                     raise
                 # Said before the library closes: after a lost Ray cluster, Ray can end this process while it
                 # cleans up (its own exit, status 1), and the one line must be out by then.
