@@ -10,7 +10,6 @@ the running lock can at worst delay the updater's own acquisition of it, which w
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -64,9 +63,9 @@ def _held(files: WorkspaceFiles) -> bool:
     supported, by ``filelock``, which then falls back to a lock of its own."""
     import fcntl
 
-    try:
+    try:  # opened for reading only: a workspace where no update ever ran stays untouched
         handle, _ = files.open_read(RUNNING_LOCK)
-    except OSError:  # cannot even open the lock file (or it is planted): nobody can be updating through it
+    except OSError:  # no lock file, or one that cannot be opened or is planted: nobody can be updating through it
         return False
     with handle:
         try:
@@ -99,11 +98,6 @@ def running_update(workspace: Path) -> dict[str, Any] | None:
     ``total`` is None while the update still scans the folder, then the number of files to read.
     """
     files = WorkspaceFiles(workspace)
-    info = files.lstat(RUNNING_LOCK)
-    if info is None:  # no update ever ran here (and a read-only workspace stays untouched)
-        return None
-    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # planted: nobody can be updating through it
-        return None
     if not _held(files):
         return None
     idle = {"pid": None, "started": None, "done": 0, "total": None}
