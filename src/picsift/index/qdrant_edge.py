@@ -189,24 +189,20 @@ class QdrantEdgeIndex(VectorIndex):
         ``<shard>.open.lock``, held until :meth:`release`: while it is held no other process can open the shard, so
         an operation on the open shard needs only this object's thread lock (the folder's file lock, about 0.5 ms
         a call, was taken around every search). Both are taken in one order, the folder's first."""
-        if self._shard is None:
-            with folder_lock(self._folder), self._lock:
-                if self._shard is None:
-                    self._hold()
-                    try:
-                        self._shard = self._load()
-                    except BaseException:
-                        self._let_go()
-                        raise
-                yield self._shard
-            return
         with self._lock:
             shard = self._shard
             if shard is not None:
                 yield shard
                 return
-        with self._open() as shard:  # released by another thread in between: open it again
-            yield shard
+        with folder_lock(self._folder), self._lock:
+            if self._shard is None:
+                self._hold()
+                try:
+                    self._shard = self._load()
+                except BaseException:
+                    self._let_go()
+                    raise
+            yield self._shard
 
     def _hold(self) -> None:
         """Take ``<shard>.open.lock``, held while this object has the shard open: the engine keeps no lock of its
@@ -224,12 +220,17 @@ class QdrantEdgeIndex(VectorIndex):
             self._handle.release()
             self._handle = None
 
-    def _check_room(self, writes: int = 0, *, new: bool = False) -> None:
-        """Refuse (:class:`NoRoomForIndexError`) when the disk lacks room for the shard's mapped files: their
-        unallocated (sparse) part (a ``new`` shard: one chunk of each), plus ``writes`` bytes about to be written."""
-        files = [p for p in self._folder.rglob("*") if p.is_file() and not p.is_symlink()] \
-            if self._folder.is_dir() and not new else []
-        stats = [p.stat() for p in files]
+    def _files(self) -> list[tuple[Path, os.stat_result]]:
+        """The shard's regular files (links are not followed) with their ``lstat``."""
+        found = [(path, path.lstat()) for path in self._folder.rglob("*")] if self._folder.is_dir() else []
+        return [(path, info) for path, info in found if stat.S_ISREG(info.st_mode)]
+
+    def _check_room(self, writes: int = 0, *, new: bool = False,
+                    files: list[tuple[Path, os.stat_result]] | None = None) -> None:
+        """Refuse (:class:`NoRoomForIndexError`) when the disk lacks room for the shard's mapped files (``files``,
+        else :meth:`_files`): their unallocated (sparse) part (a ``new`` shard: one chunk of each), plus ``writes``
+        bytes about to be written."""
+        stats = [] if new else [info for _, info in (self._files() if files is None else files)]
         sparse = sum(max(0, s.st_size - 512 * s.st_blocks) for s in stats) if stats else _CHUNKS * _CHUNK
         needed = sparse + writes
         free = shutil.disk_usage(self._folder if self._folder.is_dir() else self._folder.parent).free
@@ -237,19 +238,18 @@ class QdrantEdgeIndex(VectorIndex):
             raise NoRoomForIndexError(f"the disk holding the qdrant-edge index {self._folder} has {free / 2**20:.0f} "
                                       f"MiB free; the index needs {needed / 2**20:.0f} MiB for the files it maps")
 
-    def _unwritten_problem(self) -> str | None:
+    def _unwritten_problem(self, files: list[tuple[Path, os.stat_result]]) -> str | None:
         """Why the shard holds a file the engine cannot have made, or None: the engine grows its mapped files one
         chunk at a time, so no file of its own leaves more than a chunk unwritten (sparse); a larger hole is a file
         planted there, which would make the room check ask for disk the index never uses.
 
         A file that takes less disk than its size is looked at hole by hole (``SEEK_HOLE``): on a compressing
         file system (ZFS, btrfs) an engine file takes less disk than its size without any hole."""
-        files = WorkspaceFiles(self._folder)
-        for path in self._folder.rglob("*"):
-            info = path.lstat()
-            if not stat.S_ISREG(info.st_mode) or info.st_size - 512 * info.st_blocks <= 2 * _CHUNK:
+        folder = WorkspaceFiles(self._folder)
+        for path, info in files:
+            if info.st_size - 512 * info.st_blocks <= 2 * _CHUNK:
                 continue
-            handle, _ = files.open_read(path.relative_to(self._folder))
+            handle, _ = folder.open_read(path.relative_to(self._folder))
             with handle:
                 hole = _hole_bytes(handle.fileno(), info.st_size)
             if hole > 2 * _CHUNK:
@@ -268,10 +268,13 @@ class QdrantEdgeIndex(VectorIndex):
             files.write_json(f"{name}/picsift.json", {"dim": self.dim, "datatype": self.datatype})
             return qe.EdgeShard.create(str(self._folder), self._config)
         # The engine opens its files by name: hand it only a folder of real folders and single-link regular files.
-        problem = files.tree_problem(name) or self._unwritten_problem()
+        problem = files.tree_problem(name)
+        if problem is None:  # only real folders and single-link files: walked once, for both checks
+            shard_files = self._files()
+            problem = self._unwritten_problem(shard_files)
         if problem is not None:
             raise UnreadableIndexError(f"qdrant-edge index at {self._folder} cannot be used ({problem})")
-        self._check_room()
+        self._check_room(files=shard_files)
         try:
             saved = self._settings(files.read_json(f"{name}/picsift.json", SMALL_LIMIT + 64 * self.dim))
             shard = qe.EdgeShard.load(str(self._folder))
