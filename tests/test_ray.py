@@ -236,7 +236,6 @@ def _start_cluster_once(hide_a_folder: bool, slow_embed_s: float) -> Iterator[Cl
     (temp / "hook" / "sitecustomize.py").write_text(WORKER_HOOK)
     hooked = dict(env, PYTHONPATH=os.pathsep.join([str(temp / "hook"), env["PYTHONPATH"]]),
                   PICSIFT_TEST_FORGE_MARK=str(temp / "forge-mark"), PICSIFT_TEST_SLOW_EMBED_S=str(slow_embed_s))
-    head = hooked
     second = dict(hooked, PICSIFT_TEST_KILL_MARK=str(temp / "kill-mark"))
     # Every node's address is loopback's. (Ray 2.60 still binds its GCS and raylet gRPC servers to every
     # interface, and resolves 127.0.0.1 to the machine's address for what it advertises: see SECURITY.md.)
@@ -244,7 +243,7 @@ def _start_cluster_once(hide_a_folder: bool, slow_embed_s: float) -> Iterator[Cl
     hidden = temp / "hidden" if hide_a_folder and shutil.which("unshare") and can_mount_a_tmpfs() else None
     nodes: list[subprocess.Popen[bytes]] = []
     try:
-        for i, (where, node_env) in enumerate([(["--head", f"--port={port}", "--include-dashboard=false"], head),
+        for i, (where, node_env) in enumerate([(["--head", f"--port={port}", "--include-dashboard=false"], hooked),
                                                ([f"--address={address}"], second)]):
             log = temp / f"node{i}.log"
             command = [str(RAY), "start", *where, *common, f"--temp-dir={temp / f'n{i}'}"]
@@ -314,8 +313,8 @@ def run_driver(cluster: Cluster, folder: Path, workspace: Path, spec: str, kill_
     """An update over Ray in a driver process of its own; its report is in ``workspace.parent/report.json``."""
     report = workspace.parent / "report.json"
     return fast_python.run([sys.executable, "-c", DRIVER, str(folder), str(workspace), spec, cluster.address,
-                           str(kill_after_commits), str(report), str(int(decode_stage))], capture_output=True,
-                          text=True, env=cluster.env, timeout=240)
+                            str(kill_after_commits), str(report), str(int(decode_stage))], capture_output=True,
+                           text=True, env=cluster.env, timeout=240)
 
 
 def finish(driver: subprocess.CompletedProcess[str], workspace: Path) -> dict[str, object]:
@@ -356,9 +355,9 @@ def test_workers_that_cannot_see_the_folder_get_the_files_from_the_driver_and_em
 
     def update(workspace: str, *flags: str) -> subprocess.CompletedProcess[str]:
         return fast_python.run([sys.executable, "-m", "picsift", "update", str(hidden), "--workspace",
-                               str(tmp_path / workspace), "--model", tiny_model, "--batch-size", "8", "--ray",
-                               cluster.address, "--json", *flags], capture_output=True, text=True, env=cluster.env,
-                              timeout=240)
+                                str(tmp_path / workspace), "--model", tiny_model, "--batch-size", "8", "--ray",
+                                cluster.address, "--json", *flags], capture_output=True, text=True, env=cluster.env,
+                               timeout=240)
 
     # Without --ray-send-files: a clear error that says what to do, not files taken for deleted.
     shared = update("shared")

@@ -88,8 +88,8 @@ def local_reference(root: Path, workspace: Path, spec: str) -> dict[str, np.ndar
 def run_driver(cluster: Cluster, root: Path, workspace: Path, spec: str, *, kill_after_commits: int = 0,
                send_files: bool = False) -> subprocess.CompletedProcess[str]:
     return fast_python.run([sys.executable, "-c", DRIVER, str(root), str(workspace), spec, cluster.address,
-                           str(kill_after_commits), str(workspace.parent / "report.json"), str(int(send_files))],
-                          capture_output=True, text=True, env=cluster.env, timeout=300)
+                            str(kill_after_commits), str(workspace.parent / "report.json"), str(int(send_files))],
+                           capture_output=True, text=True, env=cluster.env, timeout=300)
 
 
 def report_of(driver: subprocess.CompletedProcess[str], workspace: Path) -> dict[str, object]:

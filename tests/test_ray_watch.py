@@ -28,8 +28,7 @@ class Batches:
 def watched(gone: bool) -> tuple[Batches, list[int]]:
     store = socket.create_server(("127.0.0.1", 0))
     host, port = store.getsockname()
-    lost: list[bool] = []
-    watch = GcsWatch("127.0.0.1:1", f"{host}:{port}", on_lost=lambda: lost.append(True))
+    watch = GcsWatch("127.0.0.1:1", f"{host}:{port}", on_lost=lambda: None)
     assert watch.enabled
     batches, seen = Batches(), []
     results = watch.follow(batches)
@@ -50,7 +49,7 @@ def test_results_that_fail_while_the_cluster_is_up_are_stopped_on_it() -> None:
 
 
 def test_results_that_fail_with_the_cluster_gone_are_not_stopped_on_it() -> None:
-    """Stopping Ray Data's executor on a lost cluster waits on it, and the update's disconnect then ends the
-    process before its one-line error is printed (seen once in a CI run of the lost-head test)."""
+    """Stopping Ray Data's executor on a lost cluster waits on it (and a process still in that Ray call when the
+    update disconnects is ended by Ray)."""
     batches, seen = watched(gone=True)
     assert seen == [1] and not batches.closed

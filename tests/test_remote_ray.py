@@ -66,9 +66,9 @@ def run_driver(cluster: Cluster, url: str, endpoint: str, workspace: Path, spec:
                change: tuple[str, Path] | None = None) -> subprocess.CompletedProcess[str]:
     key, data = change or ("", Path())
     return fast_python.run([sys.executable, "-c", DRIVER, url, endpoint, str(workspace), spec, cluster.address,
-                           str(kill_after_commits), str(workspace.parent / "report.json"), key, str(data)],
-                          capture_output=True, text=True, env=dict(cluster.env, PICSIFT_TEST_SECRET=SECRET),
-                          timeout=300)
+                            str(kill_after_commits), str(workspace.parent / "report.json"), key, str(data)],
+                           capture_output=True, text=True, env=dict(cluster.env, PICSIFT_TEST_SECRET=SECRET),
+                           timeout=300)
 
 
 def report_of(driver: subprocess.CompletedProcess[str], workspace: Path) -> dict[str, Any]:
