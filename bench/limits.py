@@ -29,6 +29,7 @@ import numpy as np
 from common import header, median, table
 from query import build_workspace, make_data, make_ids, text_like_queries
 
+from picsift.query.imageset import histogram
 from picsift.query.search import exact_top, score_scope
 
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
 
         def distribution(q: np.ndarray) -> None:
             scores = score_scope(snapshot, None, q[None, :])
-            np.histogram(exact_top(snapshot, None, scores, 100, None, None, q[None, :], None, "mean", 0.5), 50)
+            histogram(exact_top(snapshot, None, scores, 100, None, None, q[None, :], None, "mean", 0.5), 50)
 
         work: dict[str, Callable[[np.ndarray], object]] = {"codes": lambda q: score_scope(snapshot, None, q[None, :]),
                 "float16": lambda q: score_scope(plain, None, q[None, :]),

@@ -4,6 +4,7 @@ rescored exactly (picsift.core.codes.near_edges), straight from the float16 stor
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import picsift.core.store as store_module
 from picsift.core.codes import TARGET_PER_10K, StoreCodes, exact_float16, near_edges
@@ -79,3 +80,26 @@ def test_a_scan_of_several_queries_gives_each_query_scores_within_the_bound_flag
             exact = vectors @ query
             assert np.abs(together[:, j] - exact).max() <= header.error
             np.testing.assert_allclose(together[flagged, j], exact[flagged], atol=1e-6)
+
+
+def test_the_histogram_counts_what_numpy_counts_scores_on_an_edge_included() -> None:
+    """picsift's histogram (the score range widget's, ImageSet.histogram) gives numpy's counts and edges: a score on
+    an edge, or one float step either side of it, lands in numpy's bin; values outside a given range and NaN are
+    left out as numpy leaves them, and numpy's errors come through."""
+    from picsift.query.imageset import histogram
+
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        scores = (rng.normal(size=50_000) * 0.05 + 0.2).astype(dtype)
+        edges = np.histogram_bin_edges(scores, 50).astype(dtype)
+        on_edges = np.concatenate([scores, edges, np.nextafter(edges, dtype(-1)), np.nextafter(edges, dtype(2))])
+        for values, bins, span in ((scores, 50, None), (on_edges, 50, None), (on_edges, 7, None), (scores, 1, None),
+                                   (np.append(on_edges, np.nan), 50, (0.1, 0.25)), (np.full(9, 0.3, dtype), 50, None),
+                                   (np.zeros(0, dtype), 5, (0.0, 1.0))):
+            counts, got_edges = histogram(values, bins, span)
+            want_counts, want_edges = np.histogram(values, bins, span)
+            assert counts.dtype == want_counts.dtype and (counts == want_counts).all(), (dtype, bins, span)
+            assert got_edges.dtype == want_edges.dtype and (got_edges == want_edges).all()
+    assert histogram(np.arange(10), 3)[0].tolist() == np.histogram(np.arange(10), 3)[0].tolist() == [3, 3, 4]
+    with pytest.raises(ValueError, match="not finite"):
+        histogram(np.array([np.nan, 0.5], np.float32))

@@ -122,7 +122,9 @@ class StoreCodes:
                 scan_codes(self.codes, np.rint(weighted / step).astype(np.int16), rows, step, offset, out[:, j])
         flagged, vectors = self._flagged_of(given, out[:, 0])
         if len(flagged):
-            out[flagged] = (self.vectors_of(rows[flagged]) if vectors is None else vectors) @ queries.T
+            from .store import _dots  # not BLAS: its threads spin for milliseconds after a call, on the core numba's
+            # kernels that follow need (2x their time on two cores; bench/README.md, Limits)
+            out[flagged] = _dots(self.vectors_of(rows[flagged]) if vectors is None else vectors, queries)
         return out
 
 
@@ -169,7 +171,7 @@ def exact_float16(matrix: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np
     out = np.empty(len(rows), np.float32)
     if len(rows):
         with LOCK:
-            float16_dots(np.asarray(matrix).view(np.uint16), rows, np.ascontiguousarray(query, np.float32), out)
+            float16_dots(np.asarray(matrix).view(np.uint16), rows, np.ascontiguousarray(query, np.float64), out)
     return out
 
 

@@ -30,6 +30,20 @@ from .steps import ByHand, Combined, Recipe
 HISTOGRAM_BINS = 50
 
 
+def histogram(scores: np.ndarray, bins: int = HISTOGRAM_BINS,
+              range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``np.histogram(scores, bins, range)``: the same counts and edges (and the same errors), counted by one compiled
+    pass (:func:`~picsift.core.codes_kernel.edge_counts`; numpy's takes 7x the time at 1M scores, as long as the
+    search before it)."""
+    scores = np.asarray(scores)
+    edges = np.histogram_bin_edges(scores, bins=bins, range=range)
+    if scores.ndim != 1 or scores.dtype not in (np.float32, np.float64):
+        return np.histogram(scores, bins=edges)
+    from ..core.codes_kernel import edge_counts
+
+    return edge_counts(scores, edges), edges
+
+
 class Owner(Protocol):
     """What an image set asks of the library that made it."""
 
@@ -160,7 +174,7 @@ class ImageSet:
         """Counts and bin edges of the scores of every image in scope."""
         if not len(self.scores):
             return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
-        return np.histogram(self.scores, bins=bins, range=range)
+        return histogram(self.scores, bins=bins, range=range)
 
     def distribution(self, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
         """Summary statistics and a histogram of all scores in scope, JSON-ready."""

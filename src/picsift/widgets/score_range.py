@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
+from ..query.imageset import histogram
 from ._base import PicsiftWidget
 from ._protocol import ARRAY_SERIALIZERS
 
@@ -78,7 +79,7 @@ class ScoreRange(PicsiftWidget):
             low, high = float(scores.min()), float(scores.max())
             if high == low:
                 low, high = low - 0.5e-3, high + 0.5e-3
-            counts, edges = np.histogram(scores, bins=self.bins, range=(low, high))
+            counts, edges = histogram(scores, bins=self.bins, range=(low, high))
             self._counts = counts.astype(np.int32)
             self._edges = edges.astype(np.float64)
             suggested = suggest_threshold(scores)
