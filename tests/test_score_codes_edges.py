@@ -103,3 +103,22 @@ def test_the_histogram_counts_what_numpy_counts_scores_on_an_edge_included() -> 
     assert histogram(np.arange(10), 3)[0].tolist() == np.histogram(np.arange(10), 3)[0].tolist() == [3, 3, 4]
     with pytest.raises(ValueError, match="not finite"):
         histogram(np.array([np.nan, 0.5], np.float32))
+
+
+def test_the_best_of_a_million_scores_are_those_a_full_sort_gives() -> None:
+    """select() picks a search's results from every score: of many, from a threshold a sample suggests (torch's
+    top-k when the sample misjudges). Whatever the scores (a peak, half of them left out as -inf the way exclusions
+    are, heavy ties, all equal), its picks are a full sort's: best first, ties in store order."""
+    from picsift.query.search import select
+
+    rng = np.random.default_rng(9)
+    peak = (rng.normal(size=1_000_000) * 0.03 + 0.2).astype(np.float32)
+    cases = {"peak": peak, "half excluded": np.where(rng.random(len(peak)) < 0.5, peak, -np.inf).astype(np.float32),
+             "ties": np.round(rng.normal(size=len(peak)), 1).astype(np.float32),
+             "all equal": np.full(len(peak), 0.5, np.float32), "few": peak[:70_000]}
+    for name, scores in cases.items():
+        order = np.lexsort((np.arange(len(scores)), -scores))  # a full sort: best first, ties in store order
+        for limit in (0, 1, 100, 3000, 60_000):
+            got = select(scores, limit, None, None)
+            assert got.tolist() == order[:limit].tolist(), (name, limit)
+        assert select(scores, 100, 0.25, None).tolist() == order[:100][scores[order[:100]] >= 0.25].tolist()

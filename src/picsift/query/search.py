@@ -146,15 +146,29 @@ def exact_top(
 
 
 def _top(scores: np.ndarray, limit: int) -> np.ndarray:
-    """Positions of ``limit`` highest scores, in no order (ties at the edge: any of them)."""
-    if len(scores) < 65_536:
-        return np.argpartition(-scores, limit - 1)[:limit]
-    import torch  # its top-k is 8x numpy's argpartition on a million scores (1.7 vs 14 ms)
+    """Positions of the ``limit`` highest scores, in no order; of the scores tied at the edge, the first in store
+    order (so a search's results do not depend on how they were picked).
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a read-only array: torch only reads it
-        values = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
-    return values.topk(limit, sorted=False).indices.numpy()
+    Of many scores, a strided sample of 8,192 gives a threshold about twice ``limit`` scores pass, and only those
+    are partitioned: about 7x less time than torch's top-k over a million (0.25 vs 1.7 ms). When the sample
+    misjudges (fewer than ``limit`` pass, or far more) every score is partitioned."""
+    if limit <= 0:
+        return np.zeros(0, np.int64)
+    candidates = None
+    if len(scores) >= 65_536:
+        step = len(scores) // 8192
+        sample = scores[::step]
+        rank = min(len(sample), 2 * limit // step + 8)
+        if rank < len(sample) // 4:
+            threshold = np.partition(sample, len(sample) - rank)[len(sample) - rank]
+            passed = np.flatnonzero(scores >= threshold)
+            if limit <= len(passed) <= 64 * limit + 65_536:
+                candidates = passed
+    pool = scores if candidates is None else scores[candidates]
+    edge = np.partition(pool, len(pool) - limit)[len(pool) - limit]  # the limit-th highest
+    above = np.flatnonzero(pool > edge)
+    picked = np.concatenate([above, np.flatnonzero(pool == edge)[: limit - len(above)]])
+    return picked if candidates is None else candidates[picked]
 
 
 def select(scores: np.ndarray, limit: int | None, min_score: float | None, max_score: float | None) -> np.ndarray:
