@@ -15,11 +15,14 @@ queries, never stored: *image-like* and *text-like* (bench/query.py). Contenders
 
 Recall@100 of the held-out path against exact float32 search of the store's vectors.
 
+With ``--steps N``, each step of ``Library.similar(stored id, distribution=False)`` is timed alone, N times, without
+a profiler (the index's own query, its ids, the rows, the rescoring, the temporary collection's write...).
+
 With ``--profile N``, N more ``Library.similar(stored id, distribution=False)`` calls run under cProfile and the
 functions with the most own time are printed (what is left around the index, and whether any of it grows with N).
 
     nice -n 10 .venv/bin/python bench/library_path.py [--n 100000] [--queries 40] [--workspace DIR] [--profile 200]
-        [--ef 600,1200]
+        [--ef 600,1200] [--steps 200]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import pstats
 import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(prices a wider beam on the same warm index)")
     parser.add_argument("--index", default=None,
                         help="another index backend (exact: the bookkeeping without a graph to build)")
+    parser.add_argument("--steps", type=int, default=0, help="time each step of Library.similar alone, N calls")
     args = parser.parse_args(argv)
     header(f"library path vs its index, N={args.n:,}", sys.argv)
     _, centres, spread = data = make_data(args.n, 1000, seed=0)
@@ -130,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
                         ["top-100, distribution=False", "median ms", "vs index alone"]))
             print("recall@100 of the library path: " + ", ".join(f"{k} {np.mean(v):.3f} (min {min(v):.2f})"
                                                                   for k, v in recall.items()))
+        if args.steps:
+            print(f"\neach step of Library.similar(stored id, distribution=False) alone, median of {args.steps} calls:")
+            print(table([[name, f"{ms:.3f}"] for name, ms in steps(lib, snapshot, args.steps).items()],
+                        ["step", "median ms"]))
         if args.profile:
             profiler = cProfile.Profile()
             picks = snapshot.ids[np.random.default_rng(6).integers(0, len(snapshot), args.profile)]
@@ -142,6 +151,43 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{args.profile} x Library.similar(stored id, distribution=False) under cProfile, by own time:")
             print(out.getvalue())
     return 0
+
+
+def steps(lib: Library, snapshot: StoreSnapshot, calls: int) -> dict[str, float]:
+    """Median ms of each step of ``Library.similar(stored id, distribution=False)``, each timed alone."""
+    from picsift.index import qdrant_edge
+
+    def median_ms(run: Callable[[int], object]) -> float:
+        return 1000 * median([timed(lambda i=i: run(i))[0] for i in range(calls)])
+
+    rng = np.random.default_rng(7)
+    picks = snapshot.ids[rng.integers(0, len(snapshot), calls)]
+    vectors = snapshot.vectors(rng.integers(0, len(snapshot), calls))
+    searcher, index, wider = lib.queries.searcher, lib.index, wider_k(100)
+    options = SearchOptions(limit=100, distribution=False)
+    found = [index.search(v, wider)[0] for v in vectors]
+    result = lib.similar(picks[0], limit=100, distribution=False)
+    out = {}
+    if isinstance(index, qdrant_edge.QdrantEdgeIndex):
+        qe = qdrant_edge.qe
+        with index._open() as shard:
+            coded = [index._encode(v.reshape(1, -1), clip=False)[0].astype(np.float32) for v in vectors]
+            params = qe.SearchParams(hnsw_ef=max(index.ef, wider), quantization=qdrant_edge._SEARCH_STORED)
+            points = shard.query(qe.QueryRequest(limit=wider, query=qe.Query.Nearest(coded[0]), params=params))
+            out["the engine's shard.query(150)"] = median_ms(lambda i: shard.query(qe.QueryRequest(
+                limit=wider, query=qe.Query.Nearest(coded[i]), params=params)))
+            out["its 150 ids (uuid.UUID -> hex)"] = median_ms(lambda i: [qdrant_edge.image_id(p.id) for p in points])
+    work: dict[str, Callable[[int], object]] = {
+        "index.search(150), the whole": lambda i: index.search(vectors[i], wider),
+        "ids to rows (snapshot.positions_of)": lambda i: snapshot.positions_of(np.asarray(found[i], "<U32")),
+        "exact rescoring of 150 rows": lambda i: snapshot.exact_rows(vectors[i][None], snapshot.rows[:wider]),
+        "searcher._index_top (the 3 above, top 100)": lambda i: searcher._index_top(snapshot, vectors[i][None], 100),
+        "the reference's vector": lambda i: searcher.reference_vectors([picks[i]]),
+        "is an update running (probe)": lambda i: lib._pending(len(snapshot)),
+        "writing the temporary collection (remember)": lambda i: lib.remember(result),
+        "queries.similar (pure: no write)": lambda i: lib.queries.similar(picks[i], options, None, False),
+        "Library.similar": lambda i: lib.similar(picks[i], limit=100, distribution=False)}
+    return out | {name: median_ms(run) for name, run in work.items()}
 
 
 if __name__ == "__main__":

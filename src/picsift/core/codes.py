@@ -122,9 +122,10 @@ class StoreCodes:
                 scan_codes(self.codes, np.rint(weighted / step).astype(np.int16), rows, step, offset, out[:, j])
         flagged, vectors = self._flagged_of(given, out[:, 0])
         if len(flagged):
-            from .store import _dots  # not BLAS: its threads spin for milliseconds after a call, on the core numba's
+            # einsum's own loops, not BLAS: BLAS's threads spin for milliseconds after a call, on the core the numba
             # kernels that follow need (2x their time on two cores; bench/README.md, Limits)
-            out[flagged] = _dots(self.vectors_of(rows[flagged]) if vectors is None else vectors, queries)
+            out[flagged] = np.einsum("ij,kj->ik", self.vectors_of(rows[flagged]) if vectors is None else vectors,
+                                     queries)
         return out
 
 
