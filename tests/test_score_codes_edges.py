@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import picsift.core.store as store_module
-from picsift.core.codes import TARGET_PER_10K, StoreCodes, exact_float16, near_edges
+from picsift.core.codes import TARGET_PER_10K, StoreCodes, exact_float16, near_edge_rows, near_edges
 from picsift.core.codes_format import FLAG, encode, fit
 
 
@@ -56,6 +56,24 @@ def test_rescoring_the_scores_near_the_edges_keeps_every_bin_within_the_target()
         assert min(before for before, _ in errors) > TARGET_PER_10K, n  # without the rescoring, the target is missed
     assert max(shares[400_000]) < 0.15 and max(shares[400_000]) < min(shares[20_000]) < 0.3
     assert not near_edges(coarse, 50, 0.0).any() and not near_edges(np.full(10, 0.5, np.float32), 50, 1e-3).any()
+
+
+def test_the_rows_near_an_edge_are_the_marked_ones_but_those_skipped() -> None:
+    """exact_top takes the positions near_edge_rows finds in one parallel pass: the scores near_edges marks, in
+    order, without those already exact (skipped), whatever the number of scores (fewer than the kernel's blocks
+    too)."""
+    rng = np.random.default_rng(3)
+    for n in (7, 63, 1000, 400_001):
+        scores = np.concatenate([rng.normal(0.2, 0.03, n - n // 5), rng.gamma(2.0, 0.03, n // 5)]).astype(np.float32)
+        scores[rng.integers(0, n, max(1, n // 1000))] = scores[0]  # ties
+        skip = rng.choice(n, n // 3, replace=False)
+        for typical in (1e-4, 1e-3, 0.05):
+            marked = near_edges(scores, 50, typical)
+            want = np.flatnonzero(marked & ~np.isin(np.arange(n), skip))
+            assert near_edge_rows(scores, 50, typical, skip=skip).tolist() == want.tolist(), (n, typical)
+            assert near_edge_rows(scores, 50, typical).tolist() == np.flatnonzero(marked).tolist()
+            assert 0 < marked.sum() < n or n < 100 or typical < 1e-3
+    assert near_edge_rows(np.full(10, 0.5, np.float32), 50, 1e-3).dtype == np.int64
 
 
 def test_a_scan_of_several_queries_gives_each_query_scores_within_the_bound_flagged_rows_exact() -> None:

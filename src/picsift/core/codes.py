@@ -140,25 +140,53 @@ def near_edges(scores: np.ndarray, bins: int, typical: float, per_10k: float | N
     normal ``Z``), and a bin's count moves by about the square root of its two edges' crossings; ``k`` is the
     smallest of :data:`_REACHES` that keeps :data:`_SIGMAS` such deviations within the allowed count. Edges in
     the sparse tails and large stores need little; at the peak of a small store, many typical errors."""
-    from .codes_kernel import LOCK, bin_counts
+    from .codes_kernel import LOCK
     from .codes_kernel import near_edges as kernel
 
     mask = np.zeros(len(scores), np.bool_)
+    edges = _edge_reach(scores, bins, typical, per_10k)
+    if edges is not None:
+        with LOCK:
+            kernel(*edges, mask)
+    return mask
+
+
+def near_edge_rows(scores: np.ndarray, bins: int, typical: float, skip: np.ndarray | None = None,
+                   per_10k: float | None = None) -> np.ndarray:
+    """Positions (ascending) of the scores :func:`near_edges` picks, but those in ``skip`` (positions, e.g. scores
+    already exact), found in one parallel pass without the mask (1 ms less than the mask and its ``flatnonzero``
+    at 1M scores)."""
+    from .codes_kernel import LOCK, edge_rows
+
+    edges = _edge_reach(scores, bins, typical, per_10k)
+    if edges is None:
+        return np.zeros(0, np.int64)
+    skipped = np.zeros(len(scores), np.bool_)
+    if skip is not None:
+        skipped[skip] = True
+    with LOCK:
+        return edge_rows(*edges, skipped)
+
+
+def _edge_reach(scores: np.ndarray, bins: int, typical: float,
+                per_10k: float | None) -> tuple[np.ndarray, float, float, np.ndarray] | None:
+    """``(scores, low, width, reach)`` of :func:`near_edges`' rule (float32 scores, the bins' first edge and width,
+    how far from each edge a score is rescored); None when nothing is (one score, all equal, no error)."""
+    from .codes_kernel import LOCK, bin_counts
+
     low, high = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 0.0)
     if not high > low or not typical > 0:
-        return mask
+        return None
     scores = np.ascontiguousarray(scores, np.float32)
     width = (high - low) / bins
-    counts = bin_counts(scores, low, width, bins).astype(np.float64)
+    with LOCK:
+        counts = bin_counts(scores, low, width, bins).astype(np.float64)
     beside = np.concatenate([[0.0], counts[:-1] + counts[1:], [0.0]])  # rows in the two bins around each edge
     crossings = beside / (2 * width) * typical  # per unit of g(k)
     per_10k = TARGET_PER_10K if per_10k is None else per_10k
     allowed = (per_10k * len(scores) / 10_000 / _SIGMAS) ** 2 / 2  # crossings an edge may leave
     needed = np.searchsorted(-_CROSSINGS, -(allowed / np.maximum(crossings, 1e-300)))
-    reach = _REACHES[np.minimum(needed, len(_REACHES) - 1)] * typical
-    with LOCK:
-        kernel(scores, low, width, reach, mask)
-    return mask
+    return scores, low, width, _REACHES[np.minimum(needed, len(_REACHES) - 1)] * typical
 
 
 def exact_float16(matrix: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:

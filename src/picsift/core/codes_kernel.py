@@ -22,6 +22,8 @@ from numba.extending import intrinsic
 LOCK = threading.Lock()
 #: Rows a thread of :func:`float16_dots` converts between two allocations of its row buffer.
 _CHUNK = 256
+#: Blocks of rows the counting kernels split the scores into (each core takes blocks in turn).
+_BLOCKS = 64
 #: How many rows ahead :func:`float16_dots` asks the memory for (a row of 512 float16 is 16 cache lines).
 _AHEAD = 2
 
@@ -108,40 +110,52 @@ def _prefetch_row(bits: np.ndarray, row: int) -> None:  # pragma: no cover
     _prefetch(bits, row, last)  # type: ignore[call-arg]
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def bin_counts(scores: np.ndarray, low: float, width: float, bins: int) -> np.ndarray:  # pragma: no cover
     """How many of the finite ``scores`` fall in each of ``bins`` bins of ``width`` from ``low`` (the last bin
-    closed, as ``np.histogram`` counts; about 4x less CPU than it)."""
-    counts = np.zeros(bins, np.int64)
+    closed, as ``np.histogram`` counts; about 4x less CPU than it), counted a block at a time on every core."""
+    n = scores.shape[0]
+    size = (n + _BLOCKS - 1) // _BLOCKS
+    counts = np.zeros((_BLOCKS, bins), np.int64)
     inverse = 1.0 / width
-    for i in range(scores.shape[0]):
-        at = (np.float64(scores[i]) - low) * inverse
-        if at >= 0.0 and at <= bins:
-            counts[min(int(at), bins - 1)] += 1
-    return counts
+    for block in numba.prange(_BLOCKS):
+        for i in range(block * size, min(n, (block + 1) * size)):
+            at = (np.float64(scores[i]) - low) * inverse
+            if at >= 0.0 and at <= bins:
+                counts[block, min(int(at), bins - 1)] += 1
+    total = np.zeros(bins, np.int64)
+    for block in range(_BLOCKS):
+        total += counts[block]
+    return total
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def edge_counts(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:  # pragma: no cover
     """How many ``scores`` fall in each bin between consecutive ``edges`` (equal bins, increasing): what
     ``np.histogram(scores, edges)`` counts (each bin half-open but the last; a score is compared with the edges
-    themselves, so one on an edge counts where numpy counts it), in one pass and without numpy's temporaries
-    (about 7x less time than it at 1M scores)."""
+    themselves, so one on an edge counts where numpy counts it), a block at a time on every core and without
+    numpy's temporaries."""
+    n = scores.shape[0]
     bins = edges.shape[0] - 1
-    counts = np.zeros(bins, np.int64)
+    size = (n + _BLOCKS - 1) // _BLOCKS
+    counts = np.zeros((_BLOCKS, bins), np.int64)
     low, high = np.float64(edges[0]), np.float64(edges[bins])
     scale = bins / (high - low) if high > low else 0.0
-    for i in range(scores.shape[0]):
-        x = np.float64(scores[i])
-        if not (x >= low and x <= high):  # outside the range, or NaN
-            continue
-        at = min(max(int((x - low) * scale), 0), bins - 1)
-        while at > 0 and x < np.float64(edges[at]):
-            at -= 1
-        while at < bins - 1 and x >= np.float64(edges[at + 1]):
-            at += 1
-        counts[at] += 1
-    return counts
+    for block in numba.prange(_BLOCKS):
+        for i in range(block * size, min(n, (block + 1) * size)):
+            x = np.float64(scores[i])
+            if not (x >= low and x <= high):  # outside the range, or NaN
+                continue
+            at = min(max(int((x - low) * scale), 0), bins - 1)
+            while at > 0 and x < np.float64(edges[at]):
+                at -= 1
+            while at < bins - 1 and x >= np.float64(edges[at + 1]):
+                at += 1
+            counts[block, at] += 1
+    total = np.zeros(bins, np.int64)
+    for block in range(_BLOCKS):
+        total += counts[block]
+    return total
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -156,6 +170,35 @@ def near_edges(scores: np.ndarray, low: float, width: float, reach: np.ndarray,
         at = (np.float64(scores[i]) - low) * inverse
         edge = np.floor(at + 0.5)
         out[i] = (edge >= 1.0) & (edge < last) and abs(at - edge) * width <= reach[min(max(int(edge), 0), last)]
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def edge_rows(scores: np.ndarray, low: float, width: float, reach: np.ndarray,
+              skip: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """Positions (ascending) of the scores :func:`near_edges` marks, but those ``skip`` marks: each block of rows
+    writes its own part of one buffer in one pass, and the parts are joined after."""
+    n = scores.shape[0]
+    size = (n + _BLOCKS - 1) // _BLOCKS
+    found = np.empty(n + 1, np.int64)  # one spare: every position is written, and kept only when it is near
+    counts = np.zeros(_BLOCKS, np.int64)
+    inverse = 1.0 / width
+    last = reach.shape[0] - 1
+    for block in numba.prange(_BLOCKS):
+        start = block * size
+        kept = start
+        for i in range(start, min(n, start + size)):
+            at = (np.float64(scores[i]) - low) * inverse
+            edge = np.floor(at + 0.5)
+            found[kept] = i
+            if (edge >= 1.0) & (edge < last) and not skip[i]:
+                kept += abs(at - edge) * width <= reach[min(max(int(edge), 0), last)]
+        counts[block] = kept - start
+    out = np.empty(counts.sum(), np.int64)
+    offset = 0
+    for block in range(_BLOCKS):
+        out[offset : offset + counts[block]] = found[block * size : block * size + counts[block]]
+        offset += counts[block]
+    return out
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.catalog import content_id, looks_like_id
-from ..core.codes import exact_float16, near_edges
+from ..core.codes import exact_float16, near_edge_rows
 from ..core.store import StoreSnapshot
 from ..embedding.decode import ImageDecodeError, decode_image, to_rgb
 from ..errors import NotIndexedError, PicsiftError, UnknownImageError
@@ -137,9 +137,8 @@ def exact_top(
     query = query_vectors(positives, combine)
     if snapshot.matrix.dtype == np.float16 and len(query) == 1 and (negatives is None or not len(negatives)):
         # the histogram's bins: scores near an edge rescored exactly, as many as keep it within its target
-        near = near_edges(refined, HISTOGRAM_BINS, snapshot.coarse_typical_error(query[0], refined))
-        near[band] = False  # exact already (and kept as the results' own exact path scored them)
-        at = np.flatnonzero(near)
+        # the band is exact already (and kept as the results' own exact path scored them)
+        at = near_edge_rows(refined, HISTOGRAM_BINS, snapshot.coarse_typical_error(query[0], refined), skip=band)
         refined[at] = exact_float16(snapshot.matrix, snapshot.rows[at if positions is None else positions[at]],
                                     query[0])
     return refined
