@@ -124,18 +124,21 @@ def test_the_histogram_counts_what_numpy_counts_scores_on_an_edge_included() -> 
 
 
 def test_the_best_of_a_million_scores_are_those_a_full_sort_gives() -> None:
-    """select() picks a search's results from every score: of many, from a threshold a sample suggests (torch's
-    top-k when the sample misjudges). Whatever the scores (a peak, half of them left out as -inf the way exclusions
-    are, heavy ties, all equal), its picks are a full sort's: best first, ties in store order."""
+    """select() picks a search's results from every score: of many, from a threshold a sample suggests (all of them
+    partitioned when the sample misjudges). Whatever the scores (a peak, half of them left out as -inf the way
+    exclusions are, heavy ties, all equal, mostly NaN), its picks are a full sort's: best first, ties in store
+    order, NaN last."""
     from picsift.query.search import select
 
     rng = np.random.default_rng(9)
     peak = (rng.normal(size=1_000_000) * 0.03 + 0.2).astype(np.float32)
     cases = {"peak": peak, "half excluded": np.where(rng.random(len(peak)) < 0.5, peak, -np.inf).astype(np.float32),
              "ties": np.round(rng.normal(size=len(peak)), 1).astype(np.float32),
-             "all equal": np.full(len(peak), 0.5, np.float32), "few": peak[:70_000]}
+             "all equal": np.full(len(peak), 0.5, np.float32), "few": peak[:70_000],
+             "NaN, ranked last": np.where(rng.random(len(peak)) < 0.9, np.nan, peak).astype(np.float32)}
     for name, scores in cases.items():
-        order = np.lexsort((np.arange(len(scores)), -scores))  # a full sort: best first, ties in store order
+        ranked = np.where(np.isnan(scores), -np.inf, scores)
+        order = np.lexsort((np.arange(len(scores)), -ranked))  # a full sort: best first, ties in store order
         for limit in (0, 1, 100, 3000, 60_000):
             got = select(scores, limit, None, None)
             assert got.tolist() == order[:limit].tolist(), (name, limit)

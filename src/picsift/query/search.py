@@ -165,6 +165,9 @@ def _top(scores: np.ndarray, limit: int) -> np.ndarray:
                 candidates = passed
     pool = scores if candidates is None else scores[candidates]
     edge = np.partition(pool, len(pool) - limit)[len(pool) - limit]  # the limit-th highest
+    if np.isnan(edge):  # NaN scores (a search never makes them) rank below every number
+        pool = np.where(np.isnan(pool), -np.inf, pool)
+        edge = np.partition(pool, len(pool) - limit)[len(pool) - limit]
     above = np.flatnonzero(pool > edge)
     picked = np.concatenate([above, np.flatnonzero(pool == edge)[: limit - len(above)]])
     return picked if candidates is None else candidates[picked]
