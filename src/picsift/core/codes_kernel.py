@@ -110,6 +110,15 @@ def _prefetch_row(bits: np.ndarray, row: int) -> None:  # pragma: no cover
     _prefetch(bits, row, last)  # type: ignore[call-arg]
 
 
+@numba.njit(inline="always", nogil=True, cache=True)
+def _summed(counts: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """The per-block counts of a counting kernel (one row a block) added up."""
+    total = np.zeros(counts.shape[1], np.int64)
+    for block in range(counts.shape[0]):
+        total += counts[block]
+    return total
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def bin_counts(scores: np.ndarray, low: float, width: float, bins: int) -> np.ndarray:  # pragma: no cover
     """How many of the finite ``scores`` fall in each of ``bins`` bins of ``width`` from ``low`` (the last bin
@@ -123,10 +132,7 @@ def bin_counts(scores: np.ndarray, low: float, width: float, bins: int) -> np.nd
             at = (np.float64(scores[i]) - low) * inverse
             if at >= 0.0 and at <= bins:
                 counts[block, min(int(at), bins - 1)] += 1
-    total = np.zeros(bins, np.int64)
-    for block in range(_BLOCKS):
-        total += counts[block]
-    return total
+    return _summed(counts)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -152,10 +158,7 @@ def edge_counts(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:  # pragma:
             while at < bins - 1 and x >= np.float64(edges[at + 1]):
                 at += 1
             counts[block, at] += 1
-    total = np.zeros(bins, np.int64)
-    for block in range(_BLOCKS):
-        total += counts[block]
-    return total
+    return _summed(counts)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -165,11 +168,19 @@ def near_edges(scores: np.ndarray, low: float, width: float, reach: np.ndarray,
     of bins of ``width`` from ``low``: a score a histogram could count in a neighbouring bin if it were off by up
     to that much."""
     inverse = 1.0 / width
-    last = reach.shape[0] - 1
     for i in numba.prange(scores.shape[0]):
-        at = (np.float64(scores[i]) - low) * inverse
-        edge = np.floor(at + 0.5)
-        out[i] = (edge >= 1.0) & (edge < last) and abs(at - edge) * width <= reach[min(max(int(edge), 0), last)]
+        out[i] = _near(scores[i], low, inverse, width, reach)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _near(score: float, low: float, inverse: float, width: float, reach: np.ndarray) -> bool:  # pragma: no cover
+    """Whether ``score`` is within ``reach[e]`` of an inner edge ``e`` of bins of ``width`` (``1 / inverse``) from
+    ``low``; NaN is not."""
+    at = (np.float64(score) - low) * inverse
+    edge = np.floor(at + 0.5)
+    if edge >= 1.0 and edge < reach.shape[0] - 1:
+        return abs(at - edge) * width <= reach[int(edge)]
+    return False
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -179,19 +190,16 @@ def edge_rows(scores: np.ndarray, low: float, width: float, reach: np.ndarray,
     writes its own part of one buffer in one pass, and the parts are joined after."""
     n = scores.shape[0]
     size = (n + _BLOCKS - 1) // _BLOCKS
-    found = np.empty(n + 1, np.int64)  # one spare: every position is written, and kept only when it is near
+    found = np.empty(n, np.int64)  # every position is written at the block's next free place, kept when near
     counts = np.zeros(_BLOCKS, np.int64)
     inverse = 1.0 / width
-    last = reach.shape[0] - 1
     for block in numba.prange(_BLOCKS):
         start = block * size
         kept = start
         for i in range(start, min(n, start + size)):
-            at = (np.float64(scores[i]) - low) * inverse
-            edge = np.floor(at + 0.5)
             found[kept] = i
-            if (edge >= 1.0) & (edge < last) and not skip[i]:
-                kept += abs(at - edge) * width <= reach[min(max(int(edge), 0), last)]
+            if not skip[i]:
+                kept += _near(scores[i], low, inverse, width, reach)
         counts[block] = kept - start
     out = np.empty(counts.sum(), np.int64)
     offset = 0
