@@ -169,13 +169,10 @@ def steps(lib: Library, snapshot: StoreSnapshot, calls: int) -> dict[str, float]
     result = lib.similar(picks[0], limit=100, distribution=False)
     out = {}
     if isinstance(index, qdrant_edge.QdrantEdgeIndex):
-        qe = qdrant_edge.qe
         with index._open() as shard:
-            coded = [index._encode(v.reshape(1, -1), clip=False)[0].astype(np.float32) for v in vectors]
-            params = qe.SearchParams(hnsw_ef=max(index.ef, wider), quantization=qdrant_edge._SEARCH_STORED)
-            points = shard.query(qe.QueryRequest(limit=wider, query=qe.Query.Nearest(coded[0]), params=params))
-            out["the engine's shard.query(150)"] = median_ms(lambda i: shard.query(qe.QueryRequest(
-                limit=wider, query=qe.Query.Nearest(coded[i]), params=params)))
+            requests = [index._request(v, wider) for v in vectors]  # as index.search asks the engine
+            points = shard.query(requests[0])
+            out["the engine's shard.query(150)"] = median_ms(lambda i: shard.query(requests[i]))
             out["its 150 ids (uuid.UUID -> hex)"] = median_ms(lambda i: [qdrant_edge.image_id(p.id) for p in points])
     work: dict[str, Callable[[int], object]] = {
         "index.search(150), the whole": lambda i: index.search(vectors[i], wider),

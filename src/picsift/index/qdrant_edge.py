@@ -382,16 +382,18 @@ class QdrantEdgeIndex(VectorIndex):
             query_filter = qe.Filter(must=[qe.HasIdCondition({point_id(i) for i in restrict_to})])
         if k <= 0:
             return [], np.zeros(0, np.float32)
-        vector = np.asarray(query, dtype=np.float32).reshape(1, -1)
         with self._open() as shard:
             self._optimize(shard)
             if self.datatype == "uint8" and self._centre is None:
                 return [], np.zeros(0, np.float32)  # nothing was ever added
-            coded = self._encode(vector, clip=False)[0].astype(np.float32)
-            params = qe.SearchParams(hnsw_ef=max(self.ef, k), quantization=_SEARCH_STORED)
-            found = shard.query(qe.QueryRequest(limit=k, query=qe.Query.Nearest(coded), filter=query_filter,
-                                                params=params))
+            found = shard.query(self._request(query, k, query_filter))
         return [image_id(p.id) for p in found], np.array([self._score(p.score) for p in found], dtype=np.float32)
+
+    def _request(self, query: np.ndarray, k: int, query_filter: Any = None) -> Any:
+        """The engine's request for the ``k`` nearest points to ``query``, coded as the stored vectors are."""
+        coded = self._encode(np.asarray(query, dtype=np.float32).reshape(1, -1), clip=False)[0].astype(np.float32)
+        params = qe.SearchParams(hnsw_ef=max(self.ef, k), quantization=_SEARCH_STORED)
+        return qe.QueryRequest(limit=k, query=qe.Query.Nearest(coded), filter=query_filter, params=params)
 
     def _optimize(self, shard: Any) -> None:
         """Build the HNSW graph of what was added (blocks); searches before it would scan exactly."""
