@@ -22,6 +22,8 @@ from . import fast_python
 from .conftest import stamp_files
 from .kill import KILL_AFTER
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository: where the namespace's steps import tests.fast_python
+
 # The child wraps one real function so that the process SIGKILLs itself right after its nth call.
 CHILD = KILL_AFTER + textwrap.dedent(
     """
@@ -152,15 +154,38 @@ def test_an_update_killed_while_saving_the_index_recovers_it(
 
 
 # -- a full disk (issue 11.12): a real small tmpfs for the workspace, in a user+mount namespace ----------------
+# Run inside a mount namespace of the test's own (``unshare``), after its tmpfs is mounted: each step is a process of
+# its own (stdout, stderr and exit status to $OUT/<step>.out, .err, .rc), forked from one interpreter that imported
+# torch and the rest once, in this namespace (tests/fast_python.py), instead of a fresh interpreter a step (about 7
+# CPU s of imports each). The steps' code comes after this.
+STEPS = textwrap.dedent(
+    """
+    import os, subprocess, sys
+    sys.path.insert(0, os.environ["TESTS_ROOT"])
+    from tests import fast_python
+
+    def step(name, *args):
+        done = fast_python.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+        for suffix, text in (("out", done.stdout), ("err", done.stderr), ("rc", f"{done.returncode}\\n")):
+            with open(os.path.join(os.environ["OUT"], f"{name}.{suffix}"), "w") as f:
+                f.write(text)
+
+    e = os.environ
+    """
+)
 FULL_DISK = r"""
 mount -t tmpfs -o size="$SIZE" tmpfs "$WS" || exit 77
-"$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --quiet >"$OUT/first.out" 2>"$OUT/first.err"
-echo $? >"$OUT/first.rc"
-mount -o remount,size=512m "$WS"  # space freed (qdrant-edge maps up to 8 x 32 MiB preallocated files)
-"$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --json >"$OUT/second.out" 2>"$OUT/second.err"
-echo $? >"$OUT/second.rc"
-"$PY" -c "$CHECK" "$FOLDER" "$WS" "$SPEC" >"$OUT/check.json" 2>"$OUT/check.err"
+exec "$PY" -c "$STEPS$FULL_DISK_STEPS"
 """
+FULL_DISK_STEPS = textwrap.dedent(
+    """
+    step("first", "-m", "picsift", "update", e["FOLDER"], "--workspace", e["WS"], "--model", e["SPEC"], "--quiet")
+    # space freed (qdrant-edge maps up to 8 x 32 MiB preallocated files)
+    subprocess.run(["mount", "-o", "remount,size=512m", e["WS"]], check=True)
+    step("second", "-m", "picsift", "update", e["FOLDER"], "--workspace", e["WS"], "--model", e["SPEC"], "--json")
+    step("check", "-c", e["CHECK"], e["FOLDER"], e["WS"], e["SPEC"])
+    """
+)
 CHECK = textwrap.dedent(
     """
     import json, sys
@@ -201,7 +226,8 @@ def test_a_full_disk_gives_one_clear_line_and_the_next_run_finishes_the_job(
     workspace.mkdir()
     out.mkdir()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIZE": size, "WS": str(workspace), "OUT": str(out),
-           "PY": sys.executable, "FOLDER": str(source), "SPEC": tiny_model, "CHECK": CHECK}
+           "PY": sys.executable, "FOLDER": str(source), "SPEC": tiny_model, "CHECK": CHECK, "STEPS": STEPS,
+           "FULL_DISK_STEPS": FULL_DISK_STEPS, "TESTS_ROOT": str(ROOT)}
     shell = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", FULL_DISK], env=env,
                            capture_output=True, text=True, timeout=600)
     assert shell.returncode == 0, shell.stderr
@@ -212,7 +238,7 @@ def test_a_full_disk_gives_one_clear_line_and_the_next_run_finishes_the_job(
     assert f"the disk holding the workspace {workspace} is full" in first and "--workspace DIR" in first  # ...clear
 
     assert (out / "second.rc").read_text().strip() == "0", (out / "second.err").read_text()
-    check = json.loads((out / "check.json").read_text() or "{}") or pytest.fail((out / "check.err").read_text())
+    check = json.loads((out / "check.out").read_text() or "{}") or pytest.fail((out / "check.err").read_text())
     files = {p.name: content_id(p.read_bytes()) for p in source.glob("*.png")}
     assert check["files"] == {name: [image_id, None] for name, image_id in files.items()}
     ids, rows = [i for i, _ in check["pairs"]], [r for _, r in check["pairs"]]
@@ -224,11 +250,14 @@ def test_a_full_disk_gives_one_clear_line_and_the_next_run_finishes_the_job(
 
 NO_ROOM_FOR_INDEX = r"""
 mount -t tmpfs -o size=64m tmpfs "$WS" || exit 77
-"$PY" -m picsift update "$FOLDER" --workspace "$WS" --model "$SPEC" --quiet >"$OUT/update.out" 2>"$OUT/update.err"
-echo $? >"$OUT/update.rc"
-"$PY" -c "$SEARCH" "$FOLDER" "$WS" "$SPEC" >"$OUT/search.out" 2>"$OUT/search.err"
-echo $? >"$OUT/search.rc"
+exec "$PY" -c "$STEPS$NO_ROOM_STEPS"
 """
+NO_ROOM_STEPS = textwrap.dedent(
+    """
+    step("update", "-m", "picsift", "update", e["FOLDER"], "--workspace", e["WS"], "--model", e["SPEC"], "--quiet")
+    step("search", "-c", e["SEARCH"], e["FOLDER"], e["WS"], e["SPEC"])
+    """
+)
 SEARCH = textwrap.dedent(
     """
     import json, sys
@@ -251,7 +280,8 @@ def test_a_disk_without_room_for_the_index_maps_says_so_and_searches_still_work(
     workspace.mkdir()
     out.mkdir()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WS": str(workspace), "OUT": str(out), "PY": sys.executable,
-           "FOLDER": str(source), "SPEC": tiny_model, "SEARCH": SEARCH}
+           "FOLDER": str(source), "SPEC": tiny_model, "SEARCH": SEARCH, "STEPS": STEPS,
+           "NO_ROOM_STEPS": NO_ROOM_STEPS, "TESTS_ROOT": str(ROOT)}
     shell = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", NO_ROOM_FOR_INDEX],
                            env=env, capture_output=True, text=True, timeout=600)
     assert shell.returncode == 0, shell.stderr
