@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -55,14 +56,49 @@ DATA = Path(__file__).parent / "data"
 TINY_CONFIG = DATA / "picsift-test-tiny.json"
 
 
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[Any]:
-    """A real two-node Ray cluster on loopback, one CPU per node, whose second node hides a folder
-    (``tests/test_ray.py``'s ``start_cluster``): started once, for every module that needs a plain cluster."""
-    from .test_ray import start_cluster
+class _RayCluster:
+    """The session's two-node Ray cluster, started when a module first needs it and stopped (only its own
+    processes) as soon as the last test of the Ray group is done: its dozen idle processes and the actors Ray Data
+    leaves behind would otherwise take CPU from the rest of that worker's tests until the session ends."""
 
-    with start_cluster(hide_a_folder=True) as started:
-        yield started
+    def __init__(self) -> None:
+        self._stack: contextlib.ExitStack | None = None
+        self._cluster: Any = None
+
+    def get(self) -> Any:
+        if self._stack is None:
+            from .test_ray import start_cluster
+
+            stack = contextlib.ExitStack()
+            self._cluster = stack.enter_context(start_cluster(hide_a_folder=True))
+            self._stack = stack
+        return self._cluster
+
+    def stop(self) -> None:
+        stack, self._stack, self._cluster = self._stack, None, None
+        if stack is not None:
+            stack.close()
+
+
+_RAY = _RayCluster()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Any:
+    """A real two-node Ray cluster on loopback, one CPU per node, whose second node hides a folder
+    (``tests/test_ray.py``'s ``start_cluster``): one for every module of the Ray group (:func:`worker_group`)."""
+    return _RAY.get()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield  # the test's own fixtures first (a module's, when the next test is in another module)
+    if worker_group(item.nodeid) == "ray" and (nextitem is None or worker_group(nextitem.nodeid) != "ray"):
+        _RAY.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _RAY.stop()  # a session cut short
 
 
 @pytest.fixture(scope="session")
