@@ -85,19 +85,21 @@ def model_bundle():
 
 
 @pytest.fixture(scope="session")
-def heldout(model_bundle):
-    """(image embeddings [N, D], labels [N]) for PER_CLASS test images of each class."""
+def heldout(model_bundle):  # model_bundle: skips where the offline model is missing
+    """(image embeddings [N, D], labels [N]) for PER_CLASS test images of each class, embedded as picsift embeds
+    them (its Embedder: channels-last, batch norms folded; the same vectors as the model's own encode_image, see
+    tests/test_fold.py)."""
     import torch
     from PIL import Image
 
-    model, preprocess, _ = model_bundle
+    from picsift.embedding.openclip import Embedder
+
     d = _fmnist_dir()
     x = _read_idx(d / "t10k-images-idx3-ubyte.gz")
     y = _read_idx(d / "t10k-labels-idx1-ubyte.gz")
     idx = np.concatenate([np.flatnonzero(y == c)[:PER_CLASS] for c in range(10)])
     imgs = [Image.fromarray(255 - x[i]).convert("RGB") for i in idx]
-    with torch.no_grad():
-        emb = model.encode_image(torch.stack([preprocess(im) for im in imgs]), normalize=True)
+    emb = torch.from_numpy(Embedder("picsift-offline", device="cpu").embed_images(imgs))
     return emb, np.array([CLASSES[int(y[i])] for i in idx])
 
 
