@@ -7,6 +7,7 @@ few numbers) and places new vectors with umap-learn's own functions, so a saved 
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,8 @@ class UmapModel:
         """Place ``vectors`` as ``umap.UMAP.transform`` does (cosine neighbours among the fitted sample)."""
         import scipy.sparse
         from sklearn.utils import check_random_state
+
+        cache_umap_kernels()
         from umap.layouts import optimize_layout_euclidean
         from umap.umap_ import (
             INT32_MAX,
@@ -132,6 +135,36 @@ GRAPH_FEWER_EPOCHS_ABOVE = 50_000
 GRAPH_EPOCHS = 100
 
 
+_KERNELS_LOCK = threading.Lock()
+_kernels_cached = False
+
+
+def cache_umap_kernels() -> None:
+    """Turn numba's on-disk cache on for umap-learn's compiled functions, before their first call.
+
+    Most of umap-learn's numba functions are not marked ``cache=True``, so every new Python process compiled them
+    again before its first map: about 11 s on these CPUs for 300 points, where the fit itself takes 0.3 s
+    (bench/umap_first_map.py). With the cache on they are compiled once per machine and
+    loaded after that, as picsift's own kernels are (numba keys each entry on its source file and the CPU, next to
+    the module when that folder is writable, else in the user's cache folder)."""
+    global _kernels_cached
+    with _KERNELS_LOCK:
+        if _kernels_cached:
+            return
+        import sys
+
+        import umap  # noqa: F401  (its modules, whose functions are compiled lazily on the first call)
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
+
+        for name, module in list(sys.modules.items()):
+            if name == "umap" or name.startswith("umap."):
+                for value in list(vars(module).values()):
+                    if isinstance(value, Dispatcher) and isinstance(value._cache, NullCache):
+                        value.enable_caching()
+        _kernels_cached = True
+
+
 def fit_reducer(sample: np.ndarray, dims: int, seed: int | None,
                 knn: tuple[np.ndarray, np.ndarray] | None = None, *, n_epochs: int | None = None,
                 init: str | None = None) -> Any:
@@ -146,6 +179,7 @@ def fit_reducer(sample: np.ndarray, dims: int, seed: int | None,
         import umap as umap_learn
     except ImportError as e:
         raise ImportError('UMAP maps need umap-learn: pip install "picsift[app]"') from e
+    cache_umap_kernels()
     # A seed makes UMAP reproducible but single-threaded (it sets n_jobs=1); seed=None uses every core.
     n_neighbors = min(15, len(sample) - 1)
     precomputed: tuple[Any, Any, Any] = (None, None, None)
