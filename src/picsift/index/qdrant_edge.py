@@ -349,10 +349,11 @@ class QdrantEdgeIndex(VectorIndex):
         coded = (vectors - self._centre) * self._scale + 128.0
         return np.clip(np.rint(coded), 0, 255) if clip else coded  # the query keeps its fractions
 
-    def _score(self, engine_score: float) -> float:
-        if self.datatype != "uint8":
-            return engine_score
-        return 1.0 - engine_score**2 / (2.0 * self._scale**2)  # |u - v|^2 = 2 - 2 u.v for unit vectors
+    def _scores(self, engine: np.ndarray) -> np.ndarray:
+        """Inner products (float32) from the engine's scores: for uint8 codes, Euclidean distances between codes."""
+        if self.datatype == "uint8":  # |u - v|^2 = 2 - 2 u.v for unit vectors
+            engine = 1.0 - engine * engine / (2.0 * self._scale**2)
+        return engine.astype(np.float32)
 
     # -- the contract -------------------------------------------------------------------------------
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
@@ -387,7 +388,9 @@ class QdrantEdgeIndex(VectorIndex):
             if self.datatype == "uint8" and self._centre is None:
                 return [], np.zeros(0, np.float32)  # nothing was ever added
             found = shard.query(self._request(query, k, query_filter))
-        return [image_id(p.id) for p in found], np.array([self._score(p.score) for p in found], dtype=np.float32)
+        ids = [p.id for p in found]  # the engine makes a uuid.UUID at each read of .id
+        return ([i.hex if type(i) is uuid.UUID else image_id(i) for i in ids],
+                self._scores(np.fromiter((p.score for p in found), np.float64, len(found))))
 
     def _request(self, query: np.ndarray, k: int, query_filter: Any = None) -> Any:
         """The engine's request for the ``k`` nearest points to ``query``, coded as the stored vectors are."""
