@@ -160,7 +160,7 @@ def cache_umap_kernels() -> None:
         for name, module in list(sys.modules.items()):
             if name == "umap" or name.startswith("umap."):
                 for value in list(vars(module).values()):
-                    if isinstance(value, Dispatcher) and isinstance(value._cache, NullCache):
+                    if isinstance(value, Dispatcher) and isinstance(getattr(value, "_cache", None), NullCache):
                         value.enable_caching()
         _kernels_cached = True
 
