@@ -13,7 +13,11 @@ APP_PARTS = ("prompt", "score-range", "filters", "sampler", "collections", "view
 
 
 def parts_shown(page: Any, scope: str = "") -> dict[str, int]:
-    """How many elements of each of :data:`APP_PARTS` the page shows (inside ``scope``, a CSS selector)."""
+    """How many elements of each of :data:`APP_PARTS` the page shows (inside ``scope``, a CSS selector), once each
+    part has rendered at all: the widgets of one app mount one by one (marimo mounts the prompt, ready to search,
+    before the others), so a part not there yet is waited for, up to the page's default timeout."""
+    for part in APP_PARTS:
+        page.locator(f"{scope} .picsift-{part}".strip()).first.wait_for(state="attached")
     return {part: page.locator(f"{scope} .picsift-{part}".strip()).count() for part in APP_PARTS}
 
 
