@@ -56,8 +56,7 @@ def fold_batch_norms(tower: Any, image_size: int) -> int:
     if not pairs:
         return 0
     parents = {id(child): (parent, name) for parent in tower.modules() for name, child in parent.named_children()}
-    saved = {id(conv): (conv.weight.detach().clone(), None if conv.bias is None else conv.bias.detach().clone())
-             for conv, _ in pairs}
+    saved = {id(conv): (conv.weight, conv.bias) for conv, _ in pairs}  # _fold gives each new parameters
     with torch.no_grad():
         for conv, norm in pairs:
             _fold(conv, norm)
@@ -70,9 +69,7 @@ def fold_batch_norms(tower: Any, image_size: int) -> int:
             return len(pairs)
         log.warning("batch norms not folded: the folded image tower moved (cosine %.6f)", cosine)
         for conv, norm in pairs:  # put everything back
-            weight, bias = saved[id(conv)]
-            conv.weight.copy_(weight)
-            conv.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+            conv.weight, conv.bias = saved[id(conv)]
             parent, name = parents[id(norm)]
             parent._modules[name] = norm
     return 0

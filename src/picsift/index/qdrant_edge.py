@@ -388,8 +388,7 @@ class QdrantEdgeIndex(VectorIndex):
             if self.datatype == "uint8" and self._centre is None:
                 return [], np.zeros(0, np.float32)  # nothing was ever added
             found = shard.query(self._request(query, k, query_filter))
-        ids = [p.id for p in found]  # the engine makes a uuid.UUID at each read of .id
-        return ([i.hex if type(i) is uuid.UUID else image_id(i) for i in ids],
+        return ([image_id(p.id) for p in found],
                 self._scores(np.fromiter((p.score for p in found), np.float64, len(found))))
 
     def _request(self, query: np.ndarray, k: int, query_filter: Any = None) -> Any:
