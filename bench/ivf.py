@@ -61,13 +61,37 @@ def rescored_top(store: np.ndarray, query: np.ndarray, candidates: np.ndarray, k
 
 
 def _compile_serial_scan():  # type: ignore[no-untyped-def]
+    """:func:`picsift.core.codes_kernel.scan_codes`'s loop on one thread, each row's cache lines asked for
+    :data:`AHEAD` rows before it is read (the rows of a few lists sit apart in the store-ordered codes: without it
+    16,000 gathered rows of 384 codes took 2.06 ms, with it 0.34, read in order 0.26; /tmp one-off, 2026-12-06)."""
     import numba
 
-    from picsift.core.codes_kernel import scan_codes
+    from picsift.core.codes_kernel import _prefetch
 
-    return numba.njit(nogil=True, cache=False)(scan_codes.py_func)  # the same loop, prange run as range
+    @numba.njit(nogil=True)
+    def scan(codes, query, rows, step, offset, out):  # type: ignore[no-untyped-def]  # pragma: no cover
+        dim, last, n = query.shape[0], codes.shape[1] - 1, rows.shape[0]
+        for i in range(-AHEAD, n):
+            if i + AHEAD < n:
+                for j in range(0, last, 64):
+                    _prefetch(codes, rows[i + AHEAD], j)
+                _prefetch(codes, rows[i + AHEAD], last)
+            if i < 0:
+                continue
+            row = rows[i]
+            if codes[row, 0] == -128:  # flagged: scored exactly by the caller
+                out[i] = np.nan
+                continue
+            total = np.int32(0)
+            for j in range(dim):
+                total = np.int32(total + np.int32(codes[row, j]) * np.int32(query[j]))
+            out[i] = np.float32(np.float64(total) * step + offset)
+
+    return scan
 
 
+#: Rows ahead whose codes the prototype's scan asks the memory for (8 was the quickest of 2-16).
+AHEAD = 8
 _serial_scan = _compile_serial_scan()
 
 
@@ -99,8 +123,9 @@ class CodesIvf:
         self.nprobe = 32
 
     def scan(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """:meth:`StoreCodes.scan`'s arithmetic on one thread (a few thousand rows: waking numba's second thread
-        costs more than it saves, and a busy machine makes a parallel call wait for a core); flagged rows exact."""
+        """:meth:`StoreCodes.scan`'s arithmetic on one thread, rows prefetched (a few thousand rows: waking numba's
+        second thread costs more than it saves, and a busy machine makes a parallel call wait for a core); flagged
+        rows exact."""
         from picsift.core.codes_format import query_max
 
         header = self.codes.header
