@@ -14,6 +14,8 @@ kernels need): what a search with ``limit=100`` computes for its histogram, i.e.
 * **codes**: from today's codes (numba int8 x int16 kernel, both cores); of it, the bare scan, ``exact_top`` and
   the histogram (picsift's, against ``np.histogram`` of the same scores); and the bare scan of the previous
   version's codes;
+* **scope**: ``score_scope`` of a scattered tenth of the store (a ``within`` or filtered search) from the codes,
+  each row's codes asked for 8 rows ahead (``codes_kernel.SCAN_AHEAD``), against the same read in order (before);
 * **read bound**: numpy reading the codes' bytes once (``bitwise_or.reduce``, one core);
 * **float32 product**: the plain way, ``codes.astype(float32) @ q`` a block at a time.
 
@@ -48,6 +50,7 @@ from common import header, median, table
 from query import build_workspace, image_queries, make_data, make_ids, text_like_queries
 
 from picsift.core import codes as codes_module
+from picsift.core import codes_kernel as kernel
 from picsift.core import store as store_module
 from picsift.core.codes import CodesFile, StoreCodes, near_edges
 from picsift.core.codes_format import FLAG, encode, fit, query_max
@@ -107,6 +110,7 @@ def float32_product(codes: np.ndarray, query: np.ndarray, block: int = 65_536) -
 
 
 def timing(n: int, queries: int, settle: float) -> None:
+    ahead = kernel.SCAN_AHEAD
     data, centres, spread = make_data(n, 1000, seed=0)
     qs = np.concatenate([image_queries(centres, spread, queries // 2, 1), text_like_queries(centres, queries // 2, 2)])
     with tempfile.TemporaryDirectory(prefix="picsift-bench-codes-") as tmp:
@@ -135,8 +139,19 @@ def timing(n: int, queries: int, settle: float) -> None:
                 "histogram": lambda q: histogram(shown["last"], 50),
                 "np.histogram": lambda q: np.histogram(shown["last"], 50),
                 "old": lambda q: old.scan(q, snapshot.rows),
+                "scope": lambda q: score_scope(snapshot, scope, q[None, :]),
+                "scope, in order": lambda q: in_order(lambda: score_scope(snapshot, scope, q[None, :])),
                 "read": lambda q: np.bitwise_or.reduce(words),
                 "f32": lambda q: float32_product(raw, q)}
+        scope = np.sort(np.random.default_rng(3).choice(n, n // 10, replace=False))  # a scope: a tenth, scattered
+
+        def in_order(run: Callable[[], object]) -> object:
+            kernel.SCAN_AHEAD = 0  # no row asked for ahead (before 2026-12-06 23:30)
+            try:
+                return run()
+            finally:
+                kernel.SCAN_AHEAD = ahead
+
         times: dict[str, list[tuple[float, float]]] = {k: [] for k in work}
         band, near = [], []
         for q in qs:
@@ -157,6 +172,8 @@ def timing(n: int, queries: int, settle: float) -> None:
                  "histogram": "  of which the 50-bin histogram (picsift's, one compiled pass)",
                  "np.histogram": "numpy's np.histogram of the same scores",
                  "old": "the previous version's codes scan alone (one scale per row)",
+                 "scope": "score_scope of a scattered tenth of the store (rows asked for ahead)",
+                 "scope, in order": "the same, each row read when reached (before)",
                  "read": "numpy reads the codes once (bitwise_or.reduce, one core)",
                  "f32": "plain codes.astype(float32) @ q, blocks of 65,536 rows (BLAS)"}
         print(table([[names[k], 1000 * median([w for w, _ in v]), 1000 * median([c for _, c in v]),

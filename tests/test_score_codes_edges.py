@@ -100,6 +100,24 @@ def test_a_scan_of_several_queries_gives_each_query_scores_within_the_bound_flag
             np.testing.assert_allclose(together[flagged, j], exact[flagged], atol=1e-6)
 
 
+def test_a_scope_scattered_over_the_codes_scores_as_the_whole_store_does() -> None:
+    """A scope's rows (a tenth of the store, in any order, flagged rows among them) are scanned with their codes asked
+    for ahead of time: each gets the very score the scan of every row gives it, NaN-free (flagged ones exact)."""
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(20_000, 96)).astype(np.float32)
+    vectors[19_000:] = rng.normal(size=(1000, 96)) * 4  # unlike the rows the header is fitted on: flagged
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    header = fit(vectors[:10_000], 10_000)
+    codes = StoreCodes(encode(vectors, header), header, lambda rows: vectors[rows])
+    query = vectors[7][None]
+    whole = codes.scan(query, np.arange(20_000))[:, 0]
+    scope = rng.choice(20_000, 2000, replace=False)  # under half the store: the prefetching path
+    assert (codes.codes[scope, 0] == FLAG).any()
+    scattered = codes.scan(query, scope)[:, 0]
+    assert not np.isnan(scattered).any()
+    np.testing.assert_array_equal(scattered, whole[scope])
+
+
 def test_the_histogram_counts_what_numpy_counts_scores_on_an_edge_included() -> None:
     """picsift's histogram (the score range widget's, ImageSet.histogram) gives numpy's counts and edges: a score on
     an edge, or one float step either side of it, lands in numpy's bin; values outside a given range and NaN are

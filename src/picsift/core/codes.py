@@ -106,20 +106,22 @@ class StoreCodes:
 
     def scan(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Scores of the vectors in ``rows`` with each unit query: ``(len(rows), len(queries))`` float32."""
-        from .codes_kernel import LOCK, scan_codes
+        from .codes_kernel import LOCK, SCAN_AHEAD, scan_codes
 
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         given = rows
         rows = rows if rows.dtype == np.int64 and rows.flags.c_contiguous else np.ascontiguousarray(rows, np.int64)
         out = np.empty((len(rows), len(queries)), np.float32)
         limit = query_max(self.dim)
+        ahead = SCAN_AHEAD if len(rows) < len(self.codes) // 2 else 0  # a scope's rows lie apart: ask for them early
         for j, query in enumerate(queries):
             weighted = query * self.header.scale
             peak = float(np.abs(weighted).max()) if self.dim else 0.0
             step = peak / limit if peak > 0 else 1.0
             offset = float(query.astype(np.float64) @ self.header.centre.astype(np.float64))
             with LOCK:
-                scan_codes(self.codes, np.rint(weighted / step).astype(np.int16), rows, step, offset, out[:, j])
+                scan_codes(self.codes, np.rint(weighted / step).astype(np.int16), rows, step, offset, out[:, j],
+                           ahead)
         flagged, vectors = self._flagged_of(given, out[:, 0])
         if len(flagged):
             # einsum's own loops, not BLAS: BLAS's threads spin for milliseconds after a call, on the core the numba
