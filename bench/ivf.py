@@ -61,33 +61,14 @@ def rescored_top(store: np.ndarray, query: np.ndarray, candidates: np.ndarray, k
 
 
 def _compile_serial_scan():  # type: ignore[no-untyped-def]
-    """:func:`picsift.core.codes_kernel.scan_codes`'s loop on one thread, each row's cache lines asked for
-    :data:`AHEAD` rows before it is read (the rows of a few lists sit apart in the store-ordered codes: without it
-    16,000 gathered rows of 384 codes took 2.06 ms, with it 0.34, read in order 0.26; /tmp one-off, 2026-12-06)."""
+    """:func:`picsift.core.codes_kernel.scan_codes` compiled for one thread (its ``prange`` runs as ``range``), to be
+    called with ``ahead``: the rows of a few lists sit apart in the store-ordered codes (16,000 gathered rows of 384
+    codes: 2.06 ms read when reached, 0.34 asked for 8 rows ahead, 0.26 read in order; one-off, 2026-12-06)."""
     import numba
 
-    from picsift.core.codes_kernel import _prefetch
+    from picsift.core.codes_kernel import scan_codes
 
-    @numba.njit(nogil=True)
-    def scan(codes, query, rows, step, offset, out):  # type: ignore[no-untyped-def]  # pragma: no cover
-        dim, last, n = query.shape[0], codes.shape[1] - 1, rows.shape[0]
-        for i in range(-AHEAD, n):
-            if i + AHEAD < n:
-                for j in range(0, last, 64):
-                    _prefetch(codes, rows[i + AHEAD], j)
-                _prefetch(codes, rows[i + AHEAD], last)
-            if i < 0:
-                continue
-            row = rows[i]
-            if codes[row, 0] == -128:  # flagged: scored exactly by the caller
-                out[i] = np.nan
-                continue
-            total = np.int32(0)
-            for j in range(dim):
-                total = np.int32(total + np.int32(codes[row, j]) * np.int32(query[j]))
-            out[i] = np.float32(np.float64(total) * step + offset)
-
-    return scan
+    return numba.njit(nogil=True)(scan_codes.py_func)
 
 
 #: Rows ahead whose codes the prototype's scan asks the memory for (8 was the quickest of 2-16).
@@ -133,7 +114,7 @@ class CodesIvf:
         step = float(np.abs(weighted).max()) / query_max(len(query))
         out = np.empty(len(rows), np.float32)
         _serial_scan(self.codes.codes, np.rint(weighted / step).astype(np.int16), rows, step,
-                     float(query.astype(np.float64) @ header.centre.astype(np.float64)), out)
+                     float(query.astype(np.float64) @ header.centre.astype(np.float64)), out, AHEAD)
         flagged = np.flatnonzero(np.isnan(out))
         if len(flagged):
             out[flagged] = self.codes.vectors_of(rows[flagged]) @ query
