@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import header, median, table
+from common import cpu_timed, header, median, table
 from query import ground_truth, image_queries, make_data, make_ids, text_like_queries
 
 from picsift.core.store import StoreSnapshot, _dots, _float32_rows
@@ -47,17 +47,14 @@ from picsift.index.sync import calibrate_for_text_queries
 TIE = 1e-3
 
 
-def cpu_and_wall(work):  # type: ignore[no-untyped-def]
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = work()
-    return time.process_time() - cpu, time.perf_counter() - wall, result
-
-
-def rescored_top(store: np.ndarray, query: np.ndarray, candidates: np.ndarray, k: int = 100) -> np.ndarray:
-    """The exact top ``k`` of ``candidates`` (positions in ``store``), as the library rescores an index's hits."""
+def rescored_top(store: np.ndarray, query: np.ndarray, candidates: np.ndarray,
+                 k: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top ``k`` of ``candidates`` (positions in ``store``) and their scores, as the library rescores an
+    index's hits."""
     candidates = np.unique(candidates[candidates >= 0])
     scores = _dots(_float32_rows(store, candidates), query[None, :])[:, 0]
-    return candidates[np.argsort(-scores, kind="stable")[:k]]
+    best = np.argsort(-scores, kind="stable")[:k]
+    return candidates[best], scores[best]
 
 
 def _compile_serial_scan():  # type: ignore[no-untyped-def]
@@ -107,14 +104,9 @@ class CodesIvf:
         """:meth:`StoreCodes.scan`'s arithmetic on one thread, rows prefetched (a few thousand rows: waking numba's
         second thread costs more than it saves, and a busy machine makes a parallel call wait for a core); flagged
         rows exact."""
-        from picsift.core.codes_format import query_max
-
-        header = self.codes.header
-        weighted = query * header.scale
-        step = float(np.abs(weighted).max()) / query_max(len(query))
+        weights, step, offset = self.codes.coded(query)
         out = np.empty(len(rows), np.float32)
-        _serial_scan(self.codes.codes, np.rint(weighted / step).astype(np.int16), rows, step,
-                     float(query.astype(np.float64) @ header.centre.astype(np.float64)), out, AHEAD)
+        _serial_scan(self.codes.codes, weights, rows, step, offset, out, AHEAD)
         flagged = np.flatnonzero(np.isnan(out))
         if len(flagged):
             out[flagged] = self.codes.vectors_of(rows[flagged]) @ query
@@ -173,13 +165,13 @@ def build_ivf(store: np.ndarray, nlist: int, iterations: int, per_list: int,
     index.cp.max_points_per_centroid = per_list
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(len(store), min(len(store), per_list * nlist), replace=False))
-    train_cpu, train_wall, _ = cpu_and_wall(lambda: index.train(_float32_rows(store, sample)))
+    train_wall, train_cpu, _ = cpu_timed(lambda: index.train(_float32_rows(store, sample)))
 
     def add() -> None:
         for start in range(0, len(store), block):
             index.add(_float32_rows(store, np.arange(start, min(len(store), start + block))))
 
-    add_cpu, add_wall, _ = cpu_and_wall(add)
+    add_wall, add_cpu, _ = cpu_timed(add)
     return index, (train_cpu, train_wall, add_cpu, add_wall)
 
 
@@ -193,12 +185,11 @@ def searched(search, queries: np.ndarray, store: np.ndarray, truth: np.ndarray,
         started = time.perf_counter()
         found = search(q)
         middle = time.perf_counter()
-        top = rescored_top(store, q, found)
+        top, scores = rescored_top(store, q, found)
         ended = time.perf_counter()
         index_ms.append(1000 * (middle - started))
         whole_ms.append(1000 * (ended - started))
         recalls.append(len(set(top.tolist()) & set(t.tolist())) / len(t))
-        scores = _dots(_float32_rows(store, np.sort(top)), q[None, :])[:, 0]
         near.append(min(1.0, float((scores >= edge - TIE).sum()) / len(t)))
     return median(index_ms), median(whole_ms), recalls, near
 
@@ -245,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append([f"IVF-SQ8 nprobe {nprobe} ({100 * nprobe / nlist:.1f}% of the codes)", kind,
                          f"{index_ms:.2f}", f"{whole_ms:.2f}", f"{np.mean(recalls):.3f}", f"{min(recalls):.2f}",
                          f"{np.mean(near):.3f}", f"{min(near):.2f}"])
-    train_cpu, train_wall, ours = cpu_and_wall(lambda: CodesIvf(store, nlist, args.iterations, args.per_list))
+    train_wall, train_cpu, ours = cpu_timed(lambda: CodesIvf(store, nlist, args.iterations, args.per_list))
     print(f"picsift's codes + IVF{nlist} (prototype): codes, k-means, lists {train_cpu:.1f} CPU s ({train_wall:.1f} s "
           f"wall); adds 2 B per image (its list) + centroids {4 * dim * nlist / n:.1f} to the score codes ({dim} B)")
     for nprobe in [int(p) for p in args.nprobe.split(",") if p]:
@@ -277,7 +268,7 @@ def qdrant_edge_rows(store: np.ndarray, kinds: dict[str, np.ndarray], truths: di
             index.save()
             return index
 
-        add_cpu, add_wall, index = cpu_and_wall(fill)
+        add_wall, add_cpu, index = cpu_timed(fill)
         size = sum(p.stat().st_size for p in (Path(tmp) / "qe").rglob("*") if p.is_file())
         print(f"qdrant-edge (the default, uint8): add + graph (save) {add_cpu:.1f} CPU s ({add_wall:.1f} s wall); "
               f"{size / n:.0f} B per image on disk")

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from common import header, median, table
+from common import cpu_timed, header, median, table
 from query import build_workspace, image_queries, make_data, make_ids, text_like_queries
 
 from picsift.core import codes as codes_module
@@ -94,13 +94,6 @@ def distribution(snapshot: StoreSnapshot, query: np.ndarray) -> np.ndarray:
     return scores
 
 
-def cpu_timed(work: Callable[[], object]) -> tuple[float, float]:
-    """Wall and CPU seconds (every thread of the process) of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    work()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def float32_product(codes: np.ndarray, query: np.ndarray, block: int = 65_536) -> np.ndarray:
     """The plain way: the codes converted to float32 a block at a time, times the query (BLAS)."""
     out = np.empty(len(codes), np.float32)
@@ -120,9 +113,9 @@ def timing(n: int, queries: int, settle: float) -> None:
         assert snapshot.codes is not None
         vectors_file = store._state()[0]
         store.files.remove(store.folder / f"codes-{vectors_file.split('-')[1].split('.')[0]}.i8")
-        wall, cpu = cpu_timed(lambda: CodesFile(store.files, store.folder, vectors_file, store.dim).open(
+        wall, cpu, _ = cpu_timed(lambda: CodesFile(store.files, store.folder, vectors_file, store.dim).open(
             n, snapshot.rows, lambda rows: store_module._float32_rows(snapshot.matrix, rows)))
-        memory_wall, memory_cpu = cpu_timed(lambda: in_memory_codes(snapshot.matrix))  # codes in memory only
+        memory_wall, memory_cpu, _ = cpu_timed(lambda: in_memory_codes(snapshot.matrix))  # codes in memory only
         snapshot = dataclasses.replace(store.snapshot())
         assert snapshot.codes is not None
         plain = dataclasses.replace(snapshot, codes=None)
@@ -131,6 +124,7 @@ def timing(n: int, queries: int, settle: float) -> None:
         words = raw.view(np.uint8)[:, : raw.shape[1] // 8 * 8].view(np.uint64).reshape(-1)
         distribution(snapshot, qs[0]), distribution(plain, qs[0]), old.scan(qs[0], snapshot.rows)
         shown: dict[str, np.ndarray] = {}
+        scope = np.sort(np.random.default_rng(3).choice(n, n // 10, replace=False))  # a scope: a tenth, scattered
         work = {"float16": lambda q: distribution(plain, q),
                 "codes": lambda q: shown.update(last=distribution(snapshot, q)),
                 "bare": lambda q: snapshot.coarse_scan(q[None, :]),
@@ -143,8 +137,6 @@ def timing(n: int, queries: int, settle: float) -> None:
                 "scope, in order": lambda q: in_order(lambda: score_scope(snapshot, scope, q[None, :])),
                 "read": lambda q: np.bitwise_or.reduce(words),
                 "f32": lambda q: float32_product(raw, q)}
-        scope = np.sort(np.random.default_rng(3).choice(n, n // 10, replace=False))  # a scope: a tenth, scattered
-
         def in_order(run: Callable[[], object]) -> object:
             kernel.SCAN_AHEAD = 0  # no row asked for ahead (before 2026-12-06 23:30)
             try:
@@ -157,7 +149,7 @@ def timing(n: int, queries: int, settle: float) -> None:
         for q in qs:
             for key, run in work.items():
                 time.sleep(settle)  # the threads of the contender before (BLAS, torch) stop spinning
-                times[key].append(cpu_timed(lambda run=run, q=q: run(q)))
+                times[key].append(cpu_timed(lambda run=run, q=q: run(q))[:2])
             coarse = score_scope(snapshot, None, q[None, :])
             last = np.sort(coarse)[-100]
             band.append(int((coarse >= last - 2 * snapshot.coarse_error(n)).sum()))

@@ -104,6 +104,15 @@ class StoreCodes:
         weighted = np.asarray(query, np.float64).reshape(-1) * self.header.scale
         return float(np.sqrt((weighted**2).sum() / 12))
 
+    def coded(self, query: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """A unit ``query`` as :func:`~.codes_kernel.scan_codes` takes it: int16 weights, the step that scales their
+        sum back and the offset the centre adds (``score = step * (codes . weights) + offset``)."""
+        weighted = np.asarray(query, np.float32).reshape(-1) * self.header.scale
+        peak = float(np.abs(weighted).max()) if self.dim else 0.0
+        step = peak / query_max(self.dim) if peak > 0 else 1.0
+        offset = float(query.astype(np.float64) @ self.header.centre.astype(np.float64))
+        return np.rint(weighted / step).astype(np.int16), step, offset
+
     def scan(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Scores of the vectors in ``rows`` with each unit query: ``(len(rows), len(queries))`` float32."""
         from .codes_kernel import LOCK, SCAN_AHEAD, scan_codes
@@ -112,16 +121,11 @@ class StoreCodes:
         given = rows
         rows = rows if rows.dtype == np.int64 and rows.flags.c_contiguous else np.ascontiguousarray(rows, np.int64)
         out = np.empty((len(rows), len(queries)), np.float32)
-        limit = query_max(self.dim)
         ahead = SCAN_AHEAD if len(rows) < len(self.codes) // 2 else 0  # a scope's rows lie apart: ask for them early
         for j, query in enumerate(queries):
-            weighted = query * self.header.scale
-            peak = float(np.abs(weighted).max()) if self.dim else 0.0
-            step = peak / limit if peak > 0 else 1.0
-            offset = float(query.astype(np.float64) @ self.header.centre.astype(np.float64))
+            weights, step, offset = self.coded(query)
             with LOCK:
-                scan_codes(self.codes, np.rint(weighted / step).astype(np.int16), rows, step, offset, out[:, j],
-                           ahead)
+                scan_codes(self.codes, weights, rows, step, offset, out[:, j], ahead)
         flagged, vectors = self._flagged_of(given, out[:, 0])
         if len(flagged):
             # einsum's own loops, not BLAS: BLAS's threads spin for milliseconds after a call, on the core the numba
