@@ -1,7 +1,12 @@
-"""Index build at N: picsift's default index (qdrant-edge, uint8) as ``IndexKeeper.sync`` builds it, against a
-plain hnswlib ``add_items`` loop and a numpy floor, in one process, with the CPU time of every phase.
+"""Index build at N: picsift's own ``ivf`` index and qdrant-edge (uint8) as ``IndexKeeper.sync`` builds them, against
+a plain hnswlib ``add_items`` loop and a numpy floor, in one process, with the CPU time of every phase.
 
 What each contender does, on the same N clustered 512-d unit vectors (``bench/query.py``'s data, seeded):
+
+* **ivf** (picsift's inverted lists over the store's score codes): the store's first snapshot builds the score
+  codes (every store of 50,000 images keeps them for its histograms, whatever its index), then attaching the index
+  builds the lists file (spherical k-means on 32 sampled vectors per list, then every image's list: torch matrix
+  products on both cores) and ``calibrate_for_text_queries`` tunes ``nprobe``.
 
 * **numpy floor**: every vector read once and turned into the index's uint8 codes (what any build must at
   least do; it does not search anything).
@@ -56,6 +61,7 @@ from query import (
 )
 
 from picsift.index import open_index
+from picsift.index.ivf import IvfIndex
 from picsift.index.qdrant_edge import BUILD_BITS, EF_CONSTRUCT, M
 from picsift.index.sync import CHUNK, calibrate_for_text_queries
 
@@ -118,6 +124,20 @@ def run_size(n: int, args: argparse.Namespace) -> None:
                                                                        num_threads=2) for s in range(0, n, CHUNK)])
             del plain
             gc.collect()
+        ivf: IvfIndex | None = None
+        if store is not None:
+            codes_wall, codes_cpu, snapshot = measured(store.snapshot)  # the score codes: kept by any 50k store
+            ivf = IvfIndex(DIM, folder / "ivf")
+            lists_wall, lists_cpu, _ = measured(lambda: ivf.attach(snapshot))  # type: ignore[union-attr]
+            tune_wall, tune_cpu, _ = measured(lambda: calibrate_for_text_queries(ivf, snapshot))
+            ivf.save()  # its nprobe, as the keeper saves it
+            ivf_wall, ivf_cpu = lists_wall + tune_wall, lists_cpu + tune_cpu
+            log(f"ivf built {n:,} in {ivf_wall:.1f}s: nprobe {ivf.nprobe} of {snapshot.lists.count} lists "  # type: ignore[union-attr]
+                f"(load average now {os.getloadavg()[0]:.1f})")
+            rows.append(row("ivf, picsift's build (lists + nprobe tuned)", n, ivf_wall, ivf_cpu, edge_wall))
+            rows.append(row("  of which the lists: k-means + every image's list", n, lists_wall, lists_cpu, edge_wall))
+            rows.append(row("  of which nprobe tuned (100 text-like queries)", n, tune_wall, tune_cpu, edge_wall))
+            rows.append(row("  before it: the score codes every 50k store keeps", n, codes_wall, codes_cpu, edge_wall))
         rows.append(row("qdrant-edge, picsift's build (add + save)", n, edge_wall, edge_cpu))
         rows.append(row("  of which add(): codes + upserts (1 thread)", n, add_wall, add_cpu, edge_wall))
         rows.append(row("  of which save(): the HNSW graph (engine threads)", n, graph_wall, graph_cpu, edge_wall))
@@ -133,27 +153,35 @@ def run_size(n: int, args: argparse.Namespace) -> None:
         snapshot = store.snapshot()
         t, _ = timed(lambda: calibrate_for_text_queries(edge, snapshot))
         log(f"\nqdrant-edge calibrated to ef={edge.ef} in {t:.1f}s")  # type: ignore[attr-defined]
-        library_path = Rescored(edge, store, snapshot)
+        paths = {f"ivf nprobe {ivf.nprobe}": Rescored(ivf, store, snapshot),  # type: ignore[union-attr]
+                 f"qdrant-edge ef {edge.ef}": Rescored(edge, store, snapshot)}  # type: ignore[attr-defined]
         results = []
         for kind, q in queries.items():
-            library_path.search(q[0], K)
-            latencies, found = [], []
-            for vector in q:
-                seconds, (f, _) = timed(lambda vector=vector: library_path.search(vector, K))
-                latencies.append(seconds)
-                found.append(f)
-            results.append([kind, 1000 * median(latencies), recall(found, truth[kind], ids)])
+            for path in paths.values():
+                path.search(q[0], K)
+            latencies: dict[str, list[float]] = {name: [] for name in paths}
+            found: dict[str, list[list[str]]] = {name: [] for name in paths}
+            for vector in q:  # each query on each index in turn: load changes hit both alike
+                for name, path in paths.items():
+                    seconds, (f, _) = timed(lambda vector=vector, path=path: path.search(vector, K))
+                    latencies[name].append(seconds)
+                    found[name].append(f)
+            results += [[name, kind, 1000 * median(latencies[name]), recall(found[name], truth[kind], ids)]
+                        for name in paths]
         log(f"top-{K} through the library's path (150 candidates rescored from the float16 store), "
             f"{args.queries} held-out queries of each kind:")
-        log(table(results, ["queries", "median ms", "recall@100"]))
+        log(table(results, ["index", "queries", "median ms", "recall@100"]))
 
         catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         vectors = sizes_of(next(store.folder.glob("vectors-*")))[1]
         codes = sum(sizes_of(p)[1] for p in store.folder.glob("codes-*"))  # the score codes (picsift.core.codes)
-        index = sizes_of(store.folder / "qdrant-edge")[1]
         catalog_bytes = sum(sizes_of(p)[0] for p in catalog.path.parent.glob("catalog.sqlite*"))
-        log(f"\nbytes per image: store {vectors / n:,.0f} + score codes {codes / n:,.0f} + index {index / n:,.0f} "
-            f"(allocated) + catalog {catalog_bytes / n:,.0f} = {(vectors + codes + index + catalog_bytes) / n:,.0f}")
+        for name, index in (("ivf (its lists file)", sum(sizes_of(p)[1] for p in store.folder.glob("lists-*"))
+                             + sizes_of(store.folder / "ivf")[1]),
+                            ("qdrant-edge", sizes_of(store.folder / "qdrant-edge")[1])):
+            log(f"\nbytes per image with {name}: store {vectors / n:,.0f} + score codes {codes / n:,.0f} + index "
+                f"{index / n:,.0f} (allocated) + catalog {catalog_bytes / n:,.0f} = "
+                f"{(vectors + codes + index + catalog_bytes) / n:,.0f}")
         edge.close()
         catalog.close()
 

@@ -1,6 +1,7 @@
-"""A candidate for picsift's own index (issue 25, items 2, 3 and 5): an inverted file over one-byte codes
-(faiss ``IndexIVFScalarQuantizer``, 8 bits per dimension), its candidates rescored exactly from the float16 store,
-against the default layout's index (qdrant-edge: uint8 vectors, HNSW built from int8 codes) in the same run.
+"""picsift's own index, ``ivf`` (issue 25, items 2, 3 and 5): inverted lists over the store's one-byte score codes,
+its candidates rescored exactly from the float16 store, against faiss's IVF over one-byte codes
+(``IndexIVFScalarQuantizer``, 8 bits per dimension) and the default layout's index (qdrant-edge: uint8 vectors, HNSW
+built from int8 codes) in the same run.
 
 Why faiss: it is the field's well-kept library for exactly this (inverted lists of scalar-quantised codes, k-means
 trained, SIMD distance kernels, OpenMP build); picsift would keep its float16 store for exact scores, as today.
@@ -16,8 +17,9 @@ and by the offline model's embeddings of real text prompts (a text prompt sits f
 float16, as the library stores them; recall@100 against the exact top 100 of the float16 vectors (as the library
 scores them), after the candidates are rescored exactly, as the library does.
 
-Contenders: faiss's IVF-SQ8; the design picsift would build on it (:class:`CodesIvf`, a prototype: the inverted lists
-over the store's own score codes, so the index adds 2 bytes per image); with ``--qdrant-edge`` the default index.
+Contenders: faiss's IVF-SQ8; picsift's ``ivf`` (:func:`picsift_ivf`: the inverted lists over the store's own score
+codes, so the index adds 2 bytes per image; its calibrated nprobe and the ``--nprobe`` values); with ``--qdrant-edge``
+the default index.
 
 Printed: build CPU s and wall (train + add), bytes per image of the index (serialised), and per ``nprobe``: median
 ms per single query (the index's search of ``--candidates``; + the exact rescoring and top 100) and recall@100 per
@@ -57,69 +59,29 @@ def rescored_top(store: np.ndarray, query: np.ndarray, candidates: np.ndarray,
     return candidates[best], scores[best]
 
 
-def _compile_serial_scan():  # type: ignore[no-untyped-def]
-    """:func:`picsift.core.codes_kernel.scan_codes` compiled for one thread (its ``prange`` runs as ``range``), to be
-    called with ``ahead``: the rows of a few lists sit apart in the store-ordered codes (16,000 gathered rows of 384
-    codes: 2.06 ms read when reached, 0.34 asked for 8 rows ahead, 0.26 read in order; one-off, 2026-12-06)."""
-    import numba
+def picsift_ivf(store: np.ndarray, folder: Path) -> tuple[object, object, dict[str, float]]:
+    """picsift's ``ivf`` index over a snapshot of ``store`` as the library opens one: the score codes (which every
+    store of 50,000 images keeps for its histograms), then the lists file in ``folder`` (k-means on a sample, every
+    row's list: :class:`picsift.core.code_lists.ListsFile`), then ``nprobe`` tuned as the library tunes it
+    (:func:`calibrate_for_text_queries`). Returns the index, its snapshot and the CPU and wall seconds of each step."""
+    from score_codes import in_memory_codes
 
-    from picsift.core.codes_kernel import scan_codes
+    from picsift.core.code_lists import ListsFile
+    from picsift.index.ivf import IvfIndex
+    from picsift.workspace_files import WorkspaceFiles
 
-    return numba.njit(nogil=True)(scan_codes.py_func)
-
-
-#: Rows ahead whose codes the prototype's scan asks the memory for (8 was the quickest of 2-16).
-AHEAD = 8
-_serial_scan = _compile_serial_scan()
-
-
-class CodesIvf:
-    """The design picsift would build: an inverted file over the store's own one-byte codes (the score codes every
-    search's histogram already scans), so the index adds only a list number per image and the centroids. Centroids
-    from faiss's IVF training (k-means on a sample), every image put in its best centroid's list (BLAS), lists as
-    positions grouped by list; a search scans the codes of the ``nprobe`` best lists with picsift's int8 kernel
-    (:meth:`picsift.core.codes.StoreCodes.scan`) and hands its best ``candidates`` to the exact rescoring."""
-
-    def __init__(self, store: np.ndarray, nlist: int, iterations: int, per_list: int, block: int = 65_536):
-        import faiss
-        from score_codes import in_memory_codes
-
-        n, dim = store.shape
-        self.codes = in_memory_codes(store)
-        rng = np.random.default_rng(0)
-        sample = _float32_rows(store, np.sort(rng.choice(n, min(n, per_list * nlist), replace=False)))
-        trainer = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        trainer.cp.niter, trainer.cp.max_points_per_centroid = iterations, per_list
-        trainer.train(sample)  # faiss's IVF training (its centroids, as IVF-SQ8 gets them)
-        self.centroids = trainer.quantizer.reconstruct_n(0, nlist).astype(np.float32)
-        lists = np.empty(n, np.uint16)  # 2 bytes per image: the list it is in
-        for start in range(0, n, block):
-            lists[start : start + block] = np.argmax(
-                _float32_rows(store, np.arange(start, min(n, start + block))) @ self.centroids.T, axis=1)
-        self.order = np.argsort(lists, kind="stable")  # rows grouped by list, ascending within each
-        self.offsets = np.searchsorted(lists[self.order], np.arange(nlist + 1))
-        self.nprobe = 32
-
-    def scan(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """:meth:`StoreCodes.scan`'s arithmetic on one thread, rows prefetched (a few thousand rows: waking numba's
-        second thread costs more than it saves, and a busy machine makes a parallel call wait for a core); flagged
-        rows exact."""
-        weights, step, offset = self.codes.coded(query)
-        out = np.empty(len(rows), np.float32)
-        _serial_scan(self.codes.codes, weights, rows, step, offset, out, AHEAD)
-        flagged = np.flatnonzero(np.isnan(out))
-        if len(flagged):
-            out[flagged] = self.codes.vectors_of(rows[flagged]) @ query
-        return out
-
-    def search(self, query: np.ndarray, k: int) -> np.ndarray:
-        near = self.centroids @ query
-        probe = np.argpartition(-near, self.nprobe - 1)[: self.nprobe]
-        rows = np.concatenate([self.order[self.offsets[at] : self.offsets[at + 1]] for at in probe])
-        scores = self.scan(query, rows)
-        if len(rows) <= k:
-            return rows
-        return rows[np.argpartition(-scores, k - 1)[:k]]
+    n, dim = store.shape
+    every = np.arange(n)
+    codes_wall, codes_cpu, codes = cpu_timed(lambda: in_memory_codes(store))
+    lists_file = ListsFile(WorkspaceFiles(folder), folder, "vectors-0.f16", dim)
+    lists_wall, lists_cpu, lists = cpu_timed(lambda: lists_file.open(n, every, lambda rows: _float32_rows(store, rows)))
+    snapshot = StoreSnapshot(np.char.mod("%032x", every).astype("<U32"), every, store, 1, codes, lambda: lists)
+    index = IvfIndex(dim)
+    index.attach(snapshot)
+    tune_wall, tune_cpu, _ = cpu_timed(lambda: calibrate_for_text_queries(index, snapshot))
+    return index, lists, {"codes cpu": codes_cpu, "codes wall": codes_wall, "lists cpu": lists_cpu,
+                          "lists wall": lists_wall, "tune cpu": tune_cpu, "tune wall": tune_wall,
+                          "file bytes": float(lists_file.path.stat().st_size)}
 
 
 def synthetic_data(n: int, queries: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -236,16 +198,25 @@ def main(argv: list[str] | None = None) -> None:
             rows.append([f"IVF-SQ8 nprobe {nprobe} ({100 * nprobe / nlist:.1f}% of the codes)", kind,
                          f"{index_ms:.2f}", f"{whole_ms:.2f}", f"{np.mean(recalls):.3f}", f"{min(recalls):.2f}",
                          f"{np.mean(near):.3f}", f"{min(near):.2f}"])
-    train_wall, train_cpu, ours = cpu_timed(lambda: CodesIvf(store, nlist, args.iterations, args.per_list))
-    print(f"picsift's codes + IVF{nlist} (prototype): codes, k-means, lists {train_cpu:.1f} CPU s ({train_wall:.1f} s "
-          f"wall); adds 2 B per image (its list) + centroids {4 * dim * nlist / n:.1f} to the score codes ({dim} B)")
-    for nprobe in [int(p) for p in args.nprobe.split(",") if p]:
-        ours.nprobe = nprobe
-        for kind, queries in kinds.items():
-            index_ms, whole_ms, recalls, near = searched(lambda q: ours.search(q, args.candidates), queries, store,
-                                                         truths[kind], edges[kind])
-            rows.append([f"picsift codes IVF nprobe {nprobe} (prototype)", kind, f"{index_ms:.2f}", f"{whole_ms:.2f}",
-                         f"{np.mean(recalls):.3f}", f"{min(recalls):.2f}", f"{np.mean(near):.3f}", f"{min(near):.2f}"])
+    with tempfile.TemporaryDirectory(prefix="picsift-bench-ivf-") as tmp:
+        ours, lists, spent = picsift_ivf(store, Path(tmp))
+        tuned = ours.nprobe  # type: ignore[attr-defined]
+        print(f"picsift ivf ({lists.count} lists): score codes {spent['codes cpu']:.1f} CPU s "  # type: ignore[attr-defined]
+              f"({spent['codes wall']:.1f} s wall; kept by every store of 50,000 images), lists (k-means + every "
+              f"image's list) {spent['lists cpu']:.1f} CPU s ({spent['lists wall']:.1f} s wall), nprobe tuned "
+              f"{spent['tune cpu']:.1f} CPU s ({spent['tune wall']:.1f} s wall): nprobe {tuned}; adds "
+              f"{spent['file bytes'] / n:.1f} B per image (its list, 2 B, and the centroids) to the score codes "
+              f"({dim} B)")
+        for nprobe in [tuned] + [int(p) for p in args.nprobe.split(",") if p]:
+            for kind, queries in kinds.items():
+                def search(q: np.ndarray, nprobe: int = nprobe) -> np.ndarray:
+                    found = ours.search(q, args.candidates, nprobe=nprobe)[0]  # type: ignore[attr-defined]
+                    return np.array([int(i, 16) for i in found], np.int64)
+
+                index_ms, whole_ms, recalls, near = searched(search, queries, store, truths[kind], edges[kind])
+                label = f"picsift ivf nprobe {nprobe}" + (" (calibrated)" if nprobe == tuned else "")
+                rows.append([label, kind, f"{index_ms:.2f}", f"{whole_ms:.2f}", f"{np.mean(recalls):.3f}",
+                             f"{min(recalls):.2f}", f"{np.mean(near):.3f}", f"{min(near):.2f}"])
     if args.qdrant_edge:
         rows += qdrant_edge_rows(store, kinds, truths, edges, args)
     print(table(rows, ["index", "queries", "index ms", "+ exact rescoring ms", "recall@100", "min",

@@ -113,9 +113,10 @@ class StoreCodes:
         offset = float(query.astype(np.float64) @ self.header.centre.astype(np.float64))
         return np.rint(weighted / step).astype(np.int16), step, offset
 
-    def scan(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Scores of the vectors in ``rows`` with each unit query: ``(len(rows), len(queries))`` float32."""
-        from .codes_kernel import LOCK, SCAN_AHEAD, scan_codes
+    def scan(self, queries: np.ndarray, rows: np.ndarray, *, serial: bool = False) -> np.ndarray:
+        """Scores of the vectors in ``rows`` with each unit query: ``(len(rows), len(queries))`` float32; ``serial``
+        scans on the calling thread (a few thousand rows)."""
+        from .codes_kernel import LOCK, SCAN_AHEAD, scan_codes, scan_codes_serial
 
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         given = rows
@@ -124,9 +125,15 @@ class StoreCodes:
         ahead = SCAN_AHEAD if len(rows) < len(self.codes) // 2 else 0  # a scope's rows lie apart: ask for them early
         for j, query in enumerate(queries):
             weights, step, offset = self.coded(query)
+            if serial:
+                scan_codes_serial(self.codes, weights, rows, step, offset, out[:, j], ahead)
+                continue
             with LOCK:
                 scan_codes(self.codes, weights, rows, step, offset, out[:, j], ahead)
-        flagged, vectors = self._flagged_of(given, out[:, 0])
+        if serial:  # a search's lists: other rows at every call, so none of the flagged rows' vectors are kept
+            flagged, vectors = np.flatnonzero(np.isnan(out[:, 0])), None
+        else:
+            flagged, vectors = self._flagged_of(given, out[:, 0])
         if len(flagged):
             # einsum's own loops, not BLAS: BLAS's threads spin for milliseconds after a call, on the core the numba
             # kernels that follow need (2x their time on two cores; bench/README.md, Limits)

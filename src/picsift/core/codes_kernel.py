@@ -78,6 +78,12 @@ def scan_codes(codes: np.ndarray, query: np.ndarray, rows: np.ndarray, step: flo
         out[i] = np.float32(np.float64(total) * step + offset)
 
 
+#: :func:`scan_codes` on the calling thread (its ``prange`` runs as ``range``): for the few thousand rows of an
+#: inverted file's lists, where waking numba's second thread costs more than it saves and a busy machine makes a
+#: parallel call wait for a core (bench/ivf.py).
+scan_codes_serial = numba.njit(nogil=True, cache=True)(scan_codes.py_func)
+
+
 @numba.njit(parallel=True, nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
 def float16_dots(bits: np.ndarray, rows: np.ndarray, query: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """``out[i] = x . query / ||x||``, ``x`` the float16 row ``rows[i]`` of a matrix whose bits are ``bits``

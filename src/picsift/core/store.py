@@ -18,6 +18,7 @@ import logging
 import os
 import sqlite3
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from ..errors import ModelMismatchError
 from ..workspace_files import VECTORS_FILE, UnsafeWorkspaceFileError, WorkspaceFiles, checked_name
 from .catalog import Catalog
 from .catalog.embeddings import EmbeddingTables
+from .code_lists import CodeLists, ListsFile, is_lists_file, lists_name
 from .codes import CodesFile, StoreCodes, codes_name, is_codes_file
 from .id_index import IdIndex
 
@@ -74,6 +76,7 @@ class StoreSnapshot:
     matrix: np.ndarray  # (next_row, dim) float16 or float32 memory map; rows not in ``rows`` are unused
     version: int
     codes: StoreCodes | None = field(default=None, repr=False)  # one byte per dimension of each row, if kept
+    open_lists: Callable[[], CodeLists | None] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,6 +89,12 @@ class StoreSnapshot:
     def position(self) -> dict[str, int]:
         """Image id -> position in :attr:`ids` (built once per snapshot)."""
         return {image_id: i for i, image_id in enumerate(self.ids.tolist())}
+
+    @functools.cached_property
+    def lists(self) -> CodeLists | None:
+        """The inverted lists over :attr:`codes` (:mod:`.code_lists`), built on first use: what the ``ivf`` index
+        searches; None without codes (fewer than ``CODES_FROM`` images) or a workspace that cannot be written."""
+        return self.open_lists() if self.codes is not None and self.open_lists is not None else None
 
     @functools.cached_property
     def id_index(self) -> IdIndex:
@@ -309,6 +318,7 @@ class EmbeddingStore:
             self.catalog.embeddings.reset_model(self.identity, self._first_file())
             self.files.remove(self.folder / self._first_file())
             self.files.remove(self.folder / codes_name(self._first_file()))
+            self.files.remove(self.folder / lists_name(self._first_file()))
 
     # -- reading ----------------------------------------------------------------------------------
     def _state(self) -> tuple[str, int, int]:
@@ -356,10 +366,14 @@ class EmbeddingStore:
             with f:
                 matrix = np.memmap(f, dtype=dtype, mode="r", shape=(next_row, self.dim))
         codes = None
+
+        def vectors_of(picked: np.ndarray) -> np.ndarray:
+            return _float32_rows(matrix, picked)
+
         if len(ids) >= CODES_FROM:
-            codes = CodesFile(self.files, self.folder, vectors_file, self.dim).open(
-                next_row, rows, lambda picked: _float32_rows(matrix, picked))
-        return StoreSnapshot(ids, rows, matrix, version, codes)
+            codes = CodesFile(self.files, self.folder, vectors_file, self.dim).open(next_row, rows, vectors_of)
+        lists = ListsFile(self.files, self.folder, vectors_file, self.dim)
+        return StoreSnapshot(ids, rows, matrix, version, codes, lambda: lists.open(next_row, rows, vectors_of))
 
     # -- writing ----------------------------------------------------------------------------------
     def write_vectors(self, vectors: np.ndarray) -> np.ndarray:
@@ -380,9 +394,12 @@ class EmbeddingStore:
             os.fsync(f.fileno())
         # the codes of the rows as stored (what exact scores are computed from), before the rows are committed
         codes = CodesFile(self.files, self.folder, vectors_file, self.dim)
+        lists = ListsFile(self.files, self.folder, vectors_file, self.dim)  # kept only where an ivf index searched
         for start in range(0, len(vectors), 65_536):
             part = vectors[start : start + 65_536]
-            codes.append(next_row + start, _float32_rows(part, np.arange(len(part))))
+            unit = _float32_rows(part, np.arange(len(part)))
+            codes.append(next_row + start, unit)
+            lists.append(next_row + start, unit)
         return np.arange(next_row, next_row + len(vectors), dtype=np.int64)
 
     def commit_rows(self, db: sqlite3.Connection, ids: list[str], rows: np.ndarray) -> None:
@@ -430,10 +447,11 @@ class EmbeddingStore:
         self.remove_stray_files()
 
     def remove_stray_files(self) -> None:
-        """Delete vectors files left by a killed compaction, and codes files of other vectors files. Call only while
-        holding the update lock."""
+        """Delete vectors files left by a killed compaction, and codes and lists files of other vectors files. Call
+        only while holding the update lock."""
         current = self._state()[0]
         for name in self.files.list(self.folder):
-            if (VECTORS_FILE.fullmatch(name) and name != current) or (is_codes_file(name)
-                                                                         and name != codes_name(current)):
+            if ((VECTORS_FILE.fullmatch(name) and name != current)
+                    or (is_codes_file(name) and name != codes_name(current))
+                    or (is_lists_file(name) and name != lists_name(current))):
                 self.files.remove(self.folder / name)

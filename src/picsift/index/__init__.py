@@ -2,6 +2,8 @@
 
 >>> from picsift.index import open_index, available_backends
 >>> index = open_index("qdrant-edge", dim=512, path=None)
+
+``ivf``, the default, is different: it holds no vectors but follows a store's snapshots (``attach``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .base import VectorIndex
 BACKENDS: dict[str, tuple[str, str | None]] = {
     "exact": ("picsift.index.exact:ExactIndex", None),
     "hnsw": ("picsift.index.hnsw:HnswIndex", "hnsw"),
+    "ivf": ("picsift.index.ivf:IvfIndex", None),
     "qdrant": ("picsift.index.qdrant:QdrantIndex", "qdrant"),
     "qdrant-edge": ("picsift.index.qdrant_edge:QdrantEdgeIndex", "qdrant-edge"),
 }

@@ -150,9 +150,26 @@ class IndexKeeper:
 
     def _sync(self, store: Store) -> VectorIndex:
         index = self.open()
+        follows = getattr(index, "follows_store", False)  # ivf: searches the store's own codes, holds no vectors
         if self.version is not None and self.version == store.version:
+            if follows:
+                index.attach(store.snapshot())  # type: ignore[attr-defined]
             return index
         snapshot = store.snapshot()
+        if follows:
+            index.attach(snapshot)  # type: ignore[attr-defined]
+        else:
+            self._fill(index, snapshot)
+        if hasattr(index, "calibrate") and len(index) >= CALIBRATE_FROM and len(index) > 1.2 * self._calibrated:
+            calibrate_for_text_queries(index, snapshot)
+            self._calibrated = len(index)
+        self.version = snapshot.version
+        if index.persistent:
+            self._save(index, snapshot.version)
+        return index
+
+    def _fill(self, index: VectorIndex, snapshot: StoreSnapshot) -> None:
+        """Remove from ``index`` what the store no longer holds and add what it lacks."""
         have, want = index.ids(), set(snapshot.ids.tolist())
         if have - want:
             index.remove(sorted(have - want))
@@ -163,13 +180,6 @@ class IndexKeeper:
                 chunk = missing[start : start + CHUNK]
                 index.add(snapshot.ids[chunk].tolist(), snapshot.vectors(chunk))
                 bar.update(len(chunk))
-        if hasattr(index, "calibrate") and len(index) >= CALIBRATE_FROM and len(index) > 1.2 * self._calibrated:
-            calibrate_for_text_queries(index, snapshot)
-            self._calibrated = len(index)
-        self.version = snapshot.version
-        if index.persistent:
-            self._save(index, snapshot.version)
-        return index
 
     def _save(self, index: VectorIndex, version: int) -> None:
         with folder_lock(self._lock_path()):

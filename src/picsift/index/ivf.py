@@ -1,0 +1,172 @@
+"""``ivf``: picsift's own inverted file over the embedding store's one-byte score codes.
+
+Every search already scans the score codes (:mod:`picsift.core.codes`: one byte per dimension of every image, in
+store order) for the histogram under its results. This index puts every image in the list of its nearest centroid
+(:mod:`picsift.core.code_lists`: 2 bytes per image and the centroids, beside the codes), and a search scans the
+codes of the ``nprobe`` lists nearest its query and hands its best to the exact rescoring every
+:class:`~picsift.Library` search does, so results and their scores stay exact. The index holds no copy of any
+vector: it adds about 2 bytes per image to the store, where qdrant-edge's graph added 914 and hnsw's 2.4 KB
+(bench/README.md), and builds in one pass of k-means and assignment (bench/ivf.py).
+
+It follows the store instead of taking vectors: the library's :class:`~picsift.index.sync.IndexKeeper` attaches each
+new store snapshot (:meth:`IvfIndex.attach`), and :meth:`add` and :meth:`remove` refuse. Below the store's
+``CODES_FROM`` images (no codes) it searches the store exactly, as quick there. ``nprobe`` is tuned on text-like
+queries by :meth:`calibrate` (as qdrant-edge's ``ef``) and kept in ``settings.json`` in the index's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
+from .base import VectorIndex, top_k
+
+if TYPE_CHECKING:
+    from ..core.store import StoreSnapshot
+
+log = logging.getLogger(__name__)
+
+#: :meth:`IvfIndex.calibrate`: a sample query whose recall is below this is lost (its lists missed its images).
+LOST = 0.5
+_SETTINGS = "settings.json"
+
+
+class IvfIndex(VectorIndex):
+    """Inverted lists over the store's score codes, searched ``nprobe`` lists at a time.
+
+    Parameters
+    ----------
+    nprobe
+        Lists scanned per search (at least enough to hold ``k`` images); None: what :meth:`calibrate` chose last,
+        else an eighth of the lists.
+    """
+
+    name = "ivf"
+    #: The keeper attaches store snapshots instead of adding vectors (see :mod:`picsift.index.sync`).
+    follows_store = True
+
+    def __init__(self, dim: int, path: Path | None = None, *, nprobe: int | None = None, **options: Any):
+        super().__init__(dim, path)
+        self.nprobe = nprobe
+        self._snapshot: StoreSnapshot | None = None
+        self._groups: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if nprobe is None and self.path is not None and WorkspaceFiles(self.path.parent).exists(
+                f"{self.path.name}/{_SETTINGS}"):
+            try:
+                saved = WorkspaceFiles(self.path).read_json(_SETTINGS, SMALL_LIMIT)
+            except (OSError, ValueError) as e:
+                log.info("ivf settings in %s are unreadable (%s): nprobe is tuned again", self.path, e)
+                saved = {}
+            value = saved.get("nprobe") if isinstance(saved, dict) else None
+            self.nprobe = value if type(value) is int and value > 0 else None
+
+    # -- following the store ------------------------------------------------------------------------
+    def attach(self, snapshot: StoreSnapshot) -> None:
+        """Search ``snapshot`` from now on (its lists are built or brought up to date on first use)."""
+        if snapshot is self._snapshot:
+            return
+        self._snapshot, self._groups = snapshot, None
+        lists = snapshot.lists
+        # a score from the codes may be this far from the exact one: the library asks for more and rescores them
+        self.score_error = snapshot.codes.error if lists is not None and snapshot.codes is not None else 0.0
+
+    def _attached(self) -> StoreSnapshot:
+        if self._snapshot is None:
+            raise RuntimeError("the ivf index searches an embedding store: attach(snapshot) first (a Library does)")
+        return self._snapshot
+
+    def _grouped(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(positions by list, their rows, list offsets)`` of the attached snapshot (made once per snapshot)."""
+        snapshot = self._attached()
+        if self._groups is None and snapshot.lists is not None:
+            order, offsets = snapshot.lists.grouped(snapshot.rows)
+            self._groups = (order, np.ascontiguousarray(snapshot.rows[order]), offsets)
+        return self._groups
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        raise NotImplementedError("the ivf index follows an embedding store: write vectors to the store, then "
+                                  "attach its snapshot")
+
+    def remove(self, ids: Sequence[str]) -> None:
+        raise NotImplementedError("the ivf index follows an embedding store: remove vectors from the store, then "
+                                  "attach its snapshot")
+
+    # -- searching ------------------------------------------------------------------------------------
+    def _probe(self, query: np.ndarray, k: int, nprobe: int | None, offsets: np.ndarray) -> np.ndarray:
+        """The lists a search for ``query`` scans: the ``nprobe`` nearest, more while they hold fewer than ``k``."""
+        lists = self._attached().lists
+        assert lists is not None
+        near = np.einsum("ij,j->i", lists.centroids, query)  # not BLAS: its threads spin after a call
+        order = np.argsort(-near, kind="stable")
+        sizes = np.cumsum(np.diff(offsets)[order])
+        enough = int(np.searchsorted(sizes, min(k, int(sizes[-1])))) + 1  # lists that hold k images
+        return order[: max(min(nprobe or self.default_nprobe(), len(order)), enough)]
+
+    def default_nprobe(self) -> int:
+        """:attr:`nprobe`, else an eighth of the lists."""
+        lists = self._attached().lists
+        return self.nprobe or max(1, (lists.count if lists is not None else 8) // 8)
+
+    def search(
+        self, query: np.ndarray, k: int, restrict_to: Collection[str] | None = None, *, nprobe: int | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        from .sync import StoreIndex
+
+        snapshot = self._attached()
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        groups = self._grouped()
+        if restrict_to is not None or groups is None or snapshot.codes is None:
+            return StoreIndex(snapshot).search(query, k, restrict_to)  # exact: a scope, or a store without codes
+        if k <= 0 or not len(snapshot):
+            return [], np.zeros(0, np.float32)
+        order, rows, offsets = groups
+        probed = self._probe(query, k, nprobe, offsets)
+        picked = np.concatenate([np.arange(offsets[at], offsets[at + 1]) for at in probed])
+        scores = snapshot.codes.scan(query, rows[picked], serial=True)[:, 0]
+        best = top_k(scores, k)
+        return snapshot.ids[order[picked[best]]].tolist(), scores[best]
+
+    def calibrate(self, queries: np.ndarray, exact_ids: list[list[str]], k: int, target: float = 0.95,
+                  wider: int | None = None) -> int:
+        """Raise ``nprobe`` until mean recall@k of the ``wider`` best candidates (what the library rescores) against
+        ``exact_ids`` reaches ``target`` with no query lost; returns the nprobe chosen (saved by :meth:`save`)."""
+        lists = self._attached().lists
+        if lists is None:
+            return self.nprobe or 1
+        ladder = sorted({max(1, round(lists.count * f)) for f in
+                         (1 / 256, 1 / 128, 1 / 96, 1 / 64, 1 / 48, 1 / 32, 1 / 24, 1 / 16, 1 / 12, 1 / 8, 1 / 6,
+                          1 / 4, 1 / 3, 1 / 2, 1)})
+        recall, lost = 0.0, 0
+        for nprobe in ladder:
+            recalls = np.array([len(set(self.search(q, wider or k, nprobe=nprobe)[0]) & set(truth)) / max(1, len(truth))
+                                for q, truth in zip(queries, exact_ids, strict=True)])
+            recall, lost = float(recalls.mean()), int((recalls < LOST).sum())
+            if recall >= target and not lost:
+                break
+        self.nprobe = nprobe
+        level = logging.INFO if recall >= target and not lost else logging.WARNING
+        log.log(level, "ivf: nprobe=%d of %d lists gives recall@%d=%.3f on %d text-like sample queries, %d of them "
+                "lost (recall < %.1f; target %.2f, none lost)", nprobe, lists.count, k, recall, len(queries), lost,
+                LOST, target)
+        return nprobe
+
+    def ids(self) -> set[str]:
+        return set(self._snapshot.ids.tolist()) if self._snapshot is not None else set()
+
+    def __len__(self) -> int:
+        return len(self._snapshot) if self._snapshot is not None else 0
+
+    def save(self) -> None:
+        """Keep the tuned ``nprobe`` (the lists themselves are kept by the store as it writes)."""
+        if self.path is None or self.nprobe is None:
+            return
+        WorkspaceFiles(self.path.parent).make_folder(self.path.name)
+        WorkspaceFiles(self.path).write_json(_SETTINGS, {"nprobe": int(self.nprobe)})
+
+
+__all__ = ["IvfIndex"]
