@@ -27,7 +27,7 @@ def picsift(*args: str, check: bool = True, fresh: bool = False) -> subprocess.C
 
 def test_index_search_similar_status_collections_as_json(image_folder: Path, tiny_model: str) -> None:
     indexed = json.loads(picsift("index", str(image_folder), "--model", tiny_model, "--json").stdout)
-    assert indexed["embedded"] == 24 and indexed["skipped"] == [] and indexed["index"] == "qdrant-edge"
+    assert indexed["embedded"] == 24 and indexed["skipped"] == [] and indexed["index"] == "ivf"
 
     found = json.loads(picsift("search", str(image_folder), "a red car", "--model", tiny_model, "--limit", "5",
                                "--json").stdout)

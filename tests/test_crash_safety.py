@@ -254,7 +254,8 @@ exec "$PY" -c "$STEPS$NO_ROOM_STEPS"
 """
 NO_ROOM_STEPS = textwrap.dedent(
     """
-    step("update", "-m", "picsift", "update", e["FOLDER"], "--workspace", e["WS"], "--model", e["SPEC"], "--quiet")
+    step("update", "-m", "picsift", "update", e["FOLDER"], "--workspace", e["WS"], "--model", e["SPEC"], "--quiet",
+         "--index", "qdrant-edge")
     step("search", "-c", e["SEARCH"], e["FOLDER"], e["WS"], e["SPEC"])
     """
 )

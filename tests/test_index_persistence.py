@@ -123,7 +123,7 @@ def test_the_state_file_is_replaced_whole_and_an_unreadable_one_reads_as_empty(t
     assert read_state(tmp_path / "missing.json") == {}
 
 
-@pytest.mark.parametrize("backend", ["qdrant-edge", "hnsw"])
+@pytest.mark.parametrize("backend", ["ivf", "qdrant-edge", "hnsw"])
 def test_an_empty_state_file_does_not_break_later_updates_or_searches(image_folder: Path, tiny_model: str,
                                                                       backend: str) -> None:
     with picsift.Library(image_folder, model=tiny_model, index=backend) as lib:

@@ -236,7 +236,7 @@ def test_a_different_model_never_mixes_with_stored_embeddings(image_folder: Path
         assert lib.update(progress=False).embedded == 0
 
 
-@pytest.mark.parametrize("backend", ["qdrant-edge", "hnsw", "qdrant", "exact"])
+@pytest.mark.parametrize("backend", ["ivf", "qdrant-edge", "hnsw", "qdrant", "exact"])
 def test_every_backend_gives_the_exact_top_results(image_folder: Path, tiny_model: str, backend: str) -> None:
     with picsift.Library(image_folder, model=tiny_model, index=backend) as lib:
         lib.update(progress=False)

@@ -33,7 +33,7 @@ from .test_video import picture, write_video  # noqa: E402 - needs PyAV
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory, stamps_root: Path, tiny_model: str) -> Path:
-    """A library after a full update with images and a video, every persisted index (hnsw, qdrant-edge), a saved
+    """A library after a full update with images and a video, every persisted index (ivf, qdrant-edge, hnsw), a saved
     map and cached thumbnails: every file the workspace layout has."""
     root = tmp_path_factory.mktemp("prepared") / "images"
     root.mkdir()
@@ -41,7 +41,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, stamps_root: Path, tiny_m
     for path in files:
         shutil.copy2(path, root / path.name)
     write_video(root / "clips" / "clip.mp4", [(picture(files[0]), 3), (picture(files[4]), 3)])
-    for index in ("qdrant-edge", "hnsw"):  # hnsw last: the backend the catalog records
+    for index in ("ivf", "qdrant-edge", "hnsw"):  # hnsw last: the backend the catalog records
         exercise(root, tiny_model, index)
     return root
 
@@ -351,7 +351,7 @@ def test_anything_planted_anywhere_in_the_workspace_is_used_or_rebuilt_never_fol
             with pytest.raises(PicsiftError, match="catalog"):
                 in_time(lambda root=root: exercise(root, tiny_model))
         else:
-            for index in ("hnsw", "qdrant-edge"):
+            for index in ("hnsw", "qdrant-edge", "ivf"):
                 result = in_time(lambda root=root, index=index: exercise(root, tiny_model, index))
                 assert result["hits"] == 5 and result["embedded"] == result["images"] == 12, (planted, result)
                 assert result["thumbnails"] == result["images"] and result["mapped"] == 12, (planted, result)

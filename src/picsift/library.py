@@ -80,9 +80,10 @@ class Library:
         last updated with when that is picsift's own or open_clip's pretrained ``ARCH:TAG`` (any other must
         be named: :class:`~picsift.errors.UnnamedModelError`), else :func:`default_model`.
     index
-        ``"qdrant-edge"`` (the default: Qdrant's engine in-process over one byte per dimension, candidates rescored
-        exactly from the store), ``"hnsw"`` (hnswlib, its own float32 copy), ``"qdrant"`` (a Qdrant server) or
-        ``"exact"``; see :mod:`picsift.index`. Defaults to the backend this workspace was last updated with; one it
+        ``"ivf"`` (the default: picsift's inverted lists over the store's one-byte score codes, candidates rescored
+        exactly from the store), ``"qdrant-edge"`` (Qdrant's engine in-process over one byte per dimension),
+        ``"hnsw"`` (hnswlib, its own float32 copy), ``"qdrant"`` (a Qdrant server) or ``"exact"``; see
+        :mod:`picsift.index`. Defaults to the backend this workspace was last updated with; one it
         got by default follows the default on the next :meth:`update` (:mod:`picsift.index.layout`).
     index_options
         Passed to the backend, e.g. ``{"url": "http://qdrant:6333"}`` for a Qdrant server.

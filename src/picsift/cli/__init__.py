@@ -32,7 +32,7 @@ def _library_args(parser: argparse.ArgumentParser) -> None:
                                        '(pip install "picsift[cloud]")')
     parser.add_argument("--model", help="model spec, e.g. ViT-B-32:laion2b_s34b_b79k or ARCH:/path/to/ckpt.pt")
     parser.add_argument("--index", choices=available_backends(),
-                        help="vector index backend (default: the workspace's, else qdrant-edge)")
+                        help="vector index backend (default: the workspace's, else ivf)")
     parser.add_argument("--qdrant-url", help="Qdrant server or cluster URL (with --index qdrant)")
     parser.add_argument("--workspace", help="workspace folder (default: FOLDER/.picsift; for a URL, a folder in the "
                                             "user's cache named after it)")

@@ -84,6 +84,25 @@ def scan_codes(codes: np.ndarray, query: np.ndarray, rows: np.ndarray, step: flo
 scan_codes_serial = numba.njit(nogil=True, cache=True)(scan_codes.py_func)
 
 
+@numba.njit(nogil=True, cache=True)
+def list_rows(order: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
+              lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """The positions (``order[i]``) and rows (``rows[i]``) of every member of ``lists``, list after list, where list
+    ``l``'s members are ``offsets[l]:offsets[l + 1]`` (an inverted file's lists; one pass, no temporaries)."""
+    count = 0
+    for at in lists:
+        count += offsets[at + 1] - offsets[at]
+    positions = np.empty(count, np.int64)
+    picked = np.empty(count, np.int64)
+    out = 0
+    for at in lists:
+        for i in range(offsets[at], offsets[at + 1]):
+            positions[out] = order[i]
+            picked[out] = rows[i]
+            out += 1
+    return positions, picked
+
+
 @numba.njit(parallel=True, nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
 def float16_dots(bits: np.ndarray, rows: np.ndarray, query: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """``out[i] = x . query / ||x||``, ``x`` the float16 row ``rows[i]`` of a matrix whose bits are ``bits``

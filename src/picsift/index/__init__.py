@@ -23,8 +23,9 @@ BACKENDS: dict[str, tuple[str, str | None]] = {
     "qdrant": ("picsift.index.qdrant:QdrantIndex", "qdrant"),
     "qdrant-edge": ("picsift.index.qdrant_edge:QdrantEdgeIndex", "qdrant-edge"),
 }
-#: The compact layout (a float16 store + qdrant-edge's one byte per dimension); hnsw until 2026-12 (see .layout).
-DEFAULT_BACKEND = "qdrant-edge"
+#: The compact layout: a float16 store, its one-byte score codes and picsift's inverted lists over them (``ivf``);
+#: hnsw until 2026-12, then qdrant-edge until 2026-12-07 (see .layout).
+DEFAULT_BACKEND = "ivf"
 
 
 def available_backends() -> list[str]:

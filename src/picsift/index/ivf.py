@@ -124,12 +124,13 @@ class IvfIndex(VectorIndex):
             return StoreIndex(snapshot).search(query, k, restrict_to)  # exact: a scope, or a store without codes
         if k <= 0 or not len(snapshot):
             return [], np.zeros(0, np.float32)
+        from ..core.codes_kernel import list_rows
+
         order, rows, offsets = groups
-        probed = self._probe(query, k, nprobe, offsets)
-        picked = np.concatenate([np.arange(offsets[at], offsets[at + 1]) for at in probed])
-        scores = snapshot.codes.scan(query, rows[picked], serial=True)[:, 0]
+        positions, picked = list_rows(order, rows, offsets, self._probe(query, k, nprobe, offsets))
+        scores = snapshot.codes.scan(query, picked, serial=True)[:, 0]
         best = top_k(scores, k)
-        return snapshot.ids[order[picked[best]]].tolist(), scores[best]
+        return snapshot.ids[positions[best]].tolist(), scores[best]
 
     def calibrate(self, queries: np.ndarray, exact_ids: list[list[str]], k: int, target: float = 0.95,
                   wider: int | None = None) -> int:

@@ -1,15 +1,16 @@
 """Which index backend a workspace uses, and moving a workspace off a backend that was only ever the default.
 
 A library names its backend (``Library(root, index="hnsw")``), or it gets the one the workspace was last updated
-with, or the default (:data:`~picsift.index.DEFAULT_BACKEND`: ``qdrant-edge``, the compact layout). The catalog
-records, next to the backend (meta ``index``), whether a person chose it or it was the default then
-(``index_chosen_by``: ``"user"`` or ``"default"``). A backend that came by default follows the default when it
-changes: the next :meth:`~picsift.Library.update` builds the new default's index from the embedding store (the
-source of truth: no vector is lost), removes the old index's files and logs one line saying so. Until that update,
-searches keep using the old index, which is built and fast.
+with, or the default (:data:`~picsift.index.DEFAULT_BACKEND`: ``ivf``, the compact layout). The catalog records, next
+to the backend (meta ``index``), whether a person chose it or it was the default then (``index_chosen_by``:
+``"user"`` or ``"default"``). A backend that came by default follows the default when it changes: the next
+:meth:`~picsift.Library.update` builds the new default's index from the embedding store (the source of truth: no
+vector is lost), removes the old index's files and logs one line saying so. Until that update, searches keep using
+the old index, which is built and fast.
 
-Workspaces updated before ``index_chosen_by`` existed record only the backend: ``hnsw``, the default of that time,
-moves; any other backend was chosen by a person and stays.
+The defaults so far: ``hnsw``, then ``qdrant-edge`` (2026-12), then ``ivf`` (2026-12-07). Workspaces updated before
+``index_chosen_by`` existed record only the backend: ``hnsw``, the default of that time, moves; any other backend
+was chosen by a person and stays.
 """
 
 from __future__ import annotations
@@ -94,9 +95,9 @@ def finish_update(catalog: Catalog, workspace: Path, current: str) -> None:
 
 def announce_move(old: str, new: str) -> None:
     """The one line a workspace's move to the new default backend logs."""
-    log.warning("picsift: this workspace's index moves from %s (the previous default) to %s (the compact layout: "
-                "about 2 KB per image with the store, where %s took about 3.4 KB), built once from the embedding "
-                "store; Library(..., index=%r) keeps %s", old, new, old, old, old)
+    log.warning("picsift: this workspace's index moves from %s (a previous default) to %s (the compact layout: "
+                "inverted lists over the store's one-byte score codes, about 2 bytes per image beside the store), "
+                "built once from the embedding store; Library(..., index=%r) keeps %s", old, new, old, old)
 
 
 def retire_index(workspace: Path, name: str) -> None:
