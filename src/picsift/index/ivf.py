@@ -102,10 +102,15 @@ class IvfIndex(VectorIndex):
         lists = self._attached().lists
         assert lists is not None
         near = np.einsum("ij,j->i", lists.centroids, query)  # not BLAS: its threads spin after a call
-        order = np.argsort(-near, kind="stable")
-        sizes = np.cumsum(np.diff(offsets)[order])
-        enough = int(np.searchsorted(sizes, min(k, int(sizes[-1])))) + 1  # lists that hold k images
-        return order[: max(min(nprobe or self.default_nprobe(), len(order)), enough)]
+        sizes = np.diff(offsets)
+        wanted = max(1, min(nprobe or self.default_nprobe(), len(near)))
+        if wanted < len(near):
+            nearest = np.argpartition(-near, wanted - 1)[:wanted]
+            if sizes[nearest].sum() >= min(k, int(offsets[-1])):
+                return nearest
+        order = np.argsort(-near, kind="stable")  # a few small lists: as many more as hold k images
+        enough = int(np.searchsorted(np.cumsum(sizes[order]), min(k, int(offsets[-1])))) + 1
+        return order[: max(wanted, enough)]
 
     def default_nprobe(self) -> int:
         """:attr:`nprobe`, else an eighth of the lists."""
@@ -134,23 +139,42 @@ class IvfIndex(VectorIndex):
 
     def calibrate(self, queries: np.ndarray, exact_ids: list[list[str]], k: int, target: float = 0.95,
                   wider: int | None = None) -> int:
-        """Raise ``nprobe`` until mean recall@k of the ``wider`` best candidates (what the library rescores) against
-        ``exact_ids`` reaches ``target`` with no query lost; returns the nprobe chosen (saved by :meth:`save`)."""
+        """The smallest ``nprobe`` whose mean recall@k of the ``wider`` best candidates (what the library rescores)
+        against ``exact_ids`` reaches ``target`` with no query lost: up a ladder of fractions of the lists, then
+        halving the last step twice (recall only grows with nprobe: a search scans every list a smaller one
+        scans). Returns it (saved by :meth:`save`)."""
         lists = self._attached().lists
         if lists is None:
             return self.nprobe or 1
+        truths = [set(truth) for truth in exact_ids]
+
+        def measured(nprobe: int) -> tuple[float, int, bool]:
+            recalls = np.array([len(set(self.search(q, wider or k, nprobe=nprobe)[0]) & truth) / max(1, len(truth))
+                                for q, truth in zip(queries, truths, strict=True)])
+            recall, lost = float(recalls.mean()), int((recalls < LOST).sum())
+            return recall, lost, recall >= target and not lost
+
         ladder = sorted({max(1, round(lists.count * f)) for f in
                          (1 / 256, 1 / 128, 1 / 96, 1 / 64, 1 / 48, 1 / 32, 1 / 24, 1 / 16, 1 / 12, 1 / 8, 1 / 6,
                           1 / 4, 1 / 3, 1 / 2, 1)})
-        recall, lost = 0.0, 0
+        below = 0
         for nprobe in ladder:
-            recalls = np.array([len(set(self.search(q, wider or k, nprobe=nprobe)[0]) & set(truth)) / max(1, len(truth))
-                                for q, truth in zip(queries, exact_ids, strict=True)])
-            recall, lost = float(recalls.mean()), int((recalls < LOST).sum())
-            if recall >= target and not lost:
+            recall, lost, met = measured(nprobe)
+            if met:
                 break
+            below = nprobe
+        if met:
+            for _ in range(2):  # between the last rung that failed and the first that met the target
+                middle = (below + nprobe) // 2
+                if middle <= below or middle >= nprobe:
+                    break
+                tried = measured(middle)
+                if tried[2]:
+                    nprobe, (recall, lost, _) = middle, tried
+                else:
+                    below = middle
         self.nprobe = nprobe
-        level = logging.INFO if recall >= target and not lost else logging.WARNING
+        level = logging.INFO if met else logging.WARNING
         log.log(level, "ivf: nprobe=%d of %d lists gives recall@%d=%.3f on %d text-like sample queries, %d of them "
                 "lost (recall < %.1f; target %.2f, none lost)", nprobe, lists.count, k, recall, len(queries), lost,
                 LOST, target)
