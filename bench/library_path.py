@@ -22,7 +22,7 @@ With ``--profile N``, N more ``Library.similar(stored id, distribution=False)`` 
 functions with the most own time are printed (what is left around the index, and whether any of it grows with N).
 
     nice -n 10 .venv/bin/python bench/library_path.py [--n 100000] [--queries 40] [--workspace DIR] [--profile 200]
-        [--ef 600,1200] [--steps 200]
+        [--ef 600,1200] [--nprobe 20,32] [--steps 200]
 """
 
 from __future__ import annotations
@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ef", default="",
                         help="comma-separated ef values to search at, each in turn, instead of the calibrated one "
                              "(prices a wider beam on the same warm index)")
+    parser.add_argument("--nprobe", default="",
+                        help="the ivf index: comma-separated nprobe values to search at, each in turn, instead of the "
+                             "calibrated one")
     parser.add_argument("--index", default=None,
                         help="another index backend (exact: the bookkeeping without a graph to build)")
     parser.add_argument("--steps", type=int, default=0, help="time each step of Library.similar alone, N calls")
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         cpu = cpu_seconds()
         first = timed(lambda: lib.similar(lib.store.snapshot().ids[0], limit=100, distribution=False))[0]
         print(f"index: {lib.index_name}; first search (loads or builds and calibrates the index): {first:.1f} s, "
-              f"{cpu_seconds() - cpu:.1f} CPU s; ef {getattr(lib.index, 'ef', '-')}", flush=True)
+              f"{cpu_seconds() - cpu:.1f} CPU s; ef {getattr(lib.index, 'ef', '-')}, nprobe "
+              f"{getattr(lib.index, 'nprobe', '-')}", flush=True)
         snapshot = lib.store.snapshot()
         vectors = snapshot.vectors()
         searcher = lib.queries.searcher
@@ -112,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         stored = snapshot.ids[np.random.default_rng(5).integers(0, len(snapshot), args.queries)]
         truths = {kind: [set(snapshot.ids[top_k(vectors @ q, 100)].tolist()) for q in queries]
                   for kind, queries in kinds.items()}  # before the timings: BLAS's spinning threads would slow them
-        for ef in [int(e) for e in args.ef.split(",") if e] or [0]:
-            if ef:
-                lib.index.ef = ef  # type: ignore[attr-defined]
-                print(f"\nsearched at ef {ef}")
+        settings = [("ef", int(e)) for e in args.ef.split(",") if e] + \
+            [("nprobe", int(p)) for p in args.nprobe.split(",") if p]
+        for name, value in settings or [("", 0)]:
+            if value:
+                setattr(lib.index, name, value)
+                print(f"\nsearched at {name} {value}")
             times: dict[str, list[float]] = {"index alone": [], "library, held-out vector": [],
                                               "library, rows from the catalog (before)": [],
                                               "Library.similar(stored id)": []}
