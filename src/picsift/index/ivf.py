@@ -84,6 +84,11 @@ class IvfIndex(VectorIndex):
         # a score from the codes may be this far from the exact one: the library asks for more and rescores them
         self.score_error = snapshot.codes.error if lists is not None and snapshot.codes is not None else 0.0
 
+    @property
+    def attached_version(self) -> int | None:
+        """The store version of the snapshot searched (None before :meth:`attach`)."""
+        return self._snapshot.version if self._snapshot is not None else None
+
     def _attached(self) -> StoreSnapshot:
         if self._snapshot is None:
             raise RuntimeError("the ivf index searches an embedding store: attach(snapshot) first (a Library does)")

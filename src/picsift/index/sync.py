@@ -151,8 +151,9 @@ class IndexKeeper:
     def _sync(self, store: Store) -> VectorIndex:
         index = self.open()
         follows = getattr(index, "follows_store", False)  # ivf: searches the store's own codes, holds no vectors
-        if self.version is not None and self.version == store.version:
-            if follows:
+        version = store.version
+        if self.version is not None and self.version == version:
+            if follows and index.attached_version != version:  # type: ignore[attr-defined]  # a new process
                 index.attach(store.snapshot())  # type: ignore[attr-defined]
             return index
         snapshot = store.snapshot()
