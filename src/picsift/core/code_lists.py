@@ -22,8 +22,6 @@ import logging
 import math
 import os
 import re
-import secrets
-import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..workspace_files import UnsafeWorkspaceFileError, WorkspaceFiles
+from .codes import drop_unless_plain, read_rows, rebuilding, sampled
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +48,8 @@ LISTS_PER_ROOT = 2
 ROUNDS, PER_LIST = 10, 32
 #: Refit (rebuild) once the rows are this many times those the centroids were fitted on.
 REFIT_GROWTH = 8
-#: Rows checked on open; rows assigned at a time.
-SAMPLE, BLOCK = 48, 65_536
+#: Rows assigned at a time (a sample of the rows is checked on open: :func:`.codes.sampled`).
+BLOCK = 65_536
 #: A sampled row agrees when its list's centroid scores within this of its nearest one (sums in another order).
 TIE = 1e-4
 
@@ -197,10 +196,7 @@ class ListsFile:
         """The lists of rows ``[0, next_row)``, built, extended or rebuilt first when needed; None when the workspace
         cannot be written (the ``ivf`` index then searches the codes of every row)."""
         try:
-            info = self.files.lstat(self.path)
-            if info is not None and not (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
-                log.warning("%s is not a plain file: building it again (nothing it points to is touched)", self.path)
-                self.files.remove(self.path)  # a link itself, never its target
+            drop_unless_plain(self.files, self.path)
             header = self._header()
             if header is None or len(live_rows) >= REFIT_GROWTH * max(1, header[1]):
                 header = self._rebuild(next_row, live_rows, vectors_of)
@@ -237,14 +233,10 @@ class ListsFile:
                 vectors_of: VectorsOf) -> bool:
         """Whether a sample of the live rows below ``rows`` (and the last of them) are in their nearest list."""
         centroids, _, size = header
-        held = live_rows[live_rows < rows]
-        if not len(held):
+        picked = sampled(live_rows, rows)
+        if not len(picked):
             return True
-        picked = np.unique(np.concatenate([held[np.linspace(0, len(held) - 1, min(SAMPLE, len(held))).astype(int)],
-                                           [held.max()]]))
-        f, _ = self.files.open_read(self.path)
-        with f:
-            stored = np.asarray(np.memmap(f, dtype="<u2", mode="r", offset=size, shape=(rows,))[picked]).astype(int)
+        stored = read_rows(self.files, self.path, np.dtype("<u2"), size, (rows,), picked).astype(int)
         if stored.max() >= len(centroids):
             return False
         scores = vectors_of(picked) @ centroids.T
@@ -267,20 +259,11 @@ class ListsFile:
             else np.eye(1, self.dim, dtype=np.float32)
         size = _header_size(self.dim, len(centroids))
         head = _FIXED.pack(MAGIC, VERSION, self.dim, len(centroids), len(live_rows)) + centroids.astype("<f4").tobytes()
-        final = self.path
-        self.path = self.folder / f".{final.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            self.files.remove(self.path)
+        header = (centroids, len(live_rows), size)
+        with rebuilding(self):
             with self.files.open_update(self.path) as f:
                 f.write(head + bytes(size - len(head)))
-            header = (centroids, len(live_rows), size)
             self._extend(header, 0, next_row, vectors_of)
-            self.files.rename(self.path, final)
-        except BaseException:
-            self.files.remove(self.path)
-            raise
-        finally:
-            self.path = final
         return header
 
 

@@ -27,8 +27,10 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -261,10 +263,7 @@ class CodesFile:
         """The codes of rows ``[0, next_row)``, built, repaired or rebuilt first when needed; None when the
         workspace cannot be written (searches then scan the vectors)."""
         try:
-            info = self.files.lstat(self.path)
-            if info is not None and not (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
-                log.warning("%s is not a plain file: building it again (nothing it points to is touched)", self.path)
-                self.files.remove(self.path)  # a link itself, never its target
+            drop_unless_plain(self.files, self.path)
             header = self._header()
             covered = 0 if header is None else self._covered(header)
             if header is None or (header.fitted_rows < FIT_ROWS
@@ -291,15 +290,10 @@ class CodesFile:
 
     def _agrees(self, header: Header, rows: int, live_rows: np.ndarray, vectors_of: VectorsOf) -> bool:
         """Whether a sample of the live rows below ``rows`` (and the last of them) hold the codes of their vectors."""
-        held = live_rows[live_rows < rows]
-        if not len(held):
+        picked = sampled(live_rows, rows)
+        if not len(picked):
             return True
-        picked = np.unique(np.concatenate([held[np.linspace(0, len(held) - 1, min(SAMPLE, len(held))).astype(int)],
-                                           [held.max()]]))
-        f, _ = self.files.open_read(self.path)
-        with f:
-            raw = np.memmap(f, dtype=np.int8, mode="r", offset=header.size, shape=(rows, self.dim))
-            stored = np.asarray(raw[picked])
+        stored = read_rows(self.files, self.path, np.dtype(np.int8), header.size, (rows, self.dim), picked)
         return bool(np.array_equal(stored, encode(vectors_of(picked), header)))
 
     def _extend(self, header: Header, start: int, stop: int, vectors_of: VectorsOf) -> None:
@@ -315,17 +309,60 @@ class CodesFile:
             if len(live_rows) else live_rows
         header = fit(vectors_of(np.sort(sample)) if len(sample) else np.zeros((0, self.dim), np.float32),
                      len(live_rows))
-        final = self.path
-        self.path = self.folder / f".{final.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            self.files.remove(self.path)
+        with rebuilding(self):
             with self.files.open_update(self.path) as f:
                 f.write(header.to_bytes())
             self._extend(header, 0, next_row, vectors_of)
-            self.files.rename(self.path, final)
-        except BaseException:
-            self.files.remove(self.path)
-            raise
-        finally:
-            self.path = final
         return header
+
+
+def drop_unless_plain(files: WorkspaceFiles, path: Path) -> None:
+    """Remove ``path`` when it is a link or anything but a regular file with one link (the next open builds it again;
+    nothing a link points to is touched)."""
+    info = files.lstat(path)
+    if info is not None and not (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
+        log.warning("%s is not a plain file: building it again (nothing it points to is touched)", path)
+        files.remove(path)  # a link itself, never its target
+
+
+def sampled(live_rows: np.ndarray, rows: int) -> np.ndarray:
+    """The live rows below ``rows`` a file's check reads: :data:`SAMPLE` spread evenly, and the last (ascending)."""
+    held = live_rows[live_rows < rows]
+    if not len(held):
+        return held
+    return np.unique(np.concatenate([held[np.linspace(0, len(held) - 1, min(SAMPLE, len(held))).astype(int)],
+                                     [held.max()]]))
+
+
+def read_rows(files: WorkspaceFiles, path: Path, dtype: np.dtype, offset: int, shape: tuple[int, ...],
+              picked: np.ndarray) -> np.ndarray:
+    """Rows ``picked`` of the array of ``shape`` stored at ``offset`` of the file ``path`` (read through ``files``)."""
+    f, _ = files.open_read(path)
+    with f:
+        return np.asarray(np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)[picked])
+
+
+class Rebuilt(Protocol):
+    """A file of the store's folder that :func:`rebuilding` writes anew (:class:`CodesFile`, its lists' file)."""
+
+    files: WorkspaceFiles
+    folder: Path
+    path: Path
+
+
+@contextmanager
+def rebuilding(target: Rebuilt) -> Iterator[None]:
+    """While the block writes ``target`` anew, its ``path`` names a hidden file beside it (``.<name>.<random>.tmp``),
+    renamed over the old file when the block ends and removed when it fails: a reader never sees a half-built file,
+    and two processes never write the same one."""
+    final = target.path
+    target.path = target.folder / f".{final.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        target.files.remove(target.path)
+        yield
+        target.files.rename(target.path, final)
+    except BaseException:
+        target.files.remove(target.path)
+        raise
+    finally:
+        target.path = final
