@@ -209,3 +209,23 @@ def test_the_ivf_index_takes_no_vectors_and_ignores_planted_settings(tmp_path: P
         (tmp_path / "ivf").mkdir(exist_ok=True)
         (tmp_path / "ivf" / "settings.json").write_text(planted)
         assert IvfIndex(DIM, tmp_path / "ivf").nprobe is None  # tuned again, never trusted as given
+
+
+def test_after_a_compaction_the_lists_are_built_for_the_new_vectors_file(tmp_path: Path,
+                                                                         codes_everywhere: None) -> None:
+    vectors = clustered(3000)
+    catalog, store = make_store(tmp_path, vectors)
+    assert store.snapshot().lists is not None
+    with catalog.transaction() as db:
+        store_module.EmbeddingTables.drop_ids(db, "m", [f"{i:032x}" for i in range(0, 3000, 2)])
+    assert store.compact_if_sparse()
+    snapshot = store.snapshot()
+    index = IvfIndex(DIM)
+    index.attach(snapshot)
+    assert snapshot.lists is not None and len(index) == 1500 and lists_match_vectors(snapshot)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["codes-1.i8", "lists-1.u2", "vectors-1.f16"]
+    query = vectors[7]  # a removed image's vector: its neighbours among those kept
+    found, _ = index.search(query, 10, nprobe=10**6)
+    kept = np.arange(1, 3000, 2)
+    exact = {f"{i:032x}" for i in kept[np.argsort(-(vectors[kept] @ query))[:10]]}
+    assert len(set(found) & exact) >= 9  # ranked by one-byte codes: the 10th may trade places with the 11th

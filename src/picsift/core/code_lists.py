@@ -194,7 +194,7 @@ class ListsFile:
 
     def open(self, next_row: int, live_rows: np.ndarray, vectors_of: VectorsOf) -> CodeLists | None:
         """The lists of rows ``[0, next_row)``, built, extended or rebuilt first when needed; None when the workspace
-        cannot be written (the ``ivf`` index then searches the codes of every row)."""
+        cannot be written (the ``ivf`` index then searches the store exactly)."""
         try:
             drop_unless_plain(self.files, self.path)
             header = self._header()
@@ -213,7 +213,7 @@ class ListsFile:
                 lists = self._map(self._rebuild(next_row, live_rows, vectors_of), next_row)
             return lists
         except (OSError, UnsafeWorkspaceFileError, ValueError) as e:
-            log.warning("no inverted lists for %s (%s): ivf searches scan every code", self.folder, e)
+            log.warning("no inverted lists for %s (%s): ivf searches scan the store exactly", self.folder, e)
             return None
 
     def _map(self, header: tuple[np.ndarray, int, int], next_row: int) -> CodeLists | None:
