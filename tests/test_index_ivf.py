@@ -104,6 +104,10 @@ def test_calibrated_lists_reach_the_recall_target_on_held_out_queries_scanning_a
         assert recall >= 0.95
     index.save()
     assert IvfIndex(DIM, tmp_path / "model" / "ivf").nprobe == index.nprobe  # kept for the next process
+    asked = IvfIndex(DIM, nprobe=3)  # index_options={"nprobe": 3}: what a person asked for is kept
+    asked.attach(snapshot)
+    calibrate_for_text_queries(asked, snapshot)
+    assert asked.nprobe == 3
 
 
 def test_the_store_keeps_the_lists_as_it_writes_and_a_library_searches_them_exactly(

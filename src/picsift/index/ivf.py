@@ -51,8 +51,8 @@ class IvfIndex(VectorIndex):
     Parameters
     ----------
     nprobe
-        Lists scanned per search (at least enough to hold ``k`` images); None: what :meth:`calibrate` chose last,
-        else an eighth of the lists.
+        Lists scanned per search (at least enough to hold ``k`` images), kept as given (:meth:`calibrate` then leaves
+        it); None: what :meth:`calibrate` chose last, else an eighth of the lists.
     """
 
     name = "ivf"
@@ -62,6 +62,7 @@ class IvfIndex(VectorIndex):
     def __init__(self, dim: int, path: Path | None = None, *, nprobe: int | None = None, **options: Any):
         super().__init__(dim, path)
         self.nprobe = nprobe
+        self.fixed = nprobe is not None  # asked for by a person: never tuned away
         self._snapshot: StoreSnapshot | None = None
         self._groups: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if nprobe is None and self.path is not None and WorkspaceFiles(self.path.parent).exists(
@@ -159,7 +160,7 @@ class IvfIndex(VectorIndex):
         sample query is lost (:data:`LOST`), by at most :data:`LOST_REACH` times. Returns it (saved by :meth:`save`)."""
         snapshot = self._attached()
         lists = snapshot.lists
-        if lists is None:
+        if lists is None or (self.fixed and self.nprobe is not None):
             return self.nprobe or 1
         truths = [set(truth) for truth in exact_ids]
         queries = np.asarray(queries, np.float32).reshape(len(truths), -1)
