@@ -104,7 +104,7 @@ def test_search_can_be_restricted_to_a_set_of_ids(case: tuple[str, bool, Path]) 
 
 def test_a_saved_index_reopens_with_the_same_content(tmp_path: Path) -> None:
     for name in available_backends():
-        if getattr(backend_class(name), "follows_store", False):
+        if backend_class(name).follows_store:
             continue  # ivf holds no vectors: tests/test_index_ivf.py reopens it over a store
         path = tmp_path / name
         index = open_index(name, DIM, path)

@@ -13,13 +13,16 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from filelock import FileLock
 
 from ..errors import PicsiftError
 from ..workspace_files import WorkspaceFiles
+
+if TYPE_CHECKING:
+    from ..core.store import StoreSnapshot
 
 
 class UnreadableIndexError(PicsiftError):
@@ -56,6 +59,9 @@ class VectorIndex(ABC):
     exact: ClassVar[bool] = False
     #: How far a returned score may be from the float32 inner product (0: exact to float32 rounding).
     score_error: float = 0.0
+    #: Whether the index holds no vectors of its own but searches an embedding store's snapshot (``ivf``): the
+    #: keeper (:mod:`picsift.index.sync`) then :meth:`attach`es each new snapshot instead of adding and removing.
+    follows_store: ClassVar[bool] = False
 
     def __init__(self, dim: int, path: Path | None = None, **options: Any):
         self.dim = dim
@@ -90,6 +96,15 @@ class VectorIndex(ABC):
     def persistent(self) -> bool:
         """Whether the index outlives this process (saved to ``path``, or kept by a server)."""
         return self.path is not None
+
+    def attach(self, snapshot: StoreSnapshot) -> None:
+        """Search ``snapshot`` from now on: an index that :attr:`follows_store` only."""
+        raise NotImplementedError(f"the {self.name} index takes vectors (add), not store snapshots")
+
+    @property
+    def attached_version(self) -> int | None:
+        """The store version of the snapshot :meth:`attach` gave (None: none, or an index that takes vectors)."""
+        return None
 
     def save(self) -> None:  # noqa: B027 - backends that persist as they go need nothing here
         """Persist to ``path`` (a no-op in memory or for backends that persist on every write)."""

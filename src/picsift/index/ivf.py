@@ -25,6 +25,7 @@ import numpy as np
 
 from ..workspace_files import SMALL_LIMIT, WorkspaceFiles
 from .base import VectorIndex, top_k
+from .sync import StoreIndex
 
 if TYPE_CHECKING:
     from ..core.store import StoreSnapshot
@@ -56,7 +57,6 @@ class IvfIndex(VectorIndex):
     """
 
     name = "ivf"
-    #: The keeper attaches store snapshots instead of adding vectors (see :mod:`picsift.index.sync`).
     follows_store = True
 
     def __init__(self, dim: int, path: Path | None = None, *, nprobe: int | None = None, **options: Any):
@@ -135,8 +135,6 @@ class IvfIndex(VectorIndex):
     def search(
         self, query: np.ndarray, k: int, restrict_to: Collection[str] | None = None, *, nprobe: int | None = None
     ) -> tuple[list[str], np.ndarray]:
-        from .sync import StoreIndex
-
         snapshot = self._attached()
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
         groups = self._grouped()
@@ -160,7 +158,7 @@ class IvfIndex(VectorIndex):
         sample query is lost (:data:`LOST`), by at most :data:`LOST_REACH` times. Returns it (saved by :meth:`save`)."""
         snapshot = self._attached()
         lists = snapshot.lists
-        if lists is None or (self.fixed and self.nprobe is not None):
+        if lists is None or self.fixed:
             return self.nprobe or 1
         truths = [set(truth) for truth in exact_ids]
         queries = np.asarray(queries, np.float32).reshape(len(truths), -1)

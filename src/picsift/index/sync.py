@@ -150,15 +150,14 @@ class IndexKeeper:
 
     def _sync(self, store: Store) -> VectorIndex:
         index = self.open()
-        follows = getattr(index, "follows_store", False)  # ivf: searches the store's own codes, holds no vectors
         version = store.version
         if self.version is not None and self.version == version:
-            if follows and index.attached_version != version:  # type: ignore[attr-defined]  # a new process
-                index.attach(store.snapshot())  # type: ignore[attr-defined]
+            if index.follows_store and index.attached_version != version:  # a new process
+                index.attach(store.snapshot())
             return index
         snapshot = store.snapshot()
-        if follows:
-            index.attach(snapshot)  # type: ignore[attr-defined]
+        if index.follows_store:  # ivf: searches the store's own codes, holds no vectors
+            index.attach(snapshot)
         else:
             self._fill(index, snapshot)
         if hasattr(index, "calibrate") and len(index) >= CALIBRATE_FROM and len(index) > 1.2 * self._calibrated:
