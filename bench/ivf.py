@@ -45,6 +45,7 @@ import numpy as np
 from common import cpu_timed, header, median, table
 from query import ground_truth, image_queries, make_data, make_ids, text_like_queries
 
+from picsift.core.code_lists import lists_for
 from picsift.core.store import StoreSnapshot, _dots, _float32_rows
 from picsift.index.sync import calibrate_for_text_queries
 
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=60, help="held-out queries of each kind")
-    parser.add_argument("--nlist", type=int, default=0, help="inverted lists (default: 2 * sqrt(N))")
+    parser.add_argument("--nlist", type=int, default=0,
+                        help="faiss's inverted lists (default: as many as picsift's, code_lists.lists_for)")
     parser.add_argument("--iterations", type=int, default=10, help="k-means rounds")
     parser.add_argument("--per-list", type=int, default=32, help="k-means sample: this many vectors per list")
     parser.add_argument("--nprobe", default="16,32,64,128")
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     edges = {kind: np.array([float(exact[t[-1]] @ q) for q, t in zip(queries, truths[kind], strict=True)])
              for kind, queries in kinds.items()}  # each query's exact 100th score
     del exact
-    nlist = args.nlist or int(2 * np.sqrt(n))
+    nlist = args.nlist or lists_for(n)
     index, (train_cpu, train_wall, add_cpu, add_wall) = build_ivf(store, nlist, args.iterations, args.per_list)
     size, dim = len(faiss.serialize_index(index)), store.shape[1]
     print(f"\nfaiss {faiss.__version__} IVF{nlist},SQ8 (inner product), {faiss.omp_get_max_threads()} threads, k-means "

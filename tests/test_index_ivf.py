@@ -69,7 +69,7 @@ def test_probing_every_list_finds_what_a_scan_of_every_code_finds(tmp_path: Path
     snapshot = store.snapshot()
     index = IvfIndex(DIM)
     index.attach(snapshot)
-    assert snapshot.lists is not None and snapshot.lists.count == round(2 * np.sqrt(6000))
+    assert snapshot.lists is not None and snapshot.lists.count == round(4 * np.sqrt(6000))
     assert lists_match_vectors(snapshot)
     assert index.score_error == snapshot.codes.error > 0  # type: ignore[union-attr]  # the library rescores
     for query in clustered(5, seed=1):
@@ -101,7 +101,7 @@ def test_calibrated_lists_reach_the_recall_target_on_held_out_queries_scanning_a
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         recall = np.mean([len(set(index.search(q, wider_k(100))[0]) & exact_top(vectors, q, 100)) / 100
                           for q in queries])
-        assert recall >= 0.95
+        assert recall >= IvfIndex.recall_target == 0.97  # the library path's goal (issue 25, item 5)
     index.save()
     assert IvfIndex(DIM, tmp_path / "model" / "ivf").nprobe == index.nprobe  # kept for the next process
     asked = IvfIndex(DIM, nprobe=3)  # index_options={"nprobe": 3}: what a person asked for is kept
@@ -193,14 +193,14 @@ def test_lists_grow_with_the_store_and_are_refitted_when_it_outgrows_them(tmp_pa
     vectors = clustered(16_000)
     catalog, store = make_store(tmp_path, vectors[:1000])
     first = store.snapshot().lists
-    assert first is not None and first.count == round(2 * np.sqrt(1000)) and first.fitted_rows == 1000
+    assert first is not None and first.count == round(4 * np.sqrt(1000)) and first.fitted_rows == 1000
     add(catalog, store, vectors[1000:7000], 1000)  # appended as written: the same centroids
     grown = store.snapshot()
     assert grown.lists is not None and grown.lists.count == first.count and lists_match_vectors(grown)
     add(catalog, store, vectors[7000:], 7000)  # 16x the rows fitted on: fitted again, with more lists
     refitted = store.snapshot()
     assert refitted.lists is not None and refitted.lists.fitted_rows == 16_000
-    assert refitted.lists.count == round(2 * np.sqrt(16_000)) and lists_match_vectors(refitted)
+    assert refitted.lists.count == round(4 * np.sqrt(16_000)) and lists_match_vectors(refitted)
 
 
 def test_the_ivf_index_takes_no_vectors_and_ignores_planted_settings(tmp_path: Path) -> None:

@@ -42,8 +42,11 @@ LISTS_FILE = re.compile(r"lists-[0-9]{1,9}\.u2")
 _BUILDING = re.compile(r"\.(lists-[0-9]{1,9}\.u2)\.[0-9a-f]{12}\.tmp")
 #: List numbers are uint16.
 MOST_LISTS = 65_535
-#: Lists per square root of the rows (faiss's guide says 4-16; 2 measured best at 1M, bench/ivf.py).
-LISTS_PER_ROOT = 2
+#: Lists per square root of the rows (faiss's guide says 4-16): 4 while that is at most :data:`FEW_LISTS` lists (up to
+#: 250,000 rows), then :data:`FEW_LISTS` until 2 per root is more (1M rows). At 100k, 4 per root found 0.98-0.99 of
+#: the top 100 scanning the rows 2 per root scans at 0.96-0.97 (bench/ivf.py, bench/library_path.py); at 1M, 2 per
+#: root measured best, and k-means costs lists squared (bench/build.py).
+LISTS_PER_ROOT, SMALL_LISTS_PER_ROOT, FEW_LISTS = 2, 4, 2000
 #: k-means: rounds, and sampled rows per list (as faiss trains IVF lists).
 ROUNDS, PER_LIST = 10, 32
 #: Refit (rebuild) once the rows are this many times those the centroids were fitted on.
@@ -67,8 +70,11 @@ def is_lists_file(name: str) -> bool:
 
 
 def lists_for(rows: int) -> int:
-    """How many lists ``rows`` vectors are split into: ``2 sqrt(rows)``, at least 1, at most :data:`MOST_LISTS`."""
-    return int(min(MOST_LISTS, max(1, round(LISTS_PER_ROOT * math.sqrt(max(rows, 1))))))
+    """How many lists ``rows`` vectors are split into: ``4 sqrt(rows)`` up to 2,000 lists, ``2 sqrt(rows)`` from 1M
+    rows (:data:`LISTS_PER_ROOT`), at least 1, at most :data:`MOST_LISTS`."""
+    root = math.sqrt(max(rows, 1))
+    wanted = max(LISTS_PER_ROOT * root, min(SMALL_LISTS_PER_ROOT * root, FEW_LISTS))
+    return int(min(MOST_LISTS, max(1, round(wanted))))
 
 
 def _header_size(dim: int, lists: int) -> int:

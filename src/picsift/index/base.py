@@ -62,6 +62,9 @@ class VectorIndex(ABC):
     #: Whether the index holds no vectors of its own but searches an embedding store's snapshot (``ivf``): the
     #: keeper (:mod:`picsift.index.sync`) then :meth:`attach`es each new snapshot instead of adding and removing.
     follows_store: ClassVar[bool] = False
+    #: The mean recall@100 on held-out text-like queries that calibration (:func:`.sync.calibrate_for_text_queries`)
+    #: tunes an approximate index for.
+    recall_target: ClassVar[float] = 0.95
 
     def __init__(self, dim: int, path: Path | None = None, **options: Any):
         self.dim = dim

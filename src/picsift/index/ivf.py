@@ -58,6 +58,9 @@ class IvfIndex(VectorIndex):
 
     name = "ivf"
     follows_store = True
+    #: A wider scan costs little here (at 100k, 23 of 1,265 lists for 0.97 against 3 for 0.95: 0.3 ms more), so
+    #: ``ivf`` aims for the library path's goal of 0.97 (issue 25), not the graphs' 0.95 (bench/library_path.py).
+    recall_target = 0.97
 
     def __init__(self, dim: int, path: Path | None = None, *, nprobe: int | None = None, **options: Any):
         super().__init__(dim, path)

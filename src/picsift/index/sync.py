@@ -239,7 +239,7 @@ class StoreIndex(VectorIndex):
 
 
 def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100, queries: int = 100,
-                               target: float = 0.95, margin: float = 0.02) -> None:
+                               target: float | None = None, margin: float = 0.02) -> None:
     """Tune an approximate index (its ``calibrate(queries, exact_ids, k)``) on queries shaped like text prompts.
 
     A stored vector is its own nearest neighbour, which flatters recall. A CLIP text query points at a
@@ -251,8 +251,10 @@ def calibrate_for_text_queries(index: Any, snapshot: StoreSnapshot, k: int = 100
 
     The recall of a sample of ``queries`` is an estimate, and two graph builds of the same vectors differ
     (at 1M, held-out recall at one ef moved by 0.07 between builds), so the index is tuned to ``target +
-    margin`` on the sample for ``target`` to hold on queries it has not seen.
+    margin`` on the sample for ``target`` (default: the index's ``recall_target``) to hold on queries it has not
+    seen.
     """
+    target = index.recall_target if target is None else target
     rng = np.random.default_rng(0)
     sample = rng.choice(len(snapshot), size=min(queries, len(snapshot)), replace=False)
     neighbourhoods = _exact_top_k(snapshot, snapshot.vectors(sample), k)
