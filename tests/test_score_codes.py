@@ -219,6 +219,23 @@ def test_the_encoding_kernel_writes_the_reference_codes_and_keeps_every_unflagge
     assert np.linalg.norm(codes[kept].astype(np.float64), axis=1).max() <= header.norm_cap
 
 
+def test_every_compiled_kernel_has_a_disk_cache_entry_of_its_own() -> None:
+    """numba's disk cache names a compiled function by its source's name and line: two dispatchers of one function
+    (``njit(kernel.py_func)``, as the serial scan once was) shared an entry, and the one compiled first ran for both,
+    so the histogram's parallel scan ran on one core (2026-12-07: 22.7 ms at 1M instead of 16.9)."""
+    import numba
+
+    from picsift.analysis import projection_umap
+    from picsift.core import codes_kernel
+
+    cached = [d for module in (codes_kernel, projection_umap) for d in vars(module).values()
+              if isinstance(d, numba.core.registry.CPUDispatcher) and d._cache._name != "NullCache"]
+    names = [d._cache._cache_file._index_name for d in cached if hasattr(d._cache, "_cache_file")]
+    assert len(names) >= 8 and len(set(names)) == len(names), sorted(names)
+    assert codes_kernel.scan_codes.targetoptions.get("parallel") and not \
+        codes_kernel.scan_codes_serial.targetoptions.get("parallel")
+
+
 def test_compaction_builds_the_codes_of_the_new_vectors_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "CODES_FROM", 1)
     catalog, store, _ = make_store(tmp_path)

@@ -52,6 +52,18 @@ def _prefetch(typingctx, array, row, column):  # pragma: no cover
     return numba.types.void(array, row, column), codegen
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _code_score(codes: np.ndarray, query: np.ndarray, row: int, step: float,
+                offset: float) -> float:  # pragma: no cover
+    """``step * (codes[row, :dim] . query) + offset`` as float32, NaN for a flagged row (see :func:`scan_codes`)."""
+    if codes[row, 0] == -128:
+        return np.float32(np.nan)
+    total = np.int32(0)
+    for j in range(query.shape[0]):  # wrapped to int32 at each step (never overflows: query_max), so LLVM keeps
+        total = np.int32(total + np.int32(codes[row, j]) * np.int32(query[j]))  # 32-bit lanes: vpmaddwd, not int64
+    return np.float32(np.float64(total) * step + offset)
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def scan_codes(codes: np.ndarray, query: np.ndarray, rows: np.ndarray, step: float, offset: float,
                out: np.ndarray, ahead: int = 0) -> None:  # pragma: no cover
@@ -63,25 +75,26 @@ def scan_codes(codes: np.ndarray, query: np.ndarray, rows: np.ndarray, step: flo
     flagged rows). With ``ahead`` > 0, each row's cache lines are asked for ``ahead`` rows before it is read: for
     rows scattered over the codes (a scope), which the hardware cannot guess; rows read in order need no help
     (:data:`SCAN_AHEAD`)."""
-    dim = query.shape[0]
     n = rows.shape[0]
     for i in numba.prange(n):
         if ahead > 0 and i + ahead < n:
             _prefetch_row(codes, rows[i + ahead])
-        row = rows[i]
-        if codes[row, 0] == -128:
-            out[i] = np.nan
-            continue
-        total = np.int32(0)
-        for j in range(dim):  # wrapped to int32 at each step (never overflows: query_max), so LLVM keeps 32-bit
-            total = np.int32(total + np.int32(codes[row, j]) * np.int32(query[j]))  # lanes: vpmaddwd, not int64
-        out[i] = np.float32(np.float64(total) * step + offset)
+        out[i] = _code_score(codes, query, rows[i], step, offset)
 
 
-#: :func:`scan_codes` on the calling thread (its ``prange`` runs as ``range``): for the few thousand rows of an
-#: inverted file's lists, where waking numba's second thread costs more than it saves and a busy machine makes a
-#: parallel call wait for a core (bench/ivf.py).
-scan_codes_serial = numba.njit(nogil=True, cache=True)(scan_codes.py_func)
+@numba.njit(nogil=True, cache=True)
+def scan_codes_serial(codes: np.ndarray, query: np.ndarray, rows: np.ndarray, step: float, offset: float,
+                      out: np.ndarray, ahead: int = 0) -> None:  # pragma: no cover
+    """:func:`scan_codes` on the calling thread: for the few thousand rows of an inverted file's lists, where waking
+    numba's second thread costs more than it saves and a busy machine makes a parallel call wait for a core
+    (bench/ivf.py). A function of its own, not ``njit(scan_codes.py_func)``: numba's disk cache names a compiled
+    function by its source's name and line, so that copy and :func:`scan_codes` shared one cache entry, and whichever
+    compiled first ran for both (the histogram's scan on one core: 22.7 ms at 1M where two cores take 16.9)."""
+    n = rows.shape[0]
+    for i in range(n):
+        if ahead > 0 and i + ahead < n:
+            _prefetch_row(codes, rows[i + ahead])
+        out[i] = _code_score(codes, query, rows[i], step, offset)
 
 
 @numba.njit(nogil=True, cache=True)
