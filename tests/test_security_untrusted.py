@@ -125,6 +125,30 @@ def test_a_secret_or_its_folder_reached_through_a_link_is_not_used(
         signing.sign_folder(folder)
 
 
+def test_a_folder_of_another_size_is_refused_before_a_byte_is_hashed_and_same_size_changes_still_are(
+    signed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, _ = signed
+    storage = folder / "collection" / "storage.sqlite"
+    recorded = signing.signature_file(folder).read_text()
+    assert recorded.split()[1] == str(len(b"points"))  # the HMAC, then the files' total size
+    hashed: list[int] = []
+    real_digest = signing._digest
+    monkeypatch.setattr(signing, "_digest", lambda files, secret: hashed.append(1) or real_digest(files, secret))
+    with open(storage, "r+b") as f:  # a planted file far larger than any picsift reads: sparse, takes no disk
+        f.truncate(2**31 + 4096)
+    assert not signing.verify_folder(folder) and not hashed  # refused on its size alone
+    storage.write_bytes(b"pOints")  # the same size, other bytes: the HMAC refuses it
+    assert not signing.verify_folder(folder) and hashed
+    storage.write_bytes(b"points")
+    assert signing.verify_folder(folder)
+    digest_only = recorded.split()[0]  # a signature made before sizes were recorded is checked by its HMAC
+    signing.signature_file(folder).write_text(digest_only)
+    assert signing.verify_folder(folder)
+    storage.write_bytes(b"pOints")
+    assert not signing.verify_folder(folder)
+
+
 def test_a_qdrant_index_signed_with_a_secret_others_can_change_is_not_loaded(
     tmp_path: Path, few_images: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,

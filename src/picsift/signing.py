@@ -128,9 +128,10 @@ def signature_file(folder: Path) -> Path:
     return folder.with_name(folder.name + ".signature")
 
 
-def folder_digest(folder: Path, secret: bytes) -> str | None:
-    """HMAC of every file under ``folder`` (names and bytes); None when it holds links or special files."""
-    mac = hmac.new(secret, digestmod=hashlib.sha256)
+def _signed_files(folder: Path) -> list[tuple[bytes, str, int]] | None:
+    """``(relative name, path, size)`` of every file under ``folder`` that a signature covers, in signing order; None
+    when it holds links or special files (not something picsift wrote)."""
+    found = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
@@ -139,34 +140,51 @@ def folder_digest(folder: Path, secret: bytes) -> str | None:
             if name in _UNSIGNED and stat.S_ISREG(info.st_mode):
                 continue
             if not stat.S_ISREG(info.st_mode):
-                return None  # a symlink, pipe or device: not something picsift wrote
-            relative = os.path.relpath(path, folder).encode("utf-8", "surrogateescape")
-            mac.update(len(relative).to_bytes(8, "big") + relative + info.st_size.to_bytes(8, "big"))
-            f, _ = open_regular_file(path)
-            with f:
-                while block := f.read(1 << 20):
-                    mac.update(block)
+                return None
+            found.append((os.path.relpath(path, folder).encode("utf-8", "surrogateescape"), path, info.st_size))
+    return found
+
+
+def _digest(files: list[tuple[bytes, str, int]], secret: bytes) -> str:
+    """HMAC of ``files`` (:func:`_signed_files`): names, sizes and bytes."""
+    mac = hmac.new(secret, digestmod=hashlib.sha256)
+    for relative, path, size in files:
+        mac.update(len(relative).to_bytes(8, "big") + relative + size.to_bytes(8, "big"))
+        f, _ = open_regular_file(path)
+        with f:
+            while block := f.read(1 << 20):
+                mac.update(block)
     return mac.hexdigest()
 
 
 def sign_folder(folder: Path) -> None:
-    """Record that this user's picsift wrote ``folder`` as it is now."""
-    digest = folder_digest(folder, user_secret())  # an untrusted secret signs nothing: UntrustedSecretError
-    if digest is None:
+    """Record that this user's picsift wrote ``folder`` as it is now: the HMAC of its files, then their total size
+    (so that :func:`verify_folder` refuses a folder of another size, e.g. a planted 2 GB file, without reading it)."""
+    files = _signed_files(folder)
+    if files is None:
         return
-    WorkspaceFiles(folder.parent).write_bytes(signature_file(folder).name, digest)
+    digest = _digest(files, user_secret())  # an untrusted secret signs nothing: UntrustedSecretError
+    size = sum(size for _, _, size in files)
+    WorkspaceFiles(folder.parent).write_bytes(signature_file(folder).name, f"{digest} {size}".encode())
 
 
 def verify_folder(folder: Path) -> bool:
-    """Whether ``folder`` is exactly as this user's picsift last signed it."""
+    """Whether ``folder`` is exactly as this user's picsift last signed it. Its files' total size is compared
+    first: a folder of another size is refused without hashing a byte (2026-12-07: three planted 2 GB files took 21
+    s to hash before). A signature without a size (before 2026-12-07) is checked by its HMAC alone."""
     if folder.is_symlink() or not folder.is_dir():
         return False
     try:
-        recorded = WorkspaceFiles(folder.parent).read_bytes(signature_file(folder).name, 1024).decode().strip()
-        digest = folder_digest(folder, user_secret())
+        recorded = WorkspaceFiles(folder.parent).read_bytes(signature_file(folder).name, 1024).decode().split()
+        files = _signed_files(folder)
+        if files is None or len(recorded) not in (1, 2):
+            return False
+        if len(recorded) == 2 and recorded[1] != str(sum(size for _, _, size in files)):
+            return False
+        digest = _digest(files, user_secret())
     except UntrustedSecretError as e:
         log.warning("%s", e)
         return False
     except (OSError, UnicodeDecodeError):
         return False
-    return digest is not None and hmac.compare_digest(recorded, digest)
+    return hmac.compare_digest(recorded[0].encode(), digest.encode())
