@@ -54,7 +54,7 @@ def _prefetch(typingctx, array, row, column):  # pragma: no cover
 
 @numba.njit(nogil=True, cache=True, inline="always")
 def _code_score(codes: np.ndarray, query: np.ndarray, row: int, step: float,
-                offset: float) -> float:  # pragma: no cover
+                offset: float) -> np.float32:  # pragma: no cover
     """``step * (codes[row, :dim] . query) + offset`` as float32, NaN for a flagged row (see :func:`scan_codes`)."""
     if codes[row, 0] == -128:
         return np.float32(np.nan)
