@@ -155,10 +155,17 @@ class IvfIndex(VectorIndex):
 
     def calibrate(self, queries: np.ndarray, exact_ids: list[list[str]], k: int, target: float = 0.95,
                   wider: int | None = None) -> int:
-        """The smallest ``nprobe`` whose mean recall@k of the ``wider`` best candidates (what the library rescores)
-        against ``exact_ids`` reaches ``target`` (up a ladder of fractions of the lists, then the last step halved
-        twice: recall only grows with nprobe, a search scanning every list a smaller one scans), raised until no
-        sample query is lost (:data:`LOST`), by at most :data:`LOST_REACH` times. Returns it (saved by :meth:`save`)."""
+        """The smallest ``nprobe`` whose mean recall@k reaches ``target`` (up a ladder of fractions of the lists, then
+        the last step halved twice: recall only grows with nprobe, a search scanning every list a smaller one scans),
+        raised until no sample query is lost (:data:`LOST`), by at most :data:`LOST_REACH` times. Returns it (saved
+        by :meth:`save`).
+
+        Recall is that of what the library keeps (the k best of the ``wider`` candidates by their exact scores)
+        against ``exact_ids``, a result within :data:`TIE` of the exact k-th counting as found (ann-benchmarks'
+        epsilon recall): a sample query far from every image has hundreds of images about as close as its k-th, and
+        which of them come back is a tie. Counting only the exact ids held nprobe at 263 of 1,265 lists on 100k real
+        embeddings where held-out real prompts reach 0.97 at 32; with ties, 105 (synthetic data: 23 -> 16, held-out
+        text-like recall 0.983 -> 0.980; a one-off script, 2026-12-07)."""
         snapshot = self._attached()
         lists = snapshot.lists
         if lists is None or self.fixed:
@@ -169,14 +176,13 @@ class IvfIndex(VectorIndex):
                          if len(truth) else np.inf for q, truth in zip(queries, exact_ids, strict=True)])
 
         def measured(nprobe: int) -> tuple[float, int, bool]:
-            recalls, near = [], []
+            near = []
             for q, truth, edge in zip(queries, truths, last, strict=True):
                 found = self.search(q, wider or k, nprobe=nprobe)[0]
-                recalls.append(len(set(found) & truth) / max(1, len(truth)))
                 # as the library keeps them: the k best of the candidates by their exact scores
                 exact = np.sort(snapshot.exact(q[None], snapshot.positions_of(np.array(found, "<U32")))[:, 0])[::-1]
                 near.append(float((exact[: len(truth)] >= edge - TIE).sum()) / max(1, len(truth)))
-            recall, lost = float(np.mean(recalls)), int((np.array(near) < LOST).sum())
+            recall, lost = float(np.mean(near)), int((np.array(near) < LOST).sum())
             return recall, lost, recall >= target and not lost
 
         ladder = sorted({max(1, round(lists.count * f)) for f in
@@ -204,9 +210,9 @@ class IvfIndex(VectorIndex):
         recall, lost, _ = results[nprobe]
         self.nprobe = nprobe
         level = logging.INFO if recall >= target else logging.WARNING
-        log.log(level, "ivf: nprobe=%d of %d lists gives recall@%d=%.3f on %d text-like sample queries, %d of them "
-                "lost (fewer than %.0f%% of the results within %g of the exact %d-th; target %.2f, none lost)", nprobe,
-                lists.count, k, recall, len(queries), lost, 100 * LOST, TIE, k, target)
+        log.log(level, "ivf: nprobe=%d of %d lists gives recall@%d=%.3f (ties within %g found) on %d text-like sample "
+                "queries, %d of them lost (fewer than %.0f%% of the results so found; target %.2f, none lost)", nprobe,
+                lists.count, k, recall, TIE, len(queries), lost, 100 * LOST, target)
         return nprobe
 
     def ids(self) -> set[str]:
