@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import PicsiftError
-from .reading import open_regular_file
 from .workspace_files import WorkspaceFiles
 
 log = logging.getLogger(__name__)
@@ -128,9 +127,9 @@ def signature_file(folder: Path) -> Path:
     return folder.with_name(folder.name + ".signature")
 
 
-def _signed_files(folder: Path) -> list[tuple[bytes, str, int]] | None:
-    """``(relative name, path, size)`` of every file under ``folder`` that a signature covers, in signing order; None
-    when it holds links or special files (not something picsift wrote)."""
+def _signed_files(folder: Path) -> list[tuple[str, int]] | None:
+    """``(name relative to folder, size)`` of every file under ``folder`` that a signature covers, in signing order;
+    None when it holds links or special files (not something picsift wrote)."""
     found = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
@@ -141,19 +140,25 @@ def _signed_files(folder: Path) -> list[tuple[bytes, str, int]] | None:
                 continue
             if not stat.S_ISREG(info.st_mode):
                 return None
-            found.append((os.path.relpath(path, folder).encode("utf-8", "surrogateescape"), path, info.st_size))
+            found.append((os.path.relpath(path, folder), info.st_size))
     return found
 
 
-def _digest(files: list[tuple[bytes, str, int]], secret: bytes) -> str:
-    """HMAC of ``files`` (:func:`_signed_files`): names, sizes and bytes."""
+def _digest(folder: Path, files: list[tuple[str, int]], secret: bytes) -> str:
+    """HMAC of ``files`` under ``folder`` (:func:`_signed_files`): names, sizes and bytes, each file opened through
+    :class:`~picsift.workspace_files.WorkspaceFiles` (no link followed, one hard link) and read to at most one byte
+    past the size it was listed with (a file that grew since hashes differently, as it did read to its end)."""
     mac = hmac.new(secret, digestmod=hashlib.sha256)
-    for relative, path, size in files:
+    reader = WorkspaceFiles(folder)
+    for name, size in files:
+        relative = name.encode("utf-8", "surrogateescape")
         mac.update(len(relative).to_bytes(8, "big") + relative + size.to_bytes(8, "big"))
-        f, _ = open_regular_file(path)
+        f, _ = reader.open_read(name)
         with f:
-            while block := f.read(1 << 20):
+            left = size + 1
+            while left > 0 and (block := f.read(min(1 << 20, left))):
                 mac.update(block)
+                left -= len(block)
     return mac.hexdigest()
 
 
@@ -163,8 +168,8 @@ def sign_folder(folder: Path) -> None:
     files = _signed_files(folder)
     if files is None:
         return
-    digest = _digest(files, user_secret())  # an untrusted secret signs nothing: UntrustedSecretError
-    size = sum(size for _, _, size in files)
+    digest = _digest(folder, files, user_secret())  # an untrusted secret signs nothing: UntrustedSecretError
+    size = sum(size for _, size in files)
     WorkspaceFiles(folder.parent).write_bytes(signature_file(folder).name, f"{digest} {size}".encode())
 
 
@@ -179,9 +184,9 @@ def verify_folder(folder: Path) -> bool:
         files = _signed_files(folder)
         if files is None or len(recorded) not in (1, 2):
             return False
-        if len(recorded) == 2 and recorded[1] != str(sum(size for _, _, size in files)):
+        if len(recorded) == 2 and recorded[1] != str(sum(size for _, size in files)):
             return False
-        digest = _digest(files, user_secret())
+        digest = _digest(folder, files, user_secret())
     except UntrustedSecretError as e:
         log.warning("%s", e)
         return False

@@ -170,14 +170,13 @@ class IvfIndex(VectorIndex):
         lists = snapshot.lists
         if lists is None or self.fixed:
             return self.nprobe or 1
-        truths = [set(truth) for truth in exact_ids]
-        queries = np.asarray(queries, np.float32).reshape(len(truths), -1)
+        queries = np.asarray(queries, np.float32).reshape(len(exact_ids), -1)
         last = np.array([snapshot.exact(q[None], snapshot.positions_of(np.array(truth[-1:], "<U32")))[0, 0]
                          if len(truth) else np.inf for q, truth in zip(queries, exact_ids, strict=True)])
 
         def measured(nprobe: int) -> tuple[float, int, bool]:
             near = []
-            for q, truth, edge in zip(queries, truths, last, strict=True):
+            for q, truth, edge in zip(queries, exact_ids, last, strict=True):
                 found = self.search(q, wider or k, nprobe=nprobe)[0]
                 # as the library keeps them: the k best of the candidates by their exact scores
                 exact = np.sort(snapshot.exact(q[None], snapshot.positions_of(np.array(found, "<U32")))[:, 0])[::-1]
