@@ -412,7 +412,9 @@ def test_a_lost_head_node_ends_the_update_with_a_clear_error_and_keeps_every_com
     with start_cluster(hide_a_folder=False, slow_embed_s=3, nodes=1) as doomed:
         lost = subprocess.run([sys.executable, "-c", HEAD_KILLER, str(doomed.head), "update", str(source),
                                "--workspace", str(workspace), "--model", tiny_model, "--batch-size", "4", "--ray",
-                               doomed.address], capture_output=True, text=True, env=doomed.env, timeout=180)
+                               doomed.address], capture_output=True, text=True, timeout=180,
+                              # the loss is noticed after 3 s, not 10: a connection to the killed head is refused
+                              env=dict(doomed.env, PICSIFT_RAY_LOST_AFTER_S="3"))
     # One line from picsift (not Ray's "Failed to connect to GCS" a minute later), exit status 1, no traceback.
     assert lost.returncode == 1, lost.stderr[-3000:]
     errors = [line for line in lost.stderr.splitlines() if line.startswith("picsift: error:")]

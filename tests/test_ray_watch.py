@@ -53,3 +53,21 @@ def test_results_that_fail_with_the_cluster_gone_are_not_stopped_on_it() -> None
     update disconnects is ended by Ray)."""
     batches, seen = watched(gone=True)
     assert seen == [1] and not batches.closed
+
+
+def test_the_wait_for_a_lost_control_store_can_be_set_and_a_bad_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from picsift.core.ray_watch import CLUSTER_LOST_AFTER_S, LOST_AFTER_VARIABLE
+
+    store = socket.create_server(("127.0.0.1", 0))
+    address = "{}:{}".format(*store.getsockname())
+    try:
+        monkeypatch.delenv(LOST_AFTER_VARIABLE, raising=False)
+        assert GcsWatch("c", address, on_lost=lambda: None).lost_after_s == CLUSTER_LOST_AFTER_S
+        monkeypatch.setenv(LOST_AFTER_VARIABLE, "2.5")
+        assert GcsWatch("c", address, on_lost=lambda: None).lost_after_s == 2.5
+        for bad in ("soon", "0", "-1", "60", "nan"):
+            monkeypatch.setenv(LOST_AFTER_VARIABLE, bad)
+            with pytest.raises(ValueError, match=rf"\$PICSIFT_RAY_LOST_AFTER_S={bad!r}"):
+                GcsWatch("c", address, on_lost=lambda: None)
+    finally:
+        store.close()

@@ -7,6 +7,7 @@ module lets :mod:`.ray_embed` end the update first, with :class:`ClusterLostErro
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import socket
 import threading
@@ -24,10 +25,29 @@ log = logging.getLogger(__name__)
 #: out; it must stay well below Ray's own limit (``gcs_rpc_server_reconnect_timeout_s``, 60 s by default), after
 #: which Ray ends the whole driver process (see :class:`GcsWatch`; so do not lower that one below ~2x this).
 CLUSTER_LOST_AFTER_S = 10.0
+#: The environment variable that sets another wait than :data:`CLUSTER_LOST_AFTER_S` (seconds, more than 0 and at
+#: most 30: a flaky network may want longer, a test that kills the head shorter).
+LOST_AFTER_VARIABLE = "PICSIFT_RAY_LOST_AFTER_S"
 #: How often the driver checks that the control store still answers (a TCP connection to it, with this timeout).
 _PROBE_EVERY_S = 1.0
 #: Seconds an ending update waits for the thread that takes Ray's results to stop.
 _JOIN_S = 10.0
+
+
+def lost_after_s() -> float:
+    """Seconds an unreachable control store is waited for: ``$PICSIFT_RAY_LOST_AFTER_S``, else
+    :data:`CLUSTER_LOST_AFTER_S`; ``ValueError`` naming the variable when it is not a number in (0, 30]."""
+    text = os.environ.get(LOST_AFTER_VARIABLE, "").strip()
+    if not text:
+        return CLUSTER_LOST_AFTER_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 30:  # NaN too; 30: half of Ray's own limit (see CLUSTER_LOST_AFTER_S)
+        raise ValueError(f"${LOST_AFTER_VARIABLE}={text!r}: give the seconds to wait for a Ray cluster's lost control "
+                         "store, more than 0 and at most 30")
+    return seconds
 
 
 class ClusterLostError(RemoteStopped):
@@ -58,6 +78,7 @@ class GcsWatch:
         self._host, self._port = host.strip("[]"), int(port)
         self._failing_since: float | None = None
         self._checked = 0.0
+        self.lost_after_s = lost_after_s()
         self.enabled = self.reachable()  # else not from here (a Ray Client's cluster): Ray Client reports a loss
 
     def reachable(self) -> bool:
@@ -79,8 +100,8 @@ class GcsWatch:
         elif self._failing_since is None:
             self._failing_since = now
             log.warning("the Ray cluster's control store at %s does not answer; waiting %g s for it", self.address,
-                        CLUSTER_LOST_AFTER_S)
-        elif now - self._failing_since >= CLUSTER_LOST_AFTER_S:
+                        self.lost_after_s)
+        elif now - self._failing_since >= self.lost_after_s:
             self.lost = True
             self._on_lost()  # disconnect now: Ray's own countdown would end this process
             raise ClusterLostError(f"lost the Ray cluster at {self.cluster!r}: its control store at {self.address} has "
@@ -137,4 +158,4 @@ class GcsWatch:
                 puller.join(timeout=_JOIN_S)
 
 
-__all__ = ["CLUSTER_LOST_AFTER_S", "ClusterLostError", "GcsWatch"]
+__all__ = ["CLUSTER_LOST_AFTER_S", "LOST_AFTER_VARIABLE", "ClusterLostError", "GcsWatch", "lost_after_s"]
