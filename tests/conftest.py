@@ -25,17 +25,25 @@ def worker_group(nodeid: str) -> str:
     return "ray" if "ray" in Path(module).stem.split("_") else module
 
 
-#: The longest groups start first (under ``pytest -n 2`` a long group started last would run alone at the end).
-FIRST = ("ray", "tests/e2e/test_app_in_browser.py", "tests/test_notebooks.py", "tests/test_crash_safety.py",
-         "tests/e2e/test_serve_in_browser.py")
+#: Seconds the long groups took in a `make test` run (2026-12-07, `python bench/suite_log.py LOG`). The groups are
+#: handed out longest first (the longest-processing-time rule), so that the two workers end close together: a 42 s
+#: module started last had run alone for the suite's last 33 s. Groups not listed take under 10 s and follow in the
+#: order pytest collected them.
+DURATIONS = {
+    "ray": 389, "tests/test_notebooks.py": 144, "tests/e2e/test_app_in_browser.py": 69,
+    "tests/test_crash_safety.py": 59, "tests/e2e/test_serve_in_browser.py": 58, "tests/test_untrusted_workspace.py": 42,
+    "tests/test_offline_search.py": 36, "tests/test_cli.py": 32, "tests/test_service.py": 29,
+    "tests/e2e/test_explorer_in_browser.py": 27, "tests/test_offline_model.py": 21,
+    "tests/e2e/test_notebook7_in_browser.py": 20, "tests/e2e/test_marimo_in_browser.py": 19,
+    "tests/test_score_codes.py": 18, "tests/test_onnx_text.py": 18, "tests/test_health.py": 15,
+    "tests/test_object_health.py": 14, "tests/test_index_persistence.py": 12, "tests/test_video.py": 11,
+    "tests/test_sampling.py": 11, "tests/test_graph.py": 11, "tests/test_library.py": 10,
+    "tests/test_import_fuzz.py": 10, "tests/test_bad_input.py": 10,
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        group = worker_group(item.nodeid)
-        return FIRST.index(group) if group in FIRST else len(FIRST)
-
-    items.sort(key=rank)  # stable: within a group, and for the rest, the order pytest collected
+    items.sort(key=lambda item: -DURATIONS.get(worker_group(item.nodeid), 0))  # stable: within a group, and the rest
 
 
 if importlib.util.find_spec("xdist"):
@@ -43,7 +51,7 @@ if importlib.util.find_spec("xdist"):
         """`make test` runs two pytest-xdist workers; each gets whole groups (:func:`worker_group`)."""
         from xdist.scheduler import LoadScopeScheduling
 
-        config.option.loadscopereorder = False  # keep FIRST's order, not the groups' sizes
+        config.option.loadscopereorder = False  # keep DURATIONS' order, not the groups' test counts
 
         class GroupScheduling(LoadScopeScheduling):
             def _split_scope(self, nodeid: str) -> str:
