@@ -161,3 +161,30 @@ def test_the_best_of_a_million_scores_are_those_a_full_sort_gives() -> None:
             got = select(scores, limit, None, None)
             assert got.tolist() == order[:limit].tolist(), (name, limit)
         assert select(scores, 100, 0.25, None).tolist() == order[:100][scores[order[:100]] >= 0.25].tolist()
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 5_000, 100_003])
+def test_the_range_and_the_rows_a_search_rescores_are_numpys_in_one_pass(n: int) -> None:
+    """exact_top finds the scores' range and the rows it rescores (the results' band and both ends) in two compiled
+    passes (score_range, rows_within): the same as numpy's min, max and masks, for any count of scores."""
+    from picsift.core.codes_kernel import LOCK, rows_within, score_range
+
+    rng = np.random.default_rng(n)
+    scores = rng.normal(0.2, 0.05, n).astype(np.float32)
+    if n > 10:
+        scores[rng.integers(0, n, 5)] = scores[0]  # ties
+    with LOCK:
+        low, high = score_range(scores)
+        if n:
+            assert (low, high) == (float(scores.min()), float(scores.max()))
+            for lower, upper, below, above in [(0.25, 0.3, low + 0.01, high - 0.01), (-np.inf, np.inf, -1.0, 2.0),
+                                               (0.3, 0.2, low, high), (0.21, np.inf, -np.inf, np.inf)]:
+                want = np.flatnonzero(((scores >= lower) & (scores <= upper)) | (scores <= below) | (scores >= above))
+                got = rows_within(scores, lower, upper, below, above)
+                assert got.dtype == np.int64 and got.tolist() == want.tolist()
+        else:
+            assert (low, high) == (np.inf, -np.inf) and rows_within(scores, 0.0, 1.0, 0.0, 1.0).shape == (0,)
+        if n:
+            scores[n // 2] = np.nan  # numpy's min and max are NaN then, and NaN is in no band
+            assert all(np.isnan(score_range(scores)))
+            assert n // 2 not in rows_within(scores, -np.inf, np.inf, np.inf, -np.inf).tolist()

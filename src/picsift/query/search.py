@@ -119,6 +119,8 @@ def exact_top(
     query, no negatives), so the histogram's counts are those of the exact scores but for about one per 10,000;
     and so they are from a float16 scan, which rounds each score to float16.
     """
+    from ..core.codes_kernel import LOCK, rows_within, score_range  # numba: on first use, not at import
+
     terms = 1 + (negative_weight if negatives is not None and len(negatives) else 0)
     error = terms * (snapshot.coarse_error(len(scores)) + snapshot.sum_error)
     if not len(scores):
@@ -128,8 +130,9 @@ def exact_top(
     if limit is not None and len(picked) and len(picked) == limit:
         lower = max(lower, float(scores[picked[-1]]) - 2 * error)
     upper = np.inf if max_score is None else max_score + 2 * error
-    ends = (scores <= scores.min() + 2 * error) | (scores >= scores.max() - 2 * error)
-    band = np.flatnonzero(((scores >= lower) & (scores <= upper)) | ends)
+    with LOCK:  # one pass each on every core, not numpy's seven (min, max, four comparisons, their positions)
+        low, high = score_range(np.ascontiguousarray(scores))
+        band = rows_within(np.ascontiguousarray(scores), lower, upper, low + 2 * error, high - 2 * error)
     in_snapshot = band if positions is None else positions[band]
     refined = scores.copy()
     refined[band] = score_scope(snapshot, in_snapshot, positives, negatives, combine=combine,
@@ -137,8 +140,11 @@ def exact_top(
     query = query_vectors(positives, combine)
     if snapshot.matrix.dtype == np.float16 and len(query) == 1 and (negatives is None or not len(negatives)):
         # the histogram's bins: scores near an edge rescored exactly, as many as keep it within its target
-        # the band is exact already (and kept as the results' own exact path scored them)
-        at = near_edge_rows(refined, HISTOGRAM_BINS, snapshot.coarse_typical_error(query[0], refined), skip=band)
+        # the band is exact already (and kept as the results' own exact path scored them). The band holds both
+        # ends, and a score outside it is over 2 errors from either end, so the refined range is the band's.
+        span = (float(refined[band].min()), float(refined[band].max())) if np.isfinite(low) else None
+        at = near_edge_rows(refined, HISTOGRAM_BINS, snapshot.coarse_typical_error(query[0], refined), skip=band,
+                            span=span)
         refined[at] = exact_float16(snapshot.matrix, snapshot.rows[at if positions is None else positions[at]],
                                     query[0])
     return refined
