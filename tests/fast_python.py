@@ -14,19 +14,27 @@ serves only calls whose environment equals its own apart from variables no prelo
 ``AWS_*``, ``PYTEST_CURRENT_TEST``); any other environment gets a zygote of its own. Anything :func:`run` does not
 model (``input=``, a ``python`` other than this one, options before ``-m``/``-c``) goes to :func:`subprocess.run`
 unchanged, and ``PICSIFT_TEST_FRESH_PYTHON=1`` sends every call there.
+
+Jupyter kernels too (:func:`kernel_manager_class`, for ``nbclient``): jupyter_client starts a small shim instead of
+``python -m ipykernel_launcher``, and the shim has a zygote that has also imported ipykernel fork the kernel, hands
+it its stdin/stdout/stderr and environment, forwards the signals jupyter_client sends (interrupt, terminate), and
+ends with the kernel's exit status; a kernel whose shim is killed is killed too.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +43,34 @@ PRELOAD = ("numpy", "PIL.Image", "pandas", "torch", "torchvision", "transformers
 #: environment variables that none of PRELOAD reads: calls may differ in these and share a zygote (pytest names the
 #: running test in PYTEST_CURRENT_TEST)
 PRIVATE_PREFIXES = ("PICSIFT_", "AWS_", "PYTEST_CURRENT_TEST")
+#: a kernel zygote imports the kernel as well (IPython, pyzmq, tornado; none of them starts a thread on import)
+KERNEL_PRELOAD = (*PRELOAD, "ipykernel.kernelapp")
+#: variables jupyter_client sets for each kernel it starts (no preloaded library reads them)
+KERNEL_PRIVATE_PREFIXES = (*PRIVATE_PREFIXES, "JPY_", "IPY_")
+
+#: The process jupyter_client starts for a kernel: asks the suite's kernel launcher (a Unix socket, argv[1]) for
+#: `python -m ipykernel_launcher ARGS` forked from a zygote, then stands for it (signals forwarded, its exit status).
+SHIM = r'''
+import json, os, signal, socket, sys
+launcher = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+launcher.connect(sys.argv[1])
+request = {"mode": "-m", "args": sys.argv[2:], "env": dict(os.environ), "cwd": os.getcwd()}
+socket.send_fds(launcher, [json.dumps(request).encode()], [0, 1, 2])
+pid = int(launcher.recv(64).split()[1])
+def forward(signum, frame):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+    signal.signal(signum, forward)
+reply = launcher.recv(64)
+code = int(reply.split()[1]) if reply.startswith(b"rc ") else 1
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+'''
 
 ZYGOTE = r'''
 import gc, json, os, runpy, socket, sys
@@ -96,11 +132,12 @@ else:
 
 
 class _Zygote:
-    def __init__(self, env: Mapping[str, str]):
+    def __init__(self, env: Mapping[str, str], preload: Sequence[str] = PRELOAD):
         self.env = dict(env)
+        self.busy = False  # a kernel's zygote, while it waits on its kernel
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.process = subprocess.Popen(
-            [sys.executable, "-c", ZYGOTE, str(theirs.fileno()), ",".join(PRELOAD)], pass_fds=[theirs.fileno()],
+            [sys.executable, "-c", ZYGOTE, str(theirs.fileno()), ",".join(preload)], pass_fds=[theirs.fileno()],
             env=self.env, stdin=subprocess.DEVNULL,
             # SIGINT at its default, as in a terminal (a shell's background job starts its children with it ignored)
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -112,11 +149,7 @@ class _Zygote:
 
     def run(self, request: dict[str, Any], fds: list[int], timeout: float | None) -> tuple[int, bool]:
         """Fork a child for ``request``; its exit code, and whether it was killed for running past ``timeout``."""
-        socket.send_fds(self.control, [json.dumps(request).encode()], fds)
-        reply = self.control.recv(64)
-        if not reply.startswith(b"pid "):
-            raise RuntimeError(f"the test zygote answered {reply!r}")
-        pid = int(reply.split()[1])
+        pid = self.start(request, fds)
         self.control.settimeout(timeout)
         timed_out = False
         try:
@@ -130,6 +163,24 @@ class _Zygote:
             self.control.settimeout(None)
         return int(reply.split()[1]), timed_out
 
+    def start(self, request: dict[str, Any], fds: list[int]) -> int:
+        """Fork a child for ``request``: its pid (:meth:`wait_for` it, or the zygote serves no other)."""
+        socket.send_fds(self.control, [json.dumps(request).encode()], fds)
+        reply = self.control.recv(64)
+        if not reply.startswith(b"pid "):
+            raise RuntimeError(f"the test zygote answered {reply!r}")
+        return int(reply.split()[1])
+
+    def wait_for(self, pid: int, shim: socket.socket) -> int:
+        """The exit code of the child ``pid`` (a kernel); killed first if its ``shim`` goes away."""
+        import select
+
+        while not select.select([self.control, shim], [], [])[0].count(self.control):
+            if not shim.recv(64):  # the shim was killed (jupyter_client's last resort): so is its kernel
+                os.kill(pid, signal.SIGKILL)
+                break
+        return int(self.control.recv(64).split()[1])
+
     def close(self) -> None:
         self.control.close()
         try:
@@ -142,8 +193,8 @@ class _Zygote:
 _zygotes: dict[tuple[tuple[str, str], ...], _Zygote] = {}
 
 
-def _key(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in env.items() if not k.startswith(PRIVATE_PREFIXES)))
+def _key(env: Mapping[str, str], private: tuple[str, ...] = PRIVATE_PREFIXES) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in env.items() if not k.startswith(private)))
 
 
 def _zygote(env: Mapping[str, str]) -> _Zygote:
@@ -156,8 +207,92 @@ def _zygote(env: Mapping[str, str]) -> _Zygote:
 @atexit.register
 def close_all() -> None:
     """End every zygote this process started (each ends itself too when this process's end closes its socket)."""
+    global _launcher
     while _zygotes:
         _zygotes.popitem()[1].close()
+    if _launcher is not None:
+        _launcher, launcher = None, _launcher
+        launcher.close()
+
+
+class _KernelLauncher:
+    """A Unix socket in this test process where :data:`SHIM` asks for kernels, each forked by a kernel zygote (one
+    per environment that is not busy with a kernel: kernels that live at once get zygotes of their own)."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="psk")  # short: a socket's path must fit 107 bytes
+        self.path = os.path.join(self.folder, "kernels")
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.server.bind(self.path)
+        self.server.listen()
+        self.zygotes: list[_Zygote] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, name="fast-python-kernels", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            shim, _ = self.server.accept()
+            threading.Thread(target=self._serve, args=(shim,), daemon=True).start()
+
+    def _zygote(self, env: Mapping[str, str]) -> _Zygote:
+        key = _key(env, KERNEL_PRIVATE_PREFIXES)
+        with self.lock:
+            for zygote in self.zygotes:
+                if not zygote.busy and _key(zygote.env, KERNEL_PRIVATE_PREFIXES) == key:
+                    zygote.busy = True
+                    return zygote
+        zygote = _Zygote(env, KERNEL_PRELOAD)
+        zygote.busy = True
+        with self.lock:
+            self.zygotes.append(zygote)
+        return zygote
+
+    def _serve(self, shim: socket.socket) -> None:
+        with shim:
+            message, fds, _, _ = socket.recv_fds(shim, 1 << 20, 3)
+            request = json.loads(message)
+            zygote = self._zygote(request["env"])
+            try:
+                try:
+                    pid = zygote.start(request, fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                shim.sendall(b"pid %d" % pid)
+                returncode = zygote.wait_for(pid, shim)
+                with contextlib.suppress(OSError):
+                    shim.sendall(b"rc %d" % returncode)
+            finally:
+                zygote.busy = False
+
+    def close(self) -> None:
+        with self.lock:
+            zygotes, self.zygotes = self.zygotes, []
+        for zygote in zygotes:
+            zygote.close()
+        self.server.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_launcher: _KernelLauncher | None = None
+
+
+def kernel_manager_class() -> type:
+    """A jupyter_client ``KernelManager`` whose Python kernels are forked from a kernel zygote (``nbclient``'s
+    ``kernel_manager_class``); with ``PICSIFT_TEST_FRESH_PYTHON=1``, jupyter_client's own."""
+    from jupyter_client.manager import KernelManager
+
+    class ForkedKernelManager(KernelManager):  # type: ignore[misc]
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            global _launcher
+            command: list[str] = super().format_kernel_cmd(extra_arguments)
+            if os.environ.get("PICSIFT_TEST_FRESH_PYTHON") == "1" or command[:2] != [sys.executable, "-m"]:
+                return command
+            if _launcher is None:
+                _launcher = _KernelLauncher()
+            return [sys.executable, "-c", SHIM, _launcher.path, *command[2:]]
+
+    return ForkedKernelManager
 
 
 def run(args: Sequence[str], *, capture_output: bool = False, text: bool = False, timeout: float | None = None,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 from . import fast_python
@@ -57,3 +60,51 @@ def test_a_child_past_its_timeout_is_killed_and_raises_as_subprocess_does() -> N
         fast_python.run([sys.executable, "-c", "import time; time.sleep(60)"], capture_output=True, timeout=1)
     assert fast_python.run([sys.executable, "-c", "print('still serving')"], capture_output=True,
                            text=True).stdout == "still serving\n"
+
+
+def kernel_session(manager_class: type, cwd: Path, now: bool) -> tuple[list[str], str, int]:
+    """What a kernel prints, the error an interrupt of a busy cell gives, and the kernel's pid (ended after)."""
+    manager = manager_class(kernel_name="python3")
+    manager.start_kernel(cwd=str(cwd), env={**os.environ, "PICSIFT_PROBE": "probe value"})
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=120)
+        printed: list[str] = []
+
+        def keep(message: dict[str, Any]) -> None:
+            if message["msg_type"] == "stream":
+                printed.append(message["content"]["text"])
+
+        client.execute_interactive(
+            "import os, sys\nprint(os.getcwd(), os.environ['PICSIFT_PROBE'], repr(sys.path[:5]), 'torch' in dir())\n"
+            "print(os.getpid())", output_hook=keep, timeout=60)
+        lines = "".join(printed).splitlines()
+        printed, pid = lines[:-1], int(lines[-1])
+        client.execute("import time\ntime.sleep(60)")
+        time.sleep(1)
+        manager.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=30)
+        while reply["msg_type"] != "execute_reply" or reply["content"]["execution_count"] < 2:
+            reply = client.get_shell_msg(timeout=30)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=now)
+    return printed, reply["content"].get("ename", ""), pid
+
+
+def test_a_forked_kernel_runs_interrupts_and_ends_as_a_fresh_one_does(tmp_path: Path) -> None:
+    from jupyter_client.manager import KernelManager
+
+    fresh = kernel_session(KernelManager, tmp_path, now=False)
+    forked = kernel_session(fast_python.kernel_manager_class(), tmp_path, now=False)
+    killed = kernel_session(fast_python.kernel_manager_class(), tmp_path, now=True)  # jupyter_client's last resort
+    # working directory, environment, import path, a clean namespace, the interrupt
+    assert forked[:2] == killed[:2] == fresh[:2]
+    assert fresh[0][0].startswith(f"{tmp_path} probe value [") and fresh[0][0].endswith("False")
+    assert fresh[1] == "KeyboardInterrupt"
+    for pid in (fresh[2], forked[2], killed[2]):  # each kernel ended, the one whose shim was killed too
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+            time.sleep(0.1)
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", pid
