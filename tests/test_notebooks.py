@@ -53,7 +53,8 @@ def test_notebook_runs_top_to_bottom(path: Path, notebook_env: dict[str, str], m
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws the pictures
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}},
                             kernel_manager_class=fast_python.kernel_manager_class())  # forked: imports paid once
     try:
         client.execute()
