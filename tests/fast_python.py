@@ -74,6 +74,7 @@ sys.exit(code)
 
 ZYGOTE = r'''
 import gc, json, os, runpy, socket, sys
+START = os.getcwd()  # where this interpreter resolved $PYTHONPATH's relative entries
 for name in sys.argv[2].split(","):
     try:
         __import__(name)
@@ -109,6 +110,10 @@ del control, fds, message, pid
 os.environ.clear()
 os.environ.update(request["env"])
 os.chdir(request["cwd"])
+for entry in filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)):  # as a fresh interpreter resolves them
+    here, there = os.path.abspath(os.path.join(START, entry)), os.path.abspath(entry)
+    if here != there and here in sys.path:
+        sys.path[sys.path.index(here)] = there
 sys.stdin, sys.stdout, sys.stderr = (
     open(0, "r", closefd=False),
     open(1, "w", closefd=False, errors=sys.stdout.errors),

@@ -65,7 +65,8 @@ def test_a_child_past_its_timeout_is_killed_and_raises_as_subprocess_does() -> N
 def kernel_session(manager_class: type, cwd: Path, now: bool) -> tuple[list[str], str, int]:
     """What a kernel prints, the error an interrupt of a busy cell gives, and the kernel's pid (ended after)."""
     manager = manager_class(kernel_name="python3")
-    manager.start_kernel(cwd=str(cwd), env={**os.environ, "PICSIFT_PROBE": "probe value"})
+    # a relative $PYTHONPATH entry resolves against the kernel's directory, not the zygote's
+    manager.start_kernel(cwd=str(cwd), env={**os.environ, "PICSIFT_PROBE": "probe value", "PYTHONPATH": "on-path"})
     client = manager.client()
     client.start_channels()
     try:
@@ -101,7 +102,8 @@ def test_a_forked_kernel_runs_interrupts_and_ends_as_a_fresh_one_does(tmp_path: 
     killed = kernel_session(fast_python.kernel_manager_class(), tmp_path, now=True)  # jupyter_client's last resort
     # working directory, environment, import path, a clean namespace, the interrupt
     assert forked[:2] == killed[:2] == fresh[:2]
-    assert fresh[0][0].startswith(f"{tmp_path} probe value [") and fresh[0][0].endswith("False")
+    assert fresh[0][0].startswith(f"{tmp_path} probe value [{str(tmp_path / 'on-path')!r}, ")
+    assert fresh[0][0].endswith("False")
     assert fresh[1] == "KeyboardInterrupt"
     for pid in (fresh[2], forked[2], killed[2]):  # each kernel ended, the one whose shim was killed too
         deadline = time.monotonic() + 30
