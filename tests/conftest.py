@@ -25,20 +25,19 @@ def worker_group(nodeid: str) -> str:
     return "ray" if "ray" in Path(module).stem.split("_") else module
 
 
-#: Seconds the long groups took in a `make test` run (2026-12-07, `python bench/suite_log.py LOG`). The groups are
-#: handed out longest first (the longest-processing-time rule), so that the two workers end close together: a 42 s
-#: module started last had run alone for the suite's last 33 s. Groups not listed take under 10 s and follow in the
-#: order pytest collected them.
+#: Seconds the long groups took in a `make test` run (2026-12-07 08:30, `python bench/suite_log.py LOG`). The groups
+#: are handed out longest first (the longest-processing-time rule), so that the two workers end close together: a
+#: 42 s module started last had run alone for the suite's last 33 s. Groups not listed take under 10 s and follow in
+#: the order pytest collected them.
 DURATIONS = {
-    "ray": 389, "tests/test_notebooks.py": 144, "tests/e2e/test_app_in_browser.py": 69,
-    "tests/test_crash_safety.py": 59, "tests/e2e/test_serve_in_browser.py": 58, "tests/test_untrusted_workspace.py": 42,
-    "tests/test_offline_search.py": 36, "tests/test_cli.py": 32, "tests/test_service.py": 29,
-    "tests/e2e/test_explorer_in_browser.py": 27, "tests/test_offline_model.py": 21,
-    "tests/e2e/test_notebook7_in_browser.py": 20, "tests/e2e/test_marimo_in_browser.py": 19,
-    "tests/test_score_codes.py": 18, "tests/test_onnx_text.py": 18, "tests/test_health.py": 15,
-    "tests/test_object_health.py": 14, "tests/test_index_persistence.py": 12, "tests/test_video.py": 11,
-    "tests/test_sampling.py": 11, "tests/test_graph.py": 11, "tests/test_library.py": 10,
-    "tests/test_import_fuzz.py": 10, "tests/test_bad_input.py": 10,
+    "ray": 328, "tests/test_notebooks.py": 73, "tests/test_untrusted_workspace.py": 63,
+    "tests/test_offline_search.py": 53, "tests/e2e/test_serve_in_browser.py": 49, "tests/test_crash_safety.py": 46,
+    "tests/e2e/test_app_in_browser.py": 39, "tests/test_cli.py": 31, "tests/test_service.py": 27,
+    "tests/test_score_codes.py": 24, "tests/e2e/test_explorer_in_browser.py": 20, "tests/test_offline_model.py": 18,
+    "tests/e2e/test_notebook7_in_browser.py": 18, "tests/test_fast_python.py": 17,
+    "tests/e2e/test_marimo_in_browser.py": 14, "tests/test_video.py": 13, "tests/test_health.py": 13,
+    "tests/test_onnx_text.py": 12, "tests/test_objects.py": 11, "tests/test_index_persistence.py": 11,
+    "tests/test_object_health.py": 10,
 }
 
 
