@@ -130,9 +130,10 @@ def exact_top(
     if limit is not None and len(picked) and len(picked) == limit:
         lower = max(lower, float(scores[picked[-1]]) - 2 * error)
     upper = np.inf if max_score is None else max_score + 2 * error
+    contiguous = np.ascontiguousarray(scores)
     with LOCK:  # one pass each on every core, not numpy's seven (min, max, four comparisons, their positions)
-        low, high = score_range(np.ascontiguousarray(scores))
-        band = rows_within(np.ascontiguousarray(scores), lower, upper, low + 2 * error, high - 2 * error)
+        low, high = score_range(contiguous)
+        band = rows_within(contiguous, lower, upper, low + 2 * error, high - 2 * error)
     in_snapshot = band if positions is None else positions[band]
     refined = scores.copy()
     refined[band] = score_scope(snapshot, in_snapshot, positives, negatives, combine=combine,
