@@ -180,7 +180,7 @@ class _Zygote:
         """The exit code of the child ``pid`` (a kernel); killed first if its ``shim`` goes away."""
         import select
 
-        while not select.select([self.control, shim], [], [])[0].count(self.control):
+        while self.control not in select.select([self.control, shim], [], [])[0]:
             if not shim.recv(64):  # the shim was killed (jupyter_client's last resort): so is its kernel
                 os.kill(pid, signal.SIGKILL)
                 break
@@ -230,7 +230,7 @@ class _KernelLauncher:
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.server.bind(self.path)
         self.server.listen()
-        self.zygotes: list[_Zygote] = []
+        self.zygotes: list[tuple[tuple[tuple[str, str], ...], _Zygote]] = []  # (key, zygote)
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, name="fast-python-kernels", daemon=True).start()
 
@@ -242,14 +242,14 @@ class _KernelLauncher:
     def _zygote(self, env: Mapping[str, str]) -> _Zygote:
         key = _key(env, KERNEL_PRIVATE_PREFIXES)
         with self.lock:
-            for zygote in self.zygotes:
-                if not zygote.busy and _key(zygote.env, KERNEL_PRIVATE_PREFIXES) == key:
+            for known, zygote in self.zygotes:
+                if known == key and not zygote.busy:
                     zygote.busy = True
                     return zygote
         zygote = _Zygote(env, KERNEL_PRELOAD)
         zygote.busy = True
         with self.lock:
-            self.zygotes.append(zygote)
+            self.zygotes.append((key, zygote))
         return zygote
 
     def _serve(self, shim: socket.socket) -> None:
@@ -273,7 +273,7 @@ class _KernelLauncher:
     def close(self) -> None:
         with self.lock:
             zygotes, self.zygotes = self.zygotes, []
-        for zygote in zygotes:
+        for _, zygote in zygotes:
             zygote.close()
         self.server.close()
         shutil.rmtree(self.folder, ignore_errors=True)
